@@ -1,0 +1,20 @@
+package domain
+
+import "errors"
+
+// Domain errors. The API layer maps each to an HTTP status and a stable
+// machine-readable reason in one place (api/errors.go).
+var (
+	ErrUnknownEventType     = errors.New("unknown event type")
+	ErrUserExists           = errors.New("user already exists")
+	ErrUserNotFound         = errors.New("user not found")
+	ErrSessionExists        = errors.New("session already exists")
+	ErrSessionNotFound      = errors.New("session not found")
+	ErrSessionRevoked       = errors.New("session revoked")
+	ErrSessionExpired       = errors.New("session expired")
+	ErrInvalidToken         = errors.New("invalid token")
+	ErrRefreshTokenReused   = errors.New("refresh token reused; session revoked")
+	ErrInvalidCommand       = errors.New("invalid command")
+	ErrSessionUserMismatch  = errors.New("session belongs to another user")
+	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
+)

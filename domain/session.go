@@ -1,0 +1,242 @@
+package domain
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"time"
+)
+
+// SessionKind says how a session's token reaches the server.
+type SessionKind string
+
+// Session kinds, as the Authgear SDK names them.
+const (
+	SessionKindCookie       SessionKind = "cookie"
+	SessionKindRefreshToken SessionKind = "refresh_token"
+)
+
+// Valid reports whether k is a known kind.
+func (k SessionKind) Valid() bool { return k == SessionKindCookie || k == SessionKindRefreshToken }
+
+// Sign-in methods recorded in SessionStarted.
+const (
+	MethodAnonymous = "anonymous"
+)
+
+// Session is the write-side state of one session.
+type Session struct {
+	id          string
+	exists      bool
+	userID      string
+	clientID    string
+	kind        SessionKind
+	method      string
+	tokenHash   string
+	previous    map[string]struct{}
+	generation  int
+	startedAt   time.Time
+	lastActive  time.Time
+	idleTimeout time.Duration
+	lifetime    time.Duration
+	revoked     bool
+	revokedAt   time.Time
+}
+
+// SessionID returns the session's id.
+func (s Session) SessionID() string { return s.id }
+
+// Exists reports whether the session has started.
+func (s Session) Exists() bool { return s.exists }
+
+// UserID returns the id of the session's user.
+func (s Session) UserID() string { return s.userID }
+
+// ClientID returns the client application the session belongs to.
+func (s Session) ClientID() string { return s.clientID }
+
+// Kind returns the session kind.
+func (s Session) Kind() SessionKind { return s.kind }
+
+// StartedAt is when the session started.
+func (s Session) StartedAt() time.Time { return s.startedAt }
+
+// LastActiveAt is the last activity recorded in the session's events.
+func (s Session) LastActiveAt() time.Time { return s.lastActive }
+
+// ExpiresAt is the end of the session's lifetime.
+func (s Session) ExpiresAt() time.Time { return s.startedAt.Add(s.lifetime) }
+
+// IdleTimeout is the session's idle timeout.
+func (s Session) IdleTimeout() time.Duration { return s.idleTimeout }
+
+// Revoked reports whether the session was revoked.
+func (s Session) Revoked() bool { return s.revoked }
+
+// Check reports whether the session is usable at now. activity is the latest
+// activity known outside the log (coalesced records); zero when none.
+func (s Session) Check(now, activity time.Time) error {
+	if !s.exists {
+		return ErrSessionNotFound
+	}
+	if s.revoked {
+		return ErrSessionRevoked
+	}
+	if !now.Before(s.ExpiresAt()) {
+		return ErrSessionExpired
+	}
+	last := s.lastActive
+	if activity.After(last) {
+		last = activity
+	}
+	if !now.Before(last.Add(s.idleTimeout)) {
+		return ErrSessionExpired
+	}
+	return nil
+}
+
+// MatchesToken reports, in constant time, whether hash is the current token's.
+func (s Session) MatchesToken(hash string) bool {
+	return s.exists && subtle.ConstantTimeCompare([]byte(s.tokenHash), []byte(hash)) == 1
+}
+
+// EvolveSession applies one event to the state.
+func EvolveSession(s Session, ev Event) Session {
+	switch e := ev.(type) {
+	case SessionStarted:
+		s.id = e.SessionID
+		s.exists = true
+		s.userID = e.UserID
+		s.clientID = e.ClientID
+		s.kind = e.Kind
+		s.method = e.Method
+		s.tokenHash = e.TokenHash
+		s.startedAt = e.StartedAt
+		s.lastActive = e.StartedAt
+		s.idleTimeout = e.IdleTimeout.Duration()
+		s.lifetime = e.Lifetime.Duration()
+	case SessionRefreshed:
+		if s.previous == nil {
+			s.previous = make(map[string]struct{})
+		} else {
+			// Copy on write: states are values and must not share a map.
+			p := make(map[string]struct{}, len(s.previous)+1)
+			for k := range s.previous {
+				p[k] = struct{}{}
+			}
+			s.previous = p
+		}
+		s.previous[e.PreviousHash] = struct{}{}
+		s.tokenHash = e.TokenHash
+		s.generation = e.Generation
+		s.lastActive = e.RefreshedAt
+	case SessionRevoked:
+		s.revoked = true
+		s.revokedAt = e.RevokedAt
+	}
+	return s
+}
+
+// StartSession is the command that starts a session for a user.
+type StartSession struct {
+	SessionID   string
+	ClientID    string
+	Kind        SessionKind
+	Method      string
+	TokenHash   string
+	IdleTimeout time.Duration
+	Lifetime    time.Duration
+	Now         time.Time
+}
+
+// DecideStartSession checks the command against the user and the (new) session.
+func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
+	switch {
+	case c.SessionID == "" || c.ClientID == "" || c.TokenHash == "" || c.Method == "" || c.Now.IsZero():
+		return nil, fmt.Errorf("%w: session id, client id, token hash, method and time are required", ErrInvalidCommand)
+	case !c.Kind.Valid():
+		return nil, fmt.Errorf("%w: unknown session kind %q", ErrInvalidCommand, c.Kind)
+	case c.IdleTimeout <= 0 || c.Lifetime <= 0 || c.Lifetime < c.IdleTimeout:
+		return nil, fmt.Errorf("%w: lifetime must be positive and not shorter than the idle timeout", ErrInvalidCommand)
+	}
+	if err := u.CanSignIn(); err != nil {
+		return nil, err
+	}
+	if s.exists {
+		return nil, ErrSessionExists
+	}
+	return []Event{SessionStarted{
+		SessionID:   c.SessionID,
+		UserID:      u.id,
+		ClientID:    c.ClientID,
+		Kind:        c.Kind,
+		Method:      c.Method,
+		TokenHash:   c.TokenHash,
+		IdleTimeout: SecondsOf(c.IdleTimeout),
+		Lifetime:    SecondsOf(c.Lifetime),
+		StartedAt:   c.Now.UTC(),
+	}}, nil
+}
+
+// RefreshSession rotates a refresh-token session's token.
+type RefreshSession struct {
+	ClientID      string
+	PresentedHash string
+	NewHash       string
+	Now           time.Time
+}
+
+// DecideRefreshSession rotates the token when the presented one is current.
+// Presenting a token that was already rotated away is reuse (RFC 9700 §4.14):
+// the whole session is revoked. In that one case the result holds both the
+// revocation event, which must be recorded, and ErrRefreshTokenReused.
+func DecideRefreshSession(s Session, c RefreshSession) ([]Event, error) {
+	if c.PresentedHash == "" || c.NewHash == "" || c.Now.IsZero() {
+		return nil, fmt.Errorf("%w: token hashes and time are required", ErrInvalidCommand)
+	}
+	if !s.exists {
+		return nil, ErrInvalidToken
+	}
+	if s.kind != SessionKindRefreshToken {
+		return nil, ErrUnsupportedSessionOp
+	}
+	if c.ClientID != s.clientID {
+		return nil, ErrInvalidToken
+	}
+	if s.revoked {
+		return nil, ErrSessionRevoked
+	}
+	if !s.MatchesToken(c.PresentedHash) {
+		if _, reused := s.previous[c.PresentedHash]; reused {
+			return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: RevokeReasonTokenReuse, RevokedAt: c.Now.UTC()}}, ErrRefreshTokenReused
+		}
+		return nil, ErrInvalidToken
+	}
+	if err := s.Check(c.Now, time.Time{}); err != nil {
+		return nil, err
+	}
+	return []Event{SessionRefreshed{
+		SessionID:    s.id,
+		PreviousHash: s.tokenHash,
+		TokenHash:    c.NewHash,
+		Generation:   s.generation + 1,
+		RefreshedAt:  c.Now.UTC(),
+	}}, nil
+}
+
+// RevokeSession ends a session.
+type RevokeSession struct {
+	Reason string
+	Now    time.Time
+}
+
+// DecideRevokeSession revokes a live session; revoking an ended or unknown one
+// changes nothing, so revocation is idempotent.
+func DecideRevokeSession(s Session, c RevokeSession) ([]Event, error) {
+	if c.Reason == "" || c.Now.IsZero() {
+		return nil, fmt.Errorf("%w: reason and time are required", ErrInvalidCommand)
+	}
+	if !s.exists || s.revoked {
+		return nil, nil
+	}
+	return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: c.Reason, RevokedAt: c.Now.UTC()}}, nil
+}

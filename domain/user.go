@@ -1,0 +1,69 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// User is the write-side state of one user, rebuilt from its events. Fields
+// are unexported: it changes only through Evolve, and commands read it only
+// through Decide functions and accessors.
+type User struct {
+	id        string
+	exists    bool
+	anonymous bool
+	clientID  string
+	createdAt time.Time
+}
+
+// UserID returns the user's id (its sub).
+func (u User) UserID() string { return u.id }
+
+// Exists reports whether the user has been created.
+func (u User) Exists() bool { return u.exists }
+
+// IsAnonymous reports whether the user is a guest.
+func (u User) IsAnonymous() bool { return u.anonymous }
+
+// CreatedAt is when the user was created.
+func (u User) CreatedAt() time.Time { return u.createdAt }
+
+// CanSignIn reports whether new sessions may start for the user.
+func (u User) CanSignIn() error {
+	if !u.exists {
+		return ErrUserNotFound
+	}
+	return nil
+}
+
+// EvolveUser applies one event to the state. Events of other aggregates are
+// ignored, so a caller may fold a mixed list.
+func EvolveUser(u User, ev Event) User {
+	switch e := ev.(type) {
+	case AnonymousUserCreated:
+		u.id = e.UserID
+		u.exists = true
+		u.anonymous = true
+		u.clientID = e.ClientID
+		u.createdAt = e.CreatedAt
+	}
+	return u
+}
+
+// CreateAnonymousUser is the command that creates a guest.
+type CreateAnonymousUser struct {
+	UserID   string
+	ClientID string
+	Now      time.Time
+}
+
+// DecideCreateAnonymousUser checks the command against the state.
+func DecideCreateAnonymousUser(u User, c CreateAnonymousUser) ([]Event, error) {
+	if c.UserID == "" || c.ClientID == "" || c.Now.IsZero() {
+		return nil, fmt.Errorf("%w: user id, client id and time are required", ErrInvalidCommand)
+	}
+	if u.exists {
+		return nil, ErrUserExists
+	}
+	return []Event{AnonymousUserCreated{UserID: c.UserID, ClientID: c.ClientID, CreatedAt: c.Now.UTC()}}, nil
+}

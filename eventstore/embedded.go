@@ -1,0 +1,74 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// EmbeddedConfig configures the NATS server that `idstream serve` runs in
+// process when no NATS_URL is given.
+type EmbeddedConfig struct {
+	// StoreDir holds JetStream's files.
+	StoreDir string
+	// Host and Port to listen on; Port -1 picks a free one. Loopback only.
+	Host string
+	Port int
+	// SyncAlways makes JetStream fsync before it acknowledges a write. Off,
+	// the server flushes on a timer and an acknowledged write can be lost
+	// when the machine (not only the process) dies.
+	SyncAlways bool
+	// ServerName names the server in logs and cluster views.
+	ServerName string
+	// Logger receives the server's notices; nil keeps it quiet.
+	Logger *slog.Logger
+}
+
+// StartEmbedded starts a JetStream-enabled NATS server in this process and
+// waits until it accepts connections.
+func StartEmbedded(c EmbeddedConfig) (*server.Server, error) {
+	if c.StoreDir == "" {
+		return nil, errors.New("eventstore: embedded NATS needs a store directory")
+	}
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if c.ServerName == "" {
+		c.ServerName = "idstream-embedded"
+	}
+	opts := &server.Options{
+		ServerName: c.ServerName,
+		Host:       c.Host,
+		Port:       c.Port,
+		JetStream:  true,
+		StoreDir:   c.StoreDir,
+		SyncAlways: c.SyncAlways,
+		NoSigs:     true,
+		NoLog:      c.Logger == nil,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: embedded NATS: %w", err)
+	}
+	if c.Logger != nil {
+		ns.SetLogger(slogAdapter{c.Logger.With("component", "nats")}, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("eventstore: embedded NATS did not start within 30s")
+	}
+	return ns, nil
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,47 @@
+package eventstore
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	appendSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "idstream_eventstore_append_seconds",
+		Help:    "Time from Append to the log's acknowledgement, by outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"outcome"})
+	batchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "idstream_eventstore_batch_messages",
+		Help:    "Messages per grouped atomic batch.",
+		Buckets: prometheus.ExponentialBuckets(2, 2, 10),
+	})
+	groupRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "idstream_eventstore_group_retries_total",
+		Help: "Grouped batches rejected as a whole and retried command by command.",
+	})
+	loadSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "idstream_eventstore_load_seconds",
+		Help:    "Time to load one aggregate's events.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+	})
+)
+
+func observeAppend(start time.Time, err error) {
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrConflict):
+		outcome = "conflict"
+	case errors.Is(err, ErrDuplicate):
+		outcome = "duplicate"
+	case errors.Is(err, ErrUnavailable):
+		outcome = "unavailable"
+	default:
+		outcome = "error"
+	}
+	appendSeconds.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+}

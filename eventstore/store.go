@@ -1,0 +1,471 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Options tune the store.
+type Options struct {
+	Stream StreamConfig
+	// MaxBatch is the most messages one atomic batch carries (the server's
+	// limit is 1000).
+	MaxBatch int
+	// Committers is how many atomic batches may be in flight at once.
+	Committers int
+	// Timeout bounds one publish or read round trip.
+	Timeout time.Duration
+}
+
+// DefaultOptions returns the options used by `idstream serve`.
+func DefaultOptions() Options {
+	return Options{Stream: DefaultStreamConfig(), MaxBatch: 256, Committers: 4, Timeout: 5 * time.Second}
+}
+
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	if err := o.Stream.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case o.MaxBatch < 1 || o.MaxBatch > 1000:
+		return fmt.Errorf("eventstore: max batch must be 1 to 1000, got %d", o.MaxBatch)
+	case o.Committers < 1:
+		return errors.New("eventstore: at least one committer is required")
+	case o.Timeout <= 0:
+		return errors.New("eventstore: timeout must be positive")
+	}
+	return nil
+}
+
+// Store appends to and reads from the event stream.
+type Store struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	opts       Options
+	directSubj string
+	queue      chan *appendReq
+	closing    chan struct{}
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
+}
+
+type prepared struct {
+	subject string
+	header  nats.Header
+	data    []byte
+}
+
+type appendReq struct {
+	ctx  context.Context
+	msgs []prepared
+	res  chan appendResult
+}
+
+type appendResult struct {
+	seqs []uint64
+	err  error
+}
+
+// Open makes sure the stream exists and starts the group committers.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	if nc == nil {
+		return nil, errors.New("eventstore: nil NATS connection")
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: jetstream: %w", err)
+	}
+	if err := EnsureStream(ctx, js, opts.Stream); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		nc:         nc,
+		js:         js,
+		opts:       opts,
+		directSubj: "$JS.API.DIRECT.GET." + opts.Stream.Name,
+		queue:      make(chan *appendReq, 4096),
+		closing:    make(chan struct{}),
+	}
+	for range opts.Committers {
+		s.wg.Add(1)
+		go s.committer()
+	}
+	return s, nil
+}
+
+// Close stops the committers. Appends still queued fail with ErrUnavailable.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.wg.Wait()
+	for {
+		select {
+		case r := <-s.queue:
+			r.res <- appendResult{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		default:
+			return
+		}
+	}
+}
+
+// JetStream returns the JetStream handle, for consumers.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// StreamName returns the event stream's name.
+func (s *Store) StreamName() string { return s.opts.Stream.Name }
+
+// Subject returns the subject of an aggregate: prefix.kind.id.
+func (s *Store) Subject(kind, id string) string {
+	return s.opts.Stream.SubjectPrefix + "." + kind + "." + id
+}
+
+// Append writes the messages of one command atomically: all of them or none.
+// It returns each message's stream sequence. Concurrent calls are grouped
+// into one JetStream atomic batch (one fsync for all); if the group is
+// rejected, each command is retried alone, so one command's conflict does not
+// fail the others.
+func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if len(msgs) > s.opts.MaxBatch {
+		return nil, fmt.Errorf("eventstore: %d messages in one append, at most %d", len(msgs), s.opts.MaxBatch)
+	}
+	req := &appendReq{ctx: ctx, msgs: make([]prepared, len(msgs)), res: make(chan appendResult, 1)}
+	for i, m := range msgs {
+		p, err := s.prepare(m)
+		if err != nil {
+			return nil, err
+		}
+		req.msgs[i] = p
+	}
+	start := time.Now()
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.closing:
+		return nil, fmt.Errorf("%w: store closed", ErrUnavailable)
+	}
+	select {
+	case r := <-req.res:
+		observeAppend(start, r.err)
+		return r.seqs, r.err
+	case <-ctx.Done():
+		// The append may still land: the outcome is unknown to the caller.
+		observeAppend(start, ErrUnavailable)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (s *Store) prepare(m Message) (prepared, error) {
+	if !strings.HasPrefix(m.Subject, s.opts.Stream.SubjectPrefix+".") {
+		return prepared{}, fmt.Errorf("eventstore: subject %q is outside the stream", m.Subject)
+	}
+	e := m.Envelope
+	if e.ID == "" || e.Type == "" || e.OccurredAt.IsZero() || len(e.Data) == 0 {
+		return prepared{}, errors.New("eventstore: event id, type, time and data are required")
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return prepared{}, fmt.Errorf("eventstore: encode event: %w", err)
+	}
+	h := nats.Header{}
+	h.Set(HeaderEventType, e.Type)
+	h.Set(HeaderEventID, e.ID)
+	h.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(m.ExpectedLastSubjectSequence, 10))
+	if m.MsgID != "" {
+		h.Set(hdrMsgID, m.MsgID)
+	}
+	return prepared{subject: m.Subject, header: h, data: data}, nil
+}
+
+func (s *Store) committer() {
+	defer s.wg.Done()
+	var carry *appendReq
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-s.queue:
+			case <-s.closing:
+				return
+			}
+		}
+		group := []*appendReq{first}
+		n := len(first.msgs)
+	drain:
+		for n < s.opts.MaxBatch {
+			select {
+			case r := <-s.queue:
+				if n+len(r.msgs) > s.opts.MaxBatch {
+					carry = r
+					break drain
+				}
+				group = append(group, r)
+				n += len(r.msgs)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup commits the commands of a group as one atomic batch.
+func (s *Store) commitGroup(group []*appendReq) {
+	// A caller that gave up before its turn gets nothing written.
+	live := group[:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.res <- appendResult{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	group = live
+	if len(group) == 0 {
+		return
+	}
+	if len(group) == 1 {
+		seqs, err := s.commit(group[0].msgs)
+		group[0].res <- appendResult{seqs: seqs, err: err}
+		return
+	}
+	var all []prepared
+	for _, r := range group {
+		all = append(all, r.msgs...)
+	}
+	batchSize.Observe(float64(len(all)))
+	seqs, err := s.commit(all)
+	if err == nil {
+		i := 0
+		for _, r := range group {
+			r.res <- appendResult{seqs: seqs[i : i+len(r.msgs)]}
+			i += len(r.msgs)
+		}
+		return
+	}
+	if errors.Is(err, ErrUnavailable) {
+		// The outcome is unknown; retrying could write twice.
+		for _, r := range group {
+			r.res <- appendResult{err: err}
+		}
+		return
+	}
+	// The batch was rejected as a whole, so nothing of it was written: commit
+	// each command on its own to find the one that does not fit.
+	groupRetries.Inc()
+	var wg sync.WaitGroup
+	for _, r := range group {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seqs, err := s.commit(r.msgs)
+			r.res <- appendResult{seqs: seqs, err: err}
+		}()
+	}
+	wg.Wait()
+}
+
+type pubAck struct {
+	Stream    string    `json:"stream"`
+	Sequence  uint64    `json:"seq"`
+	Duplicate bool      `json:"duplicate,omitempty"`
+	Count     int       `json:"count,omitempty"`
+	Error     *APIError `json:"error,omitempty"`
+}
+
+// commit writes msgs atomically: a single message as a plain publish, more as
+// a JetStream atomic batch whose last message carries the commit.
+func (s *Store) commit(msgs []prepared) ([]uint64, error) {
+	batchID := ""
+	if len(msgs) > 1 {
+		batchID = nuid.Next()
+	}
+	var resp *nats.Msg
+	for i, p := range msgs {
+		nm := &nats.Msg{Subject: p.subject, Data: p.data, Header: nats.Header{}}
+		for k, v := range p.header {
+			nm.Header[k] = v
+		}
+		last := i == len(msgs)-1
+		if batchID != "" {
+			nm.Header.Set(hdrBatchID, batchID)
+			nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+			if last {
+				nm.Header.Set(hdrBatchCommit, "1")
+			}
+		}
+		if !last {
+			// Staged messages need no answer: the commit's ack covers them.
+			if err := s.nc.PublishMsg(nm); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			continue
+		}
+		var err error
+		resp, err = s.nc.RequestMsg(nm, s.opts.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return nil, fmt.Errorf("%w: unreadable publish ack: %v", ErrUnavailable, err)
+	}
+	if ack.Error != nil {
+		return nil, classify(ack.Error)
+	}
+	if ack.Duplicate {
+		return nil, ErrDuplicate
+	}
+	if ack.Sequence < uint64(len(msgs)) || (batchID != "" && ack.Count != len(msgs)) {
+		return nil, fmt.Errorf("eventstore: unexpected publish ack (seq %d, count %d for %d messages)", ack.Sequence, ack.Count, len(msgs))
+	}
+	// An atomic batch is stored contiguously, ending at the acked sequence.
+	seqs := make([]uint64, len(msgs))
+	for i := range msgs {
+		seqs[i] = ack.Sequence - uint64(len(msgs)-1-i)
+	}
+	return seqs, nil
+}
+
+// directGetRequest is JetStream's direct-get request (ADR-31).
+type directGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+}
+
+const loadBatch = 512
+
+// Load returns the events of one subject in order, and the subject's version:
+// the stream sequence of its last event, 0 when it has none. Direct gets may be
+// served by a lagging replica; the expected-sequence check on append is what
+// keeps decisions on stale state from being written.
+func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, error) {
+	start := time.Now()
+	defer func() { loadSeconds.Observe(time.Since(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	var recs []Record
+	next := uint64(1)
+	for {
+		body, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subject, Batch: loadBatch})
+		if err := s.nc.PublishRequest(s.directSubj, inbox, body); err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		more, err := s.readDirectBatch(ctx, sub, &recs)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !more {
+			break
+		}
+		next = recs[len(recs)-1].Sequence + 1
+	}
+	var version uint64
+	if len(recs) > 0 {
+		version = recs[len(recs)-1].Sequence
+	}
+	return recs, version, nil
+}
+
+// readDirectBatch reads one batched direct-get answer; more reports whether
+// the subject has messages past the batch.
+func (s *Store) readDirectBatch(ctx context.Context, sub *nats.Subscription, recs *[]Record) (more bool, err error) {
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "404":
+			return false, nil
+		case "204":
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return pending > 0, nil
+		default:
+			return false, fmt.Errorf("eventstore: direct get answered %s %s", status, m.Header.Get("Description"))
+		}
+		rec, err := decodeDirect(m)
+		if err != nil {
+			return false, err
+		}
+		*recs = append(*recs, rec)
+	}
+}
+
+func decodeDirect(m *nats.Msg) (Record, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Record{}, fmt.Errorf("eventstore: direct get without sequence: %w", err)
+	}
+	return decodeRecord(m.Header.Get(jetstream.SubjectHeader), seq, m.Data)
+}
+
+func decodeRecord(subject string, seq uint64, data []byte) (Record, error) {
+	var e Envelope
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Record{}, fmt.Errorf("eventstore: event at %d on %s is not an envelope: %w", seq, subject, err)
+	}
+	return Record{Envelope: e, Subject: subject, Sequence: seq}, nil
+}
+
+// DecodeMsg reads a record from a message delivered by a consumer.
+func DecodeMsg(m jetstream.Msg) (Record, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return Record{}, fmt.Errorf("eventstore: message metadata: %w", err)
+	}
+	return decodeRecord(m.Subject(), meta.Sequence.Stream, m.Data())
+}
+
+// Get reads the event at one stream sequence.
+func (s *Store) Get(ctx context.Context, seq uint64) (Record, error) {
+	stream, err := s.js.Stream(ctx, s.opts.Stream.Name)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	raw, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return Record{}, err
+	}
+	return decodeRecord(raw.Subject, raw.Sequence, raw.Data)
+}
+
+// LastSequence returns the stream's last sequence.
+func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
+	stream, err := s.js.Stream(ctx, s.opts.Stream.Name)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return info.State.LastSeq, nil
+}

@@ -1,0 +1,211 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/testenv"
+)
+
+func openStore(t *testing.T, n *testenv.NATS) *eventstore.Store {
+	t.Helper()
+	s, err := eventstore.Open(context.Background(), n.Connect(t), eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func msg(subject string, expected uint64, n int) eventstore.Message {
+	data, _ := json.Marshal(map[string]int{"n": n})
+	return eventstore.Message{
+		Subject:                     subject,
+		ExpectedLastSubjectSequence: expected,
+		Envelope: eventstore.Envelope{
+			ID: uuid.NewString(), Type: "test.happened.v1", OccurredAt: time.Now().UTC(), Data: data,
+		},
+	}
+}
+
+func TestAppendAndLoad(t *testing.T) {
+	s := openStore(t, testenv.StartNATS(t))
+	ctx := context.Background()
+	subj := s.Subject("user", uuid.NewString())
+
+	recs, v, err := s.Load(ctx, subj)
+	if err != nil || len(recs) != 0 || v != 0 {
+		t.Fatalf("empty load: %v %d %v", recs, v, err)
+	}
+	seqs, err := s.Append(ctx, msg(subj, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := s.Subject("session", uuid.NewString())
+	seqs2, err := s.Append(ctx, msg(subj, seqs[0], 2), msg(other, 0, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seqs2[1] != seqs2[0]+1 {
+		t.Fatalf("atomic batch not contiguous: %v", seqs2)
+	}
+	recs, v, err = s.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || v != seqs2[0] || recs[0].Sequence != seqs[0] || recs[1].Type != "test.happened.v1" {
+		t.Fatalf("load: %+v version %d", recs, v)
+	}
+	// A stale expectation is a conflict, and a multi-message append with one
+	// stale expectation writes nothing at all.
+	if _, err := s.Append(ctx, msg(subj, seqs[0], 4)); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("want conflict, got %v", err)
+	}
+	third := s.Subject("session", uuid.NewString())
+	if _, err := s.Append(ctx, msg(third, 0, 5), msg(subj, seqs[0], 6)); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("want conflict, got %v", err)
+	}
+	if recs, _, _ := s.Load(ctx, third); len(recs) != 0 {
+		t.Fatalf("half of a rejected append was written: %+v", recs)
+	}
+}
+
+func TestLoadManyEvents(t *testing.T) {
+	s := openStore(t, testenv.StartNATS(t))
+	ctx := context.Background()
+	subj := s.Subject("session", uuid.NewString())
+	var v uint64
+	for i := range 1200 {
+		seqs, err := s.Append(ctx, msg(subj, v, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = seqs[0]
+	}
+	recs, version, err := s.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1200 || version != v {
+		t.Fatalf("loaded %d events, version %d want %d", len(recs), version, v)
+	}
+}
+
+func TestConcurrentAppendsOneWinner(t *testing.T) {
+	s := openStore(t, testenv.StartNATS(t))
+	ctx := context.Background()
+	for round := range 20 {
+		subj := s.Subject("user", fmt.Sprintf("race-%d", round))
+		var wins, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Append(ctx, msg(subj, 0, i))
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, eventstore.ErrConflict):
+					conflicts.Add(1)
+				default:
+					t.Errorf("unexpected: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != 7 {
+			t.Fatalf("round %d: %d wins, %d conflicts", round, wins.Load(), conflicts.Load())
+		}
+		if recs, _, _ := s.Load(ctx, subj); len(recs) != 1 {
+			t.Fatalf("round %d: %d events", round, len(recs))
+		}
+	}
+}
+
+func TestGroupedAppendsIsolateConflicts(t *testing.T) {
+	s := openStore(t, testenv.StartNATS(t))
+	ctx := context.Background()
+	taken := s.Subject("user", "taken")
+	if _, err := s.Append(ctx, msg(taken, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	// Many appends at once are grouped; the few that conflict must not take
+	// the others down with them.
+	const n = 400
+	var ok, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subj := s.Subject("user", uuid.NewString())
+			if i%50 == 0 {
+				subj = taken
+			}
+			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, eventstore.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != n-n/50 || conflicts.Load() != n/50 {
+		t.Fatalf("%d ok, %d conflicts", ok.Load(), conflicts.Load())
+	}
+}
+
+func TestIdempotencyKeyDedupes(t *testing.T) {
+	s := openStore(t, testenv.StartNATS(t))
+	ctx := context.Background()
+	m := msg(s.Subject("user", uuid.NewString()), 0, 1)
+	m.MsgID = "key-1"
+	if _, err := s.Append(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	m2 := msg(s.Subject("user", uuid.NewString()), 0, 2)
+	m2.MsgID = "key-1"
+	if _, err := s.Append(ctx, m2, msg(s.Subject("session", uuid.NewString()), 0, 3)); !errors.Is(err, eventstore.ErrDuplicate) {
+		t.Fatalf("want duplicate, got %v", err)
+	}
+	if _, err := s.Append(ctx, m2); !errors.Is(err, eventstore.ErrDuplicate) {
+		t.Fatalf("want duplicate, got %v", err)
+	}
+	if recs, _, _ := s.Load(ctx, m2.Subject); len(recs) != 0 {
+		t.Fatal("duplicate was written")
+	}
+}
+
+func TestAcknowledgedAppendSurvivesRestart(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, n.Connect(t), eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := s.Subject("user", uuid.NewString())
+	if _, err := s.Append(ctx, msg(subj, 0, 1), msg(s.Subject("session", uuid.NewString()), 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	n.Restart(t)
+	s2 := openStore(t, n)
+	recs, _, err := s2.Load(ctx, subj)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("after restart: %v %v", recs, err)
+	}
+}
