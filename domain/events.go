@@ -58,11 +58,12 @@ func (SessionStarted) EventType() string { return TypeSessionStarted }
 // SessionRefreshed: the session's refresh token was rotated. Only hashes of
 // tokens are ever recorded.
 type SessionRefreshed struct {
-	SessionID        string    `json:"session_id"`
-	PreviousHash     string    `json:"previous_token_hash"`
-	TokenHash        string    `json:"token_hash"`
-	Generation       int       `json:"generation"`
-	RefreshedAt      time.Time `json:"refreshed_at"`
+	SessionID    string    `json:"session_id"`
+	UserID       string    `json:"user_id"`
+	PreviousHash string    `json:"previous_token_hash"`
+	TokenHash    string    `json:"token_hash"`
+	Generation   int       `json:"generation"`
+	RefreshedAt  time.Time `json:"refreshed_at"`
 }
 
 // EventType implements Event.

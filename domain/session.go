@@ -216,6 +216,7 @@ func DecideRefreshSession(s Session, c RefreshSession) ([]Event, error) {
 	}
 	return []Event{SessionRefreshed{
 		SessionID:    s.id,
+		UserID:       s.userID,
 		PreviousHash: s.tokenHash,
 		TokenHash:    c.NewHash,
 		Generation:   s.generation + 1,

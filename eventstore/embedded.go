@@ -21,6 +21,9 @@ type EmbeddedConfig struct {
 	// the server flushes on a timer and an acknowledged write can be lost
 	// when the machine (not only the process) dies.
 	SyncAlways bool
+	// SyncInterval is the flush interval when SyncAlways is off (default:
+	// the server's two minutes).
+	SyncInterval time.Duration
 	// ServerName names the server in logs and cluster views.
 	ServerName string
 	// Logger receives the server's notices; nil keeps it quiet.
@@ -40,14 +43,15 @@ func StartEmbedded(c EmbeddedConfig) (*server.Server, error) {
 		c.ServerName = "idstream-embedded"
 	}
 	opts := &server.Options{
-		ServerName: c.ServerName,
-		Host:       c.Host,
-		Port:       c.Port,
-		JetStream:  true,
-		StoreDir:   c.StoreDir,
-		SyncAlways: c.SyncAlways,
-		NoSigs:     true,
-		NoLog:      c.Logger == nil,
+		ServerName:   c.ServerName,
+		Host:         c.Host,
+		Port:         c.Port,
+		JetStream:    true,
+		StoreDir:     c.StoreDir,
+		SyncAlways:   c.SyncAlways,
+		SyncInterval: c.SyncInterval,
+		NoSigs:       true,
+		NoLog:        c.Logger == nil,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Error is an error with everything the two response shapes need: the
+// Authgear-style JSON API shape ({"error":{"name","reason","message","code"}},
+// which the SDK parses; reason is the stable machine code) and the OAuth shape
+// ({"error","error_description"}).
+type Error struct {
+	Status  int
+	Name    string
+	Reason  string
+	Message string
+	OAuth   string
+	cause   error
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Message }
+func (e *Error) Unwrap() error { return e.cause }
+
+func newError(status int, name, reason, oauth, msg string) *Error {
+	return &Error{Status: status, Name: name, Reason: reason, OAuth: oauth, Message: msg}
+}
+
+// Errors for bad requests, raised by the handlers themselves.
+var (
+	errUnsupportedMediaType = newError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/json")
+	errFormMediaType        = newError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
+	errBodyTooLarge         = newError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
+	errMissingToken         = newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
+)
+
+func badRequest(reason, oauth, msg string) *Error {
+	return newError(400, "Invalid", reason, oauth, msg)
+}
+
+// classify maps errors from the layers below to one API error. This is the
+// only place that decides status codes and machine codes.
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	wrap := func(x *Error) *Error { x.cause = err; return x }
+	switch {
+	case errors.Is(err, app.ErrAnonymousDisabled):
+		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
+	case errors.Is(err, app.ErrUnknownClient):
+		return wrap(newError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
+	case errors.Is(err, app.ErrDuplicateRequest):
+		return wrap(newError(409, "Conflict", "DuplicateRequest", "invalid_request", "a request with this Idempotency-Key was already handled; its result is not repeated"))
+	case errors.Is(err, app.ErrBusy):
+		return wrap(newError(409, "Conflict", "ConcurrentUpdate", "temporarily_unavailable", "the session was changed concurrently; try again"))
+	case errors.Is(err, domain.ErrRefreshTokenReused):
+		return wrap(newError(400, "Invalid", "RefreshTokenReused", "invalid_grant", "the refresh token was already used; the session has been revoked"))
+	case errors.Is(err, domain.ErrSessionRevoked):
+		return wrap(newError(401, "Unauthenticated", "SessionRevoked", "invalid_grant", "the session has ended"))
+	case errors.Is(err, domain.ErrSessionExpired):
+		return wrap(newError(401, "Unauthenticated", "SessionExpired", "invalid_grant", "the session has expired"))
+	case errors.Is(err, domain.ErrInvalidToken), errors.Is(err, domain.ErrSessionNotFound), errors.Is(err, domain.ErrUnsupportedSessionOp):
+		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_grant", "the token is invalid"))
+	case errors.Is(err, tokens.ErrExpiredAccessToken):
+		return wrap(newError(401, "Unauthenticated", "AccessTokenExpired", "invalid_token", "the access token has expired"))
+	case errors.Is(err, tokens.ErrInvalidAccessToken):
+		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
+	case errors.Is(err, domain.ErrUserNotFound):
+		return wrap(newError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
+	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict):
+		return wrap(newError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
+	}
+	return wrap(newError(500, "InternalServerError", "InternalError", "server_error", "an internal error occurred"))
+}
+
+// writeJSON writes v with the status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type apiErrorBody struct {
+	Error apiErrorFields `json:"error"`
+}
+
+type apiErrorFields struct {
+	Name    string `json:"name"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+}
+
+// writeAPIError answers in the JSON API shape.
+func (s *Server) writeAPIError(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.logError(r, err)
+	writeJSON(w, e.Status, apiErrorBody{Error: apiErrorFields{Name: e.Name, Reason: e.Reason, Message: e.Message, Code: e.Status}})
+}
+
+// writeOAuthError answers in the OAuth shape.
+func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.logError(r, err)
+	status := e.Status
+	if e.OAuth == "invalid_grant" || e.OAuth == "invalid_request" || e.OAuth == "unsupported_grant_type" || e.OAuth == "invalid_client" || e.OAuth == "unauthorized_client" {
+		// RFC 6749 §5.2: token errors are 400 (invalid_client may be 401).
+		status = http.StatusBadRequest
+	}
+	if e.OAuth == "invalid_token" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
+}
+
+func (s *Server) logError(r *http.Request, err error) *Error {
+	e := classify(err)
+	if r.Context().Err() != nil {
+		// The client went away; its outcome is its own business.
+		s.Log.InfoContext(r.Context(), "client closed the request", "request_id", requestID(r.Context()))
+		return e
+	}
+	if e.Status >= 500 {
+		s.Log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "reason", e.Reason, "error", err)
+	} else {
+		s.Log.InfoContext(r.Context(), "request rejected", "request_id", requestID(r.Context()), "reason", e.Reason, slog.Int("status", e.Status))
+	}
+	return e
+}

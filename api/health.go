@@ -1,0 +1,80 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type projectionReadiness struct {
+	Name     string `json:"name"`
+	Position uint64 `json:"position"`
+	Lag      uint64 `json:"lag"`
+	State    string `json:"state"`
+}
+
+// readyz reports ready when NATS and PostgreSQL answer and every projection
+// is running within the lag bound.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := map[string]any{}
+	ready := true
+	if s.NATS.Status() != nats.CONNECTED {
+		ready = false
+		body["nats"] = s.NATS.Status().String()
+	} else {
+		body["nats"] = "ok"
+	}
+	if err := s.Pool.Ping(ctx); err != nil {
+		ready = false
+		body["postgres"] = "unreachable"
+	} else {
+		body["postgres"] = "ok"
+	}
+	if last, err := s.Lag.LastSequence(ctx); err != nil {
+		ready = false
+		body["log"] = "unreachable"
+	} else if ready {
+		rows, err := s.Pool.Query(ctx, `SELECT name, position, state FROM projection_checkpoints ORDER BY name`)
+		if err != nil {
+			ready = false
+		} else {
+			var ps []projectionReadiness
+			for rows.Next() {
+				var p projectionReadiness
+				var pos int64
+				if err := rows.Scan(&p.Name, &pos, &p.State); err != nil {
+					ready = false
+					break
+				}
+				p.Position = uint64(pos)
+				if last > p.Position {
+					p.Lag = last - p.Position
+				}
+				if p.State != "running" || p.Lag > s.ReadyLagBound {
+					ready = false
+				}
+				ps = append(ps, p)
+			}
+			rows.Close()
+			if len(ps) == 0 {
+				ready = false
+			}
+			body["projections"] = ps
+		}
+	}
+	status := http.StatusOK
+	body["status"] = "ready"
+	if !ready {
+		status = http.StatusServiceUnavailable
+		body["status"] = "not ready"
+	}
+	writeJSON(w, status, body)
+}

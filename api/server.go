@@ -1,0 +1,221 @@
+// Package api is idstream's HTTP API: OIDC-shaped endpoints wire-compatible
+// with the Authgear SDKs, plus health and metrics. Handlers parse and answer;
+// decisions are made in app and domain.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
+)
+
+// LagSource tells how far projections are behind the log.
+type LagSource interface {
+	LastSequence(ctx context.Context) (uint64, error)
+}
+
+// Deps are the server's dependencies.
+type Deps struct {
+	Service *app.Service
+	Pool    *pgxpool.Pool
+	NATS    *nats.Conn
+	Log     *slog.Logger
+	Lag     LagSource
+	// ReadyLagBound is how many events a projection may be behind the log
+	// while /readyz still answers ready.
+	ReadyLagBound uint64
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64
+}
+
+// Server serves the API.
+type Server struct {
+	Deps
+	cfg    *config.Config
+	router *mux.Router
+}
+
+var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "idstream_http_request_duration_seconds",
+	Help:    "HTTP request latency by route and status.",
+	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+}, []string{"route", "method", "status"})
+
+// NewServer builds the HTTP handler.
+func NewServer(d Deps) (*Server, error) {
+	if d.Service == nil || d.Pool == nil || d.NATS == nil || d.Log == nil || d.Lag == nil {
+		return nil, errors.New("api: service, pool, NATS connection, logger and lag source are required")
+	}
+	if d.MaxBodyBytes <= 0 {
+		d.MaxBodyBytes = 64 << 10
+	}
+	if d.ReadyLagBound == 0 {
+		d.ReadyLagBound = 10000
+	}
+	s := &Server{Deps: d, cfg: d.Service.Config(), router: mux.NewRouter()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	r := s.router
+	r.HandleFunc("/.well-known/openid-configuration", s.discovery).Methods(http.MethodGet)
+	r.HandleFunc("/oauth2/jwks", s.jwks).Methods(http.MethodGet)
+	r.HandleFunc("/api/anonymous_user/signup", s.anonymousSignup).Methods(http.MethodPost)
+	r.HandleFunc("/oauth2/token", s.token).Methods(http.MethodPost)
+	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
+	r.HandleFunc("/oauth2/userinfo", s.userinfo).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/oauth2/end_session", s.endSession).Methods(http.MethodGet)
+	r.HandleFunc("/oauth2/authorize", s.authorize).Methods(http.MethodGet)
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	r.Handle("/metrics", promhttp.Handler()).Methods(http.MethodGet)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeAPIError(w, r, newError(404, "NotFound", "NotFound", "invalid_request", "no such endpoint"))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeAPIError(w, r, newError(405, "MethodNotAllowed", "MethodNotAllowed", "invalid_request", "method not allowed on this endpoint"))
+	})
+}
+
+// Routes lists the router's path templates (for the API reference check).
+func (s *Server) Routes() []string {
+	var out []string
+	_ = s.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		if t, err := route.GetPathTemplate(); err == nil {
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// ServeHTTP runs the middleware chain: request id, recovery, CORS, body
+// limit, routing, and an access log line with no query string or token.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		id = uuid.NewString()
+	}
+	w.Header().Set("X-Request-Id", id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	rec := &statusRecorder{ResponseWriter: w}
+	route := "unmatched"
+	var match mux.RouteMatch
+	if s.router.Match(r, &match) && match.Route != nil {
+		if t, err := match.Route.GetPathTemplate(); err == nil {
+			route = t
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.Log.Error("panic in handler", "request_id", id, "route", route, "panic", fmt.Sprint(p))
+			if rec.status == 0 {
+				s.writeAPIError(rec, r, errors.New("panic"))
+			}
+		}
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		d := time.Since(start)
+		httpDuration.WithLabelValues(route, r.Method, strconv.Itoa(status)).Observe(d.Seconds())
+		if route != "/metrics" && route != "/healthz" {
+			s.Log.Debug("request", "request_id", id, "method", r.Method, "route", route, "status", status, "duration_ms", float64(d.Microseconds())/1000)
+		}
+	}()
+	if s.cors(rec, r) {
+		return
+	}
+	r.Body = http.MaxBytesReader(rec, r.Body, s.MaxBodyBytes)
+	s.router.ServeHTTP(rec, r)
+}
+
+// cors answers preflights and sets CORS headers for origins some client
+// allows; it reports whether the request was fully answered.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	w.Header().Add("Vary", "Origin")
+	allowed := false
+	for _, cl := range s.cfg.Clients {
+		if cl.AllowsOrigin(origin) {
+			allowed = true
+			break
+		}
+	}
+	if !allowed {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, X-Request-Id")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id")
+	return false
+}
+
+// bearer returns the access token of an Authorization header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func meta(r *http.Request) app.Meta { return app.Meta{CorrelationID: requestID(r.Context())} }

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"github.com/idstream/idstream/domain"
+)
+
+// parseForm reads an application/x-www-form-urlencoded body.
+func parseForm(r *http.Request) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, errFormMediaType
+	}
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, errBodyTooLarge
+		}
+		return nil, badRequest("InvalidForm", "invalid_request", "the form body is malformed")
+	}
+	return r.PostForm, nil
+}
+
+// token is the OAuth token endpoint. Grants: refresh_token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	form, err := parseForm(r)
+	if err != nil {
+		s.writeOAuthError(w, r, err)
+		return
+	}
+	switch form.Get("grant_type") {
+	case "refresh_token":
+		rt := form.Get("refresh_token")
+		if form.Get("client_id") == "" || rt == "" {
+			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and refresh_token are required"))
+			return
+		}
+		iss, err := s.Service.Refresh(r.Context(), form.Get("client_id"), rt, meta(r))
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tokenResultOf(iss))
+	case "":
+		s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "grant_type is required"))
+	default:
+		s.writeOAuthError(w, r, badRequest("UnsupportedGrantType", "unsupported_grant_type", "this grant type is not supported"))
+	}
+}
+
+// revoke is RFC 7009 token revocation: a refresh token (or session cookie
+// value) ends its session. The answer is 200 whatever the token was.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	form, err := parseForm(r)
+	if err != nil {
+		s.writeOAuthError(w, r, err)
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "token is required"))
+		return
+	}
+	if err := s.Service.RevokeToken(r.Context(), tok, meta(r)); err != nil {
+		s.writeOAuthError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// end_session ends a cookie session and returns to the app.
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(s.cfg.Cookie.Name); err == nil && c.Value != "" {
+		if p, err := s.Service.AuthenticateCookie(r.Context(), c.Value); err == nil {
+			if err := s.Service.RevokeSession(r.Context(), p.Session.SessionID(), domain.RevokeReasonLogout, meta(r)); err != nil {
+				s.writeOAuthError(w, r, err)
+				return
+			}
+		}
+	}
+	s.clearSessionCookie(w)
+	w.Header().Set("Cache-Control", "no-store")
+	if target := r.URL.Query().Get("post_logout_redirect_uri"); target != "" {
+		for _, cl := range s.cfg.Clients {
+			if cl.AllowsRedirect(target) || cl.AllowsOrigin(target) {
+				http.Redirect(w, r, target, http.StatusFound)
+				return
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><meta charset="utf-8"><title>Signed out</title><main><h1>You are signed out</h1></main></html>`))
+}

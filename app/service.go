@@ -1,0 +1,196 @@
+// Package app runs idstream's commands: it loads aggregates from the log,
+// lets the domain decide, appends the outcome with optimistic concurrency,
+// and answers from the events it appended, never from a projection.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Errors of the application layer, next to the domain's.
+var (
+	ErrAnonymousDisabled = errors.New("anonymous users are disabled")
+	ErrUnknownClient     = errors.New("unknown client")
+	ErrDuplicateRequest  = errors.New("a request with this idempotency key was already handled")
+	ErrBusy              = errors.New("too many concurrent changes; try again")
+	ErrNotAnonymous      = errors.New("the user is not anonymous")
+)
+
+// Store is what commands need from the event log.
+type Store interface {
+	Append(ctx context.Context, msgs ...eventstore.Message) ([]uint64, error)
+	Load(ctx context.Context, subject string) ([]eventstore.Record, uint64, error)
+	Subject(kind, id string) string
+}
+
+// Activity keeps coalesced "last active" times of cookie sessions outside the
+// log, shared by all nodes.
+type Activity interface {
+	Last(ctx context.Context, sessionID string) (time.Time, error)
+	Touch(ctx context.Context, sessionID string, at time.Time) error
+}
+
+// Service runs the commands.
+type Service struct {
+	store    Store
+	keys     *tokens.Keys
+	cfg      *config.Config
+	clock    clock.Clock
+	random   io.Reader
+	activity Activity
+	log      *slog.Logger
+}
+
+// NewService builds a service; it refuses missing dependencies.
+func NewService(store Store, keys *tokens.Keys, cfg *config.Config, clk clock.Clock, random io.Reader, activity Activity, log *slog.Logger) (*Service, error) {
+	if store == nil || keys == nil || cfg == nil || clk == nil || random == nil || activity == nil || log == nil {
+		return nil, errors.New("app: all dependencies are required")
+	}
+	return &Service{store: store, keys: keys, cfg: cfg, clock: clk, random: random, activity: activity, log: log}, nil
+}
+
+// Config returns the configuration the service runs with.
+func (s *Service) Config() *config.Config { return s.cfg }
+
+// Keys returns the token key ring.
+func (s *Service) Keys() *tokens.Keys { return s.keys }
+
+// Meta traces a command through the log.
+type Meta struct {
+	CorrelationID string
+}
+
+// maxAttempts bounds reload-and-decide retries after a conflict.
+const maxAttempts = 4
+
+func (s *Service) envelope(ev domain.Event, meta Meta, causation string) (eventstore.Envelope, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return eventstore.Envelope{}, fmt.Errorf("app: encode %s: %w", ev.EventType(), err)
+	}
+	return eventstore.Envelope{
+		ID:            uuid.NewString(),
+		Type:          ev.EventType(),
+		OccurredAt:    s.clock.Now(),
+		CorrelationID: meta.CorrelationID,
+		CausationID:   causation,
+		Data:          data,
+	}, nil
+}
+
+// pending is an event bound for a subject at an expected version.
+type pending struct {
+	subject  string
+	expected uint64
+	event    domain.Event
+	msgID    string
+}
+
+// appendEvents writes the events of one command atomically.
+func (s *Service) appendEvents(ctx context.Context, meta Meta, evs ...pending) error {
+	msgs := make([]eventstore.Message, 0, len(evs))
+	var causation string
+	for _, p := range evs {
+		env, err := s.envelope(p.event, meta, causation)
+		if err != nil {
+			return err
+		}
+		if causation == "" {
+			causation = env.ID
+		}
+		msgs = append(msgs, eventstore.Message{Subject: p.subject, ExpectedLastSubjectSequence: p.expected, MsgID: p.msgID, Envelope: env})
+	}
+	_, err := s.store.Append(ctx, msgs...)
+	return err
+}
+
+func (s *Service) userSubject(id string) string    { return s.store.Subject("user", id) }
+func (s *Service) sessionSubject(id string) string { return s.store.Subject("session", id) }
+
+func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
+	out := make([]domain.Event, 0, len(recs))
+	for _, r := range recs {
+		ev, err := domain.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			return nil, fmt.Errorf("app: %s at %d: %w", r.Subject, r.Sequence, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// LoadUser rebuilds a user from the log.
+func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
+	recs, v, err := s.store.Load(ctx, s.userSubject(id))
+	if err != nil {
+		return domain.User{}, 0, err
+	}
+	evs, err := decodeAll(recs)
+	if err != nil {
+		return domain.User{}, 0, err
+	}
+	var u domain.User
+	for _, ev := range evs {
+		u = domain.EvolveUser(u, ev)
+	}
+	return u, v, nil
+}
+
+// LoadSession rebuilds a session from the log.
+func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
+	recs, v, err := s.store.Load(ctx, s.sessionSubject(id))
+	if err != nil {
+		return domain.Session{}, 0, err
+	}
+	evs, err := decodeAll(recs)
+	if err != nil {
+		return domain.Session{}, 0, err
+	}
+	var sess domain.Session
+	for _, ev := range evs {
+		sess = domain.EvolveSession(sess, ev)
+	}
+	return sess, v, nil
+}
+
+// client looks up a client application.
+func (s *Service) client(id string) (config.Client, error) {
+	cl, ok := s.cfg.Client(id)
+	if !ok {
+		return config.Client{}, ErrUnknownClient
+	}
+	return cl, nil
+}
+
+func lifetimes(cl config.Client, kind domain.SessionKind) (idle, life time.Duration) {
+	if kind == domain.SessionKindCookie {
+		return cl.CookieIdleTimeout.D(), cl.CookieLifetime.D()
+	}
+	return cl.RefreshTokenIdleTimeout.D(), cl.RefreshTokenLifetime.D()
+}
+
+// idempotencyMsgID scopes a client's idempotency key to the client and the
+// operation; only its hash reaches the log.
+func idempotencyMsgID(op, clientID, key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(op + "\x00" + clientID + "\x00" + key))
+	return op + "-" + hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,296 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/uuid"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Issued is what a client receives when a session starts or refreshes.
+type Issued struct {
+	UserID      string
+	SessionID   string
+	Kind        domain.SessionKind
+	IsAnonymous bool
+	// SessionToken is the refresh token (refresh_token sessions) or the
+	// cookie value (cookie sessions). It is never stored or logged.
+	SessionToken string
+	// SessionExpiresAt is the end of the session's lifetime.
+	SessionExpiresAt time.Time
+	AccessToken      string
+	ExpiresIn        time.Duration
+}
+
+// SignUpAnonymous creates a guest and its first session.
+type SignUpAnonymous struct {
+	ClientID       string
+	Kind           domain.SessionKind
+	IdempotencyKey string
+	Meta           Meta
+}
+
+// SignUpAnonymous runs the CreateAnonymous command: a new user and its first
+// session, written in one atomic append.
+func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issued, error) {
+	if !*s.cfg.Anonymous.Enabled {
+		return Issued{}, ErrAnonymousDisabled
+	}
+	cl, err := s.client(c.ClientID)
+	if err != nil {
+		return Issued{}, err
+	}
+	now := s.clock.Now()
+	userID, sessionID := uuid.NewString(), uuid.NewString()
+	created, err := domain.DecideCreateAnonymousUser(domain.User{}, domain.CreateAnonymousUser{UserID: userID, ClientID: c.ClientID, Now: now})
+	if err != nil {
+		return Issued{}, err
+	}
+	user := domain.EvolveUser(domain.User{}, created[0])
+	token, hash, err := tokens.NewOpaque(s.random, sessionID)
+	if err != nil {
+		return Issued{}, err
+	}
+	idle, life := lifetimes(cl, c.Kind)
+	started, err := domain.DecideStartSession(user, domain.Session{}, domain.StartSession{
+		SessionID: sessionID, ClientID: c.ClientID, Kind: c.Kind, Method: domain.MethodAnonymous,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now,
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	err = s.appendEvents(ctx, c.Meta,
+		pending{subject: s.userSubject(userID), event: created[0], msgID: idempotencyMsgID("signup", c.ClientID, c.IdempotencyKey)},
+		pending{subject: s.sessionSubject(sessionID), event: started[0]},
+	)
+	if errors.Is(err, eventstore.ErrDuplicate) {
+		return Issued{}, ErrDuplicateRequest
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	commands.WithLabelValues("create_anonymous", "ok").Inc()
+	sess := domain.EvolveSession(domain.Session{}, started[0])
+	return s.issue(ctx, cl.AccessTokenLifetime.D(), user, sess, token)
+}
+
+// issue signs an access token for a session and packs the answer.
+func (s *Service) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
+	if err != nil {
+		return Issued{}, err
+	}
+	return Issued{
+		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),
+		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp,
+	}, nil
+}
+
+func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session) (string, time.Duration, error) {
+	now := s.clock.Now()
+	// Never outlive the session.
+	if left := sess.ExpiresAt().Sub(now); left < lifetime {
+		lifetime = left
+	}
+	at, err := s.keys.Sign(ctx, tokens.AccessClaims{
+		Claims: jwt.Claims{
+			Subject:   u.UserID(),
+			Audience:  jwt.Audience{sess.ClientID()},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			Expiry:    jwt.NewNumericDate(now.Add(lifetime)),
+			ID:        uuid.NewString(),
+		},
+		ClientID:    sess.ClientID(),
+		SessionID:   sess.SessionID(),
+		IsAnonymous: u.IsAnonymous(),
+	})
+	return at, lifetime, err
+}
+
+// Refresh rotates a refresh token and issues a new access token. A refresh
+// token that was already rotated away revokes the whole session.
+func (s *Service) Refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
+	cl, err := s.client(clientID)
+	if err != nil {
+		return Issued{}, err
+	}
+	sessionID, presentedHash, err := tokens.ParseOpaque(presented)
+	if err != nil {
+		return Issued{}, domain.ErrInvalidToken
+	}
+	for range maxAttempts {
+		sess, version, err := s.LoadSession(ctx, sessionID)
+		if err != nil {
+			return Issued{}, err
+		}
+		token, hash, err := tokens.NewOpaque(s.random, sessionID)
+		if err != nil {
+			return Issued{}, err
+		}
+		evs, decided := domain.DecideRefreshSession(sess, domain.RefreshSession{
+			ClientID: clientID, PresentedHash: presentedHash, NewHash: hash, Now: s.clock.Now(),
+		})
+		if len(evs) > 0 {
+			err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]})
+			if errors.Is(err, eventstore.ErrConflict) {
+				// Someone else rotated or revoked first: decide again on
+				// what they wrote (a racing second use is then reuse).
+				continue
+			}
+			if err != nil {
+				return Issued{}, err
+			}
+		}
+		if decided != nil {
+			if errors.Is(decided, domain.ErrRefreshTokenReused) {
+				s.log.Warn("refresh token reuse detected; session revoked", "session_id", sessionID, "correlation_id", meta.CorrelationID)
+			}
+			commands.WithLabelValues("refresh_session", "rejected").Inc()
+			return Issued{}, decided
+		}
+		u, _, err := s.LoadUser(ctx, sess.UserID())
+		if err != nil {
+			return Issued{}, err
+		}
+		if err := u.CanSignIn(); err != nil {
+			return Issued{}, err
+		}
+		commands.WithLabelValues("refresh_session", "ok").Inc()
+		return s.issue(ctx, cl.AccessTokenLifetime.D(), u, domain.EvolveSession(sess, evs[0]), token)
+	}
+	return Issued{}, ErrBusy
+}
+
+// RevokeSession ends a session (logout, revocation).
+func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, meta Meta) error {
+	for range maxAttempts {
+		sess, version, err := s.LoadSession(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		evs, err := domain.DecideRevokeSession(sess, domain.RevokeSession{Reason: reason, Now: s.clock.Now()})
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		err = s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]})
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err == nil {
+			commands.WithLabelValues("revoke_session", "ok").Inc()
+		}
+		return err
+	}
+	return ErrBusy
+}
+
+// RevokeToken revokes the session of an opaque token (RFC 7009). Unknown or
+// malformed tokens are not an error: the answer must not reveal anything.
+func (s *Service) RevokeToken(ctx context.Context, token string, meta Meta) error {
+	sessionID, hash, err := tokens.ParseOpaque(token)
+	if err != nil {
+		return nil
+	}
+	sess, _, err := s.LoadSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if !sess.MatchesToken(hash) {
+		return nil
+	}
+	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonRevoked, meta)
+}
+
+// Principal is who a request acts for.
+type Principal struct {
+	User    domain.User
+	Session domain.Session
+}
+
+// activityResolution bounds how often a cookie session's activity is
+// recorded: at most once a minute, so idle timeouts are precise to a minute.
+const activityResolution = time.Minute
+
+// AuthenticateCookie checks a session cookie and records activity.
+func (s *Service) AuthenticateCookie(ctx context.Context, token string) (Principal, error) {
+	sessionID, hash, err := tokens.ParseOpaque(token)
+	if err != nil {
+		return Principal{}, domain.ErrInvalidToken
+	}
+	sess, _, err := s.LoadSession(ctx, sessionID)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !sess.MatchesToken(hash) || sess.Kind() != domain.SessionKindCookie {
+		return Principal{}, domain.ErrInvalidToken
+	}
+	last, err := s.activity.Last(ctx, sessionID)
+	if err != nil {
+		return Principal{}, err
+	}
+	now := s.clock.Now()
+	if err := sess.Check(now, last); err != nil {
+		return Principal{}, err
+	}
+	if now.Sub(maxTime(last, sess.LastActiveAt())) >= activityResolution {
+		if err := s.activity.Touch(ctx, sessionID, now); err != nil {
+			s.log.Warn("recording session activity failed", "session_id", sessionID, "error", err)
+		}
+	}
+	return s.principal(ctx, sess)
+}
+
+// AuthenticateBearer checks an access token and that its session and user
+// are still live (a revoked session's access tokens stop at once).
+func (s *Service) AuthenticateBearer(ctx context.Context, raw string) (Principal, error) {
+	claims, err := s.keys.Verify(ctx, raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	sess, _, err := s.LoadSession(ctx, claims.SessionID)
+	if err != nil {
+		return Principal{}, err
+	}
+	if sess.UserID() != claims.Subject {
+		return Principal{}, domain.ErrInvalidToken
+	}
+	if err := sess.Check(s.clock.Now(), time.Time{}); err != nil {
+		return Principal{}, err
+	}
+	return s.principal(ctx, sess)
+}
+
+func (s *Service) principal(ctx context.Context, sess domain.Session) (Principal, error) {
+	u, _, err := s.LoadUser(ctx, sess.UserID())
+	if err != nil {
+		return Principal{}, err
+	}
+	if err := u.CanSignIn(); err != nil {
+		return Principal{}, err
+	}
+	return Principal{User: u, Session: sess}, nil
+}
+
+// AccessTokenFor issues a new access token for a live session (a guest
+// calling anonymous sign-up again with its token).
+func (s *Service) AccessTokenFor(ctx context.Context, p Principal) (Issued, error) {
+	cl, err := s.client(p.Session.ClientID())
+	if err != nil {
+		return Issued{}, err
+	}
+	return s.issue(ctx, cl.AccessTokenLifetime.D(), p.User, p.Session, "")
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,135 @@
+// Command idstream runs the identity service and its operator tools.
+//
+//	idstream serve            run the API, projections and (by default) embedded NATS
+//	idstream migrate          apply database migrations and exit
+//	idstream keys rotate      make a new access-token signing key
+//	idstream bench signup     drive anonymous sign-ups against a running server
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/node"
+	"github.com/idstream/idstream/tokens"
+)
+
+const usage = `usage: idstream <command> [flags]
+
+commands:
+  serve          run the server (API, projections; embedded NATS unless NATS_URL is set)
+  migrate        apply database migrations and exit
+  keys rotate    create a new access-token signing key; the old one stays in JWKS
+  bench signup   load-test anonymous sign-up against a running server (see -h)
+
+configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
+DATABASE_URL, NATS_URL and more; see README.md.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(ctx)
+	case "migrate":
+		err = migrate(ctx)
+	case "keys":
+		if len(os.Args) < 3 || os.Args[2] != "rotate" {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		err = rotateKeys(ctx)
+	case "bench":
+		err = bench(ctx, os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "idstream: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idstream:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("IDSTREAM_LOG_LEVEL") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func serve(ctx context.Context) error {
+	log := newLogger()
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	if cfg.Dev {
+		log.Warn("development mode: no IDSTREAM_CONFIG file; anonymous users on, client " + config.DevClientID +
+			" allows http://localhost:* and http://127.0.0.1:*, cookies without Secure")
+	}
+	n, err := node.Start(ctx, node.Options{Config: cfg, Log: log})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	n.Close(context.Background())
+	return nil
+}
+
+func migrate(ctx context.Context) error {
+	log := newLogger()
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	pool, err := node.OpenDatabase(ctx, cfg.DatabaseURL, true, log)
+	if err != nil {
+		return err
+	}
+	pool.Close()
+	log.Info("database is up to date")
+	return nil
+}
+
+func rotateKeys(ctx context.Context) error {
+	log := newLogger()
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	pool, err := node.OpenDatabase(ctx, cfg.DatabaseURL, *cfg.MigrateOnStart, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	keys, err := tokens.NewKeys(ctx, pool, clock.System{}, log, tokens.KeysConfig{
+		Issuer: cfg.PublicURL, PublishRetiredFor: cfg.MaxAccessTokenLifetime(), ReloadEvery: 1,
+	})
+	if err != nil {
+		return err
+	}
+	kid, err := keys.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("new signing key:", kid)
+	return nil
+}

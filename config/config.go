@@ -1,0 +1,280 @@
+// Package config loads idstream's configuration: defaults, then the YAML file
+// named by IDSTREAM_CONFIG, then environment variables. With no file, serve
+// runs in development mode.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration written as "30m", "720h" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 30m, 720h): %w", n.Line, n.Value, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Client is a client application.
+type Client struct {
+	ClientID       string   `yaml:"client_id"`
+	Name           string   `yaml:"name"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	RedirectURIs   []string `yaml:"redirect_uris"`
+	// Session lifetimes; zero values take the Authgear defaults.
+	CookieIdleTimeout       Duration `yaml:"cookie_idle_timeout"`
+	CookieLifetime          Duration `yaml:"cookie_lifetime"`
+	RefreshTokenIdleTimeout Duration `yaml:"refresh_token_idle_timeout"`
+	RefreshTokenLifetime    Duration `yaml:"refresh_token_lifetime"`
+	AccessTokenLifetime     Duration `yaml:"access_token_lifetime"`
+}
+
+// Authgear's defaults.
+const (
+	DefaultIdleTimeout         = 30 * 24 * time.Hour
+	DefaultSessionLifetime     = 52 * 7 * 24 * time.Hour
+	DefaultAccessTokenLifetime = 30 * time.Minute
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Addr        string `yaml:"addr"`
+	PublicURL   string `yaml:"public_url"`
+	DataDir     string `yaml:"data_dir"`
+	DatabaseURL string `yaml:"database_url"`
+	// MigrateOnStart runs migrations when serve starts (default true).
+	MigrateOnStart *bool `yaml:"migrate_on_start"`
+	NATS           struct {
+		URL      string `yaml:"url"`
+		Replicas int    `yaml:"replicas"`
+		// Sync is "always" (fsync before every acknowledgement, the default)
+		// or a flush interval such as "2m".
+		Sync string `yaml:"sync"`
+		// Port of the embedded server on 127.0.0.1; -1 picks a free one.
+		Port int `yaml:"port"`
+	} `yaml:"nats"`
+	Anonymous struct {
+		Enabled *bool `yaml:"enabled"`
+	} `yaml:"anonymous_users"`
+	Cookie struct {
+		Name   string `yaml:"name"`
+		Secure *bool  `yaml:"secure"`
+	} `yaml:"cookie"`
+	Clients []Client `yaml:"clients"`
+
+	// Dev is true when no configuration file was given.
+	Dev bool `yaml:"-"`
+	// File is the configuration file read, if any.
+	File string `yaml:"-"`
+}
+
+// DevClientID is the client application of development mode.
+const DevClientID = "idstream-dev"
+
+// Load reads the configuration from the environment (and the file it names).
+func Load() (*Config, error) { return LoadFrom(os.Getenv) }
+
+// LoadFrom is Load with the environment given as a function.
+func LoadFrom(getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	if f := getenv("IDSTREAM_CONFIG"); f != "" {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", f, err)
+		}
+		c.File = f
+	} else {
+		c.Dev = true
+	}
+	set := func(dst *string, name string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Addr, "IDSTREAM_ADDR")
+	set(&c.PublicURL, "IDSTREAM_PUBLIC_URL")
+	set(&c.DataDir, "IDSTREAM_DATA_DIR")
+	set(&c.DatabaseURL, "DATABASE_URL")
+	set(&c.NATS.URL, "NATS_URL")
+	set(&c.NATS.Sync, "IDSTREAM_NATS_SYNC")
+	for name, dst := range map[string]**bool{
+		"IDSTREAM_ANONYMOUS_ENABLED": &c.Anonymous.Enabled,
+		"IDSTREAM_COOKIE_SECURE":     &c.Cookie.Secure,
+		"IDSTREAM_MIGRATE_ON_START":  &c.MigrateOnStart,
+	} {
+		if v := getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("config: %s=%q is not a boolean", name, v)
+			}
+			*dst = &b
+		}
+	}
+	for name, dst := range map[string]*int{"IDSTREAM_NATS_REPLICAS": &c.NATS.Replicas, "IDSTREAM_NATS_PORT": &c.NATS.Port} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("config: %s=%q is not a number", name, v)
+			}
+			*dst = n
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func (c *Config) applyDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Addr
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"
+	}
+	if c.MigrateOnStart == nil {
+		c.MigrateOnStart = boolPtr(true)
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.Sync == "" {
+		c.NATS.Sync = "always"
+	}
+	if c.NATS.Port == 0 {
+		c.NATS.Port = 4223
+	}
+	if c.Cookie.Name == "" {
+		c.Cookie.Name = "idstream_session"
+	}
+	if c.Cookie.Secure == nil {
+		// Plain-http localhost in development; Secure everywhere else.
+		c.Cookie.Secure = boolPtr(!c.Dev)
+	}
+	if c.Anonymous.Enabled == nil {
+		c.Anonymous.Enabled = boolPtr(c.Dev)
+	}
+	if c.Dev && len(c.Clients) == 0 {
+		c.Clients = []Client{{
+			ClientID:       DevClientID,
+			Name:           "Development client",
+			AllowedOrigins: []string{"http://localhost:*", "http://127.0.0.1:*"},
+			RedirectURIs:   []string{"http://localhost:*", "http://127.0.0.1:*"},
+		}}
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		def := func(d *Duration, v time.Duration) {
+			if *d == 0 {
+				*d = Duration(v)
+			}
+		}
+		def(&cl.CookieIdleTimeout, DefaultIdleTimeout)
+		def(&cl.CookieLifetime, DefaultSessionLifetime)
+		def(&cl.RefreshTokenIdleTimeout, DefaultIdleTimeout)
+		def(&cl.RefreshTokenLifetime, DefaultSessionLifetime)
+		def(&cl.AccessTokenLifetime, DefaultAccessTokenLifetime)
+	}
+}
+
+// Validate reports every problem it finds.
+func (c *Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", c.PublicURL))
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("nats.replicas must be 1 to 5, got %d", c.NATS.Replicas))
+	}
+	if _, err := c.SyncInterval(); err != nil {
+		errs = append(errs, err)
+	}
+	seen := map[string]bool{}
+	for _, cl := range c.Clients {
+		if cl.ClientID == "" {
+			errs = append(errs, errors.New("a client has no client_id"))
+			continue
+		}
+		if seen[cl.ClientID] {
+			errs = append(errs, fmt.Errorf("client %s is listed twice", cl.ClientID))
+		}
+		seen[cl.ClientID] = true
+		if cl.CookieLifetime < cl.CookieIdleTimeout || cl.RefreshTokenLifetime < cl.RefreshTokenIdleTimeout {
+			errs = append(errs, fmt.Errorf("client %s: a lifetime is shorter than its idle timeout", cl.ClientID))
+		}
+		if cl.AccessTokenLifetime.D() < time.Minute || cl.AccessTokenLifetime.D() > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("client %s: access_token_lifetime must be 1m to 24h", cl.ClientID))
+		}
+		for _, o := range append(append([]string{}, cl.AllowedOrigins...), cl.RedirectURIs...) {
+			if err := checkPattern(o); err != nil {
+				errs = append(errs, fmt.Errorf("client %s: %w", cl.ClientID, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// SyncInterval returns 0 for "always", else the flush interval.
+func (c *Config) SyncInterval() (time.Duration, error) {
+	if c.NATS.Sync == "always" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.NATS.Sync)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("nats.sync must be \"always\" or a positive duration, got %q", c.NATS.Sync)
+	}
+	return d, nil
+}
+
+// Client returns the client application with the id.
+func (c *Config) Client(id string) (Client, bool) {
+	for _, cl := range c.Clients {
+		if cl.ClientID == id {
+			return cl, true
+		}
+	}
+	return Client{}, false
+}
+
+// MaxAccessTokenLifetime is the longest access-token lifetime of any client.
+func (c *Config) MaxAccessTokenLifetime() time.Duration {
+	m := DefaultAccessTokenLifetime
+	for _, cl := range c.Clients {
+		m = max(m, cl.AccessTokenLifetime.D())
+	}
+	return m
+}

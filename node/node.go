@@ -1,0 +1,244 @@
+// Package node wires one idstream process: PostgreSQL, NATS (embedded or
+// external), the event store, the token keys, the projections and the HTTP
+// API. `idstream serve` and the end-to-end tests both start one.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/idstream/idstream/api"
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/migrations"
+	"github.com/idstream/idstream/projections"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Options are the parts a caller may supply; the rest comes from Config.
+type Options struct {
+	Config *config.Config
+	Log    *slog.Logger
+	// Clock and Random default to the real ones; tests fake them.
+	Clock  clock.Clock
+	Random io.Reader
+	// Listener, if set, is used instead of listening on Config.Addr.
+	Listener net.Listener
+	// NoProjections leaves projections to other processes.
+	NoProjections bool
+}
+
+// Node is a running idstream process.
+type Node struct {
+	Config   *config.Config
+	Log      *slog.Logger
+	Pool     *pgxpool.Pool
+	NATS     *nats.Conn
+	Embedded *server.Server
+	Store    *eventstore.Store
+	Service  *app.Service
+	Keys     *tokens.Keys
+	Runner   *projections.Runner
+	API      *api.Server
+	URL      string
+
+	httpServer *http.Server
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// OpenDatabase creates the database if needed, connects, and migrates when
+// migrate is true.
+func OpenDatabase(ctx context.Context, dsn string, migrate bool, log *slog.Logger) (*pgxpool.Pool, error) {
+	if err := migrations.EnsureDatabase(ctx, dsn); err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if pcfg.MaxConns < 16 {
+		pcfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		applied, err := migrations.Run(ctx, pool)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("applied migrations", "migrations", applied)
+		}
+	}
+	return pool, nil
+}
+
+// ConnectNATS connects to NATS_URL, or starts the embedded server.
+func ConnectNATS(cfg *config.Config, log *slog.Logger) (*nats.Conn, *server.Server, error) {
+	opts := []nats.Option{nats.Name("idstream"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if cfg.NATS.URL != "" {
+		nc, err := nats.Connect(cfg.NATS.URL, opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to NATS at NATS_URL: %w", err)
+		}
+		return nc, nil, nil
+	}
+	interval, err := cfg.SyncInterval()
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{
+		StoreDir:     filepath.Join(cfg.DataDir, "nats"),
+		Port:         cfg.NATS.Port,
+		SyncAlways:   interval == 0,
+		SyncInterval: interval,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("embedded NATS started", "url", ns.ClientURL(), "store_dir", filepath.Join(cfg.DataDir, "nats"), "sync", cfg.NATS.Sync)
+	nc, err := nats.Connect(ns.ClientURL(), opts...)
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	return nc, ns, nil
+}
+
+// Start starts a node and returns once it serves HTTP.
+func Start(ctx context.Context, o Options) (_ *Node, err error) {
+	if o.Config == nil || o.Log == nil {
+		return nil, errors.New("node: config and logger are required")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
+	if o.Random == nil {
+		o.Random = rand.Reader
+	}
+	cfg := o.Config
+	n := &Node{Config: cfg, Log: o.Log}
+	defer func() {
+		if err != nil {
+			n.Close(context.Background())
+		}
+	}()
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, err
+		}
+	}
+	n.URL = "http://" + ln.Addr().String()
+	if cfg.PublicURL == "http://"+cfg.Addr && cfg.Addr != ln.Addr().String() {
+		cfg.PublicURL = n.URL
+	}
+
+	if n.Pool, err = OpenDatabase(ctx, cfg.DatabaseURL, *cfg.MigrateOnStart, o.Log); err != nil {
+		return nil, err
+	}
+	if n.NATS, n.Embedded, err = ConnectNATS(cfg, o.Log); err != nil {
+		return nil, err
+	}
+	sopts := eventstore.DefaultOptions()
+	sopts.Stream.Replicas = cfg.NATS.Replicas
+	if n.Store, err = eventstore.Open(ctx, n.NATS, sopts); err != nil {
+		return nil, err
+	}
+	if n.Keys, err = tokens.NewKeys(ctx, n.Pool, o.Clock, o.Log, tokens.KeysConfig{
+		Issuer: cfg.PublicURL, PublishRetiredFor: cfg.MaxAccessTokenLifetime() + time.Hour, ReloadEvery: time.Minute,
+	}); err != nil {
+		return nil, err
+	}
+	maxIdle := config.DefaultIdleTimeout
+	for _, cl := range cfg.Clients {
+		maxIdle = max(maxIdle, cl.CookieIdleTimeout.D())
+	}
+	activity, err := app.NewKVActivity(ctx, n.Store.JetStream(), cfg.NATS.Replicas, maxIdle)
+	if err != nil {
+		return nil, err
+	}
+	if n.Service, err = app.NewService(n.Store, n.Keys, cfg, o.Clock, o.Random, activity, o.Log); err != nil {
+		return nil, err
+	}
+	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
+		return nil, err
+	}
+	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Lag: n.Store}); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	if !o.NoProjections {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.Runner.Run(rctx) }()
+	}
+	n.httpServer = &http.Server{
+		Handler:           n.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.Log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	o.Log.Info("idstream serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL)
+	return n, nil
+}
+
+// Close stops the node: HTTP first (draining requests), then projections,
+// then the log and the databases.
+func (n *Node) Close(ctx context.Context) {
+	n.closeOnce.Do(func() {
+		if n.httpServer != nil {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = n.httpServer.Shutdown(sctx)
+			cancel()
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		if n.Store != nil {
+			n.Store.Close()
+		}
+		if n.NATS != nil {
+			_ = n.NATS.Drain()
+			n.NATS.Close()
+		}
+		if n.Embedded != nil {
+			n.Embedded.Shutdown()
+			n.Embedded.WaitForShutdown()
+		}
+		if n.Pool != nil {
+			n.Pool.Close()
+		}
+	})
+}

@@ -1,0 +1,472 @@
+// Package projections builds PostgreSQL read models from the event log. Each
+// projection has its own durable JetStream consumer; it applies a batch of
+// events and moves its checkpoint (the stream sequence) in one transaction,
+// so a redelivered or replayed event is never applied twice. An event that
+// cannot be applied stops the projection and is recorded; nothing is skipped.
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+)
+
+// Projector turns events into read-model rows.
+type Projector interface {
+	// Name is stable: it names the checkpoint row and the durable consumer.
+	Name() string
+	// Subjects are the kinds of aggregate it reads ("user", "session").
+	Kinds() []string
+	// Apply queues the statements for one event.
+	Apply(q *Queue, rec eventstore.Record, ev domain.Event) error
+}
+
+// Queue collects the statements of a batch, sent to PostgreSQL in one round
+// trip inside the batch's transaction.
+type Queue struct {
+	stmts []stmt
+}
+
+type stmt struct {
+	sql     string
+	args    []any
+	wantOne bool
+	rec     int
+}
+
+// Exec queues a statement.
+func (q *Queue) Exec(sql string, args ...any) { q.stmts = append(q.stmts, stmt{sql: sql, args: args}) }
+
+// ExecOne queues a statement that must change exactly one row; any other
+// count means the read model disagrees with the log, and the projection stops.
+func (q *Queue) ExecOne(sql string, args ...any) {
+	q.stmts = append(q.stmts, stmt{sql: sql, args: args, wantOne: true})
+}
+
+// Source is what the runner needs from the event log.
+type Source interface {
+	JetStream() jetstream.JetStream
+	StreamName() string
+	Subject(kind, id string) string
+	LastSequence(ctx context.Context) (uint64, error)
+}
+
+// Config tunes a runner.
+type Config struct {
+	// BatchSize is the most events applied in one transaction.
+	BatchSize int
+	// RetryBackoff is the first pause after a transient error (PostgreSQL or
+	// NATS unreachable); it doubles up to a minute.
+	RetryBackoff time.Duration
+	// StandbyPoll is how often a node that does not hold a projection's lock
+	// tries to take it.
+	StandbyPoll time.Duration
+}
+
+// DefaultConfig is the configuration `idstream serve` uses.
+func DefaultConfig() Config {
+	return Config{BatchSize: 500, RetryBackoff: 100 * time.Millisecond, StandbyPoll: 2 * time.Second}
+}
+
+// Runner runs projectors until its context ends.
+type Runner struct {
+	pool       *pgxpool.Pool
+	src        Source
+	projectors []Projector
+	cfg        Config
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	states map[string]string
+}
+
+// NewRunner builds a runner; it refuses missing dependencies.
+func NewRunner(pool *pgxpool.Pool, src Source, log *slog.Logger, cfg Config, ps ...Projector) (*Runner, error) {
+	if pool == nil || src == nil || log == nil {
+		return nil, errors.New("projections: pool, source and logger are required")
+	}
+	if cfg.BatchSize < 1 || cfg.RetryBackoff <= 0 || cfg.StandbyPoll <= 0 {
+		return nil, errors.New("projections: batch size, retry backoff and standby poll must be positive")
+	}
+	return &Runner{pool: pool, src: src, projectors: ps, cfg: cfg, log: log, states: map[string]string{}}, nil
+}
+
+// Projectors returns the runner's projectors.
+func (r *Runner) Projectors() []Projector { return r.projectors }
+
+// Run runs every projector and returns when ctx ends.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, p := range r.projectors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.supervise(ctx, p)
+		}()
+	}
+	wg.Wait()
+}
+
+// State reports what this node's instance of a projection is doing:
+// standby, catching-up/running, stopped (after a failure) or retrying.
+func (r *Runner) State(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.states[name]
+}
+
+func (r *Runner) setState(name, state string) {
+	r.mu.Lock()
+	r.states[name] = state
+	r.mu.Unlock()
+	for _, s := range []string{StateStandby, StateRunning, StateStopped, StateRetrying} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		projectionState.WithLabelValues(name, s).Set(v)
+	}
+}
+
+// Projection states.
+const (
+	StateStandby  = "standby"
+	StateRunning  = "running"
+	StateStopped  = "stopped"
+	StateRetrying = "retrying"
+)
+
+// errStopped ends a projection's run after a recorded failure.
+var errStopped = errors.New("projection stopped on a failed event")
+
+func (r *Runner) supervise(ctx context.Context, p Projector) {
+	backoff := r.cfg.RetryBackoff
+	for ctx.Err() == nil {
+		err := r.runOnce(ctx, p)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errStopped):
+			r.setState(p.Name(), StateStopped)
+			<-ctx.Done()
+			return
+		case err != nil:
+			r.setState(p.Name(), StateRetrying)
+			r.log.Warn("projection paused; will retry", "projection", p.Name(), "error", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, time.Minute)
+		default:
+			backoff = r.cfg.RetryBackoff
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("idstream.projection." + name))
+	return int64(h.Sum64() >> 1)
+}
+
+// runOnce takes the projection's lock, then consumes until an error.
+func (r *Runner) runOnce(ctx context.Context, p Projector) error {
+	name := p.Name()
+	// One instance per projection across all nodes: a session-level advisory
+	// lock held on a dedicated connection. Correctness does not rest on it:
+	// every batch re-reads the checkpoint under a row lock.
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(name)).Scan(&got); err != nil {
+			return fmt.Errorf("take lock: %w", err)
+		}
+		if got {
+			break
+		}
+		r.setState(name, StateStandby)
+		sleep(ctx, r.cfg.StandbyPoll)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey(name)) }()
+
+	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {
+		return fmt.Errorf("checkpoint row: %w", err)
+	}
+	var pos int64
+	if err := r.pool.QueryRow(ctx, `UPDATE projection_checkpoints SET state = 'running', updated_at = now() WHERE name = $1 RETURNING position`, name).Scan(&pos); err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	cons, err := r.consumer(ctx, p, uint64(pos))
+	if err != nil {
+		return err
+	}
+	r.setState(name, StateRunning)
+	r.log.Info("projection running", "projection", name, "position", pos)
+
+	msgs := make(chan jetstream.Msg, 4*r.cfg.BatchSize)
+	cctx, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*r.cfg.BatchSize))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	defer cctx.Stop()
+
+	lockCheck := time.NewTicker(5 * time.Second)
+	defer lockCheck.Stop()
+	batch := make([]jetstream.Msg, 0, r.cfg.BatchSize)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-lockCheck.C:
+			// A lost lock connection (PostgreSQL restarted) means another
+			// node may take over: start again from the top.
+			if err := conn.Ping(ctx); err != nil {
+				return fmt.Errorf("lock connection lost: %w", err)
+			}
+			continue
+		case m := <-msgs:
+			batch = append(batch[:0], m)
+		}
+	fill:
+		for len(batch) < r.cfg.BatchSize {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		if err := r.applyBatch(ctx, p, batch); err != nil {
+			return err
+		}
+		// AckAll: acknowledging the last acknowledges the batch.
+		_ = batch[len(batch)-1].Ack()
+	}
+}
+
+// consumer (re)creates the projection's durable consumer to start right after
+// the checkpoint: PostgreSQL's checkpoint is the truth, the consumer follows.
+func (r *Runner) consumer(ctx context.Context, p Projector, pos uint64) (jetstream.Consumer, error) {
+	js := r.src.JetStream()
+	durable := "projection-" + p.Name()
+	if err := js.DeleteConsumer(ctx, r.src.StreamName(), durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("reset consumer: %w", err)
+	}
+	var filters []string
+	for _, k := range p.Kinds() {
+		filters = append(filters, r.src.Subject(k, ">"))
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:        durable,
+		Description:    "idstream projection " + p.Name(),
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckAllPolicy,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  20 * r.cfg.BatchSize,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if pos > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = pos + 1
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, r.src.StreamName(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer: %w", err)
+	}
+	return c, nil
+}
+
+type decoded struct {
+	rec eventstore.Record
+	ev  domain.Event
+}
+
+// applyBatch applies events past the checkpoint in one transaction. When the
+// batch fails for a reason in the data, it is re-applied event by event to
+// find the event at fault, which is recorded; the events before it land.
+func (r *Runner) applyBatch(ctx context.Context, p Projector, msgs []jetstream.Msg) error {
+	start := time.Now()
+	evs := make([]decoded, 0, len(msgs))
+	for _, m := range msgs {
+		rec, err := eventstore.DecodeMsg(m)
+		var ev domain.Event
+		if err == nil {
+			ev, err = domain.DecodeEvent(rec.Type, rec.Data)
+		}
+		if err != nil {
+			// Land what came before, then stop on this one.
+			if err := r.applyEach(ctx, p, evs); err != nil {
+				return err
+			}
+			return r.fail(ctx, p, rec, err)
+		}
+		evs = append(evs, decoded{rec, ev})
+	}
+	n, err := r.tx(ctx, p, evs)
+	if err == nil {
+		observeBatch(p.Name(), n, evs, start)
+		return nil
+	}
+	if !permanent(err) || len(evs) == 1 {
+		if permanent(err) {
+			return r.fail(ctx, p, evs[0].rec, err)
+		}
+		return err
+	}
+	return r.applyEach(ctx, p, evs)
+}
+
+func (r *Runner) applyEach(ctx context.Context, p Projector, evs []decoded) error {
+	for i := range evs {
+		start := time.Now()
+		n, err := r.tx(ctx, p, evs[i:i+1])
+		if err != nil {
+			if permanent(err) {
+				return r.fail(ctx, p, evs[i].rec, err)
+			}
+			return err
+		}
+		observeBatch(p.Name(), n, evs[i:i+1], start)
+	}
+	return nil
+}
+
+// applyError marks an error caused by the event's data or the read model's
+// state, not by the infrastructure.
+type applyError struct{ err error }
+
+func (e applyError) Error() string { return e.err.Error() }
+func (e applyError) Unwrap() error { return e.err }
+
+func permanent(err error) bool {
+	var ae applyError
+	if errors.As(err, &ae) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "40", "53", "57", "58":
+			// connection, transaction rollback, resources, operator
+			// intervention (e.g. shutdown), system errors: try again.
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// tx applies evs (those past the checkpoint) and moves the checkpoint, in one
+// transaction. It returns how many events it applied.
+func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var pos int64
+	if err := tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()).Scan(&pos); err != nil {
+		return 0, err
+	}
+	q := &Queue{}
+	applied := 0
+	var last decoded
+	for i, d := range evs {
+		if d.rec.Sequence <= uint64(pos) {
+			continue // redelivered: already applied
+		}
+		before := len(q.stmts)
+		if err := p.Apply(q, d.rec, d.ev); err != nil {
+			return 0, applyError{fmt.Errorf("apply %s at %d: %w", d.rec.Type, d.rec.Sequence, err)}
+		}
+		for j := before; j < len(q.stmts); j++ {
+			q.stmts[j].rec = i
+		}
+		applied++
+		last = d
+	}
+	if applied == 0 {
+		return 0, nil
+	}
+	b := &pgx.Batch{}
+	for _, s := range q.stmts {
+		b.Queue(s.sql, s.args...)
+	}
+	b.Queue(`UPDATE projection_checkpoints SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
+		p.Name(), int64(last.rec.Sequence), last.rec.OccurredAt)
+	res := tx.SendBatch(ctx, b)
+	for _, s := range q.stmts {
+		tag, err := res.Exec()
+		if err != nil {
+			_ = res.Close()
+			return 0, err
+		}
+		if s.wantOne && tag.RowsAffected() != 1 {
+			_ = res.Close()
+			d := evs[s.rec]
+			return 0, applyError{fmt.Errorf("apply %s at %d: changed %d rows, want 1", d.rec.Type, d.rec.Sequence, tag.RowsAffected())}
+		}
+	}
+	if _, err := res.Exec(); err != nil {
+		_ = res.Close()
+		return 0, err
+	}
+	if err := res.Close(); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
+
+// fail records the event that stopped the projection and stops it.
+func (r *Runner) fail(ctx context.Context, p Projector, rec eventstore.Record, cause error) error {
+	r.log.Error("projection stopped: event could not be applied", "projection", p.Name(),
+		"sequence", rec.Sequence, "subject", rec.Subject, "event_type", rec.Type, "event_id", rec.ID, "error", cause)
+	projectionFailures.WithLabelValues(p.Name()).Inc()
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_failures (projection, sequence, subject, event_type, event_id, error)
+			VALUES ($1, $2, $3, $4, $5, $6)`, p.Name(), int64(rec.Sequence), rec.Subject, rec.Type, rec.ID, cause.Error()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET state = 'stopped', updated_at = now() WHERE name = $1`, p.Name())
+		return err
+	})
+	if err != nil {
+		// Could not even record it: retry the whole thing later.
+		return fmt.Errorf("record failure: %w (after %v)", err, cause)
+	}
+	return errStopped
+}

@@ -1,0 +1,64 @@
+package projections
+
+import (
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+)
+
+// Users projects the users table.
+type Users struct{}
+
+// Name implements Projector.
+func (Users) Name() string { return "users" }
+
+// Kinds implements Projector.
+func (Users) Kinds() []string { return []string{"user", "session"} }
+
+// Apply implements Projector.
+func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
+	seq := int64(rec.Sequence)
+	switch e := ev.(type) {
+	case domain.AnonymousUserCreated:
+		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, version)
+			VALUES ($1, true, $2, 'active', $3, $3, $4)`, e.UserID, e.ClientID, e.CreatedAt, seq)
+	case domain.SessionStarted:
+		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
+			e.UserID, e.StartedAt, seq)
+	case domain.SessionRefreshed:
+		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), version = $3 WHERE id = $1`,
+			e.UserID, e.RefreshedAt, seq)
+	}
+	return nil
+}
+
+// Sessions projects the sessions table.
+type Sessions struct{}
+
+// Name implements Projector.
+func (Sessions) Name() string { return "sessions" }
+
+// Kinds implements Projector.
+func (Sessions) Kinds() []string { return []string{"session"} }
+
+// Apply implements Projector.
+func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
+	seq := int64(rec.Sequence)
+	switch e := ev.(type) {
+	case domain.SessionStarted:
+		q.Exec(`INSERT INTO sessions (id, user_id, client_id, kind, method, started_at, last_active_at,
+				idle_timeout_seconds, expires_at, version)
+			VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)`,
+			e.SessionID, e.UserID, e.ClientID, string(e.Kind), e.Method, e.StartedAt,
+			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq)
+	case domain.SessionRefreshed:
+		q.ExecOne(`UPDATE sessions SET last_active_at = $2, last_refreshed_at = $2, refresh_count = refresh_count + 1, version = $3
+			WHERE id = $1`, e.SessionID, e.RefreshedAt, seq)
+	case domain.SessionRevoked:
+		q.ExecOne(`UPDATE sessions SET revoked_at = $2, revoke_reason = $3, version = $4 WHERE id = $1`,
+			e.SessionID, e.RevokedAt, e.Reason, seq)
+	}
+	return nil
+}
+
+// All returns the projections `idstream serve` runs.
+func All() []Projector { return []Projector{Users{}, Sessions{}} }
