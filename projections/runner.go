@@ -222,12 +222,16 @@ func (r *Runner) runOnce(ctx context.Context, p Projector) error {
 	if err := r.pool.QueryRow(ctx, `UPDATE projection_checkpoints SET state = 'running', updated_at = now() WHERE name = $1 RETURNING position`, name).Scan(&pos); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	cons, err := r.consumer(ctx, p, uint64(pos))
+	var install string
+	if err := r.pool.QueryRow(ctx, `SELECT left(id::text, 8) FROM installation`).Scan(&install); err != nil {
+		return fmt.Errorf("read installation id: %w", err)
+	}
+	cons, err := r.consumer(ctx, p, install, uint64(pos))
 	if err != nil {
 		return err
 	}
 	r.setState(name, StateRunning)
-	r.log.Info("projection running", "projection", name, "position", pos)
+	r.log.Info("projection running", "projection", name, "position", pos, "consumer", ConsumerName(name, install))
 
 	msgs := make(chan jetstream.Msg, 4*r.cfg.BatchSize)
 	cctx, err := cons.Consume(func(m jetstream.Msg) {
@@ -277,9 +281,9 @@ func (r *Runner) runOnce(ctx context.Context, p Projector) error {
 
 // consumer (re)creates the projection's durable consumer to start right after
 // the checkpoint: PostgreSQL's checkpoint is the truth, the consumer follows.
-func (r *Runner) consumer(ctx context.Context, p Projector, pos uint64) (jetstream.Consumer, error) {
+func (r *Runner) consumer(ctx context.Context, p Projector, install string, pos uint64) (jetstream.Consumer, error) {
 	js := r.src.JetStream()
-	durable := "projection-" + p.Name()
+	durable := ConsumerName(p.Name(), install)
 	if err := js.DeleteConsumer(ctx, r.src.StreamName(), durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("reset consumer: %w", err)
 	}
@@ -305,6 +309,12 @@ func (r *Runner) consumer(ctx context.Context, p Projector, pos uint64) (jetstre
 		return nil, fmt.Errorf("create consumer: %w", err)
 	}
 	return c, nil
+}
+
+// ConsumerName is the durable consumer of a projection in one installation
+// (database).
+func ConsumerName(projection, install string) string {
+	return "projection-" + projection + "-" + install
 }
 
 type decoded struct {

@@ -33,6 +33,16 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
+-- One row: this database's identity. Durable consumers are named after it,
+-- so two deployments (or a rebuild into another database) sharing one NATS
+-- never share a consumer.
+CREATE TABLE installation (
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    singleton  boolean     NOT NULL DEFAULT true UNIQUE CHECK (singleton)
+);
+INSERT INTO installation DEFAULT VALUES;
+
 -- One row per projection: the stream sequence applied last, moved in the same
 -- transaction as the projection's rows.
 CREATE TABLE projection_checkpoints (

@@ -1,0 +1,178 @@
+package domain_test
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/domain"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func given[S any](evolve func(S, domain.Event) S, evs ...domain.Event) S {
+	var s S
+	for _, e := range evs {
+		s = evolve(s, e)
+	}
+	return s
+}
+
+func created() domain.AnonymousUserCreated {
+	return domain.AnonymousUserCreated{UserID: "u1", ClientID: "c1", CreatedAt: t0}
+}
+
+func started(kind domain.SessionKind) domain.SessionStarted {
+	return domain.SessionStarted{SessionID: "s1", UserID: "u1", ClientID: "c1", Kind: kind, Method: domain.MethodAnonymous,
+		TokenHash: "h0", IdleTimeout: 3600, Lifetime: 86400, StartedAt: t0}
+}
+
+func refreshed(prev, next string, gen int, at time.Time) domain.SessionRefreshed {
+	return domain.SessionRefreshed{SessionID: "s1", UserID: "u1", PreviousHash: prev, TokenHash: next, Generation: gen, RefreshedAt: at}
+}
+
+func TestCreateAnonymousUser(t *testing.T) {
+	cmd := domain.CreateAnonymousUser{UserID: "u1", ClientID: "c1", Now: t0}
+	tests := []struct {
+		name    string
+		given   []domain.Event
+		cmd     domain.CreateAnonymousUser
+		want    []domain.Event
+		wantErr error
+	}{
+		{"new user", nil, cmd, []domain.Event{created()}, nil},
+		{"already exists", []domain.Event{created()}, cmd, nil, domain.ErrUserExists},
+		{"missing id", nil, domain.CreateAnonymousUser{ClientID: "c1", Now: t0}, nil, domain.ErrInvalidCommand},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := domain.DecideCreateAnonymousUser(given(domain.EvolveUser, tc.given...), tc.cmd)
+			if !errors.Is(err, tc.wantErr) || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestStartSession(t *testing.T) {
+	cmd := domain.StartSession{SessionID: "s1", ClientID: "c1", Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymous,
+		TokenHash: "h0", IdleTimeout: time.Hour, Lifetime: 24 * time.Hour, Now: t0}
+	bad := cmd
+	bad.Lifetime = time.Minute
+	badKind := cmd
+	badKind.Kind = "jwt"
+	tests := []struct {
+		name    string
+		user    []domain.Event
+		sess    []domain.Event
+		cmd     domain.StartSession
+		want    []domain.Event
+		wantErr error
+	}{
+		{"starts", []domain.Event{created()}, nil, cmd, []domain.Event{started(domain.SessionKindRefreshToken)}, nil},
+		{"no user", nil, nil, cmd, nil, domain.ErrUserNotFound},
+		{"session exists", []domain.Event{created()}, []domain.Event{started(domain.SessionKindRefreshToken)}, cmd, nil, domain.ErrSessionExists},
+		{"lifetime shorter than idle", []domain.Event{created()}, nil, bad, nil, domain.ErrInvalidCommand},
+		{"unknown kind", []domain.Event{created()}, nil, badKind, nil, domain.ErrInvalidCommand},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := domain.DecideStartSession(given(domain.EvolveUser, tc.user...), given(domain.EvolveSession, tc.sess...), tc.cmd)
+			if !errors.Is(err, tc.wantErr) || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRefreshSession(t *testing.T) {
+	at := t0.Add(10 * time.Minute)
+	cmd := func(presented string, now time.Time) domain.RefreshSession {
+		return domain.RefreshSession{ClientID: "c1", PresentedHash: presented, NewHash: "hN", Now: now}
+	}
+	rt := started(domain.SessionKindRefreshToken)
+	revokedForReuse := domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: domain.RevokeReasonTokenReuse, RevokedAt: at}
+	tests := []struct {
+		name    string
+		given   []domain.Event
+		cmd     domain.RefreshSession
+		want    []domain.Event
+		wantErr error
+	}{
+		{"rotates current token", []domain.Event{rt}, cmd("h0", at), []domain.Event{refreshed("h0", "hN", 1, at)}, nil},
+		{"rotates again", []domain.Event{rt, refreshed("h0", "h1", 1, at)}, cmd("h1", at), []domain.Event{refreshed("h1", "hN", 2, at)}, nil},
+		{"reuse revokes", []domain.Event{rt, refreshed("h0", "h1", 1, at)}, cmd("h0", at), []domain.Event{revokedForReuse}, domain.ErrRefreshTokenReused},
+		{"unknown token", []domain.Event{rt}, cmd("hX", at), nil, domain.ErrInvalidToken},
+		{"no session", nil, cmd("h0", at), nil, domain.ErrInvalidToken},
+		{"revoked", []domain.Event{rt, domain.SessionRevoked{SessionID: "s1", Reason: "logout", RevokedAt: at}}, cmd("h0", at), nil, domain.ErrSessionRevoked},
+		{"idle timeout", []domain.Event{rt}, cmd("h0", t0.Add(time.Hour)), nil, domain.ErrSessionExpired},
+		{"refresh extends idle", []domain.Event{rt, refreshed("h0", "h1", 1, t0.Add(50*time.Minute))}, cmd("h1", t0.Add(100*time.Minute)),
+			[]domain.Event{refreshed("h1", "hN", 2, t0.Add(100*time.Minute))}, nil},
+		{"lifetime", []domain.Event{rt, refreshed("h0", "h1", 1, t0.Add(23*time.Hour+30*time.Minute))}, cmd("h1", t0.Add(24*time.Hour)), nil, domain.ErrSessionExpired},
+		{"cookie session cannot refresh", []domain.Event{started(domain.SessionKindCookie)}, cmd("h0", at), nil, domain.ErrUnsupportedSessionOp},
+		{"other client", []domain.Event{rt}, domain.RefreshSession{ClientID: "c2", PresentedHash: "h0", NewHash: "hN", Now: at}, nil, domain.ErrInvalidToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := domain.DecideRefreshSession(given(domain.EvolveSession, tc.given...), tc.cmd)
+			if !errors.Is(err, tc.wantErr) || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRevokeSession(t *testing.T) {
+	at := t0.Add(time.Minute)
+	rt := started(domain.SessionKindRefreshToken)
+	revoked := domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: "logout", RevokedAt: at}
+	tests := []struct {
+		name  string
+		given []domain.Event
+		want  []domain.Event
+	}{
+		{"revokes", []domain.Event{rt}, []domain.Event{revoked}},
+		{"already revoked", []domain.Event{rt, revoked}, nil},
+		{"unknown", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := domain.DecideRevokeSession(given(domain.EvolveSession, tc.given...), domain.RevokeSession{Reason: "logout", Now: at})
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSessionCheckUsesActivity(t *testing.T) {
+	s := given(domain.EvolveSession, domain.Event(started(domain.SessionKindCookie)))
+	late := t0.Add(90 * time.Minute)
+	if err := s.Check(late, time.Time{}); !errors.Is(err, domain.ErrSessionExpired) {
+		t.Fatalf("idle session: %v", err)
+	}
+	if err := s.Check(late, t0.Add(45*time.Minute)); err != nil {
+		t.Fatalf("recent activity keeps it alive: %v", err)
+	}
+}
+
+func TestDecodeEventRoundTrip(t *testing.T) {
+	for _, ev := range []domain.Event{created(), started(domain.SessionKindCookie), refreshed("a", "b", 1, t0),
+		domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: "logout", RevokedAt: t0}} {
+		raw, err := jsonMarshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := domain.DecodeEvent(ev.EventType(), raw)
+		if err != nil || !reflect.DeepEqual(got, ev) {
+			t.Fatalf("%s: got %#v, %v", ev.EventType(), got, err)
+		}
+	}
+	if _, err := domain.DecodeEvent("user.unknown.v9", []byte(`{}`)); !errors.Is(err, domain.ErrUnknownEventType) {
+		t.Fatalf("unknown type: %v", err)
+	}
+	if _, err := domain.DecodeEvent(domain.TypeSessionStarted, []byte(`{"kind":`)); err == nil {
+		t.Fatal("truncated payload decoded")
+	}
+}

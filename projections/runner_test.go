@@ -1,0 +1,219 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/projections"
+	"github.com/idstream/idstream/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func appendEvent(t *testing.T, s *eventstore.Store, subject string, expected uint64, ev domain.Event) uint64 {
+	t.Helper()
+	data, _ := json.Marshal(ev)
+	typ := ""
+	if ev != nil {
+		typ = ev.EventType()
+	}
+	return appendRaw(t, s, subject, expected, typ, data)
+}
+
+func appendRaw(t *testing.T, s *eventstore.Store, subject string, expected uint64, typ string, data []byte) uint64 {
+	t.Helper()
+	seqs, err := s.Append(context.Background(), eventstore.Message{Subject: subject, ExpectedLastSubjectSequence: expected,
+		Envelope: eventstore.Envelope{ID: uuid.NewString(), Type: typ, OccurredAt: time.Now().UTC(), Data: data}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs[0]
+}
+
+// history writes n guests, each with a session that is refreshed and, for
+// every third, revoked.
+func history(t *testing.T, s *eventstore.Store, n int) {
+	t.Helper()
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		u, sid := uuid.NewString(), uuid.NewString()
+		appendEvent(t, s, s.Subject("user", u), 0, domain.AnonymousUserCreated{UserID: u, ClientID: "c", CreatedAt: at})
+		v := appendEvent(t, s, s.Subject("session", sid), 0, domain.SessionStarted{SessionID: sid, UserID: u, ClientID: "c",
+			Kind: domain.SessionKindRefreshToken, Method: "anonymous", TokenHash: "h", IdleTimeout: 60, Lifetime: 600, StartedAt: at})
+		v = appendEvent(t, s, s.Subject("session", sid), v, domain.SessionRefreshed{SessionID: sid, UserID: u, PreviousHash: "h",
+			TokenHash: "h2", Generation: 1, RefreshedAt: at.Add(time.Duration(i) * time.Second)})
+		if i%3 == 0 {
+			appendEvent(t, s, s.Subject("session", sid), v, domain.SessionRevoked{SessionID: sid, UserID: u, Reason: "logout", RevokedAt: at.Add(time.Hour)})
+		}
+	}
+}
+
+func startRunner(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) context.CancelFunc {
+	t.Helper()
+	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 50, RetryBackoff: 50 * time.Millisecond, StandbyPoll: 100 * time.Millisecond}, projections.All()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func caughtUp(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) func() bool {
+	return func() bool {
+		last, err := s.LastSequence(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One statement, so the runner cannot insert rows between two counts.
+		var n, behind int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE position < $1) FROM projection_checkpoints`,
+			int64(last)).Scan(&n, &behind); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2 && behind == 0
+	}
+}
+
+func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, table := range []string{"users", "sessions"} {
+		rows, err := pool.Query(context.Background(), fmt.Sprintf(`SELECT row_to_json(x)::text FROM %s x ORDER BY id`, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = append(out[table], s)
+		}
+		rows.Close()
+	}
+	return out
+}
+
+func TestStopRestartEqualsFreshReplay(t *testing.T) {
+	n := testenv.StartNATS(t)
+	s, err := eventstore.Open(context.Background(), n.Connect(t), eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, pool := testenv.Database(t)
+
+	history(t, s, 60)
+	stop := startRunner(t, pool, s)
+	// Stop while more events arrive, so the stop falls mid-stream.
+	more := make(chan struct{})
+	go func() { defer close(more); history(t, s, 60) }()
+	time.Sleep(30 * time.Millisecond)
+	stop()
+	history(t, s, 30)
+	<-more
+	startRunner(t, pool, s)
+	waitFor(t, "catch-up after restart", caughtUp(t, pool, s))
+
+	_, fresh := testenv.Database(t)
+	startRunner(t, fresh, s)
+	waitFor(t, "fresh replay", caughtUp(t, fresh, s))
+
+	live, replayed := dump(t, pool), dump(t, fresh)
+	if len(live["users"]) != 150 || len(live["sessions"]) != 150 {
+		t.Fatalf("live has %d users and %d sessions, want 150 each", len(live["users"]), len(live["sessions"]))
+	}
+	if len(replayed["users"]) != len(live["users"]) || len(replayed["sessions"]) != len(live["sessions"]) {
+		t.Fatalf("replay has %d users, %d sessions; live %d, %d", len(replayed["users"]), len(replayed["sessions"]), len(live["users"]), len(live["sessions"]))
+	}
+	if !reflect.DeepEqual(live, replayed) {
+		for table := range live {
+			for i := range live[table] {
+				if i >= len(replayed[table]) || live[table][i] != replayed[table][i] {
+					t.Fatalf("%s row %d differs:\nlive     %s\nreplayed %v", table, i, live[table][i], replayed[table][min(i, len(replayed[table])-1)])
+				}
+			}
+		}
+		t.Fatal("rows after stop and restart differ from a fresh replay")
+	}
+	var refreshes int
+	_ = pool.QueryRow(context.Background(), `SELECT sum(refresh_count) FROM sessions`).Scan(&refreshes)
+	if refreshes != 150 {
+		t.Fatalf("refresh_count sums to %d, want 150: an event was applied twice or not at all", refreshes)
+	}
+}
+
+func TestFailingEventStopsAndIsRecorded(t *testing.T) {
+	n := testenv.StartNATS(t)
+	s, err := eventstore.Open(context.Background(), n.Connect(t), eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+
+	history(t, s, 3)
+	// A session event for a session the read model never saw: the users
+	// projection must not silently skip it.
+	ghost := uuid.NewString()
+	bad := appendEvent(t, s, s.Subject("session", uuid.NewString()), 0, domain.SessionStarted{SessionID: uuid.NewString(), UserID: ghost,
+		ClientID: "c", Kind: domain.SessionKindCookie, Method: "anonymous", TokenHash: "h", IdleTimeout: 60, Lifetime: 60, StartedAt: time.Now()})
+	history(t, s, 2)
+	unknown := appendRaw(t, s, s.Subject("user", uuid.NewString()), 0, "user.from_the_future.v7", []byte(`{}`))
+
+	startRunner(t, pool, s)
+	waitFor(t, "users projection to stop", func() bool {
+		var state string
+		_ = pool.QueryRow(ctx, `SELECT state FROM projection_checkpoints WHERE name = 'users'`).Scan(&state)
+		return state == "stopped"
+	})
+	var pos int64
+	var failedSeq int64
+	var msg string
+	_ = pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = 'users'`).Scan(&pos)
+	if err := pool.QueryRow(ctx, `SELECT sequence, error FROM projection_failures WHERE projection = 'users' ORDER BY id LIMIT 1`).Scan(&failedSeq, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(failedSeq) != bad || uint64(pos) != bad-1 {
+		t.Fatalf("stopped at %d with checkpoint %d; want failure at %d, checkpoint %d (%s)", failedSeq, pos, bad, bad-1, msg)
+	}
+	var users int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&users)
+	if users != 3 {
+		t.Fatalf("%d users projected; events past the failure must wait", users)
+	}
+	// The sessions projection reads session subjects only: the ghost session
+	// is fine for it, and it catches up to the last session event.
+	waitFor(t, "sessions projection", func() bool {
+		var p int64
+		_ = pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = 'sessions'`).Scan(&p)
+		return uint64(p) >= unknown-1
+	})
+}
