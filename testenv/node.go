@@ -1,0 +1,99 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/node"
+)
+
+// Node is an idstream node under test, with its fake clock and its logs.
+type Node struct {
+	*node.Node
+	Clock *clock.Fake
+	Logs  *SyncBuffer
+}
+
+// SyncBuffer is a goroutine-safe log sink.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// NodeOptions adjust a test node.
+type NodeOptions struct {
+	// Configure changes the development configuration before start.
+	Configure func(*config.Config)
+	// Host names the server in its public URL (default 127.0.0.1).
+	Host string
+	// Clock shares a fake clock between nodes.
+	Clock *clock.Fake
+	// DatabaseURL shares a database between nodes (default: a fresh one).
+	DatabaseURL string
+}
+
+// StartNode starts a node in development configuration on the given NATS
+// server and a fresh database, with a fake clock.
+func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
+	t.Helper()
+	cfg, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.DatabaseURL == "" {
+		o.DatabaseURL, _ = Database(t)
+	}
+	cfg.DatabaseURL = o.DatabaseURL
+	cfg.NATS.URL = n.Server.ClientURL()
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + host + ":" + portOf(ln.Addr())
+	cfg.PublicURL = url
+	if o.Configure != nil {
+		o.Configure(cfg)
+	}
+	fake := o.Clock
+	if fake == nil {
+		fake = clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	}
+	logs := &SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.URL = url
+	t.Cleanup(func() { nd.Close(context.Background()) })
+	return &Node{Node: nd, Clock: fake, Logs: logs}
+}
+
+func portOf(a net.Addr) string {
+	_, p, _ := net.SplitHostPort(a.String())
+	return p
+}
