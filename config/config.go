@@ -68,6 +68,10 @@ type Config struct {
 		Sync string `yaml:"sync"`
 		// Port of the embedded server on 127.0.0.1; -1 picks a free one.
 		Port int `yaml:"port"`
+		// AppendCommitters is how many grouped atomic batches may be in
+		// flight; AppendMaxBatch caps messages per batch.
+		AppendCommitters int `yaml:"append_committers"`
+		AppendMaxBatch   int `yaml:"append_max_batch"`
 	} `yaml:"nats"`
 	Anonymous struct {
 		Enabled *bool `yaml:"enabled"`
@@ -131,7 +135,8 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 			*dst = &b
 		}
 	}
-	for name, dst := range map[string]*int{"IDSTREAM_NATS_REPLICAS": &c.NATS.Replicas, "IDSTREAM_NATS_PORT": &c.NATS.Port} {
+	for name, dst := range map[string]*int{"IDSTREAM_NATS_REPLICAS": &c.NATS.Replicas, "IDSTREAM_NATS_PORT": &c.NATS.Port,
+		"IDSTREAM_APPEND_COMMITTERS": &c.NATS.AppendCommitters, "IDSTREAM_APPEND_MAX_BATCH": &c.NATS.AppendMaxBatch} {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {

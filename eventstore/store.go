@@ -29,7 +29,10 @@ type Options struct {
 
 // DefaultOptions returns the options used by `idstream serve`.
 func DefaultOptions() Options {
-	return Options{Stream: DefaultStreamConfig(), MaxBatch: 256, Committers: 4, Timeout: 5 * time.Second}
+	// One committer measured best on a 2-core machine: while a batch is being
+	// committed the next one fills, and fewer, larger batches share the
+	// server's per-batch cost (BENCHMARKS.md).
+	return Options{Stream: DefaultStreamConfig(), MaxBatch: 500, Committers: 1, Timeout: 5 * time.Second}
 }
 
 // Validate reports options that cannot work.

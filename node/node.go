@@ -163,6 +163,12 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	sopts := eventstore.DefaultOptions()
 	sopts.Stream.Replicas = cfg.NATS.Replicas
+	if cfg.NATS.AppendCommitters > 0 {
+		sopts.Committers = cfg.NATS.AppendCommitters
+	}
+	if cfg.NATS.AppendMaxBatch > 0 {
+		sopts.MaxBatch = cfg.NATS.AppendMaxBatch
+	}
 	if n.Store, err = eventstore.Open(ctx, n.NATS, sopts); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -61,12 +62,10 @@ func bench(ctx context.Context, args []string) error {
 		go lag.run(ctx)
 	}
 
-	var ticks <-chan time.Time
-	if *rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
-		defer t.Stop()
-		ticks = t.C
-	}
+	// Open-loop pacing for -rate: request k is due at start + k/rate, so a
+	// slow answer does not lower the offered load (no coordinated omission
+	// beyond the number of clients).
+	var next atomic.Int64
 	rctx, cancel := context.WithTimeout(ctx, *dur)
 	defer cancel()
 	results := make([][]time.Duration, *conc)
@@ -79,17 +78,22 @@ func bench(ctx context.Context, args []string) error {
 		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				if ticks != nil {
-					select {
-					case <-ticks:
-					case <-rctx.Done():
-						return
+				t0 := time.Now()
+				if *rate > 0 {
+					due := start.Add(time.Duration(float64(next.Add(1)-1) / *rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-rctx.Done():
+							return
+						}
 					}
+					// Latency counts from when the request was due.
+					t0 = due
 				}
 				if rctx.Err() != nil {
 					return
 				}
-				t0 := time.Now()
 				sub, status, err := signupOnce(rctx, client, endpoint, body)
 				d := time.Since(t0)
 				switch {

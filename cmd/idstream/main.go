@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -83,6 +85,10 @@ func serve(ctx context.Context) error {
 	if cfg.Dev {
 		log.Warn("development mode: no IDSTREAM_CONFIG file; anonymous users on, client " + config.DevClientID +
 			" allows http://localhost:* and http://127.0.0.1:*, cookies without Secure")
+	}
+	if addr := os.Getenv("IDSTREAM_PPROF_ADDR"); addr != "" {
+		// Profiling for operators, on a separate (loopback) listener.
+		go func() { log.Warn("pprof listener stopped", "error", http.ListenAndServe(addr, nil)) }()
 	}
 	n, err := node.Start(ctx, node.Options{Config: cfg, Log: log})
 	if err != nil {
