@@ -135,38 +135,31 @@ func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
 	return out, nil
 }
 
-// LoadUser rebuilds a user from the log.
-func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
-	recs, v, err := s.store.Load(ctx, s.userSubject(id))
+// loadAggregate folds one subject's events into a state.
+func loadAggregate[S any](ctx context.Context, store Store, subject string, evolve func(S, domain.Event) S) (S, uint64, error) {
+	var state S
+	recs, v, err := store.Load(ctx, subject)
 	if err != nil {
-		return domain.User{}, 0, err
+		return state, 0, err
 	}
 	evs, err := decodeAll(recs)
 	if err != nil {
-		return domain.User{}, 0, err
+		return state, 0, err
 	}
-	var u domain.User
 	for _, ev := range evs {
-		u = domain.EvolveUser(u, ev)
+		state = evolve(state, ev)
 	}
-	return u, v, nil
+	return state, v, nil
+}
+
+// LoadUser rebuilds a user from the log.
+func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
+	return loadAggregate(ctx, s.store, s.userSubject(id), domain.EvolveUser)
 }
 
 // LoadSession rebuilds a session from the log.
 func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
-	recs, v, err := s.store.Load(ctx, s.sessionSubject(id))
-	if err != nil {
-		return domain.Session{}, 0, err
-	}
-	evs, err := decodeAll(recs)
-	if err != nil {
-		return domain.Session{}, 0, err
-	}
-	var sess domain.Session
-	for _, ev := range evs {
-		sess = domain.EvolveSession(sess, ev)
-	}
-	return sess, v, nil
+	return loadAggregate(ctx, s.store, s.sessionSubject(id), domain.EvolveSession)
 }
 
 // client looks up a client application.

@@ -59,6 +59,16 @@ func history(t *testing.T, s *eventstore.Store, n int) {
 	}
 }
 
+func openStore(t *testing.T) *eventstore.Store {
+	t.Helper()
+	s, err := eventstore.Open(context.Background(), testenv.StartNATS(t).Connect(t), eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 func startRunner(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) context.CancelFunc {
 	t.Helper()
 	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 50, RetryBackoff: 50 * time.Millisecond, StandbyPoll: 100 * time.Millisecond}, projections.All()...)
@@ -121,12 +131,7 @@ func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 }
 
 func TestStopRestartEqualsFreshReplay(t *testing.T) {
-	n := testenv.StartNATS(t)
-	s, err := eventstore.Open(context.Background(), n.Connect(t), eventstore.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	_, pool := testenv.Database(t)
 
 	history(t, s, 60)
@@ -170,12 +175,7 @@ func TestStopRestartEqualsFreshReplay(t *testing.T) {
 }
 
 func TestFailingEventStopsAndIsRecorded(t *testing.T) {
-	n := testenv.StartNATS(t)
-	s, err := eventstore.Open(context.Background(), n.Connect(t), eventstore.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	_, pool := testenv.Database(t)
 	ctx := context.Background()
 

@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/node"
@@ -100,13 +102,19 @@ func serve(ctx context.Context) error {
 	return nil
 }
 
-func migrate(ctx context.Context) error {
-	log := newLogger()
+// openDatabase loads the configuration and opens (and migrates) the database.
+func openDatabase(ctx context.Context, log *slog.Logger) (*config.Config, *pgxpool.Pool, error) {
 	cfg, err := config.Load()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	pool, err := node.OpenDatabase(ctx, cfg.DatabaseURL, true, log)
+	return cfg, pool, err
+}
+
+func migrate(ctx context.Context) error {
+	log := newLogger()
+	_, pool, err := openDatabase(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -117,11 +125,7 @@ func migrate(ctx context.Context) error {
 
 func rotateKeys(ctx context.Context) error {
 	log := newLogger()
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	pool, err := node.OpenDatabase(ctx, cfg.DatabaseURL, *cfg.MigrateOnStart, log)
+	cfg, pool, err := openDatabase(ctx, log)
 	if err != nil {
 		return err
 	}

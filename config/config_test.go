@@ -1,0 +1,78 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDevelopmentDefaults(t *testing.T) {
+	c, err := config.LoadFrom(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Dev || c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || !*c.Anonymous.Enabled || *c.Cookie.Secure || c.NATS.Sync != "always" {
+		t.Fatalf("dev defaults: %+v", c)
+	}
+	cl, ok := c.Client(config.DevClientID)
+	if !ok || !cl.AllowsOrigin("http://localhost:5173") || !cl.AllowsOrigin("http://127.0.0.1:3000") || cl.AllowsOrigin("https://localhost:5173") ||
+		cl.AllowsOrigin("http://localhost.evil.example:80") || !cl.AllowsRedirect("http://localhost:3000/callback") {
+		t.Fatalf("dev client: %+v", cl)
+	}
+	if cl.RefreshTokenIdleTimeout.D() != 30*24*time.Hour || cl.RefreshTokenLifetime.D() != 52*7*24*time.Hour || cl.AccessTokenLifetime.D() != 30*time.Minute {
+		t.Fatalf("Authgear defaults: %+v", cl)
+	}
+}
+
+func TestFileAndEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "idstream.yaml")
+	os.WriteFile(file, []byte(`
+addr: 0.0.0.0:9000
+public_url: https://id.example.com/
+anonymous_users:
+  enabled: true
+clients:
+  - client_id: web
+    allowed_origins: ["https://app.example.com"]
+    redirect_uris: ["https://app.example.com/after"]
+    refresh_token_idle_timeout: 1h
+    refresh_token_lifetime: 24h
+`), 0o600)
+	c, err := config.LoadFrom(env(map[string]string{"IDSTREAM_CONFIG": file, "DATABASE_URL": "postgres://x@db/y", "IDSTREAM_NATS_REPLICAS": "3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := c.Client("web")
+	if c.Dev || c.Addr != "0.0.0.0:9000" || c.PublicURL != "https://id.example.com" || !*c.Cookie.Secure || c.DatabaseURL != "postgres://x@db/y" ||
+		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.D() != time.Hour || cl.AllowsOrigin("http://localhost:3000") {
+		t.Fatalf("loaded: %+v %+v", c, cl)
+	}
+}
+
+func TestInvalidConfiguration(t *testing.T) {
+	cases := map[string]string{
+		"lifetime < idle":  "clients:\n  - client_id: a\n    cookie_idle_timeout: 2h\n    cookie_lifetime: 1h\n",
+		"bad duration":     "clients:\n  - client_id: a\n    cookie_lifetime: forever\n",
+		"relative origin":  "clients:\n  - client_id: a\n    allowed_origins: [\"app.example.com\"]\n",
+		"duplicate client": "clients:\n  - client_id: a\n  - client_id: a\n",
+		"unknown key":      "anonymous: true\n",
+		"bad sync":         "nats:\n  sync: sometimes\n",
+	}
+	for name, body := range cases {
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(file, []byte(body), 0o600)
+		if _, err := config.LoadFrom(env(map[string]string{"IDSTREAM_CONFIG": file})); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := config.LoadFrom(env(map[string]string{"IDSTREAM_COOKIE_SECURE": "maybe"})); err == nil || !strings.Contains(err.Error(), "IDSTREAM_COOKIE_SECURE") {
+		t.Errorf("bad boolean: %v", err)
+	}
+}
