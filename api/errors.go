@@ -73,6 +73,40 @@ func classify(err error) *Error {
 		return wrap(newError(401, "Unauthenticated", "AccessTokenExpired", "invalid_token", "the access token has expired"))
 	case errors.Is(err, tokens.ErrInvalidAccessToken):
 		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
+	case errors.Is(err, app.ErrInvalidChallenge):
+		return wrap(newError(400, "Invalid", "InvalidChallenge", "invalid_grant", "the challenge is missing, expired or already used"))
+	case errors.Is(err, app.ErrInvalidPurpose):
+		return wrap(newError(400, "Invalid", "InvalidPurpose", "invalid_request", `purpose must be "anonymous_request"`))
+	case errors.Is(err, app.ErrInvalidAction):
+		return wrap(newError(400, "Invalid", "InvalidAction", "invalid_grant", `action must be "auth" at the token endpoint`))
+	case errors.Is(err, app.ErrUnknownKey):
+		return wrap(newError(400, "Invalid", "UnknownKey", "invalid_grant", "the key id is unknown and the header carries no jwk"))
+	case errors.Is(err, app.ErrKeyMismatch):
+		return wrap(newError(400, "Invalid", "KeyMismatch", "invalid_grant", "the jwk in the header differs from the registered key"))
+	case errors.Is(err, app.ErrKeyNotUsable):
+		return wrap(newError(400, "Invalid", "KeyNotUsable", "invalid_grant", "this key can no longer sign in"))
+	case errors.Is(err, domain.ErrKeyTaken):
+		return wrap(newError(400, "Invalid", "KeyTaken", "invalid_grant", "this key is already registered under another key id"))
+	case errors.Is(err, tokens.ErrRequestMalformed):
+		return wrap(newError(400, "Invalid", "InvalidJWT", "invalid_request", "the jwt is malformed"))
+	case errors.Is(err, tokens.ErrRequestAlgorithm):
+		return wrap(newError(400, "Invalid", "UnsupportedAlgorithm", "invalid_request", "the jwt's alg must be ES256, RS256 or EdDSA"))
+	case errors.Is(err, tokens.ErrRequestType):
+		return wrap(newError(400, "Invalid", "InvalidJWTType", "invalid_request", "the jwt's typ must be vnd.authgear.anonymous-request"))
+	case errors.Is(err, tokens.ErrRequestKeyID):
+		return wrap(newError(400, "Invalid", "InvalidKeyID", "invalid_request", "the kid must be 8 to 64 letters, digits, '-' or '_'"))
+	case errors.Is(err, tokens.ErrRequestClaims):
+		return wrap(newError(400, "Invalid", "InvalidJWTClaims", "invalid_request", "the jwt needs challenge, action, iat and exp"))
+	case errors.Is(err, tokens.ErrRequestKey):
+		return wrap(newError(400, "Invalid", "InvalidKey", "invalid_grant", "the key does not fit the algorithm (P-256, RSA of 2048 bits or more, Ed25519) or is not a public key"))
+	case errors.Is(err, tokens.ErrRequestSignature):
+		return wrap(newError(400, "Invalid", "InvalidSignature", "invalid_grant", "the signature does not verify"))
+	case errors.Is(err, tokens.ErrRequestExpired):
+		return wrap(newError(400, "Invalid", "JWTExpired", "invalid_grant", "the jwt has expired"))
+	case errors.Is(err, tokens.ErrRequestNotYet):
+		return wrap(newError(400, "Invalid", "JWTNotYetValid", "invalid_grant", "the jwt is issued in the future"))
+	case errors.Is(err, tokens.ErrRequestLifetime):
+		return wrap(newError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
 	case errors.Is(err, domain.ErrUserNotFound):
 		return wrap(newError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict):

@@ -17,7 +17,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"end_session_endpoint":                  base + "/oauth2/end_session",
 		"jwks_uri":                              base + "/oauth2/jwks",
 		"response_types_supported":              []string{"code", "none"},
-		"grant_types_supported":                 []string{"refresh_token"},
+		"grant_types_supported":                 []string{"refresh_token", grantAnonymousRequest},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"token_endpoint_auth_methods_supported": []string{"none"},

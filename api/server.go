@@ -80,6 +80,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/api/anonymous_user/signup", s.anonymousSignup).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/token", s.token).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
+	r.HandleFunc("/oauth2/challenge", s.challenge).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/userinfo", s.userinfo).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/oauth2/end_session", s.endSession).Methods(http.MethodGet)
 	r.HandleFunc("/oauth2/authorize", s.authorize).Methods(http.MethodGet)

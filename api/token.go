@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/idstream/idstream/domain"
 )
@@ -25,7 +26,11 @@ func parseForm(r *http.Request) (url.Values, error) {
 	return r.PostForm, nil
 }
 
-// token is the OAuth token endpoint. Grants: refresh_token.
+// grantAnonymousRequest is Authgear's key-pair grant.
+const grantAnonymousRequest = "urn:authgear:params:oauth:grant-type:anonymous-request"
+
+// token is the OAuth token endpoint. Grants: refresh_token and the
+// anonymous-request (key-pair) grant.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -47,11 +52,42 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, tokenResultOf(iss))
+	case grantAnonymousRequest:
+		if form.Get("client_id") == "" || form.Get("jwt") == "" {
+			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
+			return
+		}
+		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), meta(r))
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tokenResultOf(iss))
 	case "":
 		s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "grant_type is required"))
 	default:
 		s.writeOAuthError(w, r, badRequest("UnsupportedGrantType", "unsupported_grant_type", "this grant type is not supported"))
 	}
+}
+
+type challengeRequest struct {
+	Purpose string `json:"purpose"`
+}
+
+// challenge issues a single-use challenge for the key-pair protocol.
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
+	var req challengeRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	token, exp, err := s.Service.IssueChallenge(r.Context(), req.Purpose)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"token": token, "expire_at": exp.Format(time.RFC3339)}})
 }
 
 // revoke is RFC 7009 token revocation: a refresh token (or session cookie

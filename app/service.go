@@ -48,21 +48,22 @@ type Activity interface {
 
 // Service runs the commands.
 type Service struct {
-	store    Store
-	keys     *tokens.Keys
-	cfg      *config.Config
-	clock    clock.Clock
-	random   io.Reader
-	activity Activity
-	log      *slog.Logger
+	store      Store
+	keys       *tokens.Keys
+	cfg        *config.Config
+	clock      clock.Clock
+	random     io.Reader
+	activity   Activity
+	challenges Challenges
+	log        *slog.Logger
 }
 
 // NewService builds a service; it refuses missing dependencies.
-func NewService(store Store, keys *tokens.Keys, cfg *config.Config, clk clock.Clock, random io.Reader, activity Activity, log *slog.Logger) (*Service, error) {
-	if store == nil || keys == nil || cfg == nil || clk == nil || random == nil || activity == nil || log == nil {
+func NewService(store Store, keys *tokens.Keys, cfg *config.Config, clk clock.Clock, random io.Reader, activity Activity, challenges Challenges, log *slog.Logger) (*Service, error) {
+	if store == nil || keys == nil || cfg == nil || clk == nil || random == nil || activity == nil || challenges == nil || log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
-	return &Service{store: store, keys: keys, cfg: cfg, clock: clk, random: random, activity: activity, log: log}, nil
+	return &Service{store: store, keys: keys, cfg: cfg, clock: clk, random: random, activity: activity, challenges: challenges, log: log}, nil
 }
 
 // Config returns the configuration the service runs with.

@@ -15,6 +15,6 @@ var (
 	ErrInvalidToken         = errors.New("invalid token")
 	ErrRefreshTokenReused   = errors.New("refresh token reused; session revoked")
 	ErrInvalidCommand       = errors.New("invalid command")
-	ErrSessionUserMismatch  = errors.New("session belongs to another user")
+	ErrKeyTaken             = errors.New("the key is already registered to a user")
 	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
 )

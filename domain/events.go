@@ -21,10 +21,12 @@ type Event interface {
 // and the meaning of its fields stay as they are; a changed shape gets a new
 // version and an upcaster from the old one.
 const (
-	TypeAnonymousUserCreated = "user.anonymous.created.v1"
-	TypeSessionStarted       = "session.started.v1"
-	TypeSessionRefreshed     = "session.refreshed.v1"
-	TypeSessionRevoked       = "session.revoked.v1"
+	TypeAnonymousUserCreated   = "user.anonymous.created.v1"
+	TypeSessionStarted         = "session.started.v1"
+	TypeSessionRefreshed       = "session.refreshed.v1"
+	TypeSessionRevoked         = "session.revoked.v1"
+	TypeAnonymousKeyRegistered = "user.anonymous_key.registered.v1"
+	TypeAnonymousKeyClaimed    = "anonymous_key.claimed.v1"
 )
 
 // AnonymousUserCreated: a guest got a real user with a stable sub.
@@ -50,6 +52,8 @@ type SessionStarted struct {
 	IdleTimeout Seconds     `json:"idle_timeout_seconds"`
 	Lifetime    Seconds     `json:"lifetime_seconds"`
 	StartedAt   time.Time   `json:"started_at"`
+	// KeyID is the anonymous key used to sign in (method anonymous_key).
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // EventType implements Event.
@@ -88,6 +92,36 @@ type SessionRevoked struct {
 // EventType implements Event.
 func (SessionRevoked) EventType() string { return TypeSessionRevoked }
 
+// AnonymousKeyRegistered: a device's public key became a way to sign in to a
+// guest (recorded on the user).
+type AnonymousKeyRegistered struct {
+	UserID       string          `json:"user_id"`
+	KeyID        string          `json:"key_id"`
+	Algorithm    string          `json:"alg"`
+	JWK          json.RawMessage `json:"jwk"`
+	Thumbprint   string          `json:"thumbprint"`
+	RegisteredAt time.Time       `json:"registered_at"`
+}
+
+// EventType implements Event.
+func (AnonymousKeyRegistered) EventType() string { return TypeAnonymousKeyRegistered }
+
+// AnonymousKeyClaimed: a key id (or a key thumbprint) now belongs to a user.
+// It is written on the key's own subject with expected sequence 0, which makes
+// "one key, one user" a write-side invariant. The key itself is kept here so
+// that a sign-in reads one subject to verify a signature.
+type AnonymousKeyClaimed struct {
+	KeyID      string          `json:"key_id"`
+	UserID     string          `json:"user_id"`
+	Algorithm  string          `json:"alg"`
+	JWK        json.RawMessage `json:"jwk"`
+	Thumbprint string          `json:"thumbprint"`
+	ClaimedAt  time.Time       `json:"claimed_at"`
+}
+
+// EventType implements Event.
+func (AnonymousKeyClaimed) EventType() string { return TypeAnonymousKeyClaimed }
+
 // Seconds is a duration recorded as whole seconds in events, so the JSON stays
 // readable by consumers in any language.
 type Seconds int64
@@ -100,7 +134,8 @@ func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 
 // EventTypes lists every event type the domain can emit, in catalogue order.
 func EventTypes() []string {
-	return []string{TypeAnonymousUserCreated, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
+	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
+		TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
 }
 
 // DecodeEvent turns a stored payload of the named type into its event. Old
@@ -117,6 +152,10 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[SessionRefreshed](data)
 	case TypeSessionRevoked:
 		ev = decodeAs[SessionRevoked](data)
+	case TypeAnonymousKeyRegistered:
+		ev = decodeAs[AnonymousKeyRegistered](data)
+	case TypeAnonymousKeyClaimed:
+		ev = decodeAs[AnonymousKeyClaimed](data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

@@ -146,6 +146,8 @@ type StartSession struct {
 	IdleTimeout time.Duration
 	Lifetime    time.Duration
 	Now         time.Time
+	// KeyID is the anonymous key signed in with (method anonymous_key).
+	KeyID string
 }
 
 // DecideStartSession checks the command against the user and the (new) session.
@@ -174,6 +176,7 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		IdleTimeout: SecondsOf(c.IdleTimeout),
 		Lifetime:    SecondsOf(c.Lifetime),
 		StartedAt:   c.Now.UTC(),
+		KeyID:       c.KeyID,
 	}}, nil
 }
 

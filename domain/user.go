@@ -14,10 +14,17 @@ type User struct {
 	anonymous bool
 	clientID  string
 	createdAt time.Time
+	keyIDs    []string
 }
+
+// AnonymousKeyIDs lists the key ids registered to the user.
+func (u User) AnonymousKeyIDs() []string { return u.keyIDs }
 
 // UserID returns the user's id (its sub).
 func (u User) UserID() string { return u.id }
+
+// ClientID is the client application the user was created by.
+func (u User) ClientID() string { return u.clientID }
 
 // Exists reports whether the user has been created.
 func (u User) Exists() bool { return u.exists }
@@ -46,6 +53,8 @@ func EvolveUser(u User, ev Event) User {
 		u.anonymous = true
 		u.clientID = e.ClientID
 		u.createdAt = e.CreatedAt
+	case AnonymousKeyRegistered:
+		u.keyIDs = append(append([]string(nil), u.keyIDs...), e.KeyID)
 	}
 	return u
 }

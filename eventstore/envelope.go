@@ -32,6 +32,8 @@ type Message struct {
 	Subject string
 	// ExpectedLastSubjectSequence is the stream sequence of the subject's last
 	// event as the command saw it; 0 means the subject must have no events.
+	// Only the first message of an append on a subject is checked; later ones
+	// in the same (atomic) append follow it.
 	ExpectedLastSubjectSequence uint64
 	// MsgID, when set, deduplicates within the stream's duplicate window.
 	MsgID    string

@@ -148,8 +148,12 @@ func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 		return nil, fmt.Errorf("eventstore: %d messages in one append, at most %d", len(msgs), s.opts.MaxBatch)
 	}
 	req := &appendReq{ctx: ctx, msgs: make([]prepared, len(msgs)), res: make(chan appendResult, 1)}
+	seen := make(map[string]bool, len(msgs))
 	for i, m := range msgs {
-		p, err := s.prepare(m)
+		// A later message on a subject already written by this append is
+		// covered by the first one's check: the batch is atomic.
+		p, err := s.prepare(m, !seen[m.Subject])
+		seen[m.Subject] = true
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +178,7 @@ func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	}
 }
 
-func (s *Store) prepare(m Message) (prepared, error) {
+func (s *Store) prepare(m Message, check bool) (prepared, error) {
 	if !strings.HasPrefix(m.Subject, s.opts.Stream.SubjectPrefix+".") {
 		return prepared{}, fmt.Errorf("eventstore: subject %q is outside the stream", m.Subject)
 	}
@@ -189,7 +193,9 @@ func (s *Store) prepare(m Message) (prepared, error) {
 	h := nats.Header{}
 	h.Set(HeaderEventType, e.Type)
 	h.Set(HeaderEventID, e.ID)
-	h.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(m.ExpectedLastSubjectSequence, 10))
+	if check {
+		h.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(m.ExpectedLastSubjectSequence, 10))
+	}
 	if m.MsgID != "" {
 		h.Set(hdrMsgID, m.MsgID)
 	}

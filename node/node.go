@@ -185,7 +185,11 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Service, err = app.NewService(n.Store, n.Keys, cfg, o.Clock, o.Random, activity, o.Log); err != nil {
+	challenges, err := app.NewKVChallenges(ctx, n.Store.JetStream(), cfg.NATS.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	if n.Service, err = app.NewService(n.Store, n.Keys, cfg, o.Clock, o.Random, activity, challenges, o.Log); err != nil {
 		return nil, err
 	}
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {

@@ -106,7 +106,7 @@ func caughtUp(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) func() bool
 			int64(last)).Scan(&n, &behind); err != nil {
 			t.Fatal(err)
 		}
-		return n == 2 && behind == 0
+		return n == len(projections.All()) && behind == 0
 	}
 }
 

@@ -21,6 +21,8 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	case domain.AnonymousUserCreated:
 		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, version)
 			VALUES ($1, true, $2, 'active', $3, $3, $4)`, e.UserID, e.ClientID, e.CreatedAt, seq)
+	case domain.AnonymousKeyRegistered:
+		q.ExecOne(`UPDATE users SET has_anonymous_key = true, version = $2 WHERE id = $1`, e.UserID, seq)
 	case domain.SessionStarted:
 		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
 			e.UserID, e.StartedAt, seq)
@@ -60,5 +62,31 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	return nil
 }
 
+// Identities projects the identities table.
+type Identities struct{}
+
+// Name implements Projector.
+func (Identities) Name() string { return "identities" }
+
+// Kinds implements Projector.
+func (Identities) Kinds() []string { return []string{"user", "session"} }
+
+// Apply implements Projector.
+func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
+	seq := int64(rec.Sequence)
+	switch e := ev.(type) {
+	case domain.AnonymousKeyRegistered:
+		q.Exec(`INSERT INTO identities (id, user_id, type, key_id, alg, thumbprint, created_at, version)
+			VALUES ($1, $2, 'anonymous_key', $3, $4, $5, $6, $7)`,
+			"anonymous_key:"+e.KeyID, e.UserID, e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq)
+	case domain.SessionStarted:
+		if e.KeyID != "" {
+			q.ExecOne(`UPDATE identities SET last_used_at = greatest(last_used_at, $2), version = $3 WHERE id = $1`,
+				"anonymous_key:"+e.KeyID, e.StartedAt, seq)
+		}
+	}
+	return nil
+}
+
 // All returns the projections `idstream serve` runs.
-func All() []Projector { return []Projector{Users{}, Sessions{}} }
+func All() []Projector { return []Projector{Users{}, Sessions{}, Identities{}} }

@@ -1,0 +1,296 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Errors of the key-pair flow, each with its own API code.
+var (
+	ErrInvalidChallenge = errors.New("the challenge is missing, expired or already used")
+	ErrInvalidPurpose   = errors.New(`purpose must be "anonymous_request"`)
+	ErrInvalidAction    = errors.New(`action must be "auth" at the token endpoint`)
+	ErrUnknownKey       = errors.New("unknown key id and no jwk in the header")
+	ErrKeyMismatch      = errors.New("the jwk in the header differs from the registered key")
+	ErrKeyNotUsable     = errors.New("the key belongs to a user who can no longer sign in with it")
+)
+
+// ChallengePurposeAnonymousRequest is the only challenge purpose.
+const ChallengePurposeAnonymousRequest = "anonymous_request"
+
+// ChallengeTTL is how long a challenge can be used (Authgear: 5 minutes).
+const ChallengeTTL = 5 * time.Minute
+
+// requestSkew is the clock skew allowed on a device's iat and exp.
+const requestSkew = time.Minute
+
+// Challenge is a single-use value a device signs.
+type Challenge struct {
+	Purpose   string    `json:"purpose"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Challenges stores challenges where every node sees them.
+type Challenges interface {
+	Put(ctx context.Context, token string, c Challenge) error
+	// Take returns the challenge and removes it; a second Take of the same
+	// token fails, on any node.
+	Take(ctx context.Context, token string) (Challenge, error)
+}
+
+// KVChallenges keeps challenges in a JetStream key-value bucket whose
+// entries expire on their own; only a hash of each token is a key.
+type KVChallenges struct{ kv jetstream.KeyValue }
+
+// NewKVChallenges opens (or creates) the bucket.
+func NewKVChallenges(ctx context.Context, js jetstream.JetStream, replicas int) (*KVChallenges, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      "idstream_challenges",
+		Description: "single-use challenges of the key-pair protocol, by token hash",
+		TTL:         ChallengeTTL + time.Minute,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: challenge bucket: %w", err)
+	}
+	return &KVChallenges{kv: kv}, nil
+}
+
+func challengeKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Put implements Challenges.
+func (c *KVChallenges) Put(ctx context.Context, token string, ch Challenge) error {
+	raw, _ := json.Marshal(ch)
+	_, err := c.kv.Create(ctx, challengeKey(token), raw)
+	return err
+}
+
+// Take implements Challenges: a delete conditioned on the revision read, so
+// of two concurrent takes exactly one succeeds.
+func (c *KVChallenges) Take(ctx context.Context, token string) (Challenge, error) {
+	if token == "" || len(token) > 128 {
+		return Challenge{}, ErrInvalidChallenge
+	}
+	key := challengeKey(token)
+	e, err := c.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Challenge{}, ErrInvalidChallenge
+	}
+	if err != nil {
+		return Challenge{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	}
+	if err := c.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return Challenge{}, ErrInvalidChallenge
+		}
+		return Challenge{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	}
+	var ch Challenge
+	if err := json.Unmarshal(e.Value(), &ch); err != nil {
+		return Challenge{}, ErrInvalidChallenge
+	}
+	return ch, nil
+}
+
+// IssueChallenge makes a challenge for a device to sign.
+func (s *Service) IssueChallenge(ctx context.Context, purpose string) (string, time.Time, error) {
+	if purpose != ChallengePurposeAnonymousRequest {
+		return "", time.Time{}, ErrInvalidPurpose
+	}
+	var raw [32]byte
+	if _, err := io.ReadFull(s.random, raw[:]); err != nil {
+		return "", time.Time{}, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	exp := s.clock.Now().Add(ChallengeTTL).Truncate(time.Second)
+	if err := s.challenges.Put(ctx, token, Challenge{Purpose: purpose, ExpiresAt: exp}); err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	}
+	return token, exp, nil
+}
+
+func (s *Service) keySubject(kid string) string       { return s.store.Subject("anonkey", kid) }
+func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("anonkeytp", tp) }
+
+// SignInWithKey runs the anonymous-request grant: a device proves it holds a
+// key by signing a fresh challenge. An unknown key id with its public key in
+// the header creates a guest; a known one signs the same guest in again. The
+// signature is verified every time, first use included, and only ever with
+// the key the server trusts.
+func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, meta Meta) (Issued, error) {
+	cl, err := s.client(clientID)
+	if err != nil {
+		return Issued{}, err
+	}
+	req, err := tokens.ParseAnonymousRequest(rawJWT)
+	if err != nil {
+		return Issued{}, err
+	}
+	// The challenge is spent by its first use, whatever happens next.
+	ch, err := s.challenges.Take(ctx, req.Challenge)
+	if err != nil {
+		return Issued{}, err
+	}
+	now := s.clock.Now()
+	if ch.Purpose != ChallengePurposeAnonymousRequest || !now.Before(ch.ExpiresAt) {
+		return Issued{}, ErrInvalidChallenge
+	}
+	if req.Action != "auth" {
+		return Issued{}, ErrInvalidAction
+	}
+	if err := req.CheckTime(now, requestSkew); err != nil {
+		return Issued{}, err
+	}
+	idle, life := lifetimes(cl, domain.SessionKindRefreshToken)
+	for range maxAttempts {
+		key, keyVersion, err := loadAggregate(ctx, s.store, s.keySubject(req.KeyID), domain.EvolveAnonymousKey)
+		if err != nil {
+			return Issued{}, err
+		}
+		var iss Issued
+		if key.Claimed() {
+			iss, err = s.signInKnownKey(ctx, cl.AccessTokenLifetime.D(), req, key, idle, life, meta)
+		} else {
+			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.D(), clientID, req, keyVersion, idle, life, meta)
+		}
+		if errors.Is(err, eventstore.ErrConflict) {
+			// Another device registered this key (or thumbprint) first:
+			// decide again on what it wrote.
+			continue
+		}
+		return iss, err
+	}
+	return Issued{}, ErrBusy
+}
+
+func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+	stored, err := tokens.ParseJWK(key.JWK())
+	if err != nil {
+		return Issued{}, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
+	}
+	if req.HeaderJWK != nil {
+		tp, err := tokens.Thumbprint(req.HeaderJWK)
+		if err != nil || tp != key.Thumbprint() {
+			return Issued{}, ErrKeyMismatch
+		}
+	}
+	if req.Algorithm != key.Algorithm() {
+		return Issued{}, tokens.ErrRequestKey
+	}
+	if err := req.Verify(stored); err != nil {
+		return Issued{}, err
+	}
+	u, _, err := s.LoadUser(ctx, key.UserID())
+	if err != nil {
+		return Issued{}, err
+	}
+	if u.CanSignIn() != nil || !u.IsAnonymous() {
+		return Issued{}, ErrKeyNotUsable
+	}
+	sessionID := uuid.NewString()
+	token, hash, err := tokens.NewOpaque(s.random, sessionID)
+	if err != nil {
+		return Issued{}, err
+	}
+	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
+		SessionID: sessionID, ClientID: u.ClientID(), Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(),
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), event: started[0]}); err != nil {
+		return Issued{}, err
+	}
+	commands.WithLabelValues("sign_in_with_key", "ok").Inc()
+	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
+}
+
+func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientID string, req *tokens.AnonymousRequest, keyVersion uint64, idle, life time.Duration, meta Meta) (Issued, error) {
+	if req.HeaderJWK == nil {
+		return Issued{}, ErrUnknownKey
+	}
+	if req.HeaderJWK.KeyID != "" && req.HeaderJWK.KeyID != req.KeyID {
+		return Issued{}, tokens.ErrRequestKey
+	}
+	if err := req.Verify(req.HeaderJWK); err != nil {
+		return Issued{}, err
+	}
+	if !*s.cfg.Anonymous.Enabled {
+		return Issued{}, ErrAnonymousDisabled
+	}
+	tp, err := tokens.Thumbprint(req.HeaderJWK)
+	if err != nil {
+		return Issued{}, err
+	}
+	jwk, err := tokens.PublicJWK(req.HeaderJWK)
+	if err != nil {
+		return Issued{}, tokens.ErrRequestKey
+	}
+	byTP, tpVersion, err := loadAggregate(ctx, s.store, s.thumbprintSubject(tp), domain.EvolveAnonymousKey)
+	if err != nil {
+		return Issued{}, err
+	}
+	if byTP.Claimed() && byTP.KeyID() == req.KeyID {
+		// The same key was registered under this kid a moment ago (after we
+		// read the kid): decide again as a known key.
+		return Issued{}, eventstore.ErrConflict
+	}
+	now := s.clock.Now()
+	userID, sessionID := uuid.NewString(), uuid.NewString()
+	userEvs, kidClaim, tpClaim, err := domain.DecideRegisterAnonymousKey(domain.User{}, domain.AnonymousKey{}, byTP, domain.RegisterAnonymousKey{
+		UserID: userID, ClientID: clientID, KeyID: req.KeyID, Algorithm: req.Algorithm, JWK: jwk, Thumbprint: tp, Now: now,
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	var u domain.User
+	for _, ev := range userEvs {
+		u = domain.EvolveUser(u, ev)
+	}
+	token, hash, err := tokens.NewOpaque(s.random, sessionID)
+	if err != nil {
+		return Issued{}, err
+	}
+	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
+		SessionID: sessionID, ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID,
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	evs := make([]pending, 0, 5)
+	for _, ev := range userEvs {
+		evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
+	}
+	evs = append(evs,
+		pending{subject: s.keySubject(req.KeyID), expected: keyVersion, event: kidClaim},
+		pending{subject: s.thumbprintSubject(tp), expected: tpVersion, event: tpClaim},
+		pending{subject: s.sessionSubject(sessionID), event: started[0]},
+	)
+	if err := s.appendEvents(ctx, meta, evs...); err != nil {
+		return Issued{}, err
+	}
+	commands.WithLabelValues("register_anonymous_key", "ok").Inc()
+	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
+}

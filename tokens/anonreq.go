@@ -1,0 +1,189 @@
+package tokens
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Errors of anonymous-request JWTs (Authgear's key-pair protocol). Each has
+// its own stable API code.
+var (
+	ErrRequestMalformed  = errors.New("tokens: malformed anonymous-request JWT")
+	ErrRequestAlgorithm  = errors.New("tokens: algorithm not accepted (ES256, RS256 or EdDSA)")
+	ErrRequestType       = errors.New("tokens: typ must be vnd.authgear.anonymous-request")
+	ErrRequestKeyID      = errors.New("tokens: kid must match ^[-\\w]{8,64}$")
+	ErrRequestKey        = errors.New("tokens: the key is not an acceptable public key for the algorithm")
+	ErrRequestSignature  = errors.New("tokens: signature does not verify")
+	ErrRequestExpired    = errors.New("tokens: the JWT has expired")
+	ErrRequestNotYet     = errors.New("tokens: the JWT is issued in the future")
+	ErrRequestClaims     = errors.New("tokens: challenge, action, iat and exp are required")
+	ErrRequestLifetime   = errors.New("tokens: the JWT lives too long")
+	anonymousRequestType = "vnd.authgear.anonymous-request"
+	keyIDPattern         = regexp.MustCompile(`^[-\w]{8,64}$`)
+)
+
+// Accepted signature algorithms. none and HMAC are never accepted: a
+// symmetric "key" taken from a public JWK would let anyone sign.
+var requestAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
+
+// AnonymousRequest is a parsed, not yet verified, anonymous-request JWT.
+type AnonymousRequest struct {
+	KeyID     string
+	Algorithm string
+	// HeaderJWK is the public key in the header (first use only), or nil.
+	HeaderJWK *jose.JSONWebKey
+	Challenge string
+	Action    string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+
+	jws *jose.JSONWebSignature
+}
+
+type requestClaims struct {
+	Challenge string `json:"challenge"`
+	Action    string `json:"action"`
+	IssuedAt  *int64 `json:"iat"`
+	ExpiresAt *int64 `json:"exp"`
+}
+
+// ParseAnonymousRequest parses the JWT and checks its header. It verifies
+// nothing: call Verify with the key the server trusts.
+func ParseAnonymousRequest(raw string) (*AnonymousRequest, error) {
+	if raw == "" || len(raw) > 16<<10 || strings.Count(raw, ".") != 2 {
+		return nil, ErrRequestMalformed
+	}
+	// Read alg first, so a refused algorithm gets its own answer.
+	hdrRaw, err := base64.RawURLEncoding.DecodeString(raw[:strings.IndexByte(raw, '.')])
+	if err != nil {
+		return nil, ErrRequestMalformed
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+		Typ string `json:"typ"`
+	}
+	if err := json.Unmarshal(hdrRaw, &hdr); err != nil {
+		return nil, ErrRequestMalformed
+	}
+	accepted := false
+	for _, a := range requestAlgorithms {
+		accepted = accepted || hdr.Alg == string(a)
+	}
+	if !accepted {
+		return nil, ErrRequestAlgorithm
+	}
+	if hdr.Typ != anonymousRequestType {
+		return nil, ErrRequestType
+	}
+	jws, err := jose.ParseSigned(raw, requestAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, ErrRequestMalformed
+	}
+	h := jws.Signatures[0].Protected
+	if !keyIDPattern.MatchString(h.KeyID) {
+		return nil, ErrRequestKeyID
+	}
+	var c requestClaims
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return nil, ErrRequestMalformed
+	}
+	if c.Challenge == "" || c.Action == "" || c.IssuedAt == nil || c.ExpiresAt == nil {
+		return nil, ErrRequestClaims
+	}
+	r := &AnonymousRequest{
+		KeyID: h.KeyID, Algorithm: h.Algorithm, Challenge: c.Challenge, Action: c.Action,
+		IssuedAt: time.Unix(*c.IssuedAt, 0).UTC(), ExpiresAt: time.Unix(*c.ExpiresAt, 0).UTC(), jws: jws,
+	}
+	if h.JSONWebKey != nil {
+		r.HeaderJWK = h.JSONWebKey
+	}
+	return r, nil
+}
+
+// CheckTime checks iat and exp against now with a clock skew allowance.
+func (r *AnonymousRequest) CheckTime(now time.Time, skew time.Duration) error {
+	switch {
+	case r.IssuedAt.After(now.Add(skew)):
+		return ErrRequestNotYet
+	case !r.ExpiresAt.After(now.Add(-skew)):
+		return ErrRequestExpired
+	case !r.ExpiresAt.After(r.IssuedAt) || r.ExpiresAt.Sub(r.IssuedAt) > 10*time.Minute:
+		return ErrRequestLifetime
+	}
+	return nil
+}
+
+// CheckKey reports whether key is an acceptable public key for alg: P-256
+// for ES256, RSA of at least 2048 bits for RS256, Ed25519 for EdDSA.
+func CheckKey(key *jose.JSONWebKey, alg string) error {
+	if key == nil || !key.Valid() || !key.IsPublic() {
+		return ErrRequestKey
+	}
+	if key.Algorithm != "" && key.Algorithm != alg {
+		return ErrRequestKey
+	}
+	switch k := key.Key.(type) {
+	case *ecdsa.PublicKey:
+		if alg != string(jose.ES256) || k.Curve != elliptic.P256() {
+			return ErrRequestKey
+		}
+	case *rsa.PublicKey:
+		if alg != string(jose.RS256) || k.N.BitLen() < 2048 {
+			return ErrRequestKey
+		}
+	case ed25519.PublicKey:
+		if alg != string(jose.EdDSA) {
+			return ErrRequestKey
+		}
+	default:
+		return ErrRequestKey
+	}
+	return nil
+}
+
+// Verify checks the signature with key (which the caller trusts), after
+// checking that the key fits the JWT's algorithm.
+func (r *AnonymousRequest) Verify(key *jose.JSONWebKey) error {
+	if err := CheckKey(key, r.Algorithm); err != nil {
+		return err
+	}
+	if _, err := r.jws.Verify(key); err != nil {
+		return ErrRequestSignature
+	}
+	return nil
+}
+
+// Thumbprint is a key's RFC 7638 SHA-256 thumbprint, base64url.
+func Thumbprint(key *jose.JSONWebKey) (string, error) {
+	tp, err := key.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", ErrRequestKey
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// PublicJWK returns the public key as JSON, without anything but the key.
+func PublicJWK(key *jose.JSONWebKey) (json.RawMessage, error) {
+	pub := jose.JSONWebKey{Key: key.Key, KeyID: key.KeyID, Algorithm: key.Algorithm}
+	return pub.MarshalJSON()
+}
+
+// ParseJWK reads a stored public key.
+func ParseJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}

@@ -1,0 +1,53 @@
+package tokens
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// DeviceRequest is what a device signs in the key-pair protocol. It is the
+// device's half of the protocol, used by the example device, the load
+// command and tests.
+type DeviceRequest struct {
+	// Key is the device's private key (*ecdsa.PrivateKey, *rsa.PrivateKey
+	// or ed25519.PrivateKey) and Algorithm its JWS algorithm.
+	Key       any
+	Algorithm jose.SignatureAlgorithm
+	KeyID     string
+	// IncludeJWK puts the public key in the header (first use).
+	IncludeJWK bool
+	Challenge  string
+	Action     string
+	IssuedAt   time.Time
+	// ExpiresAt defaults to IssuedAt + 60 s, as the Authgear SDKs do.
+	ExpiresAt time.Time
+}
+
+// SignAnonymousRequest makes the anonymous-request JWT.
+func SignAnonymousRequest(r DeviceRequest) (string, error) {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(anonymousRequestType)).WithHeader(jose.HeaderKey("kid"), r.KeyID)
+	if r.IncludeJWK {
+		pub := jose.JSONWebKey{Key: r.Key, KeyID: r.KeyID, Algorithm: string(r.Algorithm)}
+		pub = pub.Public()
+		opts = opts.WithHeader(jose.HeaderKey("jwk"), pub)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: r.Algorithm, Key: r.Key}, opts)
+	if err != nil {
+		return "", err
+	}
+	exp := r.ExpiresAt
+	if exp.IsZero() {
+		exp = r.IssuedAt.Add(time.Minute)
+	}
+	payload, err := json.Marshal(map[string]any{"challenge": r.Challenge, "action": r.Action, "iat": r.IssuedAt.Unix(), "exp": exp.Unix()})
+	if err != nil {
+		return "", err
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
+}
