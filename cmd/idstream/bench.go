@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,38 +20,85 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// loadFlags are the flags every scenario shares.
+type loadFlags struct {
+	target, clientID, dbURL string
+	conc, sample            int
+	dur                     time.Duration
+	rate                    float64
+}
+
+func parseLoadFlags(name string, args []string, extra func(*flag.FlagSet)) (*loadFlags, error) {
+	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
+	l := &loadFlags{}
+	fs.StringVar(&l.target, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
+	fs.StringVar(&l.clientID, "client-id", "idstream-dev", "client_id")
+	fs.IntVar(&l.conc, "c", 16, "concurrent clients")
+	fs.DurationVar(&l.dur, "d", 10*time.Second, "how long to run")
+	fs.Float64Var(&l.rate, "rate", 0, "target operations per second across all clients (0: as fast as possible)")
+	fs.StringVar(&l.dbURL, "database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"),
+		"the server's database, to measure projection lag (empty: skip)")
+	fs.IntVar(&l.sample, "lag-sample", 10, "measure projection lag for every Nth operation")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := loopbackOnly(l.target); err != nil {
+		return nil, err
+	}
+	if l.conc < 1 || l.dur <= 0 || l.sample < 1 {
+		return nil, errors.New("bench: -c, -d and -lag-sample must be positive")
+	}
+	l.target = strings.TrimRight(l.target, "/")
+	return l, nil
+}
+
+func (l *loadFlags) httpClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: l.conc * 2, MaxIdleConnsPerHost: l.conc * 2, IdleConnTimeout: time.Minute,
+	}}
+}
+
+// operation is one iteration of a scenario: it returns the sub it saw (for
+// lag sampling), the HTTP status of a failure, or a transport error.
+type operation func(ctx context.Context, worker, i int) (sub string, status int, err error)
+
 // bench runs a load scenario against a running server.
 func bench(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "signup" {
-		return errors.New("usage: idstream bench signup [flags]")
+	if len(args) == 0 {
+		return errors.New("usage: idstream bench signup|keypair [flags]")
 	}
-	fs := flag.NewFlagSet("bench signup", flag.ContinueOnError)
-	target := fs.String("url", "http://127.0.0.1:8080", "server base URL (loopback only)")
-	clientID := fs.String("client-id", "idstream-dev", "client_id to sign up with")
-	conc := fs.Int("c", 16, "concurrent clients")
-	dur := fs.Duration("d", 10*time.Second, "how long to run")
-	rate := fs.Float64("rate", 0, "target sign-ups per second across all clients (0: as fast as possible)")
-	dbURL := fs.String("database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"),
-		"the server's database, to measure projection lag (empty: skip)")
-	sample := fs.Int("lag-sample", 10, "measure projection lag for every Nth sign-up")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	switch args[0] {
+	case "signup":
+		l, err := parseLoadFlags("signup", args[1:], nil)
+		if err != nil {
+			return err
+		}
+		client := l.httpClient()
+		body, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
+		return runLoad(ctx, l, "sign-ups", func(ctx context.Context, _, _ int) (string, int, error) {
+			return signupOnce(ctx, client, l.target+"/api/anonymous_user/signup", body)
+		})
+	case "keypair":
+		var devices int
+		l, err := parseLoadFlags("keypair", args[1:], func(fs *flag.FlagSet) {
+			fs.IntVar(&devices, "devices", 200, "devices to register before the run; the run signs them in again")
+		})
+		if err != nil {
+			return err
+		}
+		return benchKeypair(ctx, l, devices)
 	}
-	if err := loopbackOnly(*target); err != nil {
-		return err
-	}
-	if *conc < 1 || *dur <= 0 || *sample < 1 {
-		return errors.New("bench: -c, -d and -lag-sample must be positive")
-	}
-	body, _ := json.Marshal(map[string]string{"client_id": *clientID, "session_type": "refresh_token"})
-	endpoint := strings.TrimRight(*target, "/") + "/api/anonymous_user/signup"
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute,
-	}}
+	return fmt.Errorf("bench: unknown scenario %q (signup, keypair)", args[0])
+}
 
+// runLoad runs op from l.conc clients for l.dur and prints the figures.
+func runLoad(ctx context.Context, l *loadFlags, what string, op operation) error {
 	var lag *lagProbe
-	if *dbURL != "" {
-		pool, err := pgxpool.New(ctx, *dbURL)
+	if l.dbURL != "" {
+		pool, err := pgxpool.New(ctx, l.dbURL)
 		if err != nil {
 			return fmt.Errorf("bench: database: %w", err)
 		}
@@ -61,26 +106,25 @@ func bench(ctx context.Context, args []string) error {
 		lag = newLagProbe(pool)
 		go lag.run(ctx)
 	}
-
-	// Open-loop pacing for -rate: request k is due at start + k/rate, so a
+	// Open-loop pacing for -rate: operation k is due at start + k/rate, so a
 	// slow answer does not lower the offered load (no coordinated omission
 	// beyond the number of clients).
 	var next atomic.Int64
-	rctx, cancel := context.WithTimeout(ctx, *dur)
+	rctx, cancel := context.WithTimeout(ctx, l.dur)
 	defer cancel()
-	results := make([][]time.Duration, *conc)
-	errs := make([]map[string]int, *conc)
+	results := make([][]time.Duration, l.conc)
+	errs := make([]map[string]int, l.conc)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range *conc {
+	for w := range l.conc {
 		errs[w] = map[string]int{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				t0 := time.Now()
-				if *rate > 0 {
-					due := start.Add(time.Duration(float64(next.Add(1)-1) / *rate * float64(time.Second)))
+				if l.rate > 0 {
+					due := start.Add(time.Duration(float64(next.Add(1)-1) / l.rate * float64(time.Second)))
 					if wait := time.Until(due); wait > 0 {
 						select {
 						case <-time.After(wait):
@@ -88,13 +132,13 @@ func bench(ctx context.Context, args []string) error {
 							return
 						}
 					}
-					// Latency counts from when the request was due.
+					// Latency counts from when the operation was due.
 					t0 = due
 				}
 				if rctx.Err() != nil {
 					return
 				}
-				sub, status, err := signupOnce(rctx, client, endpoint, body)
+				sub, status, err := op(rctx, w, i)
 				d := time.Since(t0)
 				switch {
 				case err != nil && rctx.Err() != nil:
@@ -105,7 +149,7 @@ func bench(ctx context.Context, args []string) error {
 					errs[w][fmt.Sprintf("http_%d", status)]++
 				default:
 					results[w] = append(results[w], d)
-					if lag != nil && (i*(*conc)+w)%*sample == 0 {
+					if lag != nil && (i*l.conc+w)%l.sample == 0 {
 						lag.add(sub, time.Now())
 					}
 				}
@@ -116,15 +160,15 @@ func bench(ctx context.Context, args []string) error {
 	elapsed := time.Since(start)
 	var all []time.Duration
 	errTotal := map[string]int{}
-	for w := range *conc {
+	for w := range l.conc {
 		all = append(all, results[w]...)
 		for k, v := range errs[w] {
 			errTotal[k] += v
 		}
 	}
 	slices.Sort(all)
-	fmt.Printf("bench signup: %d clients, %s, target %s\n", *conc, elapsed.Round(time.Millisecond), *target)
-	fmt.Printf("  sign-ups:  %d ok (%.0f/s)\n", len(all), float64(len(all))/elapsed.Seconds())
+	fmt.Printf("bench: %d clients, %s, target %s\n", l.conc, elapsed.Round(time.Millisecond), l.target)
+	fmt.Printf("  %s:  %d ok (%.0f/s)\n", what, len(all), float64(len(all))/elapsed.Seconds())
 	fmt.Printf("  latency:   p50 %s  p90 %s  p99 %s  max %s\n", pct(all, 50), pct(all, 90), pct(all, 99), pct(all, 100))
 	fmt.Printf("  errors:    %v\n", errTotal)
 	if lag != nil {
@@ -160,19 +204,9 @@ func loopbackOnly(target string) error {
 }
 
 func signupOnce(ctx context.Context, client *http.Client, endpoint string, body []byte) (string, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
-	if err != nil {
-		return "", 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", resp.StatusCode, err
+	status, raw, err := post(ctx, client, endpoint, "application/json", string(body))
+	if err != nil || status != http.StatusOK {
+		return "", status, err
 	}
 	var out struct {
 		Result struct {
@@ -180,9 +214,9 @@ func signupOnce(ctx context.Context, client *http.Client, endpoint string, body 
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
-		return "", resp.StatusCode, err
+		return "", status, err
 	}
-	return jwtSubject(out.Result.AccessToken), resp.StatusCode, nil
+	return jwtSubject(out.Result.AccessToken), status, nil
 }
 
 // jwtSubject reads sub from a JWT without verifying it (the bench only needs
