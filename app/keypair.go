@@ -62,9 +62,12 @@ func NewKVChallenges(ctx context.Context, js jetstream.JetStream, replicas int) 
 		Bucket:      "idstream_challenges",
 		Description: "single-use challenges of the key-pair protocol, by token hash",
 		TTL:         ChallengeTTL + time.Minute,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		History:     1,
+		// Memory: a challenge lives five minutes, and losing the unused
+		// ones in a crash only makes devices ask again, while a file
+		// bucket would cost two fsyncs per sign-in.
+		Storage:  jetstream.MemoryStorage,
+		Replicas: replicas,
+		History:  1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("app: challenge bucket: %w", err)

@@ -61,6 +61,14 @@ type Store struct {
 	closing    chan struct{}
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
+
+	// Direct-get answers arrive on one wildcard inbox subscription and are
+	// routed to the waiting Load by the last token of the reply subject:
+	// no subscription (and no large channel) per read.
+	inbox   string
+	inboxMu sync.Mutex
+	waiting map[string]chan *nats.Msg
+	inSub   *nats.Subscription
 }
 
 type prepared struct {
@@ -103,6 +111,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		queue:      make(chan *appendReq, 4096),
 		closing:    make(chan struct{}),
 	}
+	s.inbox = nc.NewInbox() + "."
+	s.waiting = map[string]chan *nats.Msg{}
+	s.inSub, err = nc.Subscribe(s.inbox+"*", s.route)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: inbox: %w", err)
+	}
 	for range opts.Committers {
 		s.wg.Add(1)
 		go s.committer()
@@ -110,9 +124,26 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// route hands a direct-get answer to the Load waiting for it. Each channel
+// holds a whole batch, so this never blocks for long.
+func (s *Store) route(m *nats.Msg) {
+	token := m.Subject[len(s.inbox):]
+	s.inboxMu.Lock()
+	ch := s.waiting[token]
+	s.inboxMu.Unlock()
+	if ch != nil {
+		ch <- m
+	}
+}
+
 // Close stops the committers. Appends still queued fail with ErrUnavailable.
 func (s *Store) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		if s.inSub != nil {
+			_ = s.inSub.Unsubscribe()
+		}
+	})
 	s.wg.Wait()
 	for {
 		select {
@@ -372,12 +403,17 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 	defer func() { loadSeconds.Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	token := nuid.Next()
+	ch := make(chan *nats.Msg, loadBatch+2)
+	s.inboxMu.Lock()
+	s.waiting[token] = ch
+	s.inboxMu.Unlock()
+	defer func() {
+		s.inboxMu.Lock()
+		delete(s.waiting, token)
+		s.inboxMu.Unlock()
+	}()
+	inbox := s.inbox + token
 
 	var recs []Record
 	next := uint64(1)
@@ -386,7 +422,7 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 		if err := s.nc.PublishRequest(s.directSubj, inbox, body); err != nil {
 			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		more, err := s.readDirectBatch(ctx, sub, &recs)
+		more, err := s.readDirectBatch(ctx, ch, &recs)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -404,11 +440,13 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 
 // readDirectBatch reads one batched direct-get answer; more reports whether
 // the subject has messages past the batch.
-func (s *Store) readDirectBatch(ctx context.Context, sub *nats.Subscription, recs *[]Record) (more bool, err error) {
+func (s *Store) readDirectBatch(ctx context.Context, ch <-chan *nats.Msg, recs *[]Record) (more bool, err error) {
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, ctx.Err())
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":

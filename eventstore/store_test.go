@@ -209,3 +209,21 @@ func TestAcknowledgedAppendSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %v %v", recs, err)
 	}
 }
+
+func openStoreB(b *testing.B, n *testenv.NATS) *eventstore.Store {
+	b.Helper()
+	s, err := eventstore.Open(context.Background(), n.Connect(b), eventstore.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	return s
+}
+
+func msgsFor(s *eventstore.Store, from, n int) []eventstore.Message {
+	out := make([]eventstore.Message, n)
+	for i := range out {
+		out[i] = msg(s.Subject("session", fmt.Sprintf("s-%d", from+i)), 0, i)
+	}
+	return out
+}
