@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/password"
 	"github.com/idstream/idstream/tokens"
 )
 
@@ -22,7 +27,9 @@ type Error struct {
 	Reason  string
 	Message string
 	OAuth   string
-	cause   error
+	// RetryAfter is sent as Retry-After with 429s.
+	RetryAfter time.Duration
+	cause      error
 }
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
@@ -73,6 +80,43 @@ func classify(err error) *Error {
 		return wrap(newError(401, "Unauthenticated", "AccessTokenExpired", "invalid_token", "the access token has expired"))
 	case errors.Is(err, tokens.ErrInvalidAccessToken):
 		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
+	case errors.Is(err, domain.ErrLoginIDTaken):
+		return wrap(newError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account"))
+	case errors.Is(err, domain.ErrNotAnonymous):
+		return wrap(newError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
+	case errors.Is(err, domain.ErrUserRetired):
+		return wrap(newError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
+	case errors.Is(err, loginid.ErrInvalidEmail):
+		return wrap(newError(400, "Invalid", "InvalidEmail", "invalid_request", "that is not a valid email address"))
+	case errors.Is(err, loginid.ErrInvalidPhone):
+		return wrap(newError(400, "Invalid", "InvalidPhone", "invalid_request", "that is not a valid phone number in international form, e.g. +14155552671"))
+	case errors.Is(err, loginid.ErrInvalidUsername):
+		return wrap(newError(400, "Invalid", "InvalidUsername", "invalid_request", "a username has 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"))
+	case errors.Is(err, loginid.ErrReservedName):
+		return wrap(newError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved"))
+	case errors.Is(err, loginid.ErrTypeDisabled), errors.Is(err, loginid.ErrUnknownType):
+		return wrap(newError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here"))
+	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrNotUnicode):
+		return wrap(newError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error()))
+	case errors.Is(err, password.ErrTooCommon):
+		return wrap(newError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another"))
+	case errors.Is(err, app.ErrInvalidCredentials):
+		return wrap(newError(401, "Unauthenticated", "InvalidCredentials", "invalid_grant", "the login ID or password is not right"))
+	case errors.Is(err, app.ErrRateLimited):
+		x := newError(429, "TooManyRequest", "RateLimited", "slow_down", "too many attempts; try again later")
+		var rl *app.RateLimitedError
+		if errors.As(err, &rl) {
+			x.RetryAfter = rl.RetryAfter
+		}
+		return wrap(x)
+	case errors.Is(err, app.ErrInvalidPromotionCode):
+		return wrap(newError(400, "Invalid", "InvalidPromotionCode", "invalid_request", "the promotion code is unknown, expired or already used"))
+	case errors.Is(err, app.ErrInvalidAuthzCode):
+		return wrap(newError(400, "Invalid", "InvalidAuthorizationCode", "invalid_grant", "the authorization code is unknown, expired or not for this client and redirect URI"))
+	case errors.Is(err, app.ErrAuthzCodeReused):
+		return wrap(newError(400, "Invalid", "AuthorizationCodeReused", "invalid_grant", "the authorization code was already used; the session it gave is revoked"))
+	case errors.Is(err, app.ErrPKCEMismatch):
+		return wrap(newError(400, "Invalid", "PKCEMismatch", "invalid_grant", "code_verifier does not match the code_challenge"))
 	case errors.Is(err, app.ErrInvalidChallenge):
 		return wrap(newError(400, "Invalid", "InvalidChallenge", "invalid_grant", "the challenge is missing, expired or already used"))
 	case errors.Is(err, app.ErrInvalidPurpose):
@@ -133,17 +177,25 @@ type apiErrorFields struct {
 	Code    int    `json:"code"`
 }
 
+func setRetryAfter(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+	}
+}
+
 // writeAPIError answers in the JSON API shape.
 func (s *Server) writeAPIError(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.logError(r, err)
+	setRetryAfter(w, e)
 	writeJSON(w, e.Status, apiErrorBody{Error: apiErrorFields{Name: e.Name, Reason: e.Reason, Message: e.Message, Code: e.Status}})
 }
 
 // writeOAuthError answers in the OAuth shape.
 func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.logError(r, err)
+	setRetryAfter(w, e)
 	status := e.Status
-	if e.OAuth == "invalid_grant" || e.OAuth == "invalid_request" || e.OAuth == "unsupported_grant_type" || e.OAuth == "invalid_client" || e.OAuth == "unauthorized_client" {
+	if e.Status != http.StatusTooManyRequests && e.Status < 500 {
 		// RFC 6749 §5.2: token errors are 400 (invalid_client may be 401).
 		status = http.StatusBadRequest
 	}

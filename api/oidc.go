@@ -17,7 +17,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"end_session_endpoint":                  base + "/oauth2/end_session",
 		"jwks_uri":                              base + "/oauth2/jwks",
 		"response_types_supported":              []string{"code", "none"},
-		"grant_types_supported":                 []string{"refresh_token", grantAnonymousRequest},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", grantAnonymousRequest},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"token_endpoint_auth_methods_supported": []string{"none"},
@@ -33,17 +33,4 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	writeJSON(w, http.StatusOK, s.Service.Keys().JWKS(r.Context()))
-}
-
-// authorize is the entry to the hosted pages (authorization code flow).
-// Those pages are not part of this version, so it answers with an OAuth
-// error on a page rather than redirecting anywhere.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	w.WriteHeader(http.StatusBadRequest)
-	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><meta charset="utf-8"><title>Sign-in unavailable</title>` +
-		`<main><h1>Sign-in is not available yet</h1><p>This idstream server does not offer hosted sign-in pages ` +
-		`(error: unsupported_response_type).</p></main></html>`))
 }

@@ -52,6 +52,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, tokenResultOf(iss))
+	case "authorization_code":
+		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), form.Get("client_id"), form.Get("code"),
+			form.Get("redirect_uri"), form.Get("code_verifier"), meta(r))
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tokenResultOf(iss))
 	case grantAnonymousRequest:
 		if form.Get("client_id") == "" || form.Get("jwt") == "" {
 			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))

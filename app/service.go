@@ -46,6 +46,20 @@ type Activity interface {
 	Touch(ctx context.Context, sessionID string, at time.Time) error
 }
 
+// Deps are the service's dependencies; all are required.
+type Deps struct {
+	Store      Store
+	Keys       *tokens.Keys
+	Config     *config.Config
+	Clock      clock.Clock
+	Random     io.Reader
+	Activity   Activity
+	Challenges Challenges
+	Codes      Codes
+	Limiter    Limiter
+	Log        *slog.Logger
+}
+
 // Service runs the commands.
 type Service struct {
 	store      Store
@@ -55,15 +69,22 @@ type Service struct {
 	random     io.Reader
 	activity   Activity
 	challenges Challenges
+	codes      Codes
+	limiter    Limiter
 	log        *slog.Logger
+	// hashing bounds concurrent argon2id work.
+	hashing chan struct{}
 }
 
 // NewService builds a service; it refuses missing dependencies.
-func NewService(store Store, keys *tokens.Keys, cfg *config.Config, clk clock.Clock, random io.Reader, activity Activity, challenges Challenges, log *slog.Logger) (*Service, error) {
-	if store == nil || keys == nil || cfg == nil || clk == nil || random == nil || activity == nil || challenges == nil || log == nil {
+func NewService(d Deps) (*Service, error) {
+	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
+		d.Challenges == nil || d.Codes == nil || d.Limiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
-	return &Service{store: store, keys: keys, cfg: cfg, clock: clk, random: random, activity: activity, challenges: challenges, log: log}, nil
+	return &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
+		challenges: d.Challenges, codes: d.Codes, limiter: d.Limiter, log: d.Log,
+		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes))}, nil
 }
 
 // Config returns the configuration the service runs with.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,30 @@ type Config struct {
 		Secure *bool  `yaml:"secure"`
 	} `yaml:"cookie"`
 	Clients []Client `yaml:"clients"`
+	// LoginIDTypes are the kinds of login ID people may use (email, phone,
+	// username).
+	LoginIDTypes []string `yaml:"login_id_types"`
+	Promotion    struct {
+		// ConflictPolicy: "error" (default) refuses a login ID that belongs
+		// to someone else; "login" lets the person sign in to that account
+		// with its password, retiring the guest into it.
+		ConflictPolicy string `yaml:"conflict_policy"`
+	} `yaml:"promotion"`
+	Password struct {
+		MinLength   int    `yaml:"min_length"`
+		MaxLength   int    `yaml:"max_length"`
+		MemoryKiB   uint32 `yaml:"argon2_memory_kib"`
+		Iterations  uint32 `yaml:"argon2_iterations"`
+		Parallelism uint8  `yaml:"argon2_parallelism"`
+		// MaxConcurrentHashes bounds argon2id work at once (default: the
+		// number of CPUs), so hashing cannot starve other requests.
+		MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+	} `yaml:"password"`
+	SignInLimits struct {
+		PerLoginID int      `yaml:"per_login_id"`
+		PerIP      int      `yaml:"per_ip"`
+		Window     Duration `yaml:"window"`
+	} `yaml:"sign_in_limits"`
 
 	// Dev is true when no configuration file was given.
 	Dev bool `yaml:"-"`
@@ -190,6 +215,39 @@ func (c *Config) applyDefaults() {
 	if c.Anonymous.Enabled == nil {
 		c.Anonymous.Enabled = boolPtr(c.Dev)
 	}
+	if len(c.LoginIDTypes) == 0 {
+		c.LoginIDTypes = []string{"email", "phone", "username"}
+	}
+	if c.Promotion.ConflictPolicy == "" {
+		c.Promotion.ConflictPolicy = "error"
+	}
+	if c.Password.MinLength == 0 {
+		c.Password.MinLength = 8
+	}
+	if c.Password.MaxLength == 0 {
+		c.Password.MaxLength = 256
+	}
+	if c.Password.MemoryKiB == 0 {
+		c.Password.MemoryKiB = 19 * 1024
+	}
+	if c.Password.Iterations == 0 {
+		c.Password.Iterations = 2
+	}
+	if c.Password.Parallelism == 0 {
+		c.Password.Parallelism = 1
+	}
+	if c.Password.MaxConcurrentHashes == 0 {
+		c.Password.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if c.SignInLimits.PerLoginID == 0 {
+		c.SignInLimits.PerLoginID = 10
+	}
+	if c.SignInLimits.PerIP == 0 {
+		c.SignInLimits.PerIP = 100
+	}
+	if c.SignInLimits.Window == 0 {
+		c.SignInLimits.Window = Duration(15 * time.Minute)
+	}
 	if c.Dev && len(c.Clients) == 0 {
 		c.Clients = []Client{{
 			ClientID:       DevClientID,
@@ -224,6 +282,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.SyncInterval(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, t := range c.LoginIDTypes {
+		if t != "email" && t != "phone" && t != "username" {
+			errs = append(errs, fmt.Errorf("login_id_types: unknown type %q (email, phone, username)", t))
+		}
+	}
+	if p := c.Promotion.ConflictPolicy; p != "error" && p != "login" {
+		errs = append(errs, fmt.Errorf("promotion.conflict_policy must be \"error\" or \"login\", got %q", p))
+	}
+	if c.Password.MinLength < 8 || c.Password.MaxLength < c.Password.MinLength || c.Password.MaxLength > 1024 {
+		errs = append(errs, errors.New("password: min_length must be at least 8 and max_length between it and 1024"))
+	}
+	if c.Password.MemoryKiB < 8*1024 || c.Password.Iterations < 1 {
+		errs = append(errs, errors.New("password: argon2 memory must be at least 8192 KiB and iterations at least 1"))
 	}
 	seen := map[string]bool{}
 	for _, cl := range c.Clients {

@@ -16,5 +16,8 @@ var (
 	ErrRefreshTokenReused   = errors.New("refresh token reused; session revoked")
 	ErrInvalidCommand       = errors.New("invalid command")
 	ErrKeyTaken             = errors.New("the key is already registered to a user")
+	ErrNotAnonymous         = errors.New("the user is not anonymous")
+	ErrLoginIDTaken         = errors.New("the login ID belongs to another user")
+	ErrUserRetired          = errors.New("the user was merged into another account")
 	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
 )

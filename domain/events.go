@@ -27,6 +27,12 @@ const (
 	TypeSessionRevoked         = "session.revoked.v1"
 	TypeAnonymousKeyRegistered = "user.anonymous_key.registered.v1"
 	TypeAnonymousKeyClaimed    = "anonymous_key.claimed.v1"
+	TypeUserPromoted           = "user.promoted.v1"
+	TypeUserRegistered         = "user.registered.v1"
+	TypePasswordSet            = "user.password.set.v1"
+	TypeAnonymousKeyRemoved    = "user.anonymous_key.removed.v1"
+	TypeAnonymousUserMerged    = "user.anonymous.merged.v1"
+	TypeLoginIDClaimed         = "login_id.claimed.v1"
 )
 
 // AnonymousUserCreated: a guest got a real user with a stable sub.
@@ -79,6 +85,9 @@ const (
 	RevokeReasonRevoked      = "revoked"
 	RevokeReasonTokenReuse   = "refresh_token_reuse"
 	RevokeReasonAdminRevoked = "admin"
+	RevokeReasonPromoted     = "promoted"
+	RevokeReasonMerged       = "merged"
+	RevokeReasonCodeReuse    = "authorization_code_reuse"
 )
 
 // SessionRevoked: the session ended before its time; its tokens stop working.
@@ -135,7 +144,8 @@ func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 // EventTypes lists every event type the domain can emit, in catalogue order.
 func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
-		TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
+		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
+		TypeLoginIDClaimed, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
 }
 
 // DecodeEvent turns a stored payload of the named type into its event. Old
@@ -156,6 +166,18 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[AnonymousKeyRegistered](data)
 	case TypeAnonymousKeyClaimed:
 		ev = decodeAs[AnonymousKeyClaimed](data)
+	case TypeUserPromoted:
+		ev = decodeAs[UserPromoted](data)
+	case TypeUserRegistered:
+		ev = decodeAs[UserRegistered](data)
+	case TypePasswordSet:
+		ev = decodeAs[PasswordSet](data)
+	case TypeAnonymousKeyRemoved:
+		ev = decodeAs[AnonymousKeyRemoved](data)
+	case TypeAnonymousUserMerged:
+		ev = decodeAs[AnonymousUserMerged](data)
+	case TypeLoginIDClaimed:
+		ev = decodeAs[LoginIDClaimed](data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

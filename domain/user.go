@@ -15,7 +15,21 @@ type User struct {
 	clientID  string
 	createdAt time.Time
 	keyIDs    []string
+	loginType string
+	loginID   string
+	pwHash    string
+	promoted  time.Time
+	mergedTo  string
 }
+
+// LoginID returns the user's login ID type and value, if any.
+func (u User) LoginID() (string, string) { return u.loginType, u.loginID }
+
+// PasswordHash returns the user's password hash, if any.
+func (u User) PasswordHash() string { return u.pwHash }
+
+// MergedInto is the account a retired guest was merged into.
+func (u User) MergedInto() string { return u.mergedTo }
 
 // AnonymousKeyIDs lists the key ids registered to the user.
 func (u User) AnonymousKeyIDs() []string { return u.keyIDs }
@@ -40,6 +54,9 @@ func (u User) CanSignIn() error {
 	if !u.exists {
 		return ErrUserNotFound
 	}
+	if u.mergedTo != "" {
+		return ErrUserRetired
+	}
 	return nil
 }
 
@@ -55,6 +72,25 @@ func EvolveUser(u User, ev Event) User {
 		u.createdAt = e.CreatedAt
 	case AnonymousKeyRegistered:
 		u.keyIDs = append(append([]string(nil), u.keyIDs...), e.KeyID)
+	case AnonymousKeyRemoved:
+		var keep []string
+		for _, k := range u.keyIDs {
+			if k != e.KeyID {
+				keep = append(keep, k)
+			}
+		}
+		u.keyIDs = keep
+	case UserPromoted:
+		u.anonymous = false
+		u.loginType, u.loginID = e.LoginIDType, e.LoginID
+		u.promoted = e.PromotedAt
+	case UserRegistered:
+		u.id, u.exists, u.anonymous, u.clientID, u.createdAt = e.UserID, true, false, e.ClientID, e.RegisteredAt
+		u.loginType, u.loginID = e.LoginIDType, e.LoginID
+	case PasswordSet:
+		u.pwHash = e.PasswordHash
+	case AnonymousUserMerged:
+		u.mergedTo = e.IntoUserID
 	}
 	return u
 }

@@ -23,6 +23,16 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 			VALUES ($1, true, $2, 'active', $3, $3, $4)`, e.UserID, e.ClientID, e.CreatedAt, seq)
 	case domain.AnonymousKeyRegistered:
 		q.ExecOne(`UPDATE users SET has_anonymous_key = true, version = $2 WHERE id = $1`, e.UserID, seq)
+	case domain.AnonymousKeyRemoved:
+		q.ExecOne(`UPDATE users SET has_anonymous_key = false, version = $2 WHERE id = $1`, e.UserID, seq)
+	case domain.UserPromoted:
+		q.ExecOne(`UPDATE users SET is_anonymous = false, login_id_type = $2, login_id = $3, promoted_at = $4, version = $5 WHERE id = $1`,
+			e.UserID, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
+	case domain.UserRegistered:
+		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, login_id_type, login_id, version)
+			VALUES ($1, false, $2, 'active', $3, $3, $4, $5, $6)`, e.UserID, e.ClientID, e.RegisteredAt, e.LoginIDType, e.LoginID, seq)
+	case domain.AnonymousUserMerged:
+		q.ExecOne(`UPDATE users SET state = 'merged', merged_into = $2, version = $3 WHERE id = $1`, e.GuestID, e.IntoUserID, seq)
 	case domain.SessionStarted:
 		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
 			e.UserID, e.StartedAt, seq)
@@ -69,7 +79,7 @@ type Identities struct{}
 func (Identities) Name() string { return "identities" }
 
 // Kinds implements Projector.
-func (Identities) Kinds() []string { return []string{"user", "session"} }
+func (Identities) Kinds() []string { return []string{"user", "session", "loginid"} }
 
 // Apply implements Projector.
 func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
@@ -79,6 +89,11 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 		q.Exec(`INSERT INTO identities (id, user_id, type, key_id, alg, thumbprint, created_at, version)
 			VALUES ($1, $2, 'anonymous_key', $3, $4, $5, $6, $7)`,
 			"anonymous_key:"+e.KeyID, e.UserID, e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq)
+	case domain.AnonymousKeyRemoved:
+		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "anonymous_key:"+e.KeyID)
+	case domain.LoginIDClaimed:
+		q.Exec(`INSERT INTO identities (id, user_id, type, created_at, version) VALUES ($1, $2, $3, $4, $5)`,
+			"login_id:"+e.LoginIDType+":"+e.LoginID, e.UserID, e.LoginIDType, e.ClaimedAt, seq)
 	case domain.SessionStarted:
 		if e.KeyID != "" {
 			q.ExecOne(`UPDATE identities SET last_used_at = greatest(last_used_at, $2), version = $3 WHERE id = $1`,

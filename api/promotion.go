@@ -1,0 +1,97 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
+)
+
+type sessionRequest struct {
+	SessionType  string `json:"session_type"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// principal finds who a JSON API request acts for: the bearer access token,
+// else the session cookie.
+func (s *Server) principal(r *http.Request) (app.Principal, error) {
+	if at := bearer(r); at != "" {
+		return s.Service.AuthenticateBearer(r.Context(), at)
+	}
+	if c, err := r.Cookie(s.cfg.Cookie.Name); err == nil && c.Value != "" {
+		return s.Service.AuthenticateCookie(r.Context(), c.Value)
+	}
+	return app.Principal{}, errMissingToken
+}
+
+// promotionCode is POST /api/anonymous_user/promotion_code, as the SDK's
+// startPromoteAnonymousUser() calls it.
+func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
+	var req sessionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	p, err := s.principal(r)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	code, exp, err := s.Service.IssuePromotionCode(r.Context(), p)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"promotion_code": code, "expire_at": exp.Format(time.RFC3339)}})
+}
+
+type promoteRequest struct {
+	LoginIDType string `json:"login_id_type,omitempty"`
+	LoginID     string `json:"login_id"`
+	Password    string `json:"password"`
+}
+
+// promote is the headless promotion for first-party apps that draw their own
+// UI: POST /api/anonymous_user/promote with the guest's access token (or
+// cookie) and {"login_id","password"}. The guest keeps its sub, its session
+// is replaced by a regular one of the same kind, returned as from sign-up.
+func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
+	var req promoteRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	p, err := s.principal(r)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	kind := p.Session.Kind()
+	iss, err := s.Service.Promote(r.Context(), app.PromoteInput{
+		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password,
+		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, Meta: meta(r),
+	})
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if kind == domain.SessionKindCookie {
+		s.setSessionCookie(w, iss)
+		writeJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
+}
+
+// isPolicyError reports errors that are the person's input, shown inline.
+func isPolicyError(err error) bool {
+	return classify(err).Status < 500
+}

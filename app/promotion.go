@@ -1,0 +1,466 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/password"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Errors of promotion, sign-in and the authorization code flow.
+var (
+	ErrInvalidPromotionCode = errors.New("the promotion code is unknown, expired or already used")
+	ErrInvalidCredentials   = errors.New("the login ID or password is not right")
+	ErrInvalidAuthzCode     = errors.New("the authorization code is unknown, expired or was issued for another client or redirect URI")
+	ErrAuthzCodeReused      = errors.New("the authorization code was already used; what it issued is revoked")
+	ErrPKCEMismatch         = errors.New("code_verifier does not match code_challenge")
+)
+
+// CodeTTL is the life of promotion and authorization codes (Authgear: 5
+// minutes).
+const CodeTTL = 5 * time.Minute
+
+func (s *Service) loginIDSubject(id loginid.ID) string { return s.store.Subject("loginid", id.Key()) }
+
+// ParseLoginID normalises a login ID of an enabled type.
+func (s *Service) ParseLoginID(typ, value string) (loginid.ID, error) {
+	id, err := loginid.Parse(loginid.Type(typ), value)
+	if err != nil {
+		return loginid.ID{}, err
+	}
+	if !slices.Contains(s.cfg.LoginIDTypes, string(id.Type)) {
+		return loginid.ID{}, loginid.ErrTypeDisabled
+	}
+	return id, nil
+}
+
+func (s *Service) passwordParams() password.Params {
+	p := s.cfg.Password
+	return password.Params{MemoryKiB: p.MemoryKiB, Iterations: p.Iterations, Parallelism: p.Parallelism}
+}
+
+// CheckPassword applies the password policy.
+func (s *Service) CheckPassword(pw string) error {
+	return password.Policy{MinLength: s.cfg.Password.MinLength, MaxLength: s.cfg.Password.MaxLength}.Check(pw)
+}
+
+// withHashSlot runs f while holding one of the bounded argon2id slots, so a
+// burst of sign-ups with passwords cannot take every core from other work.
+func (s *Service) withHashSlot(ctx context.Context, f func()) error {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	f()
+	return nil
+}
+
+func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
+	var h string
+	var err error
+	if e := s.withHashSlot(ctx, func() { h, err = password.Hash(s.random, pw, s.passwordParams()) }); e != nil {
+		return "", e
+	}
+	return h, err
+}
+
+// IssuePromotionCode gives a guest a single-use code to promote itself with.
+func (s *Service) IssuePromotionCode(ctx context.Context, p Principal) (string, time.Time, error) {
+	if !p.User.IsAnonymous() {
+		return "", time.Time{}, domain.ErrNotAnonymous
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := s.clock.Now().Add(CodeTTL).Truncate(time.Second)
+	err = s.codes.Put(ctx, code, CodeEntry{Kind: CodePromotion, UserID: p.User.UserID(), SessionID: p.Session.SessionID(),
+		ClientID: p.Session.ClientID(), ExpiresAt: exp})
+	return code, exp, err
+}
+
+// PromotionCode looks a promotion code up without spending it.
+func (s *Service) PromotionCode(ctx context.Context, code string) (CodeEntry, error) {
+	e, _, err := s.codes.Get(ctx, code)
+	if errors.Is(err, ErrCodeNotFound) || (err == nil && (e.Kind != CodePromotion || !s.clock.Now().Before(e.ExpiresAt))) {
+		return CodeEntry{}, ErrInvalidPromotionCode
+	}
+	return e, err
+}
+
+// SpendPromotionCode removes a code after its promotion succeeded.
+func (s *Service) SpendPromotionCode(ctx context.Context, code string) { s.DeleteCode(ctx, code) }
+
+// PromoteInput says who is promoted to what.
+type PromoteInput struct {
+	UserID string
+	// OldSessionID is the guest session that asked; it is replaced.
+	OldSessionID string
+	LoginID      loginid.ID
+	Password     string
+	// NewSession, when set, starts the regular session in the same write
+	// (cookie mode, headless promotion); otherwise the authorization code
+	// exchange starts it.
+	NewSession *NewSession
+	Meta       Meta
+}
+
+// NewSession describes a session to start.
+type NewSession struct {
+	ClientID string
+	Kind     domain.SessionKind
+	Method   string
+}
+
+// Promote turns a guest into a regular user in one atomic append: the login
+// ID claim (on its own subject, expected sequence: none), the user's
+// promotion and password, the end of the guest's session and, if asked, the
+// start of the regular one. Two guests racing for one login ID end with one
+// winner; the loser is left exactly as it was.
+func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
+	if err := s.CheckPassword(in.Password); err != nil {
+		return Issued{}, err
+	}
+	hash, err := s.hashPassword(ctx, in.Password)
+	if err != nil {
+		return Issued{}, err
+	}
+	for range maxAttempts {
+		u, uv, err := s.LoadUser(ctx, in.UserID)
+		if err != nil {
+			return Issued{}, err
+		}
+		l, lv, err := loadAggregate(ctx, s.store, s.loginIDSubject(in.LoginID), domain.EvolveLoginID)
+		if err != nil {
+			return Issued{}, err
+		}
+		now := s.clock.Now()
+		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		if err != nil {
+			return Issued{}, err
+		}
+		evs := []pending{{subject: s.loginIDSubject(in.LoginID), expected: lv, event: prom.Claim}}
+		for _, ev := range prom.User {
+			evs = append(evs, pending{subject: s.userSubject(in.UserID), expected: uv, event: ev})
+			u = domain.EvolveUser(u, ev)
+		}
+		if in.OldSessionID != "" {
+			old, ov, err := s.LoadSession(ctx, in.OldSessionID)
+			if err != nil {
+				return Issued{}, err
+			}
+			if old.UserID() == in.UserID {
+				revoked, _ := domain.DecideRevokeSession(old, domain.RevokeSession{Reason: domain.RevokeReasonPromoted, Now: now})
+				for _, ev := range revoked {
+					evs = append(evs, pending{subject: s.sessionSubject(in.OldSessionID), expected: ov, event: ev})
+				}
+			}
+		}
+		var start *startedSession
+		if in.NewSession != nil {
+			if start, err = s.decideNewSession(u, *in.NewSession, now); err != nil {
+				return Issued{}, err
+			}
+			evs = append(evs, pending{subject: s.sessionSubject(start.session.SessionID()), event: start.event})
+		}
+		err = s.appendEvents(ctx, in.Meta, evs...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Issued{}, err
+		}
+		commands.WithLabelValues("promote_user", "ok").Inc()
+		if start == nil {
+			return Issued{UserID: in.UserID}, nil
+		}
+		return s.issueStarted(ctx, u, start)
+	}
+	return Issued{}, ErrBusy
+}
+
+type startedSession struct {
+	event   domain.Event
+	session domain.Session
+	token   string
+	atLife  time.Duration
+}
+
+// decideNewSession decides the start of a session for u (not yet appended).
+func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) (*startedSession, error) {
+	cl, err := s.client(ns.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	sessionID := uuid.NewString()
+	token, hash, err := tokens.NewOpaque(s.random, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	idle, life := lifetimes(cl, ns.Kind)
+	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
+		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token, atLife: cl.AccessTokenLifetime.D()}, nil
+}
+
+func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
+	return s.issue(ctx, st.atLife, u, st.session, st.token)
+}
+
+// StartSession starts a session for a user who just proved who they are.
+func (s *Service) StartSession(ctx context.Context, u domain.User, ns NewSession, meta Meta) (Issued, error) {
+	st, err := s.decideNewSession(u, ns, s.clock.Now())
+	if err != nil {
+		return Issued{}, err
+	}
+	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(st.session.SessionID()), event: st.event}); err != nil {
+		return Issued{}, err
+	}
+	return s.issueStarted(ctx, u, st)
+}
+
+// dummyHash is verified against when a login ID is unknown, so that sign-in
+// does the same work whether or not the ID exists.
+var dummyHash = func() string {
+	h, _ := password.Hash(zeroReader{}, "idstream-dummy-password", password.DefaultParams)
+	return h
+}()
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// AuthenticatePassword checks a login ID and password. Attempts are limited
+// per login ID and per client IP. The answer for an unknown ID and for a
+// wrong password is the same, after the same work.
+func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
+	now := s.clock.Now()
+	lim := s.cfg.SignInLimits
+	id, idErr := s.ParseLoginID(typ, value)
+	key := "signin:id:" + id.Key()
+	if idErr != nil {
+		key = "signin:id:invalid"
+	}
+	if err := s.limiter.Allow(ctx, "signin:ip:"+ip, lim.PerIP, lim.Window.D(), now); err != nil {
+		return domain.User{}, err
+	}
+	if idErr == nil {
+		if err := s.limiter.Allow(ctx, key, lim.PerLoginID, lim.Window.D(), now); err != nil {
+			return domain.User{}, err
+		}
+	}
+	var u domain.User
+	var uv uint64
+	hash := dummyHash
+	if idErr == nil {
+		l, _, err := loadAggregate(ctx, s.store, s.loginIDSubject(id), domain.EvolveLoginID)
+		if err != nil {
+			return domain.User{}, err
+		}
+		if l.Claimed() {
+			if u, uv, err = s.LoadUser(ctx, l.UserID()); err != nil {
+				return domain.User{}, err
+			}
+			if u.PasswordHash() != "" {
+				hash = u.PasswordHash()
+			}
+		}
+	}
+	var ok, rehash bool
+	var verr error
+	if err := s.withHashSlot(ctx, func() { ok, rehash, verr = password.Verify(hash, pw, s.passwordParams()) }); err != nil {
+		return domain.User{}, err
+	}
+	if verr != nil || !ok || hash == dummyHash || u.CanSignIn() != nil {
+		commands.WithLabelValues("sign_in", "rejected").Inc()
+		return domain.User{}, ErrInvalidCredentials
+	}
+	if rehash {
+		// The configured cost changed: store a new hash (best effort; a
+		// concurrent change simply wins).
+		if h, err := s.hashPassword(ctx, pw); err == nil {
+			ev := domain.PasswordSet{UserID: u.UserID(), PasswordHash: h, Reason: "rehash", SetAt: now}
+			if err := s.appendEvents(ctx, meta, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev}); err == nil {
+				u = domain.EvolveUser(u, ev)
+			}
+		}
+	}
+	commands.WithLabelValues("sign_in", "ok").Inc()
+	return u, nil
+}
+
+// Register creates a regular user with a login ID and password.
+func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, pw string, meta Meta) (domain.User, error) {
+	if _, err := s.client(clientID); err != nil {
+		return domain.User{}, err
+	}
+	if err := s.CheckPassword(pw); err != nil {
+		return domain.User{}, err
+	}
+	hash, err := s.hashPassword(ctx, pw)
+	if err != nil {
+		return domain.User{}, err
+	}
+	for range maxAttempts {
+		l, lv, err := loadAggregate(ctx, s.store, s.loginIDSubject(id), domain.EvolveLoginID)
+		if err != nil {
+			return domain.User{}, err
+		}
+		userID := uuid.NewString()
+		reg, err := domain.DecideRegister(domain.User{}, l, domain.Register{UserID: userID, ClientID: clientID,
+			LoginIDType: string(id.Type), LoginID: id.Value, PasswordHash: hash, Now: s.clock.Now()})
+		if err != nil {
+			return domain.User{}, err
+		}
+		evs := []pending{{subject: s.loginIDSubject(id), expected: lv, event: reg.Claim}}
+		var u domain.User
+		for _, ev := range reg.User {
+			evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
+			u = domain.EvolveUser(u, ev)
+		}
+		err = s.appendEvents(ctx, meta, evs...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return domain.User{}, err
+		}
+		commands.WithLabelValues("register_user", "ok").Inc()
+		return u, nil
+	}
+	return domain.User{}, ErrBusy
+}
+
+// MergeGuest retires a guest into an existing account (conflict policy
+// "login") and ends the guest's session, in one append.
+func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, meta Meta) error {
+	for range maxAttempts {
+		g, gv, err := s.LoadUser(ctx, guestID)
+		if err != nil {
+			return err
+		}
+		now := s.clock.Now()
+		merged, err := domain.DecideMerge(g, into, now)
+		if err != nil {
+			return err
+		}
+		evs := []pending{{subject: s.userSubject(guestID), expected: gv, event: merged[0]}}
+		if guestSessionID != "" {
+			old, ov, err := s.LoadSession(ctx, guestSessionID)
+			if err != nil {
+				return err
+			}
+			revoked, _ := domain.DecideRevokeSession(old, domain.RevokeSession{Reason: domain.RevokeReasonMerged, Now: now})
+			for _, ev := range revoked {
+				evs = append(evs, pending{subject: s.sessionSubject(guestSessionID), expected: ov, event: ev})
+			}
+		}
+		err = s.appendEvents(ctx, meta, evs...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err == nil {
+			commands.WithLabelValues("merge_guest", "ok").Inc()
+		}
+		return err
+	}
+	return ErrBusy
+}
+
+// AuthorizationRequest is what an authorization code stands for.
+type AuthorizationRequest struct {
+	ClientID      string
+	RedirectURI   string
+	CodeChallenge string
+	Scope         string
+	UserID        string
+}
+
+// IssueAuthorizationCode makes a single-use, short-lived code.
+func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationRequest) (string, error) {
+	code, err := s.newCode()
+	if err != nil {
+		return "", err
+	}
+	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+}
+
+// S256 is the PKCE code challenge of a verifier.
+func S256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// ExchangeAuthorizationCode trades a code for a session (RFC 6749 §4.1.3 with
+// PKCE, RFC 7636). A code works once; presented again it revokes the session
+// it gave (RFC 6749 §10.5).
+func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier string, meta Meta) (Issued, error) {
+	e, rev, err := s.codes.Get(ctx, code)
+	if errors.Is(err, ErrCodeNotFound) || (err == nil && e.Kind != CodeAuthorization) {
+		return Issued{}, ErrInvalidAuthzCode
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	if e.Used {
+		return Issued{}, s.revokeReusedCode(ctx, e, meta)
+	}
+	if e.ClientID != clientID || e.RedirectURI != redirectURI || !s.clock.Now().Before(e.ExpiresAt) {
+		return Issued{}, ErrInvalidAuthzCode
+	}
+	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
+		return Issued{}, ErrPKCEMismatch
+	}
+	u, _, err := s.LoadUser(ctx, e.UserID)
+	if err != nil {
+		return Issued{}, err
+	}
+	st, err := s.decideNewSession(u, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, s.clock.Now())
+	if err != nil {
+		return Issued{}, err
+	}
+	// Spend the code first, naming the session it gives: of two concurrent
+	// exchanges one wins, and the other revokes what the winner got.
+	e.Used, e.IssuedSession = true, st.session.SessionID()
+	if err := s.codes.Update(ctx, code, e, rev); err != nil {
+		if errors.Is(err, ErrCodeChanged) {
+			if winner, _, gerr := s.codes.Get(ctx, code); gerr == nil {
+				return Issued{}, s.revokeReusedCode(ctx, winner, meta)
+			}
+			return Issued{}, ErrAuthzCodeReused
+		}
+		return Issued{}, err
+	}
+	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(st.session.SessionID()), event: st.event}); err != nil {
+		return Issued{}, err
+	}
+	return s.issueStarted(ctx, u, st)
+}
+
+func (s *Service) revokeReusedCode(ctx context.Context, e CodeEntry, meta Meta) error {
+	if e.IssuedSession != "" {
+		s.log.Warn("authorization code reused; revoking the session it issued", "session_id", e.IssuedSession, "correlation_id", meta.CorrelationID)
+		if err := s.RevokeSession(ctx, e.IssuedSession, domain.RevokeReasonCodeReuse, meta); err != nil {
+			return fmt.Errorf("revoke after code reuse: %w", err)
+		}
+	}
+	return ErrAuthzCodeReused
+}

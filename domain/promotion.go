@@ -1,0 +1,189 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// Sign-in methods of regular users.
+const (
+	MethodPassword  = "password"
+	MethodPromotion = "promotion"
+)
+
+// UserPromoted: a guest became a regular user with a login ID. The sub does
+// not change; analytics join activity before and after on it.
+type UserPromoted struct {
+	UserID         string    `json:"user_id"`
+	LoginIDType    string    `json:"login_id_type"`
+	LoginID        string    `json:"login_id"`
+	GuestCreatedAt time.Time `json:"guest_created_at"`
+	PromotedAt     time.Time `json:"promoted_at"`
+}
+
+// EventType implements Event.
+func (UserPromoted) EventType() string { return TypeUserPromoted }
+
+// UserRegistered: a regular user signed up directly (never a guest).
+type UserRegistered struct {
+	UserID       string    `json:"user_id"`
+	ClientID     string    `json:"client_id"`
+	LoginIDType  string    `json:"login_id_type"`
+	LoginID      string    `json:"login_id"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// EventType implements Event.
+func (UserRegistered) EventType() string { return TypeUserRegistered }
+
+// PasswordSet: the user's password hash (argon2id, PHC string). Hashes live
+// in the log: it is the source of truth for credentials.
+type PasswordSet struct {
+	UserID       string    `json:"user_id"`
+	PasswordHash string    `json:"password_hash"`
+	Reason       string    `json:"reason"`
+	SetAt        time.Time `json:"set_at"`
+}
+
+// EventType implements Event.
+func (PasswordSet) EventType() string { return TypePasswordSet }
+
+// AnonymousKeyRemoved: a promoted guest's device key no longer signs in.
+type AnonymousKeyRemoved struct {
+	UserID    string    `json:"user_id"`
+	KeyID     string    `json:"key_id"`
+	RemovedAt time.Time `json:"removed_at"`
+}
+
+// EventType implements Event.
+func (AnonymousKeyRemoved) EventType() string { return TypeAnonymousKeyRemoved }
+
+// AnonymousUserMerged: a guest signed in to an existing account instead of
+// promoting (conflict policy "login"); the guest is retired and linked to the
+// account, so analytics can join both subs.
+type AnonymousUserMerged struct {
+	GuestID    string    `json:"guest_id"`
+	IntoUserID string    `json:"into_user_id"`
+	MergedAt   time.Time `json:"merged_at"`
+}
+
+// EventType implements Event.
+func (AnonymousUserMerged) EventType() string { return TypeAnonymousUserMerged }
+
+// LoginIDClaimed: a login ID now belongs to a user. Written on the login
+// ID's own subject with expected sequence 0 (a write-side invariant).
+type LoginIDClaimed struct {
+	LoginIDType string    `json:"login_id_type"`
+	LoginID     string    `json:"login_id"`
+	UserID      string    `json:"user_id"`
+	ClaimedAt   time.Time `json:"claimed_at"`
+}
+
+// EventType implements Event.
+func (LoginIDClaimed) EventType() string { return TypeLoginIDClaimed }
+
+// LoginID is the write-side state of one login ID.
+type LoginID struct {
+	claimed bool
+	userID  string
+}
+
+// Claimed reports whether the login ID belongs to a user.
+func (l LoginID) Claimed() bool { return l.claimed }
+
+// UserID is the owner.
+func (l LoginID) UserID() string { return l.userID }
+
+// EvolveLoginID applies one event.
+func EvolveLoginID(l LoginID, ev Event) LoginID {
+	if e, ok := ev.(LoginIDClaimed); ok {
+		l = LoginID{claimed: true, userID: e.UserID}
+	}
+	return l
+}
+
+// Promote turns a guest into a regular user.
+type Promote struct {
+	LoginIDType  string
+	LoginID      string
+	PasswordHash string
+	Now          time.Time
+}
+
+// Promotion is the outcome of a promotion: the user's events and the claim
+// for the login ID's subject.
+type Promotion struct {
+	User  []Event
+	Claim Event
+}
+
+// DecidePromote: only a live guest can be promoted, and only to a login ID
+// nobody holds. Device keys stop signing in.
+func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
+	if c.LoginIDType == "" || c.LoginID == "" || c.PasswordHash == "" || c.Now.IsZero() {
+		return Promotion{}, fmt.Errorf("%w: login ID, password hash and time are required", ErrInvalidCommand)
+	}
+	if err := u.CanSignIn(); err != nil {
+		return Promotion{}, err
+	}
+	if !u.anonymous {
+		return Promotion{}, ErrNotAnonymous
+	}
+	if l.claimed {
+		return Promotion{}, ErrLoginIDTaken
+	}
+	now := c.Now.UTC()
+	evs := []Event{
+		UserPromoted{UserID: u.id, LoginIDType: c.LoginIDType, LoginID: c.LoginID, GuestCreatedAt: u.createdAt, PromotedAt: now},
+		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now},
+	}
+	for _, kid := range u.keyIDs {
+		evs = append(evs, AnonymousKeyRemoved{UserID: u.id, KeyID: kid, RemovedAt: now})
+	}
+	return Promotion{User: evs, Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: u.id, ClaimedAt: now}}, nil
+}
+
+// Register creates a regular user directly.
+type Register struct {
+	UserID       string
+	ClientID     string
+	LoginIDType  string
+	LoginID      string
+	PasswordHash string
+	Now          time.Time
+}
+
+// DecideRegister: a new user with a login ID nobody holds.
+func DecideRegister(u User, l LoginID, c Register) (Promotion, error) {
+	if c.UserID == "" || c.ClientID == "" || c.LoginID == "" || c.PasswordHash == "" || c.Now.IsZero() {
+		return Promotion{}, fmt.Errorf("%w: user id, client, login ID, password hash and time are required", ErrInvalidCommand)
+	}
+	if u.exists {
+		return Promotion{}, ErrUserExists
+	}
+	if l.claimed {
+		return Promotion{}, ErrLoginIDTaken
+	}
+	now := c.Now.UTC()
+	return Promotion{
+		User: []Event{
+			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
+			PasswordSet{UserID: c.UserID, PasswordHash: c.PasswordHash, Reason: "registration", SetAt: now},
+		},
+		Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: c.UserID, ClaimedAt: now},
+	}, nil
+}
+
+// DecideMerge retires a guest into an existing account.
+func DecideMerge(guest User, into string, now time.Time) ([]Event, error) {
+	if err := guest.CanSignIn(); err != nil {
+		return nil, err
+	}
+	if !guest.anonymous {
+		return nil, ErrNotAnonymous
+	}
+	if into == "" || into == guest.id {
+		return nil, fmt.Errorf("%w: a guest merges into another user", ErrInvalidCommand)
+	}
+	return []Event{AnonymousUserMerged{GuestID: guest.id, IntoUserID: into, MergedAt: now.UTC()}}, nil
+}
