@@ -356,7 +356,9 @@ func TestAuthorizeErrors(t *testing.T) {
 		"no PKCE":           func(v url.Values) { v.Del("code_challenge") },
 		"plain PKCE":        func(v url.Values) { v.Set("code_challenge_method", "plain") },
 		"bad response_type": func(v url.Values) { v.Set("response_type", "token") },
-		"bad login_hint":    func(v url.Values) { v.Set("login_hint", "https://authgear.com/login_hint?type=anonymous&promotion_code=nope") },
+		"bad login_hint": func(v url.Values) {
+			v.Set("login_hint", "https://authgear.com/login_hint?type=anonymous&promotion_code=nope")
+		},
 	} {
 		v := authorizeParams(challenge, "")
 		mutate(v)

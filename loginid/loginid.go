@@ -78,29 +78,34 @@ func Parse(t Type, raw string) (ID, error) {
 	return ID{}, fmt.Errorf("%w: %q", ErrUnknownType, t)
 }
 
-// normaliseEmail trims, NFKC-normalises and lower-cases the whole address:
-// uniqueness is case-insensitive (mail providers treat local parts that way
-// in practice, and two accounts differing only in case help no one).
+// normaliseEmail NFKC-normalises and lower-cases the whole address, then
+// validates the result: uniqueness is case-insensitive (mail providers treat
+// local parts that way in practice, and two accounts differing only in case
+// help no one), and validating the normalised form keeps Parse idempotent.
 func normaliseEmail(raw string) (string, error) {
 	if raw == "" || len(raw) > 254 || !utf8.ValidString(raw) {
 		return "", ErrInvalidEmail
 	}
-	addr, err := mail.ParseAddress(raw)
-	if err != nil || addr.Address != raw || addr.Name != "" {
+	v := norm.NFKC.String(strings.ToLower(norm.NFKC.String(raw)))
+	if len(v) > 254 {
 		return "", ErrInvalidEmail
 	}
-	at := strings.LastIndexByte(raw, '@')
-	local, domain := raw[:at], raw[at+1:]
-	if local == "" || domain == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
-		strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
-		return "", ErrInvalidEmail
-	}
-	for _, r := range raw {
+	for _, r := range v {
 		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			return "", ErrInvalidEmail
 		}
 	}
-	return strings.ToLower(norm.NFKC.String(local)) + "@" + strings.ToLower(domain), nil
+	addr, err := mail.ParseAddress(v)
+	if err != nil || addr.Address != v || addr.Name != "" {
+		return "", ErrInvalidEmail
+	}
+	at := strings.LastIndexByte(v, '@')
+	local, domain := v[:at], v[at+1:]
+	if local == "" || domain == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
+		strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
+		return "", ErrInvalidEmail
+	}
+	return v, nil
 }
 
 // normalisePhone accepts an international number and returns E.164.
