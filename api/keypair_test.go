@@ -327,3 +327,43 @@ func TestKeyPairAnonymousDisabled(t *testing.T) {
 		t.Fatalf("disabled: %d %s", r.status, r.raw)
 	}
 }
+
+func TestKeyPairGuestPromotesOnTheHostedPage(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	c := newClient(t, n)
+	d := newDevice(t, jose.EdDSA)
+	sub := keySignIn(t, c, n, d, true)
+	promoteJWT, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
+		Challenge: c.challenge(), Action: "promote", IssuedAt: n.Clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An auth JWT is not a promote JWT.
+	_, challenge := pkce()
+	authHint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {d.jwt(t, c.challenge(), false, n.Clock.Now())}}.Encode()
+	if r := c.do("GET", "/oauth2/authorize?"+authorizeParams(challenge, authHint).Encode(), "", "", nil); !strings.Contains(r.header.Get("Location"), "error=invalid_request") {
+		t.Fatalf("auth action accepted for promotion: %v", r.header)
+	}
+	verifier, challenge := pkce()
+	hint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {promoteJWT}}.Encode()
+	page, csrf, p := c.hostedFlow(authorizeParams(challenge, hint))
+	if !strings.Contains(p.raw, "Create your account") {
+		t.Fatalf("key-pair promotion page: %s", p.raw)
+	}
+	r := c.submit(page, csrf, url.Values{"login_id": {"device.owner"}, "password": {goodPassword}})
+	loc, _ := url.Parse(r.header.Get("Location"))
+	if r.status != 302 || loc.Query().Get("code") == "" {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	tok := c.exchange(loc.Query().Get("code"), verifier)
+	info := c.userinfo(str(tok.body, "access_token"))
+	if str(info.body, "sub") != sub || info.body["is_anonymous"] != false {
+		t.Fatalf("after key-pair promotion: %s", info.raw)
+	}
+	// The device key no longer signs in; the identity is gone from the read model.
+	if r := c.keyGrant(d.jwt(t, c.challenge(), false, n.Clock.Now())); r.reason() != "KeyNotUsable" {
+		t.Fatalf("key after promotion: %s", r.raw)
+	}
+	waitRow(t, n, `SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM identities WHERE key_id = $1`, d.kid)
+	waitRow(t, n, `SELECT count(*) FROM identities WHERE user_id::text = $1 AND type = 'username'`, sub)
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,21 +123,31 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
 		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope")}
 	if hint := q.Get("login_hint"); hint != "" {
-		code, err := promotionHint(hint)
+		code, jwt, err := promotionHint(hint)
 		if err != nil {
 			fail("invalid_request", err.Error())
 			return
 		}
-		pc, err := s.Service.PromotionCode(r.Context(), code)
-		if err != nil {
-			fail("invalid_request", "the promotion code is unknown, expired or already used")
-			return
+		if jwt != "" {
+			// A key-pair guest proves itself with a signed promote request.
+			userID, err := s.Service.VerifyPromoteRequest(r.Context(), cl.ClientID, jwt)
+			if err != nil {
+				fail("invalid_request", classify(err).Message)
+				return
+			}
+			flow.UserID = userID
+		} else {
+			pc, err := s.Service.PromotionCode(r.Context(), code)
+			if err != nil {
+				fail("invalid_request", "the promotion code is unknown, expired or already used")
+				return
+			}
+			if pc.ClientID != cl.ClientID {
+				fail("invalid_request", "the promotion code was issued to another application")
+				return
+			}
+			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
 		}
-		if pc.ClientID != cl.ClientID {
-			fail("invalid_request", "the promotion code was issued to another application")
-			return
-		}
-		flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
 	}
 	flowID, err1 := s.Service.NewCode()
 	binding, err2 := s.Service.NewCode()
@@ -156,21 +167,19 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
 }
 
-// promotionHint reads Authgear's login hint
-// https://authgear.com/login_hint?type=anonymous&promotion_code=<code>.
-func promotionHint(hint string) (string, error) {
+// promotionHint reads Authgear's login hint for guests:
+// https://authgear.com/login_hint?type=anonymous&promotion_code=<code>, or
+// &jwt=<anonymous-request JWT with action promote> for key-pair guests.
+func promotionHint(hint string) (code, jwt string, err error) {
 	u, err := url.Parse(hint)
 	if err != nil || u.Host != "authgear.com" || u.Path != "/login_hint" || u.Query().Get("type") != "anonymous" {
-		return "", errors.New("login_hint is not an anonymous-user hint")
+		return "", "", errors.New("login_hint is not an anonymous-user hint")
 	}
-	if u.Query().Get("jwt") != "" && u.Query().Get("promotion_code") == "" {
-		return "", errors.New("promotion of key-pair guests by jwt login hint is not supported yet")
+	code, jwt = u.Query().Get("promotion_code"), u.Query().Get("jwt")
+	if (code == "") == (jwt == "") {
+		return "", "", errors.New("login_hint carries neither a promotion_code nor a jwt (or both)")
 	}
-	code := u.Query().Get("promotion_code")
-	if code == "" {
-		return "", errors.New("login_hint carries no promotion_code")
-	}
-	return code, nil
+	return code, jwt, nil
 }
 
 func flowCookie(flowID string) string { return "idstream_flow_" + flowID[:12] }
@@ -227,7 +236,10 @@ func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData 
 	if len(names) == 1 {
 		d.LoginLabel = strings.ToUpper(names[0][:1]) + names[0][1:]
 	}
-	d.LoginHint = "Use your " + strings.Join(names, ", ") + ". Phone numbers start with + and the country code."
+	d.LoginHint = "Use your " + joinOr(names) + "."
+	if slices.Contains(s.cfg.LoginIDTypes, "phone") {
+		d.LoginHint += " Phone numbers start with + and the country code."
+	}
 	switch mode {
 	case modePromote:
 		d.Title = "Create your account"
@@ -250,7 +262,7 @@ func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode := modeSignIn
-	if f.PromotionCode != "" {
+	if f.UserID != "" {
 		mode = modePromote
 	} else if r.URL.Query().Get("mode") == modeSignUp {
 		mode = modeSignUp
@@ -273,7 +285,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode := r.PostForm.Get("mode")
-	if f.PromotionCode != "" {
+	if f.UserID != "" {
 		mode = modePromote
 	} else if mode != modeSignUp {
 		mode = modeSignIn
@@ -318,7 +330,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	var started *app.Issued
 	switch mode {
 	case modePromote:
-		if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); err != nil {
+		if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
@@ -367,6 +379,13 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.finishFlow(w, r, flowID, f, user, started)
+}
+
+func joinOr(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 func loginNoun(v string) string {

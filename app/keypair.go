@@ -145,23 +145,8 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 	if err != nil {
 		return Issued{}, err
 	}
-	req, err := tokens.ParseAnonymousRequest(rawJWT)
+	req, err := s.takeRequest(ctx, rawJWT, "auth")
 	if err != nil {
-		return Issued{}, err
-	}
-	// The challenge is spent by its first use, whatever happens next.
-	ch, err := s.challenges.Take(ctx, req.Challenge)
-	if err != nil {
-		return Issued{}, err
-	}
-	now := s.clock.Now()
-	if ch.Purpose != ChallengePurposeAnonymousRequest || !now.Before(ch.ExpiresAt) {
-		return Issued{}, ErrInvalidChallenge
-	}
-	if req.Action != "auth" {
-		return Issued{}, ErrInvalidAction
-	}
-	if err := req.CheckTime(now, requestSkew); err != nil {
 		return Issued{}, err
 	}
 	idle, life := lifetimes(cl, domain.SessionKindRefreshToken)
@@ -186,29 +171,89 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 	return Issued{}, ErrBusy
 }
 
-func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+// takeRequest parses an anonymous-request JWT, spends its challenge (by its
+// first use, whatever happens next) and checks the action and the times. The
+// signature is the caller's to verify, with the key it trusts.
+func (s *Service) takeRequest(ctx context.Context, rawJWT, action string) (*tokens.AnonymousRequest, error) {
+	req, err := tokens.ParseAnonymousRequest(rawJWT)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := s.challenges.Take(ctx, req.Challenge)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	if ch.Purpose != ChallengePurposeAnonymousRequest || !now.Before(ch.ExpiresAt) {
+		return nil, ErrInvalidChallenge
+	}
+	if req.Action != action {
+		return nil, ErrInvalidAction
+	}
+	if err := req.CheckTime(now, requestSkew); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// VerifyPromoteRequest checks a key-pair guest's signed request to promote
+// itself (action "promote", a fresh challenge, a known key) and returns the
+// guest's user id.
+func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT string) (string, error) {
+	if _, err := s.client(clientID); err != nil {
+		return "", err
+	}
+	req, err := s.takeRequest(ctx, rawJWT, "promote")
+	if err != nil {
+		return "", err
+	}
+	key, _, err := loadAggregate(ctx, s.store, s.keySubject(req.KeyID), domain.EvolveAnonymousKey)
+	if err != nil {
+		return "", err
+	}
+	if !key.Claimed() {
+		return "", ErrUnknownKey
+	}
+	u, err := s.verifyKnownKey(ctx, req, key)
+	if err != nil {
+		return "", err
+	}
+	return u.UserID(), nil
+}
+
+// verifyKnownKey verifies a request against the registered key and returns
+// the guest, which must still be able to sign in with it.
+func (s *Service) verifyKnownKey(ctx context.Context, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, error) {
 	stored, err := tokens.ParseJWK(key.JWK())
 	if err != nil {
-		return Issued{}, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
+		return domain.User{}, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
 	}
 	if req.HeaderJWK != nil {
 		tp, err := tokens.Thumbprint(req.HeaderJWK)
 		if err != nil || tp != key.Thumbprint() {
-			return Issued{}, ErrKeyMismatch
+			return domain.User{}, ErrKeyMismatch
 		}
 	}
 	if req.Algorithm != key.Algorithm() {
-		return Issued{}, tokens.ErrRequestKey
+		return domain.User{}, tokens.ErrRequestKey
 	}
 	if err := req.Verify(stored); err != nil {
-		return Issued{}, err
+		return domain.User{}, err
 	}
 	u, _, err := s.LoadUser(ctx, key.UserID())
 	if err != nil {
-		return Issued{}, err
+		return domain.User{}, err
 	}
 	if u.CanSignIn() != nil || !u.IsAnonymous() {
-		return Issued{}, ErrKeyNotUsable
+		return domain.User{}, ErrKeyNotUsable
+	}
+	return u, nil
+}
+
+func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+	u, err := s.verifyKnownKey(ctx, req, key)
+	if err != nil {
+		return Issued{}, err
 	}
 	sessionID := uuid.NewString()
 	token, hash, err := tokens.NewOpaque(s.random, sessionID)

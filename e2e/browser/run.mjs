@@ -139,6 +139,84 @@ for (const sessionType of ["refresh_token", "cookie"]) {
   });
 }
 
+// Promotion through the hosted page, the conflict path, and a later sign-in.
+const password = "violet-tangerine-42";
+for (const sessionType of ["refresh_token", "cookie"]) {
+  const email = `promoted-${sessionType}-${Date.now()}@example.com`;
+  await scenario(`${sessionType}: promote on the hosted page, then sign in again`, async (h) => {
+    await h.open();
+    await h.call("configure", endpoint, clientID, sessionType);
+    const guest = await h.call("signup");
+    check(!guest.error && guest.isAnonymous, `signup ${JSON.stringify(guest)}`);
+
+    // startPromoteAnonymousUser leaves for the hosted sign-up page.
+    await Promise.all([h.page.waitForURL(/\/flows\//), h.call("startPromote", pageURL).catch(() => {})]);
+    await h.page.getByText("Create your account").first().waitFor();
+    await h.page.getByText("activity so far will be kept").waitFor();
+    await h.page.screenshot({ path: join(artifacts, `hosted-promotion-${sessionType}.png`) });
+    // A weak password is refused inline.
+    await h.page.getByLabel(/email/i).fill(email);
+    await h.page.getByLabel("Password").fill("password1");
+    await h.page.getByRole("button", { name: "Create account" }).click();
+    await h.page.getByText("most common").waitFor();
+    await h.page.screenshot({ path: join(artifacts, `hosted-promotion-error-${sessionType}.png`) });
+    await h.page.getByLabel("Password").fill(password);
+    await Promise.all([h.page.waitForURL((u) => u.href.startsWith(pageURL)), h.page.getByRole("button", { name: "Create account" }).click()]);
+    await h.page.waitForFunction(() => window.t !== undefined);
+    await h.call("configure", endpoint, clientID, sessionType);
+    const fin = await h.call("finishPromote");
+    check(fin.ok, `finishPromoteAnonymousUser ${JSON.stringify(fin)}`);
+    const promoted = await h.call("userInfo");
+    check(promoted.sub === guest.sub && promoted.isAnonymous === false, `after promotion ${JSON.stringify(promoted)} (guest ${guest.sub})`);
+
+    // Another guest trying the same email sees the error and keeps its session.
+    const other = await browser.newContext();
+    const p2 = await other.newPage();
+    p2.setDefaultTimeout(15000);
+    await p2.goto(pageURL);
+    await p2.waitForFunction(() => window.t !== undefined);
+    await p2.evaluate(([e, c, s]) => window.t.configure(e, c, s), [endpoint, clientID, sessionType]);
+    const guest2 = await p2.evaluate(() => window.t.signup());
+    await Promise.all([p2.waitForURL(/\/flows\//), p2.evaluate((u) => window.t.startPromote(u), pageURL).catch(() => {})]);
+    await p2.getByLabel(/email/i).fill(email.toUpperCase());
+    await p2.getByLabel("Password").fill(password);
+    await p2.getByRole("button", { name: "Create account" }).click();
+    await p2.getByText("already belongs to an account").waitFor();
+    await p2.screenshot({ path: join(artifacts, `hosted-promotion-conflict-${sessionType}.png`) });
+    await p2.goto(pageURL);
+    await p2.waitForFunction(() => window.t !== undefined);
+    await p2.evaluate(([e, c, s]) => window.t.configure(e, c, s), [endpoint, clientID, sessionType]);
+    const still = await p2.evaluate(() => window.t.userInfo());
+    check(still.sub === guest2.sub && still.isAnonymous === true, `conflict loser ${JSON.stringify(still)}`);
+    await other.close();
+
+    // Sign out, then sign in with the login ID and password: same sub.
+    if (sessionType === "refresh_token") {
+      const out = await h.call("logout", pageURL);
+      check(!out.error, `logout ${JSON.stringify(out)}`);
+    } else {
+      await Promise.all([
+        h.page.waitForURL((u) => u.href.startsWith(pageURL) && !u.href.includes("end_session"), { waitUntil: "load" }),
+        h.call("logout", pageURL).catch(() => {}),
+      ]);
+      await h.page.waitForFunction(() => window.t !== undefined);
+      await h.call("configure", endpoint, clientID, sessionType);
+    }
+    await Promise.all([h.page.waitForURL(/\/flows\//), h.call("startAuth", pageURL).catch(() => {})]);
+    await h.page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await h.page.screenshot({ path: join(artifacts, `hosted-sign-in-${sessionType}.png`) });
+    await h.page.getByLabel(/email/i).fill(email);
+    await h.page.getByLabel("Password").fill(password);
+    await Promise.all([h.page.waitForURL((u) => u.href.startsWith(pageURL)), h.page.getByRole("button", { name: "Sign in" }).click()]);
+    await h.page.waitForFunction(() => window.t !== undefined);
+    await h.call("configure", endpoint, clientID, sessionType);
+    const fa = await h.call("finishAuth");
+    check(fa.ok, `finishAuthentication ${JSON.stringify(fa)}`);
+    const back = await h.call("userInfo");
+    check(back.sub === guest.sub && back.isAnonymous === false, `after sign-in ${JSON.stringify(back)}`);
+  });
+}
+
 await browser.close();
 server.close();
 console.log(`${passed} passed, ${failed} failed`);
