@@ -97,8 +97,8 @@ type Config struct {
 		MemoryKiB   uint32 `yaml:"argon2_memory_kib"`
 		Iterations  uint32 `yaml:"argon2_iterations"`
 		Parallelism uint8  `yaml:"argon2_parallelism"`
-		// MaxConcurrentHashes bounds argon2id work at once (default: the
-		// number of CPUs), so hashing cannot starve other requests.
+		// MaxConcurrentHashes bounds argon2id work at once (default: half
+		// the CPUs, at least one), so hashing cannot starve other requests.
 		MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 	} `yaml:"password"`
 	SignInLimits struct {
@@ -237,7 +237,7 @@ func (c *Config) applyDefaults() {
 		c.Password.Parallelism = 1
 	}
 	if c.Password.MaxConcurrentHashes == 0 {
-		c.Password.MaxConcurrentHashes = runtime.NumCPU()
+		c.Password.MaxConcurrentHashes = max(1, runtime.NumCPU()/2)
 	}
 	if c.SignInLimits.PerLoginID == 0 {
 		c.SignInLimits.PerLoginID = 10

@@ -68,7 +68,7 @@ type operation func(ctx context.Context, worker, i int) (sub string, status int,
 // bench runs a load scenario against a running server.
 func bench(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: idstream bench signup|keypair [flags]")
+		return errors.New("usage: idstream bench signup|keypair|promote [flags]")
 	}
 	switch args[0] {
 	case "signup":
@@ -90,8 +90,17 @@ func bench(ctx context.Context, args []string) error {
 			return err
 		}
 		return benchKeypair(ctx, l, devices)
+	case "promote":
+		var probe float64
+		l, err := parseLoadFlags("promote", args[1:], func(fs *flag.FlagSet) {
+			fs.Float64Var(&probe, "probe-rate", 20, "sign-ups per second probed alongside, to see that hashing does not starve them (0: off)")
+		})
+		if err != nil {
+			return err
+		}
+		return benchPromote(ctx, l, probe)
 	}
-	return fmt.Errorf("bench: unknown scenario %q (signup, keypair)", args[0])
+	return fmt.Errorf("bench: unknown scenario %q (signup, keypair, promote)", args[0])
 }
 
 // runLoad runs op from l.conc clients for l.dur and prints the figures.
