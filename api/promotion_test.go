@@ -368,6 +368,14 @@ func TestAuthorizeErrors(t *testing.T) {
 			t.Errorf("%s: %d %v", name, r.status, r.header)
 		}
 	}
+	// An expired promotion code goes back to the app as an error.
+	at, _ := signup(t, c)
+	pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at})
+	n.Clock.Advance(6 * time.Minute)
+	r := c.do(http.MethodGet, "/oauth2/authorize?"+authorizeParams(challenge, promotionHint(str(pc.result(), "promotion_code"))).Encode(), "", "", nil)
+	if loc, _ := url.Parse(r.header.Get("Location")); r.status != 302 || loc.Query().Get("error") != "invalid_request" {
+		t.Fatalf("expired promotion code: %d %v", r.status, r.header)
+	}
 	// A flow page opened in another browser (no binding cookie) is refused.
 	page, _, _ := c.hostedFlow(authorizeParams(challenge, ""))
 	if r := newClient(t, n).do(http.MethodGet, page, "", "", nil); r.status != 403 {
