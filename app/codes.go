@@ -21,6 +21,8 @@ const (
 	CodePromotion     = "promotion"
 	CodeAuthorization = "authz"
 	CodeFlow          = "flow"
+	// CodeChallenge is a key-pair challenge (purpose anonymous_request).
+	CodeChallenge = "challenge"
 )
 
 // ErrCodeNotFound means the code is unknown, expired or spent.
@@ -61,15 +63,17 @@ type Codes interface {
 // ErrCodeChanged means a conditional update or delete lost a race.
 var ErrCodeChanged = errors.New("code changed concurrently")
 
-// KVCodes keeps codes in a JetStream key-value bucket (memory storage: codes
-// live minutes, and a lost one only makes the person start again).
+// KVCodes keeps codes in a JetStream key-value bucket. Memory storage: codes
+// live minutes, and losing the unused ones in a crash only makes people start
+// again, while a file bucket would cost an fsync per write (measured: key-pair
+// re-logins went from 656/s to 854/s when challenges left file storage).
 type KVCodes struct{ kv jetstream.KeyValue }
 
 // NewKVCodes opens (or creates) the bucket.
 func NewKVCodes(ctx context.Context, js jetstream.JetStream, replicas int) (*KVCodes, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      "idstream_codes",
-		Description: "promotion codes, authorization codes and hosted-page flows, by hash",
+		Description: "challenges, promotion codes, authorization codes and hosted-page flows, by hash",
 		TTL:         time.Hour,
 		Storage:     jetstream.MemoryStorage,
 		Replicas:    replicas,

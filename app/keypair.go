@@ -2,17 +2,11 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -38,81 +32,23 @@ const ChallengeTTL = 5 * time.Minute
 // requestSkew is the clock skew allowed on a device's iat and exp.
 const requestSkew = time.Minute
 
-// Challenge is a single-use value a device signs.
-type Challenge struct {
-	Purpose   string    `json:"purpose"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// Challenges stores challenges where every node sees them.
-type Challenges interface {
-	Put(ctx context.Context, token string, c Challenge) error
-	// Take returns the challenge and removes it; a second Take of the same
-	// token fails, on any node.
-	Take(ctx context.Context, token string) (Challenge, error)
-}
-
-// KVChallenges keeps challenges in a JetStream key-value bucket whose
-// entries expire on their own; only a hash of each token is a key.
-type KVChallenges struct{ kv jetstream.KeyValue }
-
-// NewKVChallenges opens (or creates) the bucket.
-func NewKVChallenges(ctx context.Context, js jetstream.JetStream, replicas int) (*KVChallenges, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      "idstream_challenges",
-		Description: "single-use challenges of the key-pair protocol, by token hash",
-		TTL:         ChallengeTTL + time.Minute,
-		// Memory: a challenge lives five minutes, and losing the unused
-		// ones in a crash only makes devices ask again, while a file
-		// bucket would cost two fsyncs per sign-in.
-		Storage:  jetstream.MemoryStorage,
-		Replicas: replicas,
-		History:  1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("app: challenge bucket: %w", err)
-	}
-	return &KVChallenges{kv: kv}, nil
-}
-
-func challengeKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
-
-// Put implements Challenges.
-func (c *KVChallenges) Put(ctx context.Context, token string, ch Challenge) error {
-	raw, _ := json.Marshal(ch)
-	_, err := c.kv.Create(ctx, challengeKey(token), raw)
-	return err
-}
-
-// Take implements Challenges: a delete conditioned on the revision read, so
-// of two concurrent takes exactly one succeeds.
-func (c *KVChallenges) Take(ctx context.Context, token string) (Challenge, error) {
-	if token == "" || len(token) > 128 {
-		return Challenge{}, ErrInvalidChallenge
-	}
-	key := challengeKey(token)
-	e, err := c.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Challenge{}, ErrInvalidChallenge
+// takeChallenge spends a challenge: a delete conditioned on the revision
+// read, so of two concurrent uses (on any nodes) exactly one gets it.
+func (s *Service) takeChallenge(ctx context.Context, token string) (CodeEntry, error) {
+	e, rev, err := s.codes.Get(ctx, token)
+	if errors.Is(err, ErrCodeNotFound) || (err == nil && e.Kind != CodeChallenge) {
+		return CodeEntry{}, ErrInvalidChallenge
 	}
 	if err != nil {
-		return Challenge{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+		return CodeEntry{}, err
 	}
-	if err := c.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return Challenge{}, ErrInvalidChallenge
+	if err := s.codes.Delete(ctx, token, rev); err != nil {
+		if errors.Is(err, ErrCodeChanged) {
+			return CodeEntry{}, ErrInvalidChallenge
 		}
-		return Challenge{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+		return CodeEntry{}, err
 	}
-	var ch Challenge
-	if err := json.Unmarshal(e.Value(), &ch); err != nil {
-		return Challenge{}, ErrInvalidChallenge
-	}
-	return ch, nil
+	return e, nil
 }
 
 // IssueChallenge makes a challenge for a device to sign.
@@ -120,14 +56,13 @@ func (s *Service) IssueChallenge(ctx context.Context, purpose string) (string, t
 	if purpose != ChallengePurposeAnonymousRequest {
 		return "", time.Time{}, ErrInvalidPurpose
 	}
-	var raw [32]byte
-	if _, err := io.ReadFull(s.random, raw[:]); err != nil {
+	token, err := s.newCode()
+	if err != nil {
 		return "", time.Time{}, err
 	}
-	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	exp := s.clock.Now().Add(ChallengeTTL).Truncate(time.Second)
-	if err := s.challenges.Put(ctx, token, Challenge{Purpose: purpose, ExpiresAt: exp}); err != nil {
-		return "", time.Time{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	if err := s.codes.Put(ctx, token, CodeEntry{Kind: CodeChallenge, ExpiresAt: exp}); err != nil {
+		return "", time.Time{}, err
 	}
 	return token, exp, nil
 }
@@ -179,12 +114,12 @@ func (s *Service) takeRequest(ctx context.Context, rawJWT, action string) (*toke
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.challenges.Take(ctx, req.Challenge)
+	ch, err := s.takeChallenge(ctx, req.Challenge)
 	if err != nil {
 		return nil, err
 	}
 	now := s.clock.Now()
-	if ch.Purpose != ChallengePurposeAnonymousRequest || !now.Before(ch.ExpiresAt) {
+	if !now.Before(ch.ExpiresAt) {
 		return nil, ErrInvalidChallenge
 	}
 	if req.Action != action {

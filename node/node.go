@@ -185,16 +185,12 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	challenges, err := app.NewKVChallenges(ctx, n.Store.JetStream(), cfg.NATS.Replicas)
-	if err != nil {
-		return nil, err
-	}
 	codes, err := app.NewKVCodes(ctx, n.Store.JetStream(), cfg.NATS.Replicas)
 	if err != nil {
 		return nil, err
 	}
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Challenges: challenges, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, Log: o.Log}); err != nil {
+		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, Log: o.Log}); err != nil {
 		return nil, err
 	}
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
