@@ -97,6 +97,10 @@ func (s *Server) anonymousSignup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if err := s.Service.AllowAnonymousSignup(ctx, s.clientIP(r)); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
 	iss, err := s.Service.SignUpAnonymous(ctx, app.SignUpAnonymous{
 		ClientID: req.ClientID, Kind: kind, IdempotencyKey: r.Header.Get("Idempotency-Key"), Meta: meta(r),
 	})

@@ -84,6 +84,8 @@ func classify(err error) *Error {
 		return wrap(newError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account"))
 	case errors.Is(err, domain.ErrNotAnonymous):
 		return wrap(newError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
+	case errors.Is(err, domain.ErrUserExpired):
+		return wrap(newError(401, "Unauthenticated", "UserExpired", "invalid_grant", "this guest expired after a period without activity"))
 	case errors.Is(err, domain.ErrUserRetired):
 		return wrap(newError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
 	case errors.Is(err, loginid.ErrInvalidEmail):

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"html/template"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -342,7 +341,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, domain.ErrLoginIDTaken) && s.cfg.Promotion.ConflictPolicy == "login" {
 			// Policy "login": the person owns that account if the password
 			// is right; the guest is retired into it.
-			u, aerr := s.Service.AuthenticatePassword(ctx, string(id.Type), id.Value, pw, clientIP(r), meta(r))
+			u, aerr := s.Service.AuthenticatePassword(ctx, string(id.Type), id.Value, pw, s.clientIP(r), meta(r))
 			if aerr != nil {
 				fail(aerr)
 				return
@@ -373,7 +372,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	default:
-		if user, err = s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, clientIP(r), meta(r)); err != nil {
+		if user, err = s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.clientIP(r), meta(r)); err != nil {
 			fail(err)
 			return
 		}
@@ -432,13 +431,4 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 	}
 	s.setSessionCookie(w, *started)
 	s.redirectWith(w, r, f.RedirectURI, url.Values{}, f.State)
-}
-
-// clientIP is the peer address of the request.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

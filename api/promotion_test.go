@@ -386,7 +386,8 @@ func TestAuthorizeErrors(t *testing.T) {
 func TestSignInAttemptsLimited(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
 		cheapHashes(c)
-		c.SignInLimits.PerLoginID = 3
+		three := 3
+		c.RateLimits.SignInPerLoginID = config.RateLimit{Burst: &three, Per: config.Duration(15 * time.Minute)}
 	}})
 	c := newClient(t, n)
 	_, challenge := pkce()

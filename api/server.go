@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -47,8 +48,9 @@ type Deps struct {
 // Server serves the API.
 type Server struct {
 	Deps
-	cfg    *config.Config
-	router *mux.Router
+	cfg     *config.Config
+	router  *mux.Router
+	proxies []netip.Prefix
 }
 
 var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
@@ -69,6 +71,13 @@ func NewServer(d Deps) (*Server, error) {
 		d.ReadyLagBound = 10000
 	}
 	s := &Server{Deps: d, cfg: d.Service.Config(), router: mux.NewRouter()}
+	for _, p := range s.cfg.TrustedProxies {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("api: trusted proxy %q: %w", p, err)
+		}
+		s.proxies = append(s.proxies, prefix)
+	}
 	s.routes()
 	return s, nil
 }

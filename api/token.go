@@ -89,6 +89,10 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, err)
 		return
 	}
+	if err := s.Service.AllowChallenge(r.Context(), s.clientIP(r)); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
 	token, exp, err := s.Service.IssueChallenge(r.Context(), req.Purpose)
 	if err != nil {
 		s.writeAPIError(w, r, err)

@@ -85,7 +85,12 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		return Issued{}, err
 	}
 	idle, life := lifetimes(cl, domain.SessionKindRefreshToken)
-	for range maxAttempts {
+	// A device's sign-ins are ordered on its guest's subject, so parallel
+	// sign-ins of one device conflict: retry more, with a little jitter.
+	for attempt := range 3 * maxAttempts {
+		if attempt > 0 {
+			jitter(ctx, attempt)
+		}
 		key, keyVersion, err := loadAggregate(ctx, s.store, s.keySubject(req.KeyID), domain.EvolveAnonymousKey)
 		if err != nil {
 			return Issued{}, err
@@ -149,7 +154,7 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 	if !key.Claimed() {
 		return "", ErrUnknownKey
 	}
-	u, err := s.verifyKnownKey(ctx, req, key)
+	u, _, err := s.verifyKnownKey(ctx, req, key)
 	if err != nil {
 		return "", err
 	}
@@ -158,35 +163,38 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 
 // verifyKnownKey verifies a request against the registered key and returns
 // the guest, which must still be able to sign in with it.
-func (s *Service) verifyKnownKey(ctx context.Context, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, error) {
+func (s *Service) verifyKnownKey(ctx context.Context, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, uint64, error) {
 	stored, err := tokens.ParseJWK(key.JWK())
 	if err != nil {
-		return domain.User{}, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
+		return domain.User{}, 0, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
 	}
 	if req.HeaderJWK != nil {
 		tp, err := tokens.Thumbprint(req.HeaderJWK)
 		if err != nil || tp != key.Thumbprint() {
-			return domain.User{}, ErrKeyMismatch
+			return domain.User{}, 0, ErrKeyMismatch
 		}
 	}
 	if req.Algorithm != key.Algorithm() {
-		return domain.User{}, tokens.ErrRequestKey
+		return domain.User{}, 0, tokens.ErrRequestKey
 	}
 	if err := req.Verify(stored); err != nil {
-		return domain.User{}, err
+		return domain.User{}, 0, err
 	}
-	u, _, err := s.LoadUser(ctx, key.UserID())
+	u, uv, err := s.LoadUser(ctx, key.UserID())
 	if err != nil {
-		return domain.User{}, err
+		return domain.User{}, 0, err
+	}
+	if errors.Is(u.CanSignIn(), domain.ErrUserExpired) {
+		return domain.User{}, 0, domain.ErrUserExpired
 	}
 	if u.CanSignIn() != nil || !u.IsAnonymous() {
-		return domain.User{}, ErrKeyNotUsable
+		return domain.User{}, 0, ErrKeyNotUsable
 	}
-	return u, nil
+	return u, uv, nil
 }
 
 func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
-	u, err := s.verifyKnownKey(ctx, req, key)
+	u, uv, err := s.verifyKnownKey(ctx, req, key)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -202,9 +210,15 @@ func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req 
 	if err != nil {
 		return Issued{}, err
 	}
-	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), event: started[0]}); err != nil {
+	// The sign-in is also recorded on the guest, at the version the decision
+	// saw: a concurrent expiry (or promotion) makes one of the two conflict.
+	signedIn := domain.UserSignedIn{UserID: u.UserID(), SessionID: sessionID, Method: domain.MethodAnonymousKey, KeyID: key.KeyID(), SignedInAt: s.clock.Now()}
+	if err := s.appendEvents(ctx, meta,
+		pending{subject: s.userSubject(u.UserID()), expected: uv, event: signedIn},
+		pending{subject: s.sessionSubject(sessionID), event: started[0]}); err != nil {
 		return Issued{}, err
 	}
+	u = domain.EvolveUser(u, signedIn)
 	commands.WithLabelValues("sign_in_with_key", "ok").Inc()
 	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
 }
@@ -242,7 +256,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	now := s.clock.Now()
 	userID, sessionID := uuid.NewString(), uuid.NewString()
 	userEvs, kidClaim, tpClaim, err := domain.DecideRegisterAnonymousKey(domain.User{}, domain.AnonymousKey{}, byTP, domain.RegisterAnonymousKey{
-		UserID: userID, ClientID: clientID, KeyID: req.KeyID, Algorithm: req.Algorithm, JWK: jwk, Thumbprint: tp, Now: now,
+		UserID: userID, ClientID: clientID, KeyID: req.KeyID, Algorithm: req.Algorithm, JWK: jwk, Thumbprint: tp, SessionID: sessionID, Now: now,
 	})
 	if err != nil {
 		return Issued{}, err

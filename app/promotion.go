@@ -252,17 +252,13 @@ func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // wrong password is the same, after the same work.
 func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
 	now := s.clock.Now()
-	lim := s.cfg.SignInLimits
+	lim := s.cfg.RateLimits
 	id, idErr := s.ParseLoginID(typ, value)
-	key := "signin:id:" + id.Key()
-	if idErr != nil {
-		key = "signin:id:invalid"
-	}
-	if err := s.limiter.Allow(ctx, "signin:ip:"+ip, lim.PerIP, lim.Window.D(), now); err != nil {
+	if err := s.limiter.Allow(ctx, "signin:ip:"+ip, limitOf(lim.SignInPerIP), now); err != nil {
 		return domain.User{}, err
 	}
 	if idErr == nil {
-		if err := s.limiter.Allow(ctx, key, lim.PerLoginID, lim.Window.D(), now); err != nil {
+		if err := s.limiter.Allow(ctx, "signin:id:"+id.Key(), limitOf(lim.SignInPerLoginID), now); err != nil {
 			return domain.User{}, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -196,6 +197,17 @@ func lifetimes(cl config.Client, kind domain.SessionKind) (idle, life time.Durat
 		return cl.CookieIdleTimeout.D(), cl.CookieLifetime.D()
 	}
 	return cl.RefreshTokenIdleTimeout.D(), cl.RefreshTokenLifetime.D()
+}
+
+// jitter pauses before retry attempt n (0 to n ms), so that writers racing
+// for one aggregate do not collide in lockstep.
+func jitter(ctx context.Context, n int) {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(n)*int64(time.Millisecond) + 1)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // idempotencyMsgID scopes a client's idempotency key to the client and the

@@ -48,7 +48,7 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	}
 	now := s.clock.Now()
 	userID, sessionID := uuid.NewString(), uuid.NewString()
-	created, err := domain.DecideCreateAnonymousUser(domain.User{}, domain.CreateAnonymousUser{UserID: userID, ClientID: c.ClientID, Now: now})
+	created, err := domain.DecideCreateAnonymousUser(domain.User{}, domain.CreateAnonymousUser{UserID: userID, ClientID: c.ClientID, SessionID: sessionID, Now: now})
 	if err != nil {
 		return Issued{}, err
 	}

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime"
@@ -101,16 +102,64 @@ type Config struct {
 		// the CPUs, at least one), so hashing cannot starve other requests.
 		MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 	} `yaml:"password"`
-	SignInLimits struct {
-		PerLoginID int      `yaml:"per_login_id"`
-		PerIP      int      `yaml:"per_ip"`
-		Window     Duration `yaml:"window"`
-	} `yaml:"sign_in_limits"`
+	// Guests: lifetime rules and the reaper that applies them.
+	Guests struct {
+		// WebGuestGrace: a guest without a key expires once it has had no
+		// live session for this long (default 24h).
+		WebGuestGrace Duration `yaml:"web_guest_grace"`
+		// KeyGuestInactivity: a key-pair guest expires this long after its
+		// last sign-in (default 90 days); "0s" means never.
+		KeyGuestInactivity *Duration `yaml:"key_guest_inactivity"`
+		// ReaperInterval and ReaperBatch pace the reaper.
+		ReaperInterval Duration `yaml:"reaper_interval"`
+		ReaperBatch    int      `yaml:"reaper_batch"`
+	} `yaml:"guests"`
+	// RateLimits are shared by every node (PostgreSQL token buckets); a
+	// burst of 0 turns one off.
+	RateLimits struct {
+		AnonymousSignup  RateLimit `yaml:"anonymous_signup"`
+		Challenge        RateLimit `yaml:"challenge"`
+		SignInPerIP      RateLimit `yaml:"sign_in_per_ip"`
+		SignInPerLoginID RateLimit `yaml:"sign_in_per_login_id"`
+	} `yaml:"rate_limits"`
+	// TrustedProxies are the networks (CIDR) whose X-Forwarded-For is
+	// believed; every other peer is the client itself.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// Dev is true when no configuration file was given.
 	Dev bool `yaml:"-"`
 	// File is the configuration file read, if any.
 	File string `yaml:"-"`
+}
+
+// RateLimit allows Burst requests at once, refilled over Per.
+type RateLimit struct {
+	Burst *int     `yaml:"burst"`
+	Per   Duration `yaml:"per"`
+}
+
+// ParseRateLimit reads "60/1m" (burst/period); "0" turns the limit off.
+func ParseRateLimit(v string) (RateLimit, error) {
+	if v == "0" || v == "off" {
+		zero := 0
+		return RateLimit{Burst: &zero, Per: Duration(time.Minute)}, nil
+	}
+	b, p, ok := strings.Cut(v, "/")
+	n, err1 := strconv.Atoi(b)
+	d, err2 := time.ParseDuration(p)
+	if !ok || err1 != nil || err2 != nil || n < 0 || d <= 0 {
+		return RateLimit{}, fmt.Errorf("rate limit %q: want burst/period such as 60/1m, or 0", v)
+	}
+	return RateLimit{Burst: &n, Per: Duration(d)}, nil
+}
+
+func (r *RateLimit) fill(burst int, per time.Duration) {
+	if r.Burst == nil {
+		r.Burst = &burst
+	}
+	if r.Per == 0 {
+		r.Per = Duration(per)
+	}
 }
 
 // DevClientID is the client application of development mode.
@@ -168,6 +217,16 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 				return nil, fmt.Errorf("config: %s=%q is not a number", name, v)
 			}
 			*dst = n
+		}
+	}
+	for name, dst := range map[string]*RateLimit{"IDSTREAM_SIGNUP_RATE_LIMIT": &c.RateLimits.AnonymousSignup,
+		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge} {
+		if v := getenv(name); v != "" {
+			rl, err := ParseRateLimit(v)
+			if err != nil {
+				return nil, fmt.Errorf("config: %s: %w", name, err)
+			}
+			*dst = rl
 		}
 	}
 	c.applyDefaults()
@@ -239,15 +298,23 @@ func (c *Config) applyDefaults() {
 	if c.Password.MaxConcurrentHashes == 0 {
 		c.Password.MaxConcurrentHashes = max(1, runtime.NumCPU()/2)
 	}
-	if c.SignInLimits.PerLoginID == 0 {
-		c.SignInLimits.PerLoginID = 10
+	if c.Guests.WebGuestGrace == 0 {
+		c.Guests.WebGuestGrace = Duration(24 * time.Hour)
 	}
-	if c.SignInLimits.PerIP == 0 {
-		c.SignInLimits.PerIP = 100
+	if c.Guests.KeyGuestInactivity == nil {
+		d := Duration(90 * 24 * time.Hour)
+		c.Guests.KeyGuestInactivity = &d
 	}
-	if c.SignInLimits.Window == 0 {
-		c.SignInLimits.Window = Duration(15 * time.Minute)
+	if c.Guests.ReaperInterval == 0 {
+		c.Guests.ReaperInterval = Duration(time.Minute)
 	}
+	if c.Guests.ReaperBatch == 0 {
+		c.Guests.ReaperBatch = 1000
+	}
+	c.RateLimits.AnonymousSignup.fill(60, time.Minute)
+	c.RateLimits.Challenge.fill(60, time.Minute)
+	c.RateLimits.SignInPerIP.fill(100, 15*time.Minute)
+	c.RateLimits.SignInPerLoginID.fill(10, 15*time.Minute)
 	if c.Dev && len(c.Clients) == 0 {
 		c.Clients = []Client{{
 			ClientID:       DevClientID,
@@ -296,6 +363,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Password.MemoryKiB < 8*1024 || c.Password.Iterations < 1 {
 		errs = append(errs, errors.New("password: argon2 memory must be at least 8192 KiB and iterations at least 1"))
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("trusted_proxies: %q is not a CIDR prefix", p))
+		}
+	}
+	if *c.Guests.KeyGuestInactivity < 0 || c.Guests.WebGuestGrace < 0 || c.Guests.ReaperInterval <= 0 || c.Guests.ReaperBatch < 1 {
+		errs = append(errs, errors.New("guests: durations must not be negative, and the reaper interval and batch must be positive"))
 	}
 	seen := map[string]bool{}
 	for _, cl := range c.Clients {

@@ -55,6 +55,7 @@ type RegisterAnonymousKey struct {
 	Algorithm  string
 	JWK        json.RawMessage
 	Thumbprint string
+	SessionID  string
 	Now        time.Time
 }
 
@@ -67,7 +68,7 @@ func DecideRegisterAnonymousKey(u User, byKeyID, byThumbprint AnonymousKey, c Re
 	if byKeyID.claimed || byThumbprint.claimed {
 		return nil, nil, nil, ErrKeyTaken
 	}
-	created, err := DecideCreateAnonymousUser(u, CreateAnonymousUser{UserID: c.UserID, ClientID: c.ClientID, Now: c.Now})
+	created, err := DecideCreateAnonymousUser(u, CreateAnonymousUser{UserID: c.UserID, ClientID: c.ClientID, SessionID: c.SessionID, Now: c.Now})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -19,5 +19,7 @@ var (
 	ErrNotAnonymous         = errors.New("the user is not anonymous")
 	ErrLoginIDTaken         = errors.New("the login ID belongs to another user")
 	ErrUserRetired          = errors.New("the user was merged into another account")
+	ErrUserExpired          = errors.New("the guest expired")
+	ErrStillActive          = errors.New("the guest is still active")
 	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
 )

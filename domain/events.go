@@ -33,6 +33,8 @@ const (
 	TypeAnonymousKeyRemoved    = "user.anonymous_key.removed.v1"
 	TypeAnonymousUserMerged    = "user.anonymous.merged.v1"
 	TypeLoginIDClaimed         = "login_id.claimed.v1"
+	TypeUserSignedIn           = "user.signed_in.v1"
+	TypeAnonymousUserExpired   = "user.anonymous.expired.v1"
 )
 
 // AnonymousUserCreated: a guest got a real user with a stable sub.
@@ -40,6 +42,8 @@ type AnonymousUserCreated struct {
 	UserID    string    `json:"user_id"`
 	ClientID  string    `json:"client_id"`
 	CreatedAt time.Time `json:"created_at"`
+	// SessionID is the guest's first session, started in the same write.
+	SessionID string `json:"session_id,omitempty"`
 }
 
 // EventType implements Event.
@@ -88,6 +92,7 @@ const (
 	RevokeReasonPromoted     = "promoted"
 	RevokeReasonMerged       = "merged"
 	RevokeReasonCodeReuse    = "authorization_code_reuse"
+	RevokeReasonUserExpired  = "user_expired"
 )
 
 // SessionRevoked: the session ended before its time; its tokens stop working.
@@ -145,7 +150,7 @@ func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
-		TypeLoginIDClaimed, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
+		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
 }
 
 // DecodeEvent turns a stored payload of the named type into its event. Old
@@ -178,6 +183,10 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[AnonymousUserMerged](data)
 	case TypeLoginIDClaimed:
 		ev = decodeAs[LoginIDClaimed](data)
+	case TypeUserSignedIn:
+		ev = decodeAs[UserSignedIn](data)
+	case TypeAnonymousUserExpired:
+		ev = decodeAs[AnonymousUserExpired](data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

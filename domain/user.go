@@ -20,6 +20,10 @@ type User struct {
 	pwHash    string
 	promoted  time.Time
 	mergedTo  string
+	// Guests only: their sessions and sign-ins, for the lifetime rules.
+	sessionIDs []string
+	lastSignIn time.Time
+	expired    bool
 }
 
 // LoginID returns the user's login ID type and value, if any.
@@ -57,6 +61,9 @@ func (u User) CanSignIn() error {
 	if u.mergedTo != "" {
 		return ErrUserRetired
 	}
+	if u.expired {
+		return ErrUserExpired
+	}
 	return nil
 }
 
@@ -70,6 +77,15 @@ func EvolveUser(u User, ev Event) User {
 		u.anonymous = true
 		u.clientID = e.ClientID
 		u.createdAt = e.CreatedAt
+		u.lastSignIn = e.CreatedAt
+		if e.SessionID != "" {
+			u.sessionIDs = []string{e.SessionID}
+		}
+	case UserSignedIn:
+		u.sessionIDs = append(append([]string(nil), u.sessionIDs...), e.SessionID)
+		u.lastSignIn = e.SignedInAt
+	case AnonymousUserExpired:
+		u.expired = true
 	case AnonymousKeyRegistered:
 		u.keyIDs = append(append([]string(nil), u.keyIDs...), e.KeyID)
 	case AnonymousKeyRemoved:
@@ -99,10 +115,14 @@ func EvolveUser(u User, ev Event) User {
 type CreateAnonymousUser struct {
 	UserID   string
 	ClientID string
-	Now      time.Time
+	// SessionID is the first session, started in the same write.
+	SessionID string
+	Now       time.Time
 }
 
-// DecideCreateAnonymousUser checks the command against the state.
+// DecideCreateAnonymousUser checks the command against the state. The
+// caller names the first session in the event (SessionID) when it starts one
+// in the same write.
 func DecideCreateAnonymousUser(u User, c CreateAnonymousUser) ([]Event, error) {
 	if c.UserID == "" || c.ClientID == "" || c.Now.IsZero() {
 		return nil, fmt.Errorf("%w: user id, client id and time are required", ErrInvalidCommand)
@@ -110,5 +130,5 @@ func DecideCreateAnonymousUser(u User, c CreateAnonymousUser) ([]Event, error) {
 	if u.exists {
 		return nil, ErrUserExists
 	}
-	return []Event{AnonymousUserCreated{UserID: c.UserID, ClientID: c.ClientID, CreatedAt: c.Now.UTC()}}, nil
+	return []Event{AnonymousUserCreated{UserID: c.UserID, ClientID: c.ClientID, CreatedAt: c.Now.UTC(), SessionID: c.SessionID}}, nil
 }

@@ -161,6 +161,9 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 // StreamName returns the event stream's name.
 func (s *Store) StreamName() string { return s.opts.Stream.Name }
 
+// AllSubjects is the filter that matches every event of the log.
+func (s *Store) AllSubjects() string { return s.opts.Stream.SubjectPrefix + ".>" }
+
 // Subject returns the subject of an aggregate: prefix.kind.id.
 func (s *Store) Subject(kind, id string) string {
 	return s.opts.Stream.SubjectPrefix + "." + kind + "." + id

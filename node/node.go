@@ -28,6 +28,7 @@ import (
 	"github.com/idstream/idstream/migrations"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/tokens"
+	"github.com/idstream/idstream/workers"
 )
 
 // Options are the parts a caller may supply; the rest comes from Config.
@@ -41,6 +42,11 @@ type Options struct {
 	Listener net.Listener
 	// NoProjections leaves projections to other processes.
 	NoProjections bool
+	// NoWorkers leaves the reaper to other processes.
+	NoWorkers bool
+	// Tool connects for an operator command: no HTTP, projections or
+	// workers, and NATS at NATS_URL or the local embedded server's port.
+	Tool bool
 }
 
 // Node is a running idstream process.
@@ -54,6 +60,7 @@ type Node struct {
 	Service  *app.Service
 	Keys     *tokens.Keys
 	Runner   *projections.Runner
+	Reaper   *workers.Reaper
 	API      *api.Server
 	URL      string
 
@@ -145,14 +152,20 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		}
 	}()
 	ln := o.Listener
-	if ln == nil {
+	if ln == nil && !o.Tool {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 			return nil, err
 		}
 	}
-	n.URL = "http://" + ln.Addr().String()
-	if cfg.PublicURL == "http://"+cfg.Addr && cfg.Addr != ln.Addr().String() {
-		cfg.PublicURL = n.URL
+	if ln != nil {
+		n.URL = "http://" + ln.Addr().String()
+		if cfg.PublicURL == "http://"+cfg.Addr && cfg.Addr != ln.Addr().String() {
+			cfg.PublicURL = n.URL
+		}
+	}
+	if o.Tool && cfg.NATS.URL == "" {
+		// The server's embedded NATS owns the data directory; talk to it.
+		cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", cfg.NATS.Port)
 	}
 
 	if n.Pool, err = OpenDatabase(ctx, cfg.DatabaseURL, *cfg.MigrateOnStart, o.Log); err != nil {
@@ -193,6 +206,13 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, Log: o.Log}); err != nil {
 		return nil, err
 	}
+	if n.Reaper, err = workers.NewReaper(n.Pool, n.Service, o.Clock, o.Log, workers.ReaperConfig{
+		Interval: cfg.Guests.ReaperInterval.D(), Batch: cfg.Guests.ReaperBatch, LeasePoll: 2 * time.Second}); err != nil {
+		return nil, err
+	}
+	if o.Tool {
+		return n, nil
+	}
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
 		return nil, err
 	}
@@ -204,6 +224,10 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if !o.NoProjections {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Runner.Run(rctx) }()
+	}
+	if !o.NoWorkers {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()
 	}
 	n.httpServer = &http.Server{
 		Handler:           n.API,

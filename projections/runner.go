@@ -27,8 +27,6 @@ import (
 type Projector interface {
 	// Name is stable: it names the checkpoint row and the durable consumer.
 	Name() string
-	// Subjects are the kinds of aggregate it reads ("user", "session").
-	Kinds() []string
 	// Apply queues the statements for one event.
 	Apply(q *Queue, rec eventstore.Record, ev domain.Event) error
 }
@@ -59,7 +57,7 @@ func (q *Queue) ExecOne(sql string, args ...any) {
 type Source interface {
 	JetStream() jetstream.JetStream
 	StreamName() string
-	Subject(kind, id string) string
+	AllSubjects() string
 	LastSequence(ctx context.Context) (uint64, error)
 }
 
@@ -287,18 +285,17 @@ func (r *Runner) consumer(ctx context.Context, p Projector, install string, pos 
 	if err := js.DeleteConsumer(ctx, r.src.StreamName(), durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("reset consumer: %w", err)
 	}
-	var filters []string
-	for _, k := range p.Kinds() {
-		filters = append(filters, r.src.Subject(k, ">"))
-	}
+	// Every projection reads the whole log, so that its checkpoint is the
+	// stream's sequence and "caught up" means position == last sequence;
+	// events it has no rows for only move the checkpoint.
 	cfg := jetstream.ConsumerConfig{
-		Durable:        durable,
-		Description:    "idstream projection " + p.Name(),
-		FilterSubjects: filters,
-		AckPolicy:      jetstream.AckAllPolicy,
-		AckWait:        30 * time.Second,
-		MaxAckPending:  20 * r.cfg.BatchSize,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Durable:       durable,
+		Description:   "idstream projection " + p.Name(),
+		FilterSubject: r.src.AllSubjects(),
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20 * r.cfg.BatchSize,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	if pos > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy

@@ -11,9 +11,6 @@ type Users struct{}
 // Name implements Projector.
 func (Users) Name() string { return "users" }
 
-// Kinds implements Projector.
-func (Users) Kinds() []string { return []string{"user", "session"} }
-
 // Apply implements Projector.
 func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
@@ -31,6 +28,12 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	case domain.UserRegistered:
 		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, login_id_type, login_id, version)
 			VALUES ($1, false, $2, 'active', $3, $3, $4, $5, $6)`, e.UserID, e.ClientID, e.RegisteredAt, e.LoginIDType, e.LoginID, seq)
+	case domain.UserSignedIn:
+		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
+			e.UserID, e.SignedInAt, seq)
+	case domain.AnonymousUserExpired:
+		q.ExecOne(`UPDATE users SET state = 'expired', expired_at = $2, expiry_reason = $3, version = $4 WHERE id = $1`,
+			e.UserID, e.ExpiredAt, e.Reason, seq)
 	case domain.AnonymousUserMerged:
 		q.ExecOne(`UPDATE users SET state = 'merged', merged_into = $2, version = $3 WHERE id = $1`, e.GuestID, e.IntoUserID, seq)
 	case domain.SessionStarted:
@@ -48,9 +51,6 @@ type Sessions struct{}
 
 // Name implements Projector.
 func (Sessions) Name() string { return "sessions" }
-
-// Kinds implements Projector.
-func (Sessions) Kinds() []string { return []string{"session"} }
 
 // Apply implements Projector.
 func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
@@ -77,9 +77,6 @@ type Identities struct{}
 
 // Name implements Projector.
 func (Identities) Name() string { return "identities" }
-
-// Kinds implements Projector.
-func (Identities) Kinds() []string { return []string{"user", "session", "loginid"} }
 
 // Apply implements Projector.
 func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {

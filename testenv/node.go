@@ -50,6 +50,9 @@ type NodeOptions struct {
 	Clock *clock.Fake
 	// DatabaseURL shares a database between nodes (default: a fresh one).
 	DatabaseURL string
+	// Workers runs the background reaper (off by default, so tests that
+	// drive reaper passes with the fake clock are not raced by it).
+	Workers bool
 }
 
 // StartNode starts a node in development configuration on the given NATS
@@ -65,6 +68,11 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 	}
 	cfg.DatabaseURL = o.DatabaseURL
 	cfg.NATS.URL = n.Server.ClientURL()
+	// Tests sign many guests up from one address: guest sign-up and
+	// challenge limits are off unless a test sets them.
+	off := 0
+	cfg.RateLimits.AnonymousSignup.Burst = &off
+	cfg.RateLimits.Challenge.Burst = &off
 	host := o.Host
 	if host == "" {
 		host = "127.0.0.1"
@@ -84,7 +92,7 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln})
+	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers})
 	if err != nil {
 		t.Fatal(err)
 	}

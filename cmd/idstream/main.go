@@ -8,13 +8,16 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -30,6 +33,7 @@ commands:
   serve          run the server (API, projections; embedded NATS unless NATS_URL is set)
   migrate        apply database migrations and exit
   keys rotate    create a new access-token signing key; the old one stays in JWKS
+  reap [--dry-run]  run one reaper pass now (--dry-run: list what would expire and why)
   bench signup   load-test anonymous sign-up against a running server (see -h)
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
@@ -55,6 +59,8 @@ func main() {
 			os.Exit(2)
 		}
 		err = rotateKeys(ctx)
+	case "reap":
+		err = reap(ctx, os.Args[2:])
 	case "bench":
 		err = bench(ctx, os.Args[2:])
 	case "-h", "--help", "help":
@@ -120,6 +126,43 @@ func migrate(ctx context.Context) error {
 	}
 	pool.Close()
 	log.Info("database is up to date")
+	return nil
+}
+
+// reap runs one reaper pass against the running deployment's log and
+// database (NATS_URL, or the local server's embedded NATS).
+func reap(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reap", flag.ContinueOnError)
+	dry := fs.Bool("dry-run", false, "list what would expire and why; change nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger()
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	n, err := node.Start(ctx, node.Options{Config: cfg, Log: log, Tool: true})
+	if err != nil {
+		return err
+	}
+	defer n.Close(context.Background())
+	sum, err := n.Reaper.Tick(ctx, *dry)
+	if err != nil {
+		return err
+	}
+	verb := "expired"
+	if *dry {
+		verb = "would expire"
+	}
+	for _, v := range sum.Verdicts {
+		if v.Expired {
+			fmt.Printf("%s\t%s\treason=%s\tlast_activity=%s\n", verb, v.UserID, v.Reason, v.LastSeen.Format(time.RFC3339))
+		} else {
+			fmt.Printf("active\t%s\tnot_before=%s\n", v.UserID, v.NotBefore.Format(time.RFC3339))
+		}
+	}
+	fmt.Printf("candidates=%d %s=%d skipped_active=%d errors=%d\n", sum.Candidates, strings.ReplaceAll(verb, " ", "_"), sum.Expired, sum.Skipped, sum.Errors)
 	return nil
 }
 

@@ -1,0 +1,83 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+)
+
+// ExpiryOutcome says what ExpireAnonymousUser did or would do.
+type ExpiryOutcome struct {
+	Expired   bool
+	Reason    string
+	LastSeen  time.Time
+	NotBefore time.Time
+}
+
+// LifetimeRules are the configured guest lifetime rules.
+func (s *Service) LifetimeRules() domain.LifetimeRules {
+	g := s.cfg.Guests
+	return domain.LifetimeRules{WebGuestGrace: g.WebGuestGrace.D(), KeyGuestInactivity: g.KeyGuestInactivity.D()}
+}
+
+// ExpireAnonymousUser runs the ExpireAnonymousUser command: it decides on
+// the guest's latest events (and its sessions' activity) and appends the
+// expiry at the version it saw, so a guest promoted or signed in a moment ago
+// is not expired. With dryRun it decides and writes nothing. A user that is
+// still active yields domain.ErrStillActive with NotBefore set.
+func (s *Service) ExpireAnonymousUser(ctx context.Context, userID string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
+	rules := s.LifetimeRules()
+	for range maxAttempts {
+		u, uv, err := s.LoadUser(ctx, userID)
+		if err != nil {
+			return ExpiryOutcome{}, err
+		}
+		sessions := make([]domain.SessionActivity, 0, len(u.SessionIDs()))
+		versions := map[string]uint64{}
+		for _, id := range u.SessionIDs() {
+			sess, v, err := s.LoadSession(ctx, id)
+			if err != nil {
+				return ExpiryOutcome{}, err
+			}
+			var act time.Time
+			if sess.Kind() == domain.SessionKindCookie {
+				if act, err = s.activity.Last(ctx, id); err != nil {
+					return ExpiryOutcome{}, err
+				}
+			}
+			sessions = append(sessions, domain.SessionActivity{Session: sess, Activity: act})
+			versions[id] = v
+		}
+		now := s.clock.Now()
+		x, err := domain.DecideExpire(u, sessions, rules, now)
+		if err != nil {
+			return ExpiryOutcome{NotBefore: x.NotBefore}, err
+		}
+		if len(x.Events) == 0 {
+			return ExpiryOutcome{}, nil
+		}
+		e := x.Events[0].(domain.AnonymousUserExpired)
+		out := ExpiryOutcome{Expired: true, Reason: e.Reason, LastSeen: e.LastActivityAt}
+		if dryRun {
+			return out, nil
+		}
+		evs := []pending{{subject: s.userSubject(userID), expected: uv, event: e}}
+		for _, id := range x.Revoke {
+			evs = append(evs, pending{subject: s.sessionSubject(id), expected: versions[id],
+				event: domain.SessionRevoked{SessionID: id, UserID: userID, Reason: domain.RevokeReasonUserExpired, RevokedAt: now.UTC()}})
+		}
+		err = s.appendEvents(ctx, meta, evs...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return ExpiryOutcome{}, err
+		}
+		commands.WithLabelValues("expire_anonymous_user", "ok").Inc()
+		return out, nil
+	}
+	return ExpiryOutcome{}, ErrBusy
+}
