@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idstream/idstream/config"
@@ -38,12 +40,12 @@ func limitOf(r config.RateLimit) Limit { return Limit{Burst: *r.Burst, Per: r.Pe
 
 // AllowAnonymousSignup checks the guest sign-up rate of a client IP.
 func (s *Service) AllowAnonymousSignup(ctx context.Context, ip string) error {
-	return s.limiter.Allow(ctx, "signup:ip:"+ip, limitOf(s.cfg.RateLimits.AnonymousSignup), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "signup:ip:"+ip, limitOf(s.cfg.RateLimits.AnonymousSignup), s.clock.Now())
 }
 
 // AllowChallenge checks the challenge rate of a client IP.
 func (s *Service) AllowChallenge(ctx context.Context, ip string) error {
-	return s.limiter.Allow(ctx, "challenge:ip:"+ip, limitOf(s.cfg.RateLimits.Challenge), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "challenge:ip:"+ip, limitOf(s.cfg.RateLimits.Challenge), s.clock.Now())
 }
 
 // Limiter checks request rates per key, shared by every node.
@@ -73,4 +75,135 @@ func (p PGLimiter) Allow(ctx context.Context, key string, l Limit, now time.Time
 		return &RateLimitedError{RetryAfter: max(retry, time.Second)}
 	}
 	return nil
+}
+
+// SyncedLimiter decides locally and settles with the shared buckets in the
+// background, so a check costs no round trip. Each node keeps, per key, the
+// bucket as PostgreSQL last reported it plus the requests it admitted since;
+// every interval it adds those to the shared bucket in one batch and reads
+// back the total, which includes the other nodes' requests. Nodes together
+// can over-admit by what they admit within one interval; the shared budget
+// is otherwise exact. PostgreSQL remains the state: a restarted node starts
+// from it.
+type SyncedLimiter struct {
+	pool     *pgxpool.Pool
+	interval time.Duration
+
+	mu      sync.Mutex
+	buckets map[string]*localBucket
+}
+
+type localBucket struct {
+	limit    Limit
+	tat      time.Time // shared tat at the last sync
+	pending  int       // admitted here since
+	lastUsed time.Time
+}
+
+// NewSyncedLimiter makes a limiter that syncs every interval once Run runs.
+func NewSyncedLimiter(pool *pgxpool.Pool, interval time.Duration) *SyncedLimiter {
+	return &SyncedLimiter{pool: pool, interval: interval, buckets: map[string]*localBucket{}}
+}
+
+// Allow implements Limiter.
+func (l *SyncedLimiter) Allow(ctx context.Context, key string, lim Limit, now time.Time) error {
+	if !lim.Enabled() {
+		return nil
+	}
+	emission := lim.Per / time.Duration(lim.Burst)
+	l.mu.Lock()
+	b := l.buckets[key]
+	if b == nil {
+		// First sight of this key on this node: start from the shared
+		// bucket (one round trip), not from an empty one.
+		l.mu.Unlock()
+		tat := now
+		err := l.pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&tat)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: rate limit: %v", eventstore.ErrUnavailable, err)
+		}
+		l.mu.Lock()
+		if b = l.buckets[key]; b == nil {
+			b = &localBucket{limit: lim, tat: tat}
+			l.buckets[key] = b
+		}
+	}
+	defer l.mu.Unlock()
+	b.lastUsed = now
+	tat := b.tat
+	if tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(time.Duration(b.pending+1) * emission)
+	if wait := next.Sub(now) - emission*time.Duration(lim.Burst); wait > 0 {
+		return &RateLimitedError{RetryAfter: max(wait, time.Second)}
+	}
+	b.pending++
+	return nil
+}
+
+// Run syncs until ctx ends (and once more on the way out).
+func (l *SyncedLimiter) Run(ctx context.Context, clk interface{ Now() time.Time }) {
+	t := time.NewTicker(l.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = l.Flush(context.WithoutCancel(ctx), clk.Now())
+			return
+		case <-t.C:
+			_ = l.Flush(ctx, clk.Now())
+		}
+	}
+}
+
+// Flush adds what this node admitted to the shared buckets and reads back
+// their state, in one round trip. Buckets unused for two periods are dropped.
+func (l *SyncedLimiter) Flush(ctx context.Context, now time.Time) error {
+	type item struct {
+		key     string
+		pending int
+		b       *localBucket
+	}
+	l.mu.Lock()
+	var items []item
+	for k, b := range l.buckets {
+		if b.pending == 0 && now.Sub(b.lastUsed) > 2*b.limit.Per {
+			delete(l.buckets, k)
+			continue
+		}
+		items = append(items, item{k, b.pending, b})
+		b.pending = 0
+	}
+	l.mu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, it := range items {
+		emission := it.b.limit.Per / time.Duration(it.b.limit.Burst)
+		batch.Queue(`INSERT INTO rate_buckets (key, tat) VALUES ($1, $2::timestamptz + $3::interval)
+			ON CONFLICT (key) DO UPDATE SET tat = greatest(rate_buckets.tat, $2) + $3
+			RETURNING tat`, it.key, now, time.Duration(it.pending)*emission)
+	}
+	res := l.pool.SendBatch(ctx, batch)
+	defer res.Close()
+	var firstErr error
+	for _, it := range items {
+		var tat time.Time
+		if err := res.QueryRow().Scan(&tat); err != nil {
+			// Not settled: keep the admissions for the next sync.
+			l.mu.Lock()
+			it.b.pending += it.pending
+			l.mu.Unlock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		l.mu.Lock()
+		it.b.tat = tat
+		l.mu.Unlock()
+	}
+	return firstErr
 }

@@ -56,21 +56,25 @@ type Deps struct {
 	Random   io.Reader
 	Activity Activity
 	Codes    Codes
-	Limiter  Limiter
-	Log      *slog.Logger
+	// Limiter is exact (sign-in attempts); FastLimiter costs no round trip
+	// (guest sign-up, challenges).
+	Limiter     Limiter
+	FastLimiter Limiter
+	Log         *slog.Logger
 }
 
 // Service runs the commands.
 type Service struct {
-	store    Store
-	keys     *tokens.Keys
-	cfg      *config.Config
-	clock    clock.Clock
-	random   io.Reader
-	activity Activity
-	codes    Codes
-	limiter  Limiter
-	log      *slog.Logger
+	store       Store
+	keys        *tokens.Keys
+	cfg         *config.Config
+	clock       clock.Clock
+	random      io.Reader
+	activity    Activity
+	codes       Codes
+	limiter     Limiter
+	fastLimiter Limiter
+	log         *slog.Logger
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
 }
@@ -78,11 +82,11 @@ type Service struct {
 // NewService builds a service; it refuses missing dependencies.
 func NewService(d Deps) (*Service, error) {
 	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.Limiter == nil || d.Log == nil {
+		d.Codes == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	return &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: d.Codes, limiter: d.Limiter, log: d.Log,
+		codes: d.Codes, limiter: d.Limiter, fastLimiter: d.FastLimiter, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes))}, nil
 }
 

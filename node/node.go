@@ -61,8 +61,10 @@ type Node struct {
 	Keys     *tokens.Keys
 	Runner   *projections.Runner
 	Reaper   *workers.Reaper
-	API      *api.Server
-	URL      string
+	// Limiter is the node's synced rate limiter (guest sign-up, challenges).
+	Limiter *app.SyncedLimiter
+	API     *api.Server
+	URL     string
 
 	httpServer *http.Server
 	cancel     context.CancelFunc
@@ -202,8 +204,9 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.Limiter = app.NewSyncedLimiter(n.Pool, 50*time.Millisecond)
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, Log: o.Log}); err != nil {
+		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
 		return nil, err
 	}
 	if n.Reaper, err = workers.NewReaper(n.Pool, n.Service, o.Clock, o.Log, workers.ReaperConfig{
@@ -225,6 +228,8 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Runner.Run(rctx) }()
 	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.Limiter.Run(rctx, o.Clock) }()
 	if !o.NoWorkers {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()

@@ -180,6 +180,10 @@ func runLoad(ctx context.Context, l *loadFlags, what string, op operation) error
 	fmt.Printf("  %s:  %d ok (%.0f/s)\n", what, len(all), float64(len(all))/elapsed.Seconds())
 	fmt.Printf("  latency:   p50 %s  p90 %s  p99 %s  max %s\n", pct(all, 50), pct(all, 90), pct(all, 99), pct(all, 100))
 	fmt.Printf("  errors:    %v\n", errTotal)
+	if errTotal["http_429"] > 0 {
+		fmt.Println("  (429s: the server's rate limits apply to this one address; for load tests start it with",
+			"IDSTREAM_SIGNUP_RATE_LIMIT=1000000000/1s IDSTREAM_CHALLENGE_RATE_LIMIT=1000000000/1s)")
+	}
 	if lag != nil {
 		lags, missing := lag.finish(5 * time.Second)
 		slices.Sort(lags)

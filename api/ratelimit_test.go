@@ -1,0 +1,103 @@
+package api_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/testenv"
+)
+
+func limits(burst int, proxies ...string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.RateLimits.AnonymousSignup = config.RateLimit{Burst: &burst, Per: config.Duration(time.Minute)}
+		c.RateLimits.Challenge = config.RateLimit{Burst: &burst, Per: config.Duration(time.Minute)}
+		c.TrustedProxies = proxies
+	}
+}
+
+func TestSignupLimitSharedAcrossNodes(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	dbURL, _ := testenv.Database(t)
+	a := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: limits(5)})
+	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: limits(5), Clock: a.Clock})
+	ca, cb := newClient(t, a), newClient(t, b)
+	// Nodes decide locally and settle every 50 ms; flushing by hand makes
+	// the settling explicit here.
+	sync := func() {
+		for _, n := range []*testenv.Node{a, b, a} {
+			if err := n.Limiter.Flush(context.Background(), a.Clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 5 {
+		c := ca
+		if i >= 3 {
+			c = cb
+		}
+		if r := c.postJSON("/api/anonymous_user/signup", tokenSignup, nil); r.status != 200 {
+			t.Fatalf("sign-up %d: %d %s", i, r.status, r.raw)
+		}
+		if i == 2 {
+			sync()
+		}
+	}
+	sync()
+	before := lastSeq(t, a)
+	for _, c := range []*client{ca, cb} {
+		r := c.postJSON("/api/anonymous_user/signup", tokenSignup, nil)
+		if r.status != 429 || r.reason() != "RateLimited" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("over the shared budget: %d %v %s", r.status, r.header, r.raw)
+		}
+	}
+	if lastSeq(t, a) != before {
+		t.Fatal("a limited sign-up wrote events")
+	}
+	// The bucket refills: one more after 12 s (60 s / 5).
+	a.Clock.Advance(12 * time.Second)
+	sync()
+	if r := cb.postJSON("/api/anonymous_user/signup", tokenSignup, nil); r.status != 200 {
+		t.Fatalf("after refill: %d %s", r.status, r.raw)
+	}
+	// The challenge endpoint has its own budget.
+	for range 5 {
+		cb.challenge()
+	}
+	sync()
+	if r := ca.postJSON("/oauth2/challenge", `{"purpose":"anonymous_request"}`, nil); r.status != 429 {
+		t.Fatalf("challenge limit: %d", r.status)
+	}
+}
+
+func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	// Untrusted peer: X-Forwarded-For is ignored, so spoofing it does not
+	// buy a new budget.
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: limits(2)})
+	c := newClient(t, n)
+	for i, ip := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		r := c.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": ip})
+		if (i < 2) != (r.status == 200) {
+			t.Fatalf("untrusted peer, spoofed %s: %d", ip, r.status)
+		}
+	}
+	// Behind a trusted proxy (loopback here), each client has its own budget.
+	p := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: limits(2, "127.0.0.0/8", "::1/128")})
+	cp := newClient(t, p)
+	for range 2 {
+		if r := cp.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": "203.0.113.7"}); r.status != 200 {
+			t.Fatalf("client behind proxy: %d", r.status)
+		}
+	}
+	if r := cp.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": "203.0.113.7"}); r.status != 429 {
+		t.Fatalf("client behind proxy over budget: %d", r.status)
+	}
+	// A client cannot prepend its own choice: the rightmost untrusted hop counts.
+	if r := cp.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": "192.0.2.99, 203.0.113.7"}); r.status != 429 {
+		t.Fatalf("prepended address accepted: %d", r.status)
+	}
+	if r := cp.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": "203.0.113.8"}); r.status != 200 {
+		t.Fatalf("another client behind the proxy: %d", r.status)
+	}
+}
