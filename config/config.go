@@ -113,6 +113,9 @@ type Config struct {
 		// ReaperInterval and ReaperBatch pace the reaper.
 		ReaperInterval Duration `yaml:"reaper_interval"`
 		ReaperBatch    int      `yaml:"reaper_batch"`
+		// ReaperWorkers decide and expire candidates in parallel (their
+		// appends share group commits).
+		ReaperWorkers int `yaml:"reaper_workers"`
 	} `yaml:"guests"`
 	// RateLimits are shared by every node (PostgreSQL token buckets); a
 	// burst of 0 turns one off.
@@ -210,7 +213,8 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 		}
 	}
 	for name, dst := range map[string]*int{"IDSTREAM_NATS_REPLICAS": &c.NATS.Replicas, "IDSTREAM_NATS_PORT": &c.NATS.Port,
-		"IDSTREAM_APPEND_COMMITTERS": &c.NATS.AppendCommitters, "IDSTREAM_APPEND_MAX_BATCH": &c.NATS.AppendMaxBatch} {
+		"IDSTREAM_APPEND_COMMITTERS": &c.NATS.AppendCommitters, "IDSTREAM_APPEND_MAX_BATCH": &c.NATS.AppendMaxBatch,
+		"IDSTREAM_REAPER_BATCH": &c.Guests.ReaperBatch, "IDSTREAM_REAPER_WORKERS": &c.Guests.ReaperWorkers} {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -310,6 +314,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Guests.ReaperBatch == 0 {
 		c.Guests.ReaperBatch = 1000
+	}
+	if c.Guests.ReaperWorkers == 0 {
+		c.Guests.ReaperWorkers = 8
 	}
 	c.RateLimits.AnonymousSignup.fill(60, time.Minute)
 	c.RateLimits.Challenge.fill(60, time.Minute)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,8 @@ var (
 type ReaperConfig struct {
 	Interval time.Duration
 	Batch    int
+	// Workers decide on candidates in parallel.
+	Workers int
 	// LeasePoll is how often a standby node tries to take the lease.
 	LeasePoll time.Duration
 }
@@ -57,6 +60,9 @@ type Reaper struct {
 func NewReaper(pool *pgxpool.Pool, svc *app.Service, clk clock.Clock, log *slog.Logger, cfg ReaperConfig) (*Reaper, error) {
 	if pool == nil || svc == nil || clk == nil || log == nil {
 		return nil, errors.New("workers: pool, service, clock and logger are required")
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
 	}
 	if cfg.Interval <= 0 || cfg.Batch < 1 || cfg.LeasePoll <= 0 {
 		return nil, errors.New("workers: reaper interval, batch and lease poll must be positive")
@@ -164,35 +170,64 @@ func (r *Reaper) Tick(ctx context.Context, dryRun bool) (TickSummary, error) {
 	}
 	sum := TickSummary{Candidates: len(ids)}
 	reaperCandidates.Add(float64(len(ids)))
-	for _, id := range ids {
-		out, err := r.svc.ExpireAnonymousUser(ctx, id, dryRun, app.Meta{CorrelationID: "reaper"})
-		switch {
-		case errors.Is(err, domain.ErrStillActive):
-			sum.Skipped++
-			reaperSkipped.Inc()
-			sum.Verdicts = append(sum.Verdicts, Verdict{UserID: id, NotBefore: out.NotBefore})
-			if !dryRun {
-				r.postpone(ctx, id, out.NotBefore, now)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for range r.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				v, counted := r.decide(ctx, id, dryRun, now)
+				mu.Lock()
+				switch counted {
+				case "expired":
+					sum.Expired++
+				case "skipped":
+					sum.Skipped++
+				case "error":
+					sum.Errors++
+				}
+				if v != nil {
+					sum.Verdicts = append(sum.Verdicts, *v)
+				}
+				mu.Unlock()
 			}
-		case err != nil:
-			sum.Errors++
-			reaperErrors.Inc()
-			r.log.Warn("reaper could not decide on a guest", "user_id", id, "error", err)
-		case out.Expired:
-			sum.Expired++
-			if !dryRun {
-				reaperExpired.WithLabelValues(out.Reason).Inc()
-			}
-			sum.Verdicts = append(sum.Verdicts, Verdict{UserID: id, Reason: out.Reason, LastSeen: out.LastSeen, Expired: true})
-		default:
-			// Promoted or gone: nothing to do.
-			sum.Skipped++
-			reaperSkipped.Inc()
-		}
+		}()
 	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
 	r.log.Info("reaper tick", "dry_run", dryRun, "candidates", sum.Candidates, "expired", sum.Expired,
 		"skipped_active", sum.Skipped, "errors", sum.Errors)
 	return sum, nil
+}
+
+// decide sends one candidate the expiry command.
+func (r *Reaper) decide(ctx context.Context, id string, dryRun bool, now time.Time) (*Verdict, string) {
+	out, err := r.svc.ExpireAnonymousUser(ctx, id, dryRun, app.Meta{CorrelationID: "reaper"})
+	switch {
+	case errors.Is(err, domain.ErrStillActive):
+		reaperSkipped.Inc()
+		if !dryRun {
+			r.postpone(ctx, id, out.NotBefore, now)
+		}
+		return &Verdict{UserID: id, NotBefore: out.NotBefore}, "skipped"
+	case err != nil:
+		reaperErrors.Inc()
+		r.log.Warn("reaper could not decide on a guest", "user_id", id, "error", err)
+		return nil, "error"
+	case out.Expired:
+		if !dryRun {
+			reaperExpired.WithLabelValues(out.Reason).Inc()
+		}
+		return &Verdict{UserID: id, Reason: out.Reason, LastSeen: out.LastSeen, Expired: true}, "expired"
+	}
+	// Promoted or gone: nothing to do.
+	reaperSkipped.Inc()
+	return nil, "skipped"
 }
 
 // postpone records that a guest found active need not be looked at before

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ commands:
   migrate        apply database migrations and exit
   keys rotate    create a new access-token signing key; the old one stays in JWKS
   reap [--dry-run]  run one reaper pass now (--dry-run: list what would expire and why)
+  seed guests -n N [-age 60d]  write N idle web guests (load tests of the reaper and projections)
   bench signup   load-test anonymous sign-up against a running server (see -h)
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
@@ -61,6 +63,8 @@ func main() {
 		err = rotateKeys(ctx)
 	case "reap":
 		err = reap(ctx, os.Args[2:])
+	case "seed":
+		err = seed(ctx, os.Args[2:])
 	case "bench":
 		err = bench(ctx, os.Args[2:])
 	case "-h", "--help", "help":
@@ -163,6 +167,48 @@ func reap(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Printf("candidates=%d %s=%d skipped_active=%d errors=%d\n", sum.Candidates, strings.ReplaceAll(verb, " ", "_"), sum.Expired, sum.Skipped, sum.Errors)
+	return nil
+}
+
+// seed writes idle web guests into the running deployment's log.
+func seed(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "guests" {
+		return fmt.Errorf("usage: idstream seed guests -n N [-age 1440h]")
+	}
+	fs := flag.NewFlagSet("seed guests", flag.ContinueOnError)
+	n := fs.Int("n", 100000, "guests to create")
+	age := fs.Duration("age", 60*24*time.Hour, "how long ago they signed up (and were last seen)")
+	clientID := fs.String("client-id", config.DevClientID, "client_id")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	log := newLogger()
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	nd, err := node.Start(ctx, node.Options{Config: cfg, Log: log, Tool: true})
+	if err != nil {
+		return err
+	}
+	defer nd.Close(context.Background())
+	start := time.Now()
+	last := time.Now()
+	var mu sync.Mutex
+	err = nd.Service.SeedWebGuests(ctx, *clientID, *n, time.Now().Add(-*age), func(done int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) > time.Second || done == *n {
+			last = time.Now()
+			rate := float64(done) / time.Since(start).Seconds()
+			fmt.Fprintf(os.Stderr, "\rseeded %d/%d guests (%.0f/s, %.0f events/s)", done, *n, rate, 2*rate)
+		}
+	})
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d guests in %s\n", *n, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
