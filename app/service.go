@@ -30,7 +30,6 @@ var (
 	ErrUnknownClient     = errors.New("unknown client")
 	ErrDuplicateRequest  = errors.New("a request with this idempotency key was already handled")
 	ErrBusy              = errors.New("too many concurrent changes; try again")
-	ErrNotAnonymous      = errors.New("the user is not anonymous")
 )
 
 // Store is what commands need from the event log.
@@ -206,12 +205,7 @@ func lifetimes(cl config.Client, kind domain.SessionKind) (idle, life time.Durat
 // jitter pauses before retry attempt n (0 to n ms), so that writers racing
 // for one aggregate do not collide in lockstep.
 func jitter(ctx context.Context, n int) {
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(n)*int64(time.Millisecond) + 1)))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	clock.Sleep(ctx, time.Duration(rand.Int64N(int64(n)*int64(time.Millisecond)+1)))
 }
 
 // idempotencyMsgID scopes a client's idempotency key to the client and the

@@ -3,9 +3,21 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
+
+// Sleep waits for d of real time, or until ctx ends. Operational pauses
+// (retries, polls) use real time, never the fake clock.
+func Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
 
 // Clock tells the time.
 type Clock interface{ Now() time.Time }

@@ -316,7 +316,7 @@ func (c *Config) applyDefaults() {
 		c.Guests.ReaperBatch = 1000
 	}
 	if c.Guests.ReaperWorkers == 0 {
-		c.Guests.ReaperWorkers = 8
+		c.Guests.ReaperWorkers = 4
 	}
 	c.RateLimits.AnonymousSignup.fill(60, time.Minute)
 	c.RateLimits.Challenge.fill(60, time.Minute)

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 )
@@ -163,20 +164,11 @@ func (r *Runner) supervise(ctx context.Context, p Projector) {
 		case err != nil:
 			r.setState(p.Name(), StateRetrying)
 			r.log.Warn("projection paused; will retry", "projection", p.Name(), "error", err, "retry_in", backoff)
-			sleep(ctx, backoff)
+			clock.Sleep(ctx, backoff)
 			backoff = min(backoff*2, time.Minute)
 		default:
 			backoff = r.cfg.RetryBackoff
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 
@@ -206,7 +198,7 @@ func (r *Runner) runOnce(ctx context.Context, p Projector) error {
 			break
 		}
 		r.setState(name, StateStandby)
-		sleep(ctx, r.cfg.StandbyPoll)
+		clock.Sleep(ctx, r.cfg.StandbyPoll)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -77,17 +77,8 @@ func (r *Reaper) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := r.runWithLease(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("reaper lost its lease or database; retrying", "error", err)
-			sleep(ctx, r.cfg.LeasePoll)
+			clock.Sleep(ctx, r.cfg.LeasePoll)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 
@@ -105,7 +96,7 @@ func (r *Reaper) runWithLease(ctx context.Context) error {
 		if got {
 			break
 		}
-		sleep(ctx, r.cfg.LeasePoll)
+		clock.Sleep(ctx, r.cfg.LeasePoll)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -120,17 +111,28 @@ func (r *Reaper) runWithLease(ctx context.Context) error {
 	}()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	// The lease lives as long as its connection: check it often, so that a
+	// node whose session was lost stops believing it holds the lease within
+	// a poll interval, not a reaper interval.
+	check := time.NewTicker(r.cfg.LeasePoll)
+	defer check.Stop()
 	for {
 		if _, err := r.Tick(ctx, false); err != nil && ctx.Err() == nil {
 			r.log.Warn("reaper tick failed", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-check.C:
+				if err := conn.Ping(ctx); err != nil {
+					return fmt.Errorf("lease connection: %w", err)
+				}
+			case <-t.C:
+				break wait
+			}
 		}
-		// Still holding the lease? A lost connection means another node
-		// may hold it now.
 		if err := conn.Ping(ctx); err != nil {
 			return fmt.Errorf("lease connection: %w", err)
 		}

@@ -360,7 +360,8 @@ func TestOneReaperAcrossNodes(t *testing.T) {
 	// Kill the holder's database session, as a node's death would: the
 	// lease passes to the other node within the poll interval (2 s).
 	if _, err := other.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE locktype = 'advisory' AND objid = 7230020 AND granted`); err != nil {
+		WHERE locktype = 'advisory' AND objid = 7230020 AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
 		t.Fatal(err)
 	}
 	waitHolders(func(x, y bool) bool { return x != y })
