@@ -38,7 +38,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	} else {
 		body["postgres"] = "ok"
 	}
-	if last, err := s.Lag.LastSequence(ctx); err != nil {
+	if last, err := s.Store.LastSequence(ctx); err != nil {
 		ready = false
 		body["log"] = "unreachable"
 	} else if ready {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +25,15 @@ import (
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/eventstore"
 )
 
-// LagSource tells how far projections are behind the log.
-type LagSource interface {
+// LogReader is what the API reads from the log directly (health, admin).
+type LogReader interface {
 	LastSequence(ctx context.Context) (uint64, error)
+	Get(ctx context.Context, seq uint64) (eventstore.Record, error)
+	Load(ctx context.Context, subject string) ([]eventstore.Record, uint64, error)
+	Subject(kind, id string) string
 }
 
 // Deps are the server's dependencies.
@@ -37,7 +42,7 @@ type Deps struct {
 	Pool    *pgxpool.Pool
 	NATS    *nats.Conn
 	Log     *slog.Logger
-	Lag     LagSource
+	Store   LogReader
 	// ReadyLagBound is how many events a projection may be behind the log
 	// while /readyz still answers ready.
 	ReadyLagBound uint64
@@ -61,8 +66,8 @@ var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 
 // NewServer builds the HTTP handler.
 func NewServer(d Deps) (*Server, error) {
-	if d.Service == nil || d.Pool == nil || d.NATS == nil || d.Log == nil || d.Lag == nil {
-		return nil, errors.New("api: service, pool, NATS connection, logger and lag source are required")
+	if d.Service == nil || d.Pool == nil || d.NATS == nil || d.Log == nil || d.Store == nil {
+		return nil, errors.New("api: service, pool, NATS connection, logger and log reader are required")
 	}
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 64 << 10
@@ -98,9 +103,13 @@ func (s *Server) routes() {
 	r.HandleFunc("/flows/{flow}", s.flowGet).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
+	r.HandleFunc("/admin/projections", s.adminOnly(s.adminProjections)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.Handler()).Methods(http.MethodGet)
+	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
+	r.HandleFunc("/docs", s.docs).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, newError(404, "NotFound", "NotFound", "invalid_request", "no such endpoint"))
 	})
@@ -109,15 +118,22 @@ func (s *Server) routes() {
 	})
 }
 
-// Routes lists the router's path templates (for the API reference check).
+// Routes lists "METHOD path" for every route the router serves (for the
+// API reference check).
 func (s *Server) Routes() []string {
 	var out []string
 	_ = s.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		if t, err := route.GetPathTemplate(); err == nil {
-			out = append(out, t)
+		t, err := route.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := route.GetMethods()
+		for _, m := range methods {
+			out = append(out, m+" "+t)
 		}
 		return nil
 	})
+	sort.Strings(out)
 	return out
 }
 

@@ -125,6 +125,9 @@ type Config struct {
 		SignInPerIP      RateLimit `yaml:"sign_in_per_ip"`
 		SignInPerLoginID RateLimit `yaml:"sign_in_per_login_id"`
 	} `yaml:"rate_limits"`
+	// AdminAPIKeys authorise the admin API (bearer); none configured turns
+	// the admin API off.
+	AdminAPIKeys []string `yaml:"admin_api_keys"`
 	// TrustedProxies are the networks (CIDR) whose X-Forwarded-For is
 	// believed; every other peer is the client itself.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -199,6 +202,9 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	set(&c.DatabaseURL, "DATABASE_URL")
 	set(&c.NATS.URL, "NATS_URL")
 	set(&c.NATS.Sync, "IDSTREAM_NATS_SYNC")
+	if v := getenv("IDSTREAM_ADMIN_API_KEYS"); v != "" {
+		c.AdminAPIKeys = strings.Split(v, ",")
+	}
 	for name, dst := range map[string]**bool{
 		"IDSTREAM_ANONYMOUS_ENABLED": &c.Anonymous.Enabled,
 		"IDSTREAM_COOKIE_SECURE":     &c.Cookie.Secure,
@@ -370,6 +376,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Password.MemoryKiB < 8*1024 || c.Password.Iterations < 1 {
 		errs = append(errs, errors.New("password: argon2 memory must be at least 8192 KiB and iterations at least 1"))
+	}
+	for _, k := range c.AdminAPIKeys {
+		if len(k) < 32 {
+			errs = append(errs, errors.New("admin_api_keys: each key needs at least 32 characters"))
+			break
+		}
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

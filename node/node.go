@@ -220,7 +220,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
 		return nil, err
 	}
-	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Lag: n.Store}); err != nil {
+	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store}); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

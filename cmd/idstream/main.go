@@ -36,6 +36,9 @@ commands:
   keys rotate    create a new access-token signing key; the old one stays in JWKS
   reap [--dry-run]  run one reaper pass now (--dry-run: list what would expire and why)
   seed guests -n N [-age 60d]  write N idle web guests (load tests of the reaper and projections)
+  projections status [-json]   checkpoint, lag and failures of every projection
+  events tail [--user SUB] [--type TYPE] [--since TIME] [--from-seq N] [--no-follow]
+                 the log as JSON lines (credential hashes redacted)
   bench signup   load-test anonymous sign-up against a running server (see -h)
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
@@ -63,6 +66,10 @@ func main() {
 		err = rotateKeys(ctx)
 	case "reap":
 		err = reap(ctx, os.Args[2:])
+	case "projections":
+		err = projectionsCmd(ctx, os.Args[2:])
+	case "events":
+		err = eventsCmd(ctx, os.Args[2:])
 	case "seed":
 		err = seed(ctx, os.Args[2:])
 	case "bench":
