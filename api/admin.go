@@ -3,9 +3,14 @@ package api
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
@@ -119,4 +124,211 @@ func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 func timelineOf(rec eventstore.Record) timelineEvent {
 	return timelineEvent{Sequence: rec.Sequence, Subject: rec.Subject, ID: rec.ID, Type: rec.Type,
 		OccurredAt: rec.OccurredAt.Format("2006-01-02T15:04:05.000000Z07:00"), Data: domain.RedactCredentials(rec.Data)}
+}
+
+// adminListUsers is GET /admin/users: users from the read model, newest
+// first, filtered, one page at a time (cursor pagination).
+func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f projections.UserFilter
+	var err error
+	if f.IsAnonymous, err = boolParam(q, "is_anonymous"); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	if f.Disabled, err = boolParam(q, "disabled"); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	f.State = q.Get("state")
+	if f.State != "" && !slices.Contains([]string{"active", "expired", "merged", "deleted"}, f.State) {
+		s.writeAPIError(w, r, badRequest("InvalidQuery", "invalid_request", "state is one of active, expired, merged, deleted"))
+		return
+	}
+	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	f.LoginIDPrefix = strings.ToLower(strings.TrimSpace(q.Get("login_id")))
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 500 {
+			s.writeAPIError(w, r, badRequest("InvalidQuery", "invalid_request", "limit is a whole number from 1 to 500"))
+			return
+		}
+	}
+	users, next, err := projections.ListUsers(r.Context(), s.Pool, f, q.Get("cursor"), limit)
+	if errors.Is(err, projections.ErrInvalidCursor) {
+		s.writeAPIError(w, r, badRequest("InvalidCursor", "invalid_request", "the cursor is not one this API returned"))
+		return
+	}
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	if users == nil {
+		users = []projections.UserRow{}
+	}
+	body := map[string]any{"users": users}
+	if next != "" {
+		body["next_cursor"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func boolParam(q url.Values, name string) (*bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, badRequest("InvalidQuery", "invalid_request", name+" is true or false")
+	}
+	return &b, nil
+}
+
+func timeParam(q url.Values, name string) (time.Time, error) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, badRequest("InvalidQuery", "invalid_request", name+" is an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
+	}
+	return t, nil
+}
+
+// userIDParam reads and checks the {id} of an admin user route.
+func (s *Server) userIDParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := mux.Vars(r)["id"]
+	if _, err := uuid.Parse(id); err != nil {
+		s.writeAPIError(w, r, badRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
+		return "", false
+	}
+	return id, true
+}
+
+var errAdminUserNotFound = newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user")
+
+// adminGetUser is GET /admin/users/{id}: the user with its identities and
+// sessions, from the read models.
+func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.userIDParam(w, r)
+	if !ok {
+		return
+	}
+	d, err := projections.GetUser(r.Context(), s.Pool, id)
+	if errors.Is(err, projections.ErrNotFound) {
+		err = errAdminUserNotFound
+	}
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	if d.Identities == nil {
+		d.Identities = []projections.IdentityRow{}
+	}
+	if d.Sessions == nil {
+		d.Sessions = []projections.SessionRow{}
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+type adminReason struct {
+	Reason string `json:"reason"`
+}
+
+// decodeOptionalJSON decodes a JSON body when there is one.
+func decodeOptionalJSON(r *http.Request, v any) error {
+	if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
+		return nil
+	}
+	return decodeJSON(r, v)
+}
+
+// adminUserState is the answer to an operator command on a user: its state
+// as the log has it right after the command.
+type adminUserState struct {
+	Sub      string `json:"sub"`
+	Disabled bool   `json:"disabled"`
+	Deleted  bool   `json:"deleted"`
+}
+
+// adminUserCommand runs disable, enable or delete; a user that does not
+// exist (or was deleted) is 404.
+func (s *Server) adminUserCommand(run func(r *http.Request, id, reason string, sessions []string) (domain.User, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := s.userIDParam(w, r)
+		if !ok {
+			return
+		}
+		var body adminReason
+		if err := decodeOptionalJSON(r, &body); err != nil {
+			s.writeAPIError(w, r, err)
+			return
+		}
+		sessions, err := projections.LiveSessionIDs(r.Context(), s.Pool, id, s.Service.Now())
+		if err != nil {
+			s.writeAPIError(w, r, err)
+			return
+		}
+		u, err := run(r, id, body.Reason, sessions)
+		if errors.Is(err, domain.ErrUserNotFound) {
+			err = errAdminUserNotFound
+		}
+		if errors.Is(err, domain.ErrInvalidCommand) {
+			err = badRequest("InvalidReason", "invalid_request", "the reason is at most 500 characters")
+		}
+		if err != nil {
+			s.writeAPIError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, adminUserState{Sub: id, Disabled: u.Disabled(), Deleted: u.Deleted()})
+	}
+}
+
+func (s *Server) adminDisableUser() http.HandlerFunc {
+	return s.adminUserCommand(func(r *http.Request, id, reason string, sessions []string) (domain.User, error) {
+		return s.Service.DisableUser(r.Context(), id, reason, sessions, meta(r))
+	})
+}
+
+func (s *Server) adminEnableUser() http.HandlerFunc {
+	return s.adminUserCommand(func(r *http.Request, id, _ string, _ []string) (domain.User, error) {
+		return s.Service.EnableUser(r.Context(), id, meta(r))
+	})
+}
+
+func (s *Server) adminDeleteUser() http.HandlerFunc {
+	return s.adminUserCommand(func(r *http.Request, id, reason string, sessions []string) (domain.User, error) {
+		return s.Service.DeleteUser(r.Context(), id, reason, sessions, meta(r))
+	})
+}
+
+// adminRevokeSession is POST /admin/users/{id}/sessions/{sid}/revoke.
+func (s *Server) adminRevokeSession(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.userIDParam(w, r)
+	if !ok {
+		return
+	}
+	sid := mux.Vars(r)["sid"]
+	if _, err := uuid.Parse(sid); err != nil {
+		s.writeAPIError(w, r, badRequest("InvalidSessionID", "invalid_request", "the session id is not a UUID"))
+		return
+	}
+	err := s.Service.RevokeUserSession(r.Context(), id, sid, meta(r))
+	if errors.Is(err, domain.ErrSessionNotFound) {
+		err = newError(404, "NotFound", "SessionNotFound", "invalid_request", "the user has no such session")
+	}
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
@@ -33,24 +32,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatal(r.raw)
 	}
 	auth := map[string]string{"Authorization": "Bearer " + adminKey}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := c.do(http.MethodGet, "/admin/projections", "", "", auth)
-		ps, _ := r.body["projections"].([]any)
-		caught := len(ps) == 3
-		for _, p := range ps {
-			if p.(map[string]any)["lag_events"].(float64) != 0 || p.(map[string]any)["state"] != "running" {
-				caught = false
-			}
-		}
-		if r.status == 200 && caught {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("projection status: %s", r.raw)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitProjected(t, c)
 	r := c.do(http.MethodGet, "/admin/users/"+sub+"/timeline", "", "", auth)
 	var types []string
 	evs, _ := r.body["events"].([]any)

@@ -86,6 +86,8 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
 	case errors.Is(err, domain.ErrUserExpired):
 		return wrap(newError(401, "Unauthenticated", "UserExpired", "invalid_grant", "this guest expired after a period without activity"))
+	case errors.Is(err, domain.ErrUserDisabled):
+		return wrap(newError(403, "Forbidden", "UserDisabled", "invalid_grant", "this user is disabled"))
 	case errors.Is(err, domain.ErrUserRetired):
 		return wrap(newError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
 	case errors.Is(err, loginid.ErrInvalidEmail):

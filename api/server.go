@@ -26,6 +26,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/workers"
 )
 
 // LogReader is what the API reads from the log directly (health, admin).
@@ -43,6 +44,8 @@ type Deps struct {
 	NATS    *nats.Conn
 	Log     *slog.Logger
 	Store   LogReader
+	// Exports runs user export jobs (admin API).
+	Exports *workers.Exports
 	// ReadyLagBound is how many events a projection may be behind the log
 	// while /readyz still answers ready.
 	ReadyLagBound uint64
@@ -104,6 +107,15 @@ func (s *Server) routes() {
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
 	r.HandleFunc("/admin/projections", s.adminOnly(s.adminProjections)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users", s.adminOnly(s.adminListUsers)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users/export", s.adminOnly(s.adminCreateExport)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/users/export/{id}", s.adminOnly(s.adminGetExport)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users/export/{id}/download", s.adminOnly(s.adminDownloadExport)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users/{id}", s.adminOnly(s.adminGetUser)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/users/{id}", s.adminOnly(s.adminDeleteUser())).Methods(http.MethodDelete)
+	r.HandleFunc("/admin/users/{id}/disable", s.adminOnly(s.adminDisableUser())).Methods(http.MethodPost)
+	r.HandleFunc("/admin/users/{id}/enable", s.adminOnly(s.adminEnableUser())).Methods(http.MethodPost)
+	r.HandleFunc("/admin/users/{id}/sessions/{sid}/revoke", s.adminOnly(s.adminRevokeSession)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)

@@ -20,6 +20,7 @@ var (
 	ErrLoginIDTaken         = errors.New("the login ID belongs to another user")
 	ErrUserRetired          = errors.New("the user was merged into another account")
 	ErrUserExpired          = errors.New("the guest expired")
+	ErrUserDisabled         = errors.New("the user is disabled")
 	ErrStillActive          = errors.New("the guest is still active")
 	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
 )

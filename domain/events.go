@@ -35,6 +35,10 @@ const (
 	TypeLoginIDClaimed         = "login_id.claimed.v1"
 	TypeUserSignedIn           = "user.signed_in.v1"
 	TypeAnonymousUserExpired   = "user.anonymous.expired.v1"
+	TypeUserDisabled           = "user.disabled.v1"
+	TypeUserEnabled            = "user.enabled.v1"
+	TypeUserDeleted            = "user.deleted.v1"
+	TypeLoginIDReleased        = "login_id.released.v1"
 )
 
 // AnonymousUserCreated: a guest got a real user with a stable sub.
@@ -150,7 +154,8 @@ func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
-		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
+		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
+		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
 }
 
 // DecodeEvent turns a stored payload of the named type into its event. Old
@@ -187,6 +192,14 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[UserSignedIn](data)
 	case TypeAnonymousUserExpired:
 		ev = decodeAs[AnonymousUserExpired](data)
+	case TypeUserDisabled:
+		ev = decodeAs[UserDisabled](data)
+	case TypeUserEnabled:
+		ev = decodeAs[UserEnabled](data)
+	case TypeUserDeleted:
+		ev = decodeAs[UserDeleted](data)
+	case TypeLoginIDReleased:
+		ev = decodeAs[LoginIDReleased](data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

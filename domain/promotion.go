@@ -96,8 +96,11 @@ func (l LoginID) UserID() string { return l.userID }
 
 // EvolveLoginID applies one event.
 func EvolveLoginID(l LoginID, ev Event) LoginID {
-	if e, ok := ev.(LoginIDClaimed); ok {
+	switch e := ev.(type) {
+	case LoginIDClaimed:
 		l = LoginID{claimed: true, userID: e.UserID}
+	case LoginIDReleased:
+		l = LoginID{}
 	}
 	return l
 }

@@ -24,6 +24,9 @@ type User struct {
 	sessionIDs []string
 	lastSignIn time.Time
 	expired    bool
+	// Set by operators.
+	disabled bool
+	deleted  bool
 }
 
 // LoginID returns the user's login ID type and value, if any.
@@ -55,8 +58,11 @@ func (u User) CreatedAt() time.Time { return u.createdAt }
 
 // CanSignIn reports whether new sessions may start for the user.
 func (u User) CanSignIn() error {
-	if !u.exists {
+	if !u.exists || u.deleted {
 		return ErrUserNotFound
+	}
+	if u.disabled {
+		return ErrUserDisabled
 	}
 	if u.mergedTo != "" {
 		return ErrUserRetired
@@ -107,6 +113,13 @@ func EvolveUser(u User, ev Event) User {
 		u.pwHash = e.PasswordHash
 	case AnonymousUserMerged:
 		u.mergedTo = e.IntoUserID
+	case UserDisabled:
+		u.disabled = true
+	case UserEnabled:
+		u.disabled = false
+	case UserDeleted:
+		u.deleted = true
+		u.loginType, u.loginID, u.pwHash = "", "", ""
 	}
 	return u
 }

@@ -61,6 +61,7 @@ type Node struct {
 	Keys     *tokens.Keys
 	Runner   *projections.Runner
 	Reaper   *workers.Reaper
+	Exports  *workers.Exports
 	// Limiter is the node's synced rate limiter (guest sign-up, challenges).
 	Limiter *app.SyncedLimiter
 	API     *api.Server
@@ -214,13 +215,17 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		LeasePoll: 2 * time.Second}); err != nil {
 		return nil, err
 	}
+	if n.Exports, err = workers.NewExports(ctx, n.Pool, n.Store.JetStream(), o.Clock, o.Log, workers.ExportConfig{
+		Retention: 24 * time.Hour, Poll: time.Second, Replicas: cfg.NATS.Replicas}); err != nil {
+		return nil, err
+	}
 	if o.Tool {
 		return n, nil
 	}
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
 		return nil, err
 	}
-	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store}); err != nil {
+	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store, Exports: n.Exports}); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -234,6 +239,8 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if !o.NoWorkers {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.Exports.Run(rctx) }()
 	}
 	n.httpServer = &http.Server{
 		Handler:           n.API,

@@ -36,6 +36,13 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 			e.UserID, e.ExpiredAt, e.Reason, seq)
 	case domain.AnonymousUserMerged:
 		q.ExecOne(`UPDATE users SET state = 'merged', merged_into = $2, version = $3 WHERE id = $1`, e.GuestID, e.IntoUserID, seq)
+	case domain.UserDisabled:
+		q.ExecOne(`UPDATE users SET disabled = true, disabled_at = $2, version = $3 WHERE id = $1`, e.UserID, e.DisabledAt, seq)
+	case domain.UserEnabled:
+		q.ExecOne(`UPDATE users SET disabled = false, disabled_at = NULL, version = $2 WHERE id = $1`, e.UserID, seq)
+	case domain.UserDeleted:
+		q.ExecOne(`UPDATE users SET state = 'deleted', deleted_at = $2, login_id_type = NULL, login_id = NULL, version = $3 WHERE id = $1`,
+			e.UserID, e.DeletedAt, seq)
 	case domain.SessionStarted:
 		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
 			e.UserID, e.StartedAt, seq)
@@ -91,6 +98,8 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 	case domain.LoginIDClaimed:
 		q.Exec(`INSERT INTO identities (id, user_id, type, created_at, version) VALUES ($1, $2, $3, $4, $5)`,
 			"login_id:"+e.LoginIDType+":"+e.LoginID, e.UserID, e.LoginIDType, e.ClaimedAt, seq)
+	case domain.LoginIDReleased:
+		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "login_id:"+e.LoginIDType+":"+e.LoginID)
 	case domain.SessionStarted:
 		if e.KeyID != "" {
 			q.ExecOne(`UPDATE identities SET last_used_at = greatest(last_used_at, $2), version = $3 WHERE id = $1`,

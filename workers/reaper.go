@@ -83,60 +83,27 @@ func (r *Reaper) Run(ctx context.Context) {
 }
 
 func (r *Reaper) runWithLease(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	for {
-		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, reaperLock).Scan(&got); err != nil {
-			return err
-		}
-		if got {
-			break
-		}
-		clock.Sleep(ctx, r.cfg.LeasePoll)
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
-	reaperLease.Set(1)
-	r.held.Store(true)
-	r.log.Info("reaper lease taken")
-	defer func() {
-		r.held.Store(false)
-		reaperLease.Set(0)
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, reaperLock)
-	}()
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	// The lease lives as long as its connection: check it often, so that a
-	// node whose session was lost stops believing it holds the lease within
-	// a poll interval, not a reaper interval.
-	check := time.NewTicker(r.cfg.LeasePoll)
-	defer check.Stop()
-	for {
-		if _, err := r.Tick(ctx, false); err != nil && ctx.Err() == nil {
-			r.log.Warn("reaper tick failed", "error", err)
-		}
-	wait:
+	return withLease(ctx, r.pool, reaperLock, r.cfg.LeasePoll, func(ctx context.Context) {
+		reaperLease.Set(1)
+		r.held.Store(true)
+		r.log.Info("reaper lease taken")
+		defer func() {
+			r.held.Store(false)
+			reaperLease.Set(0)
+		}()
+		t := time.NewTicker(r.cfg.Interval)
+		defer t.Stop()
 		for {
+			if _, err := r.Tick(ctx, false); err != nil && ctx.Err() == nil {
+				r.log.Warn("reaper tick failed", "error", err)
+			}
 			select {
 			case <-ctx.Done():
-				return nil
-			case <-check.C:
-				if err := conn.Ping(ctx); err != nil {
-					return fmt.Errorf("lease connection: %w", err)
-				}
+				return
 			case <-t.C:
-				break wait
 			}
 		}
-		if err := conn.Ping(ctx); err != nil {
-			return fmt.Errorf("lease connection: %w", err)
-		}
-	}
+	})
 }
 
 // Holding reports whether this node holds the reaper lease.

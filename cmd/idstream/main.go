@@ -39,6 +39,8 @@ commands:
   projections status [-json]   checkpoint, lag and failures of every projection
   events tail [--user SUB] [--type TYPE] [--since TIME] [--from-seq N] [--no-follow]
                  the log as JSON lines (credential hashes redacted)
+  users export --format ndjson|csv [--fields a,b] [--output FILE]
+                 every user from the read model, with a progress bar
   bench signup   load-test anonymous sign-up against a running server (see -h)
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
@@ -72,6 +74,8 @@ func main() {
 		err = eventsCmd(ctx, os.Args[2:])
 	case "seed":
 		err = seed(ctx, os.Args[2:])
+	case "users":
+		err = usersCmd(ctx, os.Args[2:])
 	case "bench":
 		err = bench(ctx, os.Args[2:])
 	case "-h", "--help", "help":

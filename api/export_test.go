@@ -1,0 +1,212 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/testenv"
+)
+
+// exportFixture makes a known set of users: two guests, a promoted user, a
+// disabled promoted user and a deleted promoted user.
+func exportFixture(t *testing.T, c *client, clk *clock.Fake) (subs []string, want map[string]map[string]string) {
+	t.Helper()
+	want = map[string]map[string]string{}
+	for _, spec := range []struct{ login, action string }{{"", ""}, {"", ""}, {"eve@example.com", ""}, {"dan@example.com", "disable"}, {"zed@example.com", "delete"}} {
+		at, _ := signup(t, c)
+		sub := str(c.userinfo(at).body, "sub")
+		w := map[string]string{"sub": sub, "is_anonymous": "true", "state": "active", "disabled": "false", "login_id": "", "client_id": "idstream-dev"}
+		if spec.login != "" {
+			if r := c.promote(at, spec.login, goodPassword); r.status != 200 {
+				t.Fatal(r.raw)
+			}
+			w["is_anonymous"], w["login_id"] = "false", spec.login
+		}
+		switch spec.action {
+		case "disable":
+			c.admin(http.MethodPost, "/admin/users/"+sub+"/disable", "")
+			w["disabled"] = "true"
+		case "delete":
+			c.admin(http.MethodDelete, "/admin/users/"+sub, "")
+			w["state"], w["login_id"] = "deleted", ""
+		}
+		subs, want[sub] = append(subs, sub), w
+		clk.Advance(time.Second)
+	}
+	waitProjected(t, c)
+	// Timestamps come from the read model through the admin API: another
+	// code path than the exporter's.
+	for _, sub := range subs {
+		r := c.admin(http.MethodGet, "/admin/users/"+sub, "")
+		for _, f := range []string{"created_at", "last_seen_at", "promoted_at", "deleted_at"} {
+			if v, ok := r.body[f].(string); ok {
+				at, err := time.Parse(time.RFC3339Nano, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[sub][f] = at.UTC().Format(time.RFC3339Nano)
+			} else {
+				want[sub][f] = ""
+			}
+		}
+	}
+	return subs, want
+}
+
+func (c *client) waitExport(id string) response {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := c.admin(http.MethodGet, "/admin/users/export/"+id, "")
+		if r.status != 200 || str(r.body, "status") == "completed" || str(r.body, "status") == "failed" {
+			return r
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("export did not finish: %s", r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestUserExport(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	dbURL, _ := testenv.Database(t)
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	configure := func(c *config.Config) { cheapHashes(c); c.AdminAPIKeys = []string{adminKey} }
+	a := testenv.StartNode(t, nats, testenv.NodeOptions{Configure: configure, DatabaseURL: dbURL, Clock: clk})
+	c := newClient(t, a)
+	subs, want := exportFixture(t, c, clk)
+	ctx := context.Background()
+
+	// CSV with chosen fields, run by hand (no worker on node a).
+	fields := []string{"sub", "is_anonymous", "state", "disabled", "login_id", "created_at", "last_seen_at", "promoted_at", "deleted_at", "client_id"}
+	fj, _ := json.Marshal(fields)
+	r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"csv","csv":{"fields":`+string(fj)+`}}`)
+	if r.status != 202 || str(r.body, "status") != "pending" || r.header.Get("Location") == "" {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	csvID := str(r.body, "id")
+	if r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`); r.status != 409 || r.reason() != "ExportInProgress" {
+		t.Fatalf("second job while one is pending: %d %s", r.status, r.raw)
+	}
+	if r := c.admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", ""); r.status != 404 || r.reason() != "ExportNotReady" {
+		t.Fatalf("download before completion: %d %s", r.status, r.raw)
+	}
+	if ran, err := a.Exports.RunNext(ctx); !ran || err != nil {
+		t.Fatalf("run: %v %v", ran, err)
+	}
+	r = c.admin(http.MethodGet, "/admin/users/export/"+csvID, "")
+	if str(r.body, "status") != "completed" || r.body["done"].(float64) != 5 || r.body["total"].(float64) != 5 || r.body["progress"].(float64) != 1 ||
+		!strings.HasSuffix(str(r.body, "download_url"), "/admin/users/export/"+csvID+"/download") {
+		t.Fatalf("status: %s", r.raw)
+	}
+	dl := c.admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", "")
+	if dl.status != 200 || !strings.HasPrefix(dl.header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("download: %d %v", dl.status, dl.header)
+	}
+	recs, err := csv.NewReader(strings.NewReader(dl.raw)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(recs[0], fields) || len(recs) != 6 {
+		t.Fatalf("csv header/rows: %v", recs)
+	}
+	for i, rec := range recs[1:] {
+		w := want[rec[0]]
+		if rec[0] != subs[i] {
+			t.Fatalf("row %d is %s, want %s (oldest first)", i, rec[0], subs[i])
+		}
+		for j, f := range fields {
+			if rec[j] != w[f] {
+				t.Errorf("csv %s %s = %q, want %q", rec[0], f, rec[j], w[f])
+			}
+		}
+	}
+
+	// NDJSON, run by the background worker of another node; downloaded
+	// from the first.
+	b := testenv.StartNode(t, nats, testenv.NodeOptions{Configure: configure, DatabaseURL: dbURL, Clock: clk, Workers: true})
+	_ = b
+	r = c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
+	if r.status != 202 {
+		t.Fatalf("create ndjson: %d %s", r.status, r.raw)
+	}
+	ndID := str(r.body, "id")
+	if r := c.waitExport(ndID); str(r.body, "status") != "completed" {
+		t.Fatalf("ndjson job: %s", r.raw)
+	}
+	dl = c.admin(http.MethodGet, "/admin/users/export/"+ndID+"/download", "")
+	if dl.header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("ndjson content type: %v", dl.header)
+	}
+	sc := bufio.NewScanner(strings.NewReader(dl.raw))
+	n := 0
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		w := want[str(rec, "sub")]
+		for f, v := range w {
+			got := ""
+			switch x := rec[f].(type) {
+			case string:
+				got = x
+				if at, err := time.Parse(time.RFC3339Nano, x); err == nil && strings.HasSuffix(f, "_at") {
+					got = at.UTC().Format(time.RFC3339Nano)
+				}
+			case bool:
+				got = fmt.Sprint(x)
+			}
+			if got != v {
+				t.Errorf("ndjson %s %s = %q, want %q", w["sub"], f, got, v)
+			}
+		}
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("ndjson records: %d", n)
+	}
+
+	// Bad requests.
+	for _, body := range []string{`{"format":"xml"}`, `{"format":"csv","csv":{"fields":["password"]}}`, `{"format":"csv","csv":{"fields":["sub","sub"]}}`,
+		`{"format":"ndjson","csv":{"fields":["sub"]}}`, `{"format":"csv","extra":1}`, `nope`} {
+		if r := c.admin(http.MethodPost, "/admin/users/export", body); r.status != 400 {
+			t.Fatalf("%s: %d %s", body, r.status, r.raw)
+		}
+	}
+	if r := c.admin(http.MethodGet, "/admin/users/export/not-a-uuid", ""); r.status != 404 {
+		t.Fatalf("bad id: %d", r.status)
+	}
+
+	// Kept 24 hours, then the job and its file are gone.
+	clk.Advance(24*time.Hour + time.Minute)
+	if r := c.admin(http.MethodGet, "/admin/users/export/"+csvID, ""); r.status != 404 {
+		t.Fatalf("expired job: %d %s", r.status, r.raw)
+	}
+	if _, err := a.Exports.RunNext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := a.Pool.QueryRow(ctx, `SELECT count(*) FROM export_jobs`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("expired jobs left: %d %v", left, err)
+	}
+	js := a.Store.JetStream()
+	obs, err := js.ObjectStore(ctx, "idstream_exports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.GetInfo(ctx, csvID); err == nil {
+		t.Fatal("the expired export file is still stored")
+	}
+}
