@@ -261,4 +261,10 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-func meta(r *http.Request) app.Meta { return app.Meta{CorrelationID: requestID(r.Context())} }
+func meta(r *http.Request) app.Meta {
+	actor, _ := r.Context().Value(actorKey{}).(string)
+	return app.Meta{CorrelationID: requestID(r.Context()), Actor: actor}
+}
+
+// actorKey holds the operator a request acts for.
+type actorKey struct{}

@@ -98,6 +98,9 @@ func (s *Service) Keys() *tokens.Keys { return s.keys }
 // Meta traces a command through the log.
 type Meta struct {
 	CorrelationID string
+	// Actor is who acted when it was not the user: an operator, e.g.
+	// "admin-key:1a2b3c4d" (a fingerprint, never the key).
+	Actor string
 }
 
 // maxAttempts bounds reload-and-decide retries after a conflict.
@@ -114,6 +117,7 @@ func (s *Service) envelope(ev domain.Event, meta Meta, causation string) (events
 		OccurredAt:    s.clock.Now(),
 		CorrelationID: meta.CorrelationID,
 		CausationID:   causation,
+		Actor:         meta.Actor,
 		Data:          data,
 	}, nil
 }

@@ -12,12 +12,14 @@ import (
 // Envelope is what the log stores for each event: a JSON document that any
 // consumer can read without idstream's code.
 type Envelope struct {
-	ID            string          `json:"id"`
-	Type          string          `json:"type"`
-	OccurredAt    time.Time       `json:"occurred_at"`
-	CorrelationID string          `json:"correlation_id,omitempty"`
-	CausationID   string          `json:"causation_id,omitempty"`
-	Data          json.RawMessage `json:"data"`
+	ID            string    `json:"id"`
+	Type          string    `json:"type"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	CorrelationID string    `json:"correlation_id,omitempty"`
+	CausationID   string    `json:"causation_id,omitempty"`
+	// Actor is set when an operator caused the event (admin API, portal).
+	Actor string          `json:"actor,omitempty"`
+	Data  json.RawMessage `json:"data"`
 }
 
 // Record is an envelope as read back from the log.
