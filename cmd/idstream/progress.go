@@ -69,7 +69,7 @@ func (p *progressBar) draw(done int64, final bool) {
 		fill := int(frac * width)
 		line = fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d", p.label, strings.Repeat("#", fill), strings.Repeat("-", width-fill), frac*100, done, p.total)
 		if !final && rate > 0 && done < p.total {
-			line += fmt.Sprintf(" ETA %s", (time.Duration(float64(p.total-done)/rate) * time.Second / time.Second).Round(time.Second))
+			line += fmt.Sprintf(" ETA %s", time.Duration(float64(p.total-done)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	line += fmt.Sprintf(" %.0f/s %s", rate, elapsed.Round(100*time.Millisecond))

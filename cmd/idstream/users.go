@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
 )
@@ -38,11 +41,16 @@ func usersCmd(ctx context.Context, args []string) error {
 	if _, err := workers.CheckExport(*format, fields); err != nil {
 		return err
 	}
-	n, err := toolNode(ctx)
+	// The export reads only the read model: no NATS needed.
+	cfg, err := config.Load()
 	if err != nil {
 		return err
 	}
-	defer n.Close(context.Background())
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	var w io.Writer = os.Stdout
 	if *output != "" {
 		// Written beside the target and renamed when complete, so a reader
@@ -55,14 +63,14 @@ func usersCmd(ctx context.Context, args []string) error {
 		defer f.Close()
 		w = f
 	}
-	total, err := projections.CountUsers(ctx, n.Pool)
+	total, err := projections.CountUsers(ctx, pool)
 	if err != nil {
 		return err
 	}
 	bar := newProgress("exporting users", total)
 	start := time.Now()
 	bw := bufio.NewWriterSize(w, 1<<20)
-	done, err := workers.WriteUsers(ctx, n.Pool, bw, *format, fields, bar.Update)
+	done, err := workers.WriteUsers(ctx, pool, bw, *format, fields, bar.Update)
 	if err == nil {
 		err = bw.Flush()
 	}
