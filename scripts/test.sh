@@ -3,6 +3,7 @@
 # is up, installs what the browser tests need (Debian's chromium, the npm
 # packages pinned in e2e/browser/package-lock.json), then runs
 #   go test -count=1 ./...
+# and then every fuzz target for 10 s (scripts/fuzz.sh).
 # Extra arguments go to go test (e.g. -run TestName, -v).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +33,10 @@ if [ -f e2e/browser/package-lock.json ]; then
   fi
 fi
 
-exec go test -count=1 -timeout 30m "$@" ./...
+go test -count=1 -timeout 30m "$@" ./...
+
+# With no arguments (the whole suite, as CI runs it): every fuzz target for
+# a short time on top of its seed corpus.
+if [ "$#" -eq 0 ]; then
+  ./scripts/fuzz.sh "${IDSTREAM_FUZZ_TIME:-10s}"
+fi

@@ -50,6 +50,8 @@ type NodeOptions struct {
 	Clock *clock.Fake
 	// DatabaseURL shares a database between nodes (default: a fresh one).
 	DatabaseURL string
+	// NATSURL connects to a NATS server other than n (which may be nil).
+	NATSURL string
 	// Workers runs the background reaper (off by default, so tests that
 	// drive reaper passes with the fake clock are not raced by it).
 	Workers bool
@@ -67,7 +69,11 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 		o.DatabaseURL, _ = Database(t)
 	}
 	cfg.DatabaseURL = o.DatabaseURL
-	cfg.NATS.URL = n.Server.ClientURL()
+	if o.NATSURL != "" {
+		cfg.NATS.URL = o.NATSURL
+	} else {
+		cfg.NATS.URL = n.Server.ClientURL()
+	}
 	// Tests sign many guests up from one address: guest sign-up and
 	// challenge limits are off unless a test sets them.
 	off := 0
