@@ -116,8 +116,14 @@ func TestRefreshReuseRaces(t *testing.T) {
 		g := guest(t, n)
 		var issued [2]app.Issued
 		errs := parallel(
-			func() (err error) { issued[0], err = n.Service.Refresh(ctx, "idstream-dev", g.SessionToken, app.Meta{}); return },
-			func() (err error) { issued[1], err = n.Service.Refresh(ctx, "idstream-dev", g.SessionToken, app.Meta{}); return },
+			func() (err error) {
+				issued[0], err = n.Service.Refresh(ctx, "idstream-dev", g.SessionToken, app.Meta{})
+				return
+			},
+			func() (err error) {
+				issued[1], err = n.Service.Refresh(ctx, "idstream-dev", g.SessionToken, app.Meta{})
+				return
+			},
 		)
 		winner := -1
 		for k, err := range errs {
