@@ -15,5 +15,5 @@ targets=(
 for t in "${targets[@]}"; do
   set -- $t
   echo "fuzz: $2 ($1) for $time"
-  go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$time" -parallel 1 2>&1 | tail -n 2
+  go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$time" -timeout 0 -parallel 1 2>&1 | tail -n 2
 done
