@@ -109,6 +109,8 @@ func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, deci
 		}
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err != nil {

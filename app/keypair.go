@@ -104,6 +104,8 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		if errors.Is(err, eventstore.ErrConflict) {
 			// Another device registered this key (or thumbprint) first:
 			// decide again on what it wrote.
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		return iss, err

@@ -71,6 +71,8 @@ func (s *Service) ExpireAnonymousUser(ctx context.Context, userID string, dryRun
 		}
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err != nil {

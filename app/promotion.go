@@ -179,6 +179,8 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 		}
 		err = s.appendEvents(ctx, in.Meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err != nil {
@@ -267,6 +269,10 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	hash := dummyHash
 	if idErr == nil {
 		l, _, err := loadAggregate(ctx, s.store, s.loginIDSubject(id), domain.EvolveLoginID)
+		if err == nil && !l.Claimed() && s.replicated() {
+			// A login ID claimed a moment ago may not be on this replica.
+			l, _, err = loadAggregate(eventstore.WithLeaderCheck(ctx), s.store, s.loginIDSubject(id), domain.EvolveLoginID)
+		}
 		if err != nil {
 			return domain.User{}, err
 		}
@@ -333,6 +339,8 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 		}
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err != nil {
@@ -370,6 +378,8 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 		}
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err == nil {

@@ -117,6 +117,10 @@ func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u dom
 // Refresh rotates a refresh token and issues a new access token. A refresh
 // token that was already rotated away revokes the whole session.
 func (s *Service) Refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
+	return currentRead(ctx, s, func(ctx context.Context) (Issued, error) { return s.refresh(ctx, clientID, presented, meta) })
+}
+
+func (s *Service) refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
 	cl, err := s.client(clientID)
 	if err != nil {
 		return Issued{}, err
@@ -142,6 +146,8 @@ func (s *Service) Refresh(ctx context.Context, clientID, presented string, meta 
 			if errors.Is(err, eventstore.ErrConflict) {
 				// Someone else rotated or revoked first: decide again on
 				// what they wrote (a racing second use is then reuse).
+				// Decide again on what the leader has (a replica may lag).
+				ctx = eventstore.WithLeaderCheck(ctx)
 				continue
 			}
 			if err != nil {
@@ -181,6 +187,8 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, m
 		}
 		err = s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]})
 		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
 		if err == nil {
@@ -220,6 +228,10 @@ const activityResolution = time.Minute
 
 // AuthenticateCookie checks a session cookie and records activity.
 func (s *Service) AuthenticateCookie(ctx context.Context, token string) (Principal, error) {
+	return currentRead(ctx, s, func(ctx context.Context) (Principal, error) { return s.authenticateCookie(ctx, token) })
+}
+
+func (s *Service) authenticateCookie(ctx context.Context, token string) (Principal, error) {
 	sessionID, hash, err := tokens.ParseOpaque(token)
 	if err != nil {
 		return Principal{}, domain.ErrInvalidToken
@@ -250,6 +262,10 @@ func (s *Service) AuthenticateCookie(ctx context.Context, token string) (Princip
 // AuthenticateBearer checks an access token and that its session and user
 // are still live (a revoked session's access tokens stop at once).
 func (s *Service) AuthenticateBearer(ctx context.Context, raw string) (Principal, error) {
+	return currentRead(ctx, s, func(ctx context.Context) (Principal, error) { return s.authenticateBearer(ctx, raw) })
+}
+
+func (s *Service) authenticateBearer(ctx context.Context, raw string) (Principal, error) {
 	claims, err := s.keys.Verify(ctx, raw)
 	if err != nil {
 		return Principal{}, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,6 +29,17 @@ type EmbeddedConfig struct {
 	ServerName string
 	// Logger receives the server's notices; nil keeps it quiet.
 	Logger *slog.Logger
+	// Cluster, when set, joins the server to a cluster over routes.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig joins an embedded server to a NATS cluster.
+type ClusterConfig struct {
+	Name string
+	// Port for routes from the other servers (-1: pick one).
+	Port int
+	// Routes are the other servers' route URLs, e.g. nats-route://127.0.0.1:6222.
+	Routes []string
 }
 
 // StartEmbedded starts a JetStream-enabled NATS server in this process and
@@ -52,6 +64,16 @@ func StartEmbedded(c EmbeddedConfig) (*server.Server, error) {
 		SyncInterval: c.SyncInterval,
 		NoSigs:       true,
 		NoLog:        c.Logger == nil,
+	}
+	if c.Cluster != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Cluster.Name, Host: c.Host, Port: c.Cluster.Port}
+		for _, r := range c.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("eventstore: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -23,6 +23,10 @@ var (
 		Name: "idstream_eventstore_group_retries_total",
 		Help: "Grouped batches rejected as a whole and retried command by command.",
 	})
+	leaderChecked = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "idstream_eventstore_leader_checked_loads_total",
+		Help: "Loads re-checked with the stream leader after a miss on a replica.",
+	})
 	loadSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "idstream_eventstore_load_seconds",
 		Help:    "Time to load one aggregate's events.",

@@ -400,7 +400,8 @@ const loadBatch = 512
 // Load returns the events of one subject in order, and the subject's version:
 // the stream sequence of its last event, 0 when it has none. Direct gets may be
 // served by a lagging replica; the expected-sequence check on append is what
-// keeps decisions on stale state from being written.
+// keeps decisions on stale state from being written, and WithLeaderCheck
+// makes the read current (consistent.go).
 func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, error) {
 	start := time.Now()
 	defer func() { loadSeconds.Observe(time.Since(start).Seconds()) }()
@@ -433,6 +434,12 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 			break
 		}
 		next = recs[len(recs)-1].Sequence + 1
+	}
+	if s.Replicated() && ctx.Value(leaderCheckKey{}) != nil {
+		var err error
+		if recs, err = s.completeFromLeader(ctx, subject, recs); err != nil {
+			return nil, 0, err
+		}
 	}
 	var version uint64
 	if len(recs) > 0 {

@@ -36,7 +36,9 @@ type ledger struct {
 	promoted  map[string]string // sub → login ID
 	failures  map[string]int    // "op status reason" → count
 	unclean   []string          // failures that were not clean
+	ackTimes  []time.Time       // when each sign-up was acknowledged
 	ops       atomic.Int64
+	logins    atomic.Int64 // numbers login IDs across runs
 }
 
 func newLedger() *ledger {
@@ -110,8 +112,7 @@ func claims(at string) map[string]any {
 func (l *ledger) run(ctx context.Context, base string, workers int) {
 	hc := &http.Client{Timeout: 15 * time.Second}
 	var wg sync.WaitGroup
-	var seq atomic.Int64
-	for w := range workers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -132,6 +133,7 @@ func (l *ledger) run(ctx context.Context, base string, workers int) {
 				sid, _ := c["sid"].(string)
 				l.mu.Lock()
 				l.signups[sub] = true
+				l.ackTimes = append(l.ackTimes, time.Now())
 				l.mu.Unlock()
 				ok := true
 				for range 2 {
@@ -153,7 +155,7 @@ func (l *ledger) run(ctx context.Context, base string, workers int) {
 					continue
 				}
 				l.ops.Add(1)
-				login := fmt.Sprintf("w%d-%d@example.com", w, seq.Add(1))
+				login := fmt.Sprintf("member%d@example.com", l.logins.Add(1))
 				a, err = call(hc, http.MethodPost, base+"/api/anonymous_user/promote", "application/json",
 					fmt.Sprintf(`{"login_id":%q,"password":%q}`, login, password), at)
 				if err != nil || a.status != 200 {
@@ -266,4 +268,22 @@ func (l *ledger) report(t *testing.T, lost int) {
 		}
 		t.Errorf("unclean failure: %s", u)
 	}
+}
+
+// longestGap is the longest time without an acknowledged sign-up after
+// from (the failover time when from is the moment of a fault).
+func (l *ledger) longestGap(from time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := append([]time.Time(nil), l.ackTimes...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	prev, gap := from, time.Duration(0)
+	for _, at := range ts {
+		if at.Before(from) {
+			continue
+		}
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return gap
 }

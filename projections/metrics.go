@@ -25,6 +25,10 @@ var (
 		Name: "idstream_projection_failures_total",
 		Help: "Events that stopped a projection.",
 	}, []string{"projection"})
+	projectionGaps = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "idstream_projection_delivery_gaps_total",
+		Help: "Deliveries that skipped an event; the projection restarted from its checkpoint.",
+	}, []string{"projection"})
 	projectionState = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "idstream_projection_state",
 		Help: "1 for the state this node's instance of a projection is in.",

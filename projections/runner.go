@@ -401,10 +401,19 @@ func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error
 	q := &Queue{}
 	applied := 0
 	var last decoded
+	next := uint64(pos) + 1
 	for i, d := range evs {
-		if d.rec.Sequence <= uint64(pos) {
+		if d.rec.Sequence < next {
 			continue // redelivered: already applied
 		}
+		if d.rec.Sequence != next {
+			// Every projection reads every event, and the log never drops
+			// one, so a gap means a delivery went missing (seen when the
+			// stream's leader changes): start again from the checkpoint.
+			projectionGaps.WithLabelValues(p.Name()).Inc()
+			return 0, fmt.Errorf("gap in delivery: got sequence %d, want %d", d.rec.Sequence, next)
+		}
+		next++
 		before := len(q.stmts)
 		if err := p.Apply(q, d.rec, d.ev); err != nil {
 			return 0, applyError{fmt.Errorf("apply %s at %d: %w", d.rec.Type, d.rec.Sequence, err)}

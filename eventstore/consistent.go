@@ -1,0 +1,107 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Reads from a replicated stream. Load uses batched direct gets, which any
+// replica that is (nearly) current may answer: a replica a few milliseconds
+// behind gives a stale state. Decisions on stale state are never written
+// (appends carry the expected sequence), but a read can reject what the
+// leader already knows, such as a refresh token issued a moment ago on
+// another node. Callers that met such a miss read again with
+// WithLeaderCheck: the load is then checked against the stream leader and
+// completed from it.
+
+type leaderCheckKey struct{}
+
+// WithLeaderCheck makes Load on a replicated stream confirm the subject's
+// last sequence with the stream leader (one more round trip) and fetch what
+// the answering replica did not have yet.
+func WithLeaderCheck(ctx context.Context) context.Context {
+	return context.WithValue(ctx, leaderCheckKey{}, true)
+}
+
+// Replicated reports whether reads may come from a lagging replica.
+func (s *Store) Replicated() bool { return s.opts.Stream.Replicas > 1 }
+
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+type msgGetResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error,omitempty"`
+	Message *struct {
+		Subject  string    `json:"subject"`
+		Sequence uint64    `json:"seq"`
+		Data     []byte    `json:"data"`
+		Time     time.Time `json:"time"`
+	} `json:"message,omitempty"`
+}
+
+// errNoMessage is JetStream's "no message found" (10037).
+var errNoMessage = errors.New("no message found")
+
+// leaderGet asks the stream leader (the JetStream API, not direct get).
+func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (Record, error) {
+	body, _ := json.Marshal(req)
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.opts.Stream.Name, body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			return Record{}, fmt.Errorf("%w: leader get: %v", ErrUnavailable, err)
+		}
+		return Record{}, err
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return Record{}, fmt.Errorf("eventstore: leader get answer: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == 10037 {
+			return Record{}, errNoMessage
+		}
+		return Record{}, fmt.Errorf("%w: leader get: %s", ErrUnavailable, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return Record{}, errNoMessage
+	}
+	return decodeRecord(resp.Message.Subject, resp.Message.Sequence, resp.Message.Data)
+}
+
+// completeFromLeader checks recs (a subject's events as a replica had them)
+// against the leader and appends what is missing.
+func (s *Store) completeFromLeader(ctx context.Context, subject string, recs []Record) ([]Record, error) {
+	last, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject})
+	if errors.Is(err, errNoMessage) {
+		return recs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var have uint64
+	if len(recs) > 0 {
+		have = recs[len(recs)-1].Sequence
+	}
+	for have < last.Sequence {
+		rec, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+		have = rec.Sequence
+	}
+	leaderChecked.Inc()
+	return recs, nil
+}
