@@ -3,7 +3,6 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -112,22 +111,7 @@ func caughtUp(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) func() bool
 
 func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 	t.Helper()
-	out := map[string][]string{}
-	for _, table := range []string{"users", "sessions"} {
-		rows, err := pool.Query(context.Background(), fmt.Sprintf(`SELECT row_to_json(x)::text FROM %s x ORDER BY id`, table))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out[table] = append(out[table], s)
-		}
-		rows.Close()
-	}
-	return out
+	return testenv.Dump(t, pool, "users", "sessions")
 }
 
 func TestStopRestartEqualsFreshReplay(t *testing.T) {
