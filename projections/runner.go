@@ -30,6 +30,9 @@ type Projector interface {
 	Name() string
 	// Apply queues the statements for one event.
 	Apply(q *Queue, rec eventstore.Record, ev domain.Event) error
+	// Tables are the tables the projection owns and writes, all of them: a
+	// replay rebuilds exactly these beside the live ones and swaps them in.
+	Tables() []string
 }
 
 // Queue collects the statements of a batch, sent to PostgreSQL in one round
@@ -147,20 +150,28 @@ const (
 	StateRetrying = "retrying"
 )
 
-// errStopped ends a projection's run after a recorded failure.
-var errStopped = errors.New("projection stopped on a failed event")
+// stoppedError ends a projection's run after a recorded failure of the
+// event at seq.
+type stoppedError struct{ seq uint64 }
+
+func (e stoppedError) Error() string {
+	return fmt.Sprintf("projection stopped on the failed event at %d", e.seq)
+}
 
 func (r *Runner) supervise(ctx context.Context, p Projector) {
 	backoff := r.cfg.RetryBackoff
 	for ctx.Err() == nil {
 		err := r.runOnce(ctx, p)
+		var stopped stoppedError
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, errStopped):
+		case errors.As(err, &stopped):
 			r.setState(p.Name(), StateStopped)
-			<-ctx.Done()
-			return
+			if !r.awaitRetry(ctx, p.Name(), stopped.seq) {
+				return
+			}
+			backoff = r.cfg.RetryBackoff
 		case err != nil:
 			r.setState(p.Name(), StateRetrying)
 			r.log.Warn("projection paused; will retry", "projection", p.Name(), "error", err, "retry_in", backoff)
@@ -168,6 +179,27 @@ func (r *Runner) supervise(ctx context.Context, p Projector) {
 			backoff = min(backoff*2, time.Minute)
 		default:
 			backoff = r.cfg.RetryBackoff
+		}
+	}
+}
+
+// awaitRetry waits while the projection is stopped on the event at seq. It
+// returns true once the checkpoint row says to run again: a replay swapped in
+// a rebuilt projection (state running, position at or past seq). Another
+// node's retry of the same event does not move the position, so two nodes do
+// not take turns failing on it. It returns false when ctx ends.
+func (r *Runner) awaitRetry(ctx context.Context, name string, seq uint64) bool {
+	for {
+		clock.Sleep(ctx, r.cfg.StandbyPoll)
+		if ctx.Err() != nil {
+			return false
+		}
+		var state string
+		var pos int64
+		err := r.pool.QueryRow(ctx, `SELECT state, position FROM projection_checkpoints WHERE name = $1`, name).Scan(&state, &pos)
+		if err == nil && state != StateStopped && uint64(pos) >= seq {
+			r.log.Info("projection resumed after a replay", "projection", name, "position", pos)
+			return true
 		}
 	}
 }
@@ -386,6 +418,9 @@ func permanent(err error) bool {
 	return false
 }
 
+// liveCheckpoints is the table of the live projections' positions.
+var liveCheckpoints = pgx.Identifier{"projection_checkpoints"}.Sanitize()
+
 // tx applies evs (those past the checkpoint) and moves the checkpoint, in one
 // transaction. It returns how many events it applied.
 func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error) {
@@ -394,8 +429,42 @@ func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	applied, err := applyTx(ctx, tx, p, liveCheckpoints, evs)
+	if err != nil || applied == 0 {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
+
+// EventError is an event that could not be applied.
+type EventError struct {
+	Sequence uint64
+	Type     string
+	Err      error
+}
+
+func (e *EventError) Error() string {
+	return fmt.Sprintf("apply %s at %d: %v", e.Type, e.Sequence, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *EventError) Unwrap() error { return e.Err }
+
+func eventError(rec eventstore.Record, err error) *EventError {
+	return &EventError{Sequence: rec.Sequence, Type: rec.Type, Err: err}
+}
+
+// applyTx applies evs (those past the checkpoint) in tx and moves the
+// checkpoint. The checkpoint is the row named after the projection in table
+// (the live projection_checkpoints, or a replay's own), whose columns are
+// name, position, last_event_at and updated_at. It returns how many events it
+// applied; the caller commits.
+func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []decoded) (int, error) {
 	var pos int64
-	if err := tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()).Scan(&pos); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT position FROM `+table+` WHERE name = $1 FOR UPDATE`, p.Name()).Scan(&pos); err != nil {
 		return 0, err
 	}
 	q := &Queue{}
@@ -416,7 +485,7 @@ func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error
 		next++
 		before := len(q.stmts)
 		if err := p.Apply(q, d.rec, d.ev); err != nil {
-			return 0, applyError{fmt.Errorf("apply %s at %d: %w", d.rec.Type, d.rec.Sequence, err)}
+			return 0, applyError{eventError(d.rec, err)}
 		}
 		for j := before; j < len(q.stmts); j++ {
 			q.stmts[j].rec = i
@@ -431,19 +500,19 @@ func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error
 	for _, s := range q.stmts {
 		b.Queue(s.sql, s.args...)
 	}
-	b.Queue(`UPDATE projection_checkpoints SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
+	b.Queue(`UPDATE `+table+` SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
 		p.Name(), int64(last.rec.Sequence), last.rec.OccurredAt)
 	res := tx.SendBatch(ctx, b)
 	for _, s := range q.stmts {
 		tag, err := res.Exec()
 		if err != nil {
 			_ = res.Close()
-			return 0, err
+			// Still a *pgconn.PgError underneath, for permanent().
+			return 0, eventError(evs[s.rec].rec, err)
 		}
 		if s.wantOne && tag.RowsAffected() != 1 {
 			_ = res.Close()
-			d := evs[s.rec]
-			return 0, applyError{fmt.Errorf("apply %s at %d: changed %d rows, want 1", d.rec.Type, d.rec.Sequence, tag.RowsAffected())}
+			return 0, applyError{eventError(evs[s.rec].rec, fmt.Errorf("changed %d rows, want 1", tag.RowsAffected()))}
 		}
 	}
 	if _, err := res.Exec(); err != nil {
@@ -451,9 +520,6 @@ func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error
 		return 0, err
 	}
 	if err := res.Close(); err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return 0, err
 	}
 	return applied, nil
@@ -476,5 +542,5 @@ func (r *Runner) fail(ctx context.Context, p Projector, rec eventstore.Record, c
 		// Could not even record it: retry the whole thing later.
 		return fmt.Errorf("record failure: %w (after %v)", err, cause)
 	}
-	return errStopped
+	return stoppedError{rec.Sequence}
 }

@@ -11,6 +11,9 @@ type Users struct{}
 // Name implements Projector.
 func (Users) Name() string { return "users" }
 
+// Tables implements Projector.
+func (Users) Tables() []string { return []string{"users"} }
+
 // Apply implements Projector.
 func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
@@ -59,6 +62,9 @@ type Sessions struct{}
 // Name implements Projector.
 func (Sessions) Name() string { return "sessions" }
 
+// Tables implements Projector.
+func (Sessions) Tables() []string { return []string{"sessions"} }
+
 // Apply implements Projector.
 func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
@@ -84,6 +90,9 @@ type Identities struct{}
 
 // Name implements Projector.
 func (Identities) Name() string { return "identities" }
+
+// Tables implements Projector.
+func (Identities) Tables() []string { return []string{"identities"} }
 
 // Apply implements Projector.
 func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {

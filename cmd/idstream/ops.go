@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,10 +29,16 @@ func toolNode(ctx context.Context) (*node.Node, error) {
 	return node.Start(ctx, node.Options{Config: cfg, Log: newLogger(), Tool: true})
 }
 
-// projectionsCmd is `idstream projections status`.
+// projectionsUsage is the usage of `idstream projections`.
+const projectionsUsage = "usage: idstream projections status [-json] | replay NAME [-restart] [-batch N]"
+
+// projectionsCmd is `idstream projections status|replay`.
 func projectionsCmd(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return projectionsReplay(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "status" {
-		return errors.New("usage: idstream projections status [-json]")
+		return errors.New(projectionsUsage)
 	}
 	fs := flag.NewFlagSet("projections status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -57,6 +64,78 @@ func projectionsCmd(ctx context.Context, args []string) error {
 			fmt.Printf("  failed at %d (%s %s, event %s) %s: %s\n", f.Sequence, f.EventType, f.Subject, f.EventID, f.FailedAt.Format(time.RFC3339), f.Error)
 		}
 	}
+	return nil
+}
+
+// projectionsReplay is `idstream projections replay NAME`: rebuild one
+// projection from the whole log beside the live one, then swap it in.
+func projectionsReplay(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("projections replay", flag.ContinueOnError)
+	restart := fs.Bool("restart", false, "drop the shadow of an interrupted replay and start from the beginning of the log")
+	batch := fs.Int("batch", 10000, "events applied per transaction")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 || name == "" {
+		return errors.New(projectionsUsage)
+	}
+	var p projections.Projector
+	var names []string
+	for _, q := range projections.All() {
+		names = append(names, q.Name())
+		if q.Name() == name {
+			p = q
+		}
+	}
+	if p == nil {
+		return fmt.Errorf("no projection %q; there are %s", name, strings.Join(names, ", "))
+	}
+	if *batch < 1 {
+		return errors.New("-batch must be positive")
+	}
+	n, err := toolNode(ctx)
+	if err != nil {
+		return err
+	}
+	defer n.Close(context.Background())
+
+	bar := newProgress("replay "+name, 0)
+	phase := ""
+	var last projections.ReplayProgress
+	res, err := projections.Replay(ctx, n.Pool, n.Store, p, projections.ReplayOptions{BatchSize: *batch, Restart: *restart,
+		Progress: func(pr projections.ReplayProgress) {
+			last = pr
+			if pr.Phase != phase {
+				if phase == projections.PhaseBuilding {
+					bar.Finish(int64(pr.Done()))
+				}
+				if phase == "" && pr.From > 0 {
+					fmt.Fprintf(os.Stderr, "replay %s: resuming at position %d\n", name, pr.From)
+				}
+				if pr.Phase != projections.PhaseBuilding && pr.Phase != projections.PhaseDone {
+					fmt.Fprintf(os.Stderr, "replay %s: %s at position %d of %d\n", name, pr.Phase, pr.Position, pr.Last)
+				}
+				phase = pr.Phase
+			}
+			if pr.Phase == projections.PhaseBuilding {
+				bar.SetTotal(int64(pr.Total()))
+				bar.Update(int64(pr.Done()))
+			}
+		}})
+	if err != nil {
+		if phase == projections.PhaseBuilding {
+			bar.Finish(int64(last.Done()))
+		}
+		return err
+	}
+	fmt.Printf("replayed %s: %d events in %.1f s, %.0f events/s; checkpoint %d\n",
+		name, res.Events(), res.Elapsed.Seconds(), res.Rate(), res.Position)
 	return nil
 }
 
