@@ -97,6 +97,7 @@ type localBucket struct {
 	limit    Limit
 	tat      time.Time // shared tat at the last sync
 	pending  int       // admitted here since
+	inflight int       // admitted here, being added to the shared bucket
 	lastUsed time.Time
 }
 
@@ -134,7 +135,7 @@ func (l *SyncedLimiter) Allow(ctx context.Context, key string, lim Limit, now ti
 	if tat.Before(now) {
 		tat = now
 	}
-	next := tat.Add(time.Duration(b.pending+1) * emission)
+	next := tat.Add(time.Duration(b.pending+b.inflight+1) * emission)
 	if wait := next.Sub(now) - emission*time.Duration(lim.Burst); wait > 0 {
 		return &RateLimitedError{RetryAfter: max(wait, time.Second)}
 	}
@@ -173,6 +174,8 @@ func (l *SyncedLimiter) Flush(ctx context.Context, now time.Time) error {
 			continue
 		}
 		items = append(items, item{k, b.pending, b})
+		// Until the shared bucket answers, these admissions still count.
+		b.inflight += b.pending
 		b.pending = 0
 	}
 	l.mu.Unlock()
@@ -195,6 +198,7 @@ func (l *SyncedLimiter) Flush(ctx context.Context, now time.Time) error {
 			// Not settled: keep the admissions for the next sync.
 			l.mu.Lock()
 			it.b.pending += it.pending
+			it.b.inflight -= it.pending
 			l.mu.Unlock()
 			if firstErr == nil {
 				firstErr = err
@@ -203,6 +207,7 @@ func (l *SyncedLimiter) Flush(ctx context.Context, now time.Time) error {
 		}
 		l.mu.Lock()
 		it.b.tat = tat
+		it.b.inflight -= it.pending
 		l.mu.Unlock()
 	}
 	return firstErr
