@@ -319,6 +319,12 @@ func (s *Store) commitGroup(group []*appendReq) {
 		go func() {
 			defer wg.Done()
 			seqs, err := s.commit(r.msgs)
+			// A batch the server abandoned as incomplete (it arrived too
+			// slowly under load) was not written: trying again is safe.
+			for try := 1; try <= 3 && incompleteBatch(err); try++ {
+				time.Sleep(time.Duration(try) * 20 * time.Millisecond)
+				seqs, err = s.commit(r.msgs)
+			}
 			r.res <- appendResult{seqs: seqs, err: err}
 		}()
 	}
@@ -525,4 +531,10 @@ func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return info.State.LastSeq, nil
+}
+
+// incompleteBatch is JetStream's "atomic publish batch is incomplete" (10176).
+func incompleteBatch(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10176
 }
