@@ -27,7 +27,7 @@ const (
 	TypeSessionRevoked         = "session.revoked.v1"
 	TypeAnonymousKeyRegistered = "user.anonymous_key.registered.v1"
 	TypeAnonymousKeyClaimed    = "anonymous_key.claimed.v1"
-	TypeUserPromoted           = "user.promoted.v1"
+	TypeUserPromoted           = "user.promoted.v2"
 	TypeUserRegistered         = "user.registered.v1"
 	TypePasswordSet            = "user.password.set.v1"
 	TypeAnonymousKeyRemoved    = "user.anonymous_key.removed.v1"
@@ -39,6 +39,15 @@ const (
 	TypeUserEnabled            = "user.enabled.v1"
 	TypeUserDeleted            = "user.deleted.v1"
 	TypeLoginIDReleased        = "login_id.released.v1"
+)
+
+// Retired event type names: no longer written, but events of these types are
+// in the log for good. DecodeEvent upcasts each to the current version of its
+// event (see upcast.go).
+const (
+	// TypeUserPromotedV1 was written until user.promoted.v2 added the guest's
+	// client and sign-in method.
+	TypeUserPromotedV1 = "user.promoted.v1"
 )
 
 // AnonymousUserCreated: a guest got a real user with a stable sub.
@@ -158,6 +167,12 @@ func EventTypes() []string {
 		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
 }
 
+// RetiredEventTypes lists the event types that are no longer written but are
+// still read: DecodeEvent turns each into the current version of its event.
+func RetiredEventTypes() []string {
+	return []string{TypeUserPromotedV1}
+}
+
 // DecodeEvent turns a stored payload of the named type into its event. Old
 // versions of a type are upcast here, so the rest of the code only sees the
 // current shape.
@@ -178,6 +193,8 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[AnonymousKeyClaimed](data)
 	case TypeUserPromoted:
 		ev = decodeAs[UserPromoted](data)
+	case TypeUserPromotedV1:
+		ev = upcastFrom(data, userPromotedV1.upcast)
 	case TypeUserRegistered:
 		ev = decodeAs[UserRegistered](data)
 	case TypePasswordSet:

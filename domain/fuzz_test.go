@@ -13,7 +13,7 @@ import (
 // to a payload that decodes to the same encoding (no field is lost or
 // changed on a round trip).
 func FuzzDecodeEvent(f *testing.F) {
-	types := domain.EventTypes()
+	types := append(domain.EventTypes(), domain.RetiredEventTypes()...)
 	f.Add(uint8(0), []byte(`{"user_id":"u","client_id":"c","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add(uint8(3), []byte(`{"session_id":"s","user_id":"u","kind":"cookie","idle_timeout_seconds":-1}`))
 	f.Add(uint8(1), []byte(`{"jwk":{"kty":"EC","crv":"P-256"},"alg":"ES256"}`))

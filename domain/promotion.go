@@ -12,13 +12,34 @@ const (
 )
 
 // UserPromoted: a guest became a regular user with a login ID. The sub does
-// not change; analytics join activity before and after on it.
+// not change; analytics join activity before and after on it. Written as
+// user.promoted.v2; a stored user.promoted.v1 decodes to it too, with
+// ClientID empty and GuestMethod GuestMethodUnknown (see upcast.go).
 type UserPromoted struct {
-	UserID         string    `json:"user_id"`
+	UserID string `json:"user_id"`
+	// ClientID is the client application the guest was created by, so
+	// conversions per application need no join with the guest's creation.
+	ClientID string `json:"client_id"`
+	// GuestMethod is how the guest signed in until now: MethodAnonymous (a
+	// web guest, its session only) or MethodAnonymousKey (a device key pair).
+	GuestMethod    string    `json:"guest_method"`
 	LoginIDType    string    `json:"login_id_type"`
 	LoginID        string    `json:"login_id"`
 	GuestCreatedAt time.Time `json:"guest_created_at"`
 	PromotedAt     time.Time `json:"promoted_at"`
+}
+
+// GuestMethodUnknown is the GuestMethod of a promotion recorded before
+// user.promoted.v2; it is never written.
+const GuestMethodUnknown = "unknown"
+
+// guestMethod is how a guest signs in: a guest with a device key is a
+// key-pair guest (the same rule as the lifetime rules use).
+func (u User) guestMethod() string {
+	if len(u.keyIDs) > 0 {
+		return MethodAnonymousKey
+	}
+	return MethodAnonymous
 }
 
 // EventType implements Event.
@@ -137,7 +158,8 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	}
 	now := c.Now.UTC()
 	evs := []Event{
-		UserPromoted{UserID: u.id, LoginIDType: c.LoginIDType, LoginID: c.LoginID, GuestCreatedAt: u.createdAt, PromotedAt: now},
+		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), LoginIDType: c.LoginIDType, LoginID: c.LoginID,
+			GuestCreatedAt: u.createdAt, PromotedAt: now},
 		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now},
 	}
 	for _, kid := range u.keyIDs {

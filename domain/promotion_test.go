@@ -13,7 +13,10 @@ func TestDecidePromote(t *testing.T) {
 	at := t0.Add(time.Hour)
 	cmd := domain.Promote{LoginIDType: "email", LoginID: "ada@example.com", PasswordHash: "$argon2id$x", Now: at}
 	key := domain.AnonymousKeyRegistered{UserID: "u1", KeyID: "k1", Algorithm: "ES256", Thumbprint: "tp", RegisteredAt: t0}
-	promoted := domain.UserPromoted{UserID: "u1", LoginIDType: "email", LoginID: "ada@example.com", GuestCreatedAt: t0, PromotedAt: at}
+	promoted := domain.UserPromoted{UserID: "u1", ClientID: "c1", GuestMethod: domain.MethodAnonymous, LoginIDType: "email", LoginID: "ada@example.com",
+		GuestCreatedAt: t0, PromotedAt: at}
+	keyPromoted := promoted
+	keyPromoted.GuestMethod = domain.MethodAnonymousKey
 	pw := domain.PasswordSet{UserID: "u1", PasswordHash: "$argon2id$x", Reason: "promotion", SetAt: at}
 	claim := domain.LoginIDClaimed{LoginIDType: "email", LoginID: "ada@example.com", UserID: "u1", ClaimedAt: at}
 	tests := []struct {
@@ -25,7 +28,7 @@ func TestDecidePromote(t *testing.T) {
 	}{
 		{"guest", []domain.Event{created()}, nil, domain.Promotion{User: []domain.Event{promoted, pw}, Claim: claim}, nil},
 		{"key-pair guest loses its key", []domain.Event{created(), key}, nil,
-			domain.Promotion{User: []domain.Event{promoted, pw, domain.AnonymousKeyRemoved{UserID: "u1", KeyID: "k1", RemovedAt: at}}, Claim: claim}, nil},
+			domain.Promotion{User: []domain.Event{keyPromoted, pw, domain.AnonymousKeyRemoved{UserID: "u1", KeyID: "k1", RemovedAt: at}}, Claim: claim}, nil},
 		{"already promoted", []domain.Event{created(), promoted}, nil, domain.Promotion{}, domain.ErrNotAnonymous},
 		{"login ID taken", []domain.Event{created()}, []domain.Event{domain.LoginIDClaimed{UserID: "u2"}}, domain.Promotion{}, domain.ErrLoginIDTaken},
 		{"merged guest", []domain.Event{created(), domain.AnonymousUserMerged{GuestID: "u1", IntoUserID: "u2"}}, nil, domain.Promotion{}, domain.ErrUserRetired},

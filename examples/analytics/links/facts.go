@@ -63,6 +63,7 @@ var linkTypes = map[string]bool{
 	domain.TypeAnonymousUserCreated: true,
 	domain.TypeUserRegistered:       true,
 	domain.TypeUserPromoted:         true,
+	domain.TypeUserPromotedV1:       true,
 	domain.TypeAnonymousUserMerged:  true,
 	domain.TypeAnonymousUserExpired: true,
 }
@@ -87,7 +88,7 @@ func decode(m jetstream.Msg) (f fact, ok bool, err error) {
 		var d registered
 		err = json.Unmarshal(rec.Data, &d)
 		f.Sub, f.At, f.LoginIDType = d.UserID, d.RegisteredAt, d.LoginIDType
-	case domain.TypeUserPromoted:
+	case domain.TypeUserPromoted, domain.TypeUserPromotedV1:
 		var d promoted
 		err = json.Unmarshal(rec.Data, &d)
 		f.Sub, f.At, f.LoginIDType = d.UserID, d.PromotedAt, d.LoginIDType
@@ -154,7 +155,7 @@ func link(ctx context.Context, q querier, f fact) error {
 			VALUES ($1, $1, 'member', $2, $3, $4)
 			ON CONFLICT (sub) DO UPDATE SET kind = 'member', created_at = EXCLUDED.created_at,
 				login_id_type = EXCLUDED.login_id_type, last_seq = EXCLUDED.last_seq`, f.Sub, f.At, f.LoginIDType, seq)
-	case domain.TypeUserPromoted:
+	case domain.TypeUserPromoted, domain.TypeUserPromotedV1:
 		// Same sub before and after: only the time and the kind change.
 		_, err = q.Exec(ctx, `INSERT INTO analytics_identity_links (sub, person_id, kind, promoted_at, login_id_type, last_seq)
 			VALUES ($1, $1, 'member', $2, $3, $4)
