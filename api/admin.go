@@ -80,15 +80,26 @@ func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, badRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
 		return
 	}
-	ctx := r.Context()
-	u, _, err := s.Service.LoadUser(ctx, id)
+	out, err := s.userTimeline(r.Context(), id)
 	if err != nil {
 		s.writeAPIError(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "events": out})
+}
+
+// errNoSuchUser: the log has no user with the id.
+var errNoSuchUser = newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user")
+
+// userTimeline reads one user's whole history from the log (not the read
+// model): the user's events, its sessions' and its login ID's, in log order.
+func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, error) {
+	u, _, err := s.Service.LoadUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	if !u.Exists() {
-		s.writeAPIError(w, r, newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user"))
-		return
+		return nil, errNoSuchUser
 	}
 	subjects := []string{s.Store.Subject("user", id)}
 	sessionIDs := slices.Clone(u.SessionIDs())
@@ -116,15 +127,14 @@ func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 	for _, subj := range subjects {
 		recs, _, err := s.Store.Load(ctx, subj)
 		if err != nil {
-			s.writeAPIError(w, r, err)
-			return
+			return nil, err
 		}
 		for _, rec := range recs {
 			out = append(out, timelineOf(rec))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Sequence < out[j].Sequence })
-	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "events": out})
+	return out, nil
 }
 
 func timelineOf(rec eventstore.Record) timelineEvent {

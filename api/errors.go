@@ -64,6 +64,8 @@ func classify(err error) *Error {
 		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
 	case errors.Is(err, app.ErrUnknownClient):
 		return wrap(newError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
+	case errors.Is(err, app.ErrSessionTypeNotAllowed):
+		return wrap(newError(400, "Invalid", "SessionTypeNotAllowed", "unauthorized_client", "the application's session type does not allow this kind of session"))
 	case errors.Is(err, app.ErrDuplicateRequest):
 		return wrap(newError(409, "Conflict", "DuplicateRequest", "invalid_request", "a request with this Idempotency-Key was already handled; its result is not repeated"))
 	case errors.Is(err, app.ErrBusy):

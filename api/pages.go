@@ -21,7 +21,7 @@ import (
 	"github.com/idstream/idstream/loginid"
 )
 
-//go:embed web/*.html web/*.css
+//go:embed web/*.html web/*.css web/portal/*.html web/portal/*.css
 var webFS embed.FS
 
 var pageTemplates = map[string]*template.Template{
@@ -93,7 +93,7 @@ var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9_-]{43,128}$`)
 // is registered for the client; otherwise they are shown here.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	cl, ok := s.cfg.Client(q.Get("client_id"))
+	cl, ok := s.Service.Settings().Client(q.Get("client_id"))
 	if !ok {
 		s.messagePage(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not registered with this service.")
 		return
@@ -338,7 +338,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
 		}
 		iss, err := s.Service.Promote(ctx, in)
-		if errors.Is(err, domain.ErrLoginIDTaken) && s.cfg.Promotion.ConflictPolicy == "login" {
+		if errors.Is(err, domain.ErrLoginIDTaken) && s.Service.Settings().ConflictPolicy == "login" {
 			// Policy "login": the person owns that account if the password
 			// is right; the guest is retired into it.
 			u, aerr := s.Service.AuthenticatePassword(ctx, string(id.Type), id.Value, pw, s.clientIP(r), meta(r))

@@ -46,6 +46,8 @@ type Deps struct {
 	Store   LogReader
 	// Exports runs user export jobs (admin API).
 	Exports *workers.Exports
+	// Reaper reports the guest reaper's status (portal).
+	Reaper *workers.Reaper
 	// ReadyLagBound is how many events a projection may be behind the log
 	// while /readyz still answers ready.
 	ReadyLagBound uint64
@@ -122,6 +124,9 @@ func (s *Server) routes() {
 	r.Handle("/metrics", promhttp.Handler()).Methods(http.MethodGet)
 	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
 	r.HandleFunc("/docs", s.docs).Methods(http.MethodGet)
+	// The operators' portal: HTML pages with a router of their own (not part
+	// of the API reference).
+	r.PathPrefix("/portal").Handler(s.portalRouter())
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, newError(404, "NotFound", "NotFound", "invalid_request", "no such endpoint"))
 	})
@@ -229,7 +234,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Add("Vary", "Origin")
 	allowed := false
-	for _, cl := range s.cfg.Clients {
+	for _, cl := range s.Service.Settings().Clients {
 		if cl.AllowsOrigin(origin) {
 			allowed = true
 			break

@@ -136,7 +136,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	s.clearSessionCookie(w)
 	w.Header().Set("Cache-Control", "no-store")
 	if target := r.URL.Query().Get("post_logout_redirect_uri"); target != "" {
-		for _, cl := range s.cfg.Clients {
+		for _, cl := range s.Service.Settings().Clients {
 			if cl.AllowsRedirect(target) || cl.AllowsOrigin(target) {
 				http.Redirect(w, r, target, http.StatusFound)
 				return

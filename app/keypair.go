@@ -84,7 +84,10 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 	if err != nil {
 		return Issued{}, err
 	}
-	idle, life := lifetimes(cl, domain.SessionKindRefreshToken)
+	idle, life, err := lifetimes(cl, domain.SessionKindRefreshToken)
+	if err != nil {
+		return Issued{}, err
+	}
 	// A device's sign-ins are ordered on its guest's subject, so parallel
 	// sign-ins of one device conflict: retry more, with a little jitter.
 	for attempt := range 3 * maxAttempts {
@@ -97,9 +100,9 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		}
 		var iss Issued
 		if key.Claimed() {
-			iss, err = s.signInKnownKey(ctx, cl.AccessTokenLifetime.D(), req, key, idle, life, meta)
+			iss, err = s.signInKnownKey(ctx, cl.AccessTokenLifetime.Duration(), req, key, idle, life, meta)
 		} else {
-			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.D(), clientID, req, keyVersion, idle, life, meta)
+			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.Duration(), clientID, req, keyVersion, idle, life, meta)
 		}
 		if errors.Is(err, eventstore.ErrConflict) {
 			// Another device registered this key (or thumbprint) first:
@@ -235,7 +238,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	if err := req.Verify(req.HeaderJWK); err != nil {
 		return Issued{}, err
 	}
-	if !*s.cfg.Anonymous.Enabled {
+	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
 	tp, err := tokens.Thumbprint(req.HeaderJWK)

@@ -17,10 +17,9 @@ type ExpiryOutcome struct {
 	NotBefore time.Time
 }
 
-// LifetimeRules are the configured guest lifetime rules.
+// LifetimeRules are the guest lifetime rules of the current settings.
 func (s *Service) LifetimeRules() domain.LifetimeRules {
-	g := s.cfg.Guests
-	return domain.LifetimeRules{WebGuestGrace: g.WebGuestGrace.D(), KeyGuestInactivity: g.KeyGuestInactivity.D()}
+	return s.Settings().LifetimeRules()
 }
 
 // ExpireAnonymousUser runs the ExpireAnonymousUser command: it decides on

@@ -213,13 +213,16 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	idle, life := lifetimes(cl, ns.Kind)
+	idle, life, err := lifetimes(cl, ns.Kind)
+	if err != nil {
+		return nil, err
+	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
 		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now})
 	if err != nil {
 		return nil, err
 	}
-	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token, atLife: cl.AccessTokenLifetime.D()}, nil
+	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token, atLife: cl.AccessTokenLifetime.Duration()}, nil
 }
 
 func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
@@ -254,7 +257,7 @@ func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // wrong password is the same, after the same work.
 func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
 	now := s.clock.Now()
-	lim := s.cfg.RateLimits
+	lim := s.Settings().RateLimits
 	id, idErr := s.ParseLoginID(typ, value)
 	if err := s.limiter.Allow(ctx, "signin:ip:"+ip, limitOf(lim.SignInPerIP), now); err != nil {
 		return domain.User{}, err

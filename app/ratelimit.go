@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 )
 
@@ -36,16 +36,16 @@ type Limit struct {
 // Enabled reports whether the limit applies (Burst 0 turns it off).
 func (l Limit) Enabled() bool { return l.Burst > 0 && l.Per > 0 }
 
-func limitOf(r config.RateLimit) Limit { return Limit{Burst: *r.Burst, Per: r.Per.D()} }
+func limitOf(r domain.RateLimitSetting) Limit { return Limit{Burst: r.Burst, Per: r.Per.Duration()} }
 
 // AllowAnonymousSignup checks the guest sign-up rate of a client IP.
 func (s *Service) AllowAnonymousSignup(ctx context.Context, ip string) error {
-	return s.fastLimiter.Allow(ctx, "signup:ip:"+ip, limitOf(s.cfg.RateLimits.AnonymousSignup), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "signup:ip:"+ip, limitOf(s.Settings().RateLimits.AnonymousSignup), s.clock.Now())
 }
 
 // AllowChallenge checks the challenge rate of a client IP.
 func (s *Service) AllowChallenge(ctx context.Context, ip string) error {
-	return s.fastLimiter.Allow(ctx, "challenge:ip:"+ip, limitOf(s.cfg.RateLimits.Challenge), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "challenge:ip:"+ip, limitOf(s.Settings().RateLimits.Challenge), s.clock.Now())
 }
 
 // Limiter checks request rates per key, shared by every node.

@@ -22,7 +22,10 @@ func (s *Service) SeedWebGuests(ctx context.Context, clientID string, n int, at 
 	if err != nil {
 		return err
 	}
-	idle, life := lifetimes(cl, domain.SessionKindRefreshToken)
+	idle, life, err := lifetimes(cl, domain.SessionKindRefreshToken)
+	if err != nil {
+		return err
+	}
 	const perAppend = 200 // guests, two events each
 	var done atomic.Int64
 	var firstErr error

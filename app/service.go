@@ -28,8 +28,11 @@ import (
 var (
 	ErrAnonymousDisabled = errors.New("anonymous users are disabled")
 	ErrUnknownClient     = errors.New("unknown client")
-	ErrDuplicateRequest  = errors.New("a request with this idempotency key was already handled")
-	ErrBusy              = errors.New("too many concurrent changes; try again")
+	// ErrSessionTypeNotAllowed: the client's session type does not allow
+	// this kind of session (cookie vs refresh token).
+	ErrSessionTypeNotAllowed = errors.New("the application's session type does not allow this kind of session")
+	ErrDuplicateRequest      = errors.New("a request with this idempotency key was already handled")
+	ErrBusy                  = errors.New("too many concurrent changes; try again")
 )
 
 // Store is what commands need from the event log.
@@ -76,6 +79,12 @@ type Service struct {
 	log         *slog.Logger
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
+	// settings are the runtime settings from the log; seedSettings those of
+	// the configuration file, used until the log's are loaded.
+	settings     liveSettings
+	seedSettings domain.Settings
+	// operators may sign in to the portal.
+	operators operators
 }
 
 // NewService builds a service; it refuses missing dependencies.
@@ -84,12 +93,19 @@ func NewService(d Deps) (*Service, error) {
 		d.Codes == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
-	return &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
+	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
 		codes: d.Codes, limiter: d.Limiter, fastLimiter: d.FastLimiter, log: d.Log,
-		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes))}, nil
+		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: SettingsFromConfig(d.Config)}
+	var err error
+	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-// Config returns the configuration the service runs with.
+// Config returns the configuration the service started with. Runtime
+// settings (clients, anonymous users, lifetimes, rate limits) come from
+// Settings instead.
 func (s *Service) Config() *config.Config { return s.cfg }
 
 // Keys returns the token key ring.
@@ -191,19 +207,25 @@ func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, u
 }
 
 // client looks up a client application.
-func (s *Service) client(id string) (config.Client, error) {
-	cl, ok := s.cfg.Client(id)
+func (s *Service) client(id string) (domain.ClientSettings, error) {
+	cl, ok := s.Settings().Client(id)
 	if !ok {
-		return config.Client{}, ErrUnknownClient
+		return domain.ClientSettings{}, ErrUnknownClient
 	}
 	return cl, nil
 }
 
-func lifetimes(cl config.Client, kind domain.SessionKind) (idle, life time.Duration) {
-	if kind == domain.SessionKindCookie {
-		return cl.CookieIdleTimeout.D(), cl.CookieLifetime.D()
+// lifetimes are the idle timeout and lifetime of a new session of the kind;
+// a client whose session type does not allow the kind gets
+// ErrSessionTypeNotAllowed.
+func lifetimes(cl domain.ClientSettings, kind domain.SessionKind) (idle, life time.Duration, err error) {
+	if !cl.AllowsSession(kind) {
+		return 0, 0, ErrSessionTypeNotAllowed
 	}
-	return cl.RefreshTokenIdleTimeout.D(), cl.RefreshTokenLifetime.D()
+	if kind == domain.SessionKindCookie {
+		return cl.CookieIdleTimeout.Duration(), cl.CookieLifetime.Duration(), nil
+	}
+	return cl.RefreshTokenIdleTimeout.Duration(), cl.RefreshTokenLifetime.Duration(), nil
 }
 
 // jitter pauses before retry attempt n (0 to n ms), so that writers racing

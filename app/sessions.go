@@ -39,7 +39,7 @@ type SignUpAnonymous struct {
 // SignUpAnonymous runs the CreateAnonymous command: a new user and its first
 // session, written in one atomic append.
 func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issued, error) {
-	if !*s.cfg.Anonymous.Enabled {
+	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
 	cl, err := s.client(c.ClientID)
@@ -57,7 +57,10 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	if err != nil {
 		return Issued{}, err
 	}
-	idle, life := lifetimes(cl, c.Kind)
+	idle, life, err := lifetimes(cl, c.Kind)
+	if err != nil {
+		return Issued{}, err
+	}
 	started, err := domain.DecideStartSession(user, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: c.ClientID, Kind: c.Kind, Method: domain.MethodAnonymous,
 		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now,
@@ -77,7 +80,7 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	}
 	commands.WithLabelValues("create_anonymous", "ok").Inc()
 	sess := domain.EvolveSession(domain.Session{}, started[0])
-	return s.issue(ctx, cl.AccessTokenLifetime.D(), user, sess, token)
+	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), user, sess, token)
 }
 
 // issue signs an access token for a session and packs the answer.
@@ -169,7 +172,7 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 			return Issued{}, err
 		}
 		commands.WithLabelValues("refresh_session", "ok").Inc()
-		return s.issue(ctx, cl.AccessTokenLifetime.D(), u, domain.EvolveSession(sess, evs[0]), token)
+		return s.issue(ctx, cl.AccessTokenLifetime.Duration(), u, domain.EvolveSession(sess, evs[0]), token)
 	}
 	return Issued{}, ErrBusy
 }
@@ -301,7 +304,7 @@ func (s *Service) AccessTokenFor(ctx context.Context, p Principal) (Issued, erro
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.issue(ctx, cl.AccessTokenLifetime.D(), p.User, p.Session, "")
+	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), p.User, p.Session, "")
 }
 
 func maxTime(a, b time.Time) time.Time {

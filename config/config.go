@@ -9,12 +9,15 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/idstream/idstream/domain"
 )
 
 // Duration is a time.Duration written as "30m", "720h" in YAML.
@@ -39,6 +42,8 @@ type Client struct {
 	Name           string   `yaml:"name"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	RedirectURIs   []string `yaml:"redirect_uris"`
+	// SessionType is "refresh_token", "cookie" or "any" (the default).
+	SessionType string `yaml:"session_type"`
 	// Session lifetimes; zero values take the Authgear defaults.
 	CookieIdleTimeout       Duration `yaml:"cookie_idle_timeout"`
 	CookieLifetime          Duration `yaml:"cookie_lifetime"`
@@ -128,6 +133,13 @@ type Config struct {
 	// AdminAPIKeys authorise the admin API (bearer); none configured turns
 	// the admin API off.
 	AdminAPIKeys []string `yaml:"admin_api_keys"`
+	// Portal is the operators' web console at /portal; it is off while no
+	// operator is configured.
+	Portal struct {
+		Operators []Operator `yaml:"operators"`
+		// SessionLifetime bounds an operator's portal session (default 8h).
+		SessionLifetime Duration `yaml:"session_lifetime"`
+	} `yaml:"portal"`
 	// TrustedProxies are the networks (CIDR) whose X-Forwarded-For is
 	// believed; every other peer is the client itself.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -136,6 +148,15 @@ type Config struct {
 	Dev bool `yaml:"-"`
 	// File is the configuration file read, if any.
 	File string `yaml:"-"`
+}
+
+// Operator may sign in to the portal: with a password (hashed when the node
+// starts, never kept) or, better, an argon2id PHC hash from
+// `idstream portal hash-password`.
+type Operator struct {
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordHash string `yaml:"password_hash"`
 }
 
 // RateLimit allows Burst requests at once, refilled over Per.
@@ -167,6 +188,8 @@ func (r *RateLimit) fill(burst int, per time.Duration) {
 		r.Per = Duration(per)
 	}
 }
+
+var operatorName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // DevClientID is the client application of development mode.
 const DevClientID = "idstream-dev"
@@ -204,6 +227,13 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	set(&c.NATS.Sync, "IDSTREAM_NATS_SYNC")
 	if v := getenv("IDSTREAM_ADMIN_API_KEYS"); v != "" {
 		c.AdminAPIKeys = strings.Split(v, ",")
+	}
+	if pw, hash := getenv("IDSTREAM_PORTAL_PASSWORD"), getenv("IDSTREAM_PORTAL_PASSWORD_HASH"); pw != "" || hash != "" {
+		name := getenv("IDSTREAM_PORTAL_USERNAME")
+		if name == "" {
+			name = "admin"
+		}
+		c.Portal.Operators = append(c.Portal.Operators, Operator{Username: name, Password: pw, PasswordHash: hash})
 	}
 	for name, dst := range map[string]**bool{
 		"IDSTREAM_ANONYMOUS_ENABLED": &c.Anonymous.Enabled,
@@ -251,6 +281,9 @@ func boolPtr(b bool) *bool { return &b }
 func (c *Config) applyDefaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"
+	}
+	if c.Portal.SessionLifetime == 0 {
+		c.Portal.SessionLifetime = Duration(8 * time.Hour)
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Addr
@@ -348,6 +381,9 @@ func (c *Config) applyDefaults() {
 		def(&cl.RefreshTokenIdleTimeout, DefaultIdleTimeout)
 		def(&cl.RefreshTokenLifetime, DefaultSessionLifetime)
 		def(&cl.AccessTokenLifetime, DefaultAccessTokenLifetime)
+		if cl.SessionType == "" {
+			cl.SessionType = "any"
+		}
 	}
 }
 
@@ -383,6 +419,25 @@ func (c *Config) Validate() error {
 			break
 		}
 	}
+	names := map[string]bool{}
+	for _, o := range c.Portal.Operators {
+		switch {
+		case !operatorName.MatchString(o.Username):
+			errs = append(errs, fmt.Errorf("portal.operators: username %q: use 1 to 64 letters, digits, dots, dashes or underscores", o.Username))
+		case names[o.Username]:
+			errs = append(errs, fmt.Errorf("portal.operators: %s is listed twice", o.Username))
+		case (o.Password == "") == (o.PasswordHash == ""):
+			errs = append(errs, fmt.Errorf("portal.operators: %s needs exactly one of password and password_hash", o.Username))
+		case o.Password != "" && len(o.Password) < 12:
+			errs = append(errs, fmt.Errorf("portal.operators: %s: the password needs at least 12 characters", o.Username))
+		case o.PasswordHash != "" && !strings.HasPrefix(o.PasswordHash, "$argon2id$"):
+			errs = append(errs, fmt.Errorf("portal.operators: %s: password_hash must be an argon2id PHC string", o.Username))
+		}
+		names[o.Username] = true
+	}
+	if c.Portal.SessionLifetime < Duration(time.Minute) {
+		errs = append(errs, errors.New("portal.session_lifetime must be at least 1m"))
+	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			errs = append(errs, fmt.Errorf("trusted_proxies: %q is not a CIDR prefix", p))
@@ -390,6 +445,12 @@ func (c *Config) Validate() error {
 	}
 	if *c.Guests.KeyGuestInactivity < 0 || c.Guests.WebGuestGrace < 0 || c.Guests.ReaperInterval <= 0 || c.Guests.ReaperBatch < 1 {
 		errs = append(errs, errors.New("guests: durations must not be negative, and the reaper interval and batch must be positive"))
+	}
+	for name, r := range map[string]RateLimit{"anonymous_signup": c.RateLimits.AnonymousSignup, "challenge": c.RateLimits.Challenge,
+		"sign_in_per_ip": c.RateLimits.SignInPerIP, "sign_in_per_login_id": c.RateLimits.SignInPerLoginID} {
+		if *r.Burst < 0 || r.Per.D() < time.Second {
+			errs = append(errs, fmt.Errorf("rate_limits.%s: the burst must not be negative and the period at least 1s", name))
+		}
 	}
 	seen := map[string]bool{}
 	for _, cl := range c.Clients {
@@ -404,12 +465,15 @@ func (c *Config) Validate() error {
 		if cl.CookieLifetime < cl.CookieIdleTimeout || cl.RefreshTokenLifetime < cl.RefreshTokenIdleTimeout {
 			errs = append(errs, fmt.Errorf("client %s: a lifetime is shorter than its idle timeout", cl.ClientID))
 		}
+		if t := cl.SessionType; t != "any" && t != "cookie" && t != "refresh_token" {
+			errs = append(errs, fmt.Errorf("client %s: session_type must be refresh_token, cookie or any", cl.ClientID))
+		}
 		if cl.AccessTokenLifetime.D() < time.Minute || cl.AccessTokenLifetime.D() > 24*time.Hour {
 			errs = append(errs, fmt.Errorf("client %s: access_token_lifetime must be 1m to 24h", cl.ClientID))
 		}
 		for _, o := range append(append([]string{}, cl.AllowedOrigins...), cl.RedirectURIs...) {
-			if err := checkPattern(o); err != nil {
-				errs = append(errs, fmt.Errorf("client %s: %w", cl.ClientID, err))
+			if msg := domain.CheckURLPattern(o, false); msg != "" {
+				errs = append(errs, fmt.Errorf("client %s: %s", cl.ClientID, msg))
 			}
 		}
 	}
@@ -439,13 +503,4 @@ func (c *Config) Client(id string) (Client, bool) {
 		}
 	}
 	return Client{}, false
-}
-
-// MaxAccessTokenLifetime is the longest access-token lifetime of any client.
-func (c *Config) MaxAccessTokenLifetime() time.Duration {
-	m := DefaultAccessTokenLifetime
-	for _, cl := range c.Clients {
-		m = max(m, cl.AccessTokenLifetime.D())
-	}
-	return m
 }

@@ -3,11 +3,13 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -21,8 +23,9 @@ func TestDevelopmentDefaults(t *testing.T) {
 		t.Fatalf("dev defaults: %+v", c)
 	}
 	cl, ok := c.Client(config.DevClientID)
-	if !ok || !cl.AllowsOrigin("http://localhost:5173") || !cl.AllowsOrigin("http://127.0.0.1:3000") || cl.AllowsOrigin("https://localhost:5173") ||
-		cl.AllowsOrigin("http://localhost.evil.example:80") || !cl.AllowsRedirect("http://localhost:3000/callback") {
+	m := domain.ClientSettings{AllowedOrigins: cl.AllowedOrigins, RedirectURIs: cl.RedirectURIs}
+	if !ok || !m.AllowsOrigin("http://localhost:5173") || !m.AllowsOrigin("http://127.0.0.1:3000") || m.AllowsOrigin("https://localhost:5173") ||
+		m.AllowsOrigin("http://localhost.evil.example:80") || !m.AllowsRedirect("http://localhost:3000/callback") {
 		t.Fatalf("dev client: %+v", cl)
 	}
 	if cl.RefreshTokenIdleTimeout.D() != 30*24*time.Hour || cl.RefreshTokenLifetime.D() != 52*7*24*time.Hour || cl.AccessTokenLifetime.D() != 30*time.Minute {
@@ -51,7 +54,7 @@ clients:
 	}
 	cl, _ := c.Client("web")
 	if c.Dev || c.Addr != "0.0.0.0:9000" || c.PublicURL != "https://id.example.com" || !*c.Cookie.Secure || c.DatabaseURL != "postgres://x@db/y" ||
-		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.D() != time.Hour || cl.AllowsOrigin("http://localhost:3000") {
+		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.D() != time.Hour || slices.Contains(cl.AllowedOrigins, "http://localhost:3000") {
 		t.Fatalf("loaded: %+v %+v", c, cl)
 	}
 }

@@ -164,7 +164,7 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked}
+		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSettingsChanged}
 }
 
 // RetiredEventTypes lists the event types that are no longer written but are
@@ -217,6 +217,8 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		ev = decodeAs[UserDeleted](data)
 	case TypeLoginIDReleased:
 		ev = decodeAs[LoginIDReleased](data)
+	case TypeSettingsChanged:
+		ev = decodeAs[SettingsChanged](data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

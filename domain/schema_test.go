@@ -374,5 +374,10 @@ func emittedSamples(t *testing.T) []domain.Event {
 			out = append(out, del.Release)
 		}
 	}
+	first := must(domain.DecideSettingsChange(domain.ProjectSettings{}, sampleSettings(), "config-file", at))
+	next := sampleSettings()
+	next.AnonymousEnabled = false
+	next.Clients[0].RefreshTokenLifetime = 7 * 24 * 3600
+	must(domain.DecideSettingsChange(domain.EvolveSettings(domain.ProjectSettings{}, first[0]), next, "portal:admin", later))
 	return out
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/migrations"
 	"github.com/idstream/idstream/projections"
@@ -189,15 +190,13 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 	if n.Keys, err = tokens.NewKeys(ctx, n.Pool, o.Clock, o.Log, tokens.KeysConfig{
-		Issuer: cfg.PublicURL, PublishRetiredFor: cfg.MaxAccessTokenLifetime() + time.Hour, ReloadEvery: time.Minute,
+		Issuer: cfg.PublicURL, PublishRetiredFor: domain.MaxAccessTokenLifetime + time.Hour, ReloadEvery: time.Minute,
 	}); err != nil {
 		return nil, err
 	}
-	maxIdle := config.DefaultIdleTimeout
-	for _, cl := range cfg.Clients {
-		maxIdle = max(maxIdle, cl.CookieIdleTimeout.D())
-	}
-	activity, err := app.NewKVActivity(ctx, n.Store.JetStream(), cfg.NATS.Replicas, maxIdle)
+	// Settings may change idle timeouts at run time: activity is kept for
+	// the longest one they allow.
+	activity, err := app.NewKVActivity(ctx, n.Store.JetStream(), cfg.NATS.Replicas, domain.MaxIdleTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +207,10 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	n.Limiter = app.NewSyncedLimiter(n.Pool, 50*time.Millisecond)
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
 		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
+		return nil, err
+	}
+	// The log's settings, written from the configuration by the first node.
+	if err := n.Service.InitSettings(ctx); err != nil {
 		return nil, err
 	}
 	if n.Reaper, err = workers.NewReaper(n.Pool, n.Service, o.Clock, o.Log, workers.ReaperConfig{
@@ -225,7 +228,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
 		return nil, err
 	}
-	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store, Exports: n.Exports}); err != nil {
+	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store, Exports: n.Exports, Reaper: n.Reaper}); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -236,6 +239,13 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.Limiter.Run(rctx, o.Clock) }()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.Service.WatchSettings(rctx, n.Store); err != nil {
+			o.Log.Error("settings are not followed; restart the node", "err", err)
+		}
+	}()
 	if !o.NoWorkers {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()

@@ -398,3 +398,13 @@ func (e *Exports) deleteExpired(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Recent lists the newest jobs that have not expired, at most n.
+func (e *Exports) Recent(ctx context.Context, n int) ([]ExportJob, error) {
+	rows, err := e.pool.Query(ctx, `SELECT `+jobColumns+` FROM export_jobs WHERE expires_at > $1
+		ORDER BY created_at DESC LIMIT $2`, e.clock.Now(), n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ExportJob, error) { return scanJob(r) })
+}

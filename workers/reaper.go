@@ -254,3 +254,32 @@ func (r *Reaper) candidates(ctx context.Context, now time.Time) ([]string, error
 	}
 	return ids, nil
 }
+
+// ReaperStatus is what operators see of the reaper.
+type ReaperStatus struct {
+	// Running: some node holds the reaper lease.
+	Running bool
+	// Postponed guests were found still active and are not looked at
+	// again before their time.
+	Postponed int64
+	// ExpiredLastDay counts guests the read model shows expired in the
+	// last 24 hours; LastExpiry is the newest expiry.
+	ExpiredLastDay int64
+	LastExpiry     *time.Time
+	Rules          domain.LifetimeRules
+}
+
+// Status reads the reaper's state from PostgreSQL (any node can answer).
+func (r *Reaper) Status(ctx context.Context) (ReaperStatus, error) {
+	st := ReaperStatus{Rules: r.svc.LifetimeRules()}
+	now := r.clock.Now()
+	err := r.pool.QueryRow(ctx, `SELECT
+		EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+		        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		        AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1),
+		(SELECT count(*) FROM reaper_checks WHERE not_before > $2),
+		(SELECT count(*) FROM users WHERE expired_at > $2 - interval '24 hours'),
+		(SELECT max(expired_at) FROM users WHERE expired_at IS NOT NULL)`, int64(reaperLock), now).
+		Scan(&st.Running, &st.Postponed, &st.ExpiredLastDay, &st.LastExpiry)
+	return st, err
+}

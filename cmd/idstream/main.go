@@ -24,6 +24,7 @@ import (
 
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/node"
 	"github.com/idstream/idstream/tokens"
 )
@@ -231,7 +232,7 @@ func rotateKeys(ctx context.Context) error {
 	}
 	defer pool.Close()
 	keys, err := tokens.NewKeys(ctx, pool, clock.System{}, log, tokens.KeysConfig{
-		Issuer: cfg.PublicURL, PublishRetiredFor: cfg.MaxAccessTokenLifetime(), ReloadEvery: 1,
+		Issuer: cfg.PublicURL, PublishRetiredFor: domain.MaxAccessTokenLifetime + time.Hour, ReloadEvery: 1,
 	})
 	if err != nil {
 		return err

@@ -1,19 +1,9 @@
-package config
+package domain
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 )
-
-// checkPattern accepts an absolute http(s) URL whose port may be "*".
-func checkPattern(p string) error {
-	u, err := url.Parse(strings.Replace(p, ":*", ":1", 1))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", p)
-	}
-	return nil
-}
 
 // MatchURL reports whether a URL matches a pattern: exactly, or, for a
 // pattern with port "*", with any port on the same scheme and host and, when
@@ -41,7 +31,7 @@ func MatchURL(pattern, candidate string) bool {
 }
 
 // AllowsOrigin reports whether the client allows a CORS origin.
-func (cl Client) AllowsOrigin(origin string) bool {
+func (cl ClientSettings) AllowsOrigin(origin string) bool {
 	for _, p := range cl.AllowedOrigins {
 		if MatchURL(p, origin) {
 			return true
@@ -51,7 +41,7 @@ func (cl Client) AllowsOrigin(origin string) bool {
 }
 
 // AllowsRedirect reports whether the client allows a redirect URI.
-func (cl Client) AllowsRedirect(uri string) bool {
+func (cl ClientSettings) AllowsRedirect(uri string) bool {
 	for _, p := range cl.RedirectURIs {
 		if MatchURL(p, uri) {
 			return true
