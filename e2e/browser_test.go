@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,16 +17,7 @@ import (
 // chromium and the npm packages; without them this test fails, it does not
 // skip.
 func TestAuthgearWebSDK(t *testing.T) {
-	if _, err := exec.LookPath("chromium"); err != nil {
-		t.Fatal("chromium is not installed: run ./scripts/test.sh, which installs it")
-	}
-	dir, err := filepath.Abs("browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@authgear", "web")); err != nil {
-		t.Fatal("e2e/browser/node_modules is missing: run ./scripts/test.sh, which runs npm ci")
-	}
+	dir := browserDir(t)
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Host: "localhost"})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -3,70 +3,14 @@
 // http://localhost:<port>); the page is served from another localhost port,
 // so every call is cross-origin (CORS) but same-site (cookies work with Lax).
 // Prints one line per scenario and ends with "N passed, N failed".
-import { createServer } from "node:http";
-import { readFile, mkdir } from "node:fs/promises";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { artifacts, startPageServer, launch, check, runner, finish } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
 const endpoint = (process.env.IDSTREAM_URL || "http://localhost:8080").replace(/\/$/, "");
 const clientID = process.env.CLIENT_ID || "idstream-dev";
-const artifacts = join(here, "artifacts");
-await mkdir(artifacts, { recursive: true });
-
-const files = {
-  "/": ["index.html", "text/html; charset=utf-8"],
-  "/sdk/authgear-web.iife.js": ["node_modules/@authgear/web/dist/authgear-web.iife.js", "text/javascript; charset=utf-8"],
-};
-const server = createServer(async (req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const f = files[path];
-  if (!f) { res.writeHead(404).end(); return; }
-  res.writeHead(200, { "content-type": f[1], "cache-control": "no-store" });
-  res.end(await readFile(join(here, f[0])));
-});
-await new Promise((ok) => server.listen(0, "localhost", ok));
-const pageURL = `http://localhost:${server.address().port}/`;
-
-// Playwright gives each launch a fresh, empty profile directory.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
-
-let passed = 0, failed = 0;
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-
-async function scenario(name, fn) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  const log = [];
-  page.on("console", (m) => log.push(`console.${m.type()}: ${m.text()}`));
-  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
-  page.on("requestfailed", (r) => log.push(`requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
-  page.on("response", (r) => { if (r.status() >= 400) log.push(`response ${r.status()}: ${r.request().method()} ${r.url()}`); });
-  const h = {
-    page,
-    async open() { await page.goto(pageURL); await page.waitForFunction(() => window.t !== undefined); },
-    call: (fnName, ...args) => page.evaluate(([f, a]) => window.t[f](...a), [fnName, args]),
-    refreshToken: () => page.evaluate(() => localStorage.getItem("authgear_default_refreshToken")),
-  };
-  try {
-    await fn(h);
-    passed++;
-    console.log(`PASS ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e.message}\n  ${log.join("\n  ")}`);
-  } finally {
-    await page.screenshot({ path: join(artifacts, name.replace(/[^a-z0-9]+/gi, "-") + ".png") }).catch(() => {});
-    await context.close();
-  }
-}
+const { pageURL, server } = await startPageServer();
+const browser = await launch();
+const { scenario, counts } = runner(browser, pageURL);
 
 async function tokenRefresh(refreshToken) {
   const r = await fetch(`${endpoint}/oauth2/token`, {
@@ -217,7 +161,4 @@ for (const sessionType of ["refresh_token", "cookie"]) {
   });
 }
 
-await browser.close();
-server.close();
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+await finish(browser, server, counts);
