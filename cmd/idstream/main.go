@@ -43,6 +43,10 @@ commands:
   users export --format ndjson|csv [--fields a,b] [--output FILE]
                  every user from the read model, with a progress bar
   bench signup   load-test anonymous sign-up against a running server (see -h)
+  settings show|apply  the runtime settings in the log; apply writes the
+                 configuration file's settings as a new version
+  portal hash-password  read a password on stdin, print its argon2id hash
+                 (for portal.operators[].password_hash)
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
 DATABASE_URL, NATS_URL and more; see README.md.
@@ -79,6 +83,10 @@ func main() {
 		err = usersCmd(ctx, os.Args[2:])
 	case "bench":
 		err = bench(ctx, os.Args[2:])
+	case "settings":
+		err = settingsCmd(ctx, os.Args[2:])
+	case "portal":
+		err = portalCmd(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
