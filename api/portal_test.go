@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 )
@@ -402,5 +403,34 @@ func TestPortalUsersOperationsAndRevoke(t *testing.T) {
 	}
 	if r := p.get("/portal/users/not-a-uuid"); r.status != 404 || !strings.Contains(r.raw, "A user ID is a UUID") {
 		t.Fatalf("bad user id: %d", r.status)
+	}
+}
+
+// BenchmarkSettingsPropagation measures how long a settings change made on
+// one node takes to be applied by another (one op = ChangeSettings on A
+// until B runs with the new version).
+func BenchmarkSettingsPropagation(b *testing.B) {
+	ns := testenv.StartNATS(b)
+	dbURL, _ := testenv.Database(b)
+	na := testenv.StartNode(b, ns, testenv.NodeOptions{DatabaseURL: dbURL})
+	nb := testenv.StartNode(b, ns, testenv.NodeOptions{DatabaseURL: dbURL})
+	ctx := b.Context()
+	b.ResetTimer()
+	for i := range b.N {
+		cur, v := na.Service.SettingsVersion()
+		next := cur.Clone()
+		next.RateLimits.Challenge.Burst = 100 + i%2
+		changed := nb.Service.SettingsChanged()
+		nv, err := na.Service.ChangeSettings(ctx, v, next, "bench", app.Meta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, got := nb.Service.SettingsVersion(); got >= nv {
+				break
+			}
+			<-changed
+			changed = nb.Service.SettingsChanged()
+		}
 	}
 }
