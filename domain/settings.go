@@ -177,9 +177,9 @@ const (
 	MinAccessTokenLifetime = time.Minute
 	MaxAccessTokenLifetime = 24 * time.Hour
 	// MaxIdleTimeout bounds idle timeouts (session activity is kept this long).
-	MaxIdleTimeout = 366 * 24 * time.Hour
-	maxClients             = 100
-	maxURIsPerClient       = 50
+	MaxIdleTimeout   = 366 * 24 * time.Hour
+	maxClients       = 100
+	maxURIsPerClient = 50
 )
 
 // ValidateSettings checks every rule and returns a *SettingsError listing all
