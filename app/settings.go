@@ -214,8 +214,25 @@ func (s *Service) SettingsChanged() <-chan struct{} {
 
 // WatchSettings applies every settings change in the log as it arrives, until
 // ctx ends. It uses an ordered consumer from the subject's latest event, so a
-// node that was away catches up with one message.
+// node that was away catches up with one message; the consumer recreates
+// itself after connection trouble, and one that cannot be created is
+// retried.
 func (s *Service) WatchSettings(ctx context.Context, es *eventstore.Store) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		err := s.watchSettings(ctx, es)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("settings: not following changes; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Service) watchSettings(ctx context.Context, es *eventstore.Store) error {
 	cons, err := es.JetStream().OrderedConsumer(ctx, es.StreamName(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.settingsSubject()},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,

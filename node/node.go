@@ -243,7 +243,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	go func() {
 		defer n.wg.Done()
 		if err := n.Service.WatchSettings(rctx, n.Store); err != nil {
-			o.Log.Error("settings are not followed; restart the node", "err", err)
+			o.Log.Error("settings are not followed", "err", err)
 		}
 	}()
 	if !o.NoWorkers {
