@@ -71,7 +71,7 @@ func (s *Server) anonymousSignup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 
 	// A guest that already has a session gets it back, as Authgear does: in
 	// cookie mode nothing changes; in token mode a fresh access token.

@@ -87,6 +87,7 @@ func (c *client) do(method, path, contentType, body string, headers map[string]s
 	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &r.body)
 	c.remember(r)
+	recordExchange(req, body, r)
 	return r
 }
 

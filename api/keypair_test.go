@@ -47,6 +47,7 @@ func newDevice(t *testing.T, alg jose.SignatureAlgorithm) device {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recordDeviceKey(key)
 	return device{key: key, alg: alg, kid: "dev-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:20]}
 }
 

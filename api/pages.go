@@ -62,6 +62,7 @@ func pageHeaders(w http.ResponseWriter, redirectURI string) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 }
 
@@ -162,7 +163,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: binding, Path: "/flows/", HttpOnly: true,
 		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteLaxMode, MaxAge: int(flowTTL / time.Second)})
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
 }
 
@@ -204,7 +205,7 @@ func (s *Server) redirectWith(w http.ResponseWriter, r *http.Request, target str
 		q.Set("state", state)
 	}
 	u.RawQuery = q.Encode()
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
@@ -410,7 +411,8 @@ func friendlyPassword(e *Error) string {
 func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, u domain.User, started *app.Issued) {
 	ctx := r.Context()
 	s.Service.DeleteCode(ctx, flowID)
-	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
 			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: u.UserID()})

@@ -43,7 +43,7 @@ func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"promotion_code": code, "expire_at": exp.Format(time.RFC3339)}})
 }
 
@@ -82,7 +82,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	if kind == domain.SessionKindCookie {
 		s.setSessionCookie(w, iss)
 		writeJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})

@@ -26,14 +26,20 @@ func parseForm(r *http.Request) (url.Values, error) {
 	return r.PostForm, nil
 }
 
+// noStore marks an answer that carries a token, a code, a challenge or a
+// session as not to be stored by any cache (RFC 6749 §5.1).
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
 // grantAnonymousRequest is Authgear's key-pair grant.
 const grantAnonymousRequest = "urn:authgear:params:oauth:grant-type:anonymous-request"
 
 // token is the OAuth token endpoint. Grants: refresh_token and the
 // anonymous-request (key-pair) grant.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	noStore(w)
 	form, err := parseForm(r)
 	if err != nil {
 		s.writeOAuthError(w, r, err)
@@ -98,7 +104,7 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"token": token, "expire_at": exp.Format(time.RFC3339)}})
 }
 
@@ -119,7 +125,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
@@ -134,7 +140,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.clearSessionCookie(w)
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	if target := r.URL.Query().Get("post_logout_redirect_uri"); target != "" {
 		for _, cl := range s.Service.Settings().Clients {
 			if cl.AllowsRedirect(target) || cl.AllowsOrigin(target) {
@@ -143,7 +149,6 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	pageHeaders(w, "")
 	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><meta charset="utf-8"><title>Signed out</title><main><h1>You are signed out</h1></main></html>`))
 }

@@ -16,7 +16,7 @@ const (
 // userinfo answers with the signed-in user's claims, read from the log (not
 // a projection), so it is right the moment a session starts.
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	noStore(w)
 	var (
 		p   app.Principal
 		err error

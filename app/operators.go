@@ -56,7 +56,7 @@ func (s *Service) AuthenticateOperator(ctx context.Context, username, pw, ip str
 	}
 	hash, known := s.operators[username]
 	if !known {
-		hash = dummyHash
+		hash = s.unknownHash()
 	}
 	var ok bool
 	var verr error

@@ -241,16 +241,11 @@ func (s *Service) StartSession(ctx context.Context, u domain.User, ns NewSession
 	return s.issueStarted(ctx, u, st)
 }
 
-// dummyHash is verified against when a login ID is unknown, so that sign-in
-// does the same work whether or not the ID exists.
-var dummyHash = func() string {
-	h, _ := password.Hash(zeroReader{}, "idstream-dummy-password", password.DefaultParams)
-	return h
-}()
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+// unknownHash is verified against when a login ID is unknown, so that
+// sign-in does the same work whether or not the ID exists: it has the
+// configured parameters, which real hashes are made with (a dummy of other
+// parameters would cost a different time, and tell).
+func (s *Service) unknownHash() string { return password.Dummy(s.passwordParams()) }
 
 // AuthenticatePassword checks a login ID and password. Attempts are limited
 // per login ID and per client IP. The answer for an unknown ID and for a
@@ -269,7 +264,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	}
 	var u domain.User
 	var uv uint64
-	hash := dummyHash
+	hash, known := s.unknownHash(), false
 	if idErr == nil {
 		l, _, err := loadAggregate(ctx, s.store, s.loginIDSubject(id), domain.EvolveLoginID)
 		if err == nil && !l.Claimed() && s.replicated() {
@@ -284,7 +279,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 				return domain.User{}, err
 			}
 			if u.PasswordHash() != "" {
-				hash = u.PasswordHash()
+				hash, known = u.PasswordHash(), true
 			}
 		}
 	}
@@ -293,7 +288,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	if err := s.withHashSlot(ctx, func() { ok, rehash, verr = password.Verify(hash, pw, s.passwordParams()) }); err != nil {
 		return domain.User{}, err
 	}
-	if verr != nil || !ok || hash == dummyHash || u.CanSignIn() != nil {
+	if verr != nil || !ok || !known || u.CanSignIn() != nil {
 		commands.WithLabelValues("sign_in", "rejected").Inc()
 		return domain.User{}, ErrInvalidCredentials
 	}

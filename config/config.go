@@ -311,8 +311,9 @@ func (c *Config) applyDefaults() {
 		c.Cookie.Name = "idstream_session"
 	}
 	if c.Cookie.Secure == nil {
-		// Plain-http localhost in development; Secure everywhere else.
-		c.Cookie.Secure = boolPtr(!c.Dev)
+		// Plain-http localhost in development; Secure everywhere else, and
+		// whenever the public URL is https.
+		c.Cookie.Secure = boolPtr(!c.Dev || strings.HasPrefix(strings.ToLower(c.PublicURL), "https://"))
 	}
 	if c.Anonymous.Enabled == nil {
 		c.Anonymous.Enabled = boolPtr(c.Dev)

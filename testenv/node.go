@@ -97,13 +97,17 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 		fake = clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	}
 	logs := &SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewJSONHandler(logWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	nd.URL = url
 	t.Cleanup(func() { nd.Close(context.Background()) })
+	// With a log capture on, the signing keys are secrets to look for
+	// (before the node closes: keys rotated during the test count too).
+	recordSigningKeys(t, nd)
+	t.Cleanup(func() { recordSigningKeys(t, nd) })
 	return &Node{Node: nd, Clock: fake, Logs: logs}
 }
 
