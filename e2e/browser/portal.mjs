@@ -84,6 +84,38 @@ async function keyboardReachesEverything(page, name) {
   check(unlabelled.length === 0, `${name}: controls without a label: ${unlabelled.join(", ")}`);
 }
 
+// contrastMeetsAA checks WCAG 2 AA contrast of every visible text against
+// the background it is drawn on (4.5:1, or 3:1 for large text).
+async function contrastMeetsAA(page, name) {
+  const bad = await page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    for (const el of document.querySelectorAll("body *")) {
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      if (!own || el.getClientRects().length === 0) continue;
+      const cs = getComputedStyle(el);
+      const l1 = lum(rgb(cs.color).slice(0, 3)), l2 = lum(background(el));
+      const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+      const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+      const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+      if (ratio < need) out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return out;
+  });
+  check(bad.length === 0, `${name}: text below AA contrast: ${bad.join("; ")}`);
+}
+
 await scenario("portal: anonymous users off and on, on both nodes", async (h) => {
   await signIn(h.page);
   const before = await guest(nodeA);
@@ -171,6 +203,7 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     await h.page.goto(nodeA + path);
     await h.page.screenshot({ path: join(artifacts, `portal-${name}.png`), fullPage: true });
     await keyboardReachesEverything(h.page, name);
+    await contrastMeetsAA(h.page, name);
   }
   // The skip link is the first Tab stop; a change is saved with Enter.
   await h.page.goto(`${nodeA}/portal/authentication/rate-limits`);
