@@ -90,6 +90,7 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 	}
 	// A device's sign-ins are ordered on its guest's subject, so parallel
 	// sign-ins of one device conflict: retry more, with a little jitter.
+	leaderChecked := false
 	for attempt := range 3 * maxAttempts {
 		if attempt > 0 {
 			jitter(ctx, attempt)
@@ -108,6 +109,14 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 			// Another device registered this key (or thumbprint) first:
 			// decide again on what it wrote.
 			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
+			continue
+		}
+		if !leaderChecked && s.replicated() && (errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrKeyNotUsable) || staleMiss(err)) {
+			// A replica that has not yet got the key's registration (or
+			// its guest) answered: decide once more on what the leader
+			// has. Nothing was written, and the challenge stays spent.
+			leaderChecked = true
 			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}

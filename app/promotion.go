@@ -139,6 +139,7 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 	if err != nil {
 		return Issued{}, err
 	}
+	leaderChecked := false
 	for range maxAttempts {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
 		if err != nil {
@@ -150,6 +151,13 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 		}
 		now := s.clock.Now()
 		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
+			// The guest signed up a moment ago and a replica that has not
+			// got it yet answered: decide again on what the leader has.
+			leaderChecked = true
+			ctx = eventstore.WithLeaderCheck(ctx)
+			continue
+		}
 		if err != nil {
 			return Issued{}, err
 		}

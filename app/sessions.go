@@ -165,6 +165,13 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 			return Issued{}, decided
 		}
 		u, _, err := s.LoadUser(ctx, sess.UserID())
+		if err == nil && errors.Is(u.CanSignIn(), domain.ErrUserNotFound) && s.replicated() {
+			// The rotation is written, so this refresh must not end in a
+			// miss that Refresh repeats (the repeat would see the token
+			// rotated away and revoke the session as reused): a replica
+			// that has not got the guest yet answered, ask the leader.
+			u, _, err = s.LoadUser(eventstore.WithLeaderCheck(ctx), sess.UserID())
+		}
 		if err != nil {
 			return Issued{}, err
 		}

@@ -34,7 +34,9 @@ func parseLoadFlags(name string, args []string, extra func(*flag.FlagSet)) (*loa
 	fs.StringVar(&l.target, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
 	fs.StringVar(&l.clientID, "client-id", "idstream-dev", "client_id")
 	fs.IntVar(&l.conc, "c", 16, "concurrent clients")
+	fs.IntVar(&l.conc, "concurrency", 16, "same as -c")
 	fs.DurationVar(&l.dur, "d", 10*time.Second, "how long to run")
+	fs.DurationVar(&l.dur, "duration", 10*time.Second, "same as -d")
 	fs.Float64Var(&l.rate, "rate", 0, "target operations per second across all clients (0: as fast as possible)")
 	fs.StringVar(&l.dbURL, "database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"),
 		"the server's database, to measure projection lag (empty: skip)")
@@ -68,7 +70,7 @@ type operation func(ctx context.Context, worker, i int) (sub string, status int,
 // bench runs a load scenario against a running server.
 func bench(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: idstream bench signup|keypair|promote [flags]")
+		return errors.New("usage: idstream bench signup|keypair|promote|soak [flags]")
 	}
 	switch args[0] {
 	case "signup":
@@ -99,8 +101,17 @@ func bench(ctx context.Context, args []string) error {
 			return err
 		}
 		return benchPromote(ctx, l, probe)
+	case "soak":
+		var o soakOptions
+		l, err := parseLoadFlags("soak", args[1:], o.flags)
+		if err != nil {
+			return err
+		}
+		o.load = l
+		_, err = runSoak(ctx, o, os.Stdout)
+		return err
 	}
-	return fmt.Errorf("bench: unknown scenario %q (signup, keypair, promote)", args[0])
+	return fmt.Errorf("bench: unknown scenario %q (signup, keypair, promote, soak)", args[0])
 }
 
 // runLoad runs op from l.conc clients for l.dur and prints the figures.
@@ -217,19 +228,32 @@ func loopbackOnly(target string) error {
 }
 
 func signupOnce(ctx context.Context, client *http.Client, endpoint string, body []byte) (string, int, error) {
+	ses, status, _, err := signupTokens(ctx, client, endpoint, body)
+	return jwtSubject(ses.access), status, err
+}
+
+// benchSession is what a token-mode sign-up, promotion or refresh answers.
+type benchSession struct {
+	access, refresh string
+}
+
+// signupTokens signs a guest up in refresh_token mode and returns its
+// tokens, or the status and body of the failure.
+func signupTokens(ctx context.Context, client *http.Client, endpoint string, body []byte) (benchSession, int, []byte, error) {
 	status, raw, err := post(ctx, client, endpoint, "application/json", string(body))
 	if err != nil || status != http.StatusOK {
-		return "", status, err
+		return benchSession{}, status, raw, err
 	}
 	var out struct {
 		Result struct {
-			AccessToken string `json:"access_token"`
+			AccessToken  string `json:"access_token"`
+			RefreshToken string `json:"refresh_token"`
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
-		return "", status, err
+		return benchSession{}, status, raw, err
 	}
-	return jwtSubject(out.Result.AccessToken), status, nil
+	return benchSession{access: out.Result.AccessToken, refresh: out.Result.RefreshToken}, status, raw, nil
 }
 
 // jwtSubject reads sub from a JWT without verifying it (the bench only needs

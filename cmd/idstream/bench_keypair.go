@@ -31,26 +31,37 @@ func benchKeypair(ctx context.Context, l *loadFlags, n int) error {
 	client := l.httpClient()
 	devs := make([]benchDevice, n)
 	for i := range devs {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
+		var err error
+		if devs[i], err = newBenchDevice(); err != nil {
 			return err
 		}
-		devs[i] = benchDevice{key: key, kid: "bench-" + strings.ReplaceAll(uuid.NewString(), "-", "")}
-		if _, status, err := keyLogin(ctx, client, l, devs[i], true); err != nil || status != http.StatusOK {
+		if _, status, _, err := keyLogin(ctx, client, l, devs[i], true); err != nil || status != http.StatusOK {
 			return fmt.Errorf("bench: registering device %d: status %d, %v", i, status, err)
 		}
 	}
 	fmt.Printf("registered %d devices\n", n)
 	l.dbURL = ""
 	return runLoad(ctx, l, "re-logins", func(ctx context.Context, w, i int) (string, int, error) {
-		return keyLogin(ctx, client, l, devs[(i*l.conc+w)%len(devs)], false)
+		sub, status, _, err := keyLogin(ctx, client, l, devs[(i*l.conc+w)%len(devs)], false)
+		return sub, status, err
 	})
 }
 
-func keyLogin(ctx context.Context, client *http.Client, l *loadFlags, d benchDevice, first bool) (string, int, error) {
+// newBenchDevice makes a device key pair with a fresh key id.
+func newBenchDevice() (benchDevice, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return benchDevice{}, err
+	}
+	return benchDevice{key: key, kid: "bench-" + strings.ReplaceAll(uuid.NewString(), "-", "")}, nil
+}
+
+// keyLogin signs a device up (first) or in: challenge, signed JWT, token
+// exchange. It returns the sub, or the status and body of the failure.
+func keyLogin(ctx context.Context, client *http.Client, l *loadFlags, d benchDevice, first bool) (string, int, []byte, error) {
 	status, raw, err := post(ctx, client, l.target+"/oauth2/challenge", "application/json", `{"purpose":"anonymous_request"}`)
 	if err != nil || status != http.StatusOK {
-		return "", status, err
+		return "", status, raw, err
 	}
 	var ch struct {
 		Result struct {
@@ -58,31 +69,42 @@ func keyLogin(ctx context.Context, client *http.Client, l *loadFlags, d benchDev
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(raw, &ch); err != nil {
-		return "", status, err
+		return "", status, raw, err
 	}
 	jwt, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: jose.ES256, KeyID: d.kid,
 		IncludeJWK: first, Challenge: ch.Result.Token, Action: "auth", IssuedAt: time.Now()})
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {l.clientID}, "jwt": {jwt}}
 	status, raw, err = post(ctx, client, l.target+"/oauth2/token", "application/x-www-form-urlencoded", form.Encode())
 	if err != nil || status != http.StatusOK {
-		return "", status, err
+		return "", status, raw, err
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
 	_ = json.Unmarshal(raw, &tok)
-	return jwtSubject(tok.AccessToken), status, nil
+	return jwtSubject(tok.AccessToken), status, raw, nil
 }
 
 func post(ctx context.Context, client *http.Client, u, contentType, body string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
+	return request(ctx, client, http.MethodPost, u, "", contentType, body)
+}
+
+// request sends one request (with a bearer token unless empty) and reads
+// the whole answer.
+func request(ctx context.Context, client *http.Client, method, u, bearer, contentType, body string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", contentType)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nuid"
+	"github.com/google/uuid"
 )
 
 // benchPromote measures promotions (guest sign-up + promotion code + headless
@@ -45,25 +44,12 @@ func benchPromote(ctx context.Context, l *loadFlags, probeRate float64) error {
 		}()
 	}
 	err := runLoad(ctx, l, "promotions", func(ctx context.Context, _, _ int) (string, int, error) {
-		status, raw, err := post(ctx, client, l.target+"/api/anonymous_user/signup", "application/json", string(signupBody))
+		ses, status, _, err := signupTokens(ctx, client, l.target+"/api/anonymous_user/signup", signupBody)
 		if err != nil || status != http.StatusOK {
 			return "", status, err
 		}
-		var su struct {
-			Result struct {
-				AccessToken string `json:"access_token"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(raw, &su); err != nil {
-			return "", 0, err
-		}
-		at := su.Result.AccessToken
-		if status, _, err := postAuth(ctx, client, l.target+"/api/anonymous_user/promotion_code", at, `{"session_type":"refresh_token"}`); err != nil || status != http.StatusOK {
-			return "", status, err
-		}
-		body := fmt.Sprintf(`{"login_id":"bench-%s@example.com","password":"bench-password-%s"}`, strings.ToLower(nuid.Next()), nuid.Next())
-		status, _, err = postAuth(ctx, client, l.target+"/api/anonymous_user/promote", at, body)
-		return jwtSubject(at), status, err
+		status, _, err = promoteGuest(ctx, client, l.target, ses.access)
+		return jwtSubject(ses.access), status, err
 	})
 	stop()
 	pwg.Wait()
@@ -75,19 +61,20 @@ func benchPromote(ctx context.Context, l *loadFlags, probeRate float64) error {
 	return err
 }
 
+// promoteGuest asks for a promotion code and promotes the guest with a fresh
+// login ID and password: the status and body of the first failure, or of
+// the promotion.
+func promoteGuest(ctx context.Context, client *http.Client, target, access string) (int, []byte, error) {
+	if status, raw, err := postAuth(ctx, client, target+"/api/anonymous_user/promotion_code", access, `{"session_type":"refresh_token"}`); err != nil || status != http.StatusOK {
+		return status, raw, err
+	}
+	// Random UUIDs, not lowercased NUIDs: NUIDs are base 62, and with some
+	// of their (per-process) increments lowercasing made one in four
+	// login IDs of a run repeat an earlier one (409 LoginIDTaken).
+	body := fmt.Sprintf(`{"login_id":"bench-%s@example.com","password":"bench-password-%s"}`, uuid.NewString(), uuid.NewString())
+	return postAuth(ctx, client, target+"/api/anonymous_user/promote", access, body)
+}
+
 func postAuth(ctx context.Context, client *http.Client, u, bearer, body string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var raw json.RawMessage
-	_ = json.NewDecoder(resp.Body).Decode(&raw)
-	return resp.StatusCode, raw, nil
+	return request(ctx, client, http.MethodPost, u, bearer, "application/json", body)
 }

@@ -4,6 +4,7 @@
 //	idstream migrate          apply database migrations and exit
 //	idstream keys rotate      make a new access-token signing key
 //	idstream bench signup     drive anonymous sign-ups against a running server
+//	idstream bench soak       a long mixed workload with memory and lag figures
 package main
 
 import (
@@ -43,6 +44,9 @@ commands:
   users export --format ndjson|csv [--fields a,b] [--output FILE]
                  every user from the read model, with a progress bar
   bench signup   load-test anonymous sign-up against a running server (see -h)
+  bench soak -duration 30m [-concurrency N] [-report-every 1m] [-pid PID]
+                 mixed load (sign-up, refresh, user info, key pairs, promotion)
+                 with throughput, p50/p99, errors, server RSS and projection lag
   settings show|apply  the runtime settings in the log; apply writes the
                  configuration file's settings as a new version
   portal hash-password  read a password on stdin, print its argon2id hash
