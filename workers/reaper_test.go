@@ -186,6 +186,12 @@ func TestWebGuestExpiresAfterGrace(t *testing.T) {
 	if state != "expired" {
 		t.Fatalf("read model state %q", state)
 	}
+	// What the portal's Operations page shows: no worker holds the lease
+	// on this node (workers off), one expiry in the last day.
+	rs, err := n.Reaper.Status(context.Background())
+	if err != nil || rs.Running || rs.ExpiredLastDay != 1 || rs.LastExpiry == nil || rs.Rules.WebGuestGrace != 24*time.Hour {
+		t.Fatalf("reaper status: %+v %v", rs, err)
+	}
 }
 
 func TestCookieActivityKeepsGuest(t *testing.T) {
@@ -357,6 +363,12 @@ func TestOneReaperAcrossNodes(t *testing.T) {
 		}
 	}
 	waitHolders(func(x, y bool) bool { return x != y })
+	// Either node reports the lease as held, whichever holds it.
+	for _, n := range []*testenv.Node{a, b} {
+		if st, err := n.Reaper.Status(context.Background()); err != nil || !st.Running {
+			t.Fatalf("status on a node while one holds the lease: %+v %v", st, err)
+		}
+	}
 	holder, other := a, b
 	if b.Reaper.Holding() {
 		holder, other = b, a
