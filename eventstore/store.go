@@ -490,14 +490,6 @@ func decodeDirect(m *nats.Msg) (Record, error) {
 	return decodeRecord(m.Header.Get(jetstream.SubjectHeader), seq, m.Data)
 }
 
-func decodeRecord(subject string, seq uint64, data []byte) (Record, error) {
-	var e Envelope
-	if err := json.Unmarshal(data, &e); err != nil {
-		return Record{}, fmt.Errorf("eventstore: event at %d on %s is not an envelope: %w", seq, subject, err)
-	}
-	return Record{Envelope: e, Subject: subject, Sequence: seq}, nil
-}
-
 // DecodeMsg reads a record from a message delivered by a consumer.
 func DecodeMsg(m jetstream.Msg) (Record, error) {
 	meta, err := m.Metadata()

@@ -131,24 +131,6 @@ func shape(t *testing.T, pool *pgxpool.Pool) []string {
 	return out
 }
 
-func sameDump(t *testing.T, what string, want, got map[string][]string) {
-	t.Helper()
-	if reflect.DeepEqual(want, got) {
-		return
-	}
-	for table := range want {
-		if len(want[table]) != len(got[table]) {
-			t.Fatalf("%s: %s has %d rows, want %d", what, table, len(got[table]), len(want[table]))
-		}
-		for i := range want[table] {
-			if want[table][i] != got[table][i] {
-				t.Fatalf("%s: %s row %d differs:\nwant %s\ngot  %s", what, table, i, want[table][i], got[table][i])
-			}
-		}
-	}
-	t.Fatalf("%s: dumps differ", what)
-}
-
 // freshDump builds the read models from the whole log in a new database.
 func freshDump(t *testing.T, s *eventstore.Store) map[string][]string {
 	t.Helper()
@@ -202,7 +184,7 @@ func TestReplaySwapsInWhatTheLiveProjectionHas(t *testing.T) {
 			t.Fatalf("%s: phases %v, want %v", p.Name(), phases, want)
 		}
 	}
-	sameDump(t, "after replay", before, dumpAll(t, pool))
+	testenv.SameDump(t, "after replay", before, dumpAll(t, pool))
 	if got := shape(t, pool); !reflect.DeepEqual(got, indexesBefore) {
 		t.Fatalf("indexes or persistence changed:\nbefore %q\nafter  %q", indexesBefore, got)
 	}
@@ -214,7 +196,7 @@ func TestReplaySwapsInWhatTheLiveProjectionHas(t *testing.T) {
 	history(t, s, 5)
 	mixedHistory(t, s, 5)
 	waitFor(t, "catch-up after the swap", caughtUp(t, pool, s))
-	sameDump(t, "live after the swap", freshDump(t, s), dumpAll(t, pool))
+	testenv.SameDump(t, "live after the swap", freshDump(t, s), dumpAll(t, pool))
 }
 
 func TestReplayWhileEventsArrive(t *testing.T) {
@@ -238,7 +220,7 @@ func TestReplayWhileEventsArrive(t *testing.T) {
 	}
 	<-more
 	waitFor(t, "catch-up", caughtUp(t, pool, s))
-	sameDump(t, "after replays under load", freshDump(t, s), dumpAll(t, pool))
+	testenv.SameDump(t, "after replays under load", freshDump(t, s), dumpAll(t, pool))
 }
 
 func TestReplayResumesAfterInterruption(t *testing.T) {
@@ -295,7 +277,7 @@ func TestReplayResumesAfterInterruption(t *testing.T) {
 	if res.From != at || res.Position != last || res.Events() != last-at {
 		t.Fatalf("resumed run: from %d to %d (%d events), want from %d to %d", res.From, res.Position, res.Events(), at, last)
 	}
-	sameDump(t, "after a resumed replay", before, dumpAll(t, pool))
+	testenv.SameDump(t, "after a resumed replay", before, dumpAll(t, pool))
 }
 
 // failingUsers is the users projection with a bug: it cannot apply the event
@@ -361,7 +343,7 @@ func TestReplayRetriesAStoppedProjection(t *testing.T) {
 			t.Fatalf("status of %s: %s, %d behind", st.Name, st.State, st.LagEvents)
 		}
 	}
-	sameDump(t, "after the retry", freshDump(t, s), dumpAll(t, pool))
+	testenv.SameDump(t, "after the retry", freshDump(t, s), dumpAll(t, pool))
 }
 
 func TestReplayStopsOnAnEventItCannotApply(t *testing.T) {
@@ -473,4 +455,66 @@ func seedGuests(b *testing.B, s *eventstore.Store, n int) {
 	default:
 	}
 	fmt.Fprintf(os.Stderr, "seeded %d guests\n", n)
+}
+
+// A run of inserts is sent with COPY; when one of its rows cannot be stored,
+// the live projection and a replay both still stop on exactly that event.
+func TestDuplicateInACopiedRunStopsOnItsEvent(t *testing.T) {
+	s := openStore(t)
+	url, pool := testenv.Database(t)
+	rpool := replayPool(t, url)
+	ctx := context.Background()
+
+	start := func(sid string) domain.SessionStarted {
+		return domain.SessionStarted{SessionID: sid, UserID: uuid.NewString(), ClientID: "c", Kind: domain.SessionKindCookie,
+			Method: "anonymous", TokenHash: "h", IdleTimeout: 60, Lifetime: 60, StartedAt: time.Now().UTC()}
+	}
+	var first string
+	for i := range 40 {
+		sid := uuid.NewString()
+		if i == 0 {
+			first = sid
+		}
+		appendEvent(t, s, s.Subject("session", sid), 0, start(sid))
+	}
+	// The same session started again, under another subject.
+	bad := appendEvent(t, s, s.Subject("session", uuid.NewString()), 0, start(first))
+	for range 20 {
+		sid := uuid.NewString()
+		appendEvent(t, s, s.Subject("session", sid), 0, start(sid))
+	}
+
+	_, err := projections.Replay(ctx, rpool, s, projections.Sessions{}, projections.ReplayOptions{BatchSize: 100})
+	var ee *projections.EventError
+	if !errors.As(err, &ee) || ee.Sequence != bad {
+		t.Fatalf("replay error %v, want one naming event %d", err, bad)
+	}
+	var pos int64
+	if err := pool.QueryRow(ctx, `SELECT position FROM replay_sessions.replay_progress`).Scan(&pos); err != nil || uint64(pos) != bad-1 {
+		t.Fatalf("shadow kept at %d (%v), want %d", pos, err, bad-1)
+	}
+
+	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 500, RetryBackoff: 50 * time.Millisecond, StandbyPoll: time.Hour},
+		projections.Sessions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "sessions projection to stop", func() bool { return r.State("sessions") == projections.StateStopped })
+	var failed int64
+	if err := pool.QueryRow(ctx, `SELECT c.position, f.sequence FROM projection_checkpoints c JOIN projection_failures f ON f.projection = c.name
+		WHERE c.name = 'sessions'`).Scan(&pos, &failed); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(failed) != bad || uint64(pos) != bad-1 {
+		t.Fatalf("live projection stopped at %d with checkpoint %d, want %d and %d", failed, pos, bad, bad-1)
+	}
+	var n int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&n)
+	if n != 40 {
+		t.Fatalf("%d sessions projected, want the 40 before the duplicate", n)
+	}
 }

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,10 +48,42 @@ type stmt struct {
 	args    []any
 	wantOne bool
 	rec     int
+	// ins is set for a row queued with Insert.
+	ins *Insert
 }
 
 // Exec queues a statement.
 func (q *Queue) Exec(sql string, args ...any) { q.stmts = append(q.stmts, stmt{sql: sql, args: args}) }
+
+// Insert is the insertion of rows into one table, naming the columns given.
+// It is one INSERT statement per row; a run of consecutive rows queued with
+// the same Insert may instead be sent with COPY, which stores the same rows
+// (defaults, constraints and triggers apply alike) at a fraction of the cost.
+// Build it once (a package variable) and queue rows with Queue.Insert.
+type Insert struct {
+	table   string
+	columns []string
+	sql     string
+}
+
+// NewInsert describes inserts into table (unqualified, so that a replay's
+// search path finds its shadow) of the named columns.
+func NewInsert(table string, columns ...string) *Insert {
+	params := make([]string, len(columns))
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		params[i] = fmt.Sprintf("$%d", i+1)
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return &Insert{table: table, columns: columns,
+		sql: `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(cols, ", ") + `) VALUES (` + strings.Join(params, ", ") + `)`}
+}
+
+// Insert queues the insertion of one row: the values of ins's columns, in
+// order. It is Exec of a plain INSERT, whatever way it is sent.
+func (q *Queue) Insert(ins *Insert, values ...any) {
+	q.stmts = append(q.stmts, stmt{sql: ins.sql, args: values, ins: ins})
+}
 
 // ExecOne queues a statement that must change exactly one row; any other
 // count means the read model disagrees with the log, and the projection stops.
@@ -161,7 +195,8 @@ func (e stoppedError) Error() string {
 func (r *Runner) supervise(ctx context.Context, p Projector) {
 	backoff := r.cfg.RetryBackoff
 	for ctx.Err() == nil {
-		err := r.runOnce(ctx, p)
+		var progressed bool
+		err := r.runOnce(ctx, p, &progressed)
 		var stopped stoppedError
 		switch {
 		case ctx.Err() != nil:
@@ -173,6 +208,12 @@ func (r *Runner) supervise(ctx context.Context, p Projector) {
 			}
 			backoff = r.cfg.RetryBackoff
 		case err != nil:
+			if progressed {
+				// It had recovered from any earlier outage: this one's
+				// pauses start again from the first, instead of from where
+				// the last outage left them (up to a minute).
+				backoff = r.cfg.RetryBackoff
+			}
 			r.setState(p.Name(), StateRetrying)
 			r.log.Warn("projection paused; will retry", "projection", p.Name(), "error", err, "retry_in", backoff)
 			clock.Sleep(ctx, backoff)
@@ -210,8 +251,9 @@ func lockKey(name string) int64 {
 	return int64(h.Sum64() >> 1)
 }
 
-// runOnce takes the projection's lock, then consumes until an error.
-func (r *Runner) runOnce(ctx context.Context, p Projector) error {
+// runOnce takes the projection's lock, then consumes until an error; it
+// sets progressed once it has applied a batch.
+func (r *Runner) runOnce(ctx context.Context, p Projector, progressed *bool) error {
 	name := p.Name()
 	// One instance per projection across all nodes: a session-level advisory
 	// lock held on a dedicated connection. Correctness does not rest on it:
@@ -255,11 +297,16 @@ func (r *Runner) runOnce(ctx context.Context, p Projector) error {
 	r.setState(name, StateRunning)
 	r.log.Info("projection running", "projection", name, "position", pos, "consumer", ConsumerName(name, install))
 
+	// The delivery callback gives up when this run ends, not only when the
+	// runner does: after an error nobody reads msgs any more, and a callback
+	// blocked on it would never return.
+	runCtx, endRun := context.WithCancel(ctx)
+	defer endRun()
 	msgs := make(chan jetstream.Msg, 4*r.cfg.BatchSize)
 	cctx, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
-		case <-ctx.Done():
+		case <-runCtx.Done():
 		}
 	}, jetstream.PullMaxMessages(2*r.cfg.BatchSize))
 	if err != nil {
@@ -296,6 +343,7 @@ func (r *Runner) runOnce(ctx context.Context, p Projector) error {
 		if err := r.applyBatch(ctx, p, batch); err != nil {
 			return err
 		}
+		*progressed = true
 		// AckAll: acknowledging the last acknowledges the batch.
 		_ = batch[len(batch)-1].Ack()
 	}
@@ -424,12 +472,21 @@ var liveCheckpoints = pgx.Identifier{"projection_checkpoints"}.Sanitize()
 // tx applies evs (those past the checkpoint) and moves the checkpoint, in one
 // transaction. It returns how many events it applied.
 func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error) {
+	n, err := r.txOnce(ctx, p, evs, true)
+	if errors.As(err, new(copyFailed)) {
+		// Again statement by statement, to find the event at fault.
+		n, err = r.txOnce(ctx, p, evs, false)
+	}
+	return n, err
+}
+
+func (r *Runner) txOnce(ctx context.Context, p Projector, evs []decoded, useCopy bool) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	applied, err := applyTx(ctx, tx, p, liveCheckpoints, evs)
+	applied, err := applyTx(ctx, tx, p, liveCheckpoints, evs, useCopy)
 	if err != nil || applied == 0 {
 		return 0, err
 	}
@@ -457,12 +514,26 @@ func eventError(rec eventstore.Record, err error) *EventError {
 	return &EventError{Sequence: rec.Sequence, Type: rec.Type, Err: err}
 }
 
+// copyMinRows is the shortest run of inserts sent with COPY: a COPY takes
+// two round trips of its own, which a few rows do not repay.
+const copyMinRows = 16
+
+// copyFailed is a COPY of a run of inserts that failed. It names no event:
+// the transaction is to be rolled back and applied again with useCopy off,
+// which finds the event at fault, if there is one.
+type copyFailed struct{ err error }
+
+func (e copyFailed) Error() string { return "copy: " + e.err.Error() }
+func (e copyFailed) Unwrap() error { return e.err }
+
 // applyTx applies evs (those past the checkpoint) in tx and moves the
 // checkpoint. The checkpoint is the row named after the projection in table
 // (the live projection_checkpoints, or a replay's own), whose columns are
 // name, position, last_event_at and updated_at. It returns how many events it
-// applied; the caller commits.
-func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []decoded) (int, error) {
+// applied; the caller commits. With useCopy, runs of at least copyMinRows
+// consecutive rows queued with the same Insert are sent with COPY; if one
+// fails, the error is a copyFailed.
+func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []decoded, useCopy bool) (int, error) {
 	var pos int64
 	if err := tx.QueryRow(ctx, `SELECT position FROM `+table+` WHERE name = $1 FOR UPDATE`, p.Name()).Scan(&pos); err != nil {
 		return 0, err
@@ -496,33 +567,118 @@ func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []de
 	if applied == 0 {
 		return 0, nil
 	}
-	b := &pgx.Batch{}
-	for _, s := range q.stmts {
+	q.stmts = append(q.stmts, stmt{rec: -1, sql: `UPDATE ` + table + ` SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
+		args: []any{p.Name(), int64(last.rec.Sequence), last.rec.OccurredAt}})
+	// The statements go in order, in as few round trips as can be: one
+	// pipelined batch for each stretch between COPYs.
+	stmts := q.stmts
+	for len(stmts) > 0 {
+		n := 0
+		var run int
+		for n < len(stmts) {
+			if run = copyRun(stmts[n:], useCopy); run > 0 {
+				break
+			}
+			n++
+		}
+		if err := execBatch(ctx, tx, evs, stmts[:n]); err != nil {
+			return 0, err
+		}
+		if run > 0 {
+			if err := copyRows(ctx, tx, stmts[n:n+run]); err != nil {
+				return 0, err
+			}
+		}
+		stmts = stmts[n+run:]
+	}
+	return applied, nil
+}
+
+// copyRun is the length of the run of inserts at the start of stmts that
+// would go with COPY, or 0.
+func copyRun(stmts []stmt, useCopy bool) int {
+	if !useCopy || stmts[0].ins == nil {
+		return 0
+	}
+	n := 1
+	for n < len(stmts) && stmts[n].ins == stmts[0].ins {
+		n++
+	}
+	if n < copyMinRows {
+		return 0
+	}
+	return n
+}
+
+// copyText is a string value in a row sent with COPY. COPY sends every value
+// in binary, and pgx encodes a plain string for a uuid column only after a
+// failed attempt, which costs more than the rest of the row; copyText is text
+// for a text column and a parsed UUID for a uuid column. A value it cannot
+// encode fails the COPY, and the transaction is applied again with INSERTs.
+type copyText string
+
+func (s copyText) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(s), Valid: true}, nil
+}
+
+func (s copyText) UUIDValue() (pgtype.UUID, error) {
+	var u pgtype.UUID
+	err := u.Scan(string(s))
+	return u, err
+}
+
+// execBatch sends stmts in one pipelined batch and checks what they did.
+func execBatch(ctx context.Context, tx pgx.Tx, evs []decoded, stmts []stmt) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(stmts))}
+	for _, s := range stmts {
 		b.Queue(s.sql, s.args...)
 	}
-	b.Queue(`UPDATE `+table+` SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
-		p.Name(), int64(last.rec.Sequence), last.rec.OccurredAt)
 	res := tx.SendBatch(ctx, b)
-	for _, s := range q.stmts {
+	for _, s := range stmts {
 		tag, err := res.Exec()
 		if err != nil {
 			_ = res.Close()
+			if s.rec < 0 {
+				return err
+			}
 			// Still a *pgconn.PgError underneath, for permanent().
-			return 0, eventError(evs[s.rec].rec, err)
+			return eventError(evs[s.rec].rec, err)
 		}
 		if s.wantOne && tag.RowsAffected() != 1 {
 			_ = res.Close()
-			return 0, applyError{eventError(evs[s.rec].rec, fmt.Errorf("changed %d rows, want 1", tag.RowsAffected()))}
+			return applyError{eventError(evs[s.rec].rec, fmt.Errorf("changed %d rows, want 1", tag.RowsAffected()))}
 		}
 	}
-	if _, err := res.Exec(); err != nil {
-		_ = res.Close()
-		return 0, err
+	return res.Close()
+}
+
+// copyRows sends a run of rows queued with one Insert with COPY.
+func copyRows(ctx context.Context, tx pgx.Tx, stmts []stmt) error {
+	ins := stmts[0].ins
+	row := make([]any, len(ins.columns))
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{ins.table}, ins.columns, pgx.CopyFromSlice(len(stmts), func(i int) ([]any, error) {
+		// The row is encoded before the next one is asked for.
+		if len(stmts[i].args) != len(row) {
+			return nil, fmt.Errorf("%d values for %d columns", len(stmts[i].args), len(row))
+		}
+		for j, v := range stmts[i].args {
+			if s, ok := v.(string); ok {
+				v = copyText(s)
+			}
+			row[j] = v
+		}
+		return row, nil
+	}))
+	if err == nil && n != int64(len(stmts)) {
+		err = fmt.Errorf("copied %d rows, want %d", n, len(stmts))
 	}
-	if err := res.Close(); err != nil {
-		return 0, err
+	if err != nil {
+		return copyFailed{err}
 	}
-	return applied, nil
+	return nil
 }
 
 // fail records the event that stopped the projection and stops it.

@@ -8,6 +8,12 @@ import (
 // Users projects the users table.
 type Users struct{}
 
+var (
+	insertGuest      = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at", "version")
+	insertRegistered = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at",
+		"login_id_type", "login_id", "version")
+)
+
 // Name implements Projector.
 func (Users) Name() string { return "users" }
 
@@ -19,8 +25,7 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.AnonymousUserCreated:
-		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, version)
-			VALUES ($1, true, $2, 'active', $3, $3, $4)`, e.UserID, e.ClientID, e.CreatedAt, seq)
+		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq)
 	case domain.AnonymousKeyRegistered:
 		q.ExecOne(`UPDATE users SET has_anonymous_key = true, version = $2 WHERE id = $1`, e.UserID, seq)
 	case domain.AnonymousKeyRemoved:
@@ -29,8 +34,7 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 		q.ExecOne(`UPDATE users SET is_anonymous = false, login_id_type = $2, login_id = $3, promoted_at = $4, version = $5 WHERE id = $1`,
 			e.UserID, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
 	case domain.UserRegistered:
-		q.Exec(`INSERT INTO users (id, is_anonymous, client_id, state, created_at, last_seen_at, login_id_type, login_id, version)
-			VALUES ($1, false, $2, 'active', $3, $3, $4, $5, $6)`, e.UserID, e.ClientID, e.RegisteredAt, e.LoginIDType, e.LoginID, seq)
+		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq)
 	case domain.UserSignedIn:
 		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
 			e.UserID, e.SignedInAt, seq)
@@ -59,6 +63,9 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 // Sessions projects the sessions table.
 type Sessions struct{}
 
+var insertSession = NewInsert("sessions", "id", "user_id", "client_id", "kind", "method", "started_at", "last_active_at",
+	"idle_timeout_seconds", "expires_at", "version")
+
 // Name implements Projector.
 func (Sessions) Name() string { return "sessions" }
 
@@ -70,10 +77,7 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.SessionStarted:
-		q.Exec(`INSERT INTO sessions (id, user_id, client_id, kind, method, started_at, last_active_at,
-				idle_timeout_seconds, expires_at, version)
-			VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)`,
-			e.SessionID, e.UserID, e.ClientID, string(e.Kind), e.Method, e.StartedAt,
+		q.Insert(insertSession, e.SessionID, e.UserID, e.ClientID, string(e.Kind), e.Method, e.StartedAt, e.StartedAt,
 			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq)
 	case domain.SessionRefreshed:
 		q.ExecOne(`UPDATE sessions SET last_active_at = $2, last_refreshed_at = $2, refresh_count = refresh_count + 1, version = $3
@@ -88,6 +92,11 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 // Identities projects the identities table.
 type Identities struct{}
 
+var (
+	insertKey     = NewInsert("identities", "id", "user_id", "type", "key_id", "alg", "thumbprint", "created_at", "version")
+	insertLoginID = NewInsert("identities", "id", "user_id", "type", "created_at", "version")
+)
+
 // Name implements Projector.
 func (Identities) Name() string { return "identities" }
 
@@ -99,14 +108,11 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.AnonymousKeyRegistered:
-		q.Exec(`INSERT INTO identities (id, user_id, type, key_id, alg, thumbprint, created_at, version)
-			VALUES ($1, $2, 'anonymous_key', $3, $4, $5, $6, $7)`,
-			"anonymous_key:"+e.KeyID, e.UserID, e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq)
+		q.Insert(insertKey, "anonymous_key:"+e.KeyID, e.UserID, "anonymous_key", e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq)
 	case domain.AnonymousKeyRemoved:
 		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "anonymous_key:"+e.KeyID)
 	case domain.LoginIDClaimed:
-		q.Exec(`INSERT INTO identities (id, user_id, type, created_at, version) VALUES ($1, $2, $3, $4, $5)`,
-			"login_id:"+e.LoginIDType+":"+e.LoginID, e.UserID, e.LoginIDType, e.ClaimedAt, seq)
+		q.Insert(insertLoginID, "login_id:"+e.LoginIDType+":"+e.LoginID, e.UserID, e.LoginIDType, e.ClaimedAt, seq)
 	case domain.LoginIDReleased:
 		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "login_id:"+e.LoginIDType+":"+e.LoginID)
 	case domain.SessionStarted:

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -27,4 +28,24 @@ func Dump(t testing.TB, pool *pgxpool.Pool, tables ...string) map[string][]strin
 		}
 	}
 	return out
+}
+
+// SameDump fails the test unless two dumps (want: the expected read models,
+// e.g. a fresh replay's) are equal, naming the first differing row.
+func SameDump(t testing.TB, what string, want, got map[string][]string) {
+	t.Helper()
+	if reflect.DeepEqual(want, got) {
+		return
+	}
+	for table := range want {
+		if len(want[table]) != len(got[table]) {
+			t.Fatalf("%s: %s has %d rows, want %d", what, table, len(got[table]), len(want[table]))
+		}
+		for i := range want[table] {
+			if want[table][i] != got[table][i] {
+				t.Fatalf("%s: %s row %d differs:\nwant %s\ngot  %s", what, table, i, want[table][i], got[table][i])
+			}
+		}
+	}
+	t.Fatalf("%s: dumps differ", what)
 }
