@@ -52,6 +52,19 @@ func (s *Server) saveSettings(r *http.Request, version uint64, next domain.Setti
 	}
 }
 
+// portalFormGet renders a form page for a GET, with the saved message
+// after a save's redirect (?saved=1); it reports whether it answered.
+func (s *Server) portalFormGet(w http.ResponseWriter, r *http.Request, name string, page portalPage, saved string) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	if r.URL.Query().Get("saved") == "1" {
+		page.Notice = saved
+	}
+	s.renderPortal(w, r, http.StatusOK, name, page)
+	return true
+}
+
 const fixFields = "Nothing was saved: correct the fields marked below."
 
 // submitSettings saves a settings form whose fields parsed (bad empty), or
@@ -93,11 +106,7 @@ func (s *Server) portalAnonymous(w http.ResponseWriter, r *http.Request) {
 	d := anonymousData{Enabled: cur.AnonymousEnabled, Version: version, WebGuestGrace: formatSeconds(cur.WebGuestGrace),
 		KeyInactive: formatSeconds(cur.KeyGuestInactivity), ConflictPolicy: cur.ConflictPolicy}
 	page := portalPage{Title: "Anonymous Users", Section: "anonymous", Data: &d}
-	if r.Method == http.MethodGet {
-		if r.URL.Query().Get("saved") == "1" {
-			page.Notice = "Saved. Every node applies the change within a second; lifetime rules apply from now on."
-		}
-		s.renderPortal(w, r, http.StatusOK, "anonymous", page)
+	if s.portalFormGet(w, r, "anonymous", page, "Saved. Every node applies the change within a second; lifetime rules apply from now on.") {
 		return
 	}
 	f := r.PostForm
@@ -161,11 +170,7 @@ func (s *Server) portalRateLimits(w http.ResponseWriter, r *http.Request) {
 			Burst: strconv.Itoa(ptrs[i].Burst), Per: formatSeconds(ptrs[i].Per)})
 	}
 	page := portalPage{Title: "Rate limits", Section: "ratelimits", Data: &d}
-	if r.Method == http.MethodGet {
-		if r.URL.Query().Get("saved") == "1" {
-			page.Notice = "Saved. Every node applies the new limits within a second."
-		}
-		s.renderPortal(w, r, http.StatusOK, "ratelimits", page)
+	if s.portalFormGet(w, r, "ratelimits", page, "Saved. Every node applies the new limits within a second.") {
 		return
 	}
 	next := cur.Clone()
@@ -265,11 +270,7 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 		title = "Application " + d.Name
 	}
 	page := portalPage{Title: title, Section: "applications", Data: &d}
-	if r.Method == http.MethodGet {
-		if r.URL.Query().Get("saved") == "1" {
-			page.Notice = "Saved. Every node applies it within a second; new lifetimes apply to sessions started from now on (existing sessions keep theirs)."
-		}
-		s.renderPortal(w, r, http.StatusOK, "application", page)
+	if s.portalFormGet(w, r, "application", page, "Saved. Every node applies it within a second; new lifetimes apply to sessions started from now on (existing sessions keep theirs).") {
 		return
 	}
 	f := r.PostForm

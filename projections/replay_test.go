@@ -310,10 +310,7 @@ func TestReplayRetriesAStoppedProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { r.Run(rctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runUntilCleanup(t, ctx, r)
 
 	checkpoint := func() (state string, pos int64) {
 		_ = pool.QueryRow(ctx, `SELECT state, position FROM projection_checkpoints WHERE name = 'users'`).Scan(&state, &pos)
@@ -499,10 +496,7 @@ func TestDuplicateInACopiedRunStopsOnItsEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { r.Run(rctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runUntilCleanup(t, ctx, r)
 	waitFor(t, "sessions projection to stop", func() bool { return r.State("sessions") == projections.StateStopped })
 	var failed int64
 	if err := pool.QueryRow(ctx, `SELECT c.position, f.sequence FROM projection_checkpoints c JOIN projection_failures f ON f.projection = c.name
@@ -517,4 +511,12 @@ func TestDuplicateInACopiedRunStopsOnItsEvent(t *testing.T) {
 	if n != 40 {
 		t.Fatalf("%d sessions projected, want the 40 before the duplicate", n)
 	}
+}
+
+// runUntilCleanup runs the runner until the test ends.
+func runUntilCleanup(t *testing.T, ctx context.Context, r *projections.Runner) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
