@@ -95,7 +95,7 @@ func NewService(d Deps) (*Service, error) {
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
 		codes: d.Codes, limiter: d.Limiter, fastLimiter: d.FastLimiter, log: d.Log,
-		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: SettingsFromConfig(d.Config)}
+		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings()}
 	var err error
 	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
 		return nil, err

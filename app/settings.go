@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 )
@@ -22,36 +21,6 @@ var ErrSettingsStale = errors.New("the settings were changed by someone else sin
 
 // settingsID is the id of the settings aggregate's subject.
 const settingsID = "project"
-
-// SettingsFromConfig is the first version of the settings, from the
-// configuration file (or its defaults).
-func SettingsFromConfig(c *config.Config) domain.Settings {
-	rl := func(r config.RateLimit) domain.RateLimitSetting {
-		return domain.RateLimitSetting{Burst: *r.Burst, Per: domain.SecondsOf(r.Per.D())}
-	}
-	s := domain.Settings{
-		AnonymousEnabled:   *c.Anonymous.Enabled,
-		ConflictPolicy:     c.Promotion.ConflictPolicy,
-		WebGuestGrace:      domain.SecondsOf(c.Guests.WebGuestGrace.D()),
-		KeyGuestInactivity: domain.SecondsOf(c.Guests.KeyGuestInactivity.D()),
-		RateLimits: domain.RateLimitSettings{
-			AnonymousSignup: rl(c.RateLimits.AnonymousSignup), Challenge: rl(c.RateLimits.Challenge),
-			SignInPerIP: rl(c.RateLimits.SignInPerIP), SignInPerLoginID: rl(c.RateLimits.SignInPerLoginID),
-		},
-		Clients: make([]domain.ClientSettings, 0, len(c.Clients)),
-	}
-	for _, cl := range c.Clients {
-		s.Clients = append(s.Clients, domain.ClientSettings{
-			ClientID: cl.ClientID, Name: cl.Name, SessionType: cl.SessionType,
-			AllowedOrigins: append([]string{}, cl.AllowedOrigins...), RedirectURIs: append([]string{}, cl.RedirectURIs...),
-			CookieIdleTimeout: domain.SecondsOf(cl.CookieIdleTimeout.D()), CookieLifetime: domain.SecondsOf(cl.CookieLifetime.D()),
-			RefreshTokenIdleTimeout: domain.SecondsOf(cl.RefreshTokenIdleTimeout.D()),
-			RefreshTokenLifetime:    domain.SecondsOf(cl.RefreshTokenLifetime.D()),
-			AccessTokenLifetime:     domain.SecondsOf(cl.AccessTokenLifetime.D()),
-		})
-	}
-	return s
-}
 
 // settingsSnapshot is the settings a node runs with and the stream sequence
 // of the event they came from.

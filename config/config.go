@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -478,6 +479,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if len(errs) == 0 {
+		// The settings the configuration seeds must pass the same rules as
+		// a change made in the portal.
+		if err := domain.ValidateSettings(c.Settings()); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -504,4 +512,35 @@ func (c *Config) Client(id string) (Client, bool) {
 		}
 	}
 	return Client{}, false
+}
+
+// Settings are the runtime settings the configuration seeds the log with
+// (the first version; afterwards the log's settings win). A client without
+// a name is named by its client_id.
+func (c *Config) Settings() domain.Settings {
+	rl := func(r RateLimit) domain.RateLimitSetting {
+		return domain.RateLimitSetting{Burst: *r.Burst, Per: domain.SecondsOf(r.Per.D())}
+	}
+	s := domain.Settings{
+		AnonymousEnabled:   *c.Anonymous.Enabled,
+		ConflictPolicy:     c.Promotion.ConflictPolicy,
+		WebGuestGrace:      domain.SecondsOf(c.Guests.WebGuestGrace.D()),
+		KeyGuestInactivity: domain.SecondsOf(c.Guests.KeyGuestInactivity.D()),
+		RateLimits: domain.RateLimitSettings{
+			AnonymousSignup: rl(c.RateLimits.AnonymousSignup), Challenge: rl(c.RateLimits.Challenge),
+			SignInPerIP: rl(c.RateLimits.SignInPerIP), SignInPerLoginID: rl(c.RateLimits.SignInPerLoginID),
+		},
+		Clients: make([]domain.ClientSettings, 0, len(c.Clients)),
+	}
+	for _, cl := range c.Clients {
+		s.Clients = append(s.Clients, domain.ClientSettings{
+			ClientID: cl.ClientID, Name: cmp.Or(cl.Name, cl.ClientID), SessionType: cl.SessionType,
+			AllowedOrigins: append([]string{}, cl.AllowedOrigins...), RedirectURIs: append([]string{}, cl.RedirectURIs...),
+			CookieIdleTimeout: domain.SecondsOf(cl.CookieIdleTimeout.D()), CookieLifetime: domain.SecondsOf(cl.CookieLifetime.D()),
+			RefreshTokenIdleTimeout: domain.SecondsOf(cl.RefreshTokenIdleTimeout.D()),
+			RefreshTokenLifetime:    domain.SecondsOf(cl.RefreshTokenLifetime.D()),
+			AccessTokenLifetime:     domain.SecondsOf(cl.AccessTokenLifetime.D()),
+		})
+	}
+	return s
 }

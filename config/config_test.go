@@ -57,6 +57,11 @@ clients:
 		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.D() != time.Hour || slices.Contains(cl.AllowedOrigins, "http://localhost:3000") {
 		t.Fatalf("loaded: %+v %+v", c, cl)
 	}
+	// The file seeds the settings; a client without a name is named by its id.
+	s := c.Settings()
+	if sc, ok := s.Client("web"); !ok || sc.Name != "web" || sc.RefreshTokenIdleTimeout != 3600 || sc.SessionType != "any" || !s.AnonymousEnabled {
+		t.Fatalf("settings: %+v", s)
+	}
 }
 
 func TestInvalidConfiguration(t *testing.T) {
@@ -67,6 +72,9 @@ func TestInvalidConfiguration(t *testing.T) {
 		"duplicate client": "clients:\n  - client_id: a\n  - client_id: a\n",
 		"unknown key":      "anonymous: true\n",
 		"bad sync":         "nats:\n  sync: sometimes\n",
+		"origin with path": "clients:\n  - client_id: a\n    allowed_origins: [\"https://app.example.com/x\"]\n",
+		"bad client id":    "clients:\n  - client_id: \"a b\"\n",
+		"sub-second limit": "rate_limits:\n  challenge:\n    burst: 5\n    per: 500ms\n",
 	}
 	for name, body := range cases {
 		file := filepath.Join(t.TempDir(), "c.yaml")

@@ -34,7 +34,7 @@ func settingsCmd(ctx context.Context, args []string) error {
 	defer n.Close(context.WithoutCancel(ctx))
 	if args[0] == "apply" {
 		_, version := n.Service.SettingsVersion()
-		v, err := n.Service.ChangeSettings(ctx, version, app.SettingsFromConfig(n.Config), "config-file", app.Meta{Actor: "config-file"})
+		v, err := n.Service.ChangeSettings(ctx, version, n.Config.Settings(), "config-file", app.Meta{Actor: "config-file"})
 		var se *domain.SettingsError
 		switch {
 		case errors.Is(err, domain.ErrSettingsUnchanged):
