@@ -285,7 +285,7 @@ func (s *Store) commitGroup(group []*appendReq) {
 		return
 	}
 	if len(group) == 1 {
-		seqs, err := s.commit(group[0].msgs)
+		seqs, err := s.commitRetryingIncomplete(group[0].msgs)
 		group[0].res <- appendResult{seqs: seqs, err: err}
 		return
 	}
@@ -311,24 +311,39 @@ func (s *Store) commitGroup(group []*appendReq) {
 		return
 	}
 	// The batch was rejected as a whole, so nothing of it was written: commit
-	// each command on its own to find the one that does not fit.
+	// each command on its own to find the one that does not fit, a bounded
+	// number at once (the server abandons atomic batches beyond its
+	// in-flight limit per stream, 50 by default, as incomplete).
 	groupRetries.Inc()
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, fallbackConcurrency)
 	for _, r := range group {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
-			seqs, err := s.commit(r.msgs)
-			// A batch the server abandoned as incomplete (it arrived too
-			// slowly under load) was not written: trying again is safe.
-			for try := 1; try <= 3 && incompleteBatch(err); try++ {
-				time.Sleep(time.Duration(try) * 20 * time.Millisecond)
-				seqs, err = s.commit(r.msgs)
-			}
+			defer func() { <-slots }()
+			seqs, err := s.commitRetryingIncomplete(r.msgs)
 			r.res <- appendResult{seqs: seqs, err: err}
 		}()
 	}
 	wg.Wait()
+}
+
+// fallbackConcurrency bounds the commands committed one by one at once after
+// a grouped batch was refused.
+const fallbackConcurrency = 16
+
+// commitRetryingIncomplete commits msgs; a batch the server abandoned as
+// incomplete (it arrived too slowly under load, or beyond the in-flight
+// limit) was not written, so trying again is safe.
+func (s *Store) commitRetryingIncomplete(msgs []prepared) ([]uint64, error) {
+	seqs, err := s.commit(msgs)
+	for try := 1; try <= 5 && incompleteBatch(err); try++ {
+		time.Sleep(time.Duration(try*try) * 10 * time.Millisecond)
+		seqs, err = s.commit(msgs)
+	}
+	return seqs, err
 }
 
 type pubAck struct {
