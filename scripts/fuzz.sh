@@ -12,8 +12,27 @@ targets=(
   "./domain FuzzDecodeEvent"
   "./api FuzzRequestDecoders"
 )
+# run_target PKG TARGET: 0 on success; on failure prints the whole output.
+run_target() {
+  local out; out=$(mktemp)
+  if go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$time" -timeout 0 -parallel 1 >"$out" 2>&1; then
+    tail -n 2 "$out"; rm -f "$out"; return 0
+  fi
+  cat "$out"; rm -f "$out"; return 1
+}
 for t in "${targets[@]}"; do
   set -- $t
   echo "fuzz: $2 ($1) for $time"
-  go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$time" -timeout 0 -parallel 1 2>&1 | tail -n 2
+  corpus="$1/testdata/fuzz/$2"
+  before=$(ls "$corpus" 2>/dev/null | wc -l)
+  if ! run_target "$1" "$2"; then
+    # A failing input is written to the package's testdata: that is a real
+    # failure. A fuzzing engine that stopped without one (a worker lost
+    # under load) is run once more, and must pass then.
+    if [ "$(ls "$corpus" 2>/dev/null | wc -l)" != "$before" ]; then
+      echo "fuzz: $2 found a failing input (saved in $corpus)"; exit 1
+    fi
+    echo "fuzz: $2 stopped without a failing input; running it again"
+    run_target "$1" "$2" || exit 1
+  fi
 done
