@@ -104,36 +104,12 @@ func NewKVCodes(ctx context.Context, js jetstream.JetStream, replicas int) (*KVC
 // JetStream API, not direct get); ok is false when there is none or it is a
 // delete or purge marker.
 func (c *KVCodes) leaderGet(ctx context.Context, key string) (value []byte, rev uint64, ok bool, err error) {
-	body, _ := json.Marshal(map[string]string{"last_by_subj": "$KV.idstream_codes." + key})
-	m, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+c.stream, body)
-	if err != nil {
+	m, found, err := eventstore.LeaderGet(ctx, c.nc, c.stream, eventstore.MsgGetRequest{LastFor: "$KV.idstream_codes." + key})
+	if err != nil || !found {
 		return nil, 0, false, err
 	}
-	var resp struct {
-		Error *struct {
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Sequence uint64 `json:"seq"`
-			Header   []byte `json:"hdrs"`
-			Data     []byte `json:"data"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, 0, false, err
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == 10037 { // no message found
-			return nil, 0, false, nil
-		}
-		return nil, 0, false, errors.New(resp.Error.Description)
-	}
-	if resp.Message == nil {
-		return nil, 0, false, nil
-	}
-	if len(resp.Message.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+	if len(m.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Header)
 		if err != nil {
 			return nil, 0, false, err
 		}
@@ -141,7 +117,7 @@ func (c *KVCodes) leaderGet(ctx context.Context, key string) (value []byte, rev 
 			return nil, 0, false, nil
 		}
 	}
-	return resp.Message.Data, resp.Message.Sequence, true, nil
+	return m.Data, m.Sequence, true, nil
 }
 
 func codeKey(code string) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -31,59 +30,78 @@ func WithLeaderCheck(ctx context.Context) context.Context {
 // Replicated reports whether reads may come from a lagging replica.
 func (s *Store) Replicated() bool { return s.opts.Stream.Replicas > 1 }
 
-type msgGetRequest struct {
+// MsgGetRequest selects a message for LeaderGet: by sequence, the last on a
+// subject, or the first on a subject from a sequence.
+type MsgGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
 }
 
+// StreamMsg is a message as a stream's leader answers it.
+type StreamMsg struct {
+	Subject  string `json:"subject"`
+	Sequence uint64 `json:"seq"`
+	Header   []byte `json:"hdrs"`
+	Data     []byte `json:"data"`
+}
+
 type msgGetResponse struct {
 	Error *struct {
-		Code        int    `json:"code"`
 		ErrCode     int    `json:"err_code"`
 		Description string `json:"description"`
 	} `json:"error,omitempty"`
-	Message *struct {
-		Subject  string    `json:"subject"`
-		Sequence uint64    `json:"seq"`
-		Data     []byte    `json:"data"`
-		Time     time.Time `json:"time"`
-	} `json:"message,omitempty"`
+	Message *StreamMsg `json:"message,omitempty"`
 }
 
 // errNoMessage is JetStream's "no message found" (10037).
 var errNoMessage = errors.New("no message found")
 
-// leaderGet asks the stream leader (the JetStream API, not direct get).
-func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (Record, error) {
+// LeaderGet asks a stream's leader for a message through the JetStream API
+// (a direct get may be answered by a replica that lags). found is false when
+// there is no such message; a leader that cannot be reached is
+// ErrUnavailable. Key-value buckets are streams too (KV_<bucket>).
+func LeaderGet(ctx context.Context, nc *nats.Conn, stream string, req MsgGetRequest) (msg StreamMsg, found bool, err error) {
 	body, _ := json.Marshal(req)
-	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.opts.Stream.Name, body)
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return Record{}, fmt.Errorf("%w: leader get: %v", ErrUnavailable, err)
+			return StreamMsg{}, false, fmt.Errorf("%w: leader get: %v", ErrUnavailable, err)
 		}
-		return Record{}, err
+		return StreamMsg{}, false, err
 	}
 	var resp msgGetResponse
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return Record{}, fmt.Errorf("eventstore: leader get answer: %w", err)
+		return StreamMsg{}, false, fmt.Errorf("eventstore: leader get answer: %w", err)
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == 10037 {
-			return Record{}, errNoMessage
+			return StreamMsg{}, false, nil
 		}
-		return Record{}, fmt.Errorf("%w: leader get: %s", ErrUnavailable, resp.Error.Description)
+		return StreamMsg{}, false, fmt.Errorf("%w: leader get: %s", ErrUnavailable, resp.Error.Description)
 	}
 	if resp.Message == nil {
+		return StreamMsg{}, false, nil
+	}
+	return *resp.Message, true, nil
+}
+
+// leaderGet reads one event of the log from the stream leader.
+func (s *Store) leaderGet(ctx context.Context, req MsgGetRequest) (Record, error) {
+	m, found, err := LeaderGet(ctx, s.nc, s.opts.Stream.Name, req)
+	if err != nil {
+		return Record{}, err
+	}
+	if !found {
 		return Record{}, errNoMessage
 	}
-	return decodeRecord(resp.Message.Subject, resp.Message.Sequence, resp.Message.Data)
+	return decodeRecord(m.Subject, m.Sequence, m.Data)
 }
 
 // completeFromLeader checks recs (a subject's events as a replica had them)
 // against the leader and appends what is missing.
 func (s *Store) completeFromLeader(ctx context.Context, subject string, recs []Record) ([]Record, error) {
-	last, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject})
+	last, err := s.leaderGet(ctx, MsgGetRequest{LastFor: subject})
 	if errors.Is(err, errNoMessage) {
 		return recs, nil
 	}
@@ -95,7 +113,7 @@ func (s *Store) completeFromLeader(ctx context.Context, subject string, recs []R
 		have = recs[len(recs)-1].Sequence
 	}
 	for have < last.Sequence {
-		rec, err := s.leaderGet(ctx, msgGetRequest{Seq: have + 1, NextFor: subject})
+		rec, err := s.leaderGet(ctx, MsgGetRequest{Seq: have + 1, NextFor: subject})
 		if err != nil {
 			return nil, err
 		}
