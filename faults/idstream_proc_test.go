@@ -7,41 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-var (
-	idstreamOnce sync.Once
-	idstreamBin  string
-	idstreamErr  error
-)
-
-// idstreamBinary builds cmd/idstream once per test binary.
-func idstreamBinary(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("the go tool is not on PATH: cannot build the idstream binary")
-	}
-	idstreamOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "idstream-bin-")
-		if err != nil {
-			idstreamErr = err
-			return
-		}
-		idstreamBin = filepath.Join(dir, "idstream")
-		out, err := exec.Command("go", "build", "-o", idstreamBin, "github.com/idstream/idstream/cmd/idstream").CombinedOutput()
-		if err != nil {
-			idstreamErr = fmt.Errorf("build idstream: %v\n%s", err, out)
-		}
-	})
-	if idstreamErr != nil {
-		t.Fatal(idstreamErr)
-	}
-	return idstreamBin
-}
+// idstreamBinary is cmd/idstream built from this tree.
+func idstreamBinary(t *testing.T) string { return idstreamBin.get(t) }
 
 // idstreamProc is `idstream serve` as an OS process, on an external NATS
 // server and a given database.

@@ -13,33 +13,45 @@ import (
 	"time"
 )
 
+// builtBinary builds a Go package into a temporary directory, once per
+// test binary and package.
+type builtBinary struct {
+	once sync.Once
+	pkg  string
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
+	natsServerBin = &builtBinary{pkg: "github.com/nats-io/nats-server/v2"}
+	idstreamBin   = &builtBinary{pkg: "github.com/idstream/idstream/cmd/idstream"}
 )
 
-// natsServerBinary builds nats-server from the Go module idstream embeds
-// (the same version), once per test binary.
-func natsServerBinary(t *testing.T) string {
+func (b *builtBinary) get(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "idstream-nats-server-")
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go tool is not on PATH: cannot build " + b.pkg)
+	}
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "idstream-"+filepath.Base(b.pkg)+"-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		builtBin = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build nats-server: %v\n%s", err, out)
+		b.path = filepath.Join(dir, filepath.Base(b.pkg))
+		if out, err := exec.Command("go", "build", "-o", b.path, b.pkg).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return builtBin
+	return b.path
 }
+
+// natsServerBinary is nats-server from the Go module idstream embeds (the
+// same version).
+func natsServerBinary(t *testing.T) string { return natsServerBin.get(t) }
 
 // natsProc is a nats-server OS process with JetStream on a directory that
 // survives restarts.
