@@ -186,16 +186,16 @@ func (s *Service) SettingsChanged() <-chan struct{} {
 // node that was away catches up with one message; the consumer recreates
 // itself after connection trouble, and one that cannot be created is
 // retried.
-func (s *Service) WatchSettings(ctx context.Context, es *eventstore.Store) error {
+func (s *Service) WatchSettings(ctx context.Context, es *eventstore.Store) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		err := s.watchSettings(ctx, es)
 		if err == nil || ctx.Err() != nil {
-			return nil
+			return
 		}
 		s.log.Warn("settings: not following changes; retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 	}

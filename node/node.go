@@ -240,12 +240,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.Limiter.Run(rctx, o.Clock) }()
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.Service.WatchSettings(rctx, n.Store); err != nil {
-			o.Log.Error("settings are not followed", "err", err)
-		}
-	}()
+	go func() { defer n.wg.Done(); n.Service.WatchSettings(rctx, n.Store) }()
 	if !o.NoWorkers {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()
