@@ -177,48 +177,54 @@ func RetiredEventTypes() []string {
 // versions of a type are upcast here, so the rest of the code only sees the
 // current shape.
 func DecodeEvent(eventType string, data []byte) (Event, error) {
+	return decodeEvent(eventType, data, unmarshalPayload)
+}
+
+// decodeEvent is DecodeEvent with the JSON decoder to use (the tests compare
+// unmarshalPayload's results with encoding/json's).
+func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 	var ev Event
 	switch eventType {
 	case TypeAnonymousUserCreated:
-		ev = decodeAs[AnonymousUserCreated](data)
+		ev = decodeAs[AnonymousUserCreated](data, u)
 	case TypeSessionStarted:
-		ev = decodeAs[SessionStarted](data)
+		ev = decodeAs[SessionStarted](data, u)
 	case TypeSessionRefreshed:
-		ev = decodeAs[SessionRefreshed](data)
+		ev = decodeAs[SessionRefreshed](data, u)
 	case TypeSessionRevoked:
-		ev = decodeAs[SessionRevoked](data)
+		ev = decodeAs[SessionRevoked](data, u)
 	case TypeAnonymousKeyRegistered:
-		ev = decodeAs[AnonymousKeyRegistered](data)
+		ev = decodeAs[AnonymousKeyRegistered](data, u)
 	case TypeAnonymousKeyClaimed:
-		ev = decodeAs[AnonymousKeyClaimed](data)
+		ev = decodeAs[AnonymousKeyClaimed](data, u)
 	case TypeUserPromoted:
-		ev = decodeAs[UserPromoted](data)
+		ev = decodeAs[UserPromoted](data, u)
 	case TypeUserPromotedV1:
-		ev = upcastFrom(data, userPromotedV1.upcast)
+		ev = upcastFrom(data, u, userPromotedV1.upcast)
 	case TypeUserRegistered:
-		ev = decodeAs[UserRegistered](data)
+		ev = decodeAs[UserRegistered](data, u)
 	case TypePasswordSet:
-		ev = decodeAs[PasswordSet](data)
+		ev = decodeAs[PasswordSet](data, u)
 	case TypeAnonymousKeyRemoved:
-		ev = decodeAs[AnonymousKeyRemoved](data)
+		ev = decodeAs[AnonymousKeyRemoved](data, u)
 	case TypeAnonymousUserMerged:
-		ev = decodeAs[AnonymousUserMerged](data)
+		ev = decodeAs[AnonymousUserMerged](data, u)
 	case TypeLoginIDClaimed:
-		ev = decodeAs[LoginIDClaimed](data)
+		ev = decodeAs[LoginIDClaimed](data, u)
 	case TypeUserSignedIn:
-		ev = decodeAs[UserSignedIn](data)
+		ev = decodeAs[UserSignedIn](data, u)
 	case TypeAnonymousUserExpired:
-		ev = decodeAs[AnonymousUserExpired](data)
+		ev = decodeAs[AnonymousUserExpired](data, u)
 	case TypeUserDisabled:
-		ev = decodeAs[UserDisabled](data)
+		ev = decodeAs[UserDisabled](data, u)
 	case TypeUserEnabled:
-		ev = decodeAs[UserEnabled](data)
+		ev = decodeAs[UserEnabled](data, u)
 	case TypeUserDeleted:
-		ev = decodeAs[UserDeleted](data)
+		ev = decodeAs[UserDeleted](data, u)
 	case TypeLoginIDReleased:
-		ev = decodeAs[LoginIDReleased](data)
+		ev = decodeAs[LoginIDReleased](data, u)
 	case TypeSettingsChanged:
-		ev = decodeAs[SettingsChanged](data)
+		ev = decodeAs[SettingsChanged](data, u)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}
@@ -232,9 +238,9 @@ type decodeError struct{ err error }
 
 func (decodeError) EventType() string { return "" }
 
-func decodeAs[T Event](data []byte) Event {
+func decodeAs[T Event](data []byte, u unmarshaler) Event {
 	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
+	if err := u(data, &v); err != nil {
 		return decodeError{err}
 	}
 	return v

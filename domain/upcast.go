@@ -1,9 +1,6 @@
 package domain
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Upcasting. An event type, once written, keeps its name and its shape for
 // good. A changed shape is a new version of the type:
@@ -37,9 +34,9 @@ func (v userPromotedV1) upcast() UserPromoted {
 }
 
 // upcastFrom decodes a payload of a retired version and upcasts it.
-func upcastFrom[Old any, New Event](data []byte, upcast func(Old) New) Event {
+func upcastFrom[Old any, New Event](data []byte, u unmarshaler, upcast func(Old) New) Event {
 	var v Old
-	if err := json.Unmarshal(data, &v); err != nil {
+	if err := u(data, &v); err != nil {
 		return decodeError{err}
 	}
 	return upcast(v)

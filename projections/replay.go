@@ -107,6 +107,9 @@ type ReplayResult struct {
 	// checkpoint after the swap.
 	From, Position uint64
 	Elapsed        time.Duration
+	// Folded is how many updates were folded into rows inserted in the same
+	// batch (see Queue) instead of being sent as UPDATEs.
+	Folded uint64
 }
 
 // Events is how many events this run applied.
@@ -171,7 +174,7 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, src Source, p Projector, op
 		return ReplayResult{}, fmt.Errorf("projections: replay %s: prepare shadow: %w", p.Name(), err)
 	}
 	err = r.run(ctx)
-	res := ReplayResult{From: r.from, Position: r.pos, Elapsed: time.Since(r.start)}
+	res := ReplayResult{From: r.from, Position: r.pos, Elapsed: time.Since(r.start), Folded: r.folded}
 	if err != nil {
 		var ee *EventError
 		if errors.As(err, &ee) && permanent(err) {
@@ -195,6 +198,8 @@ type replay struct {
 	start            time.Time
 
 	from, pos, target uint64
+	// folded counts the updates folded into inserted rows.
+	folded uint64
 	// lag is how many events the log holds past the last one read.
 	lag   uint64
 	phase string
@@ -378,7 +383,7 @@ func (r *replay) step(ctx context.Context) error {
 // transaction.
 func (r *replay) apply(ctx context.Context, evs []decoded) error {
 	err := r.applyOnce(ctx, evs, true)
-	if errors.As(err, new(copyFailed)) {
+	if errors.As(err, new(fastFailed)) {
 		// Again statement by statement, to find the event at fault.
 		err = r.applyOnce(ctx, evs, false)
 	}
@@ -395,16 +400,21 @@ func (r *replay) apply(ctx context.Context, evs []decoded) error {
 // statements write only the shadow, which nothing else writes, so they see
 // the same rows as under read committed, and PostgreSQL takes one snapshot
 // for the batch instead of one for every statement.
-func (r *replay) applyOnce(ctx context.Context, evs []decoded, useCopy bool) error {
+func (r *replay) applyOnce(ctx context.Context, evs []decoded, fast bool) error {
 	tx, err := r.begin(ctx, pgx.RepeatableRead)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := applyTx(ctx, tx, r.p, r.progress, evs, useCopy); err != nil {
+	_, folded, err := applyTx(ctx, tx, r.p, r.progress, evs, fast)
+	if err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	r.folded += uint64(folded)
+	return nil
 }
 
 // begin starts a transaction that writes to the shadow: the projector's
@@ -718,7 +728,7 @@ func (r *replay) swap(ctx context.Context) error {
 			n++
 		}
 		// Statement by statement: a failed COPY would abort the swap.
-		if _, err := applyTx(ctx, tx, r.p, r.progress, r.held[:n], false); err != nil {
+		if _, _, err := applyTx(ctx, tx, r.p, r.progress, r.held[:n], false); err != nil {
 			return err
 		}
 		pos = uint64(live)

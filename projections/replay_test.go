@@ -48,19 +48,27 @@ func (w *subjects) add(kind, id string, ev domain.Event) uint64 {
 	return seqs[0]
 }
 
+// keyGuests writes n guests with device keys, created a minute apart from
+// base, and then what next writes for each (sid is the session to start).
+func keyGuests(t testing.TB, s *eventstore.Store, n int, base time.Time, next func(w *subjects, i int, at time.Time, u, sid, kid string)) {
+	t.Helper()
+	w := newSubjects(t, s)
+	for i := range n {
+		at := base.Add(time.Duration(i) * time.Minute)
+		u, sid, kid := uuid.NewString(), uuid.NewString(), uuid.NewString()
+		w.add("user", u, domain.AnonymousUserCreated{UserID: u, ClientID: "c", CreatedAt: at, SessionID: sid})
+		w.add("user", u, domain.AnonymousKeyRegistered{UserID: u, KeyID: kid, Algorithm: "ES256", JWK: json.RawMessage(`{}`), Thumbprint: "tp" + kid, RegisteredAt: at})
+		next(w, i, at, u, sid, kid)
+	}
+}
+
 // mixedHistory writes n guests signing in with device keys, and what may
 // happen to them next: promotion, expiry, merge into a registered user,
 // disabling and deletion (releasing the login ID), refreshes.
 func mixedHistory(t testing.TB, s *eventstore.Store, n int) {
 	t.Helper()
-	w := newSubjects(t, s)
-	base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
-	for i := range n {
-		at := base.Add(time.Duration(i) * time.Minute)
-		u, sid, kid := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	keyGuests(t, s, n, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), func(w *subjects, i int, at time.Time, u, sid, kid string) {
 		login := "u" + uuid.NewString()[:8] + "-example-com"
-		w.add("user", u, domain.AnonymousUserCreated{UserID: u, ClientID: "c", CreatedAt: at, SessionID: sid})
-		w.add("user", u, domain.AnonymousKeyRegistered{UserID: u, KeyID: kid, Algorithm: "ES256", JWK: json.RawMessage(`{}`), Thumbprint: "tp" + kid, RegisteredAt: at})
 		w.add("session", sid, domain.SessionStarted{SessionID: sid, UserID: u, ClientID: "c", Kind: domain.SessionKindRefreshToken,
 			Method: "anonymous_key", TokenHash: "h", IdleTimeout: 60, Lifetime: 600, StartedAt: at.Add(time.Second), KeyID: kid})
 		w.add("user", u, domain.UserSignedIn{UserID: u, SessionID: sid, Method: "anonymous_key", KeyID: kid, SignedInAt: at.Add(time.Second)})
@@ -89,7 +97,7 @@ func mixedHistory(t testing.TB, s *eventstore.Store, n int) {
 		case 4:
 			w.add("session", sid, domain.SessionRefreshed{SessionID: sid, UserID: u, PreviousHash: "h", TokenHash: "h2", Generation: 1, RefreshedAt: at.Add(time.Minute)})
 		}
-	}
+	})
 }
 
 // replayPool is a pool of its own for replays, as `idstream projections
@@ -356,11 +364,7 @@ func TestReplayStopsOnAnEventItCannotApply(t *testing.T) {
 		ClientID: "c", Kind: domain.SessionKindCookie, Method: "anonymous", TokenHash: "h", IdleTimeout: 60, Lifetime: 60, StartedAt: time.Now()})
 	history(t, s, 5)
 
-	_, err := projections.Replay(ctx, rpool, s, projections.Users{}, projections.ReplayOptions{BatchSize: 8})
-	var ee *projections.EventError
-	if !errors.As(err, &ee) || ee.Sequence != bad || ee.Type != domain.TypeSessionStarted {
-		t.Fatalf("replay error %v, want one naming event %d (%s)", err, bad, domain.TypeSessionStarted)
-	}
+	replayStopsOn(t, rpool, s, projections.Users{}, 8, bad, domain.TypeSessionStarted)
 	var pos int64
 	if err := pool.QueryRow(ctx, `SELECT position FROM replay_users.replay_progress`).Scan(&pos); err != nil {
 		t.Fatalf("shadow not kept: %v", err)
@@ -481,31 +485,13 @@ func TestDuplicateInACopiedRunStopsOnItsEvent(t *testing.T) {
 		appendEvent(t, s, s.Subject("session", sid), 0, start(sid))
 	}
 
-	_, err := projections.Replay(ctx, rpool, s, projections.Sessions{}, projections.ReplayOptions{BatchSize: 100})
-	var ee *projections.EventError
-	if !errors.As(err, &ee) || ee.Sequence != bad {
-		t.Fatalf("replay error %v, want one naming event %d", err, bad)
-	}
+	replayStopsOn(t, rpool, s, projections.Sessions{}, 100, bad, domain.TypeSessionStarted)
 	var pos int64
 	if err := pool.QueryRow(ctx, `SELECT position FROM replay_sessions.replay_progress`).Scan(&pos); err != nil || uint64(pos) != bad-1 {
 		t.Fatalf("shadow kept at %d (%v), want %d", pos, err, bad-1)
 	}
 
-	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 500, RetryBackoff: 50 * time.Millisecond, StandbyPoll: time.Hour},
-		projections.Sessions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntilCleanup(t, ctx, r)
-	waitFor(t, "sessions projection to stop", func() bool { return r.State("sessions") == projections.StateStopped })
-	var failed int64
-	if err := pool.QueryRow(ctx, `SELECT c.position, f.sequence FROM projection_checkpoints c JOIN projection_failures f ON f.projection = c.name
-		WHERE c.name = 'sessions'`).Scan(&pos, &failed); err != nil {
-		t.Fatal(err)
-	}
-	if uint64(failed) != bad || uint64(pos) != bad-1 {
-		t.Fatalf("live projection stopped at %d with checkpoint %d, want %d and %d", failed, pos, bad, bad-1)
-	}
+	liveStopsOn(t, pool, s, projections.Sessions{}, bad)
 	var n int
 	_ = pool.QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&n)
 	if n != 40 {
@@ -519,4 +505,132 @@ func runUntilCleanup(t *testing.T, ctx context.Context, r *projections.Runner) {
 	done := make(chan struct{})
 	go func() { r.Run(rctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// outOfOrder writes histories whose updates fold into the inserted rows in
+// every way the projectors' updates can: times that go backwards (greatest
+// keeps the later), repeated refreshes (refresh_count adds up), a key used
+// again, a NULL set back.
+func outOfOrder(t *testing.T, s *eventstore.Store, n int) {
+	t.Helper()
+	keyGuests(t, s, n, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC), func(w *subjects, i int, at time.Time, u, sid, kid string) {
+		// A session that started (by its clock) before the user was created.
+		w.add("session", sid, domain.SessionStarted{SessionID: sid, UserID: u, ClientID: "c", Kind: domain.SessionKindRefreshToken,
+			Method: "anonymous_key", TokenHash: "h", IdleTimeout: 60, Lifetime: 600, StartedAt: at.Add(-time.Second), KeyID: kid})
+		for r := range 3 {
+			w.add("session", sid, domain.SessionRefreshed{SessionID: sid, UserID: u, PreviousHash: "h", TokenHash: "h2", Generation: r + 1,
+				RefreshedAt: at.Add(time.Duration(3-r) * time.Second)})
+		}
+		sid2 := uuid.NewString()
+		w.add("session", sid2, domain.SessionStarted{SessionID: sid2, UserID: u, ClientID: "c", Kind: domain.SessionKindRefreshToken,
+			Method: "anonymous_key", TokenHash: "h3", IdleTimeout: 60, Lifetime: 600, StartedAt: at.Add(-2 * time.Second), KeyID: kid})
+		w.add("user", u, domain.UserSignedIn{UserID: u, SessionID: sid2, Method: "anonymous_key", KeyID: kid, SignedInAt: at.Add(-2 * time.Second)})
+		w.add("session", sid2, domain.SessionRevoked{SessionID: sid2, UserID: u, Reason: "logout", RevokedAt: at.Add(time.Minute)})
+		if i%2 == 0 {
+			w.add("user", u, domain.UserDisabled{UserID: u, DisabledAt: at.Add(time.Minute)})
+			w.add("user", u, domain.UserEnabled{UserID: u, EnabledAt: at.Add(2 * time.Minute)})
+		}
+	})
+}
+
+// TestFoldedReplayEqualsOneEventAtATime: a replay in batches large enough
+// for updates to fold into their rows builds the same tables as the live
+// runner applying one event per transaction, where nothing can fold.
+func TestFoldedReplayEqualsOneEventAtATime(t *testing.T) {
+	s := openStore(t)
+	_, pool := testenv.Database(t)
+	url, replayed := testenv.Database(t)
+	rpool := replayPool(t, url)
+	ctx := context.Background()
+
+	history(t, s, 20)
+	mixedHistory(t, s, 40)
+	outOfOrder(t, s, 20)
+
+	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 1, RetryBackoff: 50 * time.Millisecond, StandbyPoll: time.Hour},
+		projections.All()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, ctx, r)
+	waitFor(t, "one-at-a-time build", caughtUp(t, pool, s))
+	want := dumpAll(t, pool)
+	if len(want["users"]) < 80 || len(want["sessions"]) < 100 || len(want["identities"]) < 40 {
+		t.Fatalf("history too thin: %d users, %d sessions, %d identities", len(want["users"]), len(want["sessions"]), len(want["identities"]))
+	}
+	for _, p := range projections.All() {
+		res, err := projections.Replay(ctx, rpool, s, p, projections.ReplayOptions{BatchSize: 100000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every projection has updates of rows inserted earlier in the log.
+		if res.Folded == 0 {
+			t.Fatalf("%s: no update folded", p.Name())
+		}
+		t.Logf("%s: %d events, %d updates folded", p.Name(), res.Events(), res.Folded)
+	}
+	testenv.SameDump(t, "folded replay", want, dumpAll(t, replayed))
+}
+
+// TestFoldedRowThatFailsNamesItsEvent: a promotion to a login ID another
+// user holds folds into the guest's row, which then fails as a whole; the
+// replay and the live runner both stop on the promotion, not on the guest's
+// creation, with everything before it landed.
+func TestFoldedRowThatFailsNamesItsEvent(t *testing.T) {
+	s := openStore(t)
+	url, pool := testenv.Database(t)
+	rpool := replayPool(t, url)
+	ctx := context.Background()
+
+	at := time.Now().UTC()
+	history(t, s, 5)
+	holder, guest := uuid.NewString(), uuid.NewString()
+	appendEvent(t, s, s.Subject("user", holder), 0, domain.UserRegistered{UserID: holder, ClientID: "c", LoginIDType: "email",
+		LoginID: "taken@example.com", RegisteredAt: at})
+	v := appendEvent(t, s, s.Subject("user", guest), 0, domain.AnonymousUserCreated{UserID: guest, ClientID: "c", CreatedAt: at})
+	bad := appendEvent(t, s, s.Subject("user", guest), v, domain.UserPromoted{UserID: guest, LoginIDType: "email",
+		LoginID: "taken@example.com", GuestCreatedAt: at, PromotedAt: at})
+	history(t, s, 5)
+
+	replayStopsOn(t, rpool, s, projections.Users{}, 1000, bad, domain.TypeUserPromoted)
+	var pos int64
+	var guests int
+	if err := pool.QueryRow(ctx, `SELECT position, (SELECT count(*) FROM replay_users.users WHERE id = $1)
+		FROM replay_users.replay_progress`, guest).Scan(&pos, &guests); err != nil || uint64(pos) != bad-1 || guests != 1 {
+		t.Fatalf("shadow kept at %d with %d guest rows (%v), want %d and the guest", pos, guests, err, bad-1)
+	}
+
+	liveStopsOn(t, pool, s, projections.Users{}, bad)
+}
+
+// liveStopsOn runs p live from the start of the log and checks that it stops
+// on the event at bad, recorded as the failure, with the checkpoint right
+// before it.
+func liveStopsOn(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store, p projections.Projector, bad uint64) {
+	t.Helper()
+	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 500, RetryBackoff: 50 * time.Millisecond, StandbyPoll: time.Hour}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, context.Background(), r)
+	waitFor(t, p.Name()+" projection to stop", func() bool { return r.State(p.Name()) == projections.StateStopped })
+	var pos, failed int64
+	if err := pool.QueryRow(context.Background(), `SELECT c.position, f.sequence FROM projection_checkpoints c
+		JOIN projection_failures f ON f.projection = c.name WHERE c.name = $1`, p.Name()).Scan(&pos, &failed); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(failed) != bad || uint64(pos) != bad-1 {
+		t.Fatalf("live projection stopped at %d with checkpoint %d, want %d and %d", failed, pos, bad, bad-1)
+	}
+}
+
+// replayStopsOn replays p in batches of batch events and checks that it
+// stops with an error naming the event at bad, of type typ.
+func replayStopsOn(t *testing.T, rpool *pgxpool.Pool, s *eventstore.Store, p projections.Projector, batch int, bad uint64, typ string) {
+	t.Helper()
+	_, err := projections.Replay(context.Background(), rpool, s, p, projections.ReplayOptions{BatchSize: batch})
+	var ee *projections.EventError
+	if !errors.As(err, &ee) || ee.Sequence != bad || ee.Type != typ {
+		t.Fatalf("replay error %v, want one naming event %d (%s)", err, bad, typ)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,60 +34,6 @@ type Projector interface {
 	// Tables are the tables the projection owns and writes, all of them: a
 	// replay rebuilds exactly these beside the live ones and swaps them in.
 	Tables() []string
-}
-
-// Queue collects the statements of a batch, sent to PostgreSQL in one round
-// trip inside the batch's transaction.
-type Queue struct {
-	stmts []stmt
-}
-
-type stmt struct {
-	sql     string
-	args    []any
-	wantOne bool
-	rec     int
-	// ins is set for a row queued with Insert.
-	ins *Insert
-}
-
-// Exec queues a statement.
-func (q *Queue) Exec(sql string, args ...any) { q.stmts = append(q.stmts, stmt{sql: sql, args: args}) }
-
-// Insert is the insertion of rows into one table, naming the columns given.
-// It is one INSERT statement per row; a run of consecutive rows queued with
-// the same Insert may instead be sent with COPY, which stores the same rows
-// (defaults, constraints and triggers apply alike) at a fraction of the cost.
-// Build it once (a package variable) and queue rows with Queue.Insert.
-type Insert struct {
-	table   string
-	columns []string
-	sql     string
-}
-
-// NewInsert describes inserts into table (unqualified, so that a replay's
-// search path finds its shadow) of the named columns.
-func NewInsert(table string, columns ...string) *Insert {
-	params := make([]string, len(columns))
-	cols := make([]string, len(columns))
-	for i, c := range columns {
-		params[i] = fmt.Sprintf("$%d", i+1)
-		cols[i] = pgx.Identifier{c}.Sanitize()
-	}
-	return &Insert{table: table, columns: columns,
-		sql: `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(cols, ", ") + `) VALUES (` + strings.Join(params, ", ") + `)`}
-}
-
-// Insert queues the insertion of one row: the values of ins's columns, in
-// order. It is Exec of a plain INSERT, whatever way it is sent.
-func (q *Queue) Insert(ins *Insert, values ...any) {
-	q.stmts = append(q.stmts, stmt{sql: ins.sql, args: values, ins: ins})
-}
-
-// ExecOne queues a statement that must change exactly one row; any other
-// count means the read model disagrees with the log, and the projection stops.
-func (q *Queue) ExecOne(sql string, args ...any) {
-	q.stmts = append(q.stmts, stmt{sql: sql, args: args, wantOne: true})
 }
 
 // Source is what the runner needs from the event log.
@@ -473,20 +418,20 @@ var liveCheckpoints = pgx.Identifier{"projection_checkpoints"}.Sanitize()
 // transaction. It returns how many events it applied.
 func (r *Runner) tx(ctx context.Context, p Projector, evs []decoded) (int, error) {
 	n, err := r.txOnce(ctx, p, evs, true)
-	if errors.As(err, new(copyFailed)) {
+	if errors.As(err, new(fastFailed)) {
 		// Again statement by statement, to find the event at fault.
 		n, err = r.txOnce(ctx, p, evs, false)
 	}
 	return n, err
 }
 
-func (r *Runner) txOnce(ctx context.Context, p Projector, evs []decoded, useCopy bool) (int, error) {
+func (r *Runner) txOnce(ctx context.Context, p Projector, evs []decoded, fast bool) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	applied, err := applyTx(ctx, tx, p, liveCheckpoints, evs, useCopy)
+	applied, _, err := applyTx(ctx, tx, p, liveCheckpoints, evs, fast)
 	if err != nil || applied == 0 {
 		return 0, err
 	}
@@ -518,28 +463,31 @@ func eventError(rec eventstore.Record, err error) *EventError {
 // two round trips of its own, which a few rows do not repay.
 const copyMinRows = 16
 
-// copyFailed is a COPY of a run of inserts that failed. It names no event:
-// the transaction is to be rolled back and applied again with useCopy off,
-// which finds the event at fault, if there is one.
-type copyFailed struct{ err error }
+// fastFailed is a batch applied the fast way (COPY, folded updates) that
+// failed. It names no event, or may name the wrong one (a folded row's
+// error may be a later event's): the transaction is to be rolled back and
+// applied again with fast off, which finds the event at fault, if there is
+// one.
+type fastFailed struct{ err error }
 
-func (e copyFailed) Error() string { return "copy: " + e.err.Error() }
-func (e copyFailed) Unwrap() error { return e.err }
+func (e fastFailed) Error() string { return "fast path: " + e.err.Error() }
+func (e fastFailed) Unwrap() error { return e.err }
 
 // applyTx applies evs (those past the checkpoint) in tx and moves the
 // checkpoint. The checkpoint is the row named after the projection in table
 // (the live projection_checkpoints, or a replay's own), whose columns are
 // name, position, last_event_at and updated_at. It returns how many events it
-// applied; the caller commits. With useCopy, runs of at least copyMinRows
-// consecutive rows queued with the same Insert are sent with COPY; if one
-// fails, the error is a copyFailed.
-func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []decoded, useCopy bool) (int, error) {
+// applied and how many updates it folded; the caller commits. With fast,
+// updates are folded into rows inserted earlier in the batch where they can
+// be (see Queue), and runs of at least copyMinRows consecutive rows queued
+// with the same Insert are sent with COPY; if a COPY fails, or anything does
+// once an update was folded, the error is a fastFailed.
+func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []decoded, fast bool) (applied, folded int, _ error) {
 	var pos int64
 	if err := tx.QueryRow(ctx, `SELECT position FROM `+table+` WHERE name = $1 FOR UPDATE`, p.Name()).Scan(&pos); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	q := &Queue{}
-	applied := 0
+	q := &Queue{fold: fast}
 	var last decoded
 	next := uint64(pos) + 1
 	for i, d := range evs {
@@ -551,12 +499,12 @@ func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []de
 			// one, so a gap means a delivery went missing (seen when the
 			// stream's leader changes): start again from the checkpoint.
 			projectionGaps.WithLabelValues(p.Name()).Inc()
-			return 0, fmt.Errorf("gap in delivery: got sequence %d, want %d", d.rec.Sequence, next)
+			return 0, 0, fmt.Errorf("gap in delivery: got sequence %d, want %d", d.rec.Sequence, next)
 		}
 		next++
 		before := len(q.stmts)
 		if err := p.Apply(q, d.rec, d.ev); err != nil {
-			return 0, applyError{eventError(d.rec, err)}
+			return 0, 0, applyError{eventError(d.rec, err)}
 		}
 		for j := before; j < len(q.stmts); j++ {
 			q.stmts[j].rec = i
@@ -565,7 +513,7 @@ func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []de
 		last = d
 	}
 	if applied == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	q.stmts = append(q.stmts, stmt{rec: -1, sql: `UPDATE ` + table + ` SET position = $2, last_event_at = $3, updated_at = now() WHERE name = $1`,
 		args: []any{p.Name(), int64(last.rec.Sequence), last.rec.OccurredAt}})
@@ -576,28 +524,32 @@ func applyTx(ctx context.Context, tx pgx.Tx, p Projector, table string, evs []de
 		n := 0
 		var run int
 		for n < len(stmts) {
-			if run = copyRun(stmts[n:], useCopy); run > 0 {
+			if run = copyRun(stmts[n:], fast); run > 0 {
 				break
 			}
 			n++
 		}
 		if err := execBatch(ctx, tx, evs, stmts[:n]); err != nil {
-			return 0, err
+			if q.folded > 0 {
+				// A folded row's error may be a later event's.
+				return 0, 0, fastFailed{err}
+			}
+			return 0, 0, err
 		}
 		if run > 0 {
 			if err := copyRows(ctx, tx, stmts[n:n+run]); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		stmts = stmts[n+run:]
 	}
-	return applied, nil
+	return applied, q.folded, nil
 }
 
 // copyRun is the length of the run of inserts at the start of stmts that
 // would go with COPY, or 0.
-func copyRun(stmts []stmt, useCopy bool) int {
-	if !useCopy || stmts[0].ins == nil {
+func copyRun(stmts []stmt, fast bool) int {
+	if !fast || stmts[0].ins == nil {
 		return 0
 	}
 	n := 1
@@ -676,7 +628,7 @@ func copyRows(ctx context.Context, tx pgx.Tx, stmts []stmt) error {
 		err = fmt.Errorf("copied %d rows, want %d", n, len(stmts))
 	}
 	if err != nil {
-		return copyFailed{err}
+		return fastFailed{err}
 	}
 	return nil
 }

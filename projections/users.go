@@ -8,10 +8,23 @@ import (
 // Users projects the users table.
 type Users struct{}
 
+// The inserts name, with the values of their defaults, the columns the
+// updates that follow a user's creation set, so that those fold into the
+// row when they come in the same batch (see Queue).
 var (
-	insertGuest      = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at", "version")
+	insertGuest = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at", "version",
+		"last_sign_in_at", "has_anonymous_key", "login_id_type", "login_id", "promoted_at")
 	insertRegistered = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at",
-		"login_id_type", "login_id", "version")
+		"login_id_type", "login_id", "version", "last_sign_in_at")
+
+	userKeyChanged = NewUpdate("users", "id", Set("has_anonymous_key"), Set("version"))
+	userPromoted   = NewUpdate("users", "id", Set("is_anonymous"), Set("login_id_type"), Set("login_id"), Set("promoted_at"), Set("version"))
+	userSignedIn   = NewUpdate("users", "id", Greatest("last_seen_at"), Set("last_sign_in_at"), Set("version"))
+	userSeen       = NewUpdate("users", "id", Greatest("last_seen_at"), Set("version"))
+	userExpired    = NewUpdate("users", "id", Set("state"), Set("expired_at"), Set("expiry_reason"), Set("version"))
+	userMerged     = NewUpdate("users", "id", Set("state"), Set("merged_into"), Set("version"))
+	userDisabled   = NewUpdate("users", "id", Set("disabled"), Set("disabled_at"), Set("version"))
+	userDeleted    = NewUpdate("users", "id", Set("state"), Set("deleted_at"), Set("login_id_type"), Set("login_id"), Set("version"))
 )
 
 // Name implements Projector.
@@ -25,37 +38,31 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.AnonymousUserCreated:
-		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq)
+		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq, nil, false, nil, nil, nil)
 	case domain.AnonymousKeyRegistered:
-		q.ExecOne(`UPDATE users SET has_anonymous_key = true, version = $2 WHERE id = $1`, e.UserID, seq)
+		q.Update(userKeyChanged, e.UserID, true, seq)
 	case domain.AnonymousKeyRemoved:
-		q.ExecOne(`UPDATE users SET has_anonymous_key = false, version = $2 WHERE id = $1`, e.UserID, seq)
+		q.Update(userKeyChanged, e.UserID, false, seq)
 	case domain.UserPromoted:
-		q.ExecOne(`UPDATE users SET is_anonymous = false, login_id_type = $2, login_id = $3, promoted_at = $4, version = $5 WHERE id = $1`,
-			e.UserID, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
+		q.Update(userPromoted, e.UserID, false, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
 	case domain.UserRegistered:
-		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq)
+		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq, nil)
 	case domain.UserSignedIn:
-		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
-			e.UserID, e.SignedInAt, seq)
+		q.Update(userSignedIn, e.UserID, e.SignedInAt, e.SignedInAt, seq)
 	case domain.AnonymousUserExpired:
-		q.ExecOne(`UPDATE users SET state = 'expired', expired_at = $2, expiry_reason = $3, version = $4 WHERE id = $1`,
-			e.UserID, e.ExpiredAt, e.Reason, seq)
+		q.Update(userExpired, e.UserID, "expired", e.ExpiredAt, e.Reason, seq)
 	case domain.AnonymousUserMerged:
-		q.ExecOne(`UPDATE users SET state = 'merged', merged_into = $2, version = $3 WHERE id = $1`, e.GuestID, e.IntoUserID, seq)
+		q.Update(userMerged, e.GuestID, "merged", e.IntoUserID, seq)
 	case domain.UserDisabled:
-		q.ExecOne(`UPDATE users SET disabled = true, disabled_at = $2, version = $3 WHERE id = $1`, e.UserID, e.DisabledAt, seq)
+		q.Update(userDisabled, e.UserID, true, e.DisabledAt, seq)
 	case domain.UserEnabled:
-		q.ExecOne(`UPDATE users SET disabled = false, disabled_at = NULL, version = $2 WHERE id = $1`, e.UserID, seq)
+		q.Update(userDisabled, e.UserID, false, nil, seq)
 	case domain.UserDeleted:
-		q.ExecOne(`UPDATE users SET state = 'deleted', deleted_at = $2, login_id_type = NULL, login_id = NULL, version = $3 WHERE id = $1`,
-			e.UserID, e.DeletedAt, seq)
+		q.Update(userDeleted, e.UserID, "deleted", e.DeletedAt, nil, nil, seq)
 	case domain.SessionStarted:
-		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), last_sign_in_at = $2, version = $3 WHERE id = $1`,
-			e.UserID, e.StartedAt, seq)
+		q.Update(userSignedIn, e.UserID, e.StartedAt, e.StartedAt, seq)
 	case domain.SessionRefreshed:
-		q.ExecOne(`UPDATE users SET last_seen_at = greatest(last_seen_at, $2), version = $3 WHERE id = $1`,
-			e.UserID, e.RefreshedAt, seq)
+		q.Update(userSeen, e.UserID, e.RefreshedAt, seq)
 	}
 	return nil
 }
@@ -63,8 +70,12 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 // Sessions projects the sessions table.
 type Sessions struct{}
 
-var insertSession = NewInsert("sessions", "id", "user_id", "client_id", "kind", "method", "started_at", "last_active_at",
-	"idle_timeout_seconds", "expires_at", "version")
+var (
+	insertSession = NewInsert("sessions", "id", "user_id", "client_id", "kind", "method", "started_at", "last_active_at",
+		"idle_timeout_seconds", "expires_at", "version", "last_refreshed_at", "refresh_count", "revoked_at", "revoke_reason")
+	sessionRefreshed = NewUpdate("sessions", "id", Set("last_active_at"), Set("last_refreshed_at"), Add("refresh_count"), Set("version"))
+	sessionRevoked   = NewUpdate("sessions", "id", Set("revoked_at"), Set("revoke_reason"), Set("version"))
+)
 
 // Name implements Projector.
 func (Sessions) Name() string { return "sessions" }
@@ -78,13 +89,11 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	switch e := ev.(type) {
 	case domain.SessionStarted:
 		q.Insert(insertSession, e.SessionID, e.UserID, e.ClientID, string(e.Kind), e.Method, e.StartedAt, e.StartedAt,
-			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq)
+			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq, nil, int64(0), nil, nil)
 	case domain.SessionRefreshed:
-		q.ExecOne(`UPDATE sessions SET last_active_at = $2, last_refreshed_at = $2, refresh_count = refresh_count + 1, version = $3
-			WHERE id = $1`, e.SessionID, e.RefreshedAt, seq)
+		q.Update(sessionRefreshed, e.SessionID, e.RefreshedAt, e.RefreshedAt, int64(1), seq)
 	case domain.SessionRevoked:
-		q.ExecOne(`UPDATE sessions SET revoked_at = $2, revoke_reason = $3, version = $4 WHERE id = $1`,
-			e.SessionID, e.RevokedAt, e.Reason, seq)
+		q.Update(sessionRevoked, e.SessionID, e.RevokedAt, e.Reason, seq)
 	}
 	return nil
 }
@@ -93,8 +102,10 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 type Identities struct{}
 
 var (
-	insertKey     = NewInsert("identities", "id", "user_id", "type", "key_id", "alg", "thumbprint", "created_at", "version")
+	insertKey = NewInsert("identities", "id", "user_id", "type", "key_id", "alg", "thumbprint", "created_at", "version",
+		"last_used_at")
 	insertLoginID = NewInsert("identities", "id", "user_id", "type", "created_at", "version")
+	keyUsed       = NewUpdate("identities", "id", Greatest("last_used_at"), Set("version"))
 )
 
 // Name implements Projector.
@@ -108,7 +119,7 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.AnonymousKeyRegistered:
-		q.Insert(insertKey, "anonymous_key:"+e.KeyID, e.UserID, "anonymous_key", e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq)
+		q.Insert(insertKey, "anonymous_key:"+e.KeyID, e.UserID, "anonymous_key", e.KeyID, e.Algorithm, e.Thumbprint, e.RegisteredAt, seq, nil)
 	case domain.AnonymousKeyRemoved:
 		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "anonymous_key:"+e.KeyID)
 	case domain.LoginIDClaimed:
@@ -117,8 +128,7 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "login_id:"+e.LoginIDType+":"+e.LoginID)
 	case domain.SessionStarted:
 		if e.KeyID != "" {
-			q.ExecOne(`UPDATE identities SET last_used_at = greatest(last_used_at, $2), version = $3 WHERE id = $1`,
-				"anonymous_key:"+e.KeyID, e.StartedAt, seq)
+			q.Update(keyUsed, "anonymous_key:"+e.KeyID, e.StartedAt, seq)
 		}
 	}
 	return nil
