@@ -471,7 +471,8 @@ type readBatch struct {
 // batches, so that reading and JSON decoding overlap PostgreSQL's work.
 func (r *replay) read(ctx context.Context) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{r.src.AllSubjects()}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The whole stream: no filter (see eventstore.Store.AllSubjects).
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if r.pos > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.pos+1
 	}

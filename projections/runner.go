@@ -40,7 +40,6 @@ type Projector interface {
 type Source interface {
 	JetStream() jetstream.JetStream
 	StreamName() string
-	AllSubjects() string
 	LastSequence(ctx context.Context) (uint64, error)
 }
 
@@ -304,11 +303,11 @@ func (r *Runner) consumer(ctx context.Context, p Projector, install string, pos 
 	}
 	// Every projection reads the whole log, so that its checkpoint is the
 	// stream's sequence and "caught up" means position == last sequence;
-	// events it has no rows for only move the checkpoint.
+	// events it has no rows for only move the checkpoint. No filter: the
+	// stream is the log (see eventstore.Store.AllSubjects).
 	cfg := jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "idstream projection " + p.Name(),
-		FilterSubject: r.src.AllSubjects(),
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20 * r.cfg.BatchSize,

@@ -158,7 +158,8 @@ func eventsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer n.Close(context.Background())
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{n.Store.AllSubjects()}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The whole stream: no filter (see eventstore.Store.AllSubjects).
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	switch {
 	case *since != "":
 		t, err := time.Parse(time.RFC3339, *since)
