@@ -134,8 +134,8 @@ func projectionsReplay(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	fmt.Printf("replayed %s: %d events in %.1f s, %.0f events/s; checkpoint %d\n",
-		name, res.Events(), res.Elapsed.Seconds(), res.Rate(), res.Position)
+	fmt.Printf("replayed %s: %d events in %.1f s, %.0f events/s; checkpoint %d; %d updates folded into inserted rows\n",
+		name, res.Events(), res.Elapsed.Seconds(), res.Rate(), res.Position, res.Folded)
 	return nil
 }
 
