@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/idstream/idstream/domain"
@@ -58,13 +59,18 @@ func upcastOf(old, current string) bool {
 // to differ decode as encoding/json decodes them, for every event type.
 func TestDecoderAgreesWithEncodingJSON(t *testing.T) {
 	cases := []string{
-		`{"USER_ID":"u","Client_Id":"c"}`,        // keys match without regard to case
-		`{"user_id":"a","user_id":"b"}`,          // the last duplicate wins
-		"{\"user_id\":\"\xff\xfe\"}",             // invalid UTF-8 becomes U+FFFD
-		`{"user_id":"\u00e9\ud83d\ude00\ud800"}`, // escapes, a lone surrogate
-		`{"user_id":null,"created_at":null}`,     // null leaves the zero value
-		`{"idle_timeout":1e3,"lifetime":"60"}`,   // a float and a string for numbers
-		`{"idle_timeout":99999999999999999999}`,  // overflow
+		`{"USER_ID":"u","Client_Id":"c"}`,                      // keys match without regard to case
+		`{"user_id":"a","user_id":"b"}`,                        // the last duplicate wins
+		"{\"user_id\":\"\xff\xfe\"}",                           // invalid UTF-8 becomes U+FFFD
+		`{"user_id":"\u00e9\ud83d\ude00\ud800"}`,               // escapes, a lone surrogate
+		`{"user_id":null,"created_at":null}`,                   // null leaves the zero value
+		`{"idle_timeout_seconds":1e3,"lifetime_seconds":"60"}`, // a float and a string for numbers
+		`{"idle_timeout_seconds":1.5}`,
+		`{"idle_timeout_seconds":99999999999999999999}`, // overflow
+		`{"lifetime_seconds":-1,"generation":true}`,
+		`{"ſession_id":"x","user_ıd":"y"}`,          // Unicode case folding
+		`{"\u017fession_id":"x","\u212aey_id":"k"}`, // the same, escaped
+		`{"session_id":"a\"b\u003c"}`,
 		`{"jwk":{"kty":"EC","x":[1,2,{"a":null}]},"alg":"ES256"}`,
 		`{"jwk":null}`,
 		` {"user_id":"u"} `,                     // spaces around
@@ -76,6 +82,9 @@ func TestDecoderAgreesWithEncodingJSON(t *testing.T) {
 		`[]`, `"s"`, `null`, `{}`, ``, `{"user_id":`,
 		`{"changes":[{"field":"a","from":1,"to":{"x":[]}}],"settings":{"clients":[{"client_id":"c"}]}}`,
 	}
+	// Nesting past encoding/json's limit.
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	cases = append(cases, `{"unknown":`+deep+`,"user_id":"u"}`, `{"jwk":`+deep+`}`)
 	types := append(domain.EventTypes(), domain.RetiredEventTypes()...)
 	for _, typ := range types {
 		for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -19,18 +20,28 @@ import (
 // the row just inserted. Both are the same statements' effect; the fold is
 // worked out from the Update's description, not from SQL. An update is
 // folded only when nothing queued between the insert and it could have read
-// or changed the row (any Exec or ExecOne, or an update of the row that was
-// not folded, ends the row's folding), and when every column it assigns is
-// one the insert names. Constraints are checked once, on the folded row; if
-// a batch with a folded row fails, it is applied again without folding, so
-// that the event at fault is named exactly.
+// or changed the row (any Exec or ExecOne, or an update whose key might be
+// the row's without being spelled the same, ends folding), and when every
+// column it assigns is one the insert names. Constraints are checked once,
+// on the folded row: an insert's value that an update replaces is never
+// sent, so projectors insert constants (or values also kept in another
+// column) in the columns their updates set. If a batch with a folded row
+// fails, it is applied again without folding, so that the event at fault is
+// named exactly.
 type Queue struct {
 	stmts []stmt
 	// fold is set when updates may be folded into inserted rows; pending
-	// are the rows they may be folded into, by table and key.
+	// are the rows they may be folded into, by table and canonical key.
 	fold    bool
-	pending map[rowKey]int
+	pending map[rowKey]pendingRow
 	folded  int
+}
+
+// pendingRow is an inserted row updates may fold into: its statement, and
+// its key as the insert spelled it.
+type pendingRow struct {
+	stmt int
+	key  string
 }
 
 type stmt struct {
@@ -46,6 +57,20 @@ type stmt struct {
 }
 
 type rowKey struct{ table, key string }
+
+// canonicalKey is the key as a map key: a UUID in its canonical spelling
+// (PostgreSQL's uuid equates upper and lower case, braces, no hyphens), any
+// other string as it is. Two keys with one canonical form may still be two
+// rows (text keys that differ in case): folding needs the exact spelling as
+// well, and a key that is only canonically equal ends the row's folding.
+func canonicalKey(table, key string) rowKey {
+	if len(key) >= 32 {
+		if u, err := uuid.Parse(key); err == nil {
+			return rowKey{table, u.String()}
+		}
+	}
+	return rowKey{table, key}
+}
 
 // Exec queues a statement.
 func (q *Queue) Exec(sql string, args ...any) {
@@ -102,15 +127,16 @@ func NewInsert(table string, columns ...string) *Insert {
 func (q *Queue) Insert(ins *Insert, values ...any) {
 	if q.fold && len(values) > 0 {
 		if key, ok := values[0].(string); ok {
-			k := rowKey{ins.table, key}
+			k := canonicalKey(ins.table, key)
 			if _, dup := q.pending[k]; dup {
-				// A second insert of the key fails anyway; fold into neither.
+				// A second insert of the key fails anyway (or is another
+				// spelling of a text key): fold into neither.
 				delete(q.pending, k)
 			} else {
 				if q.pending == nil {
-					q.pending = make(map[rowKey]int)
+					q.pending = make(map[rowKey]pendingRow)
 				}
-				q.pending[k] = len(q.stmts)
+				q.pending[k] = pendingRow{len(q.stmts), key}
 			}
 		}
 	}
@@ -163,10 +189,16 @@ type Update struct {
 }
 
 // NewUpdate describes updates of table's row with a given key, making the
-// assignments in order.
+// assignments. A column may be assigned once (as in SQL); it panics
+// otherwise, when the package's variables are built.
 func NewUpdate(table, key string, assign ...Assignment) *Update {
 	sets := make([]string, len(assign))
+	seen := map[string]bool{key: true}
 	for i, a := range assign {
+		if seen[a.column] {
+			panic("projections: NewUpdate of " + table + " assigns " + a.column + " twice, or its key")
+		}
+		seen[a.column] = true
 		sets[i] = a.sql(i + 2)
 	}
 	return &Update{table: table, key: key, assign: assign,
@@ -182,16 +214,20 @@ func (q *Queue) Update(u *Update, key any, values ...any) {
 		q.ExecOne(u.sql, append([]any{key}, values...)...)
 		return
 	}
-	if s, ok := key.(string); ok && q.fold {
-		k := rowKey{u.table, s}
-		if i, ok := q.pending[k]; ok {
-			if q.foldInto(&q.stmts[i], u, values) {
+	if s, ok := key.(string); ok {
+		k := canonicalKey(u.table, s)
+		if row, ok := q.pending[k]; ok {
+			if row.key == s && q.foldInto(&q.stmts[row.stmt], u, values) {
 				q.folded++
 				return
 			}
-			// Sent as SQL after the insert: later updates must follow it.
+			// Sent as SQL after the insert (it may be the row's): later
+			// updates must follow it.
 			delete(q.pending, k)
 		}
+	} else {
+		// A key it cannot compare may be any row's.
+		q.opaque()
 	}
 	q.stmts = append(q.stmts, stmt{sql: u.sql, args: append([]any{key}, values...), wantOne: true})
 }
@@ -211,14 +247,7 @@ func (q *Queue) foldInto(s *stmt, u *Update, values []any) bool {
 		if c < 0 {
 			return false
 		}
-		// An earlier assignment of this update to the same column counts.
-		cur := s.args[c]
-		for k := range idx {
-			if idx[k] == c {
-				cur = next[k]
-			}
-		}
-		v, ok := assign(a.kind, cur, values[j])
+		v, ok := assign(a.kind, s.args[c], values[j])
 		if !ok {
 			return false
 		}

@@ -101,6 +101,23 @@ func TestQueueDoesNotFoldWhatItCannot(t *testing.T) {
 			q.Update(testCount, 7, int64(1))
 		}, 0, 2},
 		{"wrong number of values", func(q *Queue) { row(q, "a"); q.Update(testCount, "a", int64(1), int64(2)) }, 0, 2},
+		// PostgreSQL's uuid takes other spellings of one key: an update in
+		// another spelling goes as SQL, and later ones must follow it.
+		{"a UUID spelled otherwise", func(q *Queue) {
+			row(q, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+			q.Update(testCount, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", int64(1))
+			q.Update(testCount, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", int64(1))
+		}, 0, 3},
+		{"a UUID without hyphens", func(q *Queue) {
+			row(q, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+			q.Update(testCount, "a0eebc999c0b4ef8bb6d6bb9bd380a11", int64(1))
+			q.Update(testCount, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", int64(1))
+		}, 0, 3},
+		{"an update with a key that is not a string", func(q *Queue) {
+			row(q, "a")
+			q.Update(testCount, []byte("a"), int64(1))
+			q.Update(testCount, "a", int64(1))
+		}, 0, 3},
 		{"other rows still fold", func(q *Queue) {
 			row(q, "a")
 			row(q, "b")
@@ -119,5 +136,18 @@ func TestQueueDoesNotFoldWhatItCannot(t *testing.T) {
 				t.Errorf("%s: an update not sent as ExecOne: %s", c.name, s.sql)
 			}
 		}
+	}
+}
+
+func TestNewUpdateRefusesAColumnTwice(t *testing.T) {
+	for _, assign := range [][]Assignment{{Set("n"), Add("n")}, {Set("id")}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewUpdate(%v) did not panic", assign)
+				}
+			}()
+			NewUpdate("t", "id", assign...)
+		}()
 	}
 }

@@ -509,8 +509,8 @@ func runUntilCleanup(t *testing.T, ctx context.Context, r *projections.Runner) {
 
 // outOfOrder writes histories whose updates fold into the inserted rows in
 // every way the projectors' updates can: times that go backwards (greatest
-// keeps the later), repeated refreshes (refresh_count adds up), a key used
-// again, a NULL set back.
+// keeps the later, also within a microsecond), repeated refreshes
+// (refresh_count adds up), a key used again, a NULL set back, expiry.
 func outOfOrder(t *testing.T, s *eventstore.Store, n int) {
 	t.Helper()
 	keyGuests(t, s, n, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC), func(w *subjects, i int, at time.Time, u, sid, kid string) {
@@ -526,9 +526,15 @@ func outOfOrder(t *testing.T, s *eventstore.Store, n int) {
 			Method: "anonymous_key", TokenHash: "h3", IdleTimeout: 60, Lifetime: 600, StartedAt: at.Add(-2 * time.Second), KeyID: kid})
 		w.add("user", u, domain.UserSignedIn{UserID: u, SessionID: sid2, Method: "anonymous_key", KeyID: kid, SignedInAt: at.Add(-2 * time.Second)})
 		w.add("session", sid2, domain.SessionRevoked{SessionID: sid2, UserID: u, Reason: "logout", RevokedAt: at.Add(time.Minute)})
-		if i%2 == 0 {
+		// Within a microsecond of the last refresh, either side.
+		w.add("session", sid, domain.SessionRefreshed{SessionID: sid, UserID: u, PreviousHash: "h2", TokenHash: "h4", Generation: 4,
+			RefreshedAt: at.Add(3*time.Second + time.Duration(i%3-1)*300*time.Nanosecond)})
+		switch i % 3 {
+		case 0:
 			w.add("user", u, domain.UserDisabled{UserID: u, DisabledAt: at.Add(time.Minute)})
 			w.add("user", u, domain.UserEnabled{UserID: u, EnabledAt: at.Add(2 * time.Minute)})
+		case 1:
+			w.add("user", u, domain.AnonymousUserExpired{UserID: u, Reason: "idle", LastActivityAt: at, ExpiredAt: at.Add(time.Hour)})
 		}
 	})
 }

@@ -13,7 +13,8 @@ type Users struct{}
 // row when they come in the same batch (see Queue).
 var (
 	insertGuest = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at", "version",
-		"last_sign_in_at", "has_anonymous_key", "login_id_type", "login_id", "promoted_at")
+		"last_sign_in_at", "has_anonymous_key", "login_id_type", "login_id", "promoted_at",
+		"merged_into", "expired_at", "expiry_reason", "disabled", "disabled_at", "deleted_at")
 	insertRegistered = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at",
 		"login_id_type", "login_id", "version", "last_sign_in_at")
 
@@ -38,7 +39,8 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.AnonymousUserCreated:
-		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq, nil, false, nil, nil, nil)
+		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq, nil, false, nil, nil, nil,
+			nil, nil, nil, false, nil, nil)
 	case domain.AnonymousKeyRegistered:
 		q.Update(userKeyChanged, e.UserID, true, seq)
 	case domain.AnonymousKeyRemoved:
