@@ -3,8 +3,8 @@
 # `idstream projections replay NAME` against `idstream serve` (embedded
 # NATS), over a log of GUESTS web guests (user created + session started:
 # 2 events each) written by `idstream seed guests`. Fresh data directory and
-# database (idstream_replay_bench), loopback only. Prints every replay's line
-# and the median events/s of each projection.
+# database (idstream_replay_bench, dropped at the end), loopback only. Prints
+# every replay's line and the median events/s of each projection.
 #
 #   scripts/bench-replay.sh [GUESTS=500000] [ROUNDS=3]
 set -euo pipefail
@@ -19,7 +19,8 @@ export IDSTREAM_ADDR=127.0.0.1:18091 IDSTREAM_NATS_PORT=14334 IDSTREAM_DATA_DIR=
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS idstream_replay_bench WITH (FORCE)" 2>/dev/null
 "$bin" serve 2>"$dir/serve.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS idstream_replay_bench WITH (FORCE)" 2>/dev/null' EXIT
 for _ in $(seq 1 100); do curl -fs "http://$IDSTREAM_ADDR/healthz" >/dev/null && break; sleep 0.2; done
 # Guests seen a minute ago: the reaper leaves them be, so the log holds
 # exactly what was seeded while the replays run.
