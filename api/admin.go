@@ -102,7 +102,7 @@ func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, 
 		return nil, errNoSuchUser
 	}
 	subjects := []string{s.Store.Subject("user", id)}
-	sessionIDs := slices.Clone(u.SessionIDs())
+	sessionIDs := u.SessionIDs()
 	// Sessions of regular users are found through the read model; their
 	// events are still read from the log.
 	rows, err := s.Pool.Query(ctx, `SELECT id::text FROM sessions WHERE user_id = $1`, id)

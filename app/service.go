@@ -39,6 +39,7 @@ var (
 type Store interface {
 	Append(ctx context.Context, msgs ...eventstore.Message) ([]uint64, error)
 	Load(ctx context.Context, subject string) ([]eventstore.Record, uint64, error)
+	LoadAfter(ctx context.Context, subject string, after uint64) ([]eventstore.Record, uint64, error)
 	Subject(kind, id string) string
 }
 
@@ -85,6 +86,8 @@ type Service struct {
 	seedSettings domain.Settings
 	// operators may sign in to the portal.
 	operators operators
+	// aggregates are the states most recently rebuilt from the log.
+	aggregates *aggregateCache
 }
 
 // NewService builds a service; it refuses missing dependencies.
@@ -95,7 +98,8 @@ func NewService(d Deps) (*Service, error) {
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
 		codes: d.Codes, limiter: d.Limiter, fastLimiter: d.FastLimiter, log: d.Log,
-		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings()}
+		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
+		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
 	var err error
 	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
 		return nil, err
@@ -179,31 +183,14 @@ func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
 	return out, nil
 }
 
-// loadAggregate folds one subject's events into a state.
-func loadAggregate[S any](ctx context.Context, store Store, subject string, evolve func(S, domain.Event) S) (S, uint64, error) {
-	var state S
-	recs, v, err := store.Load(ctx, subject)
-	if err != nil {
-		return state, 0, err
-	}
-	evs, err := decodeAll(recs)
-	if err != nil {
-		return state, 0, err
-	}
-	for _, ev := range evs {
-		state = evolve(state, ev)
-	}
-	return state, v, nil
-}
-
 // LoadUser rebuilds a user from the log.
 func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
-	return loadAggregate(ctx, s.store, s.userSubject(id), domain.EvolveUser)
+	return loadAggregate(ctx, s.store, s.aggregates, s.userSubject(id), domain.EvolveUser)
 }
 
 // LoadSession rebuilds a session from the log.
 func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
-	return loadAggregate(ctx, s.store, s.sessionSubject(id), domain.EvolveSession)
+	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.EvolveSession)
 }
 
 // client looks up a client application.

@@ -68,6 +68,10 @@ type Config struct {
 	DatabaseURL string `yaml:"database_url"`
 	// MigrateOnStart runs migrations when serve starts (default true).
 	MigrateOnStart *bool `yaml:"migrate_on_start"`
+	// AggregateCache is how many aggregate states (users, sessions, keys,
+	// login IDs) each node keeps, so that rebuilding one reads only the
+	// events after the cached state (default DefaultAggregateCache; 0 turns it off).
+	AggregateCache *int `yaml:"aggregate_cache"`
 	NATS           struct {
 		URL      string `yaml:"url"`
 		Replicas int    `yaml:"replicas"`
@@ -260,6 +264,13 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 			*dst = n
 		}
 	}
+	if v := getenv("IDSTREAM_AGGREGATE_CACHE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("config: IDSTREAM_AGGREGATE_CACHE=%q is not a number", v)
+		}
+		c.AggregateCache = &n
+	}
 	for name, dst := range map[string]*RateLimit{"IDSTREAM_SIGNUP_RATE_LIMIT": &c.RateLimits.AnonymousSignup,
 		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge} {
 		if v := getenv(name); v != "" {
@@ -279,6 +290,17 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 
 func boolPtr(b bool) *bool { return &b }
 
+// DefaultAggregateCache is the default of AggregateCache.
+const DefaultAggregateCache = 50000
+
+// AggregateCacheSize is AggregateCache, or its default when unset.
+func (c *Config) AggregateCacheSize() int {
+	if c.AggregateCache == nil {
+		return DefaultAggregateCache
+	}
+	return *c.AggregateCache
+}
+
 func (c *Config) applyDefaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"
@@ -295,6 +317,10 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"
+	}
+	if c.AggregateCache == nil {
+		n := DefaultAggregateCache
+		c.AggregateCache = &n
 	}
 	if c.MigrateOnStart == nil {
 		c.MigrateOnStart = boolPtr(true)
@@ -400,6 +426,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.SyncInterval(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AggregateCache != nil && *c.AggregateCache < 0 {
+		errs = append(errs, fmt.Errorf("aggregate_cache must be 0 (off) or more, got %d", *c.AggregateCache))
 	}
 	for _, t := range c.LoginIDTypes {
 		if t != "email" && t != "phone" && t != "username" {

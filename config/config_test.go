@@ -75,6 +75,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		"origin with path": "clients:\n  - client_id: a\n    allowed_origins: [\"https://app.example.com/x\"]\n",
 		"bad client id":    "clients:\n  - client_id: \"a b\"\n",
 		"sub-second limit": "rate_limits:\n  challenge:\n    burst: 5\n    per: 500ms\n",
+		"negative cache":   "aggregate_cache: -1\n",
 	}
 	for name, body := range cases {
 		file := filepath.Join(t.TempDir(), "c.yaml")
@@ -85,5 +86,20 @@ func TestInvalidConfiguration(t *testing.T) {
 	}
 	if _, err := config.LoadFrom(env(map[string]string{"IDSTREAM_COOKIE_SECURE": "maybe"})); err == nil || !strings.Contains(err.Error(), "IDSTREAM_COOKIE_SECURE") {
 		t.Errorf("bad boolean: %v", err)
+	}
+	if _, err := config.LoadFrom(env(map[string]string{"IDSTREAM_AGGREGATE_CACHE": "lots"})); err == nil || !strings.Contains(err.Error(), "IDSTREAM_AGGREGATE_CACHE") {
+		t.Errorf("bad number: %v", err)
+	}
+}
+
+func TestAggregateCacheSize(t *testing.T) {
+	for v, want := range map[string]int{"": config.DefaultAggregateCache, "0": 0, "1000": 1000} {
+		c, err := config.LoadFrom(env(map[string]string{"IDSTREAM_AGGREGATE_CACHE": v}))
+		if err != nil {
+			t.Fatalf("IDSTREAM_AGGREGATE_CACHE=%q: %v", v, err)
+		}
+		if c.AggregateCacheSize() != want {
+			t.Errorf("IDSTREAM_AGGREGATE_CACHE=%q: %d, want %d", v, c.AggregateCacheSize(), want)
+		}
 	}
 }

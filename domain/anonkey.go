@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -32,8 +33,8 @@ func (k AnonymousKey) KeyID() string { return k.keyID }
 // Algorithm is the signature algorithm registered with the key.
 func (k AnonymousKey) Algorithm() string { return k.alg }
 
-// JWK is the registered public key.
-func (k AnonymousKey) JWK() json.RawMessage { return k.jwk }
+// JWK is the registered public key (a copy).
+func (k AnonymousKey) JWK() json.RawMessage { return slices.Clone(k.jwk) }
 
 // Thumbprint is the registered key's RFC 7638 thumbprint.
 func (k AnonymousKey) Thumbprint() string { return k.thumbprint }

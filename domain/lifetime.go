@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -73,8 +74,9 @@ func (s Session) LiveUntil(activity time.Time) time.Time {
 	return end
 }
 
-// SessionIDs are the guest's sessions (first session and later sign-ins).
-func (u User) SessionIDs() []string { return u.sessionIDs }
+// SessionIDs are the guest's sessions (first session and later sign-ins), a
+// copy: states are values, shared between readers.
+func (u User) SessionIDs() []string { return slices.Clone(u.sessionIDs) }
 
 // Expired reports whether the guest expired.
 func (u User) Expired() bool { return u.expired }

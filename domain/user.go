@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -38,8 +39,8 @@ func (u User) PasswordHash() string { return u.pwHash }
 // MergedInto is the account a retired guest was merged into.
 func (u User) MergedInto() string { return u.mergedTo }
 
-// AnonymousKeyIDs lists the key ids registered to the user.
-func (u User) AnonymousKeyIDs() []string { return u.keyIDs }
+// AnonymousKeyIDs lists the key ids registered to the user (a copy).
+func (u User) AnonymousKeyIDs() []string { return slices.Clone(u.keyIDs) }
 
 // UserID returns the user's id (its sub).
 func (u User) UserID() string { return u.id }

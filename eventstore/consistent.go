@@ -98,9 +98,9 @@ func (s *Store) leaderGet(ctx context.Context, req MsgGetRequest) (Record, error
 	return decodeRecord(m.Subject, m.Sequence, m.Data)
 }
 
-// completeFromLeader checks recs (a subject's events as a replica had them)
-// against the leader and appends what is missing.
-func (s *Store) completeFromLeader(ctx context.Context, subject string, recs []Record) ([]Record, error) {
+// completeFromLeader checks recs (a subject's events after sequence after,
+// as a replica had them) against the leader and appends what is missing.
+func (s *Store) completeFromLeader(ctx context.Context, subject string, after uint64, recs []Record) ([]Record, error) {
 	last, err := s.leaderGet(ctx, MsgGetRequest{LastFor: subject})
 	if errors.Is(err, errNoMessage) {
 		return recs, nil
@@ -108,7 +108,7 @@ func (s *Store) completeFromLeader(ctx context.Context, subject string, recs []R
 	if err != nil {
 		return nil, err
 	}
-	var have uint64
+	have := after
 	if len(recs) > 0 {
 		have = recs[len(recs)-1].Sequence
 	}

@@ -427,6 +427,15 @@ const loadBatch = 512
 // keeps decisions on stale state from being written, and WithLeaderCheck
 // makes the read current (consistent.go).
 func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, error) {
+	return s.LoadAfter(ctx, subject, 0)
+}
+
+// LoadAfter is Load of the subject's events after stream sequence after (a
+// version the caller has already folded): the server starts looking there,
+// so the cost is that of the events after it, not of the subject's whole
+// history. The version is that of the last event returned, or after when
+// there is none.
+func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]Record, uint64, error) {
 	start := time.Now()
 	defer func() { loadSeconds.Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
@@ -444,7 +453,7 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 	inbox := s.inbox + token
 
 	var recs []Record
-	next := uint64(1)
+	next := after + 1
 	for {
 		body, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subject, Batch: loadBatch})
 		if err := s.nc.PublishRequest(s.directSubj, inbox, body); err != nil {
@@ -461,11 +470,11 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, uint64, err
 	}
 	if s.Replicated() && ctx.Value(leaderCheckKey{}) != nil {
 		var err error
-		if recs, err = s.completeFromLeader(ctx, subject, recs); err != nil {
+		if recs, err = s.completeFromLeader(ctx, subject, after, recs); err != nil {
 			return nil, 0, err
 		}
 	}
-	var version uint64
+	version := after
 	if len(recs) > 0 {
 		version = recs[len(recs)-1].Sequence
 	}

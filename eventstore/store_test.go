@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/testenv"
@@ -226,4 +227,63 @@ func msgsFor(s *eventstore.Store, from, n int) []eventstore.Message {
 		out[i] = msg(s.Subject("session", fmt.Sprintf("s-%d", from+i)), 0, i)
 	}
 	return out
+}
+
+func TestLoadAfter(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			nc := func() *nats.Conn {
+				if replicas == 1 {
+					return testenv.StartNATS(t).Connect(t)
+				}
+				c := testenv.StartCluster(t, 3)
+				conn, err := nats.Connect(c.Servers[0].ClientURL())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(conn.Close)
+				return conn
+			}()
+			opts := eventstore.DefaultOptions()
+			opts.Stream.Replicas = replicas
+			s, err := eventstore.Open(context.Background(), nc, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			// With the leader check, the load is confirmed with the leader
+			// from where it started, not from the subject's first event.
+			ctx := eventstore.WithLeaderCheck(context.Background())
+			subj, other := s.Subject("user", uuid.NewString()), s.Subject("user", uuid.NewString())
+			var seqs []uint64
+			var v, ov uint64
+			for i := range 5 {
+				got, err := s.Append(ctx, msg(subj, v, i), msg(other, ov, i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, ov = got[0], got[1]
+				seqs = append(seqs, v)
+			}
+			for _, after := range []uint64{0, seqs[1], seqs[1] + 1, seqs[4]} {
+				recs, version, err := s.LoadAfter(ctx, subj, after)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []uint64
+				for _, q := range seqs {
+					if q > after {
+						want = append(want, q)
+					}
+				}
+				var got []uint64
+				for _, r := range recs {
+					got = append(got, r.Sequence)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) || version != seqs[4] {
+					t.Fatalf("after %d: sequences %v version %d, want %v version %d", after, got, version, want, seqs[4])
+				}
+			}
+		})
+	}
 }
