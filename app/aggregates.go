@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
 )
 
 // Commands rebuild their aggregates (a user, a session, a key, a login ID)
@@ -33,19 +34,17 @@ type aggregateCache struct {
 	mu    sync.Mutex
 	max   int
 	lru   list.List // of *aggregateEntry, most recently used first
-	items map[aggregateKey]*list.Element
+	items map[string]*list.Element
 }
 
-// aggregateKey names a cached state: one subject, folded into one type.
-type aggregateKey struct {
+// aggregateEntry is the state of one subject, folded into one type by evolve,
+// up to version.
+type aggregateEntry struct {
 	subject string
 	kind    reflect.Type
-}
-
-type aggregateEntry struct {
-	key     aggregateKey
 	state   any
 	version uint64
+	evolve  func(any, domain.Event) any
 }
 
 var aggregateLoads = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -58,17 +57,18 @@ func newAggregateCache(max int) *aggregateCache {
 	if max <= 0 {
 		return nil
 	}
-	return &aggregateCache{max: max, items: make(map[aggregateKey]*list.Element)}
+	return &aggregateCache{max: max, items: make(map[string]*list.Element)}
 }
 
-func (c *aggregateCache) get(k aggregateKey) (state any, version uint64, ok bool) {
+// get returns the cached state of subject if it was folded into kind.
+func (c *aggregateCache) get(subject string, kind reflect.Type) (state any, version uint64, ok bool) {
 	if c == nil {
 		return nil, 0, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.items[k]
-	if !ok {
+	el, ok := c.items[subject]
+	if !ok || el.Value.(*aggregateEntry).kind != kind {
 		return nil, 0, false
 	}
 	c.lru.MoveToFront(el)
@@ -76,27 +76,66 @@ func (c *aggregateCache) get(k aggregateKey) (state any, version uint64, ok bool
 	return e.state, e.version, true
 }
 
-// put keeps state at version, unless the cache holds the subject at a later
+// put keeps e, unless the cache holds its subject, in its kind, at a later
 // version already (a load that finished after a newer one).
-func (c *aggregateCache) put(k aggregateKey, state any, version uint64) {
+func (c *aggregateCache) put(e *aggregateEntry) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
-		e := el.Value.(*aggregateEntry)
-		if version > e.version {
-			e.state, e.version = state, version
+	if el, ok := c.items[e.subject]; ok {
+		if old := el.Value.(*aggregateEntry); old.kind != e.kind || e.version > old.version {
+			el.Value = e
 		}
 		c.lru.MoveToFront(el)
 		return
 	}
-	c.items[k] = c.lru.PushFront(&aggregateEntry{key: k, state: state, version: version})
+	c.items[e.subject] = c.lru.PushFront(e)
 	for c.lru.Len() > c.max {
 		el := c.lru.Back()
 		c.lru.Remove(el)
-		delete(c.items, el.Value.(*aggregateEntry).key)
+		delete(c.items, el.Value.(*aggregateEntry).subject)
+	}
+}
+
+// appended advances cached states by an append that succeeded: msgs, stored
+// at seqs. The first message of an append on a subject was checked against
+// its expected sequence and the append is atomic, so when a state is cached
+// at exactly that sequence, the append's events on the subject are the very
+// next ones and fold onto it. They are folded as a load would read them:
+// decoded from the payload that was written.
+func (c *aggregateCache) appended(msgs []eventstore.Message, seqs []uint64) {
+	if c == nil || len(seqs) != len(msgs) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// prev is the sequence each message on a subject follows: the expected
+	// one for the first, the one before it in this append for the others.
+	prev := make(map[string]uint64, len(msgs))
+	for i, m := range msgs {
+		follows, later := prev[m.Subject]
+		if !later {
+			follows = m.ExpectedLastSubjectSequence
+		}
+		prev[m.Subject] = seqs[i]
+		el, ok := c.items[m.Subject]
+		if !ok {
+			continue
+		}
+		e := el.Value.(*aggregateEntry)
+		if e.version != follows {
+			continue
+		}
+		ev, err := domain.DecodeEvent(m.Envelope.Type, m.Envelope.Data)
+		if err != nil {
+			// A load will read it, and report it.
+			c.lru.Remove(el)
+			delete(c.items, m.Subject)
+			continue
+		}
+		el.Value = &aggregateEntry{subject: e.subject, kind: e.kind, state: e.evolve(e.state, ev), version: seqs[i], evolve: e.evolve}
 	}
 }
 
@@ -116,8 +155,8 @@ func (c *aggregateCache) len() int {
 // reads only the events after it.
 func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCache, subject string, evolve func(S, domain.Event) S) (S, uint64, error) {
 	var state S
-	key := aggregateKey{subject: subject, kind: reflect.TypeFor[S]()}
-	cached, after, hit := cache.get(key)
+	kind := reflect.TypeFor[S]()
+	cached, after, hit := cache.get(subject, kind)
 	if hit {
 		state = cached.(S)
 	}
@@ -141,7 +180,8 @@ func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCach
 			aggregateLoads.WithLabelValues("miss").Inc()
 		}
 		if v > after {
-			cache.put(key, state, v)
+			cache.put(&aggregateEntry{subject: subject, kind: kind, state: state, version: v,
+				evolve: func(st any, ev domain.Event) any { return evolve(st.(S), ev) }})
 		}
 	}
 	return state, v, nil

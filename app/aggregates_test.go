@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -68,6 +69,8 @@ func coldUser(t *testing.T, s *Service, id string) (domain.User, uint64) {
 
 func TestCachedLoadEqualsFullLoadAndReadsOnlyNewEvents(t *testing.T) {
 	s, spy := aggregateService(t)
+	// Another node: the same log, a cache of its own.
+	s2 := &Service{store: s.store, clock: s.clock, aggregates: newAggregateCache(1000)}
 	ctx := context.Background()
 	now := s.clock.Now()
 	id, other := uuid.NewString(), uuid.NewString()
@@ -80,21 +83,28 @@ func TestCachedLoadEqualsFullLoadAndReadsOnlyNewEvents(t *testing.T) {
 	if _, _, err := s.LoadUser(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	// Every step appends one event to the user (and others elsewhere, in
-	// between), then loads it warm and cold.
+	signIn := func(i int, v uint64) []pending {
+		sid := uuid.NewString()
+		return []pending{
+			{subject: s.sessionSubject(sid), event: domain.SessionStarted{SessionID: sid, UserID: id, ClientID: "web", Kind: domain.SessionKindRefreshToken, StartedAt: now}},
+			{subject: s.userSubject(id), expected: v, event: domain.UserSignedIn{UserID: id, SessionID: sid, Method: domain.MethodAnonymousKey, KeyID: "k", SignedInAt: now.Add(time.Duration(i) * time.Minute)}},
+		}
+	}
+	// Every step appends to the user (and to others in between), from this
+	// node or from the other one, then loads the user here, warm and cold.
 	steps := []func(i int, v uint64) []pending{}
 	for range 40 {
-		steps = append(steps, func(i int, v uint64) []pending {
-			sid := uuid.NewString()
-			return []pending{
-				{subject: s.sessionSubject(sid), event: domain.SessionStarted{SessionID: sid, UserID: id, ClientID: "web", Kind: domain.SessionKindRefreshToken, StartedAt: now}},
-				{subject: s.userSubject(id), expected: v, event: domain.UserSignedIn{UserID: id, SessionID: sid, Method: domain.MethodAnonymousKey, KeyID: "k", SignedInAt: now.Add(time.Duration(i) * time.Minute)}},
-			}
-		})
+		steps = append(steps, signIn)
 	}
 	steps = append(steps,
 		func(i int, v uint64) []pending {
-			return []pending{{subject: s.userSubject(id), expected: v, event: domain.AnonymousKeyRegistered{UserID: id, KeyID: "k1", Algorithm: "ES256", JWK: []byte(`{"kty":"EC"}`), RegisteredAt: now}}}
+			// Two events on the user in one append, another subject between.
+			sid := uuid.NewString()
+			return []pending{
+				{subject: s.userSubject(id), expected: v, event: domain.AnonymousKeyRegistered{UserID: id, KeyID: "k1", Algorithm: "ES256", JWK: []byte(`{"kty":"EC"}`), RegisteredAt: now}},
+				{subject: s.sessionSubject(sid), event: domain.SessionStarted{SessionID: sid, UserID: id, ClientID: "web", Kind: domain.SessionKindRefreshToken, StartedAt: now}},
+				{subject: s.userSubject(id), event: domain.UserSignedIn{UserID: id, SessionID: sid, Method: domain.MethodAnonymousKey, KeyID: "k1", SignedInAt: now}},
+			}
 		},
 		func(i int, v uint64) []pending {
 			return []pending{{subject: s.userSubject(id), expected: v, event: domain.UserPromoted{UserID: id, LoginIDType: "email", LoginID: "a@example.com", PromotedAt: now}}}
@@ -104,12 +114,26 @@ func TestCachedLoadEqualsFullLoadAndReadsOnlyNewEvents(t *testing.T) {
 		},
 	)
 	for i, step := range steps {
-		_, v := coldUser(t, s, id)
-		if err := s.appendEvents(ctx, Meta{}, step(i, v)...); err != nil {
+		// Even steps are this node's own commands: they advance its cache.
+		// Odd ones are the other node's: a load here reads what they wrote.
+		writer, newEvents := s, int64(0)
+		if i%2 == 1 {
+			writer = s2
+			for _, p := range step(i, 0) {
+				if p.subject == s.userSubject(id) {
+					newEvents++
+				}
+			}
+		}
+		_, v, err := writer.LoadUser(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.appendEvents(ctx, Meta{}, step(i, v)...); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		_, ov := coldUser(t, s, other)
-		if err := s.appendEvents(ctx, Meta{}, pending{subject: s.userSubject(other), expected: ov, event: domain.UserSignedIn{UserID: other, SessionID: uuid.NewString(), SignedInAt: now}}); err != nil {
+		if err := s2.appendEvents(ctx, Meta{}, pending{subject: s.userSubject(other), expected: ov, event: domain.UserSignedIn{UserID: other, SessionID: uuid.NewString(), SignedInAt: now}}); err != nil {
 			t.Fatal(err)
 		}
 		read, tops := spy.records.Load(), spy.fromTop.Load()
@@ -117,26 +141,26 @@ func TestCachedLoadEqualsFullLoadAndReadsOnlyNewEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := spy.records.Load() - read; got != 1 || spy.fromTop.Load() != tops {
-			t.Fatalf("step %d: the warm load read %d events (from the top: %v), want only the new one", i, got, spy.fromTop.Load() != tops)
+		if got := spy.records.Load() - read; got != newEvents || spy.fromTop.Load() != tops {
+			t.Fatalf("step %d: the warm load read %d events (from the top: %v), want %d", i, got, spy.fromTop.Load() != tops, newEvents)
 		}
 		cold, cv := coldUser(t, s, id)
 		if wv != cv || !reflect.DeepEqual(warm, cold) {
 			t.Fatalf("step %d: cached load differs from a full load:\n warm %d %+v\n cold %d %+v", i, wv, warm, cv, cold)
 		}
 	}
-	if u, _ := coldUser(t, s, id); len(u.SessionIDs()) != 41 || u.IsAnonymous() || u.CanSignIn() == nil {
+	if u, _ := coldUser(t, s, id); len(u.SessionIDs()) != 42 || u.IsAnonymous() || u.CanSignIn() == nil {
 		t.Fatalf("history not folded: %d sessions, anonymous %v, can sign in %v", len(u.SessionIDs()), u.IsAnonymous(), u.CanSignIn())
 	}
 
-	// Nothing new: the cached state, read from nothing.
-	read := spy.records.Load()
-	again, av, err := s.LoadUser(ctx, id)
-	if err != nil || spy.records.Load() != read {
-		t.Fatalf("load with nothing new read %d events: %v", spy.records.Load()-read, err)
+	// A failed append changes nothing cached.
+	_, v, _ := s.LoadUser(ctx, id)
+	if err := s.appendEvents(ctx, Meta{}, pending{subject: s.userSubject(id), expected: v - 1, event: domain.UserEnabled{UserID: id}}); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("stale append: %v", err)
 	}
-	if _, cv := coldUser(t, s, id); av != cv {
-		t.Fatalf("load with nothing new: version %d, want %d", av, cv)
+	again, av, err := s.LoadUser(ctx, id)
+	if cold, cv := coldUser(t, s, id); err != nil || av != cv || !reflect.DeepEqual(again, cold) {
+		t.Fatalf("after a rejected append: version %d want %d, %v", av, cv, err)
 	}
 	// What a caller does with a state's slices does not reach the cache.
 	ids := again.SessionIDs()
@@ -201,27 +225,60 @@ func TestCachedSessionsUnderConcurrentRefreshes(t *testing.T) {
 
 func TestAggregateCacheKeepsTheLaterVersionAndEvicts(t *testing.T) {
 	c := newAggregateCache(2)
-	k := func(s string) aggregateKey { return aggregateKey{subject: s, kind: reflect.TypeFor[domain.User]()} }
-	c.put(k("a"), "a@5", 5)
-	c.put(k("a"), "a@3", 3) // a load that finished late
-	if st, v, ok := c.get(k("a")); !ok || v != 5 || st != "a@5" {
+	user := reflect.TypeFor[domain.User]()
+	entry := func(subject, state string, v uint64) *aggregateEntry {
+		return &aggregateEntry{subject: subject, kind: user, state: state, version: v}
+	}
+	c.put(entry("a", "a@5", 5))
+	c.put(entry("a", "a@3", 3)) // a load that finished late
+	if st, v, ok := c.get("a", user); !ok || v != 5 || st != "a@5" {
 		t.Fatalf("an older state replaced a newer one: %v %d %v", st, v, ok)
 	}
-	if _, _, ok := c.get(aggregateKey{subject: "a", kind: reflect.TypeFor[domain.Session]()}); ok {
+	if _, _, ok := c.get("a", reflect.TypeFor[domain.Session]()); ok {
 		t.Fatal("a state of another type was returned")
 	}
-	c.put(k("b"), "b", 1)
-	c.get(k("a")) // a is now the most recently used
-	c.put(k("c"), "c", 1)
-	if _, _, ok := c.get(k("b")); ok || c.len() != 2 {
+	c.put(entry("b", "b", 1))
+	c.get("a", user) // a is now the most recently used
+	c.put(entry("c", "c", 1))
+	if _, _, ok := c.get("b", user); ok || c.len() != 2 {
 		t.Fatalf("least recently used not evicted: len %d", c.len())
 	}
-	if _, _, ok := c.get(k("a")); !ok {
+	if _, _, ok := c.get("a", user); !ok {
 		t.Fatal("recently used state evicted")
 	}
-	var off *aggregateCache = newAggregateCache(0)
-	off.put(k("a"), "a", 1)
-	if _, _, ok := off.get(k("a")); ok || off.len() != 0 {
+	off := newAggregateCache(0)
+	off.put(entry("a", "a", 1))
+	off.appended([]eventstore.Message{{Subject: "a"}}, []uint64{2})
+	if _, _, ok := off.get("a", user); ok || off.len() != 0 {
 		t.Fatal("a cache of size 0 kept a state")
+	}
+}
+
+func TestAppendedFoldsOnlyWhatFollowsTheCachedVersion(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	user := reflect.TypeFor[domain.User]()
+	signedIn := func(subject string, expected uint64) eventstore.Message {
+		data, _ := json.Marshal(domain.UserSignedIn{UserID: "u", SessionID: uuid.NewString(), SignedInAt: now})
+		return eventstore.Message{Subject: subject, ExpectedLastSubjectSequence: expected, Envelope: eventstore.Envelope{Type: domain.TypeUserSignedIn, Data: data}}
+	}
+	evolve := func(st any, ev domain.Event) any { return domain.EvolveUser(st.(domain.User), ev) }
+	c := newAggregateCache(10)
+	c.put(&aggregateEntry{subject: "u", kind: user, state: domain.User{}, version: 10, evolve: evolve})
+	sessions := func() int { st, _, _ := c.get("u", user); return len(st.(domain.User).SessionIDs()) }
+
+	c.appended([]eventstore.Message{signedIn("u", 9)}, []uint64{12}) // checked against 9: not what is cached
+	if _, v, _ := c.get("u", user); v != 10 || sessions() != 0 {
+		t.Fatalf("an append that did not follow the cached version was folded: version %d", v)
+	}
+	c.appended([]eventstore.Message{signedIn("u", 10), signedIn("x", 0), signedIn("u", 0)}, []uint64{13, 14, 15})
+	if _, v, _ := c.get("u", user); v != 15 || sessions() != 2 {
+		t.Fatalf("the append's two events were not folded: version %d, %d sessions", v, sessions())
+	}
+	c.appended([]eventstore.Message{signedIn("u", 15)}, nil) // no sequences: an append that failed
+	bad := signedIn("u", 15)
+	bad.Envelope.Data = []byte(`{"user_id":`)
+	c.appended([]eventstore.Message{bad}, []uint64{16})
+	if _, _, ok := c.get("u", user); ok {
+		t.Fatal("a state past an event it cannot decode was kept")
 	}
 }

@@ -164,8 +164,12 @@ func (s *Service) appendEvents(ctx context.Context, meta Meta, evs ...pending) e
 		}
 		msgs = append(msgs, eventstore.Message{Subject: p.subject, ExpectedLastSubjectSequence: p.expected, MsgID: p.msgID, Envelope: env})
 	}
-	_, err := s.store.Append(ctx, msgs...)
-	return err
+	seqs, err := s.store.Append(ctx, msgs...)
+	if err != nil {
+		return err
+	}
+	s.aggregates.appended(msgs, seqs)
+	return nil
 }
 
 func (s *Service) userSubject(id string) string    { return s.store.Subject("user", id) }
