@@ -104,11 +104,29 @@ func (c *aggregateCache) put(e *aggregateEntry) {
 // its expected sequence and the append is atomic, so when a state is cached
 // at exactly that sequence, the append's events on the subject are the very
 // next ones and fold onto it. They are folded as a load would read them:
-// decoded from the payload that was written.
+// decoded from the payload that was written (outside the lock).
 func (c *aggregateCache) appended(msgs []eventstore.Message, seqs []uint64) {
 	if c == nil || len(seqs) != len(msgs) {
 		return
 	}
+	cached := make([]bool, len(msgs))
+	some := false
+	c.mu.Lock()
+	for i, m := range msgs {
+		_, cached[i] = c.items[m.Subject]
+		some = some || cached[i]
+	}
+	c.mu.Unlock()
+	if !some {
+		return
+	}
+	evs := make([]domain.Event, len(msgs))
+	for i, m := range msgs {
+		if cached[i] {
+			evs[i], _ = domain.DecodeEvent(m.Envelope.Type, m.Envelope.Data)
+		}
+	}
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// prev is the sequence each message on a subject follows: the expected
@@ -121,21 +139,18 @@ func (c *aggregateCache) appended(msgs []eventstore.Message, seqs []uint64) {
 		}
 		prev[m.Subject] = seqs[i]
 		el, ok := c.items[m.Subject]
-		if !ok {
+		if !ok || el.Value.(*aggregateEntry).version != follows {
 			continue
 		}
 		e := el.Value.(*aggregateEntry)
-		if e.version != follows {
-			continue
-		}
-		ev, err := domain.DecodeEvent(m.Envelope.Type, m.Envelope.Data)
-		if err != nil {
-			// A load will read it, and report it.
+		if evs[i] == nil {
+			// Undecodable (a load will read it, and report it), or cached
+			// only since the first look: not folded, so not kept.
 			c.lru.Remove(el)
 			delete(c.items, m.Subject)
 			continue
 		}
-		el.Value = &aggregateEntry{subject: e.subject, kind: e.kind, state: e.evolve(e.state, ev), version: seqs[i], evolve: e.evolve}
+		el.Value = &aggregateEntry{subject: e.subject, kind: e.kind, state: e.evolve(e.state, evs[i]), version: seqs[i], evolve: e.evolve}
 	}
 }
 

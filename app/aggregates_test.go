@@ -223,6 +223,58 @@ func TestCachedSessionsUnderConcurrentRefreshes(t *testing.T) {
 	}
 }
 
+func TestCachedUsersUnderConcurrentGroupedAppends(t *testing.T) {
+	s, spy := aggregateService(t)
+	ctx := context.Background()
+	now := s.clock.Now()
+	// Eight guests sign in at once, many times, on one node: their appends
+	// (a new session and the sign-in on the guest) share group commits, and
+	// each advances the cached guest.
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		if err := s.appendEvents(ctx, Meta{}, pending{subject: s.userSubject(ids[i]), event: domain.AnonymousUserCreated{UserID: ids[i], ClientID: "web", CreatedAt: now}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				_, v, err := s.LoadUser(ctx, id)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sid := uuid.NewString()
+				if err := s.appendEvents(ctx, Meta{},
+					pending{subject: s.sessionSubject(sid), event: domain.SessionStarted{SessionID: sid, UserID: id, ClientID: "web", Kind: domain.SessionKindRefreshToken, StartedAt: now}},
+					pending{subject: s.userSubject(id), expected: v, event: domain.UserSignedIn{UserID: id, SessionID: sid, SignedInAt: now}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		read := spy.records.Load()
+		warm, wv, err := s.LoadUser(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spy.records.Load() != read {
+			t.Fatalf("the cache was not advanced by the node's own appends: the load read %d events", spy.records.Load()-read)
+		}
+		cold, cv := coldUser(t, s, id)
+		if wv != cv || !reflect.DeepEqual(warm, cold) || len(cold.SessionIDs()) != 25 {
+			t.Fatalf("cached guest differs from a full load: version %d / %d, %d / %d sessions", wv, cv, len(warm.SessionIDs()), len(cold.SessionIDs()))
+		}
+	}
+}
+
 func TestAggregateCacheKeepsTheLaterVersionAndEvicts(t *testing.T) {
 	c := newAggregateCache(2)
 	user := reflect.TypeFor[domain.User]()

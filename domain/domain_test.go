@@ -176,3 +176,16 @@ func TestDecodeEventRoundTrip(t *testing.T) {
 		t.Fatal("truncated payload decoded")
 	}
 }
+
+// States are shared (app caches them): what an accessor returns is a copy.
+func TestStateAccessorsReturnCopies(t *testing.T) {
+	k := domain.EvolveAnonymousKey(domain.AnonymousKey{}, domain.AnonymousKeyClaimed{KeyID: "k", UserID: "u", JWK: []byte(`{"kty":"EC"}`)})
+	k.JWK()[0] = 'x'
+	u := domain.EvolveUser(domain.User{}, domain.AnonymousUserCreated{UserID: "u", SessionID: "s1"})
+	u = domain.EvolveUser(u, domain.AnonymousKeyRegistered{UserID: "u", KeyID: "k"})
+	u.AnonymousKeyIDs()[0] = "changed"
+	u.SessionIDs()[0] = "changed"
+	if string(k.JWK()) != `{"kty":"EC"}` || u.AnonymousKeyIDs()[0] != "k" || u.SessionIDs()[0] != "s1" {
+		t.Fatalf("a change through an accessor reached the state: %s %v %v", k.JWK(), u.AnonymousKeyIDs(), u.SessionIDs())
+	}
+}

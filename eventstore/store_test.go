@@ -145,6 +145,10 @@ func TestGroupedAppendsIsolateConflicts(t *testing.T) {
 	const n = 400
 	var ok, conflicts atomic.Int32
 	var wg sync.WaitGroup
+	// Each sequence returned must be that of its own message (the aggregate
+	// cache in app folds appended events at them).
+	var mu sync.Mutex
+	written := map[uint64]eventstore.Message{}
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -153,10 +157,16 @@ func TestGroupedAppendsIsolateConflicts(t *testing.T) {
 			if i%50 == 0 {
 				subj = taken
 			}
-			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
+			msgs := []eventstore.Message{msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i)}
+			seqs, err := s.Append(ctx, msgs...)
 			switch {
 			case err == nil:
 				ok.Add(1)
+				mu.Lock()
+				for j, q := range seqs {
+					written[q] = msgs[j]
+				}
+				mu.Unlock()
 			case errors.Is(err, eventstore.ErrConflict):
 				conflicts.Add(1)
 			default:
@@ -167,6 +177,15 @@ func TestGroupedAppendsIsolateConflicts(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != n-n/50 || conflicts.Load() != n/50 {
 		t.Fatalf("%d ok, %d conflicts", ok.Load(), conflicts.Load())
+	}
+	if len(written) != 2*int(ok.Load()) {
+		t.Fatalf("%d distinct sequences for %d messages", len(written), 2*ok.Load())
+	}
+	for q, m := range written {
+		rec, err := s.Get(ctx, q)
+		if err != nil || rec.Subject != m.Subject || rec.ID != m.Envelope.ID {
+			t.Fatalf("sequence %d holds %s %s, the append returned it for %s %s (%v)", q, rec.Subject, rec.ID, m.Subject, m.Envelope.ID, err)
+		}
 	}
 }
 

@@ -20,6 +20,9 @@ const out = {};
 async function signIn(page) {
   await page.goto(`${nodeA}/portal`);
   await page.getByRole("heading", { name: "Sign in to the idstream portal" }).waitFor();
+  // The field has autofocus; on a loaded machine the heading can be there
+  // before the focus is, and keys typed in between would be lost.
+  await page.waitForFunction(() => document.activeElement?.id === "username");
   await page.keyboard.type(user);
   await page.keyboard.press("Tab");
   await page.keyboard.type(password);
