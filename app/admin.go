@@ -46,7 +46,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 				return nil, err
 			}
 			subject = s.loginIDSubject(id)
-			if l, lv, err = loadAggregate(ctx, s.store, s.aggregates, subject, domain.EvolveLoginID); err != nil {
+			if l, lv, err = loadAggregate(ctx, s.store, s.aggregates, subject, each(domain.EvolveLoginID)); err != nil {
 				return nil, err
 			}
 		}

@@ -37,14 +37,14 @@ type aggregateCache struct {
 	items map[string]*list.Element
 }
 
-// aggregateEntry is the state of one subject, folded into one type by evolve,
+// aggregateEntry is the state of one subject, folded into one type by fold,
 // up to version.
 type aggregateEntry struct {
 	subject string
 	kind    reflect.Type
 	state   any
 	version uint64
-	evolve  func(any, domain.Event) any
+	fold    func(any, ...domain.Event) any
 }
 
 var aggregateLoads = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -150,7 +150,7 @@ func (c *aggregateCache) appended(msgs []eventstore.Message, seqs []uint64) {
 			delete(c.items, m.Subject)
 			continue
 		}
-		el.Value = &aggregateEntry{subject: e.subject, kind: e.kind, state: e.evolve(e.state, evs[i]), version: seqs[i], evolve: e.evolve}
+		el.Value = &aggregateEntry{subject: e.subject, kind: e.kind, state: e.fold(e.state, evs[i]), version: seqs[i], fold: e.fold}
 	}
 }
 
@@ -164,11 +164,11 @@ func (c *aggregateCache) len() int {
 	return c.lru.Len()
 }
 
-// loadAggregate rebuilds the state of one subject from the log, and returns
-// it with its version (the stream sequence of the subject's last event, 0
-// when it has none). With a cache, it starts from the cached state and
-// reads only the events after it.
-func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCache, subject string, evolve func(S, domain.Event) S) (S, uint64, error) {
+// loadAggregate rebuilds the state of one subject from the log with fold
+// (domain.FoldUser, or each(evolve)), and returns it with its version (the
+// stream sequence of the subject's last event, 0 when it has none). With a
+// cache, it starts from the cached state and reads only the events after it.
+func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCache, subject string, fold func(S, ...domain.Event) S) (S, uint64, error) {
 	var state S
 	kind := reflect.TypeFor[S]()
 	cached, after, hit := cache.get(subject, kind)
@@ -185,9 +185,7 @@ func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCach
 		var zero S
 		return zero, 0, err
 	}
-	for _, ev := range evs {
-		state = evolve(state, ev)
-	}
+	state = fold(state, evs...)
 	if cache != nil {
 		if hit {
 			aggregateLoads.WithLabelValues("hit").Inc()
@@ -196,8 +194,18 @@ func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCach
 		}
 		if v > after {
 			cache.put(&aggregateEntry{subject: subject, kind: kind, state: state, version: v,
-				evolve: func(st any, ev domain.Event) any { return evolve(st.(S), ev) }})
+				fold: func(st any, evs ...domain.Event) any { return fold(st.(S), evs...) }})
 		}
 	}
 	return state, v, nil
+}
+
+// each is a fold that applies evolve to one event at a time.
+func each[S any](evolve func(S, domain.Event) S) func(S, ...domain.Event) S {
+	return func(state S, evs ...domain.Event) S {
+		for _, ev := range evs {
+			state = evolve(state, ev)
+		}
+		return state
+	}
 }

@@ -60,7 +60,7 @@ func aggregateService(t *testing.T) (*Service, *countingStore) {
 // coldUser rebuilds the user from its first event, without the cache.
 func coldUser(t *testing.T, s *Service, id string) (domain.User, uint64) {
 	t.Helper()
-	u, v, err := loadAggregate(context.Background(), s.store, nil, s.userSubject(id), domain.EvolveUser)
+	u, v, err := loadAggregate(context.Background(), s.store, nil, s.userSubject(id), domain.FoldUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestCachedSessionsUnderConcurrentRefreshes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cold, cv, err := loadAggregate(ctx, s.store, nil, s.sessionSubject(sid), domain.EvolveSession)
+	cold, cv, err := loadAggregate(ctx, s.store, nil, s.sessionSubject(sid), domain.FoldSession)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,9 +313,9 @@ func TestAppendedFoldsOnlyWhatFollowsTheCachedVersion(t *testing.T) {
 		data, _ := json.Marshal(domain.UserSignedIn{UserID: "u", SessionID: uuid.NewString(), SignedInAt: now})
 		return eventstore.Message{Subject: subject, ExpectedLastSubjectSequence: expected, Envelope: eventstore.Envelope{Type: domain.TypeUserSignedIn, Data: data}}
 	}
-	evolve := func(st any, ev domain.Event) any { return domain.EvolveUser(st.(domain.User), ev) }
+	fold := func(st any, evs ...domain.Event) any { return domain.FoldUser(st.(domain.User), evs...) }
 	c := newAggregateCache(10)
-	c.put(&aggregateEntry{subject: "u", kind: user, state: domain.User{}, version: 10, evolve: evolve})
+	c.put(&aggregateEntry{subject: "u", kind: user, state: domain.User{}, version: 10, fold: fold})
 	sessions := func() int { st, _, _ := c.get("u", user); return len(st.(domain.User).SessionIDs()) }
 
 	c.appended([]eventstore.Message{signedIn("u", 9)}, []uint64{12}) // checked against 9: not what is cached

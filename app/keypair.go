@@ -95,7 +95,7 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		if attempt > 0 {
 			jitter(ctx, attempt)
 		}
-		key, keyVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), domain.EvolveAnonymousKey)
+		key, keyVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), each(domain.EvolveAnonymousKey))
 		if err != nil {
 			return Issued{}, err
 		}
@@ -161,7 +161,7 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 	if err != nil {
 		return "", err
 	}
-	key, _, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), domain.EvolveAnonymousKey)
+	key, _, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), each(domain.EvolveAnonymousKey))
 	if err != nil {
 		return "", err
 	}
@@ -258,7 +258,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	if err != nil {
 		return Issued{}, tokens.ErrRequestKey
 	}
-	byTP, tpVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.thumbprintSubject(tp), domain.EvolveAnonymousKey)
+	byTP, tpVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.thumbprintSubject(tp), each(domain.EvolveAnonymousKey))
 	if err != nil {
 		return Issued{}, err
 	}

@@ -145,7 +145,7 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 		if err != nil {
 			return Issued{}, err
 		}
-		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(in.LoginID), domain.EvolveLoginID)
+		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(in.LoginID), each(domain.EvolveLoginID))
 		if err != nil {
 			return Issued{}, err
 		}
@@ -274,10 +274,10 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	var uv uint64
 	hash, known := s.unknownHash(), false
 	if idErr == nil {
-		l, _, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), domain.EvolveLoginID)
+		l, _, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err == nil && !l.Claimed() && s.replicated() {
 			// A login ID claimed a moment ago may not be on this replica.
-			l, _, err = loadAggregate(eventstore.WithLeaderCheck(ctx), s.store, s.aggregates, s.loginIDSubject(id), domain.EvolveLoginID)
+			l, _, err = loadAggregate(eventstore.WithLeaderCheck(ctx), s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		}
 		if err != nil {
 			return domain.User{}, err
@@ -327,7 +327,7 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 		return domain.User{}, err
 	}
 	for range maxAttempts {
-		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), domain.EvolveLoginID)
+		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err != nil {
 			return domain.User{}, err
 		}

@@ -189,12 +189,12 @@ func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
 
 // LoadUser rebuilds a user from the log.
 func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
-	return loadAggregate(ctx, s.store, s.aggregates, s.userSubject(id), domain.EvolveUser)
+	return loadAggregate(ctx, s.store, s.aggregates, s.userSubject(id), domain.FoldUser)
 }
 
 // LoadSession rebuilds a session from the log.
 func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
-	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.EvolveSession)
+	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.FoldSession)
 }
 
 // client looks up a client application.

@@ -75,7 +75,7 @@ func (s *Service) settingsSubject() string { return s.store.Subject("settings", 
 
 // LoadSettings rebuilds the settings aggregate from the log.
 func (s *Service) LoadSettings(ctx context.Context) (domain.ProjectSettings, uint64, error) {
-	return loadAggregate(ctx, s.store, nil, s.settingsSubject(), domain.EvolveSettings)
+	return loadAggregate(ctx, s.store, nil, s.settingsSubject(), each(domain.EvolveSettings))
 }
 
 // InitSettings makes the log hold the settings: the first node to start

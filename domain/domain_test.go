@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,5 +188,64 @@ func TestStateAccessorsReturnCopies(t *testing.T) {
 	u.SessionIDs()[0] = "changed"
 	if string(k.JWK()) != `{"kty":"EC"}` || u.AnonymousKeyIDs()[0] != "k" || u.SessionIDs()[0] != "s1" {
 		t.Fatalf("a change through an accessor reached the state: %s %v %v", k.JWK(), u.AnonymousKeyIDs(), u.SessionIDs())
+	}
+}
+
+// A fold copies what it writes once and then appends in place: it must equal
+// evolving one event at a time, and never write into the state it started
+// from, which others may hold (app caches states).
+func TestFoldEqualsEvolveAndLeavesItsStartAlone(t *testing.T) {
+	signIn := func(id string) domain.Event { return domain.UserSignedIn{UserID: "u", SessionID: id} }
+	key := func(id string) domain.Event { return domain.AnonymousKeyRegistered{UserID: "u", KeyID: id} }
+	refresh := func(n int) domain.Event {
+		return domain.SessionRefreshed{SessionID: "s", PreviousHash: string(rune('a' + n)), TokenHash: string(rune('b' + n)), Generation: n}
+	}
+	userHistory := []domain.Event{domain.AnonymousUserCreated{UserID: "u", SessionID: "s0"}, signIn("s1"), signIn("s2"), signIn("s3"), signIn("s4"), key("k1"), key("k2"), key("k3")}
+	sessionHistory := []domain.Event{domain.SessionStarted{SessionID: "s", UserID: "u", TokenHash: "a"}, refresh(0), refresh(1), refresh(2)}
+
+	evolveUser := func(u domain.User, evs ...domain.Event) domain.User {
+		for _, ev := range evs {
+			u = domain.EvolveUser(u, ev)
+		}
+		return u
+	}
+	evolveSession := func(s domain.Session, evs ...domain.Event) domain.Session {
+		for _, ev := range evs {
+			s = domain.EvolveSession(s, ev)
+		}
+		return s
+	}
+	// The fold's own appends leave spare capacity in the start state's
+	// lists: two later folds from it must not write into it.
+	start := domain.FoldUser(domain.User{}, userHistory...)
+	a := domain.FoldUser(start, signIn("a"), key("ka"))
+	b := domain.FoldUser(start, signIn("b"), key("kc"))
+	c := domain.FoldUser(start, domain.AnonymousKeyRemoved{UserID: "u", KeyID: "k1"}, key("kb"))
+	if !reflect.DeepEqual(start, evolveUser(domain.User{}, userHistory...)) {
+		t.Fatal("FoldUser differs from EvolveUser one event at a time, or a later fold wrote into its start")
+	}
+	for name, tc := range map[string]struct {
+		got   domain.User
+		after []domain.Event
+	}{
+		"a": {a, []domain.Event{signIn("a"), key("ka")}},
+		"b": {b, []domain.Event{signIn("b"), key("kc")}},
+		"c": {c, []domain.Event{domain.AnonymousKeyRemoved{UserID: "u", KeyID: "k1"}, key("kb")}},
+	} {
+		want := evolveUser(domain.User{}, append(slices.Clip(userHistory), tc.after...)...)
+		if !reflect.DeepEqual(tc.got, want) {
+			t.Fatalf("fold %s: %v %v, want %v %v", name, tc.got.SessionIDs(), tc.got.AnonymousKeyIDs(), want.SessionIDs(), want.AnonymousKeyIDs())
+		}
+	}
+
+	ss := domain.FoldSession(domain.Session{}, sessionHistory...)
+	sa := domain.FoldSession(ss, refresh(3), refresh(4))
+	sb := domain.FoldSession(ss, refresh(5), domain.SessionRevoked{SessionID: "s"})
+	if !reflect.DeepEqual(ss, evolveSession(domain.Session{}, sessionHistory...)) {
+		t.Fatal("FoldSession differs from EvolveSession one event at a time, or a later fold wrote into its start")
+	}
+	if !reflect.DeepEqual(sa, evolveSession(domain.Session{}, append(slices.Clip(sessionHistory), refresh(3), refresh(4))...)) ||
+		!reflect.DeepEqual(sb, evolveSession(domain.Session{}, append(slices.Clip(sessionHistory), refresh(5), domain.SessionRevoked{SessionID: "s"})...)) {
+		t.Fatal("two folds from one session state differ from evolving each history")
 	}
 }

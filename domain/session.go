@@ -3,6 +3,7 @@ package domain
 import (
 	"crypto/subtle"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -100,38 +101,45 @@ func (s Session) MatchesToken(hash string) bool {
 }
 
 // EvolveSession applies one event to the state.
-func EvolveSession(s Session, ev Event) Session {
-	switch e := ev.(type) {
-	case SessionStarted:
-		s.id = e.SessionID
-		s.exists = true
-		s.userID = e.UserID
-		s.clientID = e.ClientID
-		s.kind = e.Kind
-		s.method = e.Method
-		s.tokenHash = e.TokenHash
-		s.startedAt = e.StartedAt
-		s.lastActive = e.StartedAt
-		s.idleTimeout = e.IdleTimeout.Duration()
-		s.lifetime = e.Lifetime.Duration()
-	case SessionRefreshed:
-		if s.previous == nil {
-			s.previous = make(map[string]struct{})
-		} else {
-			// Copy on write: states are values and must not share a map.
-			p := make(map[string]struct{}, len(s.previous)+1)
-			for k := range s.previous {
-				p[k] = struct{}{}
+func EvolveSession(s Session, ev Event) Session { return FoldSession(s, ev) }
+
+// FoldSession applies events in order, as EvolveSession one at a time. States
+// are values that may be shared, so the set of previous token hashes, which
+// grows at every refresh, is copied before it is written; FoldSession copies
+// it once per call, so rebuilding a session refreshed n times costs O(n),
+// not O(n²).
+func FoldSession(s Session, evs ...Event) Session {
+	owned := false // s.previous is this call's own copy
+	for _, ev := range evs {
+		switch e := ev.(type) {
+		case SessionStarted:
+			s.id = e.SessionID
+			s.exists = true
+			s.userID = e.UserID
+			s.clientID = e.ClientID
+			s.kind = e.Kind
+			s.method = e.Method
+			s.tokenHash = e.TokenHash
+			s.startedAt = e.StartedAt
+			s.lastActive = e.StartedAt
+			s.idleTimeout = e.IdleTimeout.Duration()
+			s.lifetime = e.Lifetime.Duration()
+		case SessionRefreshed:
+			if !owned {
+				s.previous = maps.Clone(s.previous)
+				if s.previous == nil {
+					s.previous = make(map[string]struct{})
+				}
+				owned = true
 			}
-			s.previous = p
+			s.previous[e.PreviousHash] = struct{}{}
+			s.tokenHash = e.TokenHash
+			s.generation = e.Generation
+			s.lastActive = e.RefreshedAt
+		case SessionRevoked:
+			s.revoked = true
+			s.revokedAt = e.RevokedAt
 		}
-		s.previous[e.PreviousHash] = struct{}{}
-		s.tokenHash = e.TokenHash
-		s.generation = e.Generation
-		s.lastActive = e.RefreshedAt
-	case SessionRevoked:
-		s.revoked = true
-		s.revokedAt = e.RevokedAt
 	}
 	return s
 }

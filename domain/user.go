@@ -76,51 +76,66 @@ func (u User) CanSignIn() error {
 
 // EvolveUser applies one event to the state. Events of other aggregates are
 // ignored, so a caller may fold a mixed list.
-func EvolveUser(u User, ev Event) User {
-	switch e := ev.(type) {
-	case AnonymousUserCreated:
-		u.id = e.UserID
-		u.exists = true
-		u.anonymous = true
-		u.clientID = e.ClientID
-		u.createdAt = e.CreatedAt
-		u.lastSignIn = e.CreatedAt
-		if e.SessionID != "" {
-			u.sessionIDs = []string{e.SessionID}
-		}
-	case UserSignedIn:
-		u.sessionIDs = append(append([]string(nil), u.sessionIDs...), e.SessionID)
-		u.lastSignIn = e.SignedInAt
-	case AnonymousUserExpired:
-		u.expired = true
-	case AnonymousKeyRegistered:
-		u.keyIDs = append(append([]string(nil), u.keyIDs...), e.KeyID)
-	case AnonymousKeyRemoved:
-		var keep []string
-		for _, k := range u.keyIDs {
-			if k != e.KeyID {
-				keep = append(keep, k)
+func EvolveUser(u User, ev Event) User { return FoldUser(u, ev) }
+
+// FoldUser applies events in order, as EvolveUser one at a time. States are
+// values that may be shared, so the lists of sessions and keys are copied
+// before they are written; FoldUser copies each once per call, so rebuilding
+// a guest that signed in n times costs O(n), not O(n²).
+func FoldUser(u User, evs ...Event) User {
+	ownSessions, ownKeys := false, false // the lists are this call's own copies
+	for _, ev := range evs {
+		switch e := ev.(type) {
+		case AnonymousUserCreated:
+			u.id = e.UserID
+			u.exists = true
+			u.anonymous = true
+			u.clientID = e.ClientID
+			u.createdAt = e.CreatedAt
+			u.lastSignIn = e.CreatedAt
+			if e.SessionID != "" {
+				u.sessionIDs, ownSessions = []string{e.SessionID}, true
 			}
+		case UserSignedIn:
+			if !ownSessions {
+				u.sessionIDs, ownSessions = slices.Clone(u.sessionIDs), true
+			}
+			u.sessionIDs = append(u.sessionIDs, e.SessionID)
+			u.lastSignIn = e.SignedInAt
+		case AnonymousUserExpired:
+			u.expired = true
+		case AnonymousKeyRegistered:
+			if !ownKeys {
+				u.keyIDs, ownKeys = slices.Clone(u.keyIDs), true
+			}
+			u.keyIDs = append(u.keyIDs, e.KeyID)
+		case AnonymousKeyRemoved:
+			var keep []string
+			for _, k := range u.keyIDs {
+				if k != e.KeyID {
+					keep = append(keep, k)
+				}
+			}
+			u.keyIDs, ownKeys = keep, true
+		case UserPromoted:
+			u.anonymous = false
+			u.loginType, u.loginID = e.LoginIDType, e.LoginID
+			u.promoted = e.PromotedAt
+		case UserRegistered:
+			u.id, u.exists, u.anonymous, u.clientID, u.createdAt = e.UserID, true, false, e.ClientID, e.RegisteredAt
+			u.loginType, u.loginID = e.LoginIDType, e.LoginID
+		case PasswordSet:
+			u.pwHash = e.PasswordHash
+		case AnonymousUserMerged:
+			u.mergedTo = e.IntoUserID
+		case UserDisabled:
+			u.disabled = true
+		case UserEnabled:
+			u.disabled = false
+		case UserDeleted:
+			u.deleted = true
+			u.loginType, u.loginID, u.pwHash = "", "", ""
 		}
-		u.keyIDs = keep
-	case UserPromoted:
-		u.anonymous = false
-		u.loginType, u.loginID = e.LoginIDType, e.LoginID
-		u.promoted = e.PromotedAt
-	case UserRegistered:
-		u.id, u.exists, u.anonymous, u.clientID, u.createdAt = e.UserID, true, false, e.ClientID, e.RegisteredAt
-		u.loginType, u.loginID = e.LoginIDType, e.LoginID
-	case PasswordSet:
-		u.pwHash = e.PasswordHash
-	case AnonymousUserMerged:
-		u.mergedTo = e.IntoUserID
-	case UserDisabled:
-		u.disabled = true
-	case UserEnabled:
-		u.disabled = false
-	case UserDeleted:
-		u.deleted = true
-		u.loginType, u.loginID, u.pwHash = "", "", ""
 	}
 	return u
 }
