@@ -44,7 +44,9 @@ type ReplayOptions struct {
 	SwapLag uint64
 	// LockTimeout bounds the swap's waits for locks: the live checkpoint row
 	// and the tables (held by readers). On a timeout the replay catches up
-	// and tries again. Default 2 s.
+	// and tries again. It also bounds the wait for the replay's own lock,
+	// which an interrupted replay of the same projection may hold for a
+	// moment (until PostgreSQL has ended its session). Default 2 s.
 	LockTimeout time.Duration
 	// SwapAttempts is how many lock timeouts the swap tolerates (default 20).
 	SwapAttempts int
@@ -159,12 +161,22 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, src Source, p Projector, op
 	}
 	defer conn.Release()
 	r.conn = conn
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(p.Name()+".replay")).Scan(&got); err != nil {
-		return ReplayResult{}, err
-	}
-	if !got {
-		return ReplayResult{}, fmt.Errorf("projections: another replay of %s is running", p.Name())
+	for deadline := time.Now().Add(opts.LockTimeout); ; {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(p.Name()+".replay")).Scan(&got); err != nil {
+			return ReplayResult{}, err
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			return ReplayResult{}, fmt.Errorf("projections: another replay of %s is running", p.Name())
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ReplayResult{}, ctx.Err()
+		}
 	}
 	defer func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey(p.Name()+".replay"))
