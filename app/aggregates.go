@@ -24,8 +24,8 @@ import (
 // version (stream sequence) each was rebuilt up to. A load starts from the
 // cached state and reads only the events after its version. This is exact:
 // events are never changed or removed (the stream denies delete and purge),
-// evolve functions are pure, and states are values that evolve copies on
-// write, so a cached state is the fold of the subject's events up to its
+// folds are pure, and states are values that a fold copies before it writes
+// them, so a cached state is the fold of the subject's events up to its
 // version and nothing can change it. Only states rebuilt from the log are
 // kept, never one with an event that has not been appended; and a load on a
 // lagging replica that has not caught up with a cached version gets the
