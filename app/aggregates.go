@@ -154,16 +154,6 @@ func (c *aggregateCache) appended(msgs []eventstore.Message, seqs []uint64) {
 	}
 }
 
-// len is how many states the cache holds.
-func (c *aggregateCache) len() int {
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lru.Len()
-}
-
 // loadAggregate rebuilds the state of one subject from the log with fold
 // (domain.FoldUser, or each(evolve)), and returns it with its version (the
 // stream sequence of the subject's last event, 0 when it has none). With a

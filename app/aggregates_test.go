@@ -35,6 +35,16 @@ func (c *countingStore) LoadAfter(ctx context.Context, subject string, after uin
 	return recs, v, err
 }
 
+// len is how many states the cache holds.
+func (c *aggregateCache) len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
 func aggregateService(t *testing.T) (*Service, *countingStore) {
 	t.Helper()
 	// The embedded server as testenv starts it (testenv imports this package).

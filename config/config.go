@@ -70,7 +70,8 @@ type Config struct {
 	MigrateOnStart *bool `yaml:"migrate_on_start"`
 	// AggregateCache is how many aggregate states (users, sessions, keys,
 	// login IDs) each node keeps, so that rebuilding one reads only the
-	// events after the cached state (default DefaultAggregateCache; 0 turns it off).
+	// events after the cached state (unset: DefaultAggregateCache; 0 turns
+	// it off). Read it with AggregateCacheSize.
 	AggregateCache *int `yaml:"aggregate_cache"`
 	NATS           struct {
 		URL      string `yaml:"url"`
@@ -317,10 +318,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"
-	}
-	if c.AggregateCache == nil {
-		n := DefaultAggregateCache
-		c.AggregateCache = &n
 	}
 	if c.MigrateOnStart == nil {
 		c.MigrateOnStart = boolPtr(true)
