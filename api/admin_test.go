@@ -39,7 +39,7 @@ func TestAdminAPI(t *testing.T) {
 	for _, e := range evs {
 		types = append(types, e.(map[string]any)["type"].(string))
 	}
-	want := "user.anonymous.created.v1 session.started.v1 login_id.claimed.v1 user.promoted.v2 user.password.set.v1 session.revoked.v1 session.started.v1"
+	want := "user.anonymous.created.v1 session.started.v1 login_id.claimed.v1 user.promoted.v2 user.password.set.v1 session.revoked.v1 user.signed_in.v1 session.started.v1"
 	if r.status != 200 || strings.Join(types, " ") != want {
 		t.Fatalf("timeline: %d %v", r.status, types)
 	}

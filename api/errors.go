@@ -135,6 +135,8 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "KeyMismatch", "invalid_grant", "the jwk in the header differs from the registered key"))
 	case errors.Is(err, app.ErrKeyNotUsable):
 		return wrap(newError(400, "Invalid", "KeyNotUsable", "invalid_grant", "this key can no longer sign in"))
+	case errors.Is(err, app.ErrKeyOtherClient):
+		return wrap(newError(400, "Invalid", "KeyOtherClient", "invalid_grant", "this key was registered by another client application"))
 	case errors.Is(err, domain.ErrKeyTaken):
 		return wrap(newError(400, "Invalid", "KeyTaken", "invalid_grant", "this key is already registered under another key id"))
 	case errors.Is(err, tokens.ErrRequestMalformed):

@@ -424,7 +424,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		return
 	}
 	if started == nil {
-		iss, err := s.Service.StartSession(ctx, u, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
+		iss, err := s.Service.StartSession(ctx, u.UserID(), app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

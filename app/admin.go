@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -11,32 +10,35 @@ import (
 )
 
 // DisableUser stops a user from signing in: every token of the user stops
-// working at once (each use checks the user), and the sessions named (the
-// user's live sessions, found by the caller in the read model) are revoked.
+// working at once (each use checks the user), and every session of the user
+// is revoked in the same append, read from the log (sessionIDs may name
+// more, e.g. from the read model, for sessions started before every start
+// was recorded on the user), so enabling the user again revives none.
 func (s *Service) DisableUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
-	u, err := s.updateUser(ctx, userID, meta, func(u domain.User) ([]pending, error) {
-		evs, err := domain.DecideDisable(u, reason, s.clock.Now())
-		return s.onUser(userID, evs), err
+	return s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
+		now := s.clock.Now()
+		evs, err := domain.DecideDisable(u, reason, now)
+		if err != nil || len(evs) == 0 {
+			return nil, err
+		}
+		ended, err := s.endSessions(ctx, u, domain.RevokeReasonUserDisabled, now, sessionIDs...)
+		return append(s.onUser(userID, evs), ended...), err
 	})
-	if err != nil {
-		return u, err
-	}
-	return u, s.revokeAll(ctx, u, sessionIDs, domain.RevokeReasonUserDisabled, meta)
 }
 
 // EnableUser lets a disabled user sign in again.
 func (s *Service) EnableUser(ctx context.Context, userID string, meta Meta) (domain.User, error) {
-	return s.updateUser(ctx, userID, meta, func(u domain.User) ([]pending, error) {
+	return s.updateUser(ctx, userID, meta, func(_ context.Context, u domain.User) ([]pending, error) {
 		evs, err := domain.DecideEnable(u, s.clock.Now())
 		return s.onUser(userID, evs), err
 	})
 }
 
 // DeleteUser deletes a user in one atomic append: its keys removed, its
-// login ID released (so it may be claimed again), the user deleted. Its
-// sessions are then revoked.
+// login ID released (so it may be claimed again), every session revoked (as
+// DisableUser finds them), the user deleted.
 func (s *Service) DeleteUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
-	before, err := s.updateUser(ctx, userID, meta, func(u domain.User) ([]pending, error) {
+	return s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
 		var l domain.LoginID
 		var lv uint64
 		var subject string
@@ -50,7 +52,8 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 				return nil, err
 			}
 		}
-		d, err := domain.DecideDelete(u, l, reason, s.clock.Now())
+		now := s.clock.Now()
+		d, err := domain.DecideDelete(u, l, reason, now)
 		if err != nil {
 			return nil, err
 		}
@@ -58,12 +61,9 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 		if d.Release != nil {
 			evs = append(evs, pending{subject: subject, expected: lv, event: d.Release})
 		}
-		return evs, nil
+		ended, err := s.endSessions(ctx, u, domain.RevokeReasonUserDeleted, now, sessionIDs...)
+		return append(evs, ended...), err
 	})
-	if err != nil {
-		return before, err
-	}
-	return before, s.revokeAll(ctx, before, sessionIDs, domain.RevokeReasonUserDeleted, meta)
 }
 
 // RevokeUserSession ends one session of a user (operator action).
@@ -91,13 +91,13 @@ func (s *Service) onUser(userID string, evs []domain.Event) []pending {
 // updateUser runs an operator command on a user: load, decide, append at
 // the version seen, retry on a concurrent change. The user's own events
 // (those on its subject) expect the loaded version; others carry their own.
-func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, decide func(domain.User) ([]pending, error)) (domain.User, error) {
+func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, decide func(context.Context, domain.User) ([]pending, error)) (domain.User, error) {
 	for range maxAttempts {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return u, err
 		}
-		evs, err := decide(u)
+		evs, err := decide(ctx, u)
 		if err != nil || len(evs) == 0 {
 			return u, err
 		}
@@ -120,30 +120,4 @@ func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, deci
 		return u, nil
 	}
 	return domain.User{}, ErrBusy
-}
-
-// revokeAll revokes the named sessions and the guest sessions the user's own
-// events list. A session already ended is left as it is.
-func (s *Service) revokeAll(ctx context.Context, u domain.User, sessionIDs []string, reason string, meta Meta) error {
-	ids := slices.Clone(sessionIDs)
-	for _, id := range u.SessionIDs() {
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	for _, id := range ids {
-		sess, _, err := s.LoadSession(ctx, id)
-		if err != nil {
-			return err
-		}
-		// Idle-timed-out sessions are revoked too: a cookie session's last
-		// activity is kept outside the log.
-		if !sess.Exists() || sess.UserID() != u.UserID() || sess.Revoked() || !s.clock.Now().Before(sess.ExpiresAt()) {
-			continue
-		}
-		if err := s.RevokeSession(ctx, id, reason, meta); err != nil && !errors.Is(err, domain.ErrSessionRevoked) {
-			return err
-		}
-	}
-	return nil
 }

@@ -21,6 +21,9 @@ var (
 	ErrUnknownKey       = errors.New("unknown key id and no jwk in the header")
 	ErrKeyMismatch      = errors.New("the jwk in the header differs from the registered key")
 	ErrKeyNotUsable     = errors.New("the key belongs to a user who can no longer sign in with it")
+	// ErrKeyOtherClient: a key belongs to the client application that
+	// registered it; another client may not sign in or promote with it.
+	ErrKeyOtherClient = errors.New("the key was registered by another client application")
 )
 
 // ChallengePurposeAnonymousRequest is the only challenge purpose.
@@ -101,7 +104,7 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		}
 		var iss Issued
 		if key.Claimed() {
-			iss, err = s.signInKnownKey(ctx, cl.AccessTokenLifetime.Duration(), req, key, idle, life, meta)
+			iss, err = s.signInKnownKey(ctx, clientID, cl.AccessTokenLifetime.Duration(), req, key, idle, life, meta)
 		} else {
 			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.Duration(), clientID, req, keyVersion, idle, life, meta)
 		}
@@ -168,7 +171,7 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 	if !key.Claimed() {
 		return "", ErrUnknownKey
 	}
-	u, _, err := s.verifyKnownKey(ctx, req, key)
+	u, _, err := s.verifyKnownKey(ctx, clientID, req, key)
 	if err != nil {
 		return "", err
 	}
@@ -176,8 +179,10 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 }
 
 // verifyKnownKey verifies a request against the registered key and returns
-// the guest, which must still be able to sign in with it.
-func (s *Service) verifyKnownKey(ctx context.Context, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, uint64, error) {
+// the guest, which must still be able to sign in with it, through the
+// client application that registered the key: a session of that client
+// follows that client's settings, so another client's are never applied.
+func (s *Service) verifyKnownKey(ctx context.Context, clientID string, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, uint64, error) {
 	stored, err := tokens.ParseJWK(key.JWK())
 	if err != nil {
 		return domain.User{}, 0, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
@@ -204,11 +209,14 @@ func (s *Service) verifyKnownKey(ctx context.Context, req *tokens.AnonymousReque
 	if u.CanSignIn() != nil || !u.IsAnonymous() {
 		return domain.User{}, 0, ErrKeyNotUsable
 	}
+	if u.ClientID() != clientID {
+		return domain.User{}, 0, ErrKeyOtherClient
+	}
 	return u, uv, nil
 }
 
-func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
-	u, uv, err := s.verifyKnownKey(ctx, req, key)
+func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+	u, uv, err := s.verifyKnownKey(ctx, clientID, req, key)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -226,13 +234,10 @@ func (s *Service) signInKnownKey(ctx context.Context, atLife time.Duration, req 
 	}
 	// The sign-in is also recorded on the guest, at the version the decision
 	// saw: a concurrent expiry (or promotion) makes one of the two conflict.
-	signedIn := domain.UserSignedIn{UserID: u.UserID(), SessionID: sessionID, Method: domain.MethodAnonymousKey, KeyID: key.KeyID(), SignedInAt: s.clock.Now()}
-	if err := s.appendEvents(ctx, meta,
-		pending{subject: s.userSubject(u.UserID()), expected: uv, event: signedIn},
-		pending{subject: s.sessionSubject(sessionID), event: started[0]}); err != nil {
+	if err := s.appendEvents(ctx, meta, s.startOn(uv, &startedSession{event: started[0]})...); err != nil {
 		return Issued{}, err
 	}
-	u = domain.EvolveUser(u, signedIn)
+	u = domain.EvolveUser(u, domain.SignedIn(started[0].(domain.SessionStarted)))
 	commands.WithLabelValues("sign_in_with_key", "ok").Inc()
 	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
 }

@@ -93,13 +93,36 @@ func (s *Service) IssuePromotionCode(ctx context.Context, p Principal) (string, 
 	return code, exp, err
 }
 
-// PromotionCode looks a promotion code up without spending it.
+// PromotionCode looks a promotion code up without spending it. A code is
+// good only while the guest is still a guest and the session it was issued
+// through is still live, both read from the log: a promotion or merge, by
+// whichever path, ends every session of the guest in its append, and so
+// every code outstanding for it at the same moment.
 func (s *Service) PromotionCode(ctx context.Context, code string) (CodeEntry, error) {
 	e, _, err := s.codes.Get(ctx, code)
 	if errors.Is(err, ErrCodeNotFound) || (err == nil && (e.Kind != CodePromotion || !s.clock.Now().Before(e.ExpiresAt))) {
 		return CodeEntry{}, ErrInvalidPromotionCode
 	}
-	return e, err
+	if err != nil {
+		return CodeEntry{}, err
+	}
+	u, _, err := s.LoadUser(ctx, e.UserID)
+	if err != nil {
+		return CodeEntry{}, err
+	}
+	if !u.IsAnonymous() || u.CanSignIn() != nil {
+		return CodeEntry{}, ErrInvalidPromotionCode
+	}
+	if e.SessionID != "" {
+		sess, _, err := s.LoadSession(ctx, e.SessionID)
+		if err != nil {
+			return CodeEntry{}, err
+		}
+		if !sess.Exists() || sess.UserID() != e.UserID || sess.Revoked() || !s.clock.Now().Before(sess.ExpiresAt()) {
+			return CodeEntry{}, ErrInvalidPromotionCode
+		}
+	}
+	return e, nil
 }
 
 // SpendPromotionCode removes a code after its promotion succeeded.
@@ -128,8 +151,8 @@ type NewSession struct {
 
 // Promote turns a guest into a regular user in one atomic append: the login
 // ID claim (on its own subject, expected sequence: none), the user's
-// promotion and password, the end of the guest's session and, if asked, the
-// start of the regular one. Two guests racing for one login ID end with one
+// promotion and password, the end of every session of the guest (read from
+// the log) and, if asked, the start of the regular one. Two guests racing for one login ID end with one
 // winner; the loser is left exactly as it was.
 func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
 	if err := s.CheckPassword(in.Password); err != nil {
@@ -161,29 +184,26 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 		if err != nil {
 			return Issued{}, err
 		}
+		guest := u
 		evs := []pending{{subject: s.loginIDSubject(in.LoginID), expected: lv, event: prom.Claim}}
 		for _, ev := range prom.User {
 			evs = append(evs, pending{subject: s.userSubject(in.UserID), expected: uv, event: ev})
 			u = domain.EvolveUser(u, ev)
 		}
-		if in.OldSessionID != "" {
-			old, ov, err := s.LoadSession(ctx, in.OldSessionID)
-			if err != nil {
-				return Issued{}, err
-			}
-			if old.UserID() == in.UserID {
-				revoked, _ := domain.DecideRevokeSession(old, domain.RevokeSession{Reason: domain.RevokeReasonPromoted, Now: now})
-				for _, ev := range revoked {
-					evs = append(evs, pending{subject: s.sessionSubject(in.OldSessionID), expected: ov, event: ev})
-				}
-			}
+		// Every session of the guest ends with the promotion, whichever
+		// one asked: whoever held the guest before keeps no way into the
+		// account it becomes.
+		ended, err := s.endSessions(ctx, guest, domain.RevokeReasonPromoted, now, in.OldSessionID)
+		if err != nil {
+			return Issued{}, err
 		}
+		evs = append(evs, ended...)
 		var start *startedSession
 		if in.NewSession != nil {
 			if start, err = s.decideNewSession(u, *in.NewSession, now); err != nil {
 				return Issued{}, err
 			}
-			evs = append(evs, pending{subject: s.sessionSubject(start.session.SessionID()), event: start.event})
+			evs = append(evs, s.startOn(uv, start)...)
 		}
 		err = s.appendEvents(ctx, in.Meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
@@ -238,15 +258,38 @@ func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSe
 }
 
 // StartSession starts a session for a user who just proved who they are.
-func (s *Service) StartSession(ctx context.Context, u domain.User, ns NewSession, meta Meta) (Issued, error) {
-	st, err := s.decideNewSession(u, ns, s.clock.Now())
+func (s *Service) StartSession(ctx context.Context, userID string, ns NewSession, meta Meta) (Issued, error) {
+	u, st, err := s.startSession(ctx, userID, ns, meta)
 	if err != nil {
 		return Issued{}, err
 	}
-	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(st.session.SessionID()), event: st.event}); err != nil {
-		return Issued{}, err
-	}
 	return s.issueStarted(ctx, u, st)
+}
+
+// startSession decides and appends the start of a session for the user, at
+// the user's version (see startOn), deciding again after a conflict.
+func (s *Service) startSession(ctx context.Context, userID string, ns NewSession, meta Meta) (domain.User, *startedSession, error) {
+	for range maxAttempts {
+		u, uv, err := s.LoadUser(ctx, userID)
+		if err != nil {
+			return domain.User{}, nil, err
+		}
+		st, err := s.decideNewSession(u, ns, s.clock.Now())
+		if err != nil {
+			return domain.User{}, nil, err
+		}
+		err = s.appendEvents(ctx, meta, s.startOn(uv, st)...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			// Decide again on what the leader has (a replica may lag).
+			ctx = eventstore.WithLeaderCheck(ctx)
+			continue
+		}
+		if err != nil {
+			return domain.User{}, nil, err
+		}
+		return u, st, nil
+	}
+	return domain.User{}, nil, ErrBusy
 }
 
 // unknownHash is verified against when a login ID is unknown, so that
@@ -359,7 +402,7 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 }
 
 // MergeGuest retires a guest into an existing account (conflict policy
-// "login") and ends the guest's session, in one append.
+// "login") and ends every session of the guest, in one append.
 func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, meta Meta) error {
 	for range maxAttempts {
 		g, gv, err := s.LoadUser(ctx, guestID)
@@ -371,17 +414,11 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 		if err != nil {
 			return err
 		}
-		evs := []pending{{subject: s.userSubject(guestID), expected: gv, event: merged[0]}}
-		if guestSessionID != "" {
-			old, ov, err := s.LoadSession(ctx, guestSessionID)
-			if err != nil {
-				return err
-			}
-			revoked, _ := domain.DecideRevokeSession(old, domain.RevokeSession{Reason: domain.RevokeReasonMerged, Now: now})
-			for _, ev := range revoked {
-				evs = append(evs, pending{subject: s.sessionSubject(guestSessionID), expected: ov, event: ev})
-			}
+		ended, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, guestSessionID)
+		if err != nil {
+			return err
 		}
+		evs := append([]pending{{subject: s.userSubject(guestID), expected: gv, event: merged[0]}}, ended...)
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			// Decide again on what the leader has (a replica may lag).
@@ -441,27 +478,25 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
 	}
-	u, _, err := s.LoadUser(ctx, e.UserID)
+	// Start the session first, then spend the code naming it: of two
+	// concurrent exchanges one spends the code, and the other, whose
+	// conditional update fails, finds the winner's session already in the
+	// log and revokes it with its own.
+	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
-	st, err := s.decideNewSession(u, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, s.clock.Now())
-	if err != nil {
-		return Issued{}, err
-	}
-	// Spend the code first, naming the session it gives: of two concurrent
-	// exchanges one wins, and the other revokes what the winner got.
 	e.Used, e.IssuedSession = true, st.session.SessionID()
 	if err := s.codes.Update(ctx, code, e, rev); err != nil {
+		if rerr := s.RevokeSession(ctx, st.session.SessionID(), domain.RevokeReasonCodeReuse, meta); rerr != nil {
+			return Issued{}, fmt.Errorf("revoke after failed code exchange: %w", rerr)
+		}
 		if errors.Is(err, ErrCodeChanged) {
 			if winner, _, gerr := s.codes.Get(ctx, code); gerr == nil {
 				return Issued{}, s.revokeReusedCode(ctx, winner, meta)
 			}
 			return Issued{}, ErrAuthzCodeReused
 		}
-		return Issued{}, err
-	}
-	if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(st.session.SessionID()), event: st.event}); err != nil {
 		return Issued{}, err
 	}
 	return s.issueStarted(ctx, u, st)

@@ -6,10 +6,13 @@ import (
 	"time"
 )
 
-// UserSignedIn: a guest started a session after its creation (a device
-// signing in with its key). It is written on the user's subject, with the
-// user's expected version, so a sign-in and an expiry of the same guest are
-// strictly ordered: one of them sees the other.
+// UserSignedIn: a user started a session after its creation (a device
+// signing in with its key, a password sign-in, a promotion, a code
+// exchange). It is written on the user's subject, with the user's expected
+// version, in the same atomic append as the session's start: a sign-in and a
+// promotion, disable, delete or expiry of the same user are strictly ordered
+// (one of them sees the other), and the user's events list every session it
+// has, so "every session of the user" is read from the log.
 type UserSignedIn struct {
 	UserID     string    `json:"user_id"`
 	SessionID  string    `json:"session_id"`
@@ -74,8 +77,9 @@ func (s Session) LiveUntil(activity time.Time) time.Time {
 	return end
 }
 
-// SessionIDs are the guest's sessions (first session and later sign-ins), a
-// copy: states are values, shared between readers.
+// SessionIDs are the sessions the user's events list (a guest's first
+// session and every later sign-in), a copy: states are values, shared
+// between readers.
 func (u User) SessionIDs() []string { return slices.Clone(u.sessionIDs) }
 
 // Expired reports whether the guest expired.

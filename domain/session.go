@@ -252,3 +252,30 @@ func DecideRevokeSession(s Session, c RevokeSession) ([]Event, error) {
 	}
 	return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: c.Reason, RevokedAt: c.Now.UTC()}}, nil
 }
+
+// SignedIn is the record, on the user's subject, of a session the user
+// starts after its creation (see UserSignedIn).
+func SignedIn(started SessionStarted) UserSignedIn {
+	return UserSignedIn{UserID: started.UserID, SessionID: started.SessionID, Method: started.Method, KeyID: started.KeyID,
+		SignedInAt: started.StartedAt}
+}
+
+// DecideEndSessions ends every session of u that may still be used: the
+// sessions given must be those u's events list (SessionIDs), read from the
+// log, so none a read model has not seen yet is missed. A session already
+// revoked or past its lifetime needs nothing; one idle for longer than its
+// timeout is revoked too (a cookie session's last activity is kept outside
+// the log, so only revocation is sure to end it).
+func DecideEndSessions(u User, sessions []Session, reason string, now time.Time) ([]Event, error) {
+	if reason == "" || now.IsZero() {
+		return nil, fmt.Errorf("%w: reason and time are required", ErrInvalidCommand)
+	}
+	var out []Event
+	for _, s := range sessions {
+		if !s.exists || s.userID != u.id || s.revoked || !now.Before(s.ExpiresAt()) {
+			continue
+		}
+		out = append(out, SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: reason, RevokedAt: now.UTC()})
+	}
+	return out, nil
+}

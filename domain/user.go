@@ -21,7 +21,10 @@ type User struct {
 	pwHash    string
 	promoted  time.Time
 	mergedTo  string
-	// Guests only: their sessions and sign-ins, for the lifetime rules.
+	// Every session the user ever started (user.signed_in.v1, and a guest's
+	// first session in its creation), so that a promotion, a disable or a
+	// delete ends them all from the log; lastSignIn serves the lifetime
+	// rules of guests.
 	sessionIDs []string
 	lastSignIn time.Time
 	expired    bool

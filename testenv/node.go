@@ -55,6 +55,9 @@ type NodeOptions struct {
 	// Workers runs the background reaper (off by default, so tests that
 	// drive reaper passes with the fake clock are not raced by it).
 	Workers bool
+	// NoProjections runs no projections: the read models stay empty, as
+	// they are for a moment after any write.
+	NoProjections bool
 }
 
 // StartNode starts a node in development configuration on the given NATS
@@ -98,7 +101,7 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers})
+	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers, NoProjections: o.NoProjections})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,245 @@
+package api_test
+
+import (
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/testenv"
+	"github.com/idstream/idstream/tokens"
+)
+
+// Regression tests for the findings of the security review (issue 15): each
+// rebuilds the review's case and fails on the code before its fix.
+
+// keySession signs a device in and returns its tokens.
+func keySession(t *testing.T, c *client, n *testenv.Node, d device, withJWK bool) (at, rt string) {
+	t.Helper()
+	r := c.keyGrant(d.jwt(t, c.challenge(), withJWK, n.Clock.Now()))
+	if r.status != 200 || str(r.body, "refresh_token") == "" {
+		t.Fatalf("key sign-in: %d %s", r.status, r.raw)
+	}
+	return str(r.body, "access_token"), str(r.body, "refresh_token")
+}
+
+// sessionDead checks that neither token of a session works any more.
+func sessionDead(t *testing.T, c *client, name, at, rt string) {
+	t.Helper()
+	if r := c.userinfo(at); r.status != 401 {
+		t.Errorf("%s: access token still reads userinfo: %d %s", name, r.status, r.raw)
+	}
+	if r := refresh(c, rt); r.status != 400 {
+		t.Errorf("%s: refresh token still rotates: %d %s", name, r.status, r.raw)
+	}
+}
+
+// High: a key-pair guest signed in twice promotes through one session; the
+// other session must end too.
+func TestPromotionEndsEveryGuestSessionHeadless(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	c := newClient(t, n)
+	d := newDevice(t, jose.ES256)
+	at1, rt1 := keySession(t, c, n, d, true)
+	at2, _ := keySession(t, c, n, d, false)
+	r := c.promote(at2, "two.sessions@example.com", goodPassword)
+	if r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	sessionDead(t, c, "S1 (not the one that promoted)", at1, rt1)
+	// The new regular session works.
+	if info := c.userinfo(str(r.result(), "access_token")); info.status != 200 || info.body["is_anonymous"] != false {
+		t.Fatalf("new session: %s", info.raw)
+	}
+}
+
+// High: an attacker prepares a key-pair guest and a promotion link; a victim
+// opens it and creates an account. The attacker's session must not survive.
+func TestPromotionLinkOpenedByAnotherBrowserLeavesPreparerNothing(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	attacker := newClient(t, n)
+	d := newDevice(t, jose.ES256)
+	at, rt := keySession(t, attacker, n, d, true)
+	promoteJWT, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
+		Challenge: attacker.challenge(), Action: "promote", IssuedAt: n.Clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, challenge := pkce()
+	hint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {promoteJWT}}.Encode()
+	victim := newClient(t, n)
+	page, csrf, _ := victim.hostedFlow(authorizeParams(challenge, hint))
+	r := victim.submit(page, csrf, url.Values{"login_id": {"victim@example.com"}, "password": {goodPassword}})
+	loc, _ := url.Parse(r.header.Get("Location"))
+	if r.status != 302 || loc == nil {
+		t.Fatalf("victim submit: %d %s", r.status, r.raw)
+	}
+	// Whatever the victim's browser did, the attacker's session never reads
+	// a regular account: either it ended, or the guest is still a guest.
+	if info := attacker.userinfo(at); info.status == 200 && info.body["is_anonymous"] != true {
+		t.Fatalf("the preparer's access token reads the promoted account: %s", info.raw)
+	}
+	if rr := refresh(attacker, rt); rr.status == 200 {
+		if info := attacker.userinfo(str(rr.body, "access_token")); info.body["is_anonymous"] != true {
+			t.Fatalf("the preparer's refresh token rotates into the promoted account: %s", info.raw)
+		}
+	}
+	_ = verifier
+}
+
+// High: a promotion ends every outstanding promotion code of the guest.
+func TestPromotionEndsOutstandingPromotionCodes(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	c := newClient(t, n)
+	at, _ := signup(t, c)
+	pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at})
+	code := str(pc.result(), "promotion_code")
+	if code == "" {
+		t.Fatalf("promotion code: %s", pc.raw)
+	}
+	// A page opened with the code before the promotion, and one after.
+	_, challenge := pkce()
+	page, csrf, _ := c.hostedFlow(authorizeParams(challenge, promotionHint(code)))
+	if r := c.promote(at, "codes@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	r := c.do(http.MethodGet, "/oauth2/authorize?"+authorizeParams(challenge, promotionHint(code)).Encode(), "", "", nil)
+	if loc, _ := url.Parse(r.header.Get("Location")); r.status != 302 || loc.Query().Get("error") != "invalid_request" {
+		t.Fatalf("code after promotion opened a page: %d %v", r.status, r.header)
+	}
+	if r := c.submit(page, csrf, url.Values{"login_id": {"second@example.com"}, "password": {goodPassword}}); r.status < 400 {
+		t.Fatalf("page opened before the promotion still promotes: %d %s", r.status, r.raw)
+	}
+}
+
+// Low 4: disabling a user right after its sign-ins revokes every session,
+// including those the read model has not got yet; enabling revives none.
+func TestDisableRevokesSessionsTheReadModelLacks(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	// No projections: the read model never has the sessions.
+	n := testenv.StartNode(t, nats, testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		c.AdminAPIKeys = []string{adminKey}
+	}, NoProjections: true})
+	c := newClient(t, n)
+	at, _ := signup(t, c)
+	sub := str(c.userinfo(at).body, "sub")
+	if r := c.promote(at, "disabled@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	var rts []string
+	for range 10 {
+		verifier, challenge := pkce()
+		page, csrf, _ := c.hostedFlow(authorizeParams(challenge, ""))
+		r := c.submit(page, csrf, url.Values{"mode": {"signin"}, "login_id": {"disabled@example.com"}, "password": {goodPassword}})
+		loc, _ := url.Parse(r.header.Get("Location"))
+		tok := c.exchange(loc.Query().Get("code"), verifier)
+		if tok.status != 200 {
+			t.Fatalf("sign-in: %d %s", tok.status, tok.raw)
+		}
+		rts = append(rts, str(tok.body, "refresh_token"))
+	}
+	admin := map[string]string{"Authorization": "Bearer " + adminKey}
+	if r := c.postJSON("/admin/users/"+sub+"/disable", `{"reason":"review"}`, admin); r.status != 200 {
+		t.Fatalf("disable: %d %s", r.status, r.raw)
+	}
+	if r := c.postJSON("/admin/users/"+sub+"/enable", `{}`, admin); r.status != 200 {
+		t.Fatalf("enable: %d %s", r.status, r.raw)
+	}
+	alive := 0
+	for _, rt := range rts {
+		if refresh(c, rt).status == 200 {
+			alive++
+		}
+	}
+	if alive != 0 {
+		t.Fatalf("%d of %d sessions survived disable and work again after enable", alive, len(rts))
+	}
+}
+
+// Low 5: a key belongs to the client that registered it.
+func TestKeyPairGrantRefusesAnotherClient(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		long := c.Clients[0]
+		long.ClientID, long.Name = "long-lived", "Long-lived"
+		long.RefreshTokenLifetime = config.Duration(52 * 7 * 24 * time.Hour)
+		c.Clients[0].RefreshTokenLifetime = config.Duration(3 * time.Minute)
+		c.Clients[0].RefreshTokenIdleTimeout = config.Duration(3 * time.Minute)
+		c.Clients = append(c.Clients, long)
+	}})
+	c := newClient(t, n)
+	d := newDevice(t, jose.ES256)
+	keySession(t, c, n, d, true)
+	for _, action := range []string{"auth", "promote"} {
+		jwt, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
+			Challenge: c.challenge(), Action: action, IssuedAt: n.Clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if action == "auth" {
+			r := c.postForm("/oauth2/token", url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"},
+				"client_id": {"long-lived"}, "jwt": {jwt}})
+			if r.status != 400 || r.reason() != "KeyOtherClient" {
+				t.Fatalf("another client's key grant: %d %s", r.status, r.raw)
+			}
+			continue
+		}
+		_, challenge := pkce()
+		p := authorizeParams(challenge, "https://authgear.com/login_hint?"+url.Values{"type": {"anonymous"}, "jwt": {jwt}}.Encode())
+		p.Set("client_id", "long-lived")
+		r := c.do(http.MethodGet, "/oauth2/authorize?"+p.Encode(), "", "", nil)
+		if loc, _ := url.Parse(r.header.Get("Location")); r.status != 302 || loc.Query().Get("error") != "invalid_request" {
+			t.Fatalf("another client's promote request: %d %v", r.status, r.header)
+		}
+	}
+	// The registering client still signs the device in.
+	keySession(t, c, n, d, false)
+}
+
+// Low 6: of two concurrent exchanges of one code, one may win, but reuse
+// revokes what the code gave, whatever the interleaving.
+func TestConcurrentCodeExchangesLeaveNoLiveSession(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		many := 1000
+		c.RateLimits.SignInPerLoginID.Burst = &many
+	}})
+	c := newClient(t, n)
+	at, _ := signup(t, c)
+	if r := c.promote(at, "race@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	for round := range 25 {
+		verifier, challenge := pkce()
+		page, csrf, _ := c.hostedFlow(authorizeParams(challenge, ""))
+		r := c.submit(page, csrf, url.Values{"mode": {"signin"}, "login_id": {"race@example.com"}, "password": {goodPassword}})
+		loc, _ := url.Parse(r.header.Get("Location"))
+		code := loc.Query().Get("code")
+		if code == "" {
+			t.Fatalf("round %d: sign-in: %d %s", round, r.status, r.raw)
+		}
+		var wg sync.WaitGroup
+		out := make([]response, 4)
+		for i := range out {
+			wg.Add(1)
+			go func() { defer wg.Done(); out[i] = c.exchange(code, verifier) }()
+		}
+		wg.Wait()
+		for _, o := range out {
+			if o.status != 200 {
+				if o.reason() != "AuthorizationCodeReused" {
+					t.Fatalf("round %d: loser: %d %s", round, o.status, o.raw)
+				}
+				continue
+			}
+			if r := refresh(c, str(o.body, "refresh_token")); r.status == 200 {
+				t.Fatalf("round %d: the winner's session stayed live after the code's reuse", round)
+			}
+		}
+	}
+}
