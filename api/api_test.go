@@ -25,6 +25,9 @@ type client struct {
 	http    *http.Client
 	mu      sync.Mutex
 	secrets []string
+	// from, when set, is sent as X-Forwarded-For (the node must trust the
+	// loopback as a proxy): the client's address as rate limits see it.
+	from string
 }
 
 // newClient returns a client of the node; when the test ends, the node's
@@ -74,6 +77,9 @@ func (c *client) do(method, path, contentType, body string, headers map[string]s
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if c.from != "" {
+		req.Header.Set("X-Forwarded-For", c.from)
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)

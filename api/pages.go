@@ -334,7 +334,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
-		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, Meta: meta(r)}
+		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.clientIP(r), Meta: meta(r)}
 		if f.ResponseType == "none" {
 			in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
 		}
@@ -368,7 +368,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			started = &iss
 		}
 	case modeSignUp:
-		if user, err = s.Service.Register(ctx, f.ClientID, id, pw, meta(r)); err != nil {
+		if user, err = s.Service.Register(ctx, f.ClientID, id, pw, s.clientIP(r), meta(r)); err != nil {
 			fail(err)
 			return
 		}

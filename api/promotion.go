@@ -76,7 +76,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 	kind := p.Session.Kind()
 	iss, err := s.Service.Promote(r.Context(), app.PromoteInput{
 		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password,
-		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, Meta: meta(r),
+		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, IP: s.clientIP(r), Meta: meta(r),
 	})
 	if err != nil {
 		s.writeAPIError(w, r, err)

@@ -153,7 +153,12 @@ func TestPromotionBadInput(t *testing.T) {
 }
 
 func TestConcurrentPromotionsOneWinnerPerLoginID(t *testing.T) {
-	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		// 400 promotions from one address.
+		many := 1000
+		c.RateLimits.SignInPerIP.Burst = &many
+	}})
 	c := newClient(t, n)
 	const pairs = 200
 	type guest struct{ at, rt string }

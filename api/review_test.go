@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -241,5 +242,125 @@ func TestConcurrentCodeExchangesLeaveNoLiveSession(t *testing.T) {
 				t.Fatalf("round %d: the winner's session stayed live after the code's reuse", round)
 			}
 		}
+	}
+}
+
+// signInFrom tries a hosted-page sign-in from an address and returns the
+// page's status.
+func signInFrom(t *testing.T, n *testenv.Node, ip, loginID, pw string) int {
+	t.Helper()
+	c := newClient(t, n)
+	c.from = ip
+	_, challenge := pkce()
+	page, csrf, _ := c.hostedFlow(authorizeParams(challenge, ""))
+	return c.submit(page, csrf, url.Values{"mode": {"signin"}, "login_id": {loginID}, "password": {pw}}).status
+}
+
+// Low 7: someone failing on an account from their addresses never locks its
+// owner out, users and portal operators alike.
+func TestSignInLockoutSparesTheOwner(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		withOperator(c)
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+		three := 3
+		c.RateLimits.SignInPerLoginID.Burst = &three
+	}})
+	c := newClient(t, n)
+	at, _ := signup(t, c)
+	if r := c.promote(at, "owner@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	// One address guessing: it is stopped, the owner elsewhere is not.
+	for i := range 4 {
+		want := 401
+		if i == 3 {
+			want = 429
+		}
+		if got := signInFrom(t, n, "203.0.113.1", "owner@example.com", "wrong-guess-guess"); got != want {
+			t.Fatalf("guess %d from one address: %d, want %d", i, got, want)
+		}
+	}
+	if got := signInFrom(t, n, "198.51.100.1", "Owner@example.com", goodPassword); got != 302 {
+		t.Fatalf("owner after one address's guesses: %d", got)
+	}
+	// Many addresses guessing reach the account's ceiling (10 × 3
+	// failures): then an address that failed is refused at once, a clean one
+	// still gets one check, and the owner from a clean address gets in.
+	for i := range 10 {
+		for range 3 {
+			signInFrom(t, n, fmt.Sprintf("203.0.114.%d", i), "owner@example.com", "wrong-guess-guess")
+		}
+	}
+	if got := signInFrom(t, n, "203.0.115.1", "owner@example.com", "wrong-guess-guess"); got != 401 {
+		t.Fatalf("a clean address over the ceiling gets its one check: %d", got)
+	}
+	if got := signInFrom(t, n, "203.0.115.1", "owner@example.com", "wrong-guess-guess"); got != 429 {
+		t.Fatalf("an address that failed, over the ceiling: %d, want 429", got)
+	}
+	if got := signInFrom(t, n, "198.51.100.2", "owner@example.com", goodPassword); got != 302 {
+		t.Fatalf("owner from a clean address over the ceiling: %d", got)
+	}
+	// The portal operator: someone's failures do not lock admin out.
+	for range 4 {
+		g := newClient(t, n)
+		g.from = "203.0.113.9"
+		g.portalSignIn(portalUser, "not-the-operator-password")
+	}
+	op := newClient(t, n)
+	op.from = "198.51.100.3"
+	if r := op.portalSignIn(portalUser, portalPassword); r.status != 303 {
+		t.Fatalf("operator after someone's failures: %d %s", r.status, r.raw)
+	}
+}
+
+// Medium 3: promotion and sign-up are limited like sign-in, before hashing.
+func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+		twenty := 20
+		c.RateLimits.SignInPerIP.Burst = &twenty
+	}})
+	c := newClient(t, n)
+	c.from = "203.0.113.20"
+	at, _ := signup(t, c)
+	if r := c.promote(at, "taken@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	// One guest probing a taken email: 409 until the limit per login ID (10,
+	// one of them the promotion that took it), then 429.
+	g := newClient(t, n)
+	g.from = "203.0.113.21"
+	gat, _ := signup(t, g)
+	var statuses []int
+	for range 12 {
+		statuses = append(statuses, g.promote(gat, "taken@example.com", goodPassword).status)
+	}
+	if statuses[0] != 409 || statuses[8] != 409 || statuses[9] != 429 || statuses[11] != 429 {
+		t.Fatalf("a guest probing a taken login ID: %v", statuses)
+	}
+	// Other guests probing the same login ID share its limit.
+	h := newClient(t, n)
+	h.from = "203.0.113.22"
+	hat, _ := signup(t, h)
+	if r := h.promote(hat, "Taken@Example.com", goodPassword); r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("another guest on a probed login ID: %d %v", r.status, r.header)
+	}
+	// Hosted sign-ups from one address: 20, then refused.
+	s := newClient(t, n)
+	s.from = "203.0.113.23"
+	created := 0
+	for i := range 25 {
+		_, challenge := pkce()
+		page, csrf, _ := s.hostedFlow(authorizeParams(challenge, ""))
+		r := s.submit(page+"?mode=signup", csrf, url.Values{"mode": {"signup"}, "login_id": {fmt.Sprintf("new%d@example.com", i)}, "password": {goodPassword}})
+		if r.status == 302 {
+			created++
+		} else if r.status != 429 {
+			t.Fatalf("sign-up %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if created != 20 {
+		t.Fatalf("one address created %d accounts, want 20 then refusals", created)
 	}
 }

@@ -70,7 +70,7 @@ func TestConcurrentExchangesOfOneCodeRevokeTheWinner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := svc.Register(ctx, "idstream-dev", id, "violet-tangerine-42", app.Meta{})
+	u, err := svc.Register(ctx, "idstream-dev", id, "violet-tangerine-42", "127.0.0.1", app.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,22 +36,17 @@ func newOperators(random io.Reader, ops []config.Operator, p password.Params) (o
 func (s *Service) PortalEnabled() bool { return len(s.operators) > 0 }
 
 // AuthenticateOperator checks an operator's username and password for the
-// portal. Attempts are limited per client IP and per username with the
-// sign-in limits; an unknown username costs the same work as a wrong
+// portal, under the sign-in limits (beginPasswordAttempt); an unknown username costs the same work as a wrong
 // password and gets the same answer.
 func (s *Service) AuthenticateOperator(ctx context.Context, username, pw, ip string) error {
 	if !s.PortalEnabled() {
 		return ErrPortalOff
 	}
-	now := s.clock.Now()
-	lim := s.Settings().RateLimits
-	if err := s.limiter.Allow(ctx, "portal:ip:"+ip, limitOf(lim.SignInPerIP), now); err != nil {
-		return err
-	}
 	if len(username) > 64 {
 		username = username[:64]
 	}
-	if err := s.limiter.Allow(ctx, "portal:user:"+username, limitOf(lim.SignInPerLoginID), now); err != nil {
+	attempt, err := s.beginPasswordAttempt(ctx, "portal", username, ip)
+	if err != nil {
 		return err
 	}
 	hash, known := s.operators[username]
@@ -64,6 +59,7 @@ func (s *Service) AuthenticateOperator(ctx context.Context, username, pw, ip str
 		return err
 	}
 	if !known || !ok || verr != nil {
+		attempt.failed(ctx)
 		commands.WithLabelValues("portal_sign_in", "rejected").Inc()
 		return ErrInvalidCredentials
 	}

@@ -139,7 +139,9 @@ type PromoteInput struct {
 	// (cookie mode, headless promotion); otherwise the authorization code
 	// exchange starts it.
 	NewSession *NewSession
-	Meta       Meta
+	// IP is the client's address, for the limits of account creation.
+	IP   string
+	Meta Meta
 }
 
 // NewSession describes a session to start.
@@ -155,6 +157,9 @@ type NewSession struct {
 // the log) and, if asked, the start of the regular one. Two guests racing for one login ID end with one
 // winner; the loser is left exactly as it was.
 func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
+	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
+		return Issued{}, err
+	}
 	if err := s.CheckPassword(in.Password); err != nil {
 		return Issued{}, err
 	}
@@ -174,6 +179,9 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 		}
 		now := s.clock.Now()
 		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		if errors.Is(err, domain.ErrLoginIDTaken) {
+			s.padTaken(ctx)
+		}
 		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
@@ -298,20 +306,19 @@ func (s *Service) startSession(ctx context.Context, userID string, ns NewSession
 // parameters would cost a different time, and tell).
 func (s *Service) unknownHash() string { return password.Dummy(s.passwordParams()) }
 
-// AuthenticatePassword checks a login ID and password. Attempts are limited
-// per login ID and per client IP. The answer for an unknown ID and for a
+// AuthenticatePassword checks a login ID and password, under the sign-in
+// limits (beginPasswordAttempt). The answer for an unknown ID and for a
 // wrong password is the same, after the same work.
 func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
 	now := s.clock.Now()
-	lim := s.Settings().RateLimits
 	id, idErr := s.ParseLoginID(typ, value)
-	if err := s.limiter.Allow(ctx, "signin:ip:"+ip, limitOf(lim.SignInPerIP), now); err != nil {
-		return domain.User{}, err
-	}
+	account := ""
 	if idErr == nil {
-		if err := s.limiter.Allow(ctx, "signin:id:"+id.Key(), limitOf(lim.SignInPerLoginID), now); err != nil {
-			return domain.User{}, err
-		}
+		account = id.Key()
+	}
+	attempt, err := s.beginPasswordAttempt(ctx, "signin", account, ip)
+	if err != nil {
+		return domain.User{}, err
 	}
 	var u domain.User
 	var uv uint64
@@ -340,6 +347,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 		return domain.User{}, err
 	}
 	if verr != nil || !ok || !known || u.CanSignIn() != nil {
+		attempt.failed(ctx)
 		commands.WithLabelValues("sign_in", "rejected").Inc()
 		return domain.User{}, ErrInvalidCredentials
 	}
@@ -357,9 +365,13 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	return u, nil
 }
 
-// Register creates a regular user with a login ID and password.
-func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, pw string, meta Meta) (domain.User, error) {
+// Register creates a regular user with a login ID and password, under the
+// limits of account creation.
+func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, pw, ip string, meta Meta) (domain.User, error) {
 	if _, err := s.client(clientID); err != nil {
+		return domain.User{}, err
+	}
+	if err := s.allowAccountCreation(ctx, ip, id.Key(), ""); err != nil {
 		return domain.User{}, err
 	}
 	if err := s.CheckPassword(pw); err != nil {
@@ -377,6 +389,9 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 		userID := uuid.NewString()
 		reg, err := domain.DecideRegister(domain.User{}, l, domain.Register{UserID: userID, ClientID: clientID,
 			LoginIDType: string(id.Type), LoginID: id.Value, PasswordHash: hash, Now: s.clock.Now()})
+		if errors.Is(err, domain.ErrLoginIDTaken) {
+			s.padTaken(ctx)
+		}
 		if err != nil {
 			return domain.User{}, err
 		}

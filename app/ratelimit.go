@@ -52,6 +52,23 @@ func (s *Service) AllowChallenge(ctx context.Context, ip string) error {
 type Limiter interface {
 	// Allow records one request under key if the limit allows it.
 	Allow(ctx context.Context, key string, l Limit, now time.Time) error
+	// Check reports whether Allow would admit a request now, recording
+	// nothing.
+	Check(ctx context.Context, key string, l Limit, now time.Time) error
+}
+
+// gcraWait is how long a request at now must wait under a bucket whose
+// theoretical arrival time is tat (GCRA); 0 or less admits it.
+func gcraWait(tat, now time.Time, l Limit) time.Duration {
+	emission := l.Per / time.Duration(l.Burst)
+	return maxTime(tat, now).Add(emission).Sub(now) - emission*time.Duration(l.Burst)
+}
+
+func limitedFor(wait time.Duration) error {
+	if wait > 0 {
+		return &RateLimitedError{RetryAfter: max(wait, time.Second)}
+	}
+	return nil
 }
 
 // PGLimiter keeps token buckets (GCRA) in PostgreSQL: one function call per
@@ -75,6 +92,22 @@ func (p PGLimiter) Allow(ctx context.Context, key string, l Limit, now time.Time
 		return &RateLimitedError{RetryAfter: max(retry, time.Second)}
 	}
 	return nil
+}
+
+// Check implements Limiter.
+func (p PGLimiter) Check(ctx context.Context, key string, l Limit, now time.Time) error {
+	if !l.Enabled() {
+		return nil
+	}
+	var tat time.Time
+	err := p.Pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&tat)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: rate limit: %v", eventstore.ErrUnavailable, err)
+	}
+	return limitedFor(gcraWait(tat, now, l))
 }
 
 // SyncedLimiter decides locally and settles with the shared buckets in the
@@ -141,6 +174,22 @@ func (l *SyncedLimiter) Allow(ctx context.Context, key string, lim Limit, now ti
 	}
 	b.pending++
 	return nil
+}
+
+// Check implements Limiter, from what this node knows.
+func (l *SyncedLimiter) Check(_ context.Context, key string, lim Limit, now time.Time) error {
+	if !lim.Enabled() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return nil
+	}
+	emission := lim.Per / time.Duration(lim.Burst)
+	next := maxTime(b.tat, now).Add(time.Duration(b.pending+b.inflight+1) * emission)
+	return limitedFor(next.Sub(now) - emission*time.Duration(lim.Burst))
 }
 
 // Run syncs until ctx ends (and once more on the way out).

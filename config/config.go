@@ -273,7 +273,8 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 		c.AggregateCache = &n
 	}
 	for name, dst := range map[string]*RateLimit{"IDSTREAM_SIGNUP_RATE_LIMIT": &c.RateLimits.AnonymousSignup,
-		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge} {
+		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge, "IDSTREAM_SIGNIN_IP_RATE_LIMIT": &c.RateLimits.SignInPerIP,
+		"IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT": &c.RateLimits.SignInPerLoginID} {
 		if v := getenv(name); v != "" {
 			rl, err := ParseRateLimit(v)
 			if err != nil {

@@ -11,6 +11,7 @@ export IDSTREAM_ADDR=127.0.0.1:18080 IDSTREAM_NATS_PORT=-1 DATABASE_URL=$db
 # All load comes from one address: keep the rate limits on (their checks are
 # part of the measured path) but out of the way.
 export IDSTREAM_SIGNUP_RATE_LIMIT=1000000000/1s IDSTREAM_CHALLENGE_RATE_LIMIT=1000000000/1s
+export IDSTREAM_SIGNIN_IP_RATE_LIMIT=1000000000/1s IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT=1000000000/1s
 url=http://$IDSTREAM_ADDR
 
 fresh() {

@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/idstream/idstream/clock"
+)
+
+// lockoutCeiling is how many times the per-login-ID limit an account's
+// failures from every address together may reach before only addresses that
+// have not failed on it may still try.
+const lockoutCeiling = 10
+
+// passwordAttempt is one password check under the sign-in limits, begun by
+// beginPasswordAttempt; failed records its failure.
+type passwordAttempt struct {
+	s                 *Service
+	failAll, failHere string
+	ceiling, mark     Limit
+}
+
+// beginPasswordAttempt applies the sign-in limits to a password check for an
+// account (a login ID's key, an operator's name; empty when the login ID did
+// not parse) from ip, before any hashing:
+//   - attempts per address (sign_in_per_ip);
+//   - attempts per account and address (sign_in_per_login_id), so someone
+//     failing on an account from their address does not lock its owner
+//     out;
+//   - failures per account from every address, up to lockoutCeiling times
+//     that limit: past it, the account is being guessed from many
+//     addresses, and only an address with no failure on it in the period
+//     may still try (one guess each), so the owner's first attempt from a
+//     clean address always gets its password checked.
+func (s *Service) beginPasswordAttempt(ctx context.Context, scope, account, ip string) (*passwordAttempt, error) {
+	now := s.clock.Now()
+	rl := s.Settings().RateLimits
+	if err := s.limiter.Allow(ctx, scope+":ip:"+ip, limitOf(rl.SignInPerIP), now); err != nil {
+		return nil, err
+	}
+	perAccount := limitOf(rl.SignInPerLoginID)
+	if account == "" || !perAccount.Enabled() {
+		return &passwordAttempt{}, nil
+	}
+	if err := s.limiter.Allow(ctx, scope+":id:"+account+":ip:"+ip, perAccount, now); err != nil {
+		return nil, err
+	}
+	a := &passwordAttempt{s: s, failAll: scope + ":fail:" + account, failHere: scope + ":fail:" + account + ":ip:" + ip,
+		ceiling: Limit{Burst: perAccount.Burst * lockoutCeiling, Per: perAccount.Per}, mark: Limit{Burst: 1, Per: perAccount.Per}}
+	if err := s.limiter.Check(ctx, a.failAll, a.ceiling, now); err != nil {
+		if herr := s.limiter.Check(ctx, a.failHere, a.mark, now); herr != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// failed records a failed check against the account's ceiling and marks
+// the address as one that failed on it.
+func (a *passwordAttempt) failed(ctx context.Context) {
+	if a.s == nil {
+		return
+	}
+	now := a.s.clock.Now()
+	// Over the ceiling or marked already, Allow records nothing: nothing
+	// more is needed.
+	_ = a.s.limiter.Allow(ctx, a.failAll, a.ceiling, now)
+	_ = a.s.limiter.Allow(ctx, a.failHere, a.mark, now)
+}
+
+// allowAccountCreation applies the limits of sign-up and promotion (each
+// bears a password and claims a login ID) before any hashing: attempts per
+// address (sign_in_per_ip), per login ID and, for a promotion, per guest
+// (sign_in_per_login_id), so neither the argon2id work nor what a taken
+// login ID reveals is unbounded.
+func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, guestID string) error {
+	now := s.clock.Now()
+	rl := s.Settings().RateLimits
+	if err := s.limiter.Allow(ctx, "create:ip:"+ip, limitOf(rl.SignInPerIP), now); err != nil {
+		return err
+	}
+	if guestID != "" {
+		if err := s.limiter.Allow(ctx, "create:guest:"+guestID, limitOf(rl.SignInPerLoginID), now); err != nil {
+			return err
+		}
+	}
+	return s.limiter.Allow(ctx, "create:id:"+loginIDKey, limitOf(rl.SignInPerLoginID), now)
+}
+
+// appendLatency is a moving average of how long an append takes here, in
+// nanoseconds.
+type appendLatency struct{ ns atomic.Int64 }
+
+func (l *appendLatency) observe(d time.Duration) {
+	old := l.ns.Load()
+	l.ns.Store(old + (int64(d)-old)/8)
+}
+
+// padTaken makes a "login ID taken" answer take about as long as the append
+// a success would have made, so its timing does not tell a taken login ID
+// from a free one more than the answer itself does.
+func (s *Service) padTaken(ctx context.Context) {
+	clock.Sleep(ctx, time.Duration(s.appendNS.ns.Load()))
+}
