@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -517,6 +518,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// NATSKeyFile is where serve keeps the nkey seed its embedded server
+// accepts; operator commands on the same data directory read it.
+func (c *Config) NATSKeyFile() string { return filepath.Join(c.DataDir, "nats-user.nk") }
 
 // SyncInterval returns 0 for "always", else the flush interval.
 func (c *Config) SyncInterval() (time.Duration, error) {
