@@ -111,7 +111,13 @@ func OpenDatabase(ctx context.Context, dsn string, migrate bool, log *slog.Logge
 func ConnectNATS(cfg *config.Config, log *slog.Logger) (*nats.Conn, *server.Server, error) {
 	opts := natsOptions()
 	if cfg.NATS.URL != "" {
-		nc, err := nats.Connect(cfg.NATS.URL, opts...)
+		auth, err := externalAuth(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The error names neither the URL nor the credentials: either may
+		// hold a secret.
+		nc, err := nats.Connect(cfg.NATS.URL, append(opts, auth...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to NATS at NATS_URL: %w", err)
 		}
@@ -178,6 +184,26 @@ func connectLocal(cfg *config.Config) (*nats.Conn, error) {
 
 func natsOptions() []nats.Option {
 	return []nats.Option{nats.Name("idstream"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+}
+
+// externalAuth turns the configured NATS_URL credentials into options.
+func externalAuth(cfg *config.Config) ([]nats.Option, error) {
+	c := cfg.NATS
+	switch {
+	case c.Creds != "":
+		return []nats.Option{nats.UserCredentials(c.Creds)}, nil
+	case c.NkeySeed != "":
+		o, err := nats.NkeyOptionFromSeed(c.NkeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_seed %s: %w", c.NkeySeed, err)
+		}
+		return []nats.Option{o}, nil
+	case c.User != "":
+		return []nats.Option{nats.UserInfo(c.User, c.Password)}, nil
+	case c.Token != "":
+		return []nats.Option{nats.Token(c.Token)}, nil
+	}
+	return nil, nil
 }
 
 // Start starts a node and returns once it serves HTTP.
