@@ -48,7 +48,7 @@ func (c *aggregateCache) len() int {
 func aggregateService(t *testing.T) (*Service, *countingStore) {
 	t.Helper()
 	// The embedded server as testenv starts it (testenv imports this package).
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, SyncAlways: true})
+	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, SyncAlways: true, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

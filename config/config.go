@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -85,6 +86,14 @@ type Config struct {
 		// flight; AppendMaxBatch caps messages per batch.
 		AppendCommitters int `yaml:"append_committers"`
 		AppendMaxBatch   int `yaml:"append_max_batch"`
+		// Credentials for URL, at most one kind: a creds file (user JWT and
+		// seed), an nkey seed file, user and password, or a token. The
+		// embedded server has its own key (NATSKeyFile).
+		Creds    string `yaml:"creds"`
+		NkeySeed string `yaml:"nkey_seed"`
+		User     string `yaml:"user"`
+		Password string `yaml:"password"`
+		Token    string `yaml:"token"`
 	} `yaml:"nats"`
 	Anonymous struct {
 		Enabled *bool `yaml:"enabled"`
@@ -231,6 +240,11 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	set(&c.DatabaseURL, "DATABASE_URL")
 	set(&c.NATS.URL, "NATS_URL")
 	set(&c.NATS.Sync, "IDSTREAM_NATS_SYNC")
+	set(&c.NATS.Creds, "NATS_CREDS")
+	set(&c.NATS.NkeySeed, "NATS_NKEY_SEED")
+	set(&c.NATS.User, "NATS_USER")
+	set(&c.NATS.Password, "NATS_PASSWORD")
+	set(&c.NATS.Token, "NATS_TOKEN")
 	if v := getenv("IDSTREAM_ADMIN_API_KEYS"); v != "" {
 		c.AdminAPIKeys = strings.Split(v, ",")
 	}
@@ -425,6 +439,7 @@ func (c *Config) Validate() error {
 	if _, err := c.SyncInterval(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateNATSAuth()...)
 	if c.AggregateCache != nil && *c.AggregateCache < 0 {
 		errs = append(errs, fmt.Errorf("aggregate_cache must be 0 (off) or more, got %d", *c.AggregateCache))
 	}
@@ -517,6 +532,42 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+// NATSKeyFile is where serve keeps the nkey seed its embedded server
+// accepts; operator commands on the same data directory read it.
+func (c *Config) NATSKeyFile() string { return filepath.Join(c.DataDir, "nats-user.nk") }
+
+// validateNATSAuth never puts a secret (or the URL, which may hold one) in
+// an error.
+func (c *Config) validateNATSAuth() []error {
+	n := c.NATS
+	kinds := 0
+	for _, set := range []bool{n.Creds != "", n.NkeySeed != "", n.User != "" || n.Password != "", n.Token != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds == 0 {
+		return nil
+	}
+	var errs []error
+	if n.URL == "" {
+		errs = append(errs, errors.New("nats: creds, nkey_seed, user, password and token are for nats.url (NATS_URL); the embedded server uses "+c.NATSKeyFile()))
+	}
+	if kinds > 1 {
+		errs = append(errs, errors.New("nats: set one of creds, nkey_seed, user and password, or token"))
+	}
+	if (n.User == "") != (n.Password == "") {
+		errs = append(errs, errors.New("nats: user and password go together"))
+	}
+	for _, s := range strings.Split(n.URL, ",") {
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.User != nil {
+			errs = append(errs, errors.New("nats: nats.url carries credentials already; set them in one place"))
+			break
+		}
+	}
+	return errs
 }
 
 // SyncInterval returns 0 for "always", else the flush interval.

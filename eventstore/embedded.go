@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // EmbeddedConfig configures the NATS server that `idstream serve` runs in
@@ -29,8 +30,15 @@ type EmbeddedConfig struct {
 	ServerName string
 	// Logger receives the server's notices; nil keeps it quiet.
 	Logger *slog.Logger
-	// Cluster, when set, joins the server to a cluster over routes.
+	// Cluster, when set, joins the server to a cluster over routes. Routes
+	// are not authenticated, so it needs NoAuth (test clusters only).
 	Cluster *ClusterConfig
+	// UserNkeys are the public nkeys (U…) of the clients that may connect;
+	// StartEmbedded refuses to start without one unless NoAuth is set.
+	UserNkeys []string
+	// NoAuth lets any client connect. Only for test servers: whoever reaches
+	// the port reads the log (password hashes) and can append forged events.
+	NoAuth bool
 }
 
 // ClusterConfig joins an embedded server to a NATS cluster.
@@ -48,6 +56,12 @@ func StartEmbedded(c EmbeddedConfig) (*server.Server, error) {
 	if c.StoreDir == "" {
 		return nil, errors.New("eventstore: embedded NATS needs a store directory")
 	}
+	if len(c.UserNkeys) == 0 && !c.NoAuth {
+		return nil, errors.New("eventstore: embedded NATS needs a client nkey (or NoAuth, for tests)")
+	}
+	if c.Cluster != nil && !c.NoAuth {
+		return nil, errors.New("eventstore: a clustered embedded server does not authenticate its routes; only test clusters (NoAuth) may use one")
+	}
 	if c.Host == "" {
 		c.Host = "127.0.0.1"
 	}
@@ -64,6 +78,12 @@ func StartEmbedded(c EmbeddedConfig) (*server.Server, error) {
 		SyncInterval: c.SyncInterval,
 		NoSigs:       true,
 		NoLog:        c.Logger == nil,
+	}
+	for _, pub := range c.UserNkeys {
+		if !nkeys.IsValidPublicUserKey(pub) {
+			return nil, fmt.Errorf("eventstore: %q is not a public user nkey", pub)
+		}
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
 	}
 	if c.Cluster != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Cluster.Name, Host: c.Host, Port: c.Cluster.Port}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,7 +47,8 @@ type Options struct {
 	// NoWorkers leaves the reaper to other processes.
 	NoWorkers bool
 	// Tool connects for an operator command: no HTTP, projections or
-	// workers, and NATS at NATS_URL or the local embedded server's port.
+	// workers, and NATS at NATS_URL or the local embedded server's port
+	// (with the key in the data directory).
 	Tool bool
 }
 
@@ -104,11 +106,18 @@ func OpenDatabase(ctx context.Context, dsn string, migrate bool, log *slog.Logge
 	return pool, nil
 }
 
-// ConnectNATS connects to NATS_URL, or starts the embedded server.
+// ConnectNATS connects to NATS_URL, or starts the embedded server, which
+// accepts only the nkey kept in the data directory (made at first start).
 func ConnectNATS(cfg *config.Config, log *slog.Logger) (*nats.Conn, *server.Server, error) {
-	opts := []nats.Option{nats.Name("idstream"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	opts := natsOptions()
 	if cfg.NATS.URL != "" {
-		nc, err := nats.Connect(cfg.NATS.URL, opts...)
+		auth, err := externalAuth(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The error names neither the URL nor the credentials: either may
+		// hold a secret.
+		nc, err := nats.Connect(cfg.NATS.URL, append(opts, auth...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to NATS at NATS_URL: %w", err)
 		}
@@ -118,23 +127,83 @@ func ConnectNATS(cfg *config.Config, log *slog.Logger) (*nats.Conn, *server.Serv
 	if err != nil {
 		return nil, nil, err
 	}
+	kp, err := eventstore.EnsureUserKey(cfg.NATSKeyFile())
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	auth, err := eventstore.UserKeyOption(kp)
+	if err != nil {
+		return nil, nil, err
+	}
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{
 		StoreDir:     filepath.Join(cfg.DataDir, "nats"),
 		Port:         cfg.NATS.Port,
 		SyncAlways:   interval == 0,
 		SyncInterval: interval,
 		Logger:       log,
+		UserNkeys:    []string{pub},
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info("embedded NATS started", "url", ns.ClientURL(), "store_dir", filepath.Join(cfg.DataDir, "nats"), "sync", cfg.NATS.Sync)
-	nc, err := nats.Connect(ns.ClientURL(), opts...)
+	log.Info("embedded NATS started", "url", ns.ClientURL(), "store_dir", filepath.Join(cfg.DataDir, "nats"), "sync", cfg.NATS.Sync,
+		"key_file", cfg.NATSKeyFile())
+	nc, err := nats.Connect(ns.ClientURL(), append(opts, auth)...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, err
 	}
 	return nc, ns, nil
+}
+
+// connectLocal connects an operator command to the embedded server of the
+// `serve` that runs on the same data directory, with the key it made.
+func connectLocal(cfg *config.Config) (*nats.Conn, error) {
+	kp, err := eventstore.LoadUserKey(cfg.NATSKeyFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no NATS key at %s: start `idstream serve` on this data directory (IDSTREAM_DATA_DIR) first, or set NATS_URL", cfg.NATSKeyFile())
+	}
+	if err != nil {
+		return nil, err
+	}
+	auth, err := eventstore.UserKeyOption(kp)
+	if err != nil {
+		return nil, err
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", cfg.NATS.Port)
+	nc, err := nats.Connect(url, append(natsOptions(), auth)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the embedded NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func natsOptions() []nats.Option {
+	return []nats.Option{nats.Name("idstream"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+}
+
+// externalAuth turns the configured NATS_URL credentials into options.
+func externalAuth(cfg *config.Config) ([]nats.Option, error) {
+	c := cfg.NATS
+	switch {
+	case c.Creds != "":
+		return []nats.Option{nats.UserCredentials(c.Creds)}, nil
+	case c.NkeySeed != "":
+		o, err := nats.NkeyOptionFromSeed(c.NkeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_seed %s: %w", c.NkeySeed, err)
+		}
+		return []nats.Option{o}, nil
+	case c.User != "":
+		return []nats.Option{nats.UserInfo(c.User, c.Password)}, nil
+	case c.Token != "":
+		return []nats.Option{nats.Token(c.Token)}, nil
+	}
+	return nil, nil
 }
 
 // Start starts a node and returns once it serves HTTP.
@@ -167,15 +236,15 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 			cfg.PublicURL = n.URL
 		}
 	}
-	if o.Tool && cfg.NATS.URL == "" {
-		// The server's embedded NATS owns the data directory; talk to it.
-		cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", cfg.NATS.Port)
-	}
-
 	if n.Pool, err = OpenDatabase(ctx, cfg.DatabaseURL, *cfg.MigrateOnStart, o.Log); err != nil {
 		return nil, err
 	}
-	if n.NATS, n.Embedded, err = ConnectNATS(cfg, o.Log); err != nil {
+	if o.Tool && cfg.NATS.URL == "" {
+		// The server's embedded NATS owns the data directory; talk to it.
+		if n.NATS, err = connectLocal(cfg); err != nil {
+			return nil, err
+		}
+	} else if n.NATS, n.Embedded, err = ConnectNATS(cfg, o.Log); err != nil {
 		return nil, err
 	}
 	sopts := eventstore.DefaultOptions()

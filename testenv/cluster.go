@@ -64,7 +64,7 @@ func (c *Cluster) Start(t testing.TB, i int) {
 	t.Helper()
 	s, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{
 		StoreDir: filepath.Join(c.dirs[i], "js"), Port: -1, SyncAlways: true, ServerName: fmt.Sprintf("n%d", i+1),
-		Cluster: &eventstore.ClusterConfig{Name: "idstream-test", Port: c.ports[i], Routes: c.routes},
+		Cluster: &eventstore.ClusterConfig{Name: "idstream-test", Port: c.ports[i], Routes: c.routes}, NoAuth: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,9 @@ type NATS struct {
 }
 
 // StartNATS starts an embedded JetStream server (fsync always, as in
-// production) on a free loopback port; it stops when the test ends.
+// production) on a free loopback port; it stops when the test ends. Unlike
+// serve's, it accepts clients without credentials, so tests and the
+// processes they start reach it by its URL alone.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
 	dir := t.TempDir()
@@ -32,7 +34,7 @@ func StartNATS(t testing.TB) *NATS {
 // Start (re)starts the server on its directory.
 func (n *NATS) Start(t testing.TB) {
 	t.Helper()
-	s, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{StoreDir: n.Dir, Port: -1, SyncAlways: true})
+	s, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{StoreDir: n.Dir, Port: -1, SyncAlways: true, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,8 @@ func main() {
 // options are the flags every command takes.
 type options struct {
 	natsURL     string
+	nkeySeed    string
+	creds       string
 	databaseURL string
 	links       links.Config
 }
@@ -64,6 +66,8 @@ type options struct {
 func (o *options) register(fs *flag.FlagSet) {
 	o.links = links.DefaultConfig()
 	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4223"), "NATS server of the idstream deployment")
+	fs.StringVar(&o.nkeySeed, "nkey-seed", os.Getenv("NATS_NKEY_SEED"), "nkey seed file to authenticate with (the dev server's: data/nats-user.nk)")
+	fs.StringVar(&o.creds, "creds", os.Getenv("NATS_CREDS"), "NATS creds file to authenticate with (user and password go in the URL)")
 	fs.StringVar(&o.databaseURL, "database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"),
 		"the app's PostgreSQL database (the analytics tables are created there)")
 	fs.StringVar(&o.links.Consumer, "consumer", o.links.Consumer, "durable consumer name")
@@ -134,7 +138,18 @@ func consume(ctx context.Context, o options, once bool, replayFrom uint64, out i
 		return err
 	}
 	defer db.Close()
-	nc, err := nats.Connect(o.natsURL, nats.Name("idstream-analytics"), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name("idstream-analytics"), nats.MaxReconnects(-1)}
+	if o.nkeySeed != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.nkeySeed)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, opt)
+	}
+	if o.creds != "" {
+		opts = append(opts, nats.UserCredentials(o.creds))
+	}
+	nc, err := nats.Connect(o.natsURL, opts...)
 	if err != nil {
 		return err
 	}
