@@ -282,8 +282,10 @@ func TestCookieSessionLifecycle(t *testing.T) {
 	if lastSeq(t, n) != before {
 		t.Fatal("a second sign-up with a live cookie wrote events")
 	}
-	// Logout: end_session revokes, clears the cookie, returns to the app.
-	out := c.do(http.MethodGet, "/oauth2/end_session?post_logout_redirect_uri="+url.QueryEscape("http://localhost:3000/after"), "", "", nil)
+	// Logout: end_session revokes, clears the cookie, returns to the app
+	// (the SDK navigates there from the app, on the same site).
+	sameSite := map[string]string{"Sec-Fetch-Site": "same-site"}
+	out := c.do(http.MethodGet, "/oauth2/end_session?post_logout_redirect_uri="+url.QueryEscape("http://localhost:3000/after"), "", "", sameSite)
 	if out.status != 302 || out.header.Get("Location") != "http://localhost:3000/after" || !strings.Contains(out.header.Get("Set-Cookie"), "Max-Age=0") {
 		t.Fatalf("end_session: %d %v", out.status, out.header)
 	}
@@ -291,7 +293,7 @@ func TestCookieSessionLifecycle(t *testing.T) {
 		t.Fatalf("after logout: %d %s", r.status, r.raw)
 	}
 	// A redirect target no client allows is not followed.
-	if r := c.do(http.MethodGet, "/oauth2/end_session?post_logout_redirect_uri="+url.QueryEscape("https://evil.example/"), "", "", nil); r.status != 200 || r.header.Get("Location") != "" {
+	if r := c.do(http.MethodGet, "/oauth2/end_session?post_logout_redirect_uri="+url.QueryEscape("https://evil.example/"), "", "", sameSite); r.status != 200 || r.header.Get("Location") != "" {
 		t.Fatalf("open redirect: %d %v", r.status, r.header)
 	}
 }

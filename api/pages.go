@@ -27,6 +27,7 @@ var webFS embed.FS
 var pageTemplates = map[string]*template.Template{
 	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html")),
 	"message": template.Must(template.ParseFS(webFS, "web/layout.html", "web/message.html")),
+	"logout":  template.Must(template.ParseFS(webFS, "web/layout.html", "web/logout.html")),
 }
 
 // flowTTL bounds how long a sign-up or sign-in page stays usable.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,5 +363,58 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	}
 	if created != 20 {
 		t.Fatalf("one address created %d accounts, want 20 then refusals", created)
+	}
+}
+
+// Low 10: a cross-site navigation to end_session does not end the cookie
+// session; it gets a confirmation page whose form needs its CSRF token.
+func TestCrossSiteLogoutNeedsConfirmation(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	c := newClient(t, n)
+	if r := c.postJSON("/api/anonymous_user/signup", `{"client_id":"idstream-dev","session_type":"cookie"}`, nil); r.status != 200 {
+		t.Fatalf("cookie signup: %d %s", r.status, r.raw)
+	}
+	back := "/oauth2/end_session?post_logout_redirect_uri=" + url.QueryEscape("http://localhost:3000/after")
+	for _, site := range []string{"cross-site", ""} {
+		r := c.do(http.MethodGet, back, "", "", map[string]string{"Sec-Fetch-Site": site})
+		if r.status != 200 || !strings.Contains(r.raw, "Sign out?") || r.header.Get("Location") != "" {
+			t.Fatalf("Sec-Fetch-Site %q: %d %v %s", site, r.status, r.header, r.raw)
+		}
+		if u := c.userinfo(""); u.status != 200 {
+			t.Fatalf("Sec-Fetch-Site %q ended the session: %d", site, u.status)
+		}
+	}
+	page := c.do(http.MethodGet, back, "", "", map[string]string{"Sec-Fetch-Site": "cross-site"})
+	checkPageHeaders(t, "logout confirmation", page)
+	var logoutCookie *http.Cookie
+	for _, ck := range (&http.Response{Header: page.header}).Cookies() {
+		if ck.Name == "idstream_logout" {
+			logoutCookie = ck
+		}
+	}
+	if logoutCookie == nil || !logoutCookie.HttpOnly || logoutCookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("confirmation cookie: %+v", logoutCookie)
+	}
+	token := csrfRe.FindStringSubmatch(page.raw)
+	if token == nil {
+		t.Fatalf("no CSRF token on the confirmation page: %s", page.raw)
+	}
+	// A forged form (another browser: no cookie; or a wrong token) is refused.
+	if r := newClient(t, n).postForm("/oauth2/end_session", url.Values{"csrf_token": {token[1]}}); r.status != 403 {
+		t.Fatalf("forged confirmation: %d", r.status)
+	}
+	if r := c.postForm("/oauth2/end_session", url.Values{"csrf_token": {"wrong"}}); r.status != 403 {
+		t.Fatalf("wrong token: %d", r.status)
+	}
+	if u := c.userinfo(""); u.status != 200 {
+		t.Fatal("a refused confirmation ended the session")
+	}
+	// The person confirms: signed out and sent back.
+	r := c.postForm("/oauth2/end_session", url.Values{"csrf_token": {token[1]}, "post_logout_redirect_uri": {"http://localhost:3000/after"}})
+	if r.status != 302 || r.header.Get("Location") != "http://localhost:3000/after" {
+		t.Fatalf("confirmed logout: %d %v", r.status, r.header)
+	}
+	if u := c.userinfo(""); u.status != 401 {
+		t.Fatalf("after confirmed logout: %d", u.status)
 	}
 }

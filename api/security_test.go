@@ -265,7 +265,7 @@ func collectCookies(t *testing.T, n *testenv.Node) []cookieSeen {
 		t.Fatalf("hosted promotion: %d %s", r.status, r.raw)
 	}
 	// Sign out, then sign in on the hosted page.
-	send("end_session", http.MethodGet, "/oauth2/end_session", "", "", nil)
+	send("end_session", http.MethodGet, "/oauth2/end_session", "", "", map[string]string{"Sec-Fetch-Site": "same-site"})
 	page, csrf = cookieFlow("")
 	if r := send("hosted sign-in (cookie)", http.MethodPost, page, formType,
 		form(url.Values{"csrf_token": {csrf}, "mode": {"signin"}, "login_id": {"cookie-hosted@example.com"}, "password": {goodPassword}}), nil); r.status != http.StatusFound {
@@ -274,7 +274,7 @@ func collectCookies(t *testing.T, n *testenv.Node) []cookieSeen {
 	if r := send("userinfo", http.MethodGet, "/oauth2/userinfo", "", "", nil); r.status != 200 || r.body["is_anonymous"] != false {
 		t.Fatalf("signed-in cookie session: %d %s", r.status, r.raw)
 	}
-	send("end_session", http.MethodGet, "/oauth2/end_session", "", "", nil)
+	send("end_session", http.MethodGet, "/oauth2/end_session", "", "", map[string]string{"Sec-Fetch-Site": "same-site"})
 	return seen
 }
 

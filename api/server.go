@@ -103,7 +103,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/challenge", s.challenge).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/userinfo", s.userinfo).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/oauth2/end_session", s.endSession).Methods(http.MethodGet)
+	r.HandleFunc("/oauth2/end_session", s.endSession).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/oauth2/authorize", s.authorize).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowGet).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
