@@ -327,8 +327,9 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var user domain.User
+	var userID string
 	var started *app.Issued
+	var promotion *app.PendingPromotion
 	switch mode {
 	case modePromote:
 		if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
@@ -336,9 +337,30 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.clientIP(r), Meta: meta(r)}
-		if f.ResponseType == "none" {
-			in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
+		if f.ResponseType == "code" {
+			// Decided now, written when the app exchanges the code with
+			// its PKCE verifier: only the party that started the flow
+			// can complete it.
+			p, err := s.Service.PreparePromotion(ctx, in)
+			if err != nil {
+				fail(err)
+				return
+			}
+			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+			promotion, userID = &p, f.UserID
+			if p.MergeInto != "" {
+				userID = p.MergeInto
+			}
+			break
 		}
+		// Cookie mode has no code exchange to bind the flow to: the
+		// browser must hold the guest's own session cookie.
+		if !s.holdsGuestSession(r, f) {
+			s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
+			return
+		}
+		cookie := &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
+		in.NewSession = cookie
 		iss, err := s.Service.Promote(ctx, in)
 		if errors.Is(err, domain.ErrLoginIDTaken) && s.Service.Settings().ConflictPolicy == "login" {
 			// Policy "login": the person owns that account if the password
@@ -348,38 +370,42 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 				fail(aerr)
 				return
 			}
-			if merr := s.Service.MergeGuest(ctx, f.UserID, f.SessionID, u.UserID(), meta(r)); merr != nil {
-				fail(merr)
-				return
-			}
-			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-			user = u
-			break
+			cookie.Method = domain.MethodPassword
+			iss, err = s.Service.MergeGuest(ctx, f.UserID, f.SessionID, u.UserID(), cookie, meta(r))
 		}
 		if err != nil {
 			fail(err)
 			return
 		}
 		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		if user, _, err = s.Service.LoadUser(ctx, f.UserID); err != nil {
-			fail(err)
-			return
-		}
-		if in.NewSession != nil {
-			started = &iss
-		}
+		userID, started = iss.UserID, &iss
 	case modeSignUp:
-		if user, err = s.Service.Register(ctx, f.ClientID, id, pw, s.clientIP(r), meta(r)); err != nil {
+		user, err := s.Service.Register(ctx, f.ClientID, id, pw, s.clientIP(r), meta(r))
+		if err != nil {
 			fail(err)
 			return
 		}
+		userID = user.UserID()
 	default:
-		if user, err = s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.clientIP(r), meta(r)); err != nil {
+		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.clientIP(r), meta(r))
+		if err != nil {
 			fail(err)
 			return
 		}
+		userID = user.UserID()
 	}
-	s.finishFlow(w, r, flowID, f, user, started)
+	s.finishFlow(w, r, flowID, f, userID, started, promotion)
+}
+
+// holdsGuestSession reports whether the request carries the session cookie
+// of the guest session the flow's promotion code was issued through.
+func (s *Server) holdsGuestSession(r *http.Request, f app.CodeEntry) bool {
+	c, err := r.Cookie(s.cfg.Cookie.Name)
+	if err != nil || c.Value == "" || f.SessionID == "" {
+		return false
+	}
+	p, err := s.Service.AuthenticateCookie(r.Context(), c.Value)
+	return err == nil && p.Session.SessionID() == f.SessionID && p.User.UserID() == f.UserID
 }
 
 func joinOr(words []string) string {
@@ -409,14 +435,14 @@ func friendlyPassword(e *Error) string {
 
 // finishFlow ends a flow: an authorization code back to the app, or (cookie
 // mode) a session cookie and a plain return.
-func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, u domain.User, started *app.Issued) {
+func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
 	ctx := r.Context()
 	s.Service.DeleteCode(ctx, flowID)
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: u.UserID()})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
@@ -425,7 +451,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		return
 	}
 	if started == nil {
-		iss, err := s.Service.StartSession(ctx, u.UserID(), app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
+		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

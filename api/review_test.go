@@ -90,7 +90,87 @@ func TestPromotionLinkOpenedByAnotherBrowserLeavesPreparerNothing(t *testing.T) 
 			t.Fatalf("the preparer's refresh token rotates into the promoted account: %s", info.raw)
 		}
 	}
+	// The promotion waits for the code's exchange, which only the holder of
+	// the PKCE verifier can make: the victim's browser cannot, so no
+	// account was made and the victim's email is still free.
+	code := loc.Query().Get("code")
+	if r := victim.exchange(code, "not-the-verifier-"+strings.Repeat("x", 40)); r.reason() != "PKCEMismatch" {
+		t.Fatalf("exchange without the verifier: %s", r.raw)
+	}
+	if info := attacker.userinfo(at); info.status != 200 || info.body["is_anonymous"] != true {
+		t.Fatalf("the prepared guest was promoted by a browser that cannot finish the flow: %d %s", info.status, info.raw)
+	}
+	other := newClient(t, n)
+	oat, _ := signup(t, other)
+	if r := other.promote(oat, "victim@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("the victim's email was claimed by the unfinished flow: %d %s", r.status, r.raw)
+	}
 	_ = verifier
+}
+
+// High, cookie mode: a hosted promotion without a code exchange is bound to
+// the browser that holds the guest's session cookie.
+func TestCookiePromotionLinkRefusedInAnotherBrowser(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	guest := newClient(t, n)
+	if r := guest.postJSON("/api/anonymous_user/signup", `{"client_id":"idstream-dev","session_type":"cookie"}`, nil); r.status != 200 {
+		t.Fatalf("cookie signup: %d %s", r.status, r.raw)
+	}
+	pc := guest.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"cookie"}`, nil)
+	params := url.Values{"response_type": {"none"}, "client_id": {"idstream-dev"}, "redirect_uri": {"http://localhost:3000/after"},
+		"login_hint": {promotionHint(str(pc.result(), "promotion_code"))}}
+	other := newClient(t, n)
+	page, csrf, _ := other.hostedFlow(params)
+	before := lastSeq(t, n)
+	if r := other.submit(page, csrf, url.Values{"login_id": {"cookie-victim@example.com"}, "password": {goodPassword}}); r.status != 403 {
+		t.Fatalf("another browser promoted the cookie guest: %d %s", r.status, r.raw)
+	}
+	if lastSeq(t, n) != before {
+		t.Fatal("the refused promotion wrote events")
+	}
+	page, csrf, _ = guest.hostedFlow(params)
+	if r := guest.submit(page, csrf, url.Values{"login_id": {"cookie-owner@example.com"}, "password": {goodPassword}}); r.status != 302 {
+		t.Fatalf("the guest's own browser: %d %s", r.status, r.raw)
+	}
+	if info := guest.userinfo(""); info.status != 200 || info.body["is_anonymous"] != false {
+		t.Fatalf("after cookie promotion: %d %s", info.status, info.raw)
+	}
+}
+
+// Concurrent exchanges of a promotion's code: the guest is promoted once,
+// and whatever either exchange was given is revoked.
+func TestConcurrentExchangesOfAPromotionCode(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		many := 1000
+		c.RateLimits.SignInPerIP.Burst = &many
+	}})
+	c := newClient(t, n)
+	for round := range 10 {
+		at, _ := signup(t, c)
+		pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at})
+		verifier, challenge := pkce()
+		page, csrf, _ := c.hostedFlow(authorizeParams(challenge, promotionHint(str(pc.result(), "promotion_code"))))
+		r := c.submit(page, csrf, url.Values{"login_id": {fmt.Sprintf("race%d@example.com", round)}, "password": {goodPassword}})
+		loc, _ := url.Parse(r.header.Get("Location"))
+		code := loc.Query().Get("code")
+		out := make([]response, 3)
+		var wg sync.WaitGroup
+		for i := range out {
+			wg.Add(1)
+			go func() { defer wg.Done(); out[i] = c.exchange(code, verifier) }()
+		}
+		wg.Wait()
+		for _, o := range out {
+			if o.status == 200 {
+				if rr := refresh(c, str(o.body, "refresh_token")); rr.status == 200 {
+					t.Fatalf("round %d: a session of a reused promotion code is live", round)
+				}
+			} else if o.reason() != "AuthorizationCodeReused" {
+				t.Fatalf("round %d: %d %s", round, o.status, o.raw)
+			}
+		}
+	}
 }
 
 // High: a promotion ends every outstanding promotion code of the guest.

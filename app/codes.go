@@ -49,6 +49,9 @@ type CodeEntry struct {
 	// revoked if the code is presented again.
 	Used          bool   `json:"used,omitempty"`
 	IssuedSession string `json:"issued_session,omitempty"`
+	// Promotion is what an authorization code of a hosted promotion writes
+	// when it is exchanged.
+	Promotion *PendingPromotion `json:"promotion,omitempty"`
 }
 
 // Codes stores single-use codes where every node sees them.

@@ -149,6 +149,8 @@ type NewSession struct {
 	ClientID string
 	Kind     domain.SessionKind
 	Method   string
+	// SessionID names the session; empty: a new random id.
+	SessionID string
 }
 
 // Promote turns a guest into a regular user in one atomic append: the login
@@ -167,6 +169,11 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 	if err != nil {
 		return Issued{}, err
 	}
+	return s.promoteHashed(ctx, in, hash)
+}
+
+// promoteHashed is Promote with the new password hashed already.
+func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash string) (Issued, error) {
 	leaderChecked := false
 	for range maxAttempts {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
@@ -244,7 +251,10 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	sessionID := uuid.NewString()
+	sessionID := ns.SessionID
+	if sessionID == "" {
+		sessionID = uuid.NewString()
+	}
 	token, hash, err := tokens.NewOpaque(s.random, sessionID)
 	if err != nil {
 		return nil, err
@@ -417,35 +427,120 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 }
 
 // MergeGuest retires a guest into an existing account (conflict policy
-// "login") and ends every session of the guest, in one append.
-func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, meta Meta) error {
+// "login") and ends every session of the guest, in one append; with start,
+// the same append starts the account's session.
+func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, start *NewSession, meta Meta) (Issued, error) {
 	for range maxAttempts {
 		g, gv, err := s.LoadUser(ctx, guestID)
 		if err != nil {
-			return err
+			return Issued{}, err
 		}
 		now := s.clock.Now()
 		merged, err := domain.DecideMerge(g, into, now)
 		if err != nil {
-			return err
+			return Issued{}, err
 		}
 		ended, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, guestSessionID)
 		if err != nil {
-			return err
+			return Issued{}, err
 		}
 		evs := append([]pending{{subject: s.userSubject(guestID), expected: gv, event: merged[0]}}, ended...)
+		var owner domain.User
+		var st *startedSession
+		if start != nil {
+			var ov uint64
+			if owner, ov, err = s.LoadUser(ctx, into); err != nil {
+				return Issued{}, err
+			}
+			if st, err = s.decideNewSession(owner, *start, now); err != nil {
+				return Issued{}, err
+			}
+			evs = append(evs, s.startOn(ov, st)...)
+		}
 		err = s.appendEvents(ctx, meta, evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			// Decide again on what the leader has (a replica may lag).
 			ctx = eventstore.WithLeaderCheck(ctx)
 			continue
 		}
-		if err == nil {
-			commands.WithLabelValues("merge_guest", "ok").Inc()
+		if err != nil {
+			return Issued{}, err
 		}
-		return err
+		commands.WithLabelValues("merge_guest", "ok").Inc()
+		if st == nil {
+			return Issued{UserID: into}, nil
+		}
+		return s.issueStarted(ctx, owner, st)
 	}
-	return ErrBusy
+	return Issued{}, ErrBusy
+}
+
+// PendingPromotion is a promotion decided on the hosted page and carried by
+// its authorization code: it is written when the code is exchanged, so only
+// the party that started the flow, which holds the PKCE verifier, can make
+// it happen. Someone else's browser that opens a prepared promotion link
+// gets a code it cannot use, and no account is made.
+type PendingPromotion struct {
+	GuestID        string `json:"guest_id"`
+	GuestSessionID string `json:"guest_session_id,omitempty"`
+	LoginIDType    string `json:"login_id_type,omitempty"`
+	LoginID        string `json:"login_id,omitempty"`
+	// PasswordHash is the argon2id hash of the new password. The code that
+	// carries it lives minutes, in memory, keyed by the code's hash; the
+	// log gets it only with the promotion.
+	PasswordHash string `json:"password_hash,omitempty"`
+	// MergeInto: the login ID belongs to this account and the person proved
+	// its password (conflict policy "login"); the guest merges into it.
+	MergeInto string `json:"merge_into,omitempty"`
+}
+
+// PreparePromotion decides a hosted-page promotion without writing it: the
+// limits, the password policy, the login ID free (or, under the conflict
+// policy "login", the existing account's password right), the password
+// hashed. The outcome goes into the authorization code (AuthorizationRequest
+// .Promotion) and is written when the code is exchanged.
+func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
+		return PendingPromotion{}, err
+	}
+	if err := s.CheckPassword(in.Password); err != nil {
+		return PendingPromotion{}, err
+	}
+	hash, err := s.hashPassword(ctx, in.Password)
+	if err != nil {
+		return PendingPromotion{}, err
+	}
+	ctx = eventstore.WithLeaderCheck(ctx) // decide on the newest state
+	u, _, err := s.LoadUser(ctx, in.UserID)
+	if err != nil {
+		return PendingPromotion{}, err
+	}
+	l, _, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(in.LoginID), each(domain.EvolveLoginID))
+	if err != nil {
+		return PendingPromotion{}, err
+	}
+	now := s.clock.Now()
+	_, err = domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+	if errors.Is(err, domain.ErrLoginIDTaken) && s.Settings().ConflictPolicy == "login" {
+		// The person owns that account if the password is right; the guest
+		// is then retired into it.
+		owner, aerr := s.AuthenticatePassword(ctx, string(in.LoginID.Type), in.LoginID.Value, in.Password, in.IP, in.Meta)
+		if aerr != nil {
+			return PendingPromotion{}, aerr
+		}
+		if _, err := domain.DecideMerge(u, owner.UserID(), now); err != nil {
+			return PendingPromotion{}, err
+		}
+		return PendingPromotion{GuestID: in.UserID, GuestSessionID: in.OldSessionID, MergeInto: owner.UserID()}, nil
+	}
+	if errors.Is(err, domain.ErrLoginIDTaken) {
+		s.padTaken(ctx)
+	}
+	if err != nil {
+		return PendingPromotion{}, err
+	}
+	return PendingPromotion{GuestID: in.UserID, GuestSessionID: in.OldSessionID, LoginIDType: string(in.LoginID.Type),
+		LoginID: in.LoginID.Value, PasswordHash: hash}, nil
 }
 
 // AuthorizationRequest is what an authorization code stands for.
@@ -455,6 +550,8 @@ type AuthorizationRequest struct {
 	CodeChallenge string
 	Scope         string
 	UserID        string
+	// Promotion, when set, is written when the code is exchanged.
+	Promotion *PendingPromotion
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -464,7 +561,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL)})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -493,6 +590,9 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
 	}
+	if e.Promotion != nil {
+		return s.exchangePromotion(ctx, clientID, code, e, rev, meta)
+	}
 	// Start the session first, then spend the code naming it: of two
 	// concurrent exchanges one spends the code, and the other, whose
 	// conditional update fails, finds the winner's session already in the
@@ -501,21 +601,77 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if err != nil {
 		return Issued{}, err
 	}
-	e.Used, e.IssuedSession = true, st.session.SessionID()
-	if err := s.codes.Update(ctx, code, e, rev); err != nil {
-		if rerr := s.RevokeSession(ctx, st.session.SessionID(), domain.RevokeReasonCodeReuse, meta); rerr != nil {
-			return Issued{}, fmt.Errorf("revoke after failed code exchange: %w", rerr)
-		}
-		if errors.Is(err, ErrCodeChanged) {
-			if winner, _, gerr := s.codes.Get(ctx, code); gerr == nil {
-				return Issued{}, s.revokeReusedCode(ctx, winner, meta)
-			}
-			return Issued{}, ErrAuthzCodeReused
-		}
+	if err := s.spendExchanged(ctx, code, e, rev, st.session.SessionID(), meta); err != nil {
 		return Issued{}, err
 	}
 	return s.issueStarted(ctx, u, st)
 }
+
+// spendExchanged spends an exchanged code, naming the session it gave; when
+// another exchange spent it first, both sessions are revoked.
+func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, rev uint64, sessionID string, meta Meta) error {
+	e.Used, e.IssuedSession = true, sessionID
+	err := s.codes.Update(ctx, code, e, rev)
+	if err == nil {
+		return nil
+	}
+	if rerr := s.RevokeSession(ctx, sessionID, domain.RevokeReasonCodeReuse, meta); rerr != nil {
+		return fmt.Errorf("revoke after failed code exchange: %w", rerr)
+	}
+	if errors.Is(err, ErrCodeChanged) {
+		if winner, _, gerr := s.codes.Get(ctx, code); gerr == nil {
+			return s.revokeReusedCode(ctx, winner, meta)
+		}
+		return ErrAuthzCodeReused
+	}
+	return err
+}
+
+// exchangePromotion writes the promotion (or merge) a code carries, with the
+// start of the session it gives, in one append. The session's id comes from
+// the code, so two exchanges of one code start the same session: one
+// append wins, and the other finds the guest promoted and that session in
+// the log, and revokes it as reuse.
+func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, meta Meta) (Issued, error) {
+	p := e.Promotion
+	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String()}
+	var iss Issued
+	var err error
+	if p.MergeInto != "" {
+		ns.Method = domain.MethodPassword
+		iss, err = s.MergeGuest(ctx, p.GuestID, p.GuestSessionID, p.MergeInto, &ns, meta)
+	} else {
+		var id loginid.ID
+		if id, err = loginid.Parse(loginid.Type(p.LoginIDType), p.LoginID); err == nil {
+			iss, err = s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id,
+				NewSession: &ns, Meta: meta}, p.PasswordHash)
+		}
+	}
+	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
+		// Refused (the guest promoted, the login ID taken, ...): if the
+		// session this code gives is in the log, another exchange of the
+		// code wrote it.
+		if sess, _, lerr := s.LoadSession(eventstore.WithLeaderCheck(ctx), ns.SessionID); lerr == nil && sess.Exists() {
+			s.log.Warn("authorization code reused; revoking the session it issued", "session_id", ns.SessionID, "correlation_id", meta.CorrelationID)
+			if rerr := s.RevokeSession(ctx, ns.SessionID, domain.RevokeReasonCodeReuse, meta); rerr != nil {
+				return Issued{}, fmt.Errorf("revoke after code reuse: %w", rerr)
+			}
+			return Issued{}, ErrAuthzCodeReused
+		}
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	if err := s.spendExchanged(ctx, code, e, rev, iss.SessionID, meta); err != nil {
+		return Issued{}, err
+	}
+	return iss, nil
+}
+
+// codeSessions is the namespace of the session ids that codes carrying a
+// promotion give.
+var codeSessions = uuid.MustParse("5d0c5a57-3c1c-4d5e-9a0e-6f1d2b7c9e41")
 
 func (s *Service) revokeReusedCode(ctx context.Context, e CodeEntry, meta Meta) error {
 	if e.IssuedSession != "" {
