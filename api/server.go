@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
@@ -121,7 +120,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
-	r.Handle("/metrics", promhttp.Handler()).Methods(http.MethodGet)
+	r.HandleFunc("/metrics", s.metrics).Methods(http.MethodGet)
 	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
 	r.HandleFunc("/docs", s.docs).Methods(http.MethodGet)
 	// The operators' portal: HTML pages with a router of their own (not part
