@@ -1,36 +1,12 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
-	"mime"
 	"net/http"
 	"time"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 )
-
-// decodeJSON reads a JSON object body strictly into v.
-func decodeJSON(r *http.Request, v any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return errUnsupportedMediaType
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return errBodyTooLarge
-		}
-		return badRequest("InvalidJSON", "invalid_request", "the request body is not a valid JSON object of the expected shape")
-	}
-	if dec.More() {
-		return badRequest("InvalidJSON", "invalid_request", "the request body has trailing data")
-	}
-	return nil
-}
 
 type signupRequest struct {
 	ClientID     string `json:"client_id"`

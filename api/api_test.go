@@ -528,10 +528,15 @@ func TestDiscoveryCORSAndOperations(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	m := c.do(http.MethodGet, "/metrics", "", "", nil)
+	// A projection's position appears once it has applied the sign-up,
+	// which /readyz (within its lag bound) does not wait for.
+	deadline = time.Now().Add(10 * time.Second)
 	for _, name := range []string{"idstream_http_request_duration_seconds", "idstream_eventstore_append_seconds", "idstream_projection_position", "idstream_commands_total"} {
-		if !strings.Contains(m.raw, name) {
-			t.Fatalf("metrics lack %s", name)
+		for !strings.Contains(c.do(http.MethodGet, "/metrics", "", "", nil).raw, name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("metrics lack %s", name)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }

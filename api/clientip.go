@@ -32,16 +32,38 @@ func (s *Server) clientIP(r *http.Request) string {
 	}
 	client := peer
 	for i := len(all) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(all[i]))
-		if err != nil {
+		a, ok := parseHop(all[i])
+		if !ok {
 			break
 		}
-		client = a.Unmap()
+		client = a
 		if !s.trusted(client) {
 			break
 		}
 	}
 	return client.String()
+}
+
+// parseHop reads one X-Forwarded-For entry: ip, ip:port, [ipv6] or
+// [ipv6]:port (proxies differ in which they write). The port and any zone
+// are dropped, so that one client is one rate-limit bucket whatever port it
+// came from.
+func parseHop(h string) (netip.Addr, bool) {
+	h = strings.TrimSpace(h)
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		if inner, ok := strings.CutPrefix(h, "["); ok && strings.HasSuffix(inner, "]") {
+			a, err = netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		} else {
+			var ap netip.AddrPort
+			ap, err = netip.ParseAddrPort(h)
+			a = ap.Addr()
+		}
+	}
+	if err != nil || !a.IsValid() {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
 }
 
 func (s *Server) trusted(a netip.Addr) bool {

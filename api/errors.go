@@ -102,7 +102,8 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved"))
 	case errors.Is(err, loginid.ErrTypeDisabled), errors.Is(err, loginid.ErrUnknownType):
 		return wrap(newError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here"))
-	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrNotUnicode):
+	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrNotUnicode),
+		errors.Is(err, password.ErrControlCharacter), errors.Is(err, password.ErrOnlyWhitespace):
 		return wrap(newError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error()))
 	case errors.Is(err, password.ErrTooCommon):
 		return wrap(newError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another"))

@@ -210,3 +210,66 @@ func TestUserExport(t *testing.T) {
 		t.Fatal("the expired export file is still stored")
 	}
 }
+
+// TestUserExportCSVInjection: login IDs people choose (an email address
+// may begin with =, + or -, and a phone number always begins with +) are
+// exported as text a spreadsheet does not evaluate, and unchanged in NDJSON.
+// (No login ID can begin with @, tab or CR; the workers test writes those
+// into the read model directly.)
+func TestUserExportCSVInjection(t *testing.T) {
+	n, c := adminNode(t)
+	logins := map[string]string{
+		"=cmd|'/c_calc'!a0@example.com": "'=cmd|'/c_calc'!a0@example.com",
+		"+1+1@example.com":              "'+1+1@example.com",
+		"-2+3@example.com":              "'-2+3@example.com",
+		"+14155550100":                  "'+14155550100",
+		"plain@example.com":             "plain@example.com",
+	}
+	for login := range logins {
+		at, _ := signup(t, c)
+		if r := c.promote(at, login, goodPassword); r.status != 200 {
+			t.Fatalf("promote %q: %s", login, r.raw)
+		}
+	}
+	waitProjected(t, c)
+	for _, format := range []string{"csv", "ndjson"} {
+		r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"`+format+`","csv":{"fields":["login_id"]}}`)
+		if format == "ndjson" {
+			r = c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
+		}
+		if r.status != 202 {
+			t.Fatalf("create %s: %d %s", format, r.status, r.raw)
+		}
+		if ran, err := n.Exports.RunNext(context.Background()); !ran || err != nil {
+			t.Fatalf("run: %v %v", ran, err)
+		}
+		dl := c.admin(http.MethodGet, "/admin/users/export/"+str(r.body, "id")+"/download", "")
+		got := map[string]bool{}
+		if format == "csv" {
+			recs, err := csv.NewReader(strings.NewReader(dl.raw)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range recs[1:] {
+				got[rec[0]] = true
+			}
+			for login, cell := range logins {
+				if !got[cell] {
+					t.Errorf("csv: %q not exported as %q: %q", login, cell, recs)
+				}
+			}
+			continue
+		}
+		sc := bufio.NewScanner(strings.NewReader(dl.raw))
+		for sc.Scan() {
+			var rec map[string]any
+			_ = json.Unmarshal(sc.Bytes(), &rec)
+			got[str(rec, "login_id")] = true
+		}
+		for login := range logins {
+			if !got[login] {
+				t.Errorf("ndjson: %q changed: %s", login, dl.raw)
+			}
+		}
+	}
+}

@@ -101,3 +101,31 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 		t.Fatalf("another client behind the proxy: %d", r.status)
 	}
 }
+
+// TestForwardedForWithPorts: behind a trusted proxy that writes ports (or
+// bracketed IPv6), each client still has its own budget; its port does not
+// give it a new one.
+func TestForwardedForWithPorts(t *testing.T) {
+	p := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: limits(2, "127.0.0.0/8", "::1/128")})
+	c := newClient(t, p)
+	signupFrom := func(xff string) int {
+		return c.postJSON("/api/anonymous_user/signup", tokenSignup, map[string]string{"X-Forwarded-For": xff}).status
+	}
+	for _, xff := range []string{"203.0.113.7:51234", "203.0.113.7:51235"} {
+		if st := signupFrom(xff); st != 200 {
+			t.Fatalf("%s: %d", xff, st)
+		}
+	}
+	if st := signupFrom("203.0.113.7:6000"); st != 429 {
+		t.Fatalf("same client, another port, over budget: %d", st)
+	}
+	// The proxy's own bucket, and other clients', are untouched.
+	for _, xff := range []string{"[2001:db8::1]:443", "[2001:db8::1]", "198.51.100.20:1"} {
+		if st := signupFrom(xff); st != 200 {
+			t.Fatalf("%s: %d (fell back to the proxy's bucket?)", xff, st)
+		}
+	}
+	if st := signupFrom("2001:db8::1"); st != 429 {
+		t.Fatalf("[2001:db8::1] and 2001:db8::1 are one client: %d", st)
+	}
+}

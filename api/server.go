@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
@@ -121,7 +120,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
-	r.Handle("/metrics", promhttp.Handler()).Methods(http.MethodGet)
+	r.HandleFunc("/metrics", s.metrics).Methods(http.MethodGet)
 	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
 	r.HandleFunc("/docs", s.docs).Methods(http.MethodGet)
 	// The operators' portal: HTML pages with a router of their own (not part
@@ -225,11 +224,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.router.ServeHTTP(rec, r)
 }
 
+// corsEndpoints are the non-/api paths the Authgear SDKs call with fetch
+// from an application's origin.
+var corsEndpoints = map[string]bool{
+	"/oauth2/token": true, "/oauth2/userinfo": true, "/oauth2/revoke": true, "/oauth2/challenge": true,
+	"/.well-known/openid-configuration": true, "/oauth2/jwks": true,
+}
+
+// corsPath reports whether CORS applies to the path: only the endpoints the
+// SDKs call. The portal, hosted pages, admin API, docs and metrics never
+// answer CORS, so no page on a client's origin can read them (and their
+// CSRF tokens) with the visitor's cookies.
+func corsPath(path string) bool {
+	return strings.HasPrefix(path, "/api/") || corsEndpoints[path]
+}
+
 // cors answers preflights and sets CORS headers for origins some client
-// allows; it reports whether the request was fully answered.
+// allows, on the SDK endpoints only; it reports whether the request was
+// fully answered.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || !corsPath(r.URL.Path) {
 		return false
 	}
 	w.Header().Add("Vary", "Origin")

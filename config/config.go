@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -158,6 +159,13 @@ type Config struct {
 	// TrustedProxies are the networks (CIDR) whose X-Forwarded-For is
 	// believed; every other peer is the client itself.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MetricsAddr, if set, serves /metrics on a listener of its own (meant
+	// for a private network) and not on Addr.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsToken, if set, must be presented as a bearer token to read
+	// /metrics wherever it is served. Without it, /metrics on Addr is open
+	// in development mode only.
+	MetricsToken string `yaml:"metrics_token"`
 
 	// Dev is true when no configuration file was given.
 	Dev bool `yaml:"-"`
@@ -245,6 +253,8 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	set(&c.NATS.User, "NATS_USER")
 	set(&c.NATS.Password, "NATS_PASSWORD")
 	set(&c.NATS.Token, "NATS_TOKEN")
+	set(&c.MetricsAddr, "IDSTREAM_METRICS_ADDR")
+	set(&c.MetricsToken, "IDSTREAM_METRICS_TOKEN")
 	if v := getenv("IDSTREAM_ADMIN_API_KEYS"); v != "" {
 		c.AdminAPIKeys = strings.Split(v, ",")
 	}
@@ -481,6 +491,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Portal.SessionLifetime < Duration(time.Minute) {
 		errs = append(errs, errors.New("portal.session_lifetime must be at least 1m"))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil || c.MetricsAddr == c.Addr {
+			errs = append(errs, fmt.Errorf("metrics_addr %q must be host:port, other than addr", c.MetricsAddr))
+		}
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 32 {
+		errs = append(errs, errors.New("metrics_token needs at least 32 characters"))
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -103,3 +103,25 @@ func TestAggregateCacheSize(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsSettings(t *testing.T) {
+	tok := strings.Repeat("m", 32)
+	c, err := config.LoadFrom(env(map[string]string{"IDSTREAM_METRICS_ADDR": "127.0.0.1:9100", "IDSTREAM_METRICS_TOKEN": tok}))
+	if err != nil || c.MetricsAddr != "127.0.0.1:9100" || c.MetricsToken != tok {
+		t.Fatalf("from the environment: %+v %v", c, err)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("metrics_addr: \"10.0.0.5:9100\"\nmetrics_token: "+tok+"\n"), 0o600)
+	if c, err := config.LoadFrom(env(map[string]string{"IDSTREAM_CONFIG": file})); err != nil || c.MetricsAddr != "10.0.0.5:9100" || c.MetricsToken != tok {
+		t.Fatalf("from the file: %+v %v", c, err)
+	}
+	for name, e := range map[string]map[string]string{
+		"short token":      {"IDSTREAM_METRICS_TOKEN": "short"},
+		"not host:port":    {"IDSTREAM_METRICS_ADDR": "9100"},
+		"the main address": {"IDSTREAM_METRICS_ADDR": "127.0.0.1:8080"},
+	} {
+		if _, err := config.LoadFrom(env(e)); err == nil || !strings.Contains(err.Error(), "metrics_") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -69,11 +69,15 @@ type Node struct {
 	Limiter *app.SyncedLimiter
 	API     *api.Server
 	URL     string
+	// MetricsURL is the metrics listener's base URL when metrics_addr is
+	// set, else empty.
+	MetricsURL string
 
-	httpServer *http.Server
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
+	httpServer    *http.Server
+	metricsServer *http.Server
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closeOnce     sync.Once
 }
 
 // OpenDatabase creates the database if needed, connects, and migrates when
@@ -331,6 +335,25 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 			o.Log.Error("HTTP server stopped", "error", err)
 		}
 	}()
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+		n.MetricsURL = "http://" + mln.Addr().String()
+		n.metricsServer = &http.Server{Handler: n.API.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.metricsServer.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				o.Log.Error("metrics server stopped", "error", err)
+			}
+		}()
+		o.Log.Info("metrics served on their own listener", "addr", mln.Addr().String())
+	} else if !cfg.Dev && cfg.MetricsToken == "" {
+		o.Log.Warn("/metrics refuses every request: set IDSTREAM_METRICS_TOKEN (bearer) or IDSTREAM_METRICS_ADDR (a listener of its own)")
+	}
 	o.Log.Info("idstream serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL)
 	return n, nil
 }
@@ -343,6 +366,9 @@ func (n *Node) Close(ctx context.Context) {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_ = n.httpServer.Shutdown(sctx)
 			cancel()
+		}
+		if n.metricsServer != nil {
+			_ = n.metricsServer.Close()
 		}
 		if n.cancel != nil {
 			n.cancel()

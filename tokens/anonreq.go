@@ -153,10 +153,14 @@ func CheckKey(key *jose.JSONWebKey, alg string) error {
 }
 
 // Verify checks the signature with key (which the caller trusts), after
-// checking that the key fits the JWT's algorithm.
+// checking that the key fits the JWT's algorithm. An ES256 signature must
+// be low-S (see lows.go).
 func (r *AnonymousRequest) Verify(key *jose.JSONWebKey) error {
 	if err := CheckKey(key, r.Algorithm); err != nil {
 		return err
+	}
+	if r.Algorithm == string(jose.ES256) && highS(r.jws.Signatures[0].Signature) {
+		return ErrRequestSignature
 	}
 	if _, err := r.jws.Verify(key); err != nil {
 		return ErrRequestSignature

@@ -49,5 +49,10 @@ func SignAnonymousRequest(r DeviceRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return jws.CompactSerialize()
+	compact, err := jws.CompactSerialize()
+	if err != nil || r.Algorithm != jose.ES256 {
+		return compact, err
+	}
+	// The server accepts only low-S ES256 signatures.
+	return lowSCompact(compact)
 }

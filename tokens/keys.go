@@ -244,13 +244,18 @@ func (k *Keys) Sign(ctx context.Context, c AccessClaims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return jws.CompactSerialize()
+	compact, err := jws.CompactSerialize()
+	if err != nil {
+		return "", err
+	}
+	return lowSCompact(compact)
 }
 
-// Verify checks an access token's signature, issuer and times.
+// Verify checks an access token's signature (which must be low-S),
+// issuer and times.
 func (k *Keys) Verify(ctx context.Context, raw string) (AccessClaims, error) {
 	var c AccessClaims
-	if len(raw) > 4096 {
+	if len(raw) > 4096 || compactHighS(raw) {
 		return c, ErrInvalidAccessToken
 	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})

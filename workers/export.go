@@ -3,7 +3,6 @@ package workers
 import (
 	"bufio"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -67,24 +67,23 @@ func WriteUsers(ctx context.Context, pool *pgxpool.Pool, w io.Writer, format str
 		return 0, err
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var cw *csv.Writer
+	csvOut := format == FormatCSV
 	var record []string
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	if format == FormatCSV {
-		cw = csv.NewWriter(bw)
-		if err := cw.Write(fields); err != nil {
+	if csvOut {
+		if err := writeCSVRecord(bw, fields); err != nil {
 			return 0, err
 		}
 		record = make([]string, len(fields))
 	}
 	var n int64
 	err = projections.EachUser(ctx, pool, func(u *projections.UserRow) error {
-		if cw != nil {
+		if csvOut {
 			for i, f := range fields {
-				record[i] = csvValue(u, f)
+				record[i] = csvCell(csvValue(u, f))
 			}
-			if err := cw.Write(record); err != nil {
+			if err := writeCSVRecord(bw, record); err != nil {
 				return err
 			}
 		} else if err := enc.Encode(u); err != nil {
@@ -99,15 +98,43 @@ func WriteUsers(ctx context.Context, pool *pgxpool.Pool, w io.Writer, format str
 	if err != nil {
 		return n, err
 	}
-	if cw != nil {
-		if cw.Flush(); cw.Error() != nil {
-			return n, cw.Error()
-		}
-	}
 	if progress != nil {
 		progress(n)
 	}
 	return n, bw.Flush()
+}
+
+// csvCell neutralises a cell a spreadsheet would evaluate as a formula
+// (OWASP's CSV injection advice): one that begins with =, +, -, @, tab or
+// carriage return gets a leading single quote, which spreadsheets show as
+// text. Login IDs are chosen by users (an E.164 phone number always begins
+// with +), so any of them may. NDJSON is data, not formulas: unchanged.
+func csvCell(v string) string {
+	if v != "" && strings.IndexByte("=+-@\t\r", v[0]) >= 0 {
+		return "'" + v
+	}
+	return v
+}
+
+// writeCSVRecord writes one RFC 4180 row ending in \n. A cell is quoted when
+// it holds a comma, quote, line break or tab, begins with a space, or
+// begins with a quote (every neutralised cell), so that what follows the
+// neutralising quote stays inside that cell even for a reader that splits
+// on tabs; quotes inside are doubled.
+func writeCSVRecord(w *bufio.Writer, record []string) error {
+	for i, v := range record {
+		if i > 0 {
+			_ = w.WriteByte(',')
+		}
+		if v == "" || (!strings.ContainsAny(v, ",\"\r\n\t") && v[0] != ' ' && v[0] != '\'') {
+			_, _ = w.WriteString(v)
+			continue
+		}
+		_ = w.WriteByte('"')
+		_, _ = w.WriteString(strings.ReplaceAll(v, `"`, `""`))
+		_ = w.WriteByte('"')
+	}
+	return w.WriteByte('\n')
 }
 
 func csvTime(t *time.Time) string {

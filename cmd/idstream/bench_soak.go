@@ -40,6 +40,7 @@ type soakOptions struct {
 	every       time.Duration
 	pid         int
 	metricsURL  string
+	metricsKey  string
 	mix         string
 	keepPerUser int
 }
@@ -47,7 +48,8 @@ type soakOptions struct {
 func (o *soakOptions) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.every, "report-every", time.Minute, "print a line this often")
 	fs.IntVar(&o.pid, "pid", 0, "server process: RSS from /proc/PID/status (0: process_resident_memory_bytes from -metrics-url)")
-	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus metrics (default: URL/metrics)")
+	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus metrics (default: URL/metrics; use the metrics_addr listener's URL when the server has one)")
+	fs.StringVar(&o.metricsKey, "metrics-token", os.Getenv("IDSTREAM_METRICS_TOKEN"), "bearer token for -metrics-url (default: $IDSTREAM_METRICS_TOKEN); outside development mode the server requires it")
 	fs.StringVar(&o.mix, "mix", soakDefaults, "operation weights")
 	fs.IntVar(&o.keepPerUser, "keep", 32, "sessions and devices each client keeps to refresh, read and sign in again")
 }
@@ -246,7 +248,8 @@ func runSoak(ctx context.Context, o soakOptions, out io.Writer) (*soakSummary, e
 		o.metricsURL = l.target + "/metrics"
 	}
 	client := l.httpClient()
-	probe := &soakProbe{client: &http.Client{Timeout: 10 * time.Second}, pid: o.pid, metricsURL: o.metricsURL, readyURL: l.target + "/readyz"}
+	probe := &soakProbe{client: &http.Client{Timeout: 10 * time.Second}, pid: o.pid, metricsURL: o.metricsURL, metricsToken: o.metricsKey,
+		readyURL: l.target + "/readyz"}
 	signupURL := l.target + "/api/anonymous_user/signup"
 	signupBody, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
 	stats := newSoakStats()
@@ -430,9 +433,9 @@ func mib(b uint64) string {
 
 // soakProbe reads the server's memory and projection lag.
 type soakProbe struct {
-	client               *http.Client
-	pid                  int
-	metricsURL, readyURL string
+	client                             *http.Client
+	pid                                int
+	metricsURL, metricsToken, readyURL string
 }
 
 type soakSample struct {
@@ -469,7 +472,7 @@ func (p *soakProbe) sample(ctx context.Context) soakSample {
 // metrics reads a Prometheus text exposition, summing each metric name
 // over its labels.
 func (p *soakProbe) metrics(ctx context.Context) map[string]float64 {
-	status, raw, err := request(ctx, p.client, http.MethodGet, p.metricsURL, "", "", "")
+	status, raw, err := request(ctx, p.client, http.MethodGet, p.metricsURL, p.metricsToken, "", "")
 	if err != nil || status != http.StatusOK {
 		return map[string]float64{}
 	}

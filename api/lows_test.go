@@ -1,0 +1,59 @@
+package api_test
+
+import (
+	"encoding/base64"
+	"math/big"
+	"strings"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/idstream/idstream/testenv"
+)
+
+// flipS replaces s by n-s in a compact ES256 JWS: the twin signature ECDSA
+// also accepts.
+func flipS(t *testing.T, compact string) string {
+	t.Helper()
+	n := new(big.Int).SetBytes([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51}) // P-256's order
+	i := strings.LastIndexByte(compact, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(compact[i+1:])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature: %v", err)
+	}
+	new(big.Int).Sub(n, new(big.Int).SetBytes(sig[32:])).FillBytes(sig[32:])
+	return compact[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// TestHighSSignaturesRefused: an access token or an ES256 key-pair JWT
+// whose s is replaced by n-s is refused; the originals work.
+func TestHighSSignaturesRefused(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	c := newClient(t, n)
+	for range 10 {
+		at, _ := signup(t, c)
+		if r := c.userinfo(flipS(t, at)); r.status != 401 || r.reason() != "InvalidToken" {
+			t.Fatalf("access token with s flipped: %d %s", r.status, r.raw)
+		}
+		if r := c.userinfo(at); r.status != 200 {
+			t.Fatalf("access token: %d %s", r.status, r.raw)
+		}
+	}
+	d := newDevice(t, jose.ES256)
+	keySignIn(t, c, n, d, true)
+	for range 10 {
+		jwt := d.jwt(t, c.challenge(), false, n.Clock.Now())
+		if r := c.keyGrant(flipS(t, jwt)); r.status != 400 || r.reason() != "InvalidSignature" {
+			t.Fatalf("key-pair JWT with s flipped: %d %s", r.status, r.raw)
+		}
+		if r := c.keyGrant(d.jwt(t, c.challenge(), false, n.Clock.Now())); r.status != 200 {
+			t.Fatalf("key-pair JWT: %d %s", r.status, r.raw)
+		}
+	}
+	// A new key whose first JWT is flipped registers nothing.
+	fresh := newDevice(t, jose.ES256)
+	if r := c.keyGrant(flipS(t, fresh.jwt(t, c.challenge(), true, n.Clock.Now()))); r.status != 400 || r.reason() != "InvalidSignature" {
+		t.Fatalf("first JWT with s flipped: %d %s", r.status, r.raw)
+	}
+}
