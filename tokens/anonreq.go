@@ -153,14 +153,13 @@ func CheckKey(key *jose.JSONWebKey, alg string) error {
 }
 
 // Verify checks the signature with key (which the caller trusts), after
-// checking that the key fits the JWT's algorithm. An ES256 signature must
-// be low-S (see lows.go).
+// checking that the key fits the JWT's algorithm. ES256 signatures of
+// either S form are taken: device libraries (CryptoKit, the Secure Enclave,
+// WebCrypto) do not normalise, and a request's string is never an
+// identifier (its challenge is single use).
 func (r *AnonymousRequest) Verify(key *jose.JSONWebKey) error {
 	if err := CheckKey(key, r.Algorithm); err != nil {
 		return err
-	}
-	if r.Algorithm == string(jose.ES256) && highS(r.jws.Signatures[0].Signature) {
-		return ErrRequestSignature
 	}
 	if _, err := r.jws.Verify(key); err != nil {
 		return ErrRequestSignature

@@ -49,10 +49,5 @@ func SignAnonymousRequest(r DeviceRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	compact, err := jws.CompactSerialize()
-	if err != nil || r.Algorithm != jose.ES256 {
-		return compact, err
-	}
-	// The server accepts only low-S ES256 signatures.
-	return lowSCompact(compact)
+	return jws.CompactSerialize()
 }

@@ -87,38 +87,24 @@ func TestAccessTokensLowS(t *testing.T) {
 	}
 }
 
-// TestAnonymousRequestLowS: an ES256 anonymous-request JWT with s replaced
-// by n-s is refused; our device signer always produces low-S; RS256 and
-// EdDSA are not affected.
-func TestAnonymousRequestLowS(t *testing.T) {
+// TestAnonymousRequestEitherS: device libraries do not normalise ES256
+// signatures, so a request and its (r, n-s) twin both verify; RS256 and
+// EdDSA verify too.
+func TestAnonymousRequestEitherS(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	pub := &jose.JSONWebKey{Key: &key.PublicKey}
 	now := time.Unix(1_800_000_000, 0)
-	for i := range 300 {
+	for i := range 50 {
 		raw, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: key, Algorithm: jose.ES256, KeyID: "device-key-0001",
 			IncludeJWK: i%2 == 0, Challenge: "c", Action: "auth", IssuedAt: now})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !isLowS(t, raw) {
-			t.Fatalf("request %d is not low-S", i)
-		}
-		r, err := tokens.ParseAnonymousRequest(raw)
-		if err != nil || r.Verify(pub) != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		flipped := flipS(t, raw)
-		if jws, err := jose.ParseSigned(flipped, []jose.SignatureAlgorithm{jose.ES256}); err != nil {
-			t.Fatal(err)
-		} else if _, err := jws.Verify(pub); err != nil {
-			t.Fatalf("flipped request %d does not verify with the JOSE library: %v", i, err)
-		}
-		r, err = tokens.ParseAnonymousRequest(flipped)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Verify(pub); !errors.Is(err, tokens.ErrRequestSignature) {
-			t.Fatalf("request %d with s flipped: %v, want ErrRequestSignature", i, err)
+		for _, form := range []string{raw, flipS(t, raw)} {
+			r, err := tokens.ParseAnonymousRequest(form)
+			if err != nil || r.Verify(pub) != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
 		}
 	}
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
