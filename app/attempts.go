@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
 	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/domain"
 )
 
 // lockoutCeiling is how many times the per-login-ID limit an account's
@@ -88,18 +90,37 @@ func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, gues
 	return s.limiter.Allow(ctx, "create:id:"+loginIDKey, limitOf(rl.SignInPerLoginID), now)
 }
 
-// appendLatency is a moving average of how long an append takes here, in
-// nanoseconds.
-type appendLatency struct{ ns atomic.Int64 }
+// movingAverage is a moving average of durations.
+type movingAverage struct{ ns atomic.Int64 }
 
-func (l *appendLatency) observe(d time.Duration) {
-	old := l.ns.Load()
-	l.ns.Store(old + (int64(d)-old)/8)
+func (m *movingAverage) observe(d time.Duration) {
+	old := m.ns.Load()
+	m.ns.Store(old + (int64(d)-old)/8)
 }
 
-// padTaken makes a "login ID taken" answer take about as long as the append
-// a success would have made, so its timing does not tell a taken login ID
-// from a free one more than the answer itself does.
-func (s *Service) padTaken(ctx context.Context) {
-	clock.Sleep(ctx, time.Duration(s.appendNS.ns.Load()))
+func (m *movingAverage) value() time.Duration { return time.Duration(m.ns.Load()) }
+
+// afterHashing times what an account-creating command (headless or cookie
+// promotion, sign-up) does after hashing the password: done observes a
+// success (the decision, the append, the tokens), and pad makes a "login
+// ID taken" answer last as long as a success lately does, so its timing
+// does not tell a taken login ID from a free one more than the answer
+// itself does.
+type afterHashing struct {
+	s     *Service
+	start time.Time
+}
+
+func (s *Service) afterHashing() afterHashing { return afterHashing{s: s, start: time.Now()} }
+
+func (a afterHashing) done(err error) {
+	if err == nil {
+		a.s.creations.observe(time.Since(a.start))
+	}
+}
+
+func (a afterHashing) pad(ctx context.Context, err error) {
+	if errors.Is(err, domain.ErrLoginIDTaken) {
+		clock.Sleep(ctx, a.s.creations.value()-time.Since(a.start))
+	}
 }

@@ -169,7 +169,11 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.promoteHashed(ctx, in, hash)
+	t := s.afterHashing()
+	iss, err := s.promoteHashed(ctx, in, hash)
+	t.done(err)
+	t.pad(ctx, err)
+	return iss, err
 }
 
 // promoteHashed is Promote with the new password hashed already.
@@ -186,9 +190,6 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 		}
 		now := s.clock.Now()
 		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
-		if errors.Is(err, domain.ErrLoginIDTaken) {
-			s.padTaken(ctx)
-		}
 		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
@@ -391,6 +392,14 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	if err != nil {
 		return domain.User{}, err
 	}
+	t := s.afterHashing()
+	u, err := s.register(ctx, clientID, id, hash, meta)
+	t.done(err)
+	t.pad(ctx, err)
+	return u, err
+}
+
+func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, hash string, meta Meta) (domain.User, error) {
 	for range maxAttempts {
 		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err != nil {
@@ -399,9 +408,6 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 		userID := uuid.NewString()
 		reg, err := domain.DecideRegister(domain.User{}, l, domain.Register{UserID: userID, ClientID: clientID,
 			LoginIDType: string(id.Type), LoginID: id.Value, PasswordHash: hash, Now: s.clock.Now()})
-		if errors.Is(err, domain.ErrLoginIDTaken) {
-			s.padTaken(ctx)
-		}
 		if err != nil {
 			return domain.User{}, err
 		}
@@ -533,9 +539,9 @@ func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (Pendin
 		}
 		return PendingPromotion{GuestID: in.UserID, GuestSessionID: in.OldSessionID, MergeInto: owner.UserID()}, nil
 	}
-	if errors.Is(err, domain.ErrLoginIDTaken) {
-		s.padTaken(ctx)
-	}
+	// A refusal for a taken login ID costs what a success does here: the
+	// same loads and hashing, and no write (a success writes at the
+	// code's exchange).
 	if err != nil {
 		return PendingPromotion{}, err
 	}

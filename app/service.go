@@ -88,8 +88,9 @@ type Service struct {
 	operators operators
 	// aggregates are the states most recently rebuilt from the log.
 	aggregates *aggregateCache
-	// appendNS is how long appends take lately (padTaken).
-	appendNS appendLatency
+	// creations is how long account-creating commands take lately after
+	// hashing (afterHashing).
+	creations movingAverage
 }
 
 // NewService builds a service; it refuses missing dependencies.
@@ -166,12 +167,10 @@ func (s *Service) appendEvents(ctx context.Context, meta Meta, evs ...pending) e
 		}
 		msgs = append(msgs, eventstore.Message{Subject: p.subject, ExpectedLastSubjectSequence: p.expected, MsgID: p.msgID, Envelope: env})
 	}
-	start := time.Now()
 	seqs, err := s.store.Append(ctx, msgs...)
 	if err != nil {
 		return err
 	}
-	s.appendNS.observe(time.Since(start))
 	s.aggregates.appended(msgs, seqs)
 	return nil
 }

@@ -249,3 +249,58 @@ func TestFoldEqualsEvolveAndLeavesItsStartAlone(t *testing.T) {
 		t.Fatal("two folds from one session state differ from evolving each history")
 	}
 }
+
+func TestUserListsEverySessionItStarted(t *testing.T) {
+	s2 := started(domain.SessionKindRefreshToken)
+	s2.SessionID, s2.Method = "s2", domain.MethodPassword
+	u := given(domain.EvolveUser, domain.AnonymousUserCreated{UserID: "u1", ClientID: "c1", CreatedAt: t0, SessionID: "s1"},
+		domain.UserPromoted{UserID: "u1", LoginIDType: "email", LoginID: "a@example.com", PromotedAt: t0},
+		domain.SignedIn(s2))
+	if got := u.SessionIDs(); !slices.Equal(got, []string{"s1", "s2"}) {
+		t.Fatalf("a regular user's sessions: %v", got)
+	}
+	if ev := domain.SignedIn(s2); ev.SessionID != "s2" || ev.UserID != "u1" || ev.Method != domain.MethodPassword || !ev.SignedInAt.Equal(t0) {
+		t.Fatalf("SignedIn: %+v", ev)
+	}
+}
+
+func TestDecideEndSessions(t *testing.T) {
+	u := given(domain.EvolveUser, created())
+	live := given(domain.EvolveSession, domain.Event(started(domain.SessionKindRefreshToken)))
+	idle := given(domain.EvolveSession, domain.Event(started(domain.SessionKindCookie)))
+	revoked := given(domain.EvolveSession, started(domain.SessionKindRefreshToken),
+		domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: domain.RevokeReasonLogout, RevokedAt: t0})
+	other := started(domain.SessionKindRefreshToken)
+	other.UserID = "u2"
+	foreign := given(domain.EvolveSession, domain.Event(other))
+	at := t0.Add(2 * time.Hour) // past the idle timeout (1 h), within the lifetime (24 h)
+	tests := []struct {
+		name     string
+		sessions []domain.Session
+		now      time.Time
+		want     int
+	}{
+		{"live", []domain.Session{live}, t0, 1},
+		{"idle past its timeout: revoked (activity may be outside the log)", []domain.Session{idle}, at, 1},
+		{"past its lifetime", []domain.Session{live}, t0.Add(25 * time.Hour), 0},
+		{"already revoked", []domain.Session{revoked}, t0, 0},
+		{"another user's", []domain.Session{foreign}, t0, 0},
+		{"unknown", []domain.Session{{}}, t0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := domain.DecideEndSessions(u, tc.sessions, domain.RevokeReasonPromoted, tc.now)
+			if err != nil || len(got) != tc.want {
+				t.Fatalf("got %v, %v; want %d events", got, err, tc.want)
+			}
+			for _, ev := range got {
+				if r := ev.(domain.SessionRevoked); r.Reason != domain.RevokeReasonPromoted || r.UserID != "u1" {
+					t.Fatalf("event %+v", r)
+				}
+			}
+		})
+	}
+	if _, err := domain.DecideEndSessions(u, nil, "", t0); !errors.Is(err, domain.ErrInvalidCommand) {
+		t.Fatalf("no reason: %v", err)
+	}
+}
