@@ -9,7 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,18 +21,22 @@ import (
 // Errors of anonymous-request JWTs (Authgear's key-pair protocol). Each has
 // its own stable API code.
 var (
-	ErrRequestMalformed  = errors.New("tokens: malformed anonymous-request JWT")
-	ErrRequestAlgorithm  = errors.New("tokens: algorithm not accepted (ES256, RS256 or EdDSA)")
-	ErrRequestType       = errors.New("tokens: typ must be vnd.authgear.anonymous-request")
-	ErrRequestKeyID      = errors.New("tokens: kid must match ^[-\\w]{8,64}$")
-	ErrRequestKey        = errors.New("tokens: the key is not an acceptable public key for the algorithm")
-	ErrRequestSignature  = errors.New("tokens: signature does not verify")
-	ErrRequestExpired    = errors.New("tokens: the JWT has expired")
-	ErrRequestNotYet     = errors.New("tokens: the JWT is issued in the future")
-	ErrRequestClaims     = errors.New("tokens: challenge, action, iat and exp are required")
-	ErrRequestLifetime   = errors.New("tokens: the JWT lives too long")
-	anonymousRequestType = "vnd.authgear.anonymous-request"
-	keyIDPattern         = regexp.MustCompile(`^[-\w]{8,64}$`)
+	ErrRequestMalformed = errors.New("tokens: malformed anonymous-request JWT")
+	ErrRequestAlgorithm = errors.New("tokens: algorithm not accepted (ES256, RS256 or EdDSA)")
+	ErrRequestType      = errors.New("tokens: typ must be vnd.authgear.anonymous-request")
+	ErrRequestKeyID     = errors.New("tokens: kid must match ^[-\\w]{8,64}$")
+	ErrRequestKey       = errors.New("tokens: the key is not an acceptable public key for the algorithm")
+	ErrRequestSignature = errors.New("tokens: signature does not verify")
+	ErrRequestExpired   = errors.New("tokens: the JWT has expired")
+	ErrRequestNotYet    = errors.New("tokens: the JWT is issued in the future")
+	ErrRequestClaims    = errors.New("tokens: challenge, action, iat and exp are required")
+	ErrRequestLifetime  = errors.New("tokens: the JWT lives too long")
+	// ErrRequestNumericDate: iat or exp is not a NumericDate (RFC 7519
+	// §2): a JSON number of seconds, possibly fractional, within years 1970
+	// to 9999.
+	ErrRequestNumericDate = errors.New("tokens: iat and exp must be JSON numbers of seconds since 1970 (fractions allowed)")
+	anonymousRequestType  = "vnd.authgear.anonymous-request"
+	keyIDPattern          = regexp.MustCompile(`^[-\w]{8,64}$`)
 )
 
 // Accepted signature algorithms. none and HMAC are never accepted: a
@@ -52,10 +58,30 @@ type AnonymousRequest struct {
 }
 
 type requestClaims struct {
-	Challenge string `json:"challenge"`
-	Action    string `json:"action"`
-	IssuedAt  *int64 `json:"iat"`
-	ExpiresAt *int64 `json:"exp"`
+	Challenge string          `json:"challenge"`
+	Action    string          `json:"action"`
+	IssuedAt  json.RawMessage `json:"iat"`
+	ExpiresAt json.RawMessage `json:"exp"`
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z: later dates do not fit the
+// timestamps idstream stores.
+const maxNumericDate = 253402300799
+
+// numericDate reads an RFC 7519 NumericDate: any JSON number (integer,
+// fraction, exponent: the Flutter SDK sends millisecondsSinceEpoch / 1000,
+// which Android writes as 1.796153971004E9), to the nearest microsecond. A
+// string, even of digits, is no number.
+func numericDate(raw json.RawMessage) (time.Time, error) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return time.Time{}, ErrRequestNumericDate
+	}
+	v, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsNaN(v) || v < 0 || v > maxNumericDate {
+		return time.Time{}, ErrRequestNumericDate
+	}
+	sec, frac := math.Modf(v)
+	return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC(), nil
 }
 
 // ParseAnonymousRequest parses the JWT and checks its header. It verifies
@@ -98,12 +124,21 @@ func ParseAnonymousRequest(raw string) (*AnonymousRequest, error) {
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
 		return nil, ErrRequestMalformed
 	}
-	if c.Challenge == "" || c.Action == "" || c.IssuedAt == nil || c.ExpiresAt == nil {
+	absent := func(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+	if c.Challenge == "" || c.Action == "" || absent(c.IssuedAt) || absent(c.ExpiresAt) {
 		return nil, ErrRequestClaims
+	}
+	iat, err := numericDate(c.IssuedAt)
+	if err != nil {
+		return nil, err
+	}
+	exp, err := numericDate(c.ExpiresAt)
+	if err != nil {
+		return nil, err
 	}
 	r := &AnonymousRequest{
 		KeyID: h.KeyID, Algorithm: h.Algorithm, Challenge: c.Challenge, Action: c.Action,
-		IssuedAt: time.Unix(*c.IssuedAt, 0).UTC(), ExpiresAt: time.Unix(*c.ExpiresAt, 0).UTC(), jws: jws,
+		IssuedAt: iat, ExpiresAt: exp, jws: jws,
 	}
 	if h.JSONWebKey != nil {
 		r.HeaderJWK = h.JSONWebKey
