@@ -381,6 +381,33 @@ func TestSignInLockoutSparesTheOwner(t *testing.T) {
 	if got := signInFrom(t, n, "198.51.100.2", "owner@example.com", goodPassword); got != 302 {
 		t.Fatalf("owner from a clean address over the ceiling: %d", got)
 	}
+	// Clean addresses past the ceiling share an allowance of 3 checks per
+	// period, spent above by the last guessing address's first attempt,
+	// 203.0.115.1 and the owner: guessing stays bounded however many
+	// addresses guess.
+	checked := 0
+	for i := range 5 {
+		switch got := signInFrom(t, n, fmt.Sprintf("203.0.116.%d", i), "owner@example.com", "wrong-guess-guess"); got {
+		case 401:
+			checked++
+		case 429:
+		default:
+			t.Fatalf("fresh address %d past the ceiling: %d", i, got)
+		}
+	}
+	if checked != 0 {
+		t.Fatalf("fresh addresses past the ceiling got %d checks, want none (the allowance is spent)", checked)
+	}
+	// An IPv6 subscriber's /64 is one address.
+	v6 := 0
+	for i := range 6 {
+		if got := signInFrom(t, n, fmt.Sprintf("2001:db8:1:2::%x", i+1), "other@example.com", "wrong-guess-guess"); got == 401 {
+			v6++
+		}
+	}
+	if v6 != 3 {
+		t.Fatalf("addresses of one /64 got %d checks on an account, want the pair limit 3", v6)
+	}
 	// The portal operator: someone's failures do not lock admin out.
 	for range 4 {
 		g := newClient(t, n)
@@ -408,8 +435,8 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	if r := c.promote(at, "taken@example.com", goodPassword); r.status != 200 {
 		t.Fatalf("promote: %d %s", r.status, r.raw)
 	}
-	// One guest probing a taken email: 409 until the limit per login ID (10,
-	// one of them the promotion that took it), then 429.
+	// One guest probing a taken email: 409 until the limit of "taken"
+	// answers per login ID (10), then 429.
 	g := newClient(t, n)
 	g.from = "203.0.113.21"
 	gat, _ := signup(t, g)
@@ -417,7 +444,7 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	for range 12 {
 		statuses = append(statuses, g.promote(gat, "taken@example.com", goodPassword).status)
 	}
-	if statuses[0] != 409 || statuses[8] != 409 || statuses[9] != 429 || statuses[11] != 429 {
+	if statuses[0] != 409 || statuses[9] != 409 || statuses[10] != 429 || statuses[11] != 429 {
 		t.Fatalf("a guest probing a taken login ID: %v", statuses)
 	}
 	// Other guests probing the same login ID share its limit.
@@ -443,6 +470,22 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	}
 	if created != 20 {
 		t.Fatalf("one address created %d accounts, want 20 then refusals", created)
+	}
+	// Nobody can block a free login ID: attempts on it from many addresses
+	// that fail (here on the password policy) do not count against it.
+	for i := range 12 {
+		a := newClient(t, n)
+		a.from = fmt.Sprintf("203.0.113.%d", 100+i)
+		aat, _ := signup(t, a)
+		if r := a.promote(aat, "free@example.com", "short"); r.status != 400 {
+			t.Fatalf("weak password attempt: %d %s", r.status, r.raw)
+		}
+	}
+	o := newClient(t, n)
+	o.from = "198.51.100.50"
+	oat, _ := signup(t, o)
+	if r := o.promote(oat, "free@example.com", goodPassword); r.status != 200 {
+		t.Fatalf("the owner of a free login ID others tried: %d %s", r.status, r.raw)
 	}
 }
 

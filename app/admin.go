@@ -15,15 +15,21 @@ import (
 // more, e.g. from the read model, for sessions started before every start
 // was recorded on the user), so enabling the user again revives none.
 func (s *Service) DisableUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
-	return s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
+	var rest []pending
+	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
 		now := s.clock.Now()
 		evs, err := domain.DecideDisable(u, reason, now)
 		if err != nil || len(evs) == 0 {
 			return nil, err
 		}
-		ended, err := s.endSessions(ctx, u, domain.RevokeReasonUserDisabled, now, sessionIDs...)
+		var ended []pending
+		ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonUserDisabled, now, sessionIDs...)
 		return append(s.onUser(userID, evs), ended...), err
 	})
+	if err == nil {
+		s.appendRevocations(ctx, rest, meta)
+	}
+	return u, err
 }
 
 // EnableUser lets a disabled user sign in again.
@@ -38,7 +44,8 @@ func (s *Service) EnableUser(ctx context.Context, userID string, meta Meta) (dom
 // login ID released (so it may be claimed again), every session revoked (as
 // DisableUser finds them), the user deleted.
 func (s *Service) DeleteUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
-	return s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
+	var rest []pending
+	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
 		var l domain.LoginID
 		var lv uint64
 		var subject string
@@ -61,9 +68,14 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 		if d.Release != nil {
 			evs = append(evs, pending{subject: subject, expected: lv, event: d.Release})
 		}
-		ended, err := s.endSessions(ctx, u, domain.RevokeReasonUserDeleted, now, sessionIDs...)
+		var ended []pending
+		ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonUserDeleted, now, sessionIDs...)
 		return append(evs, ended...), err
 	})
+	if err == nil {
+		s.appendRevocations(ctx, rest, meta)
+	}
+	return u, err
 }
 
 // RevokeUserSession ends one session of a user (operator action).

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,8 @@ type passwordAttempt struct {
 
 // beginPasswordAttempt applies the sign-in limits to a password check for an
 // account (a login ID's key, an operator's name; empty when the login ID did
-// not parse) from ip, before any hashing:
+// not parse) from ip, before any hashing (an IPv6 address counts as its
+// /64, which one subscriber usually holds whole):
 //   - attempts per address (sign_in_per_ip);
 //   - attempts per account and address (sign_in_per_login_id), so someone
 //     failing on an account from their address does not lock its owner
@@ -33,29 +35,45 @@ type passwordAttempt struct {
 //   - failures per account from every address, up to lockoutCeiling times
 //     that limit: past it, the account is being guessed from many
 //     addresses, and only an address with no failure on it in the period
-//     may still try (one guess each), so the owner's first attempt from a
-//     clean address always gets its password checked.
+//     may still try, and those only sign_in_per_login_id times per period
+//     in all, so the guesses on one account stay bounded however many
+//     addresses guess, while the owner's attempt from a clean address is
+//     refused only while others spend that allowance.
 func (s *Service) beginPasswordAttempt(ctx context.Context, scope, account, ip string) (*passwordAttempt, error) {
 	now := s.clock.Now()
 	rl := s.Settings().RateLimits
-	if err := s.limiter.Allow(ctx, scope+":ip:"+ip, limitOf(rl.SignInPerIP), now); err != nil {
+	addr := addressKey(ip)
+	if err := s.limiter.Allow(ctx, scope+":ip:"+addr, limitOf(rl.SignInPerIP), now); err != nil {
 		return nil, err
 	}
 	perAccount := limitOf(rl.SignInPerLoginID)
 	if account == "" || !perAccount.Enabled() {
 		return &passwordAttempt{}, nil
 	}
-	if err := s.limiter.Allow(ctx, scope+":id:"+account+":ip:"+ip, perAccount, now); err != nil {
+	if err := s.limiter.Allow(ctx, scope+":id:"+account+":ip:"+addr, perAccount, now); err != nil {
 		return nil, err
 	}
-	a := &passwordAttempt{s: s, failAll: scope + ":fail:" + account, failHere: scope + ":fail:" + account + ":ip:" + ip,
+	a := &passwordAttempt{s: s, failAll: scope + ":fail:" + account, failHere: scope + ":fail:" + account + ":ip:" + addr,
 		ceiling: Limit{Burst: perAccount.Burst * lockoutCeiling, Per: perAccount.Per}, mark: Limit{Burst: 1, Per: perAccount.Per}}
 	if err := s.limiter.Check(ctx, a.failAll, a.ceiling, now); err != nil {
 		if herr := s.limiter.Check(ctx, a.failHere, a.mark, now); herr != nil {
 			return nil, err
 		}
+		if cerr := s.limiter.Allow(ctx, scope+":clean:"+account, perAccount, now); cerr != nil {
+			return nil, cerr
+		}
 	}
 	return a, nil
+}
+
+// addressKey is the part of a client address the limits count under: an
+// IPv6 address's /64, any other address whole.
+func addressKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
 // failed records a failed check against the account's ceiling and marks
@@ -73,13 +91,15 @@ func (a *passwordAttempt) failed(ctx context.Context) {
 
 // allowAccountCreation applies the limits of sign-up and promotion (each
 // bears a password and claims a login ID) before any hashing: attempts per
-// address (sign_in_per_ip), per login ID and, for a promotion, per guest
-// (sign_in_per_login_id), so neither the argon2id work nor what a taken
-// login ID reveals is unbounded.
+// address (sign_in_per_ip) and, for a promotion, per guest
+// (sign_in_per_login_id); and the "taken" answers one login ID has given
+// (sign_in_per_login_id, recorded by takenAnswered), so a taken login ID
+// cannot be probed without bound while nobody can block a free one (an
+// attempt on a free login ID never counts against it).
 func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, guestID string) error {
 	now := s.clock.Now()
 	rl := s.Settings().RateLimits
-	if err := s.limiter.Allow(ctx, "create:ip:"+ip, limitOf(rl.SignInPerIP), now); err != nil {
+	if err := s.limiter.Allow(ctx, "create:ip:"+addressKey(ip), limitOf(rl.SignInPerIP), now); err != nil {
 		return err
 	}
 	if guestID != "" {
@@ -87,7 +107,15 @@ func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, gues
 			return err
 		}
 	}
-	return s.limiter.Allow(ctx, "create:id:"+loginIDKey, limitOf(rl.SignInPerLoginID), now)
+	return s.limiter.Check(ctx, "create:taken:"+loginIDKey, limitOf(rl.SignInPerLoginID), now)
+}
+
+// takenAnswered records that a sign-up or promotion was told the login ID
+// is taken.
+func (s *Service) takenAnswered(ctx context.Context, loginIDKey string, err error) {
+	if errors.Is(err, domain.ErrLoginIDTaken) {
+		_ = s.limiter.Allow(ctx, "create:taken:"+loginIDKey, limitOf(s.Settings().RateLimits.SignInPerLoginID), s.clock.Now())
+	}
 }
 
 // movingAverage is a moving average of durations.

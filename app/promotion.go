@@ -173,6 +173,7 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 	iss, err := s.promoteHashed(ctx, in, hash)
 	t.done(err)
 	t.pad(ctx, err)
+	s.takenAnswered(ctx, in.LoginID.Key(), err)
 	return iss, err
 }
 
@@ -209,7 +210,7 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 		// Every session of the guest ends with the promotion, whichever
 		// one asked: whoever held the guest before keeps no way into the
 		// account it becomes.
-		ended, err := s.endSessions(ctx, guest, domain.RevokeReasonPromoted, now, in.OldSessionID)
+		ended, rest, err := s.endSessions(ctx, guest, domain.RevokeReasonPromoted, now, in.OldSessionID)
 		if err != nil {
 			return Issued{}, err
 		}
@@ -230,6 +231,7 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 		if err != nil {
 			return Issued{}, err
 		}
+		s.appendRevocations(ctx, rest, in.Meta)
 		commands.WithLabelValues("promote_user", "ok").Inc()
 		if start == nil {
 			return Issued{UserID: in.UserID}, nil
@@ -396,6 +398,7 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	u, err := s.register(ctx, clientID, id, hash, meta)
 	t.done(err)
 	t.pad(ctx, err)
+	s.takenAnswered(ctx, id.Key(), err)
 	return u, err
 }
 
@@ -446,7 +449,7 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 		if err != nil {
 			return Issued{}, err
 		}
-		ended, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, guestSessionID)
+		ended, rest, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, guestSessionID)
 		if err != nil {
 			return Issued{}, err
 		}
@@ -472,6 +475,7 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 		if err != nil {
 			return Issued{}, err
 		}
+		s.appendRevocations(ctx, rest, meta)
 		commands.WithLabelValues("merge_guest", "ok").Inc()
 		if st == nil {
 			return Issued{UserID: into}, nil
@@ -542,6 +546,7 @@ func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (Pendin
 	// A refusal for a taken login ID costs what a success does here: the
 	// same loads and hashing, and no write (a success writes at the
 	// code's exchange).
+	s.takenAnswered(ctx, in.LoginID.Key(), err)
 	if err != nil {
 		return PendingPromotion{}, err
 	}

@@ -40,12 +40,12 @@ func limitOf(r domain.RateLimitSetting) Limit { return Limit{Burst: r.Burst, Per
 
 // AllowAnonymousSignup checks the guest sign-up rate of a client IP.
 func (s *Service) AllowAnonymousSignup(ctx context.Context, ip string) error {
-	return s.fastLimiter.Allow(ctx, "signup:ip:"+ip, limitOf(s.Settings().RateLimits.AnonymousSignup), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "signup:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.AnonymousSignup), s.clock.Now())
 }
 
 // AllowChallenge checks the challenge rate of a client IP.
 func (s *Service) AllowChallenge(ctx context.Context, ip string) error {
-	return s.fastLimiter.Allow(ctx, "challenge:ip:"+ip, limitOf(s.Settings().RateLimits.Challenge), s.clock.Now())
+	return s.fastLimiter.Allow(ctx, "challenge:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.Challenge), s.clock.Now())
 }
 
 // Limiter checks request rates per key, shared by every node.
@@ -177,7 +177,7 @@ func (l *SyncedLimiter) Allow(ctx context.Context, key string, lim Limit, now ti
 }
 
 // Check implements Limiter, from what this node knows.
-func (l *SyncedLimiter) Check(_ context.Context, key string, lim Limit, now time.Time) error {
+func (l *SyncedLimiter) Check(ctx context.Context, key string, lim Limit, now time.Time) error {
 	if !lim.Enabled() {
 		return nil
 	}
@@ -185,7 +185,11 @@ func (l *SyncedLimiter) Check(_ context.Context, key string, lim Limit, now time
 	defer l.mu.Unlock()
 	b := l.buckets[key]
 	if b == nil {
-		return nil
+		// Not seen here: the shared bucket is what Allow would start from.
+		l.mu.Unlock()
+		err := PGLimiter{Pool: l.pool}.Check(ctx, key, lim, now)
+		l.mu.Lock()
+		return err
 	}
 	emission := lim.Per / time.Duration(lim.Burst)
 	next := maxTime(b.tat, now).Add(time.Duration(b.pending+b.inflight+1) * emission)

@@ -178,6 +178,9 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 		if err := u.CanSignIn(); err != nil {
 			return Issued{}, err
 		}
+		if u.SessionEnded(sessionID) {
+			return Issued{}, domain.ErrSessionRevoked
+		}
 		commands.WithLabelValues("refresh_session", "ok").Inc()
 		return s.issue(ctx, cl.AccessTokenLifetime.Duration(), u, domain.EvolveSession(sess, evs[0]), token)
 	}
@@ -300,6 +303,9 @@ func (s *Service) principal(ctx context.Context, sess domain.Session) (Principal
 	}
 	if err := u.CanSignIn(); err != nil {
 		return Principal{}, err
+	}
+	if u.SessionEnded(sess.SessionID()) {
+		return Principal{}, domain.ErrSessionRevoked
 	}
 	return Principal{User: u, Session: sess}, nil
 }

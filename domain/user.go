@@ -26,8 +26,11 @@ type User struct {
 	// delete ends them all from the log; lastSignIn serves the lifetime
 	// rules of guests.
 	sessionIDs []string
-	lastSignIn time.Time
-	expired    bool
+	// endedBefore: the sessions listed before this index were ended by a
+	// promotion or a disable (whatever their own subjects say yet).
+	endedBefore int
+	lastSignIn  time.Time
+	expired     bool
 	// Set by operators.
 	disabled bool
 	deleted  bool
@@ -77,6 +80,20 @@ func (u User) CanSignIn() error {
 	return nil
 }
 
+// SessionEnded reports whether the user's own events ended the session: a
+// promotion or a disable ends every session the user had started until
+// then, in the one event, so no session of the guest (or of the disabled
+// user) works again, however many there are and whether or not each
+// session's own revocation is written yet.
+func (u User) SessionEnded(sessionID string) bool {
+	i := slices.Index(u.sessionIDs, sessionID)
+	return i >= 0 && i < u.endedBefore
+}
+
+// LiveSessionIDs are the sessions the user started after its last
+// promotion or disable (a copy).
+func (u User) LiveSessionIDs() []string { return slices.Clone(u.sessionIDs[u.endedBefore:]) }
+
 // EvolveUser applies one event to the state. Events of other aggregates are
 // ignored, so a caller may fold a mixed list.
 func EvolveUser(u User, ev Event) User { return FoldUser(u, ev) }
@@ -121,6 +138,7 @@ func FoldUser(u User, evs ...Event) User {
 			}
 			u.keyIDs, ownKeys = keep, true
 		case UserPromoted:
+			u.endedBefore = len(u.sessionIDs)
 			u.anonymous = false
 			u.loginType, u.loginID = e.LoginIDType, e.LoginID
 			u.promoted = e.PromotedAt
@@ -132,6 +150,7 @@ func FoldUser(u User, evs ...Event) User {
 		case AnonymousUserMerged:
 			u.mergedTo = e.IntoUserID
 		case UserDisabled:
+			u.endedBefore = len(u.sessionIDs)
 			u.disabled = true
 		case UserEnabled:
 			u.disabled = false
