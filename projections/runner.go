@@ -199,30 +199,18 @@ func lockKey(name string) int64 {
 // sets progressed once it has applied a batch.
 func (r *Runner) runOnce(ctx context.Context, p Projector, progressed *bool) error {
 	name := p.Name()
-	// One instance per projection across all nodes: a session-level advisory
-	// lock held on a dedicated connection. Correctness does not rest on it:
-	// every batch re-reads the checkpoint under a row lock.
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
-	}
-	defer conn.Release()
-	for {
-		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(name)).Scan(&got); err != nil {
-			return fmt.Errorf("take lock: %w", err)
-		}
-		if got {
-			break
-		}
-		r.setState(name, StateStandby)
-		clock.Sleep(ctx, r.cfg.StandbyPoll)
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey(name)) }()
+	// One instance per projection across all nodes. Correctness does not
+	// rest on the lease: every batch re-reads the checkpoint under a row
+	// lock. A lost lease connection (PostgreSQL restarted) means another
+	// node may take over: the run ends and starts again from the top.
+	lease := Lease{Pool: r.pool, Key: lockKey(name), Poll: r.cfg.StandbyPoll, Check: 5 * time.Second,
+		Waiting: func() { r.setState(name, StateStandby) }}
+	return lease.Hold(ctx, func(ctx context.Context) error { return r.run(ctx, p, progressed) })
+}
 
+// run consumes the projection while this node holds its lease.
+func (r *Runner) run(ctx context.Context, p Projector, progressed *bool) error {
+	name := p.Name()
 	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {
 		return fmt.Errorf("checkpoint row: %w", err)
 	}
@@ -258,20 +246,11 @@ func (r *Runner) runOnce(ctx context.Context, p Projector, progressed *bool) err
 	}
 	defer cctx.Stop()
 
-	lockCheck := time.NewTicker(5 * time.Second)
-	defer lockCheck.Stop()
 	batch := make([]jetstream.Msg, 0, r.cfg.BatchSize)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-lockCheck.C:
-			// A lost lock connection (PostgreSQL restarted) means another
-			// node may take over: start again from the top.
-			if err := conn.Ping(ctx); err != nil {
-				return fmt.Errorf("lock connection lost: %w", err)
-			}
-			continue
 		case m := <-msgs:
 			batch = append(batch[:0], m)
 		}

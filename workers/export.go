@@ -316,7 +316,8 @@ func (e *Exports) Open(ctx context.Context, id string) (ExportJob, io.ReadCloser
 // Run takes the export lease and runs queued jobs until ctx ends.
 func (e *Exports) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := withLease(ctx, e.pool, exportLock, e.cfg.Poll, func(ctx context.Context) {
+		lease := projections.Lease{Pool: e.pool, Key: exportLock, Poll: e.cfg.Poll, Check: e.cfg.Poll}
+		err := lease.Hold(ctx, func(ctx context.Context) error {
 			for ctx.Err() == nil {
 				ran, err := e.RunNext(ctx)
 				if err != nil && ctx.Err() == nil {
@@ -326,6 +327,7 @@ func (e *Exports) Run(ctx context.Context) {
 					clock.Sleep(ctx, e.cfg.Poll)
 				}
 			}
+			return nil
 		})
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("export worker lost its lease or database; retrying", "error", err)

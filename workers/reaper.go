@@ -19,6 +19,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/projections"
 )
 
 var (
@@ -83,7 +84,8 @@ func (r *Reaper) Run(ctx context.Context) {
 }
 
 func (r *Reaper) runWithLease(ctx context.Context) error {
-	return withLease(ctx, r.pool, reaperLock, r.cfg.LeasePoll, func(ctx context.Context) {
+	lease := projections.Lease{Pool: r.pool, Key: reaperLock, Poll: r.cfg.LeasePoll, Check: r.cfg.LeasePoll}
+	return lease.Hold(ctx, func(ctx context.Context) error {
 		reaperLease.Set(1)
 		r.held.Store(true)
 		r.log.Info("reaper lease taken")
@@ -99,7 +101,7 @@ func (r *Reaper) runWithLease(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-t.C:
 			}
 		}
