@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 
 	"github.com/idstream/idstream/domain"
-	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
 )
 
@@ -104,7 +102,7 @@ func (s *Service) onUser(userID string, evs []domain.Event) []pending {
 // the version seen, retry on a concurrent change. The user's own events
 // (those on its subject) expect the loaded version; others carry their own.
 func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, decide func(context.Context, domain.User) ([]pending, error)) (domain.User, error) {
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return u, err
@@ -119,17 +117,10 @@ func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, deci
 				u = domain.EvolveUser(u, evs[i].event)
 			}
 		}
-		err = s.appendEvents(ctx, meta, evs...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
+		if err := s.appendEvents(ctx, meta, evs...); err != nil {
 			return u, err
 		}
 		commands.WithLabelValues("admin_"+evs[len(evs)-1].event.EventType(), "ok").Inc()
 		return u, nil
-	}
-	return domain.User{}, ErrBusy
+	})
 }

@@ -94,38 +94,28 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 	// A device's sign-ins are ordered on its guest's subject, so parallel
 	// sign-ins of one device conflict: retry more, with a little jitter.
 	leaderChecked := false
-	for attempt := range 3 * maxAttempts {
-		if attempt > 0 {
-			jitter(ctx, attempt)
-		}
+	return retryDecision(ctx, retryOptions{attempts: 3 * maxAttempts, jitter: true}, func(ctx context.Context) (Issued, error) {
 		key, keyVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), each(domain.EvolveAnonymousKey))
 		if err != nil {
 			return Issued{}, err
 		}
+		// A conflict: another device registered this key (or thumbprint)
+		// first; the next attempt decides on what it wrote.
 		var iss Issued
 		if key.Claimed() {
 			iss, err = s.signInKnownKey(ctx, clientID, cl.AccessTokenLifetime.Duration(), req, key, idle, life, meta)
 		} else {
 			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.Duration(), clientID, req, keyVersion, idle, life, meta)
 		}
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Another device registered this key (or thumbprint) first:
-			// decide again on what it wrote.
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
 		if !leaderChecked && s.replicated() && (errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrKeyNotUsable) || staleMiss(err)) {
 			// A replica that has not yet got the key's registration (or
 			// its guest) answered: decide once more on what the leader
 			// has. Nothing was written, and the challenge stays spent.
 			leaderChecked = true
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
+			return Issued{}, errDecideAgain
 		}
 		return iss, err
-	}
-	return Issued{}, ErrBusy
+	})
 }
 
 // takeRequest parses an anonymous-request JWT, spends its challenge (by its

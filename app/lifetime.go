@@ -2,11 +2,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/idstream/idstream/domain"
-	"github.com/idstream/idstream/eventstore"
 )
 
 // ExpiryOutcome says what ExpireAnonymousUser did or would do.
@@ -29,7 +27,7 @@ func (s *Service) LifetimeRules() domain.LifetimeRules {
 // still active yields domain.ErrStillActive with NotBefore set.
 func (s *Service) ExpireAnonymousUser(ctx context.Context, userID string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
 	rules := s.LifetimeRules()
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (ExpiryOutcome, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return ExpiryOutcome{}, err
@@ -68,17 +66,10 @@ func (s *Service) ExpireAnonymousUser(ctx context.Context, userID string, dryRun
 			evs = append(evs, pending{subject: s.sessionSubject(id), expected: versions[id],
 				event: domain.SessionRevoked{SessionID: id, UserID: userID, Reason: domain.RevokeReasonUserExpired, RevokedAt: now.UTC()}})
 		}
-		err = s.appendEvents(ctx, meta, evs...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
+		if err := s.appendEvents(ctx, meta, evs...); err != nil {
 			return ExpiryOutcome{}, err
 		}
 		commands.WithLabelValues("expire_anonymous_user", "ok").Inc()
 		return out, nil
-	}
-	return ExpiryOutcome{}, ErrBusy
+	})
 }

@@ -180,7 +180,7 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 // promoteHashed is Promote with the new password hashed already.
 func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash string) (Issued, error) {
 	leaderChecked := false
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
 		if err != nil {
 			return Issued{}, err
@@ -195,8 +195,7 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
 			leaderChecked = true
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
+			return Issued{}, errDecideAgain
 		}
 		if err != nil {
 			return Issued{}, err
@@ -222,13 +221,7 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			}
 			evs = append(evs, s.startOn(uv, start)...)
 		}
-		err = s.appendEvents(ctx, in.Meta, evs...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
+		if err := s.appendEvents(ctx, in.Meta, evs...); err != nil {
 			return Issued{}, err
 		}
 		s.appendRevocations(ctx, rest, in.Meta)
@@ -237,8 +230,7 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			return Issued{UserID: in.UserID}, nil
 		}
 		return s.issueStarted(ctx, u, start)
-	}
-	return Issued{}, ErrBusy
+	})
 }
 
 type startedSession struct {
@@ -290,27 +282,22 @@ func (s *Service) StartSession(ctx context.Context, userID string, ns NewSession
 // startSession decides and appends the start of a session for the user, at
 // the user's version (see startOn), deciding again after a conflict.
 func (s *Service) startSession(ctx context.Context, userID string, ns NewSession, meta Meta) (domain.User, *startedSession, error) {
-	for range maxAttempts {
+	type outcome struct {
+		u  domain.User
+		st *startedSession
+	}
+	o, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (outcome, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
-			return domain.User{}, nil, err
+			return outcome{}, err
 		}
 		st, err := s.decideNewSession(u, ns, s.clock.Now())
 		if err != nil {
-			return domain.User{}, nil, err
+			return outcome{}, err
 		}
-		err = s.appendEvents(ctx, meta, s.startOn(uv, st)...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
-			return domain.User{}, nil, err
-		}
-		return u, st, nil
-	}
-	return domain.User{}, nil, ErrBusy
+		return outcome{u, st}, s.appendEvents(ctx, meta, s.startOn(uv, st)...)
+	})
+	return o.u, o.st, err
 }
 
 // unknownHash is verified against when a login ID is unknown, so that
@@ -403,7 +390,7 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 }
 
 func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, hash string, meta Meta) (domain.User, error) {
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err != nil {
 			return domain.User{}, err
@@ -420,26 +407,19 @@ func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, 
 			evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
 			u = domain.EvolveUser(u, ev)
 		}
-		err = s.appendEvents(ctx, meta, evs...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
+		if err := s.appendEvents(ctx, meta, evs...); err != nil {
 			return domain.User{}, err
 		}
 		commands.WithLabelValues("register_user", "ok").Inc()
 		return u, nil
-	}
-	return domain.User{}, ErrBusy
+	})
 }
 
 // MergeGuest retires a guest into an existing account (conflict policy
 // "login") and ends every session of the guest, in one append; with start,
 // the same append starts the account's session.
 func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, start *NewSession, meta Meta) (Issued, error) {
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		g, gv, err := s.LoadUser(ctx, guestID)
 		if err != nil {
 			return Issued{}, err
@@ -466,13 +446,7 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 			}
 			evs = append(evs, s.startOn(ov, st)...)
 		}
-		err = s.appendEvents(ctx, meta, evs...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
-		if err != nil {
+		if err := s.appendEvents(ctx, meta, evs...); err != nil {
 			return Issued{}, err
 		}
 		s.appendRevocations(ctx, rest, meta)
@@ -481,8 +455,7 @@ func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into 
 			return Issued{UserID: into}, nil
 		}
 		return s.issueStarted(ctx, owner, st)
-	}
-	return Issued{}, ErrBusy
+	})
 }
 
 // PendingPromotion is a promotion decided on the hosted page and carried by

@@ -129,6 +129,41 @@ type Meta struct {
 // maxAttempts bounds reload-and-decide retries after a conflict.
 const maxAttempts = 4
 
+// errDecideAgain, returned by an attempt of retryDecision, asks for another
+// attempt on the leader's state although nothing conflicted: a replica that
+// has not got a recent write yet answered a load.
+var errDecideAgain = errors.New("app: decide again on the leader's state")
+
+// retryOptions adjust retryDecision: attempts (default maxAttempts), and a
+// pause of a little jitter before each retry, for writers that race on one
+// aggregate in lockstep.
+type retryOptions struct {
+	attempts int
+	jitter   bool
+}
+
+// retryDecision is the loop every command runs: attempt loads what it
+// decides on, decides, and appends at the versions it saw; an append that
+// conflicts (or errDecideAgain) makes it run again, on what the stream
+// leader has (a replica may lag), a bounded number of times, then ErrBusy.
+func retryDecision[T any](ctx context.Context, o retryOptions, attempt func(ctx context.Context) (T, error)) (T, error) {
+	if o.attempts == 0 {
+		o.attempts = maxAttempts
+	}
+	for n := range o.attempts {
+		if n > 0 && o.jitter {
+			jitter(ctx, n)
+		}
+		out, err := attempt(ctx)
+		if !errors.Is(err, eventstore.ErrConflict) && !errors.Is(err, errDecideAgain) {
+			return out, err
+		}
+		ctx = eventstore.WithLeaderCheck(ctx)
+	}
+	var zero T
+	return zero, ErrBusy
+}
+
 func (s *Service) envelope(ev domain.Event, meta Meta, causation string) (eventstore.Envelope, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {

@@ -132,7 +132,7 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 	if err != nil {
 		return Issued{}, domain.ErrInvalidToken
 	}
-	for range maxAttempts {
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		sess, version, err := s.LoadSession(ctx, sessionID)
 		if err != nil {
 			return Issued{}, err
@@ -145,15 +145,10 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 			ClientID: clientID, PresentedHash: presentedHash, NewHash: hash, Now: s.clock.Now(),
 		})
 		if len(evs) > 0 {
-			err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]})
-			if errors.Is(err, eventstore.ErrConflict) {
-				// Someone else rotated or revoked first: decide again on
-				// what they wrote (a racing second use is then reuse).
-				// Decide again on what the leader has (a replica may lag).
-				ctx = eventstore.WithLeaderCheck(ctx)
-				continue
-			}
-			if err != nil {
+			// A conflict: someone else rotated or revoked first, and the
+			// next attempt decides on what they wrote (a racing second use
+			// is then reuse).
+			if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]}); err != nil {
 				return Issued{}, err
 			}
 		}
@@ -183,33 +178,27 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 		}
 		commands.WithLabelValues("refresh_session", "ok").Inc()
 		return s.issue(ctx, cl.AccessTokenLifetime.Duration(), u, domain.EvolveSession(sess, evs[0]), token)
-	}
-	return Issued{}, ErrBusy
+	})
 }
 
 // RevokeSession ends a session (logout, revocation).
 func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, meta Meta) error {
-	for range maxAttempts {
+	_, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (struct{}, error) {
 		sess, version, err := s.LoadSession(ctx, sessionID)
 		if err != nil {
-			return err
+			return struct{}{}, err
 		}
 		evs, err := domain.DecideRevokeSession(sess, domain.RevokeSession{Reason: reason, Now: s.clock.Now()})
 		if err != nil || len(evs) == 0 {
-			return err
+			return struct{}{}, err
 		}
 		err = s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sessionID), expected: version, event: evs[0]})
-		if errors.Is(err, eventstore.ErrConflict) {
-			// Decide again on what the leader has (a replica may lag).
-			ctx = eventstore.WithLeaderCheck(ctx)
-			continue
-		}
 		if err == nil {
 			commands.WithLabelValues("revoke_session", "ok").Inc()
 		}
-		return err
-	}
-	return ErrBusy
+		return struct{}{}, err
+	})
+	return err
 }
 
 // RevokeToken revokes the session of an opaque token (RFC 7009). Unknown or

@@ -83,10 +83,10 @@ func (s *Service) LoadSettings(ctx context.Context) (domain.ProjectSettings, uin
 // the log wins, and a configuration file that differs only gets a warning.
 // The node then runs with the log's settings.
 func (s *Service) InitSettings(ctx context.Context) error {
-	for attempt := range maxAttempts {
+	_, err := retryDecision(ctx, retryOptions{jitter: true}, func(ctx context.Context) (struct{}, error) {
 		p, v, err := s.LoadSettings(ctx)
 		if err != nil {
-			return err
+			return struct{}{}, err
 		}
 		if p.Initialized {
 			if !reflect.DeepEqual(p.Settings, s.seedSettings) {
@@ -94,21 +94,17 @@ func (s *Service) InitSettings(ctx context.Context) error {
 					"differences", len(domain.DiffSettings(p.Settings, s.seedSettings, true)))
 			}
 			s.settings.apply(p.Settings, v, time.Time{})
-			return nil
+			return struct{}{}, nil
 		}
 		evs, err := domain.DecideSettingsChange(p, s.seedSettings, "config-file", s.clock.Now())
 		if err != nil {
-			return fmt.Errorf("settings from the configuration: %w", err)
+			return struct{}{}, fmt.Errorf("settings from the configuration: %w", err)
 		}
-		err = s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: 0, event: evs[0]})
-		if err != nil && !errors.Is(err, eventstore.ErrConflict) {
-			return err
-		}
-		if err != nil {
-			jitter(ctx, attempt+1)
-		}
-	}
-	return ErrBusy
+		// A conflict: another node wrote them first; the next attempt
+		// applies what it wrote.
+		return struct{}{}, s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: 0, event: evs[0]})
+	})
+	return err
 }
 
 // ChangeSettings runs the ChangeSettings command: next replaces the settings
