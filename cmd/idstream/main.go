@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/idstream/idstream/cmd/idstream/load"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idstream/idstream/clock"
@@ -86,7 +88,7 @@ func main() {
 	case "users":
 		err = usersCmd(ctx, os.Args[2:])
 	case "bench":
-		err = bench(ctx, os.Args[2:])
+		err = load.Run(ctx, os.Args[2:])
 	case "settings":
 		err = settingsCmd(ctx, os.Args[2:])
 	case "portal":

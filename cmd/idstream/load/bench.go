@@ -1,4 +1,7 @@
-package main
+// Package load holds idstream's load generators (idstream bench signup,
+// keypair, promote, soak): HTTP clients of a running server on loopback,
+// with latency, error and projection-lag figures.
+package load
 
 import (
 	"context"
@@ -67,8 +70,8 @@ func (l *loadFlags) httpClient() *http.Client {
 // lag sampling), the HTTP status of a failure, or a transport error.
 type operation func(ctx context.Context, worker, i int) (sub string, status int, err error)
 
-// bench runs a load scenario against a running server.
-func bench(ctx context.Context, args []string) error {
+// Run runs a load scenario against a running server (idstream bench ...).
+func Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: idstream bench signup|keypair|promote|soak [flags]")
 	}
