@@ -359,20 +359,8 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
 			return
 		}
-		cookie := &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
-		in.NewSession = cookie
+		in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
 		iss, err := s.Service.Promote(ctx, in)
-		if errors.Is(err, domain.ErrLoginIDTaken) && s.Service.Settings().ConflictPolicy == "login" {
-			// Policy "login": the person owns that account if the password
-			// is right; the guest is retired into it.
-			u, aerr := s.Service.AuthenticatePassword(ctx, string(id.Type), id.Value, pw, s.clientIP(r), meta(r))
-			if aerr != nil {
-				fail(aerr)
-				return
-			}
-			cookie.Method = domain.MethodPassword
-			iss, err = s.Service.MergeGuest(ctx, f.UserID, f.SessionID, u.UserID(), cookie, meta(r))
-		}
 		if err != nil {
 			fail(err)
 			return

@@ -541,3 +541,33 @@ func TestCrossSiteLogoutNeedsConfirmation(t *testing.T) {
 		t.Fatalf("after confirmed logout: %d", u.status)
 	}
 }
+
+// The conflict policy "login" applies to the headless endpoint as to the
+// hosted page (issue 16): a taken login ID with its account's password
+// merges the guest into that account and signs it in.
+func TestHeadlessPromotionFollowsTheConflictPolicy(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		cheapHashes(c)
+		c.Promotion.ConflictPolicy = "login"
+	}})
+	c := newClient(t, n)
+	atOwner, _ := signup(t, c)
+	owner := str(c.userinfo(atOwner).body, "sub")
+	if r := c.promote(atOwner, "headless-owner@example.com", goodPassword); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	at, rt := signup(t, c)
+	guest := str(c.userinfo(at).body, "sub")
+	if r := c.promote(at, "headless-owner@example.com", "not-the-password-at-all"); r.status != 401 || r.reason() != "InvalidCredentials" {
+		t.Fatalf("wrong password of the existing account: %d %s", r.status, r.raw)
+	}
+	r := c.promote(at, "Headless-Owner@example.com", goodPassword)
+	if r.status != 200 {
+		t.Fatalf("merge: %d %s", r.status, r.raw)
+	}
+	if info := c.userinfo(str(r.result(), "access_token")); str(info.body, "sub") != owner || info.body["is_anonymous"] != false {
+		t.Fatalf("signed in to %s, want the owner %s", info.raw, owner)
+	}
+	sessionDead(t, c, "the merged guest's session", at, rt)
+	waitRow(t, n, `SELECT count(*) FROM users WHERE id::text = $1 AND state = 'merged' AND merged_into::text = $2`, guest, owner)
+}

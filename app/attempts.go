@@ -128,27 +128,27 @@ func (m *movingAverage) observe(d time.Duration) {
 
 func (m *movingAverage) value() time.Duration { return time.Duration(m.ns.Load()) }
 
-// afterHashing times what an account-creating command (headless or cookie
-// promotion, sign-up) does after hashing the password: done observes a
-// success (the decision, the append, the tokens), and pad makes a "login
-// ID taken" answer last as long as a success lately does, so its timing
-// does not tell a taken login ID from a free one more than the answer
-// itself does.
-type afterHashing struct {
-	s     *Service
+// commandTimer times an account-creating command (promotion, sign-up)
+// from its start: done observes a success (limits, hashing, decision,
+// append, tokens) into the command's moving average, and pad makes a
+// "login ID taken" answer last as long as a success lately does, so its
+// timing does not tell a taken login ID from a free one more than the
+// answer itself does.
+type commandTimer struct {
+	avg   *movingAverage
 	start time.Time
 }
 
-func (s *Service) afterHashing() afterHashing { return afterHashing{s: s, start: time.Now()} }
+func timeCommand(avg *movingAverage) commandTimer { return commandTimer{avg: avg, start: time.Now()} }
 
-func (a afterHashing) done(err error) {
+func (t commandTimer) done(err error) {
 	if err == nil {
-		a.s.creations.observe(time.Since(a.start))
+		t.avg.observe(time.Since(t.start))
 	}
 }
 
-func (a afterHashing) pad(ctx context.Context, err error) {
+func (t commandTimer) pad(ctx context.Context, err error) {
 	if errors.Is(err, domain.ErrLoginIDTaken) {
-		clock.Sleep(ctx, a.s.creations.value()-time.Since(a.start))
+		clock.Sleep(ctx, t.avg.value()-time.Since(t.start))
 	}
 }

@@ -153,28 +153,45 @@ type NewSession struct {
 	SessionID string
 }
 
-// Promote turns a guest into a regular user in one atomic append: the login
-// ID claim (on its own subject, expected sequence: none), the user's
-// promotion and password, the end of every session of the guest (read from
-// the log) and, if asked, the start of the regular one. Two guests racing for one login ID end with one
-// winner; the loser is left exactly as it was.
+// Promote is the promotion of every entry point that writes at once (the
+// headless endpoint, the hosted page in cookie mode): PreparePromotion's
+// decision, where the conflict policy is applied for every entry point,
+// written at once. A promotion is one atomic append: the login ID claim (on
+// its own subject, expected sequence: none), the user's promotion and
+// password, the end of every session of the guest (read from the log) and,
+// if asked, the start of the regular one. Two guests racing for one login
+// ID end with one winner; the loser is left exactly as it was. Under the
+// policy "login", a taken login ID whose password is right merges the guest
+// into that account, and the session started is the account's.
 func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
-	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
-		return Issued{}, err
+	t := timeCommand(&s.promotions)
+	p, err := s.PreparePromotion(ctx, in)
+	var iss Issued
+	if err == nil {
+		iss, err = s.completePromotion(ctx, p, in.NewSession, in.Meta)
 	}
-	if err := s.CheckPassword(in.Password); err != nil {
-		return Issued{}, err
+	t.done(err)
+	t.pad(ctx, err)
+	return iss, err
+}
+
+// completePromotion writes a decided promotion, or merge, with the start of
+// ns if given.
+func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
+	if p.MergeInto != "" {
+		if ns != nil {
+			m := *ns
+			m.Method = domain.MethodPassword // the account's own password
+			ns = &m
+		}
+		return s.MergeGuest(ctx, p.GuestID, p.GuestSessionID, p.MergeInto, ns, meta)
 	}
-	hash, err := s.hashPassword(ctx, in.Password)
+	id, err := loginid.Parse(loginid.Type(p.LoginIDType), p.LoginID)
 	if err != nil {
 		return Issued{}, err
 	}
-	t := s.afterHashing()
-	iss, err := s.promoteHashed(ctx, in, hash)
-	t.done(err)
-	t.pad(ctx, err)
-	s.takenAnswered(ctx, in.LoginID.Key(), err)
-	return iss, err
+	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta},
+		p.PasswordHash)
 }
 
 // promoteHashed is Promote with the new password hashed already.
@@ -368,6 +385,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 // Register creates a regular user with a login ID and password, under the
 // limits of account creation.
 func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, pw, ip string, meta Meta) (domain.User, error) {
+	t := timeCommand(&s.registrations)
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
 	}
@@ -381,7 +399,6 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	if err != nil {
 		return domain.User{}, err
 	}
-	t := s.afterHashing()
 	u, err := s.register(ctx, clientID, id, hash, meta)
 	t.done(err)
 	t.pad(ctx, err)
@@ -620,18 +637,7 @@ func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, 
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
 		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String()}
-	var iss Issued
-	var err error
-	if p.MergeInto != "" {
-		ns.Method = domain.MethodPassword
-		iss, err = s.MergeGuest(ctx, p.GuestID, p.GuestSessionID, p.MergeInto, &ns, meta)
-	} else {
-		var id loginid.ID
-		if id, err = loginid.Parse(loginid.Type(p.LoginIDType), p.LoginID); err == nil {
-			iss, err = s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id,
-				NewSession: &ns, Meta: meta}, p.PasswordHash)
-		}
-	}
+	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the
 		// session this code gives is in the log, another exchange of the

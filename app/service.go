@@ -88,9 +88,9 @@ type Service struct {
 	operators operators
 	// aggregates are the states most recently rebuilt from the log.
 	aggregates *aggregateCache
-	// creations is how long account-creating commands take lately after
-	// hashing (afterHashing).
-	creations movingAverage
+	// promotions and registrations are how long those commands take lately
+	// (commandTimer).
+	promotions, registrations movingAverage
 }
 
 // NewService builds a service; it refuses missing dependencies.
