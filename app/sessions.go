@@ -36,6 +36,66 @@ type SignUpAnonymous struct {
 	Meta           Meta
 }
 
+// SignUpOrResume is what the SDK's authenticateAnonymously() asks for: a
+// guest that already has a session (a bearer token in token mode, the
+// cookie in cookie mode) gets it back, as Authgear does; otherwise a new
+// guest, under the sign-up limit of the client's address.
+type SignUpOrResume struct {
+	SignUpAnonymous
+	// Bearer is the request's access token (token mode), Cookie its session
+	// cookie (cookie mode); empty when it has none.
+	Bearer, Cookie string
+	IP             string
+}
+
+// SignUpOrResume runs the command. Resumed, in token mode, carries a fresh
+// access token and no refresh token; in cookie mode nothing new. A bearer
+// token that does not work is an error; a cookie that does not work is
+// ignored (a new guest is made); a session of a regular user is
+// domain.ErrNotAnonymous.
+func (s *Service) SignUpOrResume(ctx context.Context, c SignUpOrResume) (iss Issued, resumed bool, err error) {
+	var p Principal
+	switch {
+	case c.Kind == domain.SessionKindRefreshToken && c.Bearer != "":
+		if p, err = s.AuthenticateBearer(ctx, c.Bearer); err != nil {
+			return Issued{}, false, err
+		}
+	case c.Kind == domain.SessionKindCookie && c.Cookie != "":
+		if p, err = s.AuthenticateCookie(ctx, c.Cookie); err != nil && !credentialRefused(err) {
+			return Issued{}, false, err
+		}
+	}
+	if p.User.Exists() && err == nil {
+		if !p.User.IsAnonymous() {
+			return Issued{}, false, domain.ErrNotAnonymous
+		}
+		if c.Kind == domain.SessionKindCookie {
+			return Issued{Kind: c.Kind, UserID: p.User.UserID(), SessionID: p.Session.SessionID(), IsAnonymous: true}, true, nil
+		}
+		iss, err := s.AccessTokenFor(ctx, p)
+		iss.SessionToken = ""
+		return iss, err == nil, err
+	}
+	if err := s.AllowAnonymousSignup(ctx, c.IP); err != nil {
+		return Issued{}, false, err
+	}
+	iss, err = s.SignUpAnonymous(ctx, c.SignUpAnonymous)
+	return iss, false, err
+}
+
+// credentialRefused reports the errors of a token or cookie that does not
+// work (as opposed to a service that cannot answer).
+func credentialRefused(err error) bool {
+	for _, e := range []error{domain.ErrInvalidToken, domain.ErrSessionNotFound, domain.ErrSessionRevoked, domain.ErrSessionExpired,
+		domain.ErrUnsupportedSessionOp, domain.ErrUserNotFound, domain.ErrUserDisabled, domain.ErrUserRetired, domain.ErrUserExpired,
+		tokens.ErrInvalidAccessToken, tokens.ErrExpiredAccessToken} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // SignUpAnonymous runs the CreateAnonymous command: a new user and its first
 // session, written in one atomic append.
 func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issued, error) {
