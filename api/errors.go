@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/idstream/idstream/app"
@@ -29,8 +30,17 @@ type Error struct {
 	OAuth   string
 	// RetryAfter is sent as Retry-After with 429s.
 	RetryAfter time.Duration
-	cause      error
+	// Field is the form field the error is about (fieldLoginID,
+	// fieldPassword), for pages that mark it; empty for the form as a whole.
+	Field string
+	cause error
 }
+
+// Form fields errors are about.
+const (
+	fieldLoginID  = "login_id"
+	fieldPassword = "password"
+)
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
 func (e *Error) Unwrap() error { return e.cause }
@@ -83,7 +93,7 @@ func classify(err error) *Error {
 	case errors.Is(err, tokens.ErrInvalidAccessToken):
 		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
 	case errors.Is(err, domain.ErrLoginIDTaken):
-		return wrap(newError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account"))
+		return onField(wrap(newError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account")), fieldLoginID)
 	case errors.Is(err, domain.ErrNotAnonymous):
 		return wrap(newError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
 	case errors.Is(err, domain.ErrUserExpired):
@@ -93,20 +103,20 @@ func classify(err error) *Error {
 	case errors.Is(err, domain.ErrUserRetired):
 		return wrap(newError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
 	case errors.Is(err, loginid.ErrInvalidEmail):
-		return wrap(newError(400, "Invalid", "InvalidEmail", "invalid_request", "that is not a valid email address"))
+		return onField(wrap(newError(400, "Invalid", "InvalidEmail", "invalid_request", "that is not a valid email address")), fieldLoginID)
 	case errors.Is(err, loginid.ErrInvalidPhone):
-		return wrap(newError(400, "Invalid", "InvalidPhone", "invalid_request", "that is not a valid phone number in international form, e.g. +14155552671"))
+		return onField(wrap(newError(400, "Invalid", "InvalidPhone", "invalid_request", "that is not a valid phone number in international form, e.g. +14155552671")), fieldLoginID)
 	case errors.Is(err, loginid.ErrInvalidUsername):
-		return wrap(newError(400, "Invalid", "InvalidUsername", "invalid_request", "a username has 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"))
+		return onField(wrap(newError(400, "Invalid", "InvalidUsername", "invalid_request", "a username has 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit")), fieldLoginID)
 	case errors.Is(err, loginid.ErrReservedName):
-		return wrap(newError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved"))
+		return onField(wrap(newError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved")), fieldLoginID)
 	case errors.Is(err, loginid.ErrTypeDisabled), errors.Is(err, loginid.ErrUnknownType):
-		return wrap(newError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here"))
+		return onField(wrap(newError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here")), fieldLoginID)
 	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrNotUnicode),
 		errors.Is(err, password.ErrControlCharacter), errors.Is(err, password.ErrOnlyWhitespace):
-		return wrap(newError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error()))
+		return onField(wrap(newError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error())), fieldPassword)
 	case errors.Is(err, password.ErrTooCommon):
-		return wrap(newError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another"))
+		return onField(wrap(newError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another")), fieldPassword)
 	case errors.Is(err, app.ErrInvalidCredentials):
 		return wrap(newError(401, "Unauthenticated", "InvalidCredentials", "invalid_grant", "the login ID or password is not right"))
 	case errors.Is(err, app.ErrRateLimited):
@@ -168,6 +178,56 @@ func classify(err error) *Error {
 		return wrap(newError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
 	}
 	return wrap(newError(500, "InternalServerError", "InternalError", "server_error", "an internal error occurred"))
+}
+
+func onField(e *Error, field string) *Error { e.Field = field; return e }
+
+// Audiences of pageText.
+const (
+	audienceFlow   = "flow"   // the hosted sign-up and sign-in pages
+	audiencePortal = "portal" // the operators' portal
+)
+
+// pageText is the sentence a hosted page or the portal shows for an error,
+// keyed by its reason: the one place that turns errors into words for
+// people. typed is the login ID the person typed, to name its kind.
+func pageText(e *Error, audience, typed string) string {
+	if e.Status >= 500 {
+		if audience == audiencePortal {
+			return "Signing in is not possible right now. Try again in a moment."
+		}
+		return "Something went wrong on our side. Please try again."
+	}
+	switch e.Reason {
+	case "LoginIDTaken":
+		return "This " + loginNoun(typed) + " already belongs to an account. Use another, or sign in to that account from the app."
+	case "InvalidCredentials":
+		if audience == audiencePortal {
+			return "The username or password is not right."
+		}
+		return "That login ID and password do not match an account."
+	case "RateLimited":
+		if audience == audiencePortal {
+			return "Too many sign-in attempts. Wait a few minutes and try again."
+		}
+		return "Too many attempts. Wait a while and try again."
+	case "PasswordTooCommon":
+		return "That password is one of the most common ones. Choose something harder to guess."
+	case "PasswordPolicy":
+		return "The password " + strings.TrimPrefix(e.Message, "the password does not meet the policy: password ") + "."
+	}
+	return e.Message + "."
+}
+
+// loginNoun names the kind of login ID a person typed.
+func loginNoun(v string) string {
+	switch {
+	case strings.Contains(v, "@"):
+		return "email address"
+	case strings.HasPrefix(strings.TrimSpace(v), "+"):
+		return "phone number"
+	}
+	return "username"
 }
 
 // writeJSON writes v with the status.

@@ -298,24 +298,14 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	fail := func(err error) {
 		e := s.logError(r, err)
 		status := e.Status
-		if !isPolicyError(err) {
-			d.Error = "Something went wrong on our side. Please try again."
-		} else {
-			switch {
-			case errors.Is(err, domain.ErrLoginIDTaken):
-				d.LoginIDError = "This " + loginNoun(d.LoginID) + " already belongs to an account. Use another, or sign in to that account from the app."
-			case errors.Is(err, app.ErrInvalidCredentials):
-				d.Error = "That login ID and password do not match an account."
-			case errors.Is(err, app.ErrRateLimited):
-				d.Error = "Too many attempts. Wait a while and try again."
-				setRetryAfter(w, e)
-			case e.Reason == "PasswordPolicy" || e.Reason == "PasswordTooCommon":
-				d.PasswordError = friendlyPassword(e)
-			case strings.HasPrefix(e.Reason, "Invalid") || e.Reason == "ReservedUsername" || e.Reason == "LoginIDTypeDisabled":
-				d.LoginIDError = e.Message + "."
-			default:
-				d.Error = e.Message + "."
-			}
+		setRetryAfter(w, e)
+		switch text := pageText(e, audienceFlow, d.LoginID); e.Field {
+		case fieldLoginID:
+			d.LoginIDError = text
+		case fieldPassword:
+			d.PasswordError = text
+		default:
+			d.Error = text
 		}
 		s.renderPage(w, status, "flow", f.RedirectURI, d)
 	}
@@ -401,24 +391,6 @@ func joinOr(words []string) string {
 		return strings.Join(words, "")
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
-}
-
-func loginNoun(v string) string {
-	switch {
-	case strings.Contains(v, "@"):
-		return "email address"
-	case strings.HasPrefix(strings.TrimSpace(v), "+"):
-		return "phone number"
-	}
-	return "username"
-}
-
-func friendlyPassword(e *Error) string {
-	if e.Reason == "PasswordTooCommon" {
-		return "That password is one of the most common ones. Choose something harder to guess."
-	}
-	msg := strings.TrimPrefix(e.Message, "the password does not meet the policy: password ")
-	return "The password " + msg + "."
 }
 
 // finishFlow ends a flow: an authorization code back to the app, or (cookie

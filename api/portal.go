@@ -273,20 +273,14 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, r, http.StatusBadRequest, d, "Enter your username and password.")
 		return
 	}
-	err = s.Service.AuthenticateOperator(r.Context(), d.Username, pw, s.clientIP(r))
-	var limited *app.RateLimitedError
-	switch {
-	case errors.As(err, &limited):
-		w.Header().Set("Retry-After", fmt.Sprint(int(limited.RetryAfter.Seconds())+1))
-		s.renderSignIn(w, r, http.StatusTooManyRequests, d, "Too many sign-in attempts. Wait a few minutes and try again.")
-		return
-	case errors.Is(err, app.ErrInvalidCredentials):
-		s.Log.Info("portal sign-in refused", "ip", s.clientIP(r))
-		s.renderSignIn(w, r, http.StatusUnauthorized, d, "The username or password is not right.")
-		return
-	case err != nil:
-		s.Log.Error("portal sign-in failed", "error", err)
-		s.renderSignIn(w, r, http.StatusServiceUnavailable, d, "Signing in is not possible right now. Try again in a moment.")
+	if err := s.Service.AuthenticateOperator(r.Context(), d.Username, pw, s.clientIP(r)); err != nil {
+		e := s.logError(r, err)
+		setRetryAfter(w, e)
+		status := e.Status
+		if status >= 500 {
+			status = http.StatusServiceUnavailable
+		}
+		s.renderSignIn(w, r, status, d, pageText(e, audiencePortal, d.Username))
 		return
 	}
 	token, csrf := randomToken(), randomToken()

@@ -90,8 +90,3 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
 }
-
-// isPolicyError reports errors that are the person's input, shown inline.
-func isPolicyError(err error) bool {
-	return classify(err).Status < 500
-}
