@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/testenv"
 	"github.com/idstream/idstream/tokens"
 )
@@ -249,9 +250,9 @@ func TestKeyPairGrantRefusesAnotherClient(t *testing.T) {
 		cheapHashes(c)
 		long := c.Clients[0]
 		long.ClientID, long.Name = "long-lived", "Long-lived"
-		long.RefreshTokenLifetime = config.Duration(52 * 7 * 24 * time.Hour)
-		c.Clients[0].RefreshTokenLifetime = config.Duration(3 * time.Minute)
-		c.Clients[0].RefreshTokenIdleTimeout = config.Duration(3 * time.Minute)
+		long.RefreshTokenLifetime = domain.SecondsOf(52 * 7 * 24 * time.Hour)
+		c.Clients[0].RefreshTokenLifetime = domain.SecondsOf(3 * time.Minute)
+		c.Clients[0].RefreshTokenIdleTimeout = domain.SecondsOf(3 * time.Minute)
 		c.Clients = append(c.Clients, long)
 	}})
 	c := newClient(t, n)

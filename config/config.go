@@ -39,21 +39,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Client is a client application.
-type Client struct {
-	ClientID       string   `yaml:"client_id"`
-	Name           string   `yaml:"name"`
-	AllowedOrigins []string `yaml:"allowed_origins"`
-	RedirectURIs   []string `yaml:"redirect_uris"`
-	// SessionType is "refresh_token", "cookie" or "any" (the default).
-	SessionType string `yaml:"session_type"`
-	// Session lifetimes; zero values take the Authgear defaults.
-	CookieIdleTimeout       Duration `yaml:"cookie_idle_timeout"`
-	CookieLifetime          Duration `yaml:"cookie_lifetime"`
-	RefreshTokenIdleTimeout Duration `yaml:"refresh_token_idle_timeout"`
-	RefreshTokenLifetime    Duration `yaml:"refresh_token_lifetime"`
-	AccessTokenLifetime     Duration `yaml:"access_token_lifetime"`
-}
+// Client is a client application as the configuration seeds it: the
+// settings' own type (the YAML keys are its JSON names; durations are
+// written as "30m", "720h"); zero lifetimes take the Authgear defaults and
+// an empty session type is "any".
+type Client = domain.ClientSettings
 
 // Authgear's defaults.
 const (
@@ -421,9 +411,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		def := func(d *Duration, v time.Duration) {
+		def := func(d *domain.Seconds, v time.Duration) {
 			if *d == 0 {
-				*d = Duration(v)
+				*d = domain.SecondsOf(v)
 			}
 		}
 		def(&cl.CookieIdleTimeout, DefaultIdleTimeout)
@@ -530,7 +520,7 @@ func (c *Config) Validate() error {
 		if t := cl.SessionType; t != "any" && t != "cookie" && t != "refresh_token" {
 			errs = append(errs, fmt.Errorf("client %s: session_type must be refresh_token, cookie or any", cl.ClientID))
 		}
-		if cl.AccessTokenLifetime.D() < time.Minute || cl.AccessTokenLifetime.D() > 24*time.Hour {
+		if at := cl.AccessTokenLifetime.Duration(); at < time.Minute || at > 24*time.Hour {
 			errs = append(errs, fmt.Errorf("client %s: access_token_lifetime must be 1m to 24h", cl.ClientID))
 		}
 		for _, o := range append(append([]string{}, cl.AllowedOrigins...), cl.RedirectURIs...) {
@@ -629,14 +619,9 @@ func (c *Config) Settings() domain.Settings {
 		Clients: make([]domain.ClientSettings, 0, len(c.Clients)),
 	}
 	for _, cl := range c.Clients {
-		s.Clients = append(s.Clients, domain.ClientSettings{
-			ClientID: cl.ClientID, Name: cmp.Or(cl.Name, cl.ClientID), SessionType: cl.SessionType,
-			AllowedOrigins: append([]string{}, cl.AllowedOrigins...), RedirectURIs: append([]string{}, cl.RedirectURIs...),
-			CookieIdleTimeout: domain.SecondsOf(cl.CookieIdleTimeout.D()), CookieLifetime: domain.SecondsOf(cl.CookieLifetime.D()),
-			RefreshTokenIdleTimeout: domain.SecondsOf(cl.RefreshTokenIdleTimeout.D()),
-			RefreshTokenLifetime:    domain.SecondsOf(cl.RefreshTokenLifetime.D()),
-			AccessTokenLifetime:     domain.SecondsOf(cl.AccessTokenLifetime.D()),
-		})
+		cl.Name = cmp.Or(cl.Name, cl.ClientID)
+		cl.AllowedOrigins, cl.RedirectURIs = append([]string{}, cl.AllowedOrigins...), append([]string{}, cl.RedirectURIs...)
+		s.Clients = append(s.Clients, cl)
 	}
 	return s
 }

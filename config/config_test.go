@@ -28,7 +28,7 @@ func TestDevelopmentDefaults(t *testing.T) {
 		m.AllowsOrigin("http://localhost.evil.example:80") || !m.AllowsRedirect("http://localhost:3000/callback") {
 		t.Fatalf("dev client: %+v", cl)
 	}
-	if cl.RefreshTokenIdleTimeout.D() != 30*24*time.Hour || cl.RefreshTokenLifetime.D() != 52*7*24*time.Hour || cl.AccessTokenLifetime.D() != 30*time.Minute {
+	if cl.RefreshTokenIdleTimeout.Duration() != 30*24*time.Hour || cl.RefreshTokenLifetime.Duration() != 52*7*24*time.Hour || cl.AccessTokenLifetime.Duration() != 30*time.Minute {
 		t.Fatalf("Authgear defaults: %+v", cl)
 	}
 }
@@ -54,7 +54,7 @@ clients:
 	}
 	cl, _ := c.Client("web")
 	if c.Dev || c.Addr != "0.0.0.0:9000" || c.PublicURL != "https://id.example.com" || !*c.Cookie.Secure || c.DatabaseURL != "postgres://x@db/y" ||
-		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.D() != time.Hour || slices.Contains(cl.AllowedOrigins, "http://localhost:3000") {
+		c.NATS.Replicas != 3 || cl.RefreshTokenIdleTimeout.Duration() != time.Hour || slices.Contains(cl.AllowedOrigins, "http://localhost:3000") {
 		t.Fatalf("loaded: %+v %+v", c, cl)
 	}
 	// The file seeds the settings; a client without a name is named by its id.

@@ -159,6 +159,22 @@ func (s Seconds) Duration() time.Duration { return time.Duration(s) * time.Secon
 // SecondsOf converts a duration, rounding down to whole seconds.
 func SecondsOf(d time.Duration) Seconds { return Seconds(d / time.Second) }
 
+// UnmarshalYAML reads a duration as configuration files write it ("30m",
+// "720h"), through the YAML decoder's older Unmarshaler interface, so this
+// package imports no YAML library.
+func (s *Seconds) UnmarshalYAML(unmarshal func(any) error) error {
+	var text string
+	if err := unmarshal(&text); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(text)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. 30m, 720h): %w", text, err)
+	}
+	*s = SecondsOf(d)
+	return nil
+}
+
 // EventTypes lists every event type the domain can emit, in catalogue order.
 func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,

@@ -45,16 +45,17 @@ const (
 
 // ClientSettings are one client application's settings.
 type ClientSettings struct {
-	ClientID                string   `json:"client_id"`
-	Name                    string   `json:"name"`
-	AllowedOrigins          []string `json:"allowed_origins"`
-	RedirectURIs            []string `json:"redirect_uris"`
-	SessionType             string   `json:"session_type"`
-	CookieIdleTimeout       Seconds  `json:"cookie_idle_timeout"`
-	CookieLifetime          Seconds  `json:"cookie_lifetime"`
-	RefreshTokenIdleTimeout Seconds  `json:"refresh_token_idle_timeout"`
-	RefreshTokenLifetime    Seconds  `json:"refresh_token_lifetime"`
-	AccessTokenLifetime     Seconds  `json:"access_token_lifetime"`
+	ClientID       string   `json:"client_id" yaml:"client_id"`
+	Name           string   `json:"name" yaml:"name"`
+	AllowedOrigins []string `json:"allowed_origins" yaml:"allowed_origins"`
+	RedirectURIs   []string `json:"redirect_uris" yaml:"redirect_uris"`
+	// SessionType is "refresh_token", "cookie" or "any".
+	SessionType             string  `json:"session_type" yaml:"session_type"`
+	CookieIdleTimeout       Seconds `json:"cookie_idle_timeout" yaml:"cookie_idle_timeout"`
+	CookieLifetime          Seconds `json:"cookie_lifetime" yaml:"cookie_lifetime"`
+	RefreshTokenIdleTimeout Seconds `json:"refresh_token_idle_timeout" yaml:"refresh_token_idle_timeout"`
+	RefreshTokenLifetime    Seconds `json:"refresh_token_lifetime" yaml:"refresh_token_lifetime"`
+	AccessTokenLifetime     Seconds `json:"access_token_lifetime" yaml:"access_token_lifetime"`
 }
 
 // AllowsSession reports whether the client may start a session of the kind.
