@@ -237,13 +237,7 @@ func TestPortalSettingsApplyOnEveryNode(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 3*time.Second, ok)
 }
 
 func TestPortalFormsRejectBadInput(t *testing.T) {

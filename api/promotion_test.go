@@ -33,10 +33,7 @@ func (c *client) promote(at, loginID, pw string) response {
 }
 
 // cheapHashes keeps argon2id at its minimum cost in tests that hash a lot.
-func cheapHashes(c *config.Config) {
-	c.Password.MemoryKiB = 8 * 1024
-	c.Password.Iterations = 1
-}
+func cheapHashes(c *config.Config) { testenv.CheapHashes(c) }
 
 func TestHeadlessPromotionTokenMode(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})

@@ -22,7 +22,7 @@ import (
 // the command's own event ends them all, and every one stops working.
 func TestPromotionAndDisableEndMoreSessionsThanOneAppendHolds(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{NoProjections: true, Configure: func(c *config.Config) {
-		c.Password.MemoryKiB, c.Password.Iterations = 8*1024, 1
+		testenv.CheapHashes(c)
 	}})
 	ctx := context.Background()
 	svc := n.Service

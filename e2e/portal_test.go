@@ -29,7 +29,7 @@ func TestPortalInBrowser(t *testing.T) {
 	fake := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	operator := func(c *config.Config) {
 		c.Portal.Operators = []config.Operator{{Username: "ops", Password: "portal password for the browser test"}}
-		c.Password.MemoryKiB, c.Password.Iterations = 8*1024, 1
+		testenv.CheapHashes(c)
 	}
 	a := testenv.StartNode(t, ns, testenv.NodeOptions{Host: "localhost", DatabaseURL: dbURL, Clock: fake, Configure: operator})
 	b := testenv.StartNode(t, ns, testenv.NodeOptions{Host: "localhost", DatabaseURL: dbURL, Clock: fake, Configure: operator})

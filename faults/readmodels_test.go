@@ -52,18 +52,7 @@ func span(cps map[string]uint64) (lo, hi uint64, ok bool) {
 // last sequence.
 func waitCheckpoints(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store, within time.Duration) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		last, err := s.LastSequence(context.Background())
-		cps := checkpoints(t, pool)
-		if lo, _, ok := span(cps); err == nil && ok && lo == last {
-			return last
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("projections did not catch up in %s: checkpoints %v, last sequence %d (%v)", within, cps, last, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.Settle(t, pool, s, within)
 }
 
 // logCounts reads the whole log and counts its events by type.

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/config"
-	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -24,8 +23,7 @@ const password = "violet-tangerine-42"
 
 // cheap keeps argon2id at its minimum cost: the tests hash a lot.
 func cheap(c *config.Config) {
-	c.Password.MemoryKiB = 8 * 1024
-	c.Password.Iterations = 1
+	testenv.CheapHashes(c)
 	// Every promotion of the workload comes from one address.
 	off := 0
 	c.RateLimits.SignInPerIP.Burst = &off
@@ -177,23 +175,7 @@ func (l *ledger) run(ctx context.Context, base string, workers int) {
 // waitCaughtUp waits until every projection has applied the whole log.
 func waitCaughtUp(t *testing.T, n *testenv.Node, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		sts, err := projections.Statuses(context.Background(), n.Pool, n.Store, time.Now())
-		caught := err == nil && len(sts) == 3
-		for _, st := range sts {
-			if st.LagEvents != 0 || st.State != "running" {
-				caught = false
-			}
-		}
-		if caught {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("projections did not catch up: %+v %v", sts, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Settle(t, n.Pool, n.Store, within)
 }
 
 // verify checks every acknowledged operation against the log and the read

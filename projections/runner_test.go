@@ -84,29 +84,11 @@ func startRunner(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) context.
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 20*time.Second, cond)
 }
 
 func caughtUp(t *testing.T, pool *pgxpool.Pool, s *eventstore.Store) func() bool {
-	return func() bool {
-		last, err := s.LastSequence(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		// One statement, so the runner cannot insert rows between two counts.
-		var n, behind int
-		if err := pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE position < $1) FROM projection_checkpoints`,
-			int64(last)).Scan(&n, &behind); err != nil {
-			t.Fatal(err)
-		}
-		return n == len(projections.All()) && behind == 0
-	}
+	return func() bool { ok, _ := testenv.CaughtUp(t, pool, s); return ok }
 }
 
 func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {

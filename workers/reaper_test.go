@@ -22,7 +22,6 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
-	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 	"github.com/idstream/idstream/tokens"
 	"github.com/idstream/idstream/workers"
@@ -104,35 +103,7 @@ func newDevice(t *testing.T) device {
 // settle waits until every projection has applied the whole log.
 func settle(t *testing.T, n *testenv.Node) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		last, err := n.Store.LastSequence(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Every projection has its checkpoint row (a runner that has not
-		// started yet has none) and it has reached the log's end.
-		var behind, rows int
-		if err := n.Pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE position < $1), count(*) FROM projection_checkpoints`,
-			int64(last)).Scan(&behind, &rows); err != nil {
-			t.Fatal(err)
-		}
-		if behind == 0 && rows == len(projections.All()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			var fails []string
-			rows, _ := n.Pool.Query(context.Background(), `SELECT projection || ': ' || event_type || ': ' || error FROM projection_failures`)
-			for rows.Next() {
-				var f string
-				_ = rows.Scan(&f)
-				fails = append(fails, f)
-			}
-			rows.Close()
-			t.Fatalf("projections did not catch up; failures: %v", fails)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Settle(t, n.Pool, n.Store, 15*time.Second)
 }
 
 func tick(t *testing.T, n *testenv.Node, dry bool) workers.TickSummary {
@@ -268,7 +239,7 @@ func TestKeyGuestExpiresAfterInactivityPromotedNever(t *testing.T) {
 
 func TestPromotionRacingReaper(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
-		c.Password.MemoryKiB, c.Password.Iterations = 8*1024, 1
+		testenv.CheapHashes(c)
 	}})
 	ctx := context.Background()
 	const guests = 200

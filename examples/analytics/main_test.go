@@ -46,7 +46,7 @@ func TestGuestAndMemberActivityIsOnePerson(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.StartNATS(t)
 	n := testenv.StartNode(t, ns, testenv.NodeOptions{Configure: func(c *config.Config) {
-		c.Password.MemoryKiB, c.Password.Iterations = 8*1024, 1 // cheap hashes
+		testenv.CheapHashes(c)
 		c.Promotion.ConflictPolicy = "login"
 	}})
 	dbURL, db := testenv.Database(t) // the app's own database
