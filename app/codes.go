@@ -6,13 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/idstream/idstream/eventstore"
 )
@@ -26,8 +21,12 @@ const (
 	CodeChallenge = "challenge"
 )
 
-// ErrCodeNotFound means the code is unknown, expired or spent.
-var ErrCodeNotFound = errors.New("code not found")
+// ErrCodeNotFound means the code is unknown, expired or spent;
+// ErrCodeChanged that a conditional update or delete lost a race.
+var (
+	ErrCodeNotFound = eventstore.ErrNoValue
+	ErrCodeChanged  = eventstore.ErrValueChanged
+)
 
 // CodeEntry is what a code stands for. Only a hash of the code is a key.
 type CodeEntry struct {
@@ -54,146 +53,57 @@ type CodeEntry struct {
 	Promotion *PendingPromotion `json:"promotion,omitempty"`
 }
 
-// Codes stores single-use codes where every node sees them.
+// Codes stores short-lived values under secret codes where every node sees
+// them (eventstore.SecretValues): only a hash of a code is a key, and
+// updates and deletes are conditional on the revision read.
 type Codes interface {
-	Put(ctx context.Context, code string, e CodeEntry) error
-	Get(ctx context.Context, code string) (CodeEntry, uint64, error)
-	// Update replaces the entry if it is still at revision rev.
-	Update(ctx context.Context, code string, e CodeEntry, rev uint64) error
-	// Delete removes the entry if it is still at revision rev.
+	Put(ctx context.Context, code string, value []byte) error
+	Get(ctx context.Context, code string) ([]byte, uint64, error)
+	// Update replaces the value if it is still at revision rev.
+	Update(ctx context.Context, code string, value []byte, rev uint64) error
+	// Delete removes the value if it is still at revision rev.
 	Delete(ctx context.Context, code string, rev uint64) error
 }
 
-// ErrCodeChanged means a conditional update or delete lost a race.
-var ErrCodeChanged = errors.New("code changed concurrently")
+// codeBook reads and writes CodeEntry values in Codes.
+type codeBook struct{ store Codes }
 
-// KVCodes keeps codes in a JetStream key-value bucket. Memory storage: codes
-// live minutes, and losing the unused ones in a crash only makes people start
-// again, while a file bucket would cost an fsync per write (measured: key-pair
-// re-logins went from 656/s to 854/s when challenges left file storage).
-//
-// With replicas, a get may be answered by a replica that has not yet got a
-// code written a moment ago (a challenge answered by one request and used by
-// the next): a miss is asked again of the stream leader. Measured on three
-// servers at R3 before this: 3-4 % of key-pair sign-ins failed with
-// InvalidChallenge.
-type KVCodes struct {
-	kv     jetstream.KeyValue
-	nc     *nats.Conn // set when replicated
-	stream string
-}
-
-// NewKVCodes opens (or creates) the bucket.
-func NewKVCodes(ctx context.Context, js jetstream.JetStream, replicas int) (*KVCodes, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      "idstream_codes",
-		Description: "challenges, promotion codes, authorization codes and hosted-page flows, by hash",
-		TTL:         time.Hour,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    replicas,
-		History:     1,
-	})
+func (b codeBook) Put(ctx context.Context, code string, e CodeEntry) error {
+	raw, err := json.Marshal(e)
 	if err != nil {
-		return nil, fmt.Errorf("app: code bucket: %w", err)
+		return err
 	}
-	c := &KVCodes{kv: kv, stream: "KV_idstream_codes"}
-	if replicas > 1 {
-		c.nc = js.Conn()
-	}
-	return c, nil
+	return b.store.Put(ctx, code, raw)
 }
 
-// leaderGet reads a key's last entry from the bucket's stream leader (the
-// JetStream API, not direct get); ok is false when there is none or it is a
-// delete or purge marker.
-func (c *KVCodes) leaderGet(ctx context.Context, key string) (value []byte, rev uint64, ok bool, err error) {
-	m, found, err := eventstore.LeaderGet(ctx, c.nc, c.stream, eventstore.MsgGetRequest{LastFor: "$KV.idstream_codes." + key})
-	if err != nil || !found {
-		return nil, 0, false, err
+func (b codeBook) Get(ctx context.Context, code string) (CodeEntry, uint64, error) {
+	raw, rev, err := b.store.Get(ctx, code)
+	if err != nil {
+		return CodeEntry{}, 0, err
 	}
-	if len(m.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(m.Header)
-		if err != nil {
-			return nil, 0, false, err
-		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, false, nil
-		}
+	var e CodeEntry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return CodeEntry{}, 0, ErrCodeNotFound
 	}
-	return m.Data, m.Sequence, true, nil
+	return e, rev, nil
 }
 
+func (b codeBook) Update(ctx context.Context, code string, e CodeEntry, rev uint64) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return b.store.Update(ctx, code, raw, rev)
+}
+
+func (b codeBook) Delete(ctx context.Context, code string, rev uint64) error {
+	return b.store.Delete(ctx, code, rev)
+}
+
+// codeKey is a code's hash, as the store keys it.
 func codeKey(code string) string {
 	sum := sha256.Sum256([]byte(code))
 	return hex.EncodeToString(sum[:])
-}
-
-// Put implements Codes.
-func (c *KVCodes) Put(ctx context.Context, code string, e CodeEntry) error {
-	raw, _ := json.Marshal(e)
-	if _, err := c.kv.Create(ctx, codeKey(code), raw); err != nil {
-		return fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
-	}
-	return nil
-}
-
-// Get implements Codes.
-func (c *KVCodes) Get(ctx context.Context, code string) (CodeEntry, uint64, error) {
-	if code == "" || len(code) > 256 {
-		return CodeEntry{}, 0, ErrCodeNotFound
-	}
-	key := codeKey(code)
-	e, err := c.kv.Get(ctx, key)
-	var (
-		value []byte
-		rev   uint64
-	)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound) && c.nc != nil:
-		// Perhaps a lagging replica answered: ask the leader.
-		var ok bool
-		if value, rev, ok, err = c.leaderGet(ctx, key); err != nil {
-			return CodeEntry{}, 0, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
-		} else if !ok {
-			return CodeEntry{}, 0, ErrCodeNotFound
-		}
-	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return CodeEntry{}, 0, ErrCodeNotFound
-	case err != nil:
-		return CodeEntry{}, 0, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
-	default:
-		value, rev = e.Value(), e.Revision()
-	}
-	var ce CodeEntry
-	if err := json.Unmarshal(value, &ce); err != nil {
-		return CodeEntry{}, 0, ErrCodeNotFound
-	}
-	return ce, rev, nil
-}
-
-func casError(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-		return ErrCodeChanged
-	}
-	return fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
-}
-
-// Update implements Codes.
-func (c *KVCodes) Update(ctx context.Context, code string, e CodeEntry, rev uint64) error {
-	raw, _ := json.Marshal(e)
-	if _, err := c.kv.Update(ctx, codeKey(code), raw, rev); err != nil {
-		return casError(err)
-	}
-	return nil
-}
-
-// Delete implements Codes.
-func (c *KVCodes) Delete(ctx context.Context, code string, rev uint64) error {
-	if err := c.kv.Delete(ctx, codeKey(code), jetstream.LastRevision(rev)); err != nil {
-		return casError(err)
-	}
-	return nil
 }
 
 // NewCode makes a random code of 256 bits.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
 	"github.com/idstream/idstream/testenv"
 )
@@ -28,7 +29,7 @@ type interleaving struct {
 	once    sync.Once
 }
 
-func (c *interleaving) Get(ctx context.Context, code string) (app.CodeEntry, uint64, error) {
+func (c *interleaving) Get(ctx context.Context, code string) ([]byte, uint64, error) {
 	e, rev, err := c.Codes.Get(ctx, code)
 	if c.gets.Add(1) == 2 {
 		close(c.both)
@@ -36,7 +37,7 @@ func (c *interleaving) Get(ctx context.Context, code string) (app.CodeEntry, uin
 	return e, rev, err
 }
 
-func (c *interleaving) Update(ctx context.Context, code string, e app.CodeEntry, rev uint64) error {
+func (c *interleaving) Update(ctx context.Context, code string, e []byte, rev uint64) error {
 	<-c.both
 	err := c.Codes.Update(ctx, code, e, rev)
 	if err == nil {
@@ -49,12 +50,12 @@ func (c *interleaving) Update(ctx context.Context, code string, e app.CodeEntry,
 func TestConcurrentExchangesOfOneCodeRevokeTheWinner(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
 	ctx := context.Background()
-	real, err := app.NewKVCodes(ctx, n.Store.JetStream(), 1)
+	real, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	codes := &interleaving{Codes: real, both: make(chan struct{}), paused: make(chan struct{}), release: make(chan struct{})}
-	activity, err := app.NewKVActivity(ctx, n.Store.JetStream(), 1, time.Hour)
+	activity, err := eventstore.OpenLastSeen(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_session_activity", TTL: time.Hour, Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,11 +269,15 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	// Settings may change idle timeouts at run time: activity is kept for
 	// the longest one they allow.
-	activity, err := app.NewKVActivity(ctx, n.Store.JetStream(), cfg.NATS.Replicas, domain.MaxIdleTimeout)
+	activity, err := eventstore.OpenLastSeen(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_session_activity",
+		Description: "last activity of cookie sessions, at most one write per session per minute", TTL: domain.MaxIdleTimeout,
+		Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return nil, err
 	}
-	codes, err := app.NewKVCodes(ctx, n.Store.JetStream(), cfg.NATS.Replicas)
+	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes",
+		Description: "challenges, promotion codes, authorization codes and hosted-page flows, by hash", TTL: time.Hour,
+		Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return nil, err
 	}
