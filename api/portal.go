@@ -274,6 +274,7 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Service.AuthenticateOperator(r.Context(), d.Username, pw, s.clientIP(r)); err != nil {
+		s.Log.Info("portal sign-in refused", "ip", s.clientIP(r))
 		e := s.logError(r, err)
 		setRetryAfter(w, e)
 		status := e.Status

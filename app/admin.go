@@ -15,6 +15,7 @@ import (
 func (s *Service) DisableUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
 	var rest []pending
 	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
+		rest = nil // of an attempt that conflicted
 		now := s.clock.Now()
 		evs, err := domain.DecideDisable(u, reason, now)
 		if err != nil || len(evs) == 0 {
@@ -44,6 +45,7 @@ func (s *Service) EnableUser(ctx context.Context, userID string, meta Meta) (dom
 func (s *Service) DeleteUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
 	var rest []pending
 	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
+		rest = nil // of an attempt that conflicted
 		var l domain.LoginID
 		var lv uint64
 		var subject string

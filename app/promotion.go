@@ -400,9 +400,9 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 		return domain.User{}, err
 	}
 	u, err := s.register(ctx, clientID, id, hash, meta)
+	s.takenAnswered(ctx, id.Key(), err)
 	t.done(err)
 	t.pad(ctx, err)
-	s.takenAnswered(ctx, id.Key(), err)
 	return u, err
 }
 

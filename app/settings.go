@@ -100,9 +100,12 @@ func (s *Service) InitSettings(ctx context.Context) error {
 		if err != nil {
 			return struct{}{}, fmt.Errorf("settings from the configuration: %w", err)
 		}
-		// A conflict: another node wrote them first; the next attempt
-		// applies what it wrote.
-		return struct{}{}, s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: 0, event: evs[0]})
+		// Written (or, a conflict, another node wrote them first): the next
+		// attempt applies what the log has, at its version.
+		if err := s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: 0, event: evs[0]}); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, errDecideAgain
 	})
 	return err
 }
