@@ -174,7 +174,7 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
 	case errors.Is(err, domain.ErrUserNotFound):
 		return wrap(newError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
-	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict):
+	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict), errors.Is(err, app.ErrLimiterUnavailable):
 		return wrap(newError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
 	}
 	return wrap(newError(500, "InternalServerError", "InternalError", "server_error", "an internal error occurred"))

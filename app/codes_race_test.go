@@ -12,6 +12,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -60,7 +61,7 @@ func TestConcurrentExchangesOfOneCodeRevokeTheWinner(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: n.Config, Clock: n.Clock, Random: rand.Reader,
-		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, FastLimiter: n.Limiter, Log: n.Log})
+		Activity: activity, Codes: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: n.Log})
 	if err != nil {
 		t.Fatal(err)
 	}

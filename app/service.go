@@ -75,8 +75,8 @@ type Service struct {
 	random      io.Reader
 	activity    Activity
 	codes       codeBook
-	limiter     Limiter
-	fastLimiter Limiter
+	limiter     limits
+	fastLimiter limits
 	log         *slog.Logger
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
@@ -100,7 +100,7 @@ func NewService(d Deps) (*Service, error) {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, limiter: d.Limiter, fastLimiter: d.FastLimiter, log: d.Log,
+		codes: codeBook{d.Codes}, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
 	var err error

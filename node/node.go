@@ -66,7 +66,7 @@ type Node struct {
 	Reaper   *workers.Reaper
 	Exports  *workers.Exports
 	// Limiter is the node's synced rate limiter (guest sign-up, challenges).
-	Limiter *app.SyncedLimiter
+	Limiter *projections.SyncedRateBuckets
 	API     *api.Server
 	URL     string
 	// MetricsURL is the metrics listener's base URL when metrics_addr is
@@ -281,9 +281,9 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.Limiter = app.NewSyncedLimiter(n.Pool, 50*time.Millisecond)
+	n.Limiter = projections.NewSyncedRateBuckets(n.Pool, 50*time.Millisecond)
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Codes: codes, Limiter: app.PGLimiter{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
+		Activity: activity, Codes: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
 		return nil, err
 	}
 	// The log's settings, written from the configuration by the first node.

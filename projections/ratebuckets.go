@@ -1,0 +1,239 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// RateLimit is a token bucket: Burst requests at once, refilled at
+// Per / Burst each; Burst 0 (or Per 0) turns it off.
+type RateLimit struct {
+	Burst int
+	Per   time.Duration
+}
+
+func (l RateLimit) enabled() bool { return l.Burst > 0 && l.Per > 0 }
+
+// The rate buckets (GCRA, table rate_buckets) answer how long a request
+// must wait: 0 admits it.
+
+// gcraWait is how long a request at now must wait under a bucket whose
+// theoretical arrival time is tat (GCRA); 0 or less admits it.
+func gcraWait(tat, now time.Time, l RateLimit) time.Duration {
+	emission := l.Per / time.Duration(l.Burst)
+	return laterOf(tat, now).Add(emission).Sub(now) - emission*time.Duration(l.Burst)
+}
+
+// RateBuckets keeps token buckets (GCRA) in PostgreSQL: one function call
+// per check, row-locked, so every node shares one budget exactly.
+type RateBuckets struct{ Pool *pgxpool.Pool }
+
+// Allow records one request under key if the bucket admits it now, and
+// returns 0; else how long to wait.
+func (p RateBuckets) Allow(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	l := RateLimit{Burst: burst, Per: per}
+	if !l.enabled() {
+		return 0, nil
+	}
+	emission := l.Per / time.Duration(l.Burst)
+	var allowed bool
+	var retry time.Duration
+	err := p.Pool.QueryRow(ctx, `SELECT allowed, retry_after FROM idstream_rate_check($1, $2, $3, $4)`,
+		key, now, emission, l.Burst).Scan(&allowed, &retry)
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	if !allowed {
+		return max(retry, time.Nanosecond), nil
+	}
+	return 0, nil
+}
+
+// Check returns what Allow would, recording nothing.
+func (p RateBuckets) Check(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	l := RateLimit{Burst: burst, Per: per}
+	if !l.enabled() {
+		return 0, nil
+	}
+	var tat time.Time
+	err := p.Pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&tat)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return max(gcraWait(tat, now, l), 0), nil
+}
+
+// SyncedRateBuckets decide locally and settles with the shared buckets in the
+// background, so a check costs no round trip. Each node keeps, per key, the
+// bucket as PostgreSQL last reported it plus the requests it admitted since;
+// every interval it adds those to the shared bucket in one batch and reads
+// back the total, which includes the other nodes' requests. Nodes together
+// can over-admit by what they admit within one interval; the shared budget
+// is otherwise exact. PostgreSQL remains the state: a restarted node starts
+// from it.
+type SyncedRateBuckets struct {
+	pool     *pgxpool.Pool
+	interval time.Duration
+
+	mu      sync.Mutex
+	buckets map[string]*localBucket
+}
+
+type localBucket struct {
+	limit    RateLimit
+	tat      time.Time // shared tat at the last sync
+	pending  int       // admitted here since
+	inflight int       // admitted here, being added to the shared bucket
+	lastUsed time.Time
+}
+
+// NewSyncedRateBuckets makes buckets that sync every interval once Run runs.
+func NewSyncedRateBuckets(pool *pgxpool.Pool, interval time.Duration) *SyncedRateBuckets {
+	return &SyncedRateBuckets{pool: pool, interval: interval, buckets: map[string]*localBucket{}}
+}
+
+// Allow is RateBuckets.Allow decided on this node.
+func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	lim := RateLimit{Burst: burst, Per: per}
+	if !lim.enabled() {
+		return 0, nil
+	}
+	emission := lim.Per / time.Duration(lim.Burst)
+	l.mu.Lock()
+	b := l.buckets[key]
+	if b == nil {
+		// First sight of this key on this node: start from the shared
+		// bucket (one round trip), not from an empty one.
+		l.mu.Unlock()
+		tat := now
+		err := l.pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&tat)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("rate limit: %w", err)
+		}
+		l.mu.Lock()
+		if b = l.buckets[key]; b == nil {
+			b = &localBucket{limit: lim, tat: tat}
+			l.buckets[key] = b
+		}
+	}
+	defer l.mu.Unlock()
+	b.lastUsed = now
+	tat := b.tat
+	if tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(time.Duration(b.pending+b.inflight+1) * emission)
+	if wait := next.Sub(now) - emission*time.Duration(lim.Burst); wait > 0 {
+		return wait, nil
+	}
+	b.pending++
+	return 0, nil
+}
+
+// Check returns what Allow would, from what this node knows, recording
+// nothing.
+func (l *SyncedRateBuckets) Check(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	lim := RateLimit{Burst: burst, Per: per}
+	if !lim.enabled() {
+		return 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		// Not seen here: the shared bucket is what Allow would start from.
+		l.mu.Unlock()
+		wait, err := RateBuckets{Pool: l.pool}.Check(ctx, key, burst, per, now)
+		l.mu.Lock()
+		return wait, err
+	}
+	emission := lim.Per / time.Duration(lim.Burst)
+	next := laterOf(b.tat, now).Add(time.Duration(b.pending+b.inflight+1) * emission)
+	return max(next.Sub(now)-emission*time.Duration(lim.Burst), 0), nil
+}
+
+// Run syncs until ctx ends (and once more on the way out).
+func (l *SyncedRateBuckets) Run(ctx context.Context, clk interface{ Now() time.Time }) {
+	t := time.NewTicker(l.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = l.Flush(context.WithoutCancel(ctx), clk.Now())
+			return
+		case <-t.C:
+			_ = l.Flush(ctx, clk.Now())
+		}
+	}
+}
+
+// Flush adds what this node admitted to the shared buckets and reads back
+// their state, in one round trip. Buckets unused for two periods are dropped.
+func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
+	type item struct {
+		key     string
+		pending int
+		b       *localBucket
+	}
+	l.mu.Lock()
+	var items []item
+	for k, b := range l.buckets {
+		if b.pending == 0 && now.Sub(b.lastUsed) > 2*b.limit.Per {
+			delete(l.buckets, k)
+			continue
+		}
+		items = append(items, item{k, b.pending, b})
+		// Until the shared bucket answers, these admissions still count.
+		b.inflight += b.pending
+		b.pending = 0
+	}
+	l.mu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, it := range items {
+		emission := it.b.limit.Per / time.Duration(it.b.limit.Burst)
+		batch.Queue(`INSERT INTO rate_buckets (key, tat) VALUES ($1, $2::timestamptz + $3::interval)
+			ON CONFLICT (key) DO UPDATE SET tat = greatest(rate_buckets.tat, $2) + $3
+			RETURNING tat`, it.key, now, time.Duration(it.pending)*emission)
+	}
+	res := l.pool.SendBatch(ctx, batch)
+	defer res.Close()
+	var firstErr error
+	for _, it := range items {
+		var tat time.Time
+		if err := res.QueryRow().Scan(&tat); err != nil {
+			// Not settled: keep the admissions for the next sync.
+			l.mu.Lock()
+			it.b.pending += it.pending
+			it.b.inflight -= it.pending
+			l.mu.Unlock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		l.mu.Lock()
+		it.b.tat = tat
+		it.b.inflight -= it.pending
+		l.mu.Unlock()
+	}
+	return firstErr
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
