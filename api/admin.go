@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
@@ -88,9 +89,6 @@ func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "events": out})
 }
 
-// errNoSuchUser: the log has no user with the id.
-var errNoSuchUser = newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user")
-
 // userTimeline reads one user's whole history from the log (not the read
 // model): the user's events, its sessions' and its login ID's, in log order.
 func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, error) {
@@ -99,7 +97,7 @@ func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, 
 		return nil, err
 	}
 	if !u.Exists() {
-		return nil, errNoSuchUser
+		return nil, app.ErrNoSuchUser
 	}
 	subjects := []string{s.Store.Subject("user", id)}
 	sessionIDs := u.SessionIDs()
@@ -230,8 +228,6 @@ func (s *Server) userIDParam(w http.ResponseWriter, r *http.Request) (string, bo
 	return id, true
 }
 
-var errAdminUserNotFound = newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user")
-
 // adminGetUser is GET /admin/users/{id}: the user with its identities and
 // sessions, from the read models.
 func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
@@ -240,9 +236,6 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d, err := projections.GetUser(r.Context(), s.Pool, id)
-	if errors.Is(err, projections.ErrNotFound) {
-		err = errAdminUserNotFound
-	}
 	if err != nil {
 		s.writeAPIError(w, r, err)
 		return
@@ -295,12 +288,6 @@ func (s *Server) adminUserCommand(run func(r *http.Request, id, reason string, s
 			return
 		}
 		u, err := run(r, id, body.Reason, sessions)
-		if errors.Is(err, domain.ErrUserNotFound) {
-			err = errAdminUserNotFound
-		}
-		if errors.Is(err, domain.ErrInvalidCommand) {
-			err = badRequest("InvalidReason", "invalid_request", "the reason is at most 500 characters")
-		}
 		if err != nil {
 			s.writeAPIError(w, r, err)
 			return
@@ -338,11 +325,7 @@ func (s *Server) adminRevokeSession(w http.ResponseWriter, r *http.Request) {
 		s.writeAPIError(w, r, badRequest("InvalidSessionID", "invalid_request", "the session id is not a UUID"))
 		return
 	}
-	err := s.Service.RevokeUserSession(r.Context(), id, sid, meta(r))
-	if errors.Is(err, domain.ErrSessionNotFound) {
-		err = newError(404, "NotFound", "SessionNotFound", "invalid_request", "the user has no such session")
-	}
-	if err != nil {
+	if err := s.Service.RevokeUserSession(r.Context(), id, sid, meta(r)); err != nil {
 		s.writeAPIError(w, r, err)
 		return
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
 	"github.com/idstream/idstream/password"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/tokens"
+	"github.com/idstream/idstream/workers"
 )
 
 // Error is an error with everything the two response shapes need: the
@@ -70,6 +72,22 @@ func classify(err error) *Error {
 	}
 	wrap := func(x *Error) *Error { x.cause = err; return x }
 	switch {
+	case errors.Is(err, app.ErrNoSuchUser), errors.Is(err, projections.ErrNotFound):
+		return wrap(newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user"))
+	case errors.Is(err, app.ErrNoSuchSession):
+		return wrap(newError(404, "NotFound", "SessionNotFound", "invalid_request", "the user has no such session"))
+	case errors.Is(err, domain.ErrReasonTooLong):
+		return wrap(newError(400, "Invalid", "InvalidReason", "invalid_request", "the reason is at most 500 characters"))
+	case errors.Is(err, workers.ErrExportInProgress):
+		return wrap(newError(409, "Conflict", "ExportInProgress", "invalid_request", "another export is pending or running; one runs at a time"))
+	case errors.Is(err, workers.ErrExportFormat):
+		return wrap(badRequest("InvalidExportFormat", "invalid_request", "format is ndjson or csv"))
+	case errors.Is(err, workers.ErrExportField):
+		return wrap(badRequest("InvalidExportField", "invalid_request", err.Error()))
+	case errors.Is(err, workers.ErrExportNotFound):
+		return wrap(newError(404, "NotFound", "ExportNotFound", "invalid_request", "no such export job (jobs are kept 24 hours)"))
+	case errors.Is(err, workers.ErrExportNotReady):
+		return wrap(newError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
 	case errors.Is(err, app.ErrAnonymousDisabled):
 		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
 	case errors.Is(err, app.ErrUnknownClient):

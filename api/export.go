@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -33,22 +32,6 @@ func (s *Server) exportBody(j workers.ExportJob) exportJobBody {
 	return b
 }
 
-func exportError(err error) error {
-	switch {
-	case errors.Is(err, workers.ErrExportInProgress):
-		return newError(409, "Conflict", "ExportInProgress", "invalid_request", "another export is pending or running; one runs at a time")
-	case errors.Is(err, workers.ErrExportFormat):
-		return badRequest("InvalidExportFormat", "invalid_request", "format is ndjson or csv")
-	case errors.Is(err, workers.ErrExportField):
-		return badRequest("InvalidExportField", "invalid_request", err.Error())
-	case errors.Is(err, workers.ErrExportNotFound):
-		return newError(404, "NotFound", "ExportNotFound", "invalid_request", "no such export job (jobs are kept 24 hours)")
-	case errors.Is(err, workers.ErrExportNotReady):
-		return newError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed")
-	}
-	return err
-}
-
 // adminCreateExport is POST /admin/users/export: queue an export job.
 func (s *Server) adminCreateExport(w http.ResponseWriter, r *http.Request) {
 	var req exportRequest
@@ -66,7 +49,7 @@ func (s *Server) adminCreateExport(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := s.Exports.Create(r.Context(), req.Format, fields)
 	if err != nil {
-		s.writeAPIError(w, r, exportError(err))
+		s.writeAPIError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/admin/users/export/"+j.ID)
@@ -77,7 +60,7 @@ func (s *Server) adminCreateExport(w http.ResponseWriter, r *http.Request) {
 func (s *Server) adminGetExport(w http.ResponseWriter, r *http.Request) {
 	j, err := s.Exports.Get(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
-		s.writeAPIError(w, r, exportError(err))
+		s.writeAPIError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.exportBody(j))
@@ -87,7 +70,7 @@ func (s *Server) adminGetExport(w http.ResponseWriter, r *http.Request) {
 func (s *Server) adminDownloadExport(w http.ResponseWriter, r *http.Request) {
 	j, file, err := s.Exports.Open(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
-		s.writeAPIError(w, r, exportError(err))
+		s.writeAPIError(w, r, err)
 		return
 	}
 	defer file.Close()

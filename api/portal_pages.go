@@ -392,7 +392,7 @@ func (s *Server) portalUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tl, err := s.userTimeline(r.Context(), id)
-	if err != nil && !errors.Is(err, errNoSuchUser) {
+	if err != nil && !errors.Is(err, app.ErrNoSuchUser) {
 		s.Log.Error("portal: timeline", "error", err)
 	}
 	page := portalPage{Title: "User " + id, Section: "users", Data: &userData{User: u, Timeline: tl, Now: s.Service.Now()}}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
@@ -78,6 +79,13 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 	return u, err
 }
 
+// Errors of the operators' commands: the user or session they name does not
+// exist (a 404 of the admin API, not a failed sign-in).
+var (
+	ErrNoSuchUser    = errors.New("no such user")
+	ErrNoSuchSession = errors.New("the user has no such session")
+)
+
 // RevokeUserSession ends one session of a user (operator action).
 func (s *Service) RevokeUserSession(ctx context.Context, userID, sessionID string, meta Meta) error {
 	sess, _, err := s.LoadSession(ctx, sessionID)
@@ -85,7 +93,7 @@ func (s *Service) RevokeUserSession(ctx context.Context, userID, sessionID strin
 		return err
 	}
 	if !sess.Exists() || sess.UserID() != userID {
-		return domain.ErrSessionNotFound
+		return ErrNoSuchSession
 	}
 	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonAdminRevoked, meta)
 }
@@ -110,6 +118,9 @@ func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, deci
 			return u, err
 		}
 		evs, err := decide(ctx, u)
+		if errors.Is(err, domain.ErrUserNotFound) {
+			return u, ErrNoSuchUser // an operator names a user
+		}
 		if err != nil || len(evs) == 0 {
 			return u, err
 		}

@@ -62,7 +62,7 @@ func DecideDisable(u User, reason string, now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	if len(reason) > 500 {
-		return nil, fmt.Errorf("%w: the reason is longer than 500 characters", ErrInvalidCommand)
+		return nil, ErrReasonTooLong
 	}
 	if u.disabled {
 		return nil, nil
@@ -95,7 +95,7 @@ func DecideDelete(u User, l LoginID, reason string, now time.Time) (Deletion, er
 		return Deletion{}, err
 	}
 	if len(reason) > 500 {
-		return Deletion{}, fmt.Errorf("%w: the reason is longer than 500 characters", ErrInvalidCommand)
+		return Deletion{}, ErrReasonTooLong
 	}
 	now = now.UTC()
 	var d Deletion

@@ -23,4 +23,6 @@ var (
 	ErrUserDisabled         = errors.New("the user is disabled")
 	ErrStillActive          = errors.New("the guest is still active")
 	ErrUnsupportedSessionOp = errors.New("operation not supported for this session kind")
+	// ErrReasonTooLong: an operator's reason is longer than 500 characters.
+	ErrReasonTooLong = errors.New("the reason is longer than 500 characters")
 )
