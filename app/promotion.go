@@ -494,11 +494,13 @@ type PendingPromotion struct {
 	MergeInto string `json:"merge_into,omitempty"`
 }
 
-// PreparePromotion decides a hosted-page promotion without writing it: the
-// limits, the password policy, the login ID free (or, under the conflict
-// policy "login", the existing account's password right), the password
-// hashed. The outcome goes into the authorization code (AuthorizationRequest
-// .Promotion) and is written when the code is exchanged.
+// PreparePromotion decides a promotion without writing it: the limits, the
+// password policy, the login ID free (or, under the conflict policy
+// "login", the existing account's password right), the password hashed. It
+// is the one place the conflict policy is applied: Promote writes the
+// outcome at once; the hosted page in the code flow puts it into the
+// authorization code (AuthorizationRequest.Promotion), written when the
+// code is exchanged.
 func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
 	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
 		return PendingPromotion{}, err
