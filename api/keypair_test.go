@@ -2,9 +2,6 @@ package api_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -26,29 +23,14 @@ import (
 	"github.com/idstream/idstream/tokens"
 )
 
-type device struct {
-	key any
-	alg jose.SignatureAlgorithm
-	kid string
-}
+type device = testenv.Device
 
+// newDevice makes a device whose private key the log scan looks for.
 func newDevice(t *testing.T, alg jose.SignatureAlgorithm) device {
 	t.Helper()
-	var key any
-	var err error
-	switch alg {
-	case jose.ES256:
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.RS256:
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	case jose.EdDSA:
-		_, key, err = ed25519.GenerateKey(rand.Reader)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	recordDeviceKey(key)
-	return device{key: key, alg: alg, kid: "dev-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:20]}
+	d := testenv.NewDevice(t, alg)
+	recordDeviceKey(d.Key)
+	return d
 }
 
 func (c *client) challenge() string {
@@ -60,16 +42,6 @@ func (c *client) challenge() string {
 	return str(r.result(), "token")
 }
 
-func (d device) jwt(t *testing.T, challenge string, withJWK bool, now time.Time) string {
-	t.Helper()
-	tok, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid, IncludeJWK: withJWK,
-		Challenge: challenge, Action: "auth", IssuedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 func (c *client) keyGrant(jwt string) response {
 	return c.postForm("/oauth2/token", url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"},
 		"client_id": {"idstream-dev"}, "jwt": {jwt}})
@@ -78,9 +50,9 @@ func (c *client) keyGrant(jwt string) response {
 // keySignIn signs in with a device and returns the sub.
 func keySignIn(t *testing.T, c *client, n *testenv.Node, d device, withJWK bool) string {
 	t.Helper()
-	r := c.keyGrant(d.jwt(t, c.challenge(), withJWK, n.Clock.Now()))
+	r := c.keyGrant(d.JWT(t, c.challenge(), withJWK, n.Clock.Now()))
 	if r.status != 200 || str(r.body, "refresh_token") == "" {
-		t.Fatalf("key sign-in (%s, jwk %v): %d %s", d.alg, withJWK, r.status, r.raw)
+		t.Fatalf("key sign-in (%s, jwk %v): %d %s", d.Alg, withJWK, r.status, r.raw)
 	}
 	info := c.userinfo(str(r.body, "access_token"))
 	if info.status != 200 || info.body["is_anonymous"] != true {
@@ -106,7 +78,7 @@ func TestKeyPairSignUpAndBackEachAlgorithm(t *testing.T) {
 		}
 		// The identity read model shows the key and its last use.
 		waitRow(t, n, `SELECT count(*) FROM identities WHERE key_id = $1 AND user_id::text = $2 AND last_used_at IS NOT NULL
-			AND thumbprint <> '' AND alg = $3`, d.kid, sub, string(alg))
+			AND thumbprint <> '' AND alg = $3`, d.KeyID, sub, string(alg))
 		waitRow(t, n, `SELECT count(*) FROM users WHERE id::text = $1 AND has_anonymous_key AND last_sign_in_at IS NOT NULL`, sub)
 	}
 }
@@ -141,10 +113,10 @@ func TestKeyPairSurvivesRestartAndWorksAcrossNodes(t *testing.T) {
 	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock})
 	cb := newClient(t, b)
 	ch := ca.challenge()
-	if r := cb.keyGrant(d.jwt(t, ch, false, a.Clock.Now())); r.status != 200 {
+	if r := cb.keyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.status != 200 {
 		t.Fatalf("challenge from A on B: %d %s", r.status, r.raw)
 	}
-	if r := ca.keyGrant(d.jwt(t, ch, false, a.Clock.Now())); r.reason() != "InvalidChallenge" {
+	if r := ca.keyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.reason() != "InvalidChallenge" {
 		t.Fatalf("challenge replayed on A after B used it: %d %s", r.status, r.raw)
 	}
 
@@ -165,12 +137,12 @@ func TestKeyPairRejections(t *testing.T) {
 	before := lastSeq(t, n)
 
 	impostor := newDevice(t, jose.ES256)
-	impostor.kid = known.kid // same kid, another key
+	impostor.KeyID = known.KeyID // same kid, another key
 	rsaDev := newDevice(t, jose.RS256)
 	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
 
 	sign := func(d device, withJWK bool, mutate func(*tokens.DeviceRequest)) string {
-		r := tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid, IncludeJWK: withJWK, Challenge: c.challenge(), Action: "auth", IssuedAt: now}
+		r := tokens.DeviceRequest{Key: d.Key, Algorithm: d.Alg, KeyID: d.KeyID, IncludeJWK: withJWK, Challenge: c.challenge(), Action: "auth", IssuedAt: now}
 		if mutate != nil {
 			mutate(&r)
 		}
@@ -193,10 +165,10 @@ func TestKeyPairRejections(t *testing.T) {
 		{"bad kid", sign(known, false, func(r *tokens.DeviceRequest) { r.KeyID = "short" }), "InvalidKeyID"},
 		{"kid with a dot", sign(known, false, func(r *tokens.DeviceRequest) { r.KeyID = "abc.defgh.ij" }), "InvalidKeyID"},
 		{"unknown challenge", sign(known, false, func(r *tokens.DeviceRequest) { r.Challenge = "never-issued" }), "InvalidChallenge"},
-		{"RSA key under 2048 bits", sign(device{key: weak, alg: jose.RS256, kid: "weak-key-0001"}, true, nil), "InvalidKey"},
-		{"alg none", forge(t, map[string]any{"alg": "none", "typ": "vnd.authgear.anonymous-request", "kid": known.kid}, c.challenge(), now, nil), "UnsupportedAlgorithm"},
-		{"HS256 keyed with the RSA public key", forge(t, map[string]any{"alg": "HS256", "typ": "vnd.authgear.anonymous-request", "kid": rsaDev.kid},
-			c.challenge(), now, x509.MarshalPKCS1PublicKey(&rsaDev.key.(*rsa.PrivateKey).PublicKey)), "UnsupportedAlgorithm"},
+		{"RSA key under 2048 bits", sign(device{Key: weak, Alg: jose.RS256, KeyID: "weak-key-0001"}, true, nil), "InvalidKey"},
+		{"alg none", forge(t, map[string]any{"alg": "none", "typ": "vnd.authgear.anonymous-request", "kid": known.KeyID}, c.challenge(), now, nil), "UnsupportedAlgorithm"},
+		{"HS256 keyed with the RSA public key", forge(t, map[string]any{"alg": "HS256", "typ": "vnd.authgear.anonymous-request", "kid": rsaDev.KeyID},
+			c.challenge(), now, x509.MarshalPKCS1PublicKey(&rsaDev.Key.(*rsa.PrivateKey).PublicKey)), "UnsupportedAlgorithm"},
 		{"wrong typ", forgeSigned(t, known, "JWT", c.challenge(), now), "InvalidJWTType"},
 		{"garbage", "not-a-jwt", "InvalidJWT"},
 		{"two segments", "eyJhbGciOiJFUzI1NiJ9.e30", "InvalidJWT"},
@@ -210,11 +182,11 @@ func TestKeyPairRejections(t *testing.T) {
 	}
 	// A challenge is spent by its first use, even a failed one.
 	ch := c.challenge()
-	bad, _ := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: impostor.key, Algorithm: jose.ES256, KeyID: known.kid, Challenge: ch, Action: "auth", IssuedAt: now})
+	bad, _ := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: impostor.Key, Algorithm: jose.ES256, KeyID: known.KeyID, Challenge: ch, Action: "auth", IssuedAt: now})
 	if r := c.keyGrant(bad); r.reason() != "InvalidSignature" {
 		t.Fatalf("bad signature: %s", r.raw)
 	}
-	good := known.jwt(t, ch, false, now)
+	good := known.JWT(t, ch, false, now)
 	if r := c.keyGrant(good); r.reason() != "InvalidChallenge" {
 		t.Fatalf("challenge reused after a failed use: %d %s", r.status, r.raw)
 	}
@@ -227,7 +199,7 @@ func TestKeyPairRejections(t *testing.T) {
 	// An expired challenge.
 	ch = c.challenge()
 	n.Clock.Advance(6 * time.Minute)
-	if r := c.keyGrant(known.jwt(t, ch, false, n.Clock.Now())); r.reason() != "InvalidChallenge" {
+	if r := c.keyGrant(known.JWT(t, ch, false, n.Clock.Now())); r.reason() != "InvalidChallenge" {
 		t.Fatalf("expired challenge: %s", r.raw)
 	}
 }
@@ -249,8 +221,8 @@ func forge(t *testing.T, header map[string]any, challenge string, now time.Time,
 
 func forgeSigned(t *testing.T, d device, typ, challenge string, now time.Time) string {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", d.kid)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: d.alg, Key: d.key}, opts)
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", d.KeyID)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: d.Alg, Key: d.Key}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +243,7 @@ func TestConcurrentRegistrationOfOneKey(t *testing.T) {
 	subs := make([]string, 8)
 	var wg sync.WaitGroup
 	for i := range subs {
-		jwt := d.jwt(t, c.challenge(), true, n.Clock.Now())
+		jwt := d.JWT(t, c.challenge(), true, n.Clock.Now())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -295,8 +267,8 @@ func TestConcurrentRegistrationOfOneKey(t *testing.T) {
 	var mu sync.Mutex
 	for range 8 {
 		dev := newDevice(t, jose.ES256)
-		dev.kid = kid
-		jwt := dev.jwt(t, c.challenge(), true, n.Clock.Now())
+		dev.KeyID = kid
+		jwt := dev.JWT(t, c.challenge(), true, n.Clock.Now())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -324,7 +296,7 @@ func TestKeyPairAnonymousDisabled(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) { c.Anonymous.Enabled = &off }})
 	c := newClient(t, n)
 	before := lastSeq(t, n) // the settings, written when the node started
-	r := c.keyGrant(newDevice(t, jose.EdDSA).jwt(t, c.challenge(), true, n.Clock.Now()))
+	r := c.keyGrant(newDevice(t, jose.EdDSA).JWT(t, c.challenge(), true, n.Clock.Now()))
 	if r.status != 400 || r.reason() != "AnonymousUserDisabled" || lastSeq(t, n) != before {
 		t.Fatalf("disabled: %d %s", r.status, r.raw)
 	}
@@ -335,14 +307,10 @@ func TestKeyPairGuestPromotesOnTheHostedPage(t *testing.T) {
 	c := newClient(t, n)
 	d := newDevice(t, jose.EdDSA)
 	sub := keySignIn(t, c, n, d, true)
-	promoteJWT, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
-		Challenge: c.challenge(), Action: "promote", IssuedAt: n.Clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	promoteJWT := d.Request(t, c.challenge(), "promote", false, n.Clock.Now())
 	// An auth JWT is not a promote JWT.
 	_, challenge := pkce()
-	authHint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {d.jwt(t, c.challenge(), false, n.Clock.Now())}}.Encode()
+	authHint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {d.JWT(t, c.challenge(), false, n.Clock.Now())}}.Encode()
 	if r := c.do("GET", "/oauth2/authorize?"+authorizeParams(challenge, authHint).Encode(), "", "", nil); !strings.Contains(r.header.Get("Location"), "error=invalid_request") {
 		t.Fatalf("auth action accepted for promotion: %v", r.header)
 	}
@@ -363,9 +331,9 @@ func TestKeyPairGuestPromotesOnTheHostedPage(t *testing.T) {
 		t.Fatalf("after key-pair promotion: %s", info.raw)
 	}
 	// The device key no longer signs in; the identity is gone from the read model.
-	if r := c.keyGrant(d.jwt(t, c.challenge(), false, n.Clock.Now())); r.reason() != "KeyNotUsable" {
+	if r := c.keyGrant(d.JWT(t, c.challenge(), false, n.Clock.Now())); r.reason() != "KeyNotUsable" {
 		t.Fatalf("key after promotion: %s", r.raw)
 	}
-	waitRow(t, n, `SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM identities WHERE key_id = $1`, d.kid)
+	waitRow(t, n, `SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM identities WHERE key_id = $1`, d.KeyID)
 	waitRow(t, n, `SELECT count(*) FROM identities WHERE user_id::text = $1 AND type = 'username'`, sub)
 }

@@ -44,7 +44,7 @@ func TestHighSSignaturesRefused(t *testing.T) {
 	// normalise): a key-pair JWT with s flipped still signs in.
 	d := newDevice(t, jose.ES256)
 	keySignIn(t, c, n, d, true)
-	if r := c.keyGrant(flipS(t, d.jwt(t, c.challenge(), false, n.Clock.Now()))); r.status != 200 {
+	if r := c.keyGrant(flipS(t, d.JWT(t, c.challenge(), false, n.Clock.Now()))); r.status != 200 {
 		t.Fatalf("key-pair JWT with s flipped: %d %s", r.status, r.raw)
 	}
 }

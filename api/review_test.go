@@ -14,7 +14,6 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/testenv"
-	"github.com/idstream/idstream/tokens"
 )
 
 // Regression tests for the findings of the security review (issue 15): each
@@ -23,7 +22,7 @@ import (
 // keySession signs a device in and returns its tokens.
 func keySession(t *testing.T, c *client, n *testenv.Node, d device, withJWK bool) (at, rt string) {
 	t.Helper()
-	r := c.keyGrant(d.jwt(t, c.challenge(), withJWK, n.Clock.Now()))
+	r := c.keyGrant(d.JWT(t, c.challenge(), withJWK, n.Clock.Now()))
 	if r.status != 200 || str(r.body, "refresh_token") == "" {
 		t.Fatalf("key sign-in: %d %s", r.status, r.raw)
 	}
@@ -67,11 +66,7 @@ func TestPromotionLinkOpenedByAnotherBrowserLeavesPreparerNothing(t *testing.T) 
 	attacker := newClient(t, n)
 	d := newDevice(t, jose.ES256)
 	at, rt := keySession(t, attacker, n, d, true)
-	promoteJWT, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
-		Challenge: attacker.challenge(), Action: "promote", IssuedAt: n.Clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	promoteJWT := d.Request(t, attacker.challenge(), "promote", false, n.Clock.Now())
 	verifier, challenge := pkce()
 	hint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {promoteJWT}}.Encode()
 	victim := newClient(t, n)
@@ -259,11 +254,7 @@ func TestKeyPairGrantRefusesAnotherClient(t *testing.T) {
 	d := newDevice(t, jose.ES256)
 	keySession(t, c, n, d, true)
 	for _, action := range []string{"auth", "promote"} {
-		jwt, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: d.alg, KeyID: d.kid,
-			Challenge: c.challenge(), Action: action, IssuedAt: n.Clock.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		jwt := d.Request(t, c.challenge(), action, false, n.Clock.Now())
 		if action == "auth" {
 			r := c.postForm("/oauth2/token", url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"},
 				"client_id": {"long-lived"}, "jwt": {jwt}})

@@ -149,7 +149,7 @@ func TestTokenResponsesNotCached(t *testing.T) {
 	checks["userinfo"] = c.userinfo(at)
 	checks["challenge"] = c.postJSON("/oauth2/challenge", `{"purpose":"anonymous_request"}`, nil)
 	d := newDevice(t, "ES256")
-	checks["token: key-pair grant"] = c.keyGrant(d.jwt(t, c.challenge(), true, n.Clock.Now()))
+	checks["token: key-pair grant"] = c.keyGrant(d.JWT(t, c.challenge(), true, n.Clock.Now()))
 	pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at})
 	checks["promotion_code"] = pc
 

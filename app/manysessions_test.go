@@ -2,9 +2,6 @@ package app_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -26,10 +23,7 @@ func TestPromotionAndDisableEndMoreSessionsThanOneAppendHolds(t *testing.T) {
 	}})
 	ctx := context.Background()
 	svc := n.Service
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := testenv.NewDevice(t, jose.ES256)
 	const many = 520
 	var guestTokens []string
 	var guest, last string
@@ -38,12 +32,7 @@ func TestPromotionAndDisableEndMoreSessionsThanOneAppendHolds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jwt, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: key, Algorithm: jose.ES256, KeyID: "many-sessions-key",
-			IncludeJWK: i == 0, Challenge: challenge, Action: "auth", IssuedAt: n.Clock.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		iss, err := svc.SignInWithKey(ctx, "idstream-dev", jwt, app.Meta{})
+		iss, err := svc.SignInWithKey(ctx, "idstream-dev", d.JWT(t, challenge, i == 0, n.Clock.Now()), app.Meta{})
 		if err != nil {
 			t.Fatalf("sign-in %d: %v", i, err)
 		}

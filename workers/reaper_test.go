@@ -2,9 +2,6 @@ package workers_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -23,7 +20,6 @@ import (
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
 	"github.com/idstream/idstream/testenv"
-	"github.com/idstream/idstream/tokens"
 	"github.com/idstream/idstream/workers"
 )
 
@@ -71,10 +67,8 @@ func webGuest(t *testing.T, n *testenv.Node) (userID, token string) {
 	return c.Subject, field(m, "result", "refresh_token")
 }
 
-type device struct {
-	key *ecdsa.PrivateKey
-	kid string
-}
+// device is a key-pair guest's device that signs in through the service.
+type device struct{ testenv.Device }
 
 func (d device) signIn(t *testing.T, n *testenv.Node, first bool) (string, error) {
 	t.Helper()
@@ -83,22 +77,11 @@ func (d device) signIn(t *testing.T, n *testenv.Node, first bool) (string, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwt, err := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: d.key, Algorithm: jose.ES256, KeyID: d.kid, IncludeJWK: first,
-		Challenge: ch, Action: "auth", IssuedAt: n.Clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", jwt, app.Meta{})
+	iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", d.JWT(t, ch, first, n.Clock.Now()), app.Meta{})
 	return iss.UserID, err
 }
 
-func newDevice(t *testing.T) device {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return device{key: key, kid: "dev-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]}
-}
+func newDevice(t *testing.T) device { return device{testenv.NewDevice(t, jose.ES256)} }
 
 // settle waits until every projection has applied the whole log.
 func settle(t *testing.T, n *testenv.Node) {
