@@ -176,6 +176,8 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "InvalidJWTType", "invalid_request", "the jwt's typ must be vnd.authgear.anonymous-request"))
 	case errors.Is(err, tokens.ErrRequestKeyID):
 		return wrap(newError(400, "Invalid", "InvalidKeyID", "invalid_request", "the kid must be 8 to 64 letters, digits, '-' or '_'"))
+	case errors.Is(err, app.ErrInvalidDeviceInfo):
+		return wrap(newError(400, "Invalid", "InvalidDeviceInfo", "invalid_request", "device_info must be a JSON object (x_device_info: base64url JSON) of at most 8 KiB"))
 	case errors.Is(err, tokens.ErrRequestNumericDate):
 		return wrap(newError(400, "Invalid", "InvalidNumericDate", "invalid_request", "iat and exp must be JSON numbers of seconds since 1970 (fractions allowed)"))
 	case errors.Is(err, tokens.ErrRequestClaims):

@@ -61,7 +61,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, tokenResultOf(iss))
 	case "authorization_code":
 		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), form.Get("client_id"), form.Get("code"),
-			form.Get("redirect_uri"), form.Get("code_verifier"), meta(r))
+			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), meta(r))
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
@@ -72,7 +72,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
 			return
 		}
-		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), meta(r))
+		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), meta(r))
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return

@@ -90,7 +90,7 @@ func TestConcurrentExchangesOfOneCodeRevokeTheWinner(t *testing.T) {
 	results := make(chan outcome, 2)
 	for range 2 {
 		go func() {
-			iss, err := svc.ExchangeAuthorizationCode(ctx, "idstream-dev", code, redirect, verifier, app.Meta{})
+			iss, err := svc.ExchangeAuthorizationCode(ctx, "idstream-dev", code, redirect, verifier, "", app.Meta{})
 			results <- outcome{iss, err}
 		}()
 	}

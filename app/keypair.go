@@ -78,12 +78,20 @@ func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("
 // the header creates a guest; a known one signs the same guest in again. The
 // signature is verified every time, first use included, and only ever with
 // the key the server trusts.
-func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, meta Meta) (Issued, error) {
+//
+// deviceInfo is the request's x_device_info form field (base64url JSON), if
+// any; the JWT's own device_info comes first. What they say of the device is
+// kept with the session.
+func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInfo string, meta Meta) (Issued, error) {
 	cl, err := s.client(clientID)
 	if err != nil {
 		return Issued{}, err
 	}
 	req, err := s.takeRequest(ctx, rawJWT, "auth")
+	if err != nil {
+		return Issued{}, err
+	}
+	dev, err := deviceOf(req.DeviceInfo, deviceInfo)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -103,9 +111,9 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT string, me
 		// first; the next attempt decides on what it wrote.
 		var iss Issued
 		if key.Claimed() {
-			iss, err = s.signInKnownKey(ctx, clientID, cl.AccessTokenLifetime.Duration(), req, key, idle, life, meta)
+			iss, err = s.signInKnownKey(ctx, clientID, cl.AccessTokenLifetime.Duration(), req, dev, key, idle, life, meta)
 		} else {
-			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.Duration(), clientID, req, keyVersion, idle, life, meta)
+			iss, err = s.registerKey(ctx, cl.AccessTokenLifetime.Duration(), clientID, req, dev, keyVersion, idle, life, meta)
 		}
 		if !leaderChecked && s.replicated() && (errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrKeyNotUsable) || staleMiss(err)) {
 			// A replica that has not yet got the key's registration (or
@@ -205,7 +213,7 @@ func (s *Service) verifyKnownKey(ctx context.Context, clientID string, req *toke
 	return u, uv, nil
 }
 
-func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife time.Duration, req *tokens.AnonymousRequest, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife time.Duration, req *tokens.AnonymousRequest, dev *domain.Device, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
 	u, uv, err := s.verifyKnownKey(ctx, clientID, req, key)
 	if err != nil {
 		return Issued{}, err
@@ -217,7 +225,7 @@ func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife ti
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: u.ClientID(), Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(),
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(), Device: dev,
 	})
 	if err != nil {
 		return Issued{}, err
@@ -232,7 +240,7 @@ func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife ti
 	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
 }
 
-func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientID string, req *tokens.AnonymousRequest, keyVersion uint64, idle, life time.Duration, meta Meta) (Issued, error) {
+func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientID string, req *tokens.AnonymousRequest, dev *domain.Device, keyVersion uint64, idle, life time.Duration, meta Meta) (Issued, error) {
 	if req.HeaderJWK == nil {
 		return Issued{}, ErrUnknownKey
 	}
@@ -280,7 +288,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID, Device: dev,
 	})
 	if err != nil {
 		return Issued{}, err

@@ -32,7 +32,7 @@ func TestPromotionAndDisableEndMoreSessionsThanOneAppendHolds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		iss, err := svc.SignInWithKey(ctx, "idstream-dev", d.JWT(t, challenge, i == 0, n.Clock.Now()), app.Meta{})
+		iss, err := svc.SignInWithKey(ctx, "idstream-dev", d.JWT(t, challenge, i == 0, n.Clock.Now()), "", app.Meta{})
 		if err != nil {
 			t.Fatalf("sign-in %d: %v", i, err)
 		}

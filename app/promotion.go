@@ -151,6 +151,8 @@ type NewSession struct {
 	Method   string
 	// SessionID names the session; empty: a new random id.
 	SessionID string
+	// Device is what a mobile SDK said of the device, if anything.
+	Device *domain.Device
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -276,7 +278,7 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 		return nil, err
 	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
-		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now})
+		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device})
 	if err != nil {
 		return nil, err
 	}
@@ -576,7 +578,13 @@ func S256(verifier string) string {
 // ExchangeAuthorizationCode trades a code for a session (RFC 6749 §4.1.3 with
 // PKCE, RFC 7636). A code works once; presented again it revokes the session
 // it gave (RFC 6749 §10.5).
-func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier string, meta Meta) (Issued, error) {
+// deviceInfo is the request's x_device_info form field, if any (mobile
+// SDKs); what it says of the device is kept with the session.
+func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier, deviceInfo string, meta Meta) (Issued, error) {
+	dev, err := deviceOf(nil, deviceInfo)
+	if err != nil {
+		return Issued{}, err
+	}
 	e, rev, err := s.codes.Get(ctx, code)
 	if errors.Is(err, ErrCodeNotFound) || (err == nil && e.Kind != CodeAuthorization) {
 		return Issued{}, ErrInvalidAuthzCode
@@ -594,13 +602,14 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 		return Issued{}, ErrPKCEMismatch
 	}
 	if e.Promotion != nil {
-		return s.exchangePromotion(ctx, clientID, code, e, rev, meta)
+		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
 	}
 	// Start the session first, then spend the code naming it: of two
 	// concurrent exchanges one spends the code, and the other, whose
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
-	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, meta)
+	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
+		Device: dev}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -635,10 +644,10 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 // the code, so two exchanges of one code start the same session: one
 // append wins, and the other finds the guest promoted and that session in
 // the log, and revokes it as reuse.
-func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, meta Meta) (Issued, error) {
+func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String()}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

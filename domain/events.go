@@ -77,6 +77,16 @@ type SessionStarted struct {
 	StartedAt   time.Time   `json:"started_at"`
 	// KeyID is the anonymous key used to sign in (method anonymous_key).
 	KeyID string `json:"key_id,omitempty"`
+	// Device is what a mobile SDK said of the device and app, if anything.
+	Device *Device `json:"device,omitempty"`
+}
+
+// Device is what a mobile SDK says of the device and the app a session runs
+// on (its device_info), summed up and bounded; an empty field is unknown.
+type Device struct {
+	Model      string `json:"model,omitempty"`
+	OS         string `json:"os,omitempty"`
+	AppVersion string `json:"app_version,omitempty"`
 }
 
 // EventType implements Event.

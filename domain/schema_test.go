@@ -276,6 +276,7 @@ func emittedSamples(t *testing.T) []domain.Event {
 				TokenHash: tokenHash("t0"), IdleTimeout: time.Hour, Lifetime: 24 * time.Hour, Now: now}
 			if m == domain.MethodAnonymousKey {
 				c.KeyID = "device-key-1"
+				c.Device = &domain.Device{Model: "iPhone15,2", OS: "iOS 17.4", AppVersion: "2.3.1 (451)"}
 			}
 			evs := must(domain.DecideStartSession(web, domain.Session{}, c))
 			sess = domain.EvolveSession(domain.Session{}, evs[0])

@@ -156,6 +156,8 @@ type StartSession struct {
 	Now         time.Time
 	// KeyID is the anonymous key signed in with (method anonymous_key).
 	KeyID string
+	// Device is what the SDK said of the device, if anything.
+	Device *Device
 }
 
 // DecideStartSession checks the command against the user and the (new) session.
@@ -185,6 +187,7 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		Lifetime:    SecondsOf(c.Lifetime),
 		StartedAt:   c.Now.UTC(),
 		KeyID:       c.KeyID,
+		Device:      c.Device,
 	}}, nil
 }
 

@@ -164,6 +164,10 @@ type SessionRow struct {
 	ExpiresAt       time.Time  `json:"expires_at"`
 	RevokedAt       *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason    *string    `json:"revoke_reason,omitempty"`
+	// What a mobile SDK said of the device and app, when it said it.
+	DeviceModel *string `json:"device_model,omitempty"`
+	DeviceOS    *string `json:"device_os,omitempty"`
+	AppVersion  *string `json:"app_version,omitempty"`
 }
 
 // UserDetails is a user with its identities and sessions.
@@ -200,7 +204,7 @@ func GetUser(ctx context.Context, pool *pgxpool.Pool, id string) (UserDetails, e
 		return d, err
 	}
 	rows, err = pool.Query(ctx, `SELECT id::text, client_id, kind, method, started_at, last_active_at, last_refreshed_at,
-		refresh_count, idle_timeout_seconds, expires_at, revoked_at, revoke_reason
+		refresh_count, idle_timeout_seconds, expires_at, revoked_at, revoke_reason, device_model, device_os, app_version
 		FROM sessions WHERE user_id = $1 ORDER BY started_at DESC, id`, id)
 	if err != nil {
 		return d, err
@@ -208,7 +212,7 @@ func GetUser(ctx context.Context, pool *pgxpool.Pool, id string) (UserDetails, e
 	d.Sessions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionRow, error) {
 		var s SessionRow
 		err := r.Scan(&s.ID, &s.ClientID, &s.Kind, &s.Method, &s.StartedAt, &s.LastActiveAt, &s.LastRefreshedAt,
-			&s.RefreshCount, &s.IdleTimeout, &s.ExpiresAt, &s.RevokedAt, &s.RevokeReason)
+			&s.RefreshCount, &s.IdleTimeout, &s.ExpiresAt, &s.RevokedAt, &s.RevokeReason, &s.DeviceModel, &s.DeviceOS, &s.AppVersion)
 		return s, err
 	})
 	return d, err

@@ -74,7 +74,8 @@ type Sessions struct{}
 
 var (
 	insertSession = NewInsert("sessions", "id", "user_id", "client_id", "kind", "method", "started_at", "last_active_at",
-		"idle_timeout_seconds", "expires_at", "version", "last_refreshed_at", "refresh_count", "revoked_at", "revoke_reason")
+		"idle_timeout_seconds", "expires_at", "version", "last_refreshed_at", "refresh_count", "revoked_at", "revoke_reason",
+		"device_model", "device_os", "app_version")
 	sessionRefreshed = NewUpdate("sessions", "id", Set("last_active_at"), Set("last_refreshed_at"), Add("refresh_count"), Set("version"))
 	sessionRevoked   = NewUpdate("sessions", "id", Set("revoked_at"), Set("revoke_reason"), Set("version"))
 )
@@ -90,8 +91,13 @@ func (Sessions) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	seq := int64(rec.Sequence)
 	switch e := ev.(type) {
 	case domain.SessionStarted:
+		var d domain.Device
+		if e.Device != nil {
+			d = *e.Device
+		}
 		q.Insert(insertSession, e.SessionID, e.UserID, e.ClientID, string(e.Kind), e.Method, e.StartedAt, e.StartedAt,
-			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq, nil, int64(0), nil, nil)
+			int64(e.IdleTimeout), e.StartedAt.Add(e.Lifetime.Duration()), seq, nil, int64(0), nil, nil,
+			orNull(d.Model), orNull(d.OS), orNull(d.AppVersion))
 	case domain.SessionRefreshed:
 		q.Update(sessionRefreshed, e.SessionID, e.RefreshedAt, e.RefreshedAt, int64(1), seq)
 	case domain.SessionRevoked:
@@ -138,3 +144,11 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 
 // All returns the projections `idstream serve` runs.
 func All() []Projector { return []Projector{Users{}, Sessions{}, Identities{}} }
+
+// orNull is a text value, or NULL when empty.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

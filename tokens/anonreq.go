@@ -53,15 +53,19 @@ type AnonymousRequest struct {
 	Action    string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// DeviceInfo is the payload's device_info (iOS and Android SDKs), as
+	// sent; nil when absent.
+	DeviceInfo json.RawMessage
 
 	jws *jose.JSONWebSignature
 }
 
 type requestClaims struct {
-	Challenge string          `json:"challenge"`
-	Action    string          `json:"action"`
-	IssuedAt  json.RawMessage `json:"iat"`
-	ExpiresAt json.RawMessage `json:"exp"`
+	Challenge  string          `json:"challenge"`
+	Action     string          `json:"action"`
+	IssuedAt   json.RawMessage `json:"iat"`
+	ExpiresAt  json.RawMessage `json:"exp"`
+	DeviceInfo json.RawMessage `json:"device_info"`
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z: later dates do not fit the
@@ -139,6 +143,9 @@ func ParseAnonymousRequest(raw string) (*AnonymousRequest, error) {
 	r := &AnonymousRequest{
 		KeyID: h.KeyID, Algorithm: h.Algorithm, Challenge: c.Challenge, Action: c.Action,
 		IssuedAt: iat, ExpiresAt: exp, jws: jws,
+	}
+	if len(c.DeviceInfo) > 0 && string(c.DeviceInfo) != "null" {
+		r.DeviceInfo = c.DeviceInfo
 	}
 	if h.JSONWebKey != nil {
 		r.HeaderJWK = h.JSONWebKey

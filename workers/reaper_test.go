@@ -77,7 +77,7 @@ func (d device) signIn(t *testing.T, n *testenv.Node, first bool) (string, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", d.JWT(t, ch, first, n.Clock.Now()), app.Meta{})
+	iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", d.JWT(t, ch, first, n.Clock.Now()), "", app.Meta{})
 	return iss.UserID, err
 }
 
