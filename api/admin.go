@@ -53,7 +53,7 @@ func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 // adminProjections is GET /admin/projections: checkpoint, lag and failures
 // of every projection.
 func (s *Server) adminProjections(w http.ResponseWriter, r *http.Request) {
-	sts, err := projections.Statuses(r.Context(), s.Pool, s.Store, s.Service.Now())
+	sts, err := s.Reads.Statuses(r.Context(), s.Store, s.Service.Now())
 	if err != nil {
 		s.writeAPIError(w, r, err)
 		return
@@ -103,15 +103,12 @@ func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, 
 	sessionIDs := u.SessionIDs()
 	// Sessions of regular users are found through the read model; their
 	// events are still read from the log.
-	rows, err := s.Pool.Query(ctx, `SELECT id::text FROM sessions WHERE user_id = $1`, id)
-	if err == nil {
-		for rows.Next() {
-			var sid string
-			if rows.Scan(&sid) == nil && !slices.Contains(sessionIDs, sid) {
+	if more, err := s.Reads.SessionIDs(ctx, id); err == nil {
+		for _, sid := range more {
+			if !slices.Contains(sessionIDs, sid) {
 				sessionIDs = append(sessionIDs, sid)
 			}
 		}
-		rows.Close()
 	}
 	for _, sid := range sessionIDs {
 		subjects = append(subjects, s.Store.Subject("session", sid))
@@ -175,7 +172,7 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	users, next, err := projections.ListUsers(r.Context(), s.Pool, f, q.Get("cursor"), limit)
+	users, next, err := s.Reads.ListUsers(r.Context(), f, q.Get("cursor"), limit)
 	if errors.Is(err, projections.ErrInvalidCursor) {
 		s.writeAPIError(w, r, badRequest("InvalidCursor", "invalid_request", "the cursor is not one this API returned"))
 		return
@@ -235,7 +232,7 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := projections.GetUser(r.Context(), s.Pool, id)
+	d, err := s.Reads.GetUser(r.Context(), id)
 	if err != nil {
 		s.writeAPIError(w, r, err)
 		return
@@ -282,7 +279,7 @@ func (s *Server) adminUserCommand(run func(r *http.Request, id, reason string, s
 			s.writeAPIError(w, r, err)
 			return
 		}
-		sessions, err := projections.LiveSessionIDs(r.Context(), s.Pool, id, s.Service.Now())
+		sessions, err := s.Reads.LiveSessionIDs(r.Context(), id, s.Service.Now())
 		if err != nil {
 			s.writeAPIError(w, r, err)
 			return

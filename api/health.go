@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -26,13 +24,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	body := map[string]any{}
 	ready := true
-	if s.NATS.Status() != nats.CONNECTED {
+	if ok, state := s.NATSState(); !ok {
 		ready = false
-		body["nats"] = s.NATS.Status().String()
+		body["nats"] = state
 	} else {
 		body["nats"] = "ok"
 	}
-	if err := s.Pool.Ping(ctx); err != nil {
+	if err := s.Reads.Ping(ctx); err != nil {
 		ready = false
 		body["postgres"] = "unreachable"
 	} else {
@@ -42,19 +40,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ready = false
 		body["log"] = "unreachable"
 	} else if ready {
-		rows, err := s.Pool.Query(ctx, `SELECT name, position, state FROM projection_checkpoints ORDER BY name`)
+		cps, err := s.Reads.Checkpoints(ctx)
 		if err != nil {
 			ready = false
 		} else {
 			var ps []projectionReadiness
-			for rows.Next() {
-				var p projectionReadiness
-				var pos int64
-				if err := rows.Scan(&p.Name, &pos, &p.State); err != nil {
-					ready = false
-					break
-				}
-				p.Position = uint64(pos)
+			for _, c := range cps {
+				p := projectionReadiness{Name: c.Name, Position: c.Position, State: c.State}
 				if last > p.Position {
 					p.Lag = last - p.Position
 				}
@@ -63,7 +55,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 				}
 				ps = append(ps, p)
 			}
-			rows.Close()
 			if len(ps) == 0 {
 				ready = false
 			}

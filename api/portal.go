@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/projections"
 )
 
 // The portal is the operators' console under /portal: server-rendered
@@ -220,10 +220,9 @@ func (s *Server) lookupPortalSession(r *http.Request) (portalSession, bool) {
 		return portalSession{}, false
 	}
 	var p portalSession
-	err = s.Pool.QueryRow(r.Context(), `SELECT operator, csrf_token FROM portal_sessions WHERE token_hash = $1 AND expires_at > $2`,
-		tokenHash(c.Value), s.Service.Now()).Scan(&p.Operator, &p.CSRF)
+	p.Operator, p.CSRF, err = s.PortalSessions.Find(r.Context(), tokenHash(c.Value), s.Service.Now())
 	if err != nil {
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if !errors.Is(err, projections.ErrNoPortalSession) {
 			s.Log.Warn("portal session lookup failed", "error", err)
 		}
 		return portalSession{}, false
@@ -287,14 +286,11 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 	token, csrf := randomToken(), randomToken()
 	now := s.Service.Now()
 	life := s.cfg.Portal.SessionLifetime.D()
-	if _, err := s.Pool.Exec(r.Context(), `INSERT INTO portal_sessions (token_hash, operator, csrf_token, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5)`, tokenHash(token), d.Username, csrf, now, now.Add(life)); err != nil {
+	if err := s.PortalSessions.Create(r.Context(), tokenHash(token), d.Username, csrf, now, now.Add(life)); err != nil {
 		s.Log.Error("portal session not stored", "error", err)
 		s.renderSignIn(w, r, http.StatusServiceUnavailable, d, "Signing in is not possible right now. Try again in a moment.")
 		return
 	}
-	// Expired sessions are cleared now and then.
-	_, _ = s.Pool.Exec(r.Context(), `DELETE FROM portal_sessions WHERE expires_at < $1`, now)
 	s.Log.Info("portal sign-in", "operator", d.Username)
 	s.setPortalCookie(w, portalSignInCookie, "", -1)
 	s.setPortalCookie(w, portalCookie, token, int(life.Seconds()))
@@ -303,7 +299,7 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) portalSignOut(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(portalCookie); err == nil {
-		_, _ = s.Pool.Exec(r.Context(), `DELETE FROM portal_sessions WHERE token_hash = $1`, tokenHash(c.Value))
+		_ = s.PortalSessions.Delete(r.Context(), tokenHash(c.Value))
 	}
 	s.setPortalCookie(w, portalCookie, "", -1)
 	http.Redirect(w, r, "/portal/signin", http.StatusSeeOther)

@@ -354,10 +354,10 @@ func (s *Server) portalUsers(w http.ResponseWriter, r *http.Request) {
 		}
 		f.LoginIDPrefix = strings.ToLower(d.Query)
 	}
-	users, next, err := projections.ListUsers(r.Context(), s.Pool, f, q.Get("cursor"), 50)
+	users, next, err := s.Reads.ListUsers(r.Context(), f, q.Get("cursor"), 50)
 	if errors.Is(err, projections.ErrInvalidCursor) {
 		page.Error = "That page link is not valid; showing the first page."
-		users, next, err = projections.ListUsers(r.Context(), s.Pool, f, "", 50)
+		users, next, err = s.Reads.ListUsers(r.Context(), f, "", 50)
 	}
 	if err != nil {
 		s.Log.Error("portal: list users", "error", err)
@@ -381,7 +381,7 @@ func (s *Server) portalUser(w http.ResponseWriter, r *http.Request) {
 		s.portalMessage(w, r, http.StatusNotFound, "No such user", "A user ID is a UUID, such as the sub claim of the user's tokens.")
 		return
 	}
-	u, err := projections.GetUser(r.Context(), s.Pool, id)
+	u, err := s.Reads.GetUser(r.Context(), id)
 	if errors.Is(err, projections.ErrNotFound) {
 		s.portalMessage(w, r, http.StatusNotFound, "No such user", "There is no user with this ID (a user created a moment ago may take a second to appear).")
 		return
@@ -433,7 +433,7 @@ func (s *Server) portalOperations(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var d operationsData
 	var err error
-	if d.Projections, err = projections.Statuses(ctx, s.Pool, s.Store, s.Service.Now()); err != nil {
+	if d.Projections, err = s.Reads.Statuses(ctx, s.Store, s.Service.Now()); err != nil {
 		d.Problems = append(d.Problems, "Projection status is not available: "+err.Error())
 	}
 	if s.Reaper != nil {

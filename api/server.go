@@ -17,14 +17,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
 )
 
@@ -39,10 +38,14 @@ type LogReader interface {
 // Deps are the server's dependencies.
 type Deps struct {
 	Service *app.Service
-	Pool    *pgxpool.Pool
-	NATS    *nats.Conn
-	Log     *slog.Logger
-	Store   LogReader
+	// Reads are the read-model queries; PortalSessions the operators'
+	// sessions; NATSState whether the node's NATS connection is up (and its
+	// state when not).
+	Reads          projections.Reads
+	PortalSessions projections.PortalSessions
+	NATSState      func() (ok bool, state string)
+	Log            *slog.Logger
+	Store          LogReader
 	// Exports runs user export jobs (admin API).
 	Exports *workers.Exports
 	// Reaper reports the guest reaper's status (portal).
@@ -70,8 +73,8 @@ var httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 
 // NewServer builds the HTTP handler.
 func NewServer(d Deps) (*Server, error) {
-	if d.Service == nil || d.Pool == nil || d.NATS == nil || d.Log == nil || d.Store == nil {
-		return nil, errors.New("api: service, pool, NATS connection, logger and log reader are required")
+	if d.Service == nil || d.Reads.Pool == nil || d.PortalSessions.Pool == nil || d.NATSState == nil || d.Log == nil || d.Store == nil {
+		return nil, errors.New("api: service, read models, portal sessions, NATS state, logger and log reader are required")
 	}
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 64 << 10

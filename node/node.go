@@ -305,7 +305,13 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.Runner, err = projections.NewRunner(n.Pool, n.Store, o.Log, projections.DefaultConfig(), projections.All()...); err != nil {
 		return nil, err
 	}
-	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Pool: n.Pool, NATS: n.NATS, Log: o.Log, Store: n.Store, Exports: n.Exports, Reaper: n.Reaper}); err != nil {
+	natsState := func() (bool, string) {
+		st := n.NATS.Status()
+		return st == nats.CONNECTED, st.String()
+	}
+	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Reads: projections.Reads{Pool: n.Pool},
+		PortalSessions: projections.PortalSessions{Pool: n.Pool}, NATSState: natsState, Log: o.Log, Store: n.Store,
+		Exports: n.Exports, Reaper: n.Reaper}); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
