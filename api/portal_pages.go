@@ -216,6 +216,7 @@ type applicationData struct {
 	AllowedOrigins, RedirectURIs                  string
 	CookieIdleTimeout, CookieLifetime             string
 	RefreshTokenIdleTimeout, RefreshTokenLifetime string
+	RefreshTokenReuseInterval                     string
 	AccessTokenLifetime                           string
 }
 
@@ -224,7 +225,7 @@ func applicationForm(c domain.ClientSettings) applicationData {
 		AllowedOrigins: strings.Join(c.AllowedOrigins, "\n"), RedirectURIs: strings.Join(c.RedirectURIs, "\n"),
 		CookieIdleTimeout: formatSeconds(c.CookieIdleTimeout), CookieLifetime: formatSeconds(c.CookieLifetime),
 		RefreshTokenIdleTimeout: formatSeconds(c.RefreshTokenIdleTimeout), RefreshTokenLifetime: formatSeconds(c.RefreshTokenLifetime),
-		AccessTokenLifetime: formatSeconds(c.AccessTokenLifetime)}
+		RefreshTokenReuseInterval: formatSeconds(c.RefreshTokenReuseInterval), AccessTokenLifetime: formatSeconds(c.AccessTokenLifetime)}
 }
 
 func lines(v string) []string {
@@ -281,7 +282,7 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 	d.AllowedOrigins, d.RedirectURIs = f.Get("allowed_origins"), f.Get("redirect_uris")
 	d.CookieIdleTimeout, d.CookieLifetime = f.Get("cookie_idle_timeout"), f.Get("cookie_lifetime")
 	d.RefreshTokenIdleTimeout, d.RefreshTokenLifetime = f.Get("refresh_token_idle_timeout"), f.Get("refresh_token_lifetime")
-	d.AccessTokenLifetime = f.Get("access_token_lifetime")
+	d.AccessTokenLifetime, d.RefreshTokenReuseInterval = f.Get("access_token_lifetime"), f.Get("refresh_token_reuse_interval")
 	c := domain.ClientSettings{ClientID: d.ClientID, Name: d.Name, SessionType: d.SessionType,
 		AllowedOrigins: lines(d.AllowedOrigins), RedirectURIs: lines(d.RedirectURIs)}
 	bad := map[string]string{}
@@ -292,6 +293,7 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 		"cookie_idle_timeout": {d.CookieIdleTimeout, &c.CookieIdleTimeout}, "cookie_lifetime": {d.CookieLifetime, &c.CookieLifetime},
 		"refresh_token_idle_timeout": {d.RefreshTokenIdleTimeout, &c.RefreshTokenIdleTimeout},
 		"refresh_token_lifetime":     {d.RefreshTokenLifetime, &c.RefreshTokenLifetime}, "access_token_lifetime": {d.AccessTokenLifetime, &c.AccessTokenLifetime},
+		"refresh_token_reuse_interval": {d.RefreshTokenReuseInterval, &c.RefreshTokenReuseInterval},
 	} {
 		var err error
 		if *dst.out, err = parseSeconds(dst.v); err != nil {

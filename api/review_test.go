@@ -563,3 +563,56 @@ func TestHeadlessPromotionFollowsTheConflictPolicy(t *testing.T) {
 	sessionDead(t, c, "the merged guest's session", at, rt)
 	waitRow(t, n, `SELECT count(*) FROM users WHERE id::text = $1 AND state = 'merged' AND merged_into::text = $2`, guest, owner)
 }
+
+// Issue 17: with a client's refresh token reuse interval, a phone that lost
+// a refresh's answer and retries with the token it sent gets a fresh
+// rotation; the lost answer's token stops working; after the interval, or
+// with an older token, reuse still revokes the session.
+func TestRefreshReuseIntervalSurvivesALostAnswer(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		c.Clients[0].RefreshTokenReuseInterval = domain.SecondsOf(10 * time.Second)
+	}})
+	c := newClient(t, n)
+	_, rt0 := signup(t, c)
+	lost := refresh(c, rt0) // the answer that never arrived
+	if lost.status != 200 {
+		t.Fatalf("first refresh: %d %s", lost.status, lost.raw)
+	}
+	n.Clock.Advance(3 * time.Second)
+	retry := refresh(c, rt0)
+	if retry.status != 200 {
+		t.Fatalf("retry within the interval: %d %s", retry.status, retry.raw)
+	}
+	next := refresh(c, str(retry.body, "refresh_token"))
+	if next.status != 200 {
+		t.Fatalf("the retried answer's token: %d %s", next.status, next.raw)
+	}
+	if r := refresh(c, str(lost.body, "refresh_token")); r.status != 400 || r.reason() != "RefreshTokenReused" {
+		t.Fatalf("the lost answer's token: %d %s", r.status, r.raw)
+	}
+	if r := refresh(c, str(next.body, "refresh_token")); r.status != 400 {
+		t.Fatalf("presenting the lost answer's token did not end the session: %d", r.status)
+	}
+
+	// After the interval: reuse revokes.
+	_, rt0 = signup(t, c)
+	first := refresh(c, rt0)
+	n.Clock.Advance(11 * time.Second)
+	if r := refresh(c, rt0); r.status != 400 || r.reason() != "RefreshTokenReused" {
+		t.Fatalf("retry after the interval: %d %s", r.status, r.raw)
+	}
+	if r := refresh(c, str(first.body, "refresh_token")); r.status != 400 {
+		t.Fatal("the session survived a reuse after the interval")
+	}
+
+	// A token two rotations back, within the interval: reuse.
+	_, rt0 = signup(t, c)
+	r1 := refresh(c, rt0)
+	r2 := refresh(c, str(r1.body, "refresh_token"))
+	if r := refresh(c, rt0); r.status != 400 || r.reason() != "RefreshTokenReused" {
+		t.Fatalf("an older token: %d %s", r.status, r.raw)
+	}
+	if r := refresh(c, str(r2.body, "refresh_token")); r.status != 400 {
+		t.Fatal("the session survived the reuse of an older token")
+	}
+}

@@ -192,7 +192,9 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 	if err != nil {
 		return Issued{}, domain.ErrInvalidToken
 	}
+	attempt := 0
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
+		attempt++
 		sess, version, err := s.LoadSession(ctx, sessionID)
 		if err != nil {
 			return Issued{}, err
@@ -203,6 +205,7 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 		}
 		evs, decided := domain.DecideRefreshSession(sess, domain.RefreshSession{
 			ClientID: clientID, PresentedHash: presentedHash, NewHash: hash, Now: s.clock.Now(),
+			ReuseInterval: cl.RefreshTokenReuseInterval.Duration(), Retry: attempt > 1,
 		})
 		if len(evs) > 0 {
 			// A conflict: someone else rotated or revoked first, and the

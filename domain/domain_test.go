@@ -304,3 +304,44 @@ func TestDecideEndSessions(t *testing.T) {
 		t.Fatalf("no reason: %v", err)
 	}
 }
+
+// Issue 17: a retry of the token the latest rotation replaced, within the
+// client's reuse interval, rotates again; the lost answer's token gets no
+// grace; an older token, a retry after the interval, or a decision made
+// again after losing a race still revokes.
+func TestRefreshReuseInterval(t *testing.T) {
+	s := given(domain.EvolveSession, domain.Event(started(domain.SessionKindRefreshToken)), refreshed("h0", "h1", 1, t0.Add(time.Minute)))
+	at := t0.Add(time.Minute + 5*time.Second)
+	cmd := func(presented string, now time.Time, retry bool) domain.RefreshSession {
+		return domain.RefreshSession{ClientID: "c1", PresentedHash: presented, NewHash: "h2", Now: now, ReuseInterval: 10 * time.Second, Retry: retry}
+	}
+	evs, err := domain.DecideRefreshSession(s, cmd("h0", at, false))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("retry within the interval: %v %v", evs, err)
+	}
+	if r := evs[0].(domain.SessionRefreshed); r.PreviousHash != "h1" || r.TokenHash != "h2" || !r.Reissued || r.Generation != 2 {
+		t.Fatalf("reissue: %+v", r)
+	}
+	after := domain.EvolveSession(s, evs[0])
+	// The lost answer's token (h1) and the retried one (h0) are reuse now.
+	for _, tok := range []string{"h1", "h0"} {
+		if _, err := domain.DecideRefreshSession(after, cmd(tok, at.Add(time.Second), false)); !errors.Is(err, domain.ErrRefreshTokenReused) {
+			t.Fatalf("%s after the reissue: %v", tok, err)
+		}
+	}
+	if _, err := domain.DecideRefreshSession(s, cmd("h0", t0.Add(time.Minute+11*time.Second), false)); !errors.Is(err, domain.ErrRefreshTokenReused) {
+		t.Fatalf("retry after the interval: %v", err)
+	}
+	if _, err := domain.DecideRefreshSession(s, cmd("h0", at, true)); !errors.Is(err, domain.ErrRefreshTokenReused) {
+		t.Fatalf("a decision made again after losing a race: %v", err)
+	}
+	older := domain.EvolveSession(s, refreshed("h1", "h3", 2, t0.Add(time.Minute+2*time.Second)))
+	if _, err := domain.DecideRefreshSession(older, cmd("h0", t0.Add(time.Minute+3*time.Second), false)); !errors.Is(err, domain.ErrRefreshTokenReused) {
+		t.Fatalf("a token two rotations back: %v", err)
+	}
+	off := cmd("h0", at, false)
+	off.ReuseInterval = 0
+	if _, err := domain.DecideRefreshSession(s, off); !errors.Is(err, domain.ErrRefreshTokenReused) {
+		t.Fatalf("interval off: %v", err)
+	}
+}

@@ -101,6 +101,10 @@ type SessionRefreshed struct {
 	TokenHash    string    `json:"token_hash"`
 	Generation   int       `json:"generation"`
 	RefreshedAt  time.Time `json:"refreshed_at"`
+	// Reissued: a retry presented the token the previous rotation replaced
+	// within the client's reuse interval; the previous token (the lost
+	// answer's) was never received, and is not given that grace itself.
+	Reissued bool `json:"reissued,omitempty"`
 }
 
 // EventType implements Event.

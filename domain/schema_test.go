@@ -285,6 +285,10 @@ func emittedSamples(t *testing.T) []domain.Event {
 	refreshed := must(domain.DecideRefreshSession(sess, domain.RefreshSession{ClientID: clientID, PresentedHash: tokenHash("t0"),
 		NewHash: tokenHash("t1"), Now: now.Add(time.Minute)}))
 	sess = domain.EvolveSession(sess, refreshed[0])
+	// A retry of t0 within the client's reuse interval is reissued.
+	reissued := must(domain.DecideRefreshSession(sess, domain.RefreshSession{ClientID: clientID, PresentedHash: tokenHash("t0"),
+		NewHash: tokenHash("t1b"), Now: now.Add(time.Minute + time.Second), ReuseInterval: 10 * time.Second}))
+	out = append(out, reissued...)
 	reused, err := domain.DecideRefreshSession(sess, domain.RefreshSession{ClientID: clientID, PresentedHash: tokenHash("t0"),
 		NewHash: tokenHash("t2"), Now: now.Add(2 * time.Minute)})
 	if len(reused) != 1 || err == nil {

@@ -26,14 +26,16 @@ const (
 
 // Session is the write-side state of one session.
 type Session struct {
-	id          string
-	exists      bool
-	userID      string
-	clientID    string
-	kind        SessionKind
-	method      string
-	tokenHash   string
-	previous    map[string]struct{}
+	id        string
+	exists    bool
+	userID    string
+	clientID  string
+	kind      SessionKind
+	method    string
+	tokenHash string
+	previous  map[string]struct{}
+	// replaced is the token hash the latest rotation replaced.
+	replaced    string
 	generation  int
 	startedAt   time.Time
 	lastActive  time.Time
@@ -133,6 +135,10 @@ func FoldSession(s Session, evs ...Event) Session {
 				owned = true
 			}
 			s.previous[e.PreviousHash] = struct{}{}
+			s.replaced = e.PreviousHash
+			if e.Reissued {
+				s.replaced = ""
+			}
 			s.tokenHash = e.TokenHash
 			s.generation = e.Generation
 			s.lastActive = e.RefreshedAt
@@ -197,6 +203,12 @@ type RefreshSession struct {
 	PresentedHash string
 	NewHash       string
 	Now           time.Time
+	// ReuseInterval is the client's refresh token reuse interval (0: off).
+	ReuseInterval time.Duration
+	// Retry is set when the command decides again after losing a race
+	// with another refresh: the interval never applies then, so of
+	// concurrent uses of one token exactly one wins.
+	Retry bool
 }
 
 // DecideRefreshSession rotates the token when the presented one is current.
@@ -220,6 +232,18 @@ func DecideRefreshSession(s Session, c RefreshSession) ([]Event, error) {
 		return nil, ErrSessionRevoked
 	}
 	if !s.MatchesToken(c.PresentedHash) {
+		if c.ReuseInterval > 0 && !c.Retry && s.replaced != "" && subtle.ConstantTimeCompare([]byte(s.replaced), []byte(c.PresentedHash)) == 1 &&
+			c.Now.Before(s.lastActive.Add(c.ReuseInterval)) {
+			// The token the latest rotation replaced, within the interval:
+			// a client that lost the answer retries. It rotates again; the
+			// token of the lost answer is rotated away (and reuse if ever
+			// presented).
+			if err := s.Check(c.Now, time.Time{}); err != nil {
+				return nil, err
+			}
+			return []Event{SessionRefreshed{SessionID: s.id, UserID: s.userID, PreviousHash: s.tokenHash, TokenHash: c.NewHash,
+				Generation: s.generation + 1, RefreshedAt: c.Now.UTC(), Reissued: true}}, nil
+		}
 		if _, reused := s.previous[c.PresentedHash]; reused {
 			return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: RevokeReasonTokenReuse, RevokedAt: c.Now.UTC()}}, ErrRefreshTokenReused
 		}

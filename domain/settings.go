@@ -56,7 +56,15 @@ type ClientSettings struct {
 	RefreshTokenIdleTimeout Seconds `json:"refresh_token_idle_timeout" yaml:"refresh_token_idle_timeout"`
 	RefreshTokenLifetime    Seconds `json:"refresh_token_lifetime" yaml:"refresh_token_lifetime"`
 	AccessTokenLifetime     Seconds `json:"access_token_lifetime" yaml:"access_token_lifetime"`
+	// RefreshTokenReuseInterval: for this long after a rotation, the token
+	// it replaced may be presented once more (a phone that lost the answer
+	// and retries) and rotates again instead of revoking the session; 0 is
+	// off (RFC 9700 reuse detection at once).
+	RefreshTokenReuseInterval Seconds `json:"refresh_token_reuse_interval,omitempty" yaml:"refresh_token_reuse_interval"`
 }
+
+// MaxReuseInterval bounds a client's refresh token reuse interval.
+const MaxReuseInterval = time.Minute
 
 // AllowsSession reports whether the client may start a session of the kind.
 func (c ClientSettings) AllowsSession(kind SessionKind) bool {
@@ -254,6 +262,9 @@ func ValidateSettings(s Settings) error {
 		}
 		if d := c.AccessTokenLifetime.Duration(); d < MinAccessTokenLifetime || d > MaxAccessTokenLifetime {
 			f("access_token_lifetime", "must be between 1 minute and 24 hours")
+		}
+		if d := c.RefreshTokenReuseInterval.Duration(); d < 0 || d > MaxReuseInterval {
+			f("refresh_token_reuse_interval", "must be between 0 (off) and 1 minute")
 		}
 	}
 	if len(bad) > 0 {
