@@ -32,6 +32,18 @@ func (c *client) promote(at, loginID, pw string) response {
 	return c.postJSON("/api/anonymous_user/promote", promoteBody(loginID, pw), h)
 }
 
+// regularUser signs a guest up and promotes it headlessly to loginID (with
+// goodPassword); it returns the sub.
+func regularUser(t *testing.T, c *client, loginID string) string {
+	t.Helper()
+	at, _ := signup(t, c)
+	sub := str(c.userinfo(at).body, "sub")
+	if r := c.promote(at, loginID, goodPassword); r.status != 200 {
+		t.Fatalf("promote to %s: %d %s", loginID, r.status, r.raw)
+	}
+	return sub
+}
+
 // cheapHashes keeps argon2id at its minimum cost in tests that hash a lot.
 func cheapHashes(c *config.Config) { testenv.CheapHashes(c) }
 
@@ -413,11 +425,7 @@ func TestConflictPolicyLoginMergesGuest(t *testing.T) {
 		c.Promotion.ConflictPolicy = "login"
 	}})
 	c := newClient(t, n)
-	atOwner, _ := signup(t, c)
-	owner := str(c.userinfo(atOwner).body, "sub")
-	if r := c.promote(atOwner, "owner@example.com", goodPassword); r.status != 200 {
-		t.Fatal(r.raw)
-	}
+	owner := regularUser(t, c, "owner@example.com")
 	atGuest, rtGuest := signup(t, c)
 	guest := str(c.userinfo(atGuest).body, "sub")
 	pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + atGuest})

@@ -204,11 +204,7 @@ func TestDisableRevokesSessionsTheReadModelLacks(t *testing.T) {
 		c.AdminAPIKeys = []string{adminKey}
 	}, NoProjections: true})
 	c := newClient(t, n)
-	at, _ := signup(t, c)
-	sub := str(c.userinfo(at).body, "sub")
-	if r := c.promote(at, "disabled@example.com", goodPassword); r.status != 200 {
-		t.Fatalf("promote: %d %s", r.status, r.raw)
-	}
+	sub := regularUser(t, c, "disabled@example.com")
 	var rts []string
 	for range 10 {
 		verifier, challenge := pkce()
@@ -284,10 +280,7 @@ func TestConcurrentCodeExchangesLeaveNoLiveSession(t *testing.T) {
 		c.RateLimits.SignInPerLoginID.Burst = &many
 	}})
 	c := newClient(t, n)
-	at, _ := signup(t, c)
-	if r := c.promote(at, "race@example.com", goodPassword); r.status != 200 {
-		t.Fatalf("promote: %d %s", r.status, r.raw)
-	}
+	regularUser(t, c, "race@example.com")
 	for round := range 25 {
 		verifier, challenge := pkce()
 		page, csrf, _ := c.hostedFlow(authorizeParams(challenge, ""))
@@ -339,10 +332,7 @@ func TestSignInLockoutSparesTheOwner(t *testing.T) {
 		c.RateLimits.SignInPerLoginID.Burst = &three
 	}})
 	c := newClient(t, n)
-	at, _ := signup(t, c)
-	if r := c.promote(at, "owner@example.com", goodPassword); r.status != 200 {
-		t.Fatalf("promote: %d %s", r.status, r.raw)
-	}
+	regularUser(t, c, "owner@example.com")
 	// One address guessing: it is stopped, the owner elsewhere is not.
 	for i := range 4 {
 		want := 401
@@ -423,10 +413,7 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	}})
 	c := newClient(t, n)
 	c.from = "203.0.113.20"
-	at, _ := signup(t, c)
-	if r := c.promote(at, "taken@example.com", goodPassword); r.status != 200 {
-		t.Fatalf("promote: %d %s", r.status, r.raw)
-	}
+	regularUser(t, c, "taken@example.com")
 	// One guest probing a taken email: 409 until the limit of "taken"
 	// answers per login ID (10), then 429.
 	g := newClient(t, n)
@@ -543,11 +530,7 @@ func TestHeadlessPromotionFollowsTheConflictPolicy(t *testing.T) {
 		c.Promotion.ConflictPolicy = "login"
 	}})
 	c := newClient(t, n)
-	atOwner, _ := signup(t, c)
-	owner := str(c.userinfo(atOwner).body, "sub")
-	if r := c.promote(atOwner, "headless-owner@example.com", goodPassword); r.status != 200 {
-		t.Fatal(r.raw)
-	}
+	owner := regularUser(t, c, "headless-owner@example.com")
 	at, rt := signup(t, c)
 	guest := str(c.userinfo(at).body, "sub")
 	if r := c.promote(at, "headless-owner@example.com", "not-the-password-at-all"); r.status != 401 || r.reason() != "InvalidCredentials" {
