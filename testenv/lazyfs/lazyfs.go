@@ -34,9 +34,14 @@ import (
 // Options tune a filesystem.
 type Options struct {
 	// CutOnWrite, if set, is asked before each write with the file's path
-	// relative to the mount; when it answers true the power is cut at that
-	// write, which fails like everything after it.
-	CutOnWrite func(path string) bool
+	// relative to the mount and the data; when it answers true the power is
+	// cut at that write, which fails like everything after it.
+	CutOnWrite func(path string, data []byte) bool
+	// Writeback, if set, is asked at the cut for each file holding
+	// unsynced data: true means the kernel had written that data back
+	// before the power went (it survives, though never synced), false that
+	// it is lost (the default). The directory entries stay as synced.
+	Writeback func(path string) bool
 }
 
 // FS is a mounted (or unmounted) lazy filesystem.
@@ -58,6 +63,9 @@ type Stats struct {
 	// At a cut: directory operations and files with data not synced,
 	// which Restore discards.
 	UnsyncedDirOps, UnsyncedFiles int
+	// WrittenBack counts the files whose unsynced data survived the cut
+	// (Options.Writeback).
+	WrittenBack int
 }
 
 type opKind int
@@ -73,13 +81,13 @@ const (
 // dirOp is a change of directory entries not yet in the image, with the
 // directories (relative paths) whose fsync makes it durable.
 type dirOp struct {
-	kind     opKind
-	dir      string
-	name     string
-	toDir    string // rename
-	toName   string
-	done     bool
-	fileIno  uint64 // create: the new file
+	kind    opKind
+	dir     string
+	name    string
+	toDir   string // rename
+	toName  string
+	done    bool
+	fileIno uint64 // create: the new file
 }
 
 type span struct{ off, end int64 }
@@ -87,6 +95,7 @@ type span struct{ off, end int64 }
 // dirtyData is what was written to a file since its last sync.
 type dirtyData struct {
 	spans []span
+	path  string // where it was last written
 }
 
 func (d *dirtyData) add(off, end int64) {
@@ -191,8 +200,15 @@ func (f *FS) cutLocked() bool {
 		}
 	}
 	for _, d := range f.dirty {
-		if len(d.spans) > 0 {
-			f.stats.UnsyncedFiles++
+		if len(d.spans) == 0 {
+			continue
+		}
+		f.stats.UnsyncedFiles++
+		if f.opts.Writeback != nil && d.path != "" && f.opts.Writeback(d.path) {
+			if _, err := os.Stat(f.img(d.path)); err == nil {
+				_ = f.copyData(d.path, d)
+				f.stats.WrittenBack++
+			}
 		}
 	}
 	return true
@@ -344,6 +360,11 @@ func (f *FS) syncFile(rel string, ino uint64) error {
 	}
 	d := f.dirty[ino]
 	delete(f.dirty, ino)
+	return f.copyData(rel, d)
+}
+
+// copyData copies the spans d of the file at rel to the image, and its size.
+func (f *FS) copyData(rel string, d *dirtyData) error {
 	src, err := os.Open(filepath.Join(f.live, rel))
 	if err != nil {
 		// Unlinked while open: nothing durable refers to it.
@@ -387,12 +408,13 @@ func (f *FS) syncFile(rel string, ino uint64) error {
 	return out.Truncate(size)
 }
 
-func (f *FS) markDirty(ino uint64, off, end int64) {
+func (f *FS) markDirty(ino uint64, rel string, off, end int64) {
 	d := f.dirty[ino]
 	if d == nil {
 		d = &dirtyData{}
 		f.dirty[ino] = d
 	}
+	d.path = rel
 	d.add(off, end)
 }
 
@@ -440,7 +462,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	ino := ch.StableAttr().Ino
 	l.record(&dirOp{kind: opCreate, dir: n.rel(), name: name, fileIno: ino})
 	// A new file (or one the creation truncated): all of it is unsynced.
-	l.dirty[ino] = &dirtyData{spans: []span{{0, toEnd}}}
+	l.dirty[ino] = &dirtyData{spans: []span{{0, toEnd}}, path: filepath.Join(n.rel(), name)}
 	return ch, &file{LoopbackFile: fh.(*fs.LoopbackFile), n: ch.Operations().(*node), sync: flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0}, ff, 0
 }
 
@@ -457,7 +479,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	ch, e := n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
 	if e == 0 {
 		l.record(&dirOp{kind: opCreate, dir: n.rel(), name: name})
-		l.dirty[ch.StableAttr().Ino] = &dirtyData{spans: []span{{0, toEnd}}}
+		l.dirty[ch.StableAttr().Ino] = &dirtyData{spans: []span{{0, toEnd}}, path: filepath.Join(n.rel(), name)}
 	}
 	return ch, e
 }
@@ -554,7 +576,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, e
 	}
 	if flags&syscall.O_TRUNC != 0 {
-		l.markDirty(n.StableAttr().Ino, 0, toEnd)
+		l.markDirty(n.StableAttr().Ino, n.rel(), 0, toEnd)
 	}
 	return &file{LoopbackFile: fh.(*fs.LoopbackFile), n: n, sync: flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0}, ff, 0
 }
@@ -571,7 +593,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	e := n.LoopbackNode.Setattr(ctx, f, in, out)
 	if sz, ok := in.GetSize(); ok && e == 0 {
-		l.markDirty(n.StableAttr().Ino, int64(sz), toEnd)
+		l.markDirty(n.StableAttr().Ino, n.rel(), int64(sz), toEnd)
 	}
 	return e
 }
@@ -620,14 +642,14 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 		return 0, e
 	}
 	rel := h.n.rel()
-	if l.opts.CutOnWrite != nil && l.opts.CutOnWrite(rel) {
+	if l.opts.CutOnWrite != nil && l.opts.CutOnWrite(rel, data) {
 		l.cutLocked()
 		return 0, syscall.EIO
 	}
 	l.stats.Writes++
 	n, e := h.LoopbackFile.Write(ctx, data, off)
 	if n > 0 {
-		l.markDirty(h.n.StableAttr().Ino, off, off+int64(n))
+		l.markDirty(h.n.StableAttr().Ino, rel, off, off+int64(n))
 	}
 	if e == 0 && h.sync {
 		if err := l.syncFile(rel, h.n.StableAttr().Ino); err != nil {
@@ -646,7 +668,7 @@ func (h *file) Allocate(ctx context.Context, off, size uint64, mode uint32) sysc
 	}
 	e := h.LoopbackFile.Allocate(ctx, off, size, mode)
 	if e == 0 {
-		l.markDirty(h.n.StableAttr().Ino, int64(off), int64(off+size))
+		l.markDirty(h.n.StableAttr().Ino, h.n.rel(), int64(off), int64(off+size))
 	}
 	return e
 }
@@ -655,7 +677,9 @@ func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 	return h.n.Setattr(ctx, h, in, out)
 }
 
-func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno { return h.n.Fsync(ctx, h, flags) }
+func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return h.n.Fsync(ctx, h, flags)
+}
 
 // PassthroughFd refuses kernel passthrough: every write must come here.
 func (h *file) PassthroughFd() (int, bool) { return 0, false }

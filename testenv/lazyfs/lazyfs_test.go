@@ -196,7 +196,7 @@ func TestPartialSyncsAndTruncation(t *testing.T) {
 }
 
 func TestCutStopsEverything(t *testing.T) {
-	f := mount(t, lazyfs.Options{CutOnWrite: func(path string) bool { return strings.HasSuffix(path, "trigger") }})
+	f := mount(t, lazyfs.Options{CutOnWrite: func(path string, _ []byte) bool { return strings.HasSuffix(path, "trigger") }})
 	d := f.Dir()
 	write(t, filepath.Join(d, "before"), "kept", 0, true)
 	fd, err := os.Create(filepath.Join(d, "trigger"))
@@ -224,4 +224,22 @@ func TestCutStopsEverything(t *testing.T) {
 	buf.WriteString("fine again")
 	write(t, filepath.Join(d, "after"), buf.String(), 0, true)
 	want(t, filepath.Join(d, "after"), "fine again")
+}
+
+// With Writeback, a file's unsynced data outlives the cut (the kernel wrote
+// it back in time); others' does not, and neither do unsynced entries.
+func TestWriteback(t *testing.T) {
+	f := mount(t, lazyfs.Options{Writeback: func(path string) bool { return path == "kept" }})
+	d := f.Dir()
+	write(t, filepath.Join(d, "kept"), "synced", 0, true)
+	write(t, filepath.Join(d, "dropped"), "synced", 0, true)
+	write(t, filepath.Join(d, "kept"), "+unsynced", os.O_APPEND, false)
+	write(t, filepath.Join(d, "dropped"), "+unsynced", os.O_APPEND, false)
+	write(t, filepath.Join(d, "new"), "unsynced", 0, false)
+	if st := cycle(t, f); st.WrittenBack != 1 {
+		t.Fatalf("stats %+v, want one file written back", st)
+	}
+	want(t, filepath.Join(d, "kept"), "synced+unsynced")
+	want(t, filepath.Join(d, "dropped"), "synced")
+	gone(t, filepath.Join(d, "new"))
 }
