@@ -206,12 +206,13 @@ func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	}
 	select {
 	case r := <-req.res:
-		observeAppend(start, r.err)
+		observeAppend(ctx, start, r.err)
 		return r.seqs, r.err
 	case <-ctx.Done():
 		// The append may still land: the outcome is unknown to the caller.
-		observeAppend(start, ErrUnavailable)
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		err := fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		observeAppend(ctx, start, err)
+		return nil, err
 	}
 }
 
@@ -278,7 +279,7 @@ func (s *Store) commitGroup(group []*appendReq) {
 	live := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.res <- appendResult{err: err}
+			r.res <- appendResult{err: fmt.Errorf("%w: %v (nothing written)", ErrUnavailable, err)}
 			continue
 		}
 		live = append(live, r)
