@@ -46,6 +46,8 @@ commands:
   users export --format ndjson|csv [--fields a,b] [--output FILE]
                  every user from the read model, with a progress bar
   bench signup   load-test anonymous sign-up against a running server (see -h)
+  bench refresh [-sessions 8]  refresh-token exchanges of guests signed up first
+  bench mixed [-mix signup=50,refresh=45,promote=5]  sign-ups, refreshes, promotions
   bench soak -duration 30m [-concurrency N] [-report-every 1m] [-pid PID]
                  mixed load (sign-up, refresh, user info, key pairs, promotion)
                  with throughput, p50/p99, errors, server RSS and projection lag

@@ -1,5 +1,5 @@
 // Package load holds idstream's load generators (idstream bench signup,
-// keypair, promote, soak): HTTP clients of a running server on loopback,
+// refresh, mixed, keypair, promote, soak): HTTP clients of a running server on loopback,
 // with latency, error and projection-lag figures.
 package load
 
@@ -73,7 +73,7 @@ type operation func(ctx context.Context, worker, i int) (sub string, status int,
 // Run runs a load scenario against a running server (idstream bench ...).
 func Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: idstream bench signup|keypair|promote|soak [flags]")
+		return errors.New("usage: idstream bench signup|refresh|mixed|keypair|promote|soak [flags]")
 	}
 	switch args[0] {
 	case "signup":
@@ -95,6 +95,27 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		return benchKeypair(ctx, l, devices)
+	case "refresh":
+		var sessions int
+		l, err := parseLoadFlags("refresh", args[1:], func(fs *flag.FlagSet) {
+			fs.IntVar(&sessions, "sessions", 8, "guests each client signs up before the run; the run rotates their refresh tokens in turn")
+		})
+		if err != nil {
+			return err
+		}
+		if sessions < 1 {
+			return errors.New("bench refresh: -sessions must be positive")
+		}
+		return benchRefresh(ctx, l, sessions)
+	case "mixed":
+		var mix string
+		l, err := parseLoadFlags("mixed", args[1:], func(fs *flag.FlagSet) {
+			fs.StringVar(&mix, "mix", "signup=50,refresh=45,promote=5", "weights of the operations (signup, refresh, promote)")
+		})
+		if err != nil {
+			return err
+		}
+		return benchMixed(ctx, l, mix)
 	case "promote":
 		var probe float64
 		l, err := parseLoadFlags("promote", args[1:], func(fs *flag.FlagSet) {
@@ -114,7 +135,7 @@ func Run(ctx context.Context, args []string) error {
 		_, err = runSoak(ctx, o, os.Stdout)
 		return err
 	}
-	return fmt.Errorf("bench: unknown scenario %q (signup, keypair, promote, soak)", args[0])
+	return fmt.Errorf("bench: unknown scenario %q (signup, refresh, mixed, keypair, promote, soak)", args[0])
 }
 
 // runLoad runs op from l.conc clients for l.dur and prints the figures.
