@@ -12,7 +12,11 @@
 // The model is the strict reading of POSIX, harsher than ext4 (whose fsync
 // commits every pending metadata change of the filesystem): an unsynced
 // rename or unlink is undone, an unsynced creation disappears, an unsynced
-// write is cut back to the data last synced.
+// write is cut back to the data last synced. Two leniencies: an entry made
+// durable inside a directory whose own creation is not yet durable brings
+// that directory along (as a journal commit would), and a write reaches the
+// image whole or not at all (no torn sectors). Hard links, symlinks and
+// copy_file_range are refused.
 package lazyfs
 
 import (
