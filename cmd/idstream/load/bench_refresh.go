@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -90,7 +88,7 @@ var mixOps = []string{"signup", "refresh", "promote"}
 // mix ("signup=50,refresh=45,promote=5"): each client refreshes the guests it
 // signed up and promotes some of them.
 func benchMixed(ctx context.Context, l *loadFlags, mix string) error {
-	cum, err := parseWeights(mix)
+	cum, err := parseWeights("bench mixed", mix, mixOps)
 	if err != nil {
 		return err
 	}
@@ -137,36 +135,4 @@ func benchMixed(ctx context.Context, l *loadFlags, mix string) error {
 			return "", status, err
 		}
 	})
-}
-
-// parseWeights reads "op=weight,…" into cumulative weights in mixOps order.
-func parseWeights(mix string) ([]int, error) {
-	weights := map[string]int{}
-	for part := range strings.SplitSeq(mix, ",") {
-		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		n, err := strconv.Atoi(val)
-		if !ok || err != nil || n < 0 || !contains(mixOps, name) {
-			return nil, fmt.Errorf("bench mixed: -mix %q: want op=weight,… with ops %s", part, strings.Join(mixOps, ", "))
-		}
-		weights[name] = n
-	}
-	cum := make([]int, len(mixOps))
-	sum := 0
-	for i, op := range mixOps {
-		sum += weights[op]
-		cum[i] = sum
-	}
-	if sum == 0 {
-		return nil, errors.New("bench mixed: -mix has no positive weight")
-	}
-	return cum, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -211,24 +211,28 @@ func (w *soakWorker) keepDevice(d benchDevice) {
 }
 
 // parseMix reads "op=weight,..." into cumulative weights in soakOps order.
-func parseMix(mix string) ([]int, error) {
+func parseMix(mix string) ([]int, error) { return parseWeights("bench soak", mix, soakOps) }
+
+// parseWeights reads "op=weight,..." into cumulative weights in the order
+// of ops.
+func parseWeights(cmd, mix string, ops []string) ([]int, error) {
 	weights := map[string]int{}
 	for part := range strings.SplitSeq(mix, ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(val)
-		if !ok || err != nil || n < 0 || !slices.Contains(soakOps, name) {
-			return nil, fmt.Errorf("bench soak: -mix %q: want op=weight,… with ops %s", part, strings.Join(soakOps, ", "))
+		if !ok || err != nil || n < 0 || !slices.Contains(ops, name) {
+			return nil, fmt.Errorf("%s: -mix %q: want op=weight,… with ops %s", cmd, part, strings.Join(ops, ", "))
 		}
 		weights[name] = n
 	}
-	cum := make([]int, len(soakOps))
+	cum := make([]int, len(ops))
 	sum := 0
-	for i, op := range soakOps {
+	for i, op := range ops {
 		sum += weights[op]
 		cum[i] = sum
 	}
 	if sum == 0 {
-		return nil, errors.New("bench soak: -mix has no positive weight")
+		return nil, fmt.Errorf("%s: -mix has no positive weight", cmd)
 	}
 	return cum, nil
 }
