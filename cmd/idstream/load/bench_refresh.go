@@ -68,17 +68,23 @@ func benchRefresh(ctx context.Context, l *loadFlags, sessions int) error {
 		if len(ss) == 0 {
 			return "", 0, errors.New("bench: every session of this client was lost")
 		}
-		k := i % len(ss)
-		s, status, err := refreshOnce(ctx, client, l, ss[k].refresh)
-		if err != nil || status != http.StatusOK {
-			// The outcome is unknown (the token may have rotated).
-			own[w] = append(ss[:k], ss[k+1:]...)
-			return "", status, err
-		}
-		ss[k] = s
+		status, err := refreshKept(ctx, client, l, &own[w], i%len(ss))
 		// No lag sample: the users row was there before the run.
-		return "", status, nil
+		return "", status, err
 	})
+}
+
+// refreshKept rotates the refresh token of (*ss)[k]; on a failure the
+// outcome is unknown (the token may have rotated) and the session leaves
+// the pool.
+func refreshKept(ctx context.Context, client *http.Client, l *loadFlags, ss *[]benchSession, k int) (int, error) {
+	s, status, err := refreshOnce(ctx, client, l, (*ss)[k].refresh)
+	if err != nil || status != http.StatusOK {
+		*ss = append((*ss)[:k], (*ss)[k+1:]...)
+		return status, err
+	}
+	(*ss)[k] = s
+	return status, nil
 }
 
 // mixOps are the operations of `bench mixed`.
@@ -118,14 +124,8 @@ func benchMixed(ctx context.Context, l *loadFlags, mix string) error {
 			}
 			return jwtSubject(s.access), status, err
 		case r < cum[1]:
-			k := rngs[w].IntN(len(ss))
-			s, status, err := refreshOnce(ctx, client, l, ss[k].refresh)
-			if err != nil || status != http.StatusOK {
-				own[w] = append(ss[:k], ss[k+1:]...)
-				return "", status, err
-			}
-			ss[k] = s
-			return "", status, nil
+			status, err := refreshKept(ctx, client, l, &own[w], rngs[w].IntN(len(ss)))
+			return "", status, err
 		default:
 			// Promotion ends the guest's sessions: it leaves the pool.
 			k := rngs[w].IntN(len(ss))
