@@ -162,7 +162,7 @@ password parameters, for portal.operators[].password_hash.`,
 			Run:     func(c *cobra.Command, _ []string) { fmt.Fprint(c.OutOrStdout(), versionText()) },
 		},
 	)
-	root.InitDefaultHelpCmd()
+	root.SetHelpCommand(helpCommand())
 	root.InitDefaultCompletionCmd()
 	walk(root, func(c *cobra.Command) {
 		if c.Args != nil {
@@ -171,6 +171,36 @@ password parameters, for portal.operators[].password_hash.`,
 	})
 	root.SetUsageTemplate(usageTemplate(root))
 	return root
+}
+
+// helpCommand is `idstream help [command]`; an unknown topic is a usage
+// error (cobra's own prints the root's help and exits 0).
+func helpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "help [command]",
+		Short:   "Help about any command",
+		Example: "  idstream help projections replay",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, s := range cmd.Commands() {
+				if s.IsAvailableCommand() {
+					names = append(names, s.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageError{fmt.Errorf("unknown help topic %q", strings.Join(args, " "))}
+			}
+			return cmd.Help()
+		},
+	}
 }
 
 // group is a noun with verbs: `idstream NOUN` alone or with an unknown verb

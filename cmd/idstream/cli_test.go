@@ -113,6 +113,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"users", "export", "--fields", "sub"}, "--fields goes with --format csv"},
 		{[]string{"events", "tail", "--since", "yesterday"}, "--since"},
 		{[]string{"seed", "guests", "-n", "0"}, "--count must be positive"},
+		{[]string{"bench", "soak", "--mix", "signup=x"}, `--mix "signup=x": want op=weight`},
+		{[]string{"help", "nosuch"}, `unknown help topic "nosuch"`},
+		{[]string{"help", "keys", "rotat"}, `unknown help topic "keys rotat"`},
 	} {
 		code, out, errOut := runCLI(t, "", tc.args...)
 		if code != exitUsage {

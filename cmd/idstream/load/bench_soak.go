@@ -218,7 +218,7 @@ func parseMix(mix string) ([]int, error) {
 		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(val)
 		if !ok || err != nil || n < 0 || !slices.Contains(soakOps, name) {
-			return nil, fmt.Errorf("bench soak: --mix %q: want op=weight,… with ops %s", part, strings.Join(soakOps, ", "))
+			return nil, usageError{fmt.Errorf("bench soak: --mix %q: want op=weight,… with ops %s", part, strings.Join(soakOps, ", "))}
 		}
 		weights[name] = n
 	}
@@ -229,7 +229,7 @@ func parseMix(mix string) ([]int, error) {
 		cum[i] = sum
 	}
 	if sum == 0 {
-		return nil, errors.New("bench soak: --mix has no positive weight")
+		return nil, usageError{errors.New("bench soak: --mix has no positive weight")}
 	}
 	return cum, nil
 }
@@ -243,7 +243,7 @@ func runSoak(ctx context.Context, o soakOptions, out io.Writer) (*soakSummary, e
 		return nil, err
 	}
 	if o.every <= 0 || o.keepPerUser < 1 {
-		return nil, errors.New("bench soak: --report-every and --keep must be positive")
+		return nil, usageError{errors.New("bench soak: --report-every and --keep must be positive")}
 	}
 	if o.metricsURL == "" {
 		o.metricsURL = l.target + "/metrics"
