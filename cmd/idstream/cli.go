@@ -234,12 +234,11 @@ func commandArgs(c *cobra.Command, args []string) error {
 // usageArgs makes every argument error a usage error.
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
-		if err := v(c, args); err != nil && !isUsage(err) {
-			return usageError{err}
-		} else if err != nil {
-			return err
+		err := v(c, args)
+		if err != nil && !isUsage(err) {
+			err = usageError{err}
 		}
-		return nil
+		return err
 	}
 }
 
