@@ -22,7 +22,12 @@ type tokenResult struct {
 }
 
 func tokenResultOf(iss app.Issued) tokenResult {
-	return tokenResult{TokenType: "Bearer", AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken}
+	typ := "Bearer"
+	if iss.DPoPBound {
+		// RFC 9449 §5: a DPoP-bound access token (cnf.jkt).
+		typ = "DPoP"
+	}
+	return tokenResult{TokenType: typ, AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken}
 }
 
 // anonymousSignup is POST /api/anonymous_user/signup, as the Authgear SDK's

@@ -28,6 +28,9 @@ type client struct {
 	// from, when set, is sent as X-Forwarded-For (the node must trust the
 	// loopback as a proxy): the client's address as rate limits see it.
 	from string
+	// public, when set, is the node's public URL (DPoP proofs' htu), if it
+	// is not the address the client calls.
+	public string
 }
 
 // newClient returns a client of the node; when the test ends, the node's

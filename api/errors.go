@@ -98,6 +98,16 @@ func classify(err error) *Error {
 		return wrap(newError(409, "Conflict", "DuplicateRequest", "invalid_request", "a request with this Idempotency-Key was already handled; its result is not repeated"))
 	case errors.Is(err, app.ErrBusy):
 		return wrap(newError(409, "Conflict", "ConcurrentUpdate", "temporarily_unavailable", "the session was changed concurrently; try again"))
+	case errors.As(err, new(*tokens.DPoPError)):
+		var de *tokens.DPoPError
+		errors.As(err, &de)
+		return wrap(badRequest(de.Reason, "invalid_dpop_proof", "the DPoP proof was refused: "+de.Detail))
+	case errors.Is(err, domain.ErrDPoPProofRequired):
+		return wrap(badRequest(tokens.DPoPRequired, "invalid_dpop_proof", "the token is bound to a DPoP key; send a DPoP proof signed with it"))
+	case errors.Is(err, domain.ErrDPoPKeyMismatch):
+		return wrap(badRequest(tokens.DPoPMismatch, "invalid_dpop_proof", "the DPoP proof is signed with another key than the one the token is bound to"))
+	case errors.Is(err, app.ErrTokenNotBound):
+		return wrap(newError(401, "Unauthenticated", "TokenNotBound", "invalid_token", "the access token is not DPoP-bound; send it with the Bearer scheme"))
 	case errors.Is(err, domain.ErrRefreshTokenReused):
 		return wrap(newError(400, "Invalid", "RefreshTokenReused", "invalid_grant", "the refresh token was already used; the session has been revoked"))
 	case errors.Is(err, domain.ErrSessionRevoked):

@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+
+	"github.com/idstream/idstream/tokens"
 )
 
 // discovery serves the OpenID Provider metadata the SDK reads.
@@ -22,6 +24,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"token_endpoint_auth_methods_supported": []string{"none"},
 		"code_challenge_methods_supported":      []string{"S256"},
+		"dpop_signing_alg_values_supported":     dpopAlgorithms(),
 		"scopes_supported":                      []string{"openid", "offline_access", "https://authgear.com/scopes/full-access"},
 		"claims_supported": []string{"sub", "is_anonymous", "is_verified",
 			claimIsAnonymous, claimIsVerified, claimCanReauthenticate},
@@ -33,4 +36,13 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	writeJSON(w, http.StatusOK, s.Service.Keys().JWKS(r.Context()))
+}
+
+// dpopAlgorithms are the DPoP proof algorithms accepted.
+func dpopAlgorithms() []string {
+	out := make([]string, len(tokens.DPoPAlgorithms))
+	for i, a := range tokens.DPoPAlgorithms {
+		out[i] = string(a)
+	}
+	return out
 }

@@ -88,6 +88,9 @@ func (s *Server) stylesheet(w http.ResponseWriter, _ *http.Request) {
 
 var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9_-]{43,128}$`)
 
+// dpopThumbprint is a dpop_jkt: an RFC 7638 SHA-256 thumbprint, base64url.
+var dpopThumbprint = regexp.MustCompile(`^[-A-Za-z0-9_]{43}$`)
+
 // authorize is GET /oauth2/authorize: the authorization code flow with PKCE
 // (S256 only), or response_type=none for cookie sessions. With a login_hint
 // carrying a promotion code it leads to the promotion page; without, to
@@ -121,8 +124,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("unsupported_response_type", "response_type must be code or none")
 		return
 	}
+	jkt := q.Get("dpop_jkt")
+	if jkt != "" && !dpopThumbprint.MatchString(jkt) {
+		fail("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
+		return
+	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
-		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope")}
+		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), DPoPJKT: jkt}
 	if hint := q.Get("login_hint"); hint != "" {
 		code, jwt, err := promotionHint(hint)
 		if err != nil {
@@ -402,7 +410,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, DPoPJKT: f.DPoPJKT})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

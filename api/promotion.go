@@ -16,8 +16,8 @@ type sessionRequest struct {
 // principal finds who a JSON API request acts for: the bearer access token,
 // else the session cookie.
 func (s *Server) principal(r *http.Request) (app.Principal, error) {
-	if at := bearer(r); at != "" {
-		return s.Service.AuthenticateBearer(r.Context(), at)
+	if at, dpop := accessToken(r); at != "" {
+		return s.Service.AuthenticateAccess(r.Context(), app.AccessRequest{Token: at, DPoPScheme: dpop, DPoP: s.dpopRequest(r)})
 	}
 	if c, err := r.Cookie(s.cfg.Cookie.Name); err == nil && c.Value != "" {
 		return s.Service.AuthenticateCookie(r.Context(), c.Value)

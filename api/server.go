@@ -266,7 +266,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Allow-Credentials", "true")
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, X-Request-Id")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP, Idempotency-Key, X-Request-Id")
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 		return true
@@ -282,6 +282,16 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
+}
+
+// accessToken returns the access token of an Authorization header of
+// either scheme, Bearer (RFC 6750) or DPoP (RFC 9449 §7.1), and which.
+func accessToken(r *http.Request) (token string, dpop bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 5 && strings.EqualFold(h[:5], "dpop ") {
+		return strings.TrimSpace(h[5:]), true
+	}
+	return bearer(r), false
 }
 
 func meta(r *http.Request) app.Meta {

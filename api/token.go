@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 )
 
@@ -34,6 +35,18 @@ func noStore(w http.ResponseWriter) {
 	w.Header().Set("Pragma", "no-cache")
 }
 
+// dpopRequest is what the request says about DPoP: its DPoP header and the
+// public URL it was sent to (the proof's htu is the URL the client called,
+// this service's public URL, whatever proxies are in between).
+func (s *Server) dpopRequest(r *http.Request) app.DPoPRequest {
+	proofs := r.Header.Values("DPoP")
+	d := app.DPoPRequest{Method: r.Method, URL: s.cfg.PublicURL + r.URL.EscapedPath(), Several: len(proofs) > 1}
+	if len(proofs) == 1 {
+		d.Proof = proofs[0]
+	}
+	return d
+}
+
 // grantAnonymousRequest is Authgear's key-pair grant.
 const grantAnonymousRequest = "urn:authgear:params:oauth:grant-type:anonymous-request"
 
@@ -46,6 +59,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, r, err)
 		return
 	}
+	// A DPoP proof (the mobile SDKs send one on every request) binds what
+	// is issued to its key; a bad one is refused before anything else.
+	m := meta(r)
+	if m.DPoPJKT, err = s.Service.VerifyDPoP(r.Context(), s.dpopRequest(r), "", false); err != nil {
+		s.writeOAuthError(w, r, err)
+		return
+	}
 	switch form.Get("grant_type") {
 	case "refresh_token":
 		rt := form.Get("refresh_token")
@@ -53,7 +73,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and refresh_token are required"))
 			return
 		}
-		iss, err := s.Service.Refresh(r.Context(), form.Get("client_id"), rt, meta(r))
+		iss, err := s.Service.Refresh(r.Context(), form.Get("client_id"), rt, m)
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
@@ -61,7 +81,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, tokenResultOf(iss))
 	case "authorization_code":
 		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), form.Get("client_id"), form.Get("code"),
-			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), meta(r))
+			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), m)
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return
@@ -72,7 +92,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
 			return
 		}
-		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), meta(r))
+		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), m)
 		if err != nil {
 			s.writeOAuthError(w, r, err)
 			return

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/idstream/idstream/app"
 )
@@ -21,8 +22,8 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		p   app.Principal
 		err error
 	)
-	if at := bearer(r); at != "" {
-		p, err = s.Service.AuthenticateBearer(r.Context(), at)
+	if at, dpop := accessToken(r); at != "" {
+		p, err = s.Service.AuthenticateAccess(r.Context(), app.AccessRequest{Token: at, DPoPScheme: dpop, DPoP: s.dpopRequest(r)})
 	} else if c, cerr := r.Cookie(s.cfg.Cookie.Name); cerr == nil && c.Value != "" {
 		p, err = s.Service.AuthenticateCookie(r.Context(), c.Value)
 	} else {
@@ -31,10 +32,17 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e := classify(err)
 		if e.Status < 500 {
-			// RFC 6750: an unusable token is 401 invalid_token.
-			e = &Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: "invalid_token", cause: err}
+			// RFC 6750: an unusable token is 401 invalid_token; RFC 9449
+			// §7.1: a bad or missing proof for a bound token is 401
+			// invalid_dpop_proof, with the DPoP challenge.
+			oauth, challenge := "invalid_token", `Bearer error="invalid_token"`
+			if e.OAuth == "invalid_dpop_proof" {
+				oauth = e.OAuth
+				challenge = `DPoP error="invalid_dpop_proof", algs="` + strings.Join(dpopAlgorithms(), " ") + `"`
+			}
+			e = &Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: oauth, cause: err}
 			s.logError(r, e)
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.Header().Set("WWW-Authenticate", challenge)
 			writeJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
 			return
 		}

@@ -177,8 +177,8 @@ func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u dom
 			Expiry:    jwt.NewNumericDate(now.Add(lifetime)),
 			ID:        uuid.NewString(),
 		},
-		ClientID:    sess.ClientID(),
-		SessionID:   sess.SessionID(),
+		ClientID:     sess.ClientID(),
+		SessionID:    sess.SessionID(),
 		IsAnonymous:  u.IsAnonymous(),
 		Confirmation: cnf,
 	})
