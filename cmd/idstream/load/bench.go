@@ -88,13 +88,15 @@ func Run(ctx context.Context, args []string) error {
 		})
 	case "keypair":
 		var devices int
+		var dpop string
 		l, err := parseLoadFlags("keypair", args[1:], func(fs *flag.FlagSet) {
 			fs.IntVar(&devices, "devices", 200, "devices to register before the run; the run signs them in again")
+			fs.StringVar(&dpop, "dpop", "", "send a DPoP proof on every request, signed with a key of each device's own: rs256 (Android, React Native, Flutter) or es256 (iOS); empty: no DPoP")
 		})
 		if err != nil {
 			return err
 		}
-		return benchKeypair(ctx, l, devices)
+		return benchKeypair(ctx, l, devices, dpop)
 	case "promote":
 		var probe float64
 		l, err := parseLoadFlags("promote", args[1:], func(fs *flag.FlagSet) {
