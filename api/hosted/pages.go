@@ -1,4 +1,4 @@
-package api
+package hosted
 
 import (
 	"crypto/sha256"
