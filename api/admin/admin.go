@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -31,22 +32,22 @@ func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if len(s.cfg.AdminAPIKeys) == 0 {
-			s.writeAPIError(w, r, newError(404, "NotFound", "AdminAPIDisabled", "invalid_request", "the admin API is off: no admin API key is configured"))
+			s.WriteAPIError(w, r, httpx.NewError(404, "NotFound", "AdminAPIDisabled", "invalid_request", "the admin API is off: no admin API key is configured"))
 			return
 		}
-		presented := []byte(bearer(r))
+		presented := []byte(httpx.Bearer(r))
 		ok := 0
 		for _, k := range s.cfg.AdminAPIKeys {
 			ok |= subtle.ConstantTimeCompare(presented, []byte(k))
 		}
 		if len(presented) == 0 || ok != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="idstream-admin"`)
-			s.writeAPIError(w, r, newError(401, "Unauthenticated", "InvalidAdminKey", "invalid_token", "a valid admin API key is required"))
+			s.WriteAPIError(w, r, httpx.NewError(401, "Unauthenticated", "InvalidAdminKey", "invalid_token", "a valid admin API key is required"))
 			return
 		}
 		// Events record which key acted, by a fingerprint of it.
 		sum := sha256.Sum256(presented)
-		h(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, "admin-key:"+hex.EncodeToString(sum[:4]))))
+		h(w, r.WithContext(httpx.WithActor(r.Context(), "admin-key:"+hex.EncodeToString(sum[:4]))))
 	}
 }
 
@@ -55,14 +56,14 @@ func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) adminProjections(w http.ResponseWriter, r *http.Request) {
 	sts, err := s.Reads.Statuses(r.Context(), s.Store, s.Service.Now())
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"projections": sts})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"projections": sts})
 }
 
-// timelineEvent is one event of a user's timeline.
-type timelineEvent struct {
+// TimelineEvent is one event of a user's timeline.
+type TimelineEvent struct {
 	Sequence   uint64          `json:"sequence"`
 	Subject    string          `json:"subject"`
 	ID         string          `json:"id"`
@@ -78,20 +79,28 @@ type timelineEvent struct {
 func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	if _, err := uuid.Parse(id); err != nil {
-		s.writeAPIError(w, r, badRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
 		return
 	}
-	out, err := s.userTimeline(r.Context(), id)
+	out, err := s.timelines.UserTimeline(r.Context(), id)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "events": out})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"user_id": id, "events": out})
 }
 
-// userTimeline reads one user's whole history from the log (not the read
+// Timelines reads users' histories from the log (the admin API's and the
+// portal's user timeline).
+type Timelines struct {
+	Service *app.Service
+	Reads   projections.Reads
+	Store   httpx.LogReader
+}
+
+// UserTimeline reads one user's whole history from the log (not the read
 // model): the user's events, its sessions' and its login ID's, in log order.
-func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, error) {
+func (s Timelines) UserTimeline(ctx context.Context, id string) ([]TimelineEvent, error) {
 	u, _, err := s.Service.LoadUser(ctx, id)
 	if err != nil {
 		return nil, err
@@ -118,7 +127,7 @@ func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, 
 			subjects = append(subjects, s.Store.Subject("loginid", lid.Key()))
 		}
 	}
-	var out []timelineEvent
+	var out []TimelineEvent
 	for _, subj := range subjects {
 		recs, _, err := s.Store.Load(ctx, subj)
 		if err != nil {
@@ -132,8 +141,8 @@ func (s *Server) userTimeline(ctx context.Context, id string) ([]timelineEvent, 
 	return out, nil
 }
 
-func timelineOf(rec eventstore.Record) timelineEvent {
-	return timelineEvent{Sequence: rec.Sequence, Subject: rec.Subject, ID: rec.ID, Type: rec.Type,
+func timelineOf(rec eventstore.Record) TimelineEvent {
+	return TimelineEvent{Sequence: rec.Sequence, Subject: rec.Subject, ID: rec.ID, Type: rec.Type,
 		OccurredAt: rec.OccurredAt.Format("2006-01-02T15:04:05.000000Z07:00"), Actor: rec.Actor, Data: domain.RedactCredentials(rec.Data)}
 }
 
@@ -144,41 +153,41 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	var f projections.UserFilter
 	var err error
 	if f.IsAnonymous, err = boolParam(q, "is_anonymous"); err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if f.Disabled, err = boolParam(q, "disabled"); err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	f.State = q.Get("state")
 	if f.State != "" && !slices.Contains([]string{"active", "expired", "merged", "deleted"}, f.State) {
-		s.writeAPIError(w, r, badRequest("InvalidQuery", "invalid_request", "state is one of active, expired, merged, deleted"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidQuery", "invalid_request", "state is one of active, expired, merged, deleted"))
 		return
 	}
 	if f.CreatedAfter, err = timeParam(q, "created_after"); err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if f.CreatedBefore, err = timeParam(q, "created_before"); err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	f.LoginIDPrefix = strings.ToLower(strings.TrimSpace(q.Get("login_id")))
 	limit := 50
 	if v := q.Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 500 {
-			s.writeAPIError(w, r, badRequest("InvalidQuery", "invalid_request", "limit is a whole number from 1 to 500"))
+			s.WriteAPIError(w, r, httpx.BadRequest("InvalidQuery", "invalid_request", "limit is a whole number from 1 to 500"))
 			return
 		}
 	}
 	users, next, err := s.Reads.ListUsers(r.Context(), f, q.Get("cursor"), limit)
 	if errors.Is(err, projections.ErrInvalidCursor) {
-		s.writeAPIError(w, r, badRequest("InvalidCursor", "invalid_request", "the cursor is not one this API returned"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidCursor", "invalid_request", "the cursor is not one this API returned"))
 		return
 	}
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if users == nil {
@@ -188,7 +197,7 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	if next != "" {
 		body["next_cursor"] = next
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpx.WriteJSON(w, http.StatusOK, body)
 }
 
 func boolParam(q url.Values, name string) (*bool, error) {
@@ -198,7 +207,7 @@ func boolParam(q url.Values, name string) (*bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return nil, badRequest("InvalidQuery", "invalid_request", name+" is true or false")
+		return nil, httpx.BadRequest("InvalidQuery", "invalid_request", name+" is true or false")
 	}
 	return &b, nil
 }
@@ -210,7 +219,7 @@ func timeParam(q url.Values, name string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return time.Time{}, badRequest("InvalidQuery", "invalid_request", name+" is an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
+		return time.Time{}, httpx.BadRequest("InvalidQuery", "invalid_request", name+" is an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
 	}
 	return t, nil
 }
@@ -219,7 +228,7 @@ func timeParam(q url.Values, name string) (time.Time, error) {
 func (s *Server) userIDParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := mux.Vars(r)["id"]
 	if _, err := uuid.Parse(id); err != nil {
-		s.writeAPIError(w, r, badRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidUserID", "invalid_request", "the user id is not a UUID"))
 		return "", false
 	}
 	return id, true
@@ -234,7 +243,7 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := s.Reads.GetUser(r.Context(), id)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if d.Identities == nil {
@@ -243,7 +252,7 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) {
 	if d.Sessions == nil {
 		d.Sessions = []projections.SessionRow{}
 	}
-	writeJSON(w, http.StatusOK, d)
+	httpx.WriteJSON(w, http.StatusOK, d)
 }
 
 type adminReason struct {
@@ -255,7 +264,7 @@ func decodeOptionalJSON(r *http.Request, v any) error {
 	if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
 		return nil
 	}
-	return decodeJSON(r, v)
+	return httpx.DecodeJSON(r, v)
 }
 
 // adminUserState is the answer to an operator command on a user: its state
@@ -276,38 +285,38 @@ func (s *Server) adminUserCommand(run func(r *http.Request, id, reason string, s
 		}
 		var body adminReason
 		if err := decodeOptionalJSON(r, &body); err != nil {
-			s.writeAPIError(w, r, err)
+			s.WriteAPIError(w, r, err)
 			return
 		}
 		sessions, err := s.Reads.LiveSessionIDs(r.Context(), id, s.Service.Now())
 		if err != nil {
-			s.writeAPIError(w, r, err)
+			s.WriteAPIError(w, r, err)
 			return
 		}
 		u, err := run(r, id, body.Reason, sessions)
 		if err != nil {
-			s.writeAPIError(w, r, err)
+			s.WriteAPIError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, adminUserState{Sub: id, Disabled: u.Disabled(), Deleted: u.Deleted()})
+		httpx.WriteJSON(w, http.StatusOK, adminUserState{Sub: id, Disabled: u.Disabled(), Deleted: u.Deleted()})
 	}
 }
 
 func (s *Server) adminDisableUser() http.HandlerFunc {
 	return s.adminUserCommand(func(r *http.Request, id, reason string, sessions []string) (domain.User, error) {
-		return s.Service.DisableUser(r.Context(), id, reason, sessions, meta(r))
+		return s.Service.DisableUser(r.Context(), id, reason, sessions, httpx.Meta(r))
 	})
 }
 
 func (s *Server) adminEnableUser() http.HandlerFunc {
 	return s.adminUserCommand(func(r *http.Request, id, _ string, _ []string) (domain.User, error) {
-		return s.Service.EnableUser(r.Context(), id, meta(r))
+		return s.Service.EnableUser(r.Context(), id, httpx.Meta(r))
 	})
 }
 
 func (s *Server) adminDeleteUser() http.HandlerFunc {
 	return s.adminUserCommand(func(r *http.Request, id, reason string, sessions []string) (domain.User, error) {
-		return s.Service.DeleteUser(r.Context(), id, reason, sessions, meta(r))
+		return s.Service.DeleteUser(r.Context(), id, reason, sessions, httpx.Meta(r))
 	})
 }
 
@@ -319,11 +328,11 @@ func (s *Server) adminRevokeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	sid := mux.Vars(r)["sid"]
 	if _, err := uuid.Parse(sid); err != nil {
-		s.writeAPIError(w, r, badRequest("InvalidSessionID", "invalid_request", "the session id is not a UUID"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidSessionID", "invalid_request", "the session id is not a UUID"))
 		return
 	}
-	if err := s.Service.RevokeUserSession(r.Context(), id, sid, meta(r)); err != nil {
-		s.writeAPIError(w, r, err)
+	if err := s.Service.RevokeUserSession(r.Context(), id, sid, httpx.Meta(r)); err != nil {
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

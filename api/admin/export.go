@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/workers"
 )
 
@@ -35,42 +36,42 @@ func (s *Server) exportBody(j workers.ExportJob) exportJobBody {
 // adminCreateExport is POST /admin/users/export: queue an export job.
 func (s *Server) adminCreateExport(w http.ResponseWriter, r *http.Request) {
 	var req exportRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	var fields []string
 	if req.CSV != nil {
 		if req.Format != workers.FormatCSV {
-			s.writeAPIError(w, r, badRequest("InvalidExportField", "invalid_request", "csv options go with format csv"))
+			s.WriteAPIError(w, r, httpx.BadRequest("InvalidExportField", "invalid_request", "csv options go with format csv"))
 			return
 		}
 		fields = req.CSV.Fields
 	}
 	j, err := s.Exports.Create(r.Context(), req.Format, fields)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/admin/users/export/"+j.ID)
-	writeJSON(w, http.StatusAccepted, s.exportBody(j))
+	httpx.WriteJSON(w, http.StatusAccepted, s.exportBody(j))
 }
 
 // adminGetExport is GET /admin/users/export/{id}: status and progress.
 func (s *Server) adminGetExport(w http.ResponseWriter, r *http.Request) {
 	j, err := s.Exports.Get(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.exportBody(j))
+	httpx.WriteJSON(w, http.StatusOK, s.exportBody(j))
 }
 
 // adminDownloadExport is GET /admin/users/export/{id}/download: the file.
 func (s *Server) adminDownloadExport(w http.ResponseWriter, r *http.Request) {
 	j, file, err := s.Exports.Open(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	defer file.Close()

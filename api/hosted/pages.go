@@ -16,12 +16,13 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
 )
 
-//go:embed web/*.html web/*.css web/portal/*.html web/portal/*.css
+//go:embed web/*.html web/*.css
 var webFS embed.FS
 
 var pageTemplates = map[string]*template.Template{
@@ -49,10 +50,10 @@ type pageData struct {
 	MinLength                      int
 }
 
-// pageHeaders: hosted pages run no script, load only our stylesheet, cannot
+// PageHeaders: hosted pages run no script, load only our stylesheet, cannot
 // be framed, and are never cached. Form submissions may go to this server,
 // and (as the redirect that ends a flow) to the client's redirect URI.
-func pageHeaders(w http.ResponseWriter, redirectURI string) {
+func PageHeaders(w http.ResponseWriter, redirectURI string) {
 	formAction := "'self'"
 	if u, err := url.Parse(redirectURI); err == nil && u.Scheme != "" && u.Host != "" {
 		formAction += " " + u.Scheme + "://" + u.Host
@@ -68,7 +69,7 @@ func pageHeaders(w http.ResponseWriter, redirectURI string) {
 }
 
 func (s *Server) renderPage(w http.ResponseWriter, status int, name, redirectURI string, d pageData) {
-	pageHeaders(w, redirectURI)
+	PageHeaders(w, redirectURI)
 	w.WriteHeader(status)
 	if err := pageTemplates[name].ExecuteTemplate(w, "layout", d); err != nil {
 		s.Log.Error("render page", "page", name, "error", err)
@@ -133,7 +134,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			// A key-pair guest proves itself with a signed promote request.
 			userID, err := s.Service.VerifyPromoteRequest(r.Context(), cl.ClientID, jwt)
 			if err != nil {
-				fail("invalid_request", classify(err).Message)
+				fail("invalid_request", httpx.Classify(err).Message)
 				return
 			}
 			flow.UserID = userID
@@ -164,7 +165,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: binding, Path: "/flows/", HttpOnly: true,
 		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteLaxMode, MaxAge: int(flowTTL / time.Second)})
-	noStore(w)
+	httpx.NoStore(w)
 	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
 }
 
@@ -206,7 +207,7 @@ func (s *Server) redirectWith(w http.ResponseWriter, r *http.Request, target str
 		q.Set("state", state)
 	}
 	u.RawQuery = q.Encode()
-	noStore(w)
+	httpx.NoStore(w)
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
@@ -296,13 +297,13 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	pw := r.PostForm.Get("password")
 	ctx := r.Context()
 	fail := func(err error) {
-		e := s.logError(r, err)
+		e := s.LogError(r, err)
 		status := e.Status
-		setRetryAfter(w, e)
-		switch text := pageText(e, audienceFlow, d.LoginID); e.Field {
-		case fieldLoginID:
+		httpx.SetRetryAfter(w, e)
+		switch text := httpx.PageText(e, httpx.AudienceFlow, d.LoginID); e.Field {
+		case httpx.FieldLoginID:
 			d.LoginIDError = text
-		case fieldPassword:
+		case httpx.FieldPassword:
 			d.PasswordError = text
 		default:
 			d.Error = text
@@ -326,7 +327,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
-		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.clientIP(r), Meta: meta(r)}
+		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.ClientIP(r), Meta: httpx.Meta(r)}
 		if f.ResponseType == "code" {
 			// Decided now, written when the app exchanges the code with
 			// its PKCE verifier: only the party that started the flow
@@ -358,14 +359,14 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
 		userID, started = iss.UserID, &iss
 	case modeSignUp:
-		user, err := s.Service.Register(ctx, f.ClientID, id, pw, s.clientIP(r), meta(r))
+		user, err := s.Service.Register(ctx, f.ClientID, id, pw, s.ClientIP(r), httpx.Meta(r))
 		if err != nil {
 			fail(err)
 			return
 		}
 		userID = user.UserID()
 	default:
-		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.clientIP(r), meta(r))
+		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
 		if err != nil {
 			fail(err)
 			return
@@ -411,13 +412,13 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		return
 	}
 	if started == nil {
-		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
+		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, httpx.Meta(r))
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
 		}
 		started = &iss
 	}
-	s.setSessionCookie(w, *started)
+	httpx.SetSessionCookie(w, s.cfg, *started)
 	s.redirectWith(w, r, f.RedirectURI, url.Values{}, f.State)
 }

@@ -7,12 +7,12 @@ import (
 	"strings"
 )
 
-// clientIP is the address rate limits count under: the socket's peer, unless
+// ClientIP is the address rate limits count under: the socket's peer, unless
 // the peer is a configured trusted proxy, in which case X-Forwarded-For is
 // read from the right, skipping trusted proxies, and the first other address
 // is the client. A malformed header, or one from an untrusted peer, is
 // ignored: a client cannot choose its own address.
-func (s *Server) clientIP(r *http.Request) string {
+func (b *Base) ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -22,7 +22,7 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	peer = peer.Unmap()
-	if !s.trusted(peer) {
+	if !b.trusted(peer) {
 		return peer.String()
 	}
 	hops := r.Header.Values("X-Forwarded-For")
@@ -37,7 +37,7 @@ func (s *Server) clientIP(r *http.Request) string {
 			break
 		}
 		client = a
-		if !s.trusted(client) {
+		if !b.trusted(client) {
 			break
 		}
 	}
@@ -66,8 +66,8 @@ func parseHop(h string) (netip.Addr, bool) {
 	return a.Unmap().WithZone(""), true
 }
 
-func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.proxies {
+func (b *Base) trusted(a netip.Addr) bool {
+	for _, p := range b.proxies {
 		if p.Contains(a) {
 			return true
 		}

@@ -11,7 +11,7 @@ import (
 // reason to fall back to the proxy, which would put every client in one
 // rate-limit bucket.
 func TestClientIPForwardedForForms(t *testing.T) {
-	s := &Server{proxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
+	s := &Base{proxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
 	for _, tc := range []struct{ peer, xff, want string }{
 		{"10.0.0.1:4000", "203.0.113.7", "203.0.113.7"},
 		{"10.0.0.1:4000", "203.0.113.7:51234", "203.0.113.7"},
@@ -39,7 +39,7 @@ func TestClientIPForwardedForForms(t *testing.T) {
 		if tc.xff != "" {
 			r.Header.Set("X-Forwarded-For", tc.xff)
 		}
-		if got := s.clientIP(r); got != tc.want {
+		if got := s.ClientIP(r); got != tc.want {
 			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", tc.peer, tc.xff, got, tc.want)
 		}
 	}

@@ -32,40 +32,43 @@ type Error struct {
 	OAuth   string
 	// RetryAfter is sent as Retry-After with 429s.
 	RetryAfter time.Duration
-	// Field is the form field the error is about (fieldLoginID,
-	// fieldPassword), for pages that mark it; empty for the form as a whole.
+	// Field is the form field the error is about (FieldLoginID,
+	// FieldPassword), for pages that mark it; empty for the form as a whole.
 	Field string
 	cause error
 }
 
 // Form fields errors are about.
 const (
-	fieldLoginID  = "login_id"
-	fieldPassword = "password"
+	FieldLoginID  = "login_id"
+	FieldPassword = "password"
 )
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
 func (e *Error) Unwrap() error { return e.cause }
 
-func newError(status int, name, reason, oauth, msg string) *Error {
+// WithCause records the error e stands for (what Unwrap returns).
+func (e *Error) WithCause(err error) *Error { e.cause = err; return e }
+
+func NewError(status int, name, reason, oauth, msg string) *Error {
 	return &Error{Status: status, Name: name, Reason: reason, OAuth: oauth, Message: msg}
 }
 
 // Errors for bad requests, raised by the handlers themselves.
 var (
-	errUnsupportedMediaType = newError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/json")
-	errFormMediaType        = newError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
-	errBodyTooLarge         = newError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
-	errMissingToken         = newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
+	errUnsupportedMediaType = NewError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/json")
+	errFormMediaType        = NewError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
+	errBodyTooLarge         = NewError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
+	ErrMissingToken         = NewError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
 )
 
-func badRequest(reason, oauth, msg string) *Error {
-	return newError(400, "Invalid", reason, oauth, msg)
+func BadRequest(reason, oauth, msg string) *Error {
+	return NewError(400, "Invalid", reason, oauth, msg)
 }
 
 // classify maps errors from the layers below to one API error. This is the
 // only place that decides status codes and machine codes.
-func classify(err error) *Error {
+func Classify(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
@@ -73,147 +76,147 @@ func classify(err error) *Error {
 	wrap := func(x *Error) *Error { x.cause = err; return x }
 	switch {
 	case errors.Is(err, app.ErrNoSuchUser), errors.Is(err, projections.ErrNotFound):
-		return wrap(newError(404, "NotFound", "UserNotFound", "invalid_request", "no such user"))
+		return wrap(NewError(404, "NotFound", "UserNotFound", "invalid_request", "no such user"))
 	case errors.Is(err, app.ErrNoSuchSession):
-		return wrap(newError(404, "NotFound", "SessionNotFound", "invalid_request", "the user has no such session"))
+		return wrap(NewError(404, "NotFound", "SessionNotFound", "invalid_request", "the user has no such session"))
 	case errors.Is(err, domain.ErrReasonTooLong):
-		return wrap(newError(400, "Invalid", "InvalidReason", "invalid_request", "the reason is at most 500 characters"))
+		return wrap(NewError(400, "Invalid", "InvalidReason", "invalid_request", "the reason is at most 500 characters"))
 	case errors.Is(err, workers.ErrExportInProgress):
-		return wrap(newError(409, "Conflict", "ExportInProgress", "invalid_request", "another export is pending or running; one runs at a time"))
+		return wrap(NewError(409, "Conflict", "ExportInProgress", "invalid_request", "another export is pending or running; one runs at a time"))
 	case errors.Is(err, workers.ErrExportFormat):
-		return wrap(badRequest("InvalidExportFormat", "invalid_request", "format is ndjson or csv"))
+		return wrap(BadRequest("InvalidExportFormat", "invalid_request", "format is ndjson or csv"))
 	case errors.Is(err, workers.ErrExportField):
-		return wrap(badRequest("InvalidExportField", "invalid_request", err.Error()))
+		return wrap(BadRequest("InvalidExportField", "invalid_request", err.Error()))
 	case errors.Is(err, workers.ErrExportNotFound):
-		return wrap(newError(404, "NotFound", "ExportNotFound", "invalid_request", "no such export job (jobs are kept 24 hours)"))
+		return wrap(NewError(404, "NotFound", "ExportNotFound", "invalid_request", "no such export job (jobs are kept 24 hours)"))
 	case errors.Is(err, workers.ErrExportNotReady):
-		return wrap(newError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
+		return wrap(NewError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
 	case errors.Is(err, app.ErrAnonymousDisabled):
-		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
+		return wrap(NewError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
 	case errors.Is(err, app.ErrUnknownClient):
-		return wrap(newError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
+		return wrap(NewError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
 	case errors.Is(err, app.ErrSessionTypeNotAllowed):
-		return wrap(newError(400, "Invalid", "SessionTypeNotAllowed", "unauthorized_client", "the application's session type does not allow this kind of session"))
+		return wrap(NewError(400, "Invalid", "SessionTypeNotAllowed", "unauthorized_client", "the application's session type does not allow this kind of session"))
 	case errors.Is(err, app.ErrDuplicateRequest):
-		return wrap(newError(409, "Conflict", "DuplicateRequest", "invalid_request", "a request with this Idempotency-Key was already handled; its result is not repeated"))
+		return wrap(NewError(409, "Conflict", "DuplicateRequest", "invalid_request", "a request with this Idempotency-Key was already handled; its result is not repeated"))
 	case errors.Is(err, app.ErrBusy):
-		return wrap(newError(409, "Conflict", "ConcurrentUpdate", "temporarily_unavailable", "the session was changed concurrently; try again"))
+		return wrap(NewError(409, "Conflict", "ConcurrentUpdate", "temporarily_unavailable", "the session was changed concurrently; try again"))
 	case errors.Is(err, domain.ErrRefreshTokenReused):
-		return wrap(newError(400, "Invalid", "RefreshTokenReused", "invalid_grant", "the refresh token was already used; the session has been revoked"))
+		return wrap(NewError(400, "Invalid", "RefreshTokenReused", "invalid_grant", "the refresh token was already used; the session has been revoked"))
 	case errors.Is(err, domain.ErrSessionRevoked):
-		return wrap(newError(401, "Unauthenticated", "SessionRevoked", "invalid_grant", "the session has ended"))
+		return wrap(NewError(401, "Unauthenticated", "SessionRevoked", "invalid_grant", "the session has ended"))
 	case errors.Is(err, domain.ErrSessionExpired):
-		return wrap(newError(401, "Unauthenticated", "SessionExpired", "invalid_grant", "the session has expired"))
+		return wrap(NewError(401, "Unauthenticated", "SessionExpired", "invalid_grant", "the session has expired"))
 	case errors.Is(err, domain.ErrInvalidToken), errors.Is(err, domain.ErrSessionNotFound), errors.Is(err, domain.ErrUnsupportedSessionOp):
-		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_grant", "the token is invalid"))
+		return wrap(NewError(401, "Unauthenticated", "InvalidToken", "invalid_grant", "the token is invalid"))
 	case errors.Is(err, tokens.ErrExpiredAccessToken):
-		return wrap(newError(401, "Unauthenticated", "AccessTokenExpired", "invalid_token", "the access token has expired"))
+		return wrap(NewError(401, "Unauthenticated", "AccessTokenExpired", "invalid_token", "the access token has expired"))
 	case errors.Is(err, tokens.ErrInvalidAccessToken):
-		return wrap(newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
+		return wrap(NewError(401, "Unauthenticated", "InvalidToken", "invalid_token", "the access token is invalid"))
 	case errors.Is(err, domain.ErrLoginIDTaken):
-		return onField(wrap(newError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account")), fieldLoginID)
+		return onField(wrap(NewError(409, "Conflict", "LoginIDTaken", "invalid_request", "this login ID belongs to another account")), FieldLoginID)
 	case errors.Is(err, domain.ErrNotAnonymous):
-		return wrap(newError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
+		return wrap(NewError(400, "Invalid", "NotAnonymous", "invalid_request", "the user is not anonymous"))
 	case errors.Is(err, domain.ErrUserExpired):
-		return wrap(newError(401, "Unauthenticated", "UserExpired", "invalid_grant", "this guest expired after a period without activity"))
+		return wrap(NewError(401, "Unauthenticated", "UserExpired", "invalid_grant", "this guest expired after a period without activity"))
 	case errors.Is(err, domain.ErrUserDisabled):
-		return wrap(newError(403, "Forbidden", "UserDisabled", "invalid_grant", "this user is disabled"))
+		return wrap(NewError(403, "Forbidden", "UserDisabled", "invalid_grant", "this user is disabled"))
 	case errors.Is(err, domain.ErrUserRetired):
-		return wrap(newError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
+		return wrap(NewError(401, "Unauthenticated", "UserMerged", "invalid_grant", "this guest was merged into another account"))
 	case errors.Is(err, loginid.ErrInvalidEmail):
-		return onField(wrap(newError(400, "Invalid", "InvalidEmail", "invalid_request", "that is not a valid email address")), fieldLoginID)
+		return onField(wrap(NewError(400, "Invalid", "InvalidEmail", "invalid_request", "that is not a valid email address")), FieldLoginID)
 	case errors.Is(err, loginid.ErrInvalidPhone):
-		return onField(wrap(newError(400, "Invalid", "InvalidPhone", "invalid_request", "that is not a valid phone number in international form, e.g. +14155552671")), fieldLoginID)
+		return onField(wrap(NewError(400, "Invalid", "InvalidPhone", "invalid_request", "that is not a valid phone number in international form, e.g. +14155552671")), FieldLoginID)
 	case errors.Is(err, loginid.ErrInvalidUsername):
-		return onField(wrap(newError(400, "Invalid", "InvalidUsername", "invalid_request", "a username has 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit")), fieldLoginID)
+		return onField(wrap(NewError(400, "Invalid", "InvalidUsername", "invalid_request", "a username has 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit")), FieldLoginID)
 	case errors.Is(err, loginid.ErrReservedName):
-		return onField(wrap(newError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved")), fieldLoginID)
+		return onField(wrap(NewError(400, "Invalid", "ReservedUsername", "invalid_request", "that username is reserved")), FieldLoginID)
 	case errors.Is(err, loginid.ErrTypeDisabled), errors.Is(err, loginid.ErrUnknownType):
-		return onField(wrap(newError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here")), fieldLoginID)
+		return onField(wrap(NewError(400, "Invalid", "LoginIDTypeDisabled", "invalid_request", "this kind of login ID is not accepted here")), FieldLoginID)
 	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrNotUnicode),
 		errors.Is(err, password.ErrControlCharacter), errors.Is(err, password.ErrOnlyWhitespace):
-		return onField(wrap(newError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error())), fieldPassword)
+		return onField(wrap(NewError(400, "Invalid", "PasswordPolicy", "invalid_request", "the password does not meet the policy: "+err.Error())), FieldPassword)
 	case errors.Is(err, password.ErrTooCommon):
-		return onField(wrap(newError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another")), fieldPassword)
+		return onField(wrap(NewError(400, "Invalid", "PasswordTooCommon", "invalid_request", "that password is too common; choose another")), FieldPassword)
 	case errors.Is(err, app.ErrInvalidCredentials):
-		return wrap(newError(401, "Unauthenticated", "InvalidCredentials", "invalid_grant", "the login ID or password is not right"))
+		return wrap(NewError(401, "Unauthenticated", "InvalidCredentials", "invalid_grant", "the login ID or password is not right"))
 	case errors.Is(err, app.ErrRateLimited):
-		x := newError(429, "TooManyRequest", "RateLimited", "slow_down", "too many attempts; try again later")
+		x := NewError(429, "TooManyRequest", "RateLimited", "slow_down", "too many attempts; try again later")
 		var rl *app.RateLimitedError
 		if errors.As(err, &rl) {
 			x.RetryAfter = rl.RetryAfter
 		}
 		return wrap(x)
 	case errors.Is(err, app.ErrInvalidPromotionCode):
-		return wrap(newError(400, "Invalid", "InvalidPromotionCode", "invalid_request", "the promotion code is unknown, expired or already used"))
+		return wrap(NewError(400, "Invalid", "InvalidPromotionCode", "invalid_request", "the promotion code is unknown, expired or already used"))
 	case errors.Is(err, app.ErrInvalidAuthzCode):
-		return wrap(newError(400, "Invalid", "InvalidAuthorizationCode", "invalid_grant", "the authorization code is unknown, expired or not for this client and redirect URI"))
+		return wrap(NewError(400, "Invalid", "InvalidAuthorizationCode", "invalid_grant", "the authorization code is unknown, expired or not for this client and redirect URI"))
 	case errors.Is(err, app.ErrAuthzCodeReused):
-		return wrap(newError(400, "Invalid", "AuthorizationCodeReused", "invalid_grant", "the authorization code was already used; the session it gave is revoked"))
+		return wrap(NewError(400, "Invalid", "AuthorizationCodeReused", "invalid_grant", "the authorization code was already used; the session it gave is revoked"))
 	case errors.Is(err, app.ErrPKCEMismatch):
-		return wrap(newError(400, "Invalid", "PKCEMismatch", "invalid_grant", "code_verifier does not match the code_challenge"))
+		return wrap(NewError(400, "Invalid", "PKCEMismatch", "invalid_grant", "code_verifier does not match the code_challenge"))
 	case errors.Is(err, app.ErrInvalidChallenge):
-		return wrap(newError(400, "Invalid", "InvalidChallenge", "invalid_grant", "the challenge is missing, expired or already used"))
+		return wrap(NewError(400, "Invalid", "InvalidChallenge", "invalid_grant", "the challenge is missing, expired or already used"))
 	case errors.Is(err, app.ErrInvalidPurpose):
-		return wrap(newError(400, "Invalid", "InvalidPurpose", "invalid_request", `purpose must be "anonymous_request"`))
+		return wrap(NewError(400, "Invalid", "InvalidPurpose", "invalid_request", `purpose must be "anonymous_request"`))
 	case errors.Is(err, app.ErrInvalidAction):
-		return wrap(newError(400, "Invalid", "InvalidAction", "invalid_grant", `action must be "auth" at the token endpoint`))
+		return wrap(NewError(400, "Invalid", "InvalidAction", "invalid_grant", `action must be "auth" at the token endpoint`))
 	case errors.Is(err, app.ErrUnknownKey):
-		return wrap(newError(400, "Invalid", "UnknownKey", "invalid_grant", "the key id is unknown and the header carries no jwk"))
+		return wrap(NewError(400, "Invalid", "UnknownKey", "invalid_grant", "the key id is unknown and the header carries no jwk"))
 	case errors.Is(err, app.ErrKeyMismatch):
-		return wrap(newError(400, "Invalid", "KeyMismatch", "invalid_grant", "the jwk in the header differs from the registered key"))
+		return wrap(NewError(400, "Invalid", "KeyMismatch", "invalid_grant", "the jwk in the header differs from the registered key"))
 	case errors.Is(err, app.ErrKeyNotUsable):
-		return wrap(newError(400, "Invalid", "KeyNotUsable", "invalid_grant", "this key can no longer sign in"))
+		return wrap(NewError(400, "Invalid", "KeyNotUsable", "invalid_grant", "this key can no longer sign in"))
 	case errors.Is(err, app.ErrKeyOtherClient):
-		return wrap(newError(400, "Invalid", "KeyOtherClient", "invalid_grant", "this key was registered by another client application"))
+		return wrap(NewError(400, "Invalid", "KeyOtherClient", "invalid_grant", "this key was registered by another client application"))
 	case errors.Is(err, domain.ErrKeyTaken):
-		return wrap(newError(400, "Invalid", "KeyTaken", "invalid_grant", "this key is already registered under another key id"))
+		return wrap(NewError(400, "Invalid", "KeyTaken", "invalid_grant", "this key is already registered under another key id"))
 	case errors.Is(err, tokens.ErrRequestMalformed):
-		return wrap(newError(400, "Invalid", "InvalidJWT", "invalid_request", "the jwt is malformed"))
+		return wrap(NewError(400, "Invalid", "InvalidJWT", "invalid_request", "the jwt is malformed"))
 	case errors.Is(err, tokens.ErrRequestAlgorithm):
-		return wrap(newError(400, "Invalid", "UnsupportedAlgorithm", "invalid_request", "the jwt's alg must be ES256, RS256 or EdDSA"))
+		return wrap(NewError(400, "Invalid", "UnsupportedAlgorithm", "invalid_request", "the jwt's alg must be ES256, RS256 or EdDSA"))
 	case errors.Is(err, tokens.ErrRequestType):
-		return wrap(newError(400, "Invalid", "InvalidJWTType", "invalid_request", "the jwt's typ must be vnd.authgear.anonymous-request"))
+		return wrap(NewError(400, "Invalid", "InvalidJWTType", "invalid_request", "the jwt's typ must be vnd.authgear.anonymous-request"))
 	case errors.Is(err, tokens.ErrRequestKeyID):
-		return wrap(newError(400, "Invalid", "InvalidKeyID", "invalid_request", "the kid must be 8 to 64 letters, digits, '-' or '_'"))
+		return wrap(NewError(400, "Invalid", "InvalidKeyID", "invalid_request", "the kid must be 8 to 64 letters, digits, '-' or '_'"))
 	case errors.Is(err, app.ErrInvalidDeviceInfo):
-		return wrap(newError(400, "Invalid", "InvalidDeviceInfo", "invalid_request", "device_info must be a JSON object (x_device_info: base64url JSON) of at most 8 KiB"))
+		return wrap(NewError(400, "Invalid", "InvalidDeviceInfo", "invalid_request", "device_info must be a JSON object (x_device_info: base64url JSON) of at most 8 KiB"))
 	case errors.Is(err, tokens.ErrRequestNumericDate):
-		return wrap(newError(400, "Invalid", "InvalidNumericDate", "invalid_request", "iat and exp must be JSON numbers of seconds since 1970 (fractions allowed)"))
+		return wrap(NewError(400, "Invalid", "InvalidNumericDate", "invalid_request", "iat and exp must be JSON numbers of seconds since 1970 (fractions allowed)"))
 	case errors.Is(err, tokens.ErrRequestClaims):
-		return wrap(newError(400, "Invalid", "InvalidJWTClaims", "invalid_request", "the jwt needs challenge, action, iat and exp"))
+		return wrap(NewError(400, "Invalid", "InvalidJWTClaims", "invalid_request", "the jwt needs challenge, action, iat and exp"))
 	case errors.Is(err, tokens.ErrRequestKey):
-		return wrap(newError(400, "Invalid", "InvalidKey", "invalid_grant", "the key does not fit the algorithm (P-256, RSA of 2048 bits or more, Ed25519) or is not a public key"))
+		return wrap(NewError(400, "Invalid", "InvalidKey", "invalid_grant", "the key does not fit the algorithm (P-256, RSA of 2048 bits or more, Ed25519) or is not a public key"))
 	case errors.Is(err, tokens.ErrRequestSignature):
-		return wrap(newError(400, "Invalid", "InvalidSignature", "invalid_grant", "the signature does not verify"))
+		return wrap(NewError(400, "Invalid", "InvalidSignature", "invalid_grant", "the signature does not verify"))
 	case errors.Is(err, tokens.ErrRequestExpired):
-		return wrap(newError(400, "Invalid", "JWTExpired", "invalid_grant", "the jwt has expired"))
+		return wrap(NewError(400, "Invalid", "JWTExpired", "invalid_grant", "the jwt has expired"))
 	case errors.Is(err, tokens.ErrRequestNotYet):
-		return wrap(newError(400, "Invalid", "JWTNotYetValid", "invalid_grant", "the jwt is issued in the future"))
+		return wrap(NewError(400, "Invalid", "JWTNotYetValid", "invalid_grant", "the jwt is issued in the future"))
 	case errors.Is(err, tokens.ErrRequestLifetime):
-		return wrap(newError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
+		return wrap(NewError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
 	case errors.Is(err, domain.ErrUserNotFound):
-		return wrap(newError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
+		return wrap(NewError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict), errors.Is(err, app.ErrLimiterUnavailable):
-		return wrap(newError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
+		return wrap(NewError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
 	}
-	return wrap(newError(500, "InternalServerError", "InternalError", "server_error", "an internal error occurred"))
+	return wrap(NewError(500, "InternalServerError", "InternalError", "server_error", "an internal error occurred"))
 }
 
 func onField(e *Error, field string) *Error { e.Field = field; return e }
 
 // Audiences of pageText.
 const (
-	audienceFlow   = "flow"   // the hosted sign-up and sign-in pages
-	audiencePortal = "portal" // the operators' portal
+	AudienceFlow   = "flow"   // the hosted sign-up and sign-in pages
+	AudiencePortal = "portal" // the operators' portal
 )
 
 // pageText is the sentence a hosted page or the portal shows for an error,
 // keyed by its reason: the one place that turns errors into words for
 // people. typed is the login ID the person typed, to name its kind.
-func pageText(e *Error, audience, typed string) string {
+func PageText(e *Error, audience, typed string) string {
 	if e.Status >= 500 {
-		if audience == audiencePortal {
+		if audience == AudiencePortal {
 			return "Signing in is not possible right now. Try again in a moment."
 		}
 		return "Something went wrong on our side. Please try again."
@@ -222,12 +225,12 @@ func pageText(e *Error, audience, typed string) string {
 	case "LoginIDTaken":
 		return "This " + loginNoun(typed) + " already belongs to an account. Use another, or sign in to that account from the app."
 	case "InvalidCredentials":
-		if audience == audiencePortal {
+		if audience == AudiencePortal {
 			return "The username or password is not right."
 		}
 		return "That login ID and password do not match an account."
 	case "RateLimited":
-		if audience == audiencePortal {
+		if audience == AudiencePortal {
 			return "Too many sign-in attempts. Wait a few minutes and try again."
 		}
 		return "Too many attempts. Wait a while and try again."
@@ -251,7 +254,7 @@ func loginNoun(v string) string {
 }
 
 // writeJSON writes v with the status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -268,23 +271,23 @@ type apiErrorFields struct {
 	Code    int    `json:"code"`
 }
 
-func setRetryAfter(w http.ResponseWriter, e *Error) {
+func SetRetryAfter(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 }
 
-// writeAPIError answers in the JSON API shape.
-func (s *Server) writeAPIError(w http.ResponseWriter, r *http.Request, err error) {
-	e := s.logError(r, err)
-	setRetryAfter(w, e)
-	writeJSON(w, e.Status, apiErrorBody{Error: apiErrorFields{Name: e.Name, Reason: e.Reason, Message: e.Message, Code: e.Status}})
+// WriteAPIError answers in the JSON API shape.
+func (b *Base) WriteAPIError(w http.ResponseWriter, r *http.Request, err error) {
+	e := b.LogError(r, err)
+	SetRetryAfter(w, e)
+	WriteJSON(w, e.Status, apiErrorBody{Error: apiErrorFields{Name: e.Name, Reason: e.Reason, Message: e.Message, Code: e.Status}})
 }
 
-// writeOAuthError answers in the OAuth shape.
-func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
-	e := s.logError(r, err)
-	setRetryAfter(w, e)
+// WriteOAuthError answers in the OAuth shape.
+func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	e := b.LogError(r, err)
+	SetRetryAfter(w, e)
 	status := e.Status
 	if e.Status != http.StatusTooManyRequests && e.Status < 500 {
 		// RFC 6749 §5.2: token errors are 400 (invalid_client may be 401).
@@ -294,20 +297,20 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
+	WriteJSON(w, status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
 }
 
-func (s *Server) logError(r *http.Request, err error) *Error {
-	e := classify(err)
+func (b *Base) LogError(r *http.Request, err error) *Error {
+	e := Classify(err)
 	if r.Context().Err() != nil {
 		// The client went away; its outcome is its own business.
-		s.Log.InfoContext(r.Context(), "client closed the request", "request_id", requestID(r.Context()))
+		b.Log.InfoContext(r.Context(), "client closed the request", "request_id", RequestID(r.Context()))
 		return e
 	}
 	if e.Status >= 500 {
-		s.Log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "reason", e.Reason, "error", err)
+		b.Log.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()), "reason", e.Reason, "error", err)
 	} else {
-		s.Log.InfoContext(r.Context(), "request rejected", "request_id", requestID(r.Context()), "reason", e.Reason, slog.Int("status", e.Status))
+		b.Log.InfoContext(r.Context(), "request rejected", "request_id", RequestID(r.Context()), "reason", e.Reason, slog.Int("status", e.Status))
 	}
 	return e
 }

@@ -20,7 +20,7 @@ import (
 // equal keys win; a proxy, WAF or logger in front that reads the first key,
 // or only the exact spelling, would then see another request than the one
 // handled.
-func decodeJSON(r *http.Request, v any) error {
+func DecodeJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errUnsupportedMediaType
@@ -31,7 +31,7 @@ func decodeJSON(r *http.Request, v any) error {
 		if errors.As(err, &tooLarge) {
 			return errBodyTooLarge
 		}
-		return badRequest("InvalidJSON", "invalid_request", "the request body could not be read")
+		return BadRequest("InvalidJSON", "invalid_request", "the request body could not be read")
 	}
 	if err := checkJSONKeys(body, reflect.TypeOf(v)); err != nil {
 		return err
@@ -39,15 +39,15 @@ func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest("InvalidJSON", "invalid_request", "the request body is not a valid JSON object of the expected shape")
+		return BadRequest("InvalidJSON", "invalid_request", "the request body is not a valid JSON object of the expected shape")
 	}
 	if dec.More() {
-		return badRequest("InvalidJSON", "invalid_request", "the request body has trailing data")
+		return BadRequest("InvalidJSON", "invalid_request", "the request body has trailing data")
 	}
 	return nil
 }
 
-var errJSONShape = badRequest("InvalidJSON", "invalid_request", "the request body is not a valid JSON object of the expected shape")
+var errJSONShape = BadRequest("InvalidJSON", "invalid_request", "the request body is not a valid JSON object of the expected shape")
 
 // maxJSONDepth bounds nesting: request bodies are at most three levels deep.
 const maxJSONDepth = 32
@@ -75,7 +75,7 @@ func checkJSONValue(dec *json.Decoder, tok json.Token, t reflect.Type, depth int
 		return nil // a scalar
 	}
 	if depth >= maxJSONDepth {
-		return badRequest("InvalidJSON", "invalid_request", "the request body is nested too deeply")
+		return BadRequest("InvalidJSON", "invalid_request", "the request body is nested too deeply")
 	}
 	switch d {
 	case '{':
@@ -91,7 +91,7 @@ func checkJSONValue(dec *json.Decoder, tok json.Token, t reflect.Type, depth int
 				return errJSONShape
 			}
 			if seen[key] {
-				return badRequest("InvalidJSON", "invalid_request", "the request body has a key twice"+keyName(fields, key))
+				return BadRequest("InvalidJSON", "invalid_request", "the request body has a key twice"+keyName(fields, key))
 			}
 			seen[key] = true
 			var ft reflect.Type
@@ -100,7 +100,7 @@ func checkJSONValue(dec *json.Decoder, tok json.Token, t reflect.Type, depth int
 				if ft = fields[key]; ft == nil {
 					for name := range fields {
 						if strings.EqualFold(name, key) {
-							return badRequest("InvalidJSON", "invalid_request", `the key "`+name+`" is spelt with other case`)
+							return BadRequest("InvalidJSON", "invalid_request", `the key "`+name+`" is spelt with other case`)
 						}
 					}
 				}

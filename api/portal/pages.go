@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/api/admin"
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/projections"
@@ -373,7 +375,7 @@ func (s *Server) portalUsers(w http.ResponseWriter, r *http.Request) {
 // userData is a user's page.
 type userData struct {
 	User     projections.UserDetails
-	Timeline []timelineEvent
+	Timeline []admin.TimelineEvent
 	Now      any
 }
 
@@ -393,7 +395,7 @@ func (s *Server) portalUser(w http.ResponseWriter, r *http.Request) {
 		s.portalMessage(w, r, http.StatusServiceUnavailable, "User not available", "The user could not be read right now. Try again in a moment.")
 		return
 	}
-	tl, err := s.userTimeline(r.Context(), id)
+	tl, err := s.timelines.UserTimeline(r.Context(), id)
 	if err != nil && !errors.Is(err, app.ErrNoSuchUser) {
 		s.Log.Error("portal: timeline", "error", err)
 	}
@@ -416,7 +418,7 @@ func (s *Server) portalRevokeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.Service.RevokeUserSession(r.Context(), id, sid, operatorMeta(r))
 	if err != nil && !errors.Is(err, domain.ErrSessionRevoked) {
-		e := classify(err)
+		e := httpx.Classify(err)
 		s.portalMessage(w, r, e.Status, "The session was not revoked", e.Message)
 		return
 	}

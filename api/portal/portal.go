@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/projections"
@@ -31,10 +33,13 @@ const (
 	portalSignInCookie = "idstream_portal_signin"
 )
 
+//go:embed web/*.html web/*.css
+var webFS embed.FS
+
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
 	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "users", "user", "operations", "audit"} {
-		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/portal/layout.html", "web/portal/"+name+".html"))
+		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
 }()
@@ -116,8 +121,8 @@ func (s *Server) portalMessage(w http.ResponseWriter, r *http.Request, status in
 	s.renderPortal(w, r, status, "message", portalPage{Title: title, Error: msg})
 }
 
-// portalRouter serves /portal.
-func (s *Server) portalRouter() http.Handler {
+// Router serves /portal.
+func (s *Server) Router() http.Handler {
 	r := mux.NewRouter()
 	r.HandleFunc("/portal/static/portal.css", s.portalStylesheet).Methods(http.MethodGet)
 	r.HandleFunc("/portal/signin", s.portalSignInPage).Methods(http.MethodGet)
@@ -154,7 +159,7 @@ func (s *Server) portalRouter() http.Handler {
 }
 
 func (s *Server) portalStylesheet(w http.ResponseWriter, _ *http.Request) {
-	css, _ := webFS.ReadFile("web/portal/portal.css")
+	css, _ := webFS.ReadFile("web/portal.css")
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(css)
@@ -272,15 +277,15 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, r, http.StatusBadRequest, d, "Enter your username and password.")
 		return
 	}
-	if err := s.Service.AuthenticateOperator(r.Context(), d.Username, pw, s.clientIP(r)); err != nil {
-		s.Log.Info("portal sign-in refused", "ip", s.clientIP(r))
-		e := s.logError(r, err)
-		setRetryAfter(w, e)
+	if err := s.Service.AuthenticateOperator(r.Context(), d.Username, pw, s.ClientIP(r)); err != nil {
+		s.Log.Info("portal sign-in refused", "ip", s.ClientIP(r))
+		e := s.LogError(r, err)
+		httpx.SetRetryAfter(w, e)
 		status := e.Status
 		if status >= 500 {
 			status = http.StatusServiceUnavailable
 		}
-		s.renderSignIn(w, r, status, d, pageText(e, audiencePortal, d.Username))
+		s.renderSignIn(w, r, status, d, httpx.PageText(e, httpx.AudiencePortal, d.Username))
 		return
 	}
 	token, csrf := randomToken(), randomToken()
@@ -307,7 +312,7 @@ func (s *Server) portalSignOut(w http.ResponseWriter, r *http.Request) {
 
 // operatorMeta names the operator in the envelope of what they cause.
 func operatorMeta(r *http.Request) app.Meta {
-	return app.Meta{CorrelationID: requestID(r.Context()), Actor: "portal:" + portalSessionOf(r).Operator}
+	return app.Meta{CorrelationID: httpx.RequestID(r.Context()), Actor: "portal:" + portalSessionOf(r).Operator}
 }
 
 // formatSeconds writes a duration the way the forms read it: 90d, 24h, 30m,

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 )
@@ -29,63 +30,42 @@ func tokenResultOf(iss app.Issued) tokenResult {
 // authenticateAnonymously() calls it.
 func (s *Server) anonymousSignup(w http.ResponseWriter, r *http.Request) {
 	var req signupRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if req.ClientID == "" {
-		s.writeAPIError(w, r, badRequest("InvalidRequest", "invalid_request", "client_id is required"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "client_id is required"))
 		return
 	}
 	kind := domain.SessionKind(req.SessionType)
 	if !kind.Valid() {
-		s.writeAPIError(w, r, badRequest("InvalidRequest", "invalid_request", `session_type must be "cookie" or "refresh_token"`))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", `session_type must be "cookie" or "refresh_token"`))
 		return
 	}
 	if len(r.Header.Get("Idempotency-Key")) > 255 {
-		s.writeAPIError(w, r, badRequest("InvalidRequest", "invalid_request", "Idempotency-Key is longer than 255 characters"))
+		s.WriteAPIError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "Idempotency-Key is longer than 255 characters"))
 		return
 	}
-	noStore(w)
+	httpx.NoStore(w)
 	c := app.SignUpOrResume{SignUpAnonymous: app.SignUpAnonymous{ClientID: req.ClientID, Kind: kind,
-		IdempotencyKey: r.Header.Get("Idempotency-Key"), Meta: meta(r)}, IP: s.clientIP(r)}
+		IdempotencyKey: r.Header.Get("Idempotency-Key"), Meta: httpx.Meta(r)}, IP: s.ClientIP(r)}
 	if kind == domain.SessionKindRefreshToken {
-		c.Bearer = bearer(r)
+		c.Bearer = httpx.Bearer(r)
 	} else if ck, err := r.Cookie(s.cfg.Cookie.Name); err == nil {
 		c.Cookie = ck.Value
 	}
 	iss, resumed, err := s.Service.SignUpOrResume(r.Context(), c)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	if kind == domain.SessionKindCookie {
 		if !resumed {
-			s.setSessionCookie(w, iss)
+			httpx.SetSessionCookie(w, s.cfg, iss)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
-}
-
-// setSessionCookie sets the session cookie: HttpOnly, SameSite=Lax, Secure
-// unless configured off for plain-http development.
-func (s *Server) setSessionCookie(w http.ResponseWriter, iss app.Issued) {
-	http.SetCookie(w, &http.Cookie{
-		Name:     s.cfg.Cookie.Name,
-		Value:    iss.SessionToken,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   *s.cfg.Cookie.Secure,
-		SameSite: http.SameSiteLaxMode,
-		Expires:  iss.SessionExpiresAt,
-	})
-}
-
-func (s *Server) clearSessionCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{
-		Name: s.cfg.Cookie.Name, Value: "", Path: "/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
-		SameSite: http.SameSiteLaxMode, MaxAge: -1,
-	})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
 }

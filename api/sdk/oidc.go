@@ -2,13 +2,15 @@ package sdk
 
 import (
 	"net/http"
+
+	"github.com/idstream/idstream/api/httpx"
 )
 
 // discovery serves the OpenID Provider metadata the SDK reads.
 func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 	base := s.cfg.PublicURL
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                base,
 		"authorization_endpoint":                base + "/oauth2/authorize",
 		"token_endpoint":                        base + "/oauth2/token",
@@ -32,5 +34,5 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 // tokens have expired.
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=60")
-	writeJSON(w, http.StatusOK, s.Service.Keys().JWKS(r.Context()))
+	httpx.WriteJSON(w, http.StatusOK, s.Service.Keys().JWKS(r.Context()))
 }

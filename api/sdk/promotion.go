@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/domain"
 )
@@ -16,35 +17,35 @@ type sessionRequest struct {
 // principal finds who a JSON API request acts for: the bearer access token,
 // else the session cookie.
 func (s *Server) principal(r *http.Request) (app.Principal, error) {
-	if at := bearer(r); at != "" {
+	if at := httpx.Bearer(r); at != "" {
 		return s.Service.AuthenticateBearer(r.Context(), at)
 	}
 	if c, err := r.Cookie(s.cfg.Cookie.Name); err == nil && c.Value != "" {
 		return s.Service.AuthenticateCookie(r.Context(), c.Value)
 	}
-	return app.Principal{}, errMissingToken
+	return app.Principal{}, httpx.ErrMissingToken
 }
 
 // promotionCode is POST /api/anonymous_user/promotion_code, as the SDK's
 // startPromoteAnonymousUser() calls it.
 func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
 	var req sessionRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	p, err := s.principal(r)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	code, exp, err := s.Service.IssuePromotionCode(r.Context(), p)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
-	noStore(w)
-	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"promotion_code": code, "expire_at": exp.Format(time.RFC3339)}})
+	httpx.NoStore(w)
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": map[string]string{"promotion_code": code, "expire_at": exp.Format(time.RFC3339)}})
 }
 
 type promoteRequest struct {
@@ -59,34 +60,34 @@ type promoteRequest struct {
 // is replaced by a regular one of the same kind, returned as from sign-up.
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 	var req promoteRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	p, err := s.principal(r)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
 	kind := p.Session.Kind()
 	iss, err := s.Service.Promote(r.Context(), app.PromoteInput{
 		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password,
-		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, IP: s.clientIP(r), Meta: meta(r),
+		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, IP: s.ClientIP(r), Meta: httpx.Meta(r),
 	})
 	if err != nil {
-		s.writeAPIError(w, r, err)
+		s.WriteAPIError(w, r, err)
 		return
 	}
-	noStore(w)
+	httpx.NoStore(w)
 	if kind == domain.SessionKindCookie {
-		s.setSessionCookie(w, iss)
-		writeJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
+		httpx.SetSessionCookie(w, s.cfg, iss)
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
 }

@@ -3,6 +3,7 @@ package sdk
 import (
 	"net/http"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 )
 
@@ -16,33 +17,33 @@ const (
 // userinfo answers with the signed-in user's claims, read from the log (not
 // a projection), so it is right the moment a session starts.
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
-	noStore(w)
+	httpx.NoStore(w)
 	var (
 		p   app.Principal
 		err error
 	)
-	if at := bearer(r); at != "" {
+	if at := httpx.Bearer(r); at != "" {
 		p, err = s.Service.AuthenticateBearer(r.Context(), at)
 	} else if c, cerr := r.Cookie(s.cfg.Cookie.Name); cerr == nil && c.Value != "" {
 		p, err = s.Service.AuthenticateCookie(r.Context(), c.Value)
 	} else {
-		err = errMissingToken
+		err = httpx.ErrMissingToken
 	}
 	if err != nil {
-		e := classify(err)
+		e := httpx.Classify(err)
 		if e.Status < 500 {
 			// RFC 6750: an unusable token is 401 invalid_token.
-			e = &Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: "invalid_token", cause: err}
-			s.logError(r, e)
+			e = (&httpx.Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: "invalid_token"}).WithCause(err)
+			s.LogError(r, e)
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
+			httpx.WriteJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
 			return
 		}
-		s.writeOAuthError(w, r, err)
+		s.WriteOAuthError(w, r, err)
 		return
 	}
 	u := p.User
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
 		"sub":                  u.UserID(),
 		"is_anonymous":         u.IsAnonymous(),
 		"is_verified":          false,
