@@ -1,4 +1,4 @@
-package api_test
+package sdk_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -15,10 +16,10 @@ import (
 // password set in full-width letters signs in typed in ASCII and the other
 // way round (NIST SP 800-63B: normalise, then hash).
 func TestPasswordPolicyNormalises(t *testing.T) {
-	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
-	c := newClient(t, n)
-	at, _ := signup(t, c)
-	before := lastSeq(t, n)
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	c := apitest.NewClient(t, n)
+	at, _ := apitest.Signup(t, c)
+	before := apitest.LastSeq(t, n)
 	for _, tc := range []struct{ name, pw, reason string }{
 		{"eight spaces", "        ", "PasswordPolicy"},
 		{"eight zero-width spaces", "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b", "PasswordPolicy"},
@@ -28,31 +29,31 @@ func TestPasswordPolicyNormalises(t *testing.T) {
 	} {
 		// JSON-encoded (promoteBody's %q would write Go escapes).
 		body, _ := json.Marshal(map[string]string{"login_id": "norm@example.com", "password": tc.pw})
-		if r := c.postJSON("/api/anonymous_user/promote", string(body), map[string]string{"Authorization": "Bearer " + at}); r.status != 400 || r.reason() != tc.reason {
-			t.Errorf("%s: %d %s, want %s", tc.name, r.status, r.raw, tc.reason)
+		if r := c.PostJSON("/api/anonymous_user/promote", string(body), map[string]string{"Authorization": "Bearer " + at}); r.Status != 400 || r.Reason() != tc.reason {
+			t.Errorf("%s: %d %s, want %s", tc.name, r.Status, r.Raw, tc.reason)
 		}
 	}
-	if lastSeq(t, n) != before {
+	if apitest.LastSeq(t, n) != before {
 		t.Fatal("refused promotions wrote events")
 	}
 
 	// Set in full width (with a full-width hyphen and digits): it is
 	// goodPassword.
-	if r := c.promote(at, "norm@example.com", "ｖｉｏｌｅｔ－ｔａｎｇｅｒｉｎｅ－４２"); r.status != 200 {
-		t.Fatalf("promote: %d %s", r.status, r.raw)
+	if r := c.Promote(at, "norm@example.com", "ｖｉｏｌｅｔ－ｔａｎｇｅｒｉｎｅ－４２"); r.Status != 200 {
+		t.Fatalf("promote: %d %s", r.Status, r.Raw)
 	}
 	signIn := func(pw string) int {
-		_, challenge := pkce()
-		page, csrf, _ := c.hostedFlow(authorizeParams(challenge, ""))
-		r := c.submit(page, csrf, url.Values{"mode": {"signin"}, "login_id": {"norm@example.com"}, "password": {pw}})
-		if r.status == http.StatusFound {
-			if loc, _ := url.Parse(r.header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
-				t.Fatalf("sign-in redirect without a code: %v", r.header)
+		_, challenge := apitest.PKCE()
+		page, csrf, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+		r := c.Submit(page, csrf, url.Values{"mode": {"signin"}, "login_id": {"norm@example.com"}, "password": {pw}})
+		if r.Status == http.StatusFound {
+			if loc, _ := url.Parse(r.Header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
+				t.Fatalf("sign-in redirect without a code: %v", r.Header)
 			}
 		}
-		return r.status
+		return r.Status
 	}
-	for _, pw := range []string{goodPassword, "ｖｉｏｌｅｔ－ｔａｎｇｅｒｉｎｅ－４２", "violet-ｔａｎｇｅｒｉｎｅ-42"} {
+	for _, pw := range []string{apitest.GoodPassword, "ｖｉｏｌｅｔ－ｔａｎｇｅｒｉｎｅ－４２", "violet-ｔａｎｇｅｒｉｎｅ-42"} {
 		if st := signIn(pw); st != http.StatusFound {
 			t.Errorf("sign in with %q: %d", pw, st)
 		}

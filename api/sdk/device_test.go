@@ -1,4 +1,4 @@
-package api_test
+package sdk_test
 
 import (
 	"encoding/base64"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 )
@@ -46,11 +47,11 @@ func publicOf(key any) any {
 // refused with InvalidDeviceInfo.
 func TestKeyPairDeviceInfo(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
-		cheapHashes(c)
-		c.AdminAPIKeys = []string{adminKey}
+		apitest.CheapHashes(c)
+		c.AdminAPIKeys = []string{apitest.AdminKey}
 	}})
-	c := newClient(t, n)
-	d := newDevice(t, jose.RS256)
+	c := apitest.NewClient(t, n)
+	d := apitest.NewDevice(t, jose.RS256)
 	now := n.Clock.Now()
 	ios := map[string]any{"ios": map[string]any{
 		"uname":         map[string]any{"machine": "iPhone15,2", "sysname": "Darwin"},
@@ -59,28 +60,28 @@ func TestKeyPairDeviceInfo(t *testing.T) {
 		"NSBundle":      map[string]any{"CFBundleIdentifier": "com.example.app", "CFBundleShortVersionString": "2.3.1", "CFBundleVersion": "451"},
 		"later":         []any{"members", "an SDK may add"},
 	}}
-	r := c.keyGrant(signedWithPayload(t, d, true, map[string]any{"challenge": c.challenge(), "action": "auth",
+	r := c.KeyGrant(signedWithPayload(t, d, true, map[string]any{"challenge": c.Challenge(), "action": "auth",
 		"iat": now.Unix(), "exp": now.Unix() + 60, "device_info": ios}))
-	if r.status != 200 {
-		t.Fatalf("iOS sign-up with device_info: %d %s", r.status, r.raw)
+	if r.Status != 200 {
+		t.Fatalf("iOS sign-up with device_info: %d %s", r.Status, r.Raw)
 	}
-	sub := str(c.userinfo(str(r.body, "access_token")).body, "sub")
+	sub := apitest.Str(c.Userinfo(apitest.Str(r.Body, "access_token")).Body, "sub")
 	android := `{"android":{"Build":{"MANUFACTURER":"Google","MODEL":"Pixel 8","VERSION":{"RELEASE":"14","SDK_INT":34},"BOARD":5},"PackageInfo":{"versionName":"2.3.1","versionCode":451}}}`
 	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"},
-		"jwt": {d.JWT(t, c.challenge(), false, now)}, "x_device_info": {base64.RawURLEncoding.EncodeToString([]byte(android))}}
-	if r := c.postForm("/oauth2/token", form); r.status != 200 {
-		t.Fatalf("Android re-login with x_device_info: %d %s", r.status, r.raw)
+		"jwt": {d.JWT(t, c.Challenge(), false, now)}, "x_device_info": {base64.RawURLEncoding.EncodeToString([]byte(android))}}
+	if r := c.PostForm("/oauth2/token", form); r.Status != 200 {
+		t.Fatalf("Android re-login with x_device_info: %d %s", r.Status, r.Raw)
 	}
 	waitRow(t, n, `SELECT count(*) FROM sessions WHERE user_id::text = $1 AND device_model = 'iPhone15,2' AND device_os = 'iOS 17.4'
 		AND app_version = '2.3.1 (451)'`, sub)
 	waitRow(t, n, `SELECT count(*) FROM sessions WHERE user_id::text = $1 AND device_model = 'Google Pixel 8' AND device_os = 'Android 14'
 		AND app_version = '2.3.1'`, sub)
-	a := c.do(http.MethodGet, "/admin/users/"+sub, "", "", map[string]string{"Authorization": "Bearer " + adminKey})
-	if a.status != 200 || !strings.Contains(a.raw, `"device_model":"iPhone15,2"`) || !strings.Contains(a.raw, `"device_os":"Android 14"`) {
-		t.Fatalf("admin API sessions: %d %s", a.status, a.raw)
+	a := c.Do(http.MethodGet, "/admin/users/"+sub, "", "", map[string]string{"Authorization": "Bearer " + apitest.AdminKey})
+	if a.Status != 200 || !strings.Contains(a.Raw, `"device_model":"iPhone15,2"`) || !strings.Contains(a.Raw, `"device_os":"Android 14"`) {
+		t.Fatalf("admin API sessions: %d %s", a.Status, a.Raw)
 	}
 
-	before := lastSeq(t, n)
+	before := apitest.LastSeq(t, n)
 	for name, f := range map[string]url.Values{
 		"not base64url":    {"x_device_info": {"%%%"}},
 		"not JSON":         {"x_device_info": {base64.RawURLEncoding.EncodeToString([]byte("{"))}},
@@ -89,16 +90,16 @@ func TestKeyPairDeviceInfo(t *testing.T) {
 	} {
 		f.Set("grant_type", "urn:authgear:params:oauth:grant-type:anonymous-request")
 		f.Set("client_id", "idstream-dev")
-		f.Set("jwt", d.JWT(t, c.challenge(), false, now))
-		if r := c.postForm("/oauth2/token", f); r.status != 400 || r.reason() != "InvalidDeviceInfo" {
-			t.Errorf("%s: %d %s", name, r.status, r.raw)
+		f.Set("jwt", d.JWT(t, c.Challenge(), false, now))
+		if r := c.PostForm("/oauth2/token", f); r.Status != 400 || r.Reason() != "InvalidDeviceInfo" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
 		}
 	}
-	if r := c.keyGrant(signedWithPayload(t, d, false, map[string]any{"challenge": c.challenge(), "action": "auth",
-		"iat": now.Unix(), "exp": now.Unix() + 60, "device_info": "iPhone"})); r.status != 400 || r.reason() != "InvalidDeviceInfo" {
-		t.Errorf("device_info a string: %d %s", r.status, r.raw)
+	if r := c.KeyGrant(signedWithPayload(t, d, false, map[string]any{"challenge": c.Challenge(), "action": "auth",
+		"iat": now.Unix(), "exp": now.Unix() + 60, "device_info": "iPhone"})); r.Status != 400 || r.Reason() != "InvalidDeviceInfo" {
+		t.Errorf("device_info a string: %d %s", r.Status, r.Raw)
 	}
-	if lastSeq(t, n) != before {
+	if apitest.LastSeq(t, n) != before {
 		t.Fatal("refused device info wrote events")
 	}
 }

@@ -1,4 +1,4 @@
-package api_test
+package admin_test
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
@@ -19,37 +20,37 @@ import (
 
 // exportFixture makes a known set of users: two guests, a promoted user, a
 // disabled promoted user and a deleted promoted user.
-func exportFixture(t *testing.T, c *client, clk *clock.Fake) (subs []string, want map[string]map[string]string) {
+func exportFixture(t *testing.T, c *apitest.Client, clk *clock.Fake) (subs []string, want map[string]map[string]string) {
 	t.Helper()
 	want = map[string]map[string]string{}
 	for _, spec := range []struct{ login, action string }{{"", ""}, {"", ""}, {"eve@example.com", ""}, {"dan@example.com", "disable"}, {"zed@example.com", "delete"}} {
-		at, _ := signup(t, c)
-		sub := str(c.userinfo(at).body, "sub")
+		at, _ := apitest.Signup(t, c)
+		sub := apitest.Str(c.Userinfo(at).Body, "sub")
 		w := map[string]string{"sub": sub, "is_anonymous": "true", "state": "active", "disabled": "false", "login_id": "", "client_id": "idstream-dev"}
 		if spec.login != "" {
-			if r := c.promote(at, spec.login, goodPassword); r.status != 200 {
-				t.Fatal(r.raw)
+			if r := c.Promote(at, spec.login, apitest.GoodPassword); r.Status != 200 {
+				t.Fatal(r.Raw)
 			}
 			w["is_anonymous"], w["login_id"] = "false", spec.login
 		}
 		switch spec.action {
 		case "disable":
-			c.admin(http.MethodPost, "/admin/users/"+sub+"/disable", "")
+			c.Admin(http.MethodPost, "/admin/users/"+sub+"/disable", "")
 			w["disabled"] = "true"
 		case "delete":
-			c.admin(http.MethodDelete, "/admin/users/"+sub, "")
+			c.Admin(http.MethodDelete, "/admin/users/"+sub, "")
 			w["state"], w["login_id"] = "deleted", ""
 		}
 		subs, want[sub] = append(subs, sub), w
 		clk.Advance(time.Second)
 	}
-	waitProjected(t, c)
+	apitest.WaitProjected(t, c)
 	// Timestamps come from the read model through the admin API: another
 	// code path than the exporter's.
 	for _, sub := range subs {
-		r := c.admin(http.MethodGet, "/admin/users/"+sub, "")
+		r := c.Admin(http.MethodGet, "/admin/users/"+sub, "")
 		for _, f := range []string{"created_at", "last_seen_at", "promoted_at", "deleted_at"} {
-			if v, ok := r.body[f].(string); ok {
+			if v, ok := r.Body[f].(string); ok {
 				at, err := time.Parse(time.RFC3339Nano, v)
 				if err != nil {
 					t.Fatal(err)
@@ -63,58 +64,43 @@ func exportFixture(t *testing.T, c *client, clk *clock.Fake) (subs []string, wan
 	return subs, want
 }
 
-func (c *client) waitExport(id string) response {
-	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := c.admin(http.MethodGet, "/admin/users/export/"+id, "")
-		if r.status != 200 || str(r.body, "status") == "completed" || str(r.body, "status") == "failed" {
-			return r
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("export did not finish: %s", r.raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestUserExport(t *testing.T) {
 	nats := testenv.StartNATS(t)
 	dbURL, _ := testenv.Database(t)
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	configure := func(c *config.Config) { cheapHashes(c); c.AdminAPIKeys = []string{adminKey} }
+	configure := func(c *config.Config) { apitest.CheapHashes(c); c.AdminAPIKeys = []string{apitest.AdminKey} }
 	a := testenv.StartNode(t, nats, testenv.NodeOptions{Configure: configure, DatabaseURL: dbURL, Clock: clk})
-	c := newClient(t, a)
+	c := apitest.NewClient(t, a)
 	subs, want := exportFixture(t, c, clk)
 	ctx := context.Background()
 
 	// CSV with chosen fields, run by hand (no worker on node a).
 	fields := []string{"sub", "is_anonymous", "state", "disabled", "login_id", "created_at", "last_seen_at", "promoted_at", "deleted_at", "client_id"}
 	fj, _ := json.Marshal(fields)
-	r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"csv","csv":{"fields":`+string(fj)+`}}`)
-	if r.status != 202 || str(r.body, "status") != "pending" || r.header.Get("Location") == "" {
-		t.Fatalf("create: %d %s", r.status, r.raw)
+	r := c.Admin(http.MethodPost, "/admin/users/export", `{"format":"csv","csv":{"fields":`+string(fj)+`}}`)
+	if r.Status != 202 || apitest.Str(r.Body, "status") != "pending" || r.Header.Get("Location") == "" {
+		t.Fatalf("create: %d %s", r.Status, r.Raw)
 	}
-	csvID := str(r.body, "id")
-	if r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`); r.status != 409 || r.reason() != "ExportInProgress" {
-		t.Fatalf("second job while one is pending: %d %s", r.status, r.raw)
+	csvID := apitest.Str(r.Body, "id")
+	if r := c.Admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`); r.Status != 409 || r.Reason() != "ExportInProgress" {
+		t.Fatalf("second job while one is pending: %d %s", r.Status, r.Raw)
 	}
-	if r := c.admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", ""); r.status != 404 || r.reason() != "ExportNotReady" {
-		t.Fatalf("download before completion: %d %s", r.status, r.raw)
+	if r := c.Admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", ""); r.Status != 404 || r.Reason() != "ExportNotReady" {
+		t.Fatalf("download before completion: %d %s", r.Status, r.Raw)
 	}
 	if ran, err := a.Exports.RunNext(ctx); !ran || err != nil {
 		t.Fatalf("run: %v %v", ran, err)
 	}
-	r = c.admin(http.MethodGet, "/admin/users/export/"+csvID, "")
-	if str(r.body, "status") != "completed" || r.body["done"].(float64) != 5 || r.body["total"].(float64) != 5 || r.body["progress"].(float64) != 1 ||
-		!strings.HasSuffix(str(r.body, "download_url"), "/admin/users/export/"+csvID+"/download") {
-		t.Fatalf("status: %s", r.raw)
+	r = c.Admin(http.MethodGet, "/admin/users/export/"+csvID, "")
+	if apitest.Str(r.Body, "status") != "completed" || r.Body["done"].(float64) != 5 || r.Body["total"].(float64) != 5 || r.Body["progress"].(float64) != 1 ||
+		!strings.HasSuffix(apitest.Str(r.Body, "download_url"), "/admin/users/export/"+csvID+"/download") {
+		t.Fatalf("status: %s", r.Raw)
 	}
-	dl := c.admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", "")
-	if dl.status != 200 || !strings.HasPrefix(dl.header.Get("Content-Type"), "text/csv") {
-		t.Fatalf("download: %d %v", dl.status, dl.header)
+	dl := c.Admin(http.MethodGet, "/admin/users/export/"+csvID+"/download", "")
+	if dl.Status != 200 || !strings.HasPrefix(dl.Header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("download: %d %v", dl.Status, dl.Header)
 	}
-	recs, err := csv.NewReader(strings.NewReader(dl.raw)).ReadAll()
+	recs, err := csv.NewReader(strings.NewReader(dl.Raw)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,26 +123,26 @@ func TestUserExport(t *testing.T) {
 	// from the first.
 	b := testenv.StartNode(t, nats, testenv.NodeOptions{Configure: configure, DatabaseURL: dbURL, Clock: clk, Workers: true})
 	_ = b
-	r = c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
-	if r.status != 202 {
-		t.Fatalf("create ndjson: %d %s", r.status, r.raw)
+	r = c.Admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
+	if r.Status != 202 {
+		t.Fatalf("create ndjson: %d %s", r.Status, r.Raw)
 	}
-	ndID := str(r.body, "id")
-	if r := c.waitExport(ndID); str(r.body, "status") != "completed" {
-		t.Fatalf("ndjson job: %s", r.raw)
+	ndID := apitest.Str(r.Body, "id")
+	if r := c.WaitExport(ndID); apitest.Str(r.Body, "status") != "completed" {
+		t.Fatalf("ndjson job: %s", r.Raw)
 	}
-	dl = c.admin(http.MethodGet, "/admin/users/export/"+ndID+"/download", "")
-	if dl.header.Get("Content-Type") != "application/x-ndjson" {
-		t.Fatalf("ndjson content type: %v", dl.header)
+	dl = c.Admin(http.MethodGet, "/admin/users/export/"+ndID+"/download", "")
+	if dl.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("ndjson content type: %v", dl.Header)
 	}
-	sc := bufio.NewScanner(strings.NewReader(dl.raw))
+	sc := bufio.NewScanner(strings.NewReader(dl.Raw))
 	n := 0
 	for sc.Scan() {
 		var rec map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatal(err)
 		}
-		w := want[str(rec, "sub")]
+		w := want[apitest.Str(rec, "sub")]
 		for f, v := range w {
 			got := ""
 			switch x := rec[f].(type) {
@@ -181,18 +167,18 @@ func TestUserExport(t *testing.T) {
 	// Bad requests.
 	for _, body := range []string{`{"format":"xml"}`, `{"format":"csv","csv":{"fields":["password"]}}`, `{"format":"csv","csv":{"fields":["sub","sub"]}}`,
 		`{"format":"ndjson","csv":{"fields":["sub"]}}`, `{"format":"csv","extra":1}`, `nope`} {
-		if r := c.admin(http.MethodPost, "/admin/users/export", body); r.status != 400 {
-			t.Fatalf("%s: %d %s", body, r.status, r.raw)
+		if r := c.Admin(http.MethodPost, "/admin/users/export", body); r.Status != 400 {
+			t.Fatalf("%s: %d %s", body, r.Status, r.Raw)
 		}
 	}
-	if r := c.admin(http.MethodGet, "/admin/users/export/not-a-uuid", ""); r.status != 404 {
-		t.Fatalf("bad id: %d", r.status)
+	if r := c.Admin(http.MethodGet, "/admin/users/export/not-a-uuid", ""); r.Status != 404 {
+		t.Fatalf("bad id: %d", r.Status)
 	}
 
 	// Kept 24 hours, then the job and its file are gone.
 	clk.Advance(24*time.Hour + time.Minute)
-	if r := c.admin(http.MethodGet, "/admin/users/export/"+csvID, ""); r.status != 404 {
-		t.Fatalf("expired job: %d %s", r.status, r.raw)
+	if r := c.Admin(http.MethodGet, "/admin/users/export/"+csvID, ""); r.Status != 404 {
+		t.Fatalf("expired job: %d %s", r.Status, r.Raw)
 	}
 	if _, err := a.Exports.RunNext(ctx); err != nil {
 		t.Fatal(err)
@@ -217,7 +203,7 @@ func TestUserExport(t *testing.T) {
 // (No login ID can begin with @, tab or CR; the workers test writes those
 // into the read model directly.)
 func TestUserExportCSVInjection(t *testing.T) {
-	n, c := adminNode(t)
+	n, c := apitest.AdminNode(t)
 	logins := map[string]string{
 		"=cmd|'/c_calc'!a0@example.com": "'=cmd|'/c_calc'!a0@example.com",
 		"+1+1@example.com":              "'+1+1@example.com",
@@ -226,27 +212,27 @@ func TestUserExportCSVInjection(t *testing.T) {
 		"plain@example.com":             "plain@example.com",
 	}
 	for login := range logins {
-		at, _ := signup(t, c)
-		if r := c.promote(at, login, goodPassword); r.status != 200 {
-			t.Fatalf("promote %q: %s", login, r.raw)
+		at, _ := apitest.Signup(t, c)
+		if r := c.Promote(at, login, apitest.GoodPassword); r.Status != 200 {
+			t.Fatalf("promote %q: %s", login, r.Raw)
 		}
 	}
-	waitProjected(t, c)
+	apitest.WaitProjected(t, c)
 	for _, format := range []string{"csv", "ndjson"} {
-		r := c.admin(http.MethodPost, "/admin/users/export", `{"format":"`+format+`","csv":{"fields":["login_id"]}}`)
+		r := c.Admin(http.MethodPost, "/admin/users/export", `{"format":"`+format+`","csv":{"fields":["login_id"]}}`)
 		if format == "ndjson" {
-			r = c.admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
+			r = c.Admin(http.MethodPost, "/admin/users/export", `{"format":"ndjson"}`)
 		}
-		if r.status != 202 {
-			t.Fatalf("create %s: %d %s", format, r.status, r.raw)
+		if r.Status != 202 {
+			t.Fatalf("create %s: %d %s", format, r.Status, r.Raw)
 		}
 		if ran, err := n.Exports.RunNext(context.Background()); !ran || err != nil {
 			t.Fatalf("run: %v %v", ran, err)
 		}
-		dl := c.admin(http.MethodGet, "/admin/users/export/"+str(r.body, "id")+"/download", "")
+		dl := c.Admin(http.MethodGet, "/admin/users/export/"+apitest.Str(r.Body, "id")+"/download", "")
 		got := map[string]bool{}
 		if format == "csv" {
-			recs, err := csv.NewReader(strings.NewReader(dl.raw)).ReadAll()
+			recs, err := csv.NewReader(strings.NewReader(dl.Raw)).ReadAll()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,15 +246,15 @@ func TestUserExportCSVInjection(t *testing.T) {
 			}
 			continue
 		}
-		sc := bufio.NewScanner(strings.NewReader(dl.raw))
+		sc := bufio.NewScanner(strings.NewReader(dl.Raw))
 		for sc.Scan() {
 			var rec map[string]any
 			_ = json.Unmarshal(sc.Bytes(), &rec)
-			got[str(rec, "login_id")] = true
+			got[apitest.Str(rec, "login_id")] = true
 		}
 		for login := range logins {
 			if !got[login] {
-				t.Errorf("ndjson: %q changed: %s", login, dl.raw)
+				t.Errorf("ndjson: %q changed: %s", login, dl.Raw)
 			}
 		}
 	}

@@ -1,8 +1,10 @@
-package api_test
+package sdk_test
 
 import (
 	"net/http"
 	"testing"
+
+	"github.com/idstream/idstream/api/apitest"
 )
 
 // TestJSONDuplicateAndCaseVariantKeys: a JSON body with a key twice (at any
@@ -10,10 +12,10 @@ import (
 // InvalidJSON in the SDK's error shape, before anything is done; the
 // bodies the SDKs send still work.
 func TestJSONDuplicateAndCaseVariantKeys(t *testing.T) {
-	n, c := adminNode(t)
-	at, _ := signup(t, c)
+	n, c := apitest.AdminNode(t)
+	at, _ := apitest.Signup(t, c)
 	bearer := map[string]string{"Authorization": "Bearer " + at}
-	before := lastSeq(t, n)
+	before := apitest.LastSeq(t, n)
 	for _, tc := range []struct{ name, path, body string }{
 		{"duplicate client_id", "/api/anonymous_user/signup", `{"client_id":"nope","client_id":"idstream-dev","session_type":"refresh_token"}`},
 		{"duplicate through an escape", "/api/anonymous_user/signup", `{"client_id":"idstream-dev","client\u005fid":"nope","session_type":"cookie"}`},
@@ -25,10 +27,10 @@ func TestJSONDuplicateAndCaseVariantKeys(t *testing.T) {
 		{"duplicate purpose", "/oauth2/challenge", `{"purpose":"x","purpose":"anonymous_request"}`},
 		{"duplicate session_type", "/api/anonymous_user/promotion_code", `{"session_type":"refresh_token","session_type":"cookie"}`},
 	} {
-		r := c.postJSON(tc.path, tc.body, bearer)
-		e, _ := r.body["error"].(map[string]any)
-		if r.status != 400 || r.reason() != "InvalidJSON" || e["name"] != "Invalid" || e["message"] == "" || e["code"] != float64(400) {
-			t.Errorf("%s: %d %s", tc.name, r.status, r.raw)
+		r := c.PostJSON(tc.path, tc.body, bearer)
+		e, _ := r.Body["error"].(map[string]any)
+		if r.Status != 400 || r.Reason() != "InvalidJSON" || e["name"] != "Invalid" || e["message"] == "" || e["code"] != float64(400) {
+			t.Errorf("%s: %d %s", tc.name, r.Status, r.Raw)
 		}
 	}
 	for _, tc := range []struct{ name, body string }{
@@ -36,11 +38,11 @@ func TestJSONDuplicateAndCaseVariantKeys(t *testing.T) {
 		{"nested case variant", `{"format":"csv","csv":{"Fields":["sub"]}}`},
 		{"top-level case variant", `{"Format":"csv"}`},
 	} {
-		if r := c.admin(http.MethodPost, "/admin/users/export", tc.body); r.status != 400 || r.reason() != "InvalidJSON" {
-			t.Errorf("%s: %d %s", tc.name, r.status, r.raw)
+		if r := c.Admin(http.MethodPost, "/admin/users/export", tc.body); r.Status != 400 || r.Reason() != "InvalidJSON" {
+			t.Errorf("%s: %d %s", tc.name, r.Status, r.Raw)
 		}
 	}
-	if lastSeq(t, n) != before {
+	if apitest.LastSeq(t, n) != before {
 		t.Fatal("refused bodies wrote events")
 	}
 	// What the SDKs send is accepted.
@@ -55,8 +57,8 @@ func TestJSONDuplicateAndCaseVariantKeys(t *testing.T) {
 		if tc.path == "/api/anonymous_user/promotion_code" {
 			h = bearer
 		}
-		if r := c.postJSON(tc.path, tc.body, h); r.status != 200 {
-			t.Errorf("%s %s: %d %s", tc.path, tc.body, r.status, r.raw)
+		if r := c.PostJSON(tc.path, tc.body, h); r.Status != 200 {
+			t.Errorf("%s %s: %d %s", tc.path, tc.body, r.Status, r.Raw)
 		}
 	}
 }

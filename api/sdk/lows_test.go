@@ -1,4 +1,4 @@
-package api_test
+package sdk_test
 
 import (
 	"encoding/base64"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -30,21 +31,21 @@ func flipS(t *testing.T, compact string) string {
 // refused; the originals work.
 func TestHighSSignaturesRefused(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
-	c := newClient(t, n)
+	c := apitest.NewClient(t, n)
 	for range 10 {
-		at, _ := signup(t, c)
-		if r := c.userinfo(flipS(t, at)); r.status != 401 || r.reason() != "InvalidToken" {
-			t.Fatalf("access token with s flipped: %d %s", r.status, r.raw)
+		at, _ := apitest.Signup(t, c)
+		if r := c.Userinfo(flipS(t, at)); r.Status != 401 || r.Reason() != "InvalidToken" {
+			t.Fatalf("access token with s flipped: %d %s", r.Status, r.Raw)
 		}
-		if r := c.userinfo(at); r.status != 200 {
-			t.Fatalf("access token: %d %s", r.status, r.raw)
+		if r := c.Userinfo(at); r.Status != 200 {
+			t.Fatalf("access token: %d %s", r.Status, r.Raw)
 		}
 	}
 	// Device signatures of either form are taken (device libraries do not
 	// normalise): a key-pair JWT with s flipped still signs in.
-	d := newDevice(t, jose.ES256)
+	d := apitest.NewDevice(t, jose.ES256)
 	keySignIn(t, c, n, d, true)
-	if r := c.keyGrant(flipS(t, d.JWT(t, c.challenge(), false, n.Clock.Now()))); r.status != 200 {
-		t.Fatalf("key-pair JWT with s flipped: %d %s", r.status, r.raw)
+	if r := c.KeyGrant(flipS(t, d.JWT(t, c.Challenge(), false, n.Clock.Now()))); r.Status != 200 {
+		t.Fatalf("key-pair JWT with s flipped: %d %s", r.Status, r.Raw)
 	}
 }

@@ -1,4 +1,4 @@
-package api_test
+package sdk_test
 
 import (
 	"crypto/rand"
@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -41,12 +42,12 @@ func flutterJWT(t *testing.T, key *rsa.PrivateKey, kid, challenge, action, iat, 
 // NumericDate are refused with InvalidNumericDate.
 func TestKeyPairNumericDatesAsFlutterSendsThem(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
-	c := newClient(t, n)
+	c := apitest.NewClient(t, n)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recordDeviceKey(key)
+	apitest.RecordDeviceKey(key)
 	kid := strings.ToUpper(uuid.NewString())
 	now := n.Clock.Now()
 	ms := now.UnixMilli() + 123
@@ -59,11 +60,11 @@ func TestKeyPairNumericDatesAsFlutterSendsThem(t *testing.T) {
 	}
 	sub := ""
 	for i, f := range forms {
-		r := c.keyGrant(flutterJWT(t, key, kid, c.challenge(), "auth", f.iat, f.exp))
-		if r.status != 200 {
-			t.Fatalf("form %d (iat %s, exp %s): %d %s", i, f.iat, f.exp, r.status, r.raw)
+		r := c.KeyGrant(flutterJWT(t, key, kid, c.Challenge(), "auth", f.iat, f.exp))
+		if r.Status != 200 {
+			t.Fatalf("form %d (iat %s, exp %s): %d %s", i, f.iat, f.exp, r.Status, r.Raw)
 		}
-		got := str(c.userinfo(str(r.body, "access_token")).body, "sub")
+		got := apitest.Str(c.Userinfo(apitest.Str(r.Body, "access_token")).Body, "sub")
 		if sub == "" {
 			sub = got
 		} else if got != sub {
@@ -79,18 +80,18 @@ func TestKeyPairNumericDatesAsFlutterSendsThem(t *testing.T) {
 		"boolean":      {"true", fmt.Sprint(now.Unix() + 60)},
 		"huge integer": {"123456789012345678901234567890", fmt.Sprint(now.Unix() + 60)},
 	} {
-		r := c.keyGrant(flutterJWT(t, key, kid, c.challenge(), "auth", f.iat, f.exp))
+		r := c.KeyGrant(flutterJWT(t, key, kid, c.Challenge(), "auth", f.iat, f.exp))
 		want := "InvalidNumericDate"
 		if name == "null" {
 			want = "InvalidJWTClaims" // absent, as RFC 7519 reads null
 		}
-		if r.status != 400 || r.reason() != want {
-			t.Errorf("%s: %d %s, want %s", name, r.status, r.raw, want)
+		if r.Status != 400 || r.Reason() != want {
+			t.Errorf("%s: %d %s, want %s", name, r.Status, r.Raw, want)
 		}
 	}
 	// A lifetime above 10 minutes is still refused, fractions or not.
-	if r := c.keyGrant(flutterJWT(t, key, kid, c.challenge(), "auth", fmt.Sprintf("%d.5", now.Unix()), fmt.Sprintf("%d.6", now.Unix()+601))); r.reason() != "JWTLifetime" {
-		t.Fatalf("long lifetime: %s", r.raw)
+	if r := c.KeyGrant(flutterJWT(t, key, kid, c.Challenge(), "auth", fmt.Sprintf("%d.5", now.Unix()), fmt.Sprintf("%d.6", now.Unix()+601))); r.Reason() != "JWTLifetime" {
+		t.Fatalf("long lifetime: %s", r.Raw)
 	}
 	_ = time.Second
 }

@@ -1,4 +1,4 @@
-package api_test
+package sdk_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 	"github.com/idstream/idstream/tokens"
@@ -25,47 +26,25 @@ import (
 
 type device = testenv.Device
 
-// newDevice makes a device whose private key the log scan looks for.
-func newDevice(t *testing.T, alg jose.SignatureAlgorithm) device {
-	t.Helper()
-	d := testenv.NewDevice(t, alg)
-	recordDeviceKey(d.Key)
-	return d
-}
-
-func (c *client) challenge() string {
-	c.t.Helper()
-	r := c.postJSON("/oauth2/challenge", `{"purpose":"anonymous_request"}`, nil)
-	if r.status != 200 || str(r.result(), "token") == "" || str(r.result(), "expire_at") == "" {
-		c.t.Fatalf("challenge: %d %s", r.status, r.raw)
-	}
-	return str(r.result(), "token")
-}
-
-func (c *client) keyGrant(jwt string) response {
-	return c.postForm("/oauth2/token", url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"},
-		"client_id": {"idstream-dev"}, "jwt": {jwt}})
-}
-
 // keySignIn signs in with a device and returns the sub.
-func keySignIn(t *testing.T, c *client, n *testenv.Node, d device, withJWK bool) string {
+func keySignIn(t *testing.T, c *apitest.Client, n *testenv.Node, d device, withJWK bool) string {
 	t.Helper()
-	r := c.keyGrant(d.JWT(t, c.challenge(), withJWK, n.Clock.Now()))
-	if r.status != 200 || str(r.body, "refresh_token") == "" {
-		t.Fatalf("key sign-in (%s, jwk %v): %d %s", d.Alg, withJWK, r.status, r.raw)
+	r := c.KeyGrant(d.JWT(t, c.Challenge(), withJWK, n.Clock.Now()))
+	if r.Status != 200 || apitest.Str(r.Body, "refresh_token") == "" {
+		t.Fatalf("key sign-in (%s, jwk %v): %d %s", d.Alg, withJWK, r.Status, r.Raw)
 	}
-	info := c.userinfo(str(r.body, "access_token"))
-	if info.status != 200 || info.body["is_anonymous"] != true {
-		t.Fatalf("userinfo: %s", info.raw)
+	info := c.Userinfo(apitest.Str(r.Body, "access_token"))
+	if info.Status != 200 || info.Body["is_anonymous"] != true {
+		t.Fatalf("userinfo: %s", info.Raw)
 	}
-	return str(info.body, "sub")
+	return apitest.Str(info.Body, "sub")
 }
 
 func TestKeyPairSignUpAndBackEachAlgorithm(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
-	c := newClient(t, n)
+	c := apitest.NewClient(t, n)
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA} {
-		d := newDevice(t, alg)
+		d := apitest.NewDevice(t, alg)
 		sub := keySignIn(t, c, n, d, true)
 		for range 2 {
 			if again := keySignIn(t, c, n, d, false); again != sub {
@@ -105,44 +84,44 @@ func TestKeyPairSurvivesRestartAndWorksAcrossNodes(t *testing.T) {
 	ns := testenv.StartNATS(t)
 	dbURL, _ := testenv.Database(t)
 	a := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL})
-	ca := newClient(t, a)
-	d := newDevice(t, jose.ES256)
+	ca := apitest.NewClient(t, a)
+	d := apitest.NewDevice(t, jose.ES256)
 	sub := keySignIn(t, ca, a, d, true)
 
 	// A challenge taken on node A cannot be used on node B, and the reverse.
 	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock})
-	cb := newClient(t, b)
-	ch := ca.challenge()
-	if r := cb.keyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.status != 200 {
-		t.Fatalf("challenge from A on B: %d %s", r.status, r.raw)
+	cb := apitest.NewClient(t, b)
+	ch := ca.Challenge()
+	if r := cb.KeyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.Status != 200 {
+		t.Fatalf("challenge from A on B: %d %s", r.Status, r.Raw)
 	}
-	if r := ca.keyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.reason() != "InvalidChallenge" {
-		t.Fatalf("challenge replayed on A after B used it: %d %s", r.status, r.raw)
+	if r := ca.KeyGrant(d.JWT(t, ch, false, a.Clock.Now())); r.Reason() != "InvalidChallenge" {
+		t.Fatalf("challenge replayed on A after B used it: %d %s", r.Status, r.Raw)
 	}
 
 	// After a restart of node A, the device is the same guest.
 	a.Close(context.Background())
 	a2 := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock})
-	if again := keySignIn(t, newClient(t, a2), a2, d, false); again != sub {
+	if again := keySignIn(t, apitest.NewClient(t, a2), a2, d, false); again != sub {
 		t.Fatalf("after restart: %s, want %s", again, sub)
 	}
 }
 
 func TestKeyPairRejections(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
-	c := newClient(t, n)
+	c := apitest.NewClient(t, n)
 	now := n.Clock.Now()
-	known := newDevice(t, jose.ES256)
+	known := apitest.NewDevice(t, jose.ES256)
 	keySignIn(t, c, n, known, true)
-	before := lastSeq(t, n)
+	before := apitest.LastSeq(t, n)
 
-	impostor := newDevice(t, jose.ES256)
+	impostor := apitest.NewDevice(t, jose.ES256)
 	impostor.KeyID = known.KeyID // same kid, another key
-	rsaDev := newDevice(t, jose.RS256)
+	rsaDev := apitest.NewDevice(t, jose.RS256)
 	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
 
 	sign := func(d device, withJWK bool, mutate func(*tokens.DeviceRequest)) string {
-		r := tokens.DeviceRequest{Key: d.Key, Algorithm: d.Alg, KeyID: d.KeyID, IncludeJWK: withJWK, Challenge: c.challenge(), Action: "auth", IssuedAt: now}
+		r := tokens.DeviceRequest{Key: d.Key, Algorithm: d.Alg, KeyID: d.KeyID, IncludeJWK: withJWK, Challenge: c.Challenge(), Action: "auth", IssuedAt: now}
 		if mutate != nil {
 			mutate(&r)
 		}
@@ -157,7 +136,7 @@ func TestKeyPairRejections(t *testing.T) {
 	}{
 		{"wrong key for a known kid", sign(impostor, false, nil), "InvalidSignature"},
 		{"header jwk differs from the stored key", sign(impostor, true, nil), "KeyMismatch"},
-		{"unknown kid without jwk", sign(newDevice(t, jose.ES256), false, nil), "UnknownKey"},
+		{"unknown kid without jwk", sign(apitest.NewDevice(t, jose.ES256), false, nil), "UnknownKey"},
 		{"expired", sign(known, false, func(r *tokens.DeviceRequest) { r.IssuedAt = now.Add(-10 * time.Minute) }), "JWTExpired"},
 		{"issued in the future", sign(known, false, func(r *tokens.DeviceRequest) { r.IssuedAt = now.Add(10 * time.Minute) }), "JWTNotYetValid"},
 		{"too long-lived", sign(known, false, func(r *tokens.DeviceRequest) { r.ExpiresAt = now.Add(time.Hour) }), "JWTLifetime"},
@@ -166,41 +145,41 @@ func TestKeyPairRejections(t *testing.T) {
 		{"kid with a dot", sign(known, false, func(r *tokens.DeviceRequest) { r.KeyID = "abc.defgh.ij" }), "InvalidKeyID"},
 		{"unknown challenge", sign(known, false, func(r *tokens.DeviceRequest) { r.Challenge = "never-issued" }), "InvalidChallenge"},
 		{"RSA key under 2048 bits", sign(device{Key: weak, Alg: jose.RS256, KeyID: "weak-key-0001"}, true, nil), "InvalidKey"},
-		{"alg none", forge(t, map[string]any{"alg": "none", "typ": "vnd.authgear.anonymous-request", "kid": known.KeyID}, c.challenge(), now, nil), "UnsupportedAlgorithm"},
+		{"alg none", forge(t, map[string]any{"alg": "none", "typ": "vnd.authgear.anonymous-request", "kid": known.KeyID}, c.Challenge(), now, nil), "UnsupportedAlgorithm"},
 		{"HS256 keyed with the RSA public key", forge(t, map[string]any{"alg": "HS256", "typ": "vnd.authgear.anonymous-request", "kid": rsaDev.KeyID},
-			c.challenge(), now, x509.MarshalPKCS1PublicKey(&rsaDev.Key.(*rsa.PrivateKey).PublicKey)), "UnsupportedAlgorithm"},
-		{"wrong typ", forgeSigned(t, known, "JWT", c.challenge(), now), "InvalidJWTType"},
+			c.Challenge(), now, x509.MarshalPKCS1PublicKey(&rsaDev.Key.(*rsa.PrivateKey).PublicKey)), "UnsupportedAlgorithm"},
+		{"wrong typ", forgeSigned(t, known, "JWT", c.Challenge(), now), "InvalidJWTType"},
 		{"garbage", "not-a-jwt", "InvalidJWT"},
 		{"two segments", "eyJhbGciOiJFUzI1NiJ9.e30", "InvalidJWT"},
 		{"bad base64 header", "@@@.e30.sig", "InvalidJWT"},
 	}
 	for _, tc := range cases {
-		r := c.keyGrant(tc.jwt)
-		if r.status != 400 || r.reason() != tc.reason {
-			t.Errorf("%s: %d %q, want 400 %s (%s)", tc.name, r.status, r.reason(), tc.reason, r.raw)
+		r := c.KeyGrant(tc.jwt)
+		if r.Status != 400 || r.Reason() != tc.reason {
+			t.Errorf("%s: %d %q, want 400 %s (%s)", tc.name, r.Status, r.Reason(), tc.reason, r.Raw)
 		}
 	}
 	// A challenge is spent by its first use, even a failed one.
-	ch := c.challenge()
+	ch := c.Challenge()
 	bad, _ := tokens.SignAnonymousRequest(tokens.DeviceRequest{Key: impostor.Key, Algorithm: jose.ES256, KeyID: known.KeyID, Challenge: ch, Action: "auth", IssuedAt: now})
-	if r := c.keyGrant(bad); r.reason() != "InvalidSignature" {
-		t.Fatalf("bad signature: %s", r.raw)
+	if r := c.KeyGrant(bad); r.Reason() != "InvalidSignature" {
+		t.Fatalf("bad signature: %s", r.Raw)
 	}
 	good := known.JWT(t, ch, false, now)
-	if r := c.keyGrant(good); r.reason() != "InvalidChallenge" {
-		t.Fatalf("challenge reused after a failed use: %d %s", r.status, r.raw)
+	if r := c.KeyGrant(good); r.Reason() != "InvalidChallenge" {
+		t.Fatalf("challenge reused after a failed use: %d %s", r.Status, r.Raw)
 	}
-	if r := c.postJSON("/oauth2/challenge", `{"purpose":"other"}`, nil); r.status != 400 || r.reason() != "InvalidPurpose" {
-		t.Fatalf("bad purpose: %s", r.raw)
+	if r := c.PostJSON("/oauth2/challenge", `{"purpose":"other"}`, nil); r.Status != 400 || r.Reason() != "InvalidPurpose" {
+		t.Fatalf("bad purpose: %s", r.Raw)
 	}
-	if lastSeq(t, n) != before {
+	if apitest.LastSeq(t, n) != before {
 		t.Fatal("a rejected key sign-in wrote events")
 	}
 	// An expired challenge.
-	ch = c.challenge()
+	ch = c.Challenge()
 	n.Clock.Advance(6 * time.Minute)
-	if r := c.keyGrant(known.JWT(t, ch, false, n.Clock.Now())); r.reason() != "InvalidChallenge" {
-		t.Fatalf("expired challenge: %s", r.raw)
+	if r := c.KeyGrant(known.JWT(t, ch, false, n.Clock.Now())); r.Reason() != "InvalidChallenge" {
+		t.Fatalf("expired challenge: %s", r.Raw)
 	}
 }
 
@@ -237,22 +216,22 @@ func forgeSigned(t *testing.T, d device, typ, challenge string, now time.Time) s
 
 func TestConcurrentRegistrationOfOneKey(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
-	c := newClient(t, n)
+	c := apitest.NewClient(t, n)
 	// The same device retrying in parallel: one guest, every attempt in.
-	d := newDevice(t, jose.ES256)
+	d := apitest.NewDevice(t, jose.ES256)
 	subs := make([]string, 8)
 	var wg sync.WaitGroup
 	for i := range subs {
-		jwt := d.JWT(t, c.challenge(), true, n.Clock.Now())
+		jwt := d.JWT(t, c.Challenge(), true, n.Clock.Now())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := c.keyGrant(jwt)
-			if r.status != 200 {
-				t.Errorf("attempt %d: %d %s", i, r.status, r.raw)
+			r := c.KeyGrant(jwt)
+			if r.Status != 200 {
+				t.Errorf("attempt %d: %d %s", i, r.Status, r.Raw)
 				return
 			}
-			subs[i] = str(c.userinfo(str(r.body, "access_token")).body, "sub")
+			subs[i] = apitest.Str(c.Userinfo(apitest.Str(r.Body, "access_token")).Body, "sub")
 		}()
 	}
 	wg.Wait()
@@ -266,22 +245,22 @@ func TestConcurrentRegistrationOfOneKey(t *testing.T) {
 	var ok, refused int
 	var mu sync.Mutex
 	for range 8 {
-		dev := newDevice(t, jose.ES256)
+		dev := apitest.NewDevice(t, jose.ES256)
 		dev.KeyID = kid
-		jwt := dev.JWT(t, c.challenge(), true, n.Clock.Now())
+		jwt := dev.JWT(t, c.Challenge(), true, n.Clock.Now())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := c.keyGrant(jwt)
+			r := c.KeyGrant(jwt)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case r.status == 200:
+			case r.Status == 200:
 				ok++
-			case r.reason() == "KeyMismatch" || r.reason() == "InvalidSignature":
+			case r.Reason() == "KeyMismatch" || r.Reason() == "InvalidSignature":
 				refused++
 			default:
-				t.Errorf("racing device: %d %s", r.status, r.raw)
+				t.Errorf("racing device: %d %s", r.Status, r.Raw)
 			}
 		}()
 	}
@@ -294,45 +273,45 @@ func TestConcurrentRegistrationOfOneKey(t *testing.T) {
 func TestKeyPairAnonymousDisabled(t *testing.T) {
 	off := false
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) { c.Anonymous.Enabled = &off }})
-	c := newClient(t, n)
-	before := lastSeq(t, n) // the settings, written when the node started
-	r := c.keyGrant(newDevice(t, jose.EdDSA).JWT(t, c.challenge(), true, n.Clock.Now()))
-	if r.status != 400 || r.reason() != "AnonymousUserDisabled" || lastSeq(t, n) != before {
-		t.Fatalf("disabled: %d %s", r.status, r.raw)
+	c := apitest.NewClient(t, n)
+	before := apitest.LastSeq(t, n) // the settings, written when the node started
+	r := c.KeyGrant(apitest.NewDevice(t, jose.EdDSA).JWT(t, c.Challenge(), true, n.Clock.Now()))
+	if r.Status != 400 || r.Reason() != "AnonymousUserDisabled" || apitest.LastSeq(t, n) != before {
+		t.Fatalf("disabled: %d %s", r.Status, r.Raw)
 	}
 }
 
 func TestKeyPairGuestPromotesOnTheHostedPage(t *testing.T) {
-	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
-	c := newClient(t, n)
-	d := newDevice(t, jose.EdDSA)
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	c := apitest.NewClient(t, n)
+	d := apitest.NewDevice(t, jose.EdDSA)
 	sub := keySignIn(t, c, n, d, true)
-	promoteJWT := d.Request(t, c.challenge(), "promote", false, n.Clock.Now())
+	promoteJWT := d.Request(t, c.Challenge(), "promote", false, n.Clock.Now())
 	// An auth JWT is not a promote JWT.
-	_, challenge := pkce()
-	authHint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {d.JWT(t, c.challenge(), false, n.Clock.Now())}}.Encode()
-	if r := c.do("GET", "/oauth2/authorize?"+authorizeParams(challenge, authHint).Encode(), "", "", nil); !strings.Contains(r.header.Get("Location"), "error=invalid_request") {
-		t.Fatalf("auth action accepted for promotion: %v", r.header)
+	_, challenge := apitest.PKCE()
+	authHint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {d.JWT(t, c.Challenge(), false, n.Clock.Now())}}.Encode()
+	if r := c.Do("GET", "/oauth2/authorize?"+apitest.AuthorizeParams(challenge, authHint).Encode(), "", "", nil); !strings.Contains(r.Header.Get("Location"), "error=invalid_request") {
+		t.Fatalf("auth action accepted for promotion: %v", r.Header)
 	}
-	verifier, challenge := pkce()
+	verifier, challenge := apitest.PKCE()
 	hint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "jwt": {promoteJWT}}.Encode()
-	page, csrf, p := c.hostedFlow(authorizeParams(challenge, hint))
-	if !strings.Contains(p.raw, "Create your account") {
-		t.Fatalf("key-pair promotion page: %s", p.raw)
+	page, csrf, p := c.HostedFlow(apitest.AuthorizeParams(challenge, hint))
+	if !strings.Contains(p.Raw, "Create your account") {
+		t.Fatalf("key-pair promotion page: %s", p.Raw)
 	}
-	r := c.submit(page, csrf, url.Values{"login_id": {"device.owner"}, "password": {goodPassword}})
-	loc, _ := url.Parse(r.header.Get("Location"))
-	if r.status != 302 || loc.Query().Get("code") == "" {
-		t.Fatalf("submit: %d %s", r.status, r.raw)
+	r := c.Submit(page, csrf, url.Values{"login_id": {"device.owner"}, "password": {apitest.GoodPassword}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.Status != 302 || loc.Query().Get("code") == "" {
+		t.Fatalf("submit: %d %s", r.Status, r.Raw)
 	}
-	tok := c.exchange(loc.Query().Get("code"), verifier)
-	info := c.userinfo(str(tok.body, "access_token"))
-	if str(info.body, "sub") != sub || info.body["is_anonymous"] != false {
-		t.Fatalf("after key-pair promotion: %s", info.raw)
+	tok := c.Exchange(loc.Query().Get("code"), verifier)
+	info := c.Userinfo(apitest.Str(tok.Body, "access_token"))
+	if apitest.Str(info.Body, "sub") != sub || info.Body["is_anonymous"] != false {
+		t.Fatalf("after key-pair promotion: %s", info.Raw)
 	}
 	// The device key no longer signs in; the identity is gone from the read model.
-	if r := c.keyGrant(d.JWT(t, c.challenge(), false, n.Clock.Now())); r.reason() != "KeyNotUsable" {
-		t.Fatalf("key after promotion: %s", r.raw)
+	if r := c.KeyGrant(d.JWT(t, c.Challenge(), false, n.Clock.Now())); r.Reason() != "KeyNotUsable" {
+		t.Fatalf("key after promotion: %s", r.Raw)
 	}
 	waitRow(t, n, `SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM identities WHERE key_id = $1`, d.KeyID)
 	waitRow(t, n, `SELECT count(*) FROM identities WHERE user_id::text = $1 AND type = 'username'`, sub)
