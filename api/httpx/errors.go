@@ -50,6 +50,8 @@ func (e *Error) Unwrap() error { return e.cause }
 // WithCause records the error e stands for (what Unwrap returns).
 func (e *Error) WithCause(err error) *Error { e.cause = err; return e }
 
+// NewError is an error of the table: status, name, reason, OAuth code and
+// message.
 func NewError(status int, name, reason, oauth, msg string) *Error {
 	return &Error{Status: status, Name: name, Reason: reason, OAuth: oauth, Message: msg}
 }
@@ -62,11 +64,12 @@ var (
 	ErrMissingToken         = NewError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
 )
 
+// BadRequest is a 400 of the JSON API shape.
 func BadRequest(reason, oauth, msg string) *Error {
 	return NewError(400, "Invalid", reason, oauth, msg)
 }
 
-// classify maps errors from the layers below to one API error. This is the
+// Classify maps errors from the layers below to one API error. This is the
 // only place that decides status codes and machine codes.
 func Classify(err error) *Error {
 	var e *Error
@@ -205,13 +208,13 @@ func Classify(err error) *Error {
 
 func onField(e *Error, field string) *Error { e.Field = field; return e }
 
-// Audiences of pageText.
+// Audiences of PageText.
 const (
 	AudienceFlow   = "flow"   // the hosted sign-up and sign-in pages
 	AudiencePortal = "portal" // the operators' portal
 )
 
-// pageText is the sentence a hosted page or the portal shows for an error,
+// PageText is the sentence a hosted page or the portal shows for an error,
 // keyed by its reason: the one place that turns errors into words for
 // people. typed is the login ID the person typed, to name its kind.
 func PageText(e *Error, audience, typed string) string {
@@ -253,7 +256,7 @@ func loginNoun(v string) string {
 	return "username"
 }
 
-// writeJSON writes v with the status.
+// WriteJSON writes v with the status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
@@ -271,6 +274,7 @@ type apiErrorFields struct {
 	Code    int    `json:"code"`
 }
 
+// SetRetryAfter sends Retry-After for an error that carries one.
 func SetRetryAfter(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))

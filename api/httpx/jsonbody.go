@@ -12,7 +12,7 @@ import (
 	"sync"
 )
 
-// decodeJSON reads a JSON object body strictly into v: unknown fields,
+// DecodeJSON reads a JSON object body strictly into v: unknown fields,
 // trailing data, a key given twice at any level, and a key that matches a
 // field only when case is ignored are all refused (400 InvalidJSON).
 //
