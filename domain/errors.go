@@ -3,7 +3,7 @@ package domain
 import "errors"
 
 // Domain errors. The API layer maps each to an HTTP status and a stable
-// machine-readable reason in one place (api/errors.go).
+// machine-readable reason in one place (api/httpx/errors.go).
 var (
 	ErrUnknownEventType   = errors.New("unknown event type")
 	ErrUserExists         = errors.New("user already exists")
