@@ -132,12 +132,14 @@ projection lag. Start the server with the rate limits out of the way
 			})
 		})
 	var devices int
+	var dpop string
 	keypair := scenario("keypair", "Key-pair re-logins (challenge, signed JWT, token exchange)",
-		"  idstream bench keypair -c 32 -d 10s --devices 200",
+		"  idstream bench keypair -c 32 -d 10s --devices 200\n  idstream bench keypair -c 32 -d 10s --devices 200 --dpop rs256",
 		func(fs *flag.FlagSet) {
 			fs.IntVar(&devices, "devices", 200, "devices to register before the run; the run signs them in again")
+			fs.StringVar(&dpop, "dpop", "", "send a DPoP proof on every request, signed with a key of each device's own: rs256 (Android, React Native, Flutter) or es256 (iOS); empty: no DPoP")
 		}, func(ctx context.Context, l *loadFlags) error {
-			return benchKeypair(ctx, l, devices)
+			return benchKeypair(ctx, l, devices, dpop)
 		})
 	var probe float64
 	promote := scenario("promote", "Guest sign-up, promotion code and headless promotion per operation",
