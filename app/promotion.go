@@ -153,6 +153,8 @@ type NewSession struct {
 	SessionID string
 	// Device is what a mobile SDK said of the device, if anything.
 	Device *domain.Device
+	// DPoPJKT binds the session to a DPoP key (the request's, Meta.DPoPJKT).
+	DPoPJKT string
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -278,7 +280,7 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 		return nil, err
 	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
-		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device})
+		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device, DPoPJKT: ns.DPoPJKT})
 	if err != nil {
 		return nil, err
 	}
@@ -557,6 +559,8 @@ type AuthorizationRequest struct {
 	UserID        string
 	// Promotion, when set, is written when the code is exchanged.
 	Promotion *PendingPromotion
+	// DPoPJKT is the authorize request's dpop_jkt, if any.
+	DPoPJKT string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -566,7 +570,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, DPoPJKT: r.DPoPJKT, ExpiresAt: s.clock.Now().Add(CodeTTL)})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -601,6 +605,9 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
 	}
+	if err := checkCodeBinding(e, meta); err != nil {
+		return Issued{}, err
+	}
 	if e.Promotion != nil {
 		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
 	}
@@ -609,7 +616,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
 	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
-		Device: dev}, meta)
+		Device: dev, DPoPJKT: meta.DPoPJKT}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -647,7 +654,7 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, DPoPJKT: meta.DPoPJKT}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

@@ -12,7 +12,7 @@ func TestMixedWeights(t *testing.T) {
 	}
 	for _, bad := range []string{"signup=1,keypair=2", "signup=0", "refresh=-1", "signup"} {
 		if _, err := parseWeights("bench mixed", bad, mixOps); err == nil {
-			t.Errorf("-mix %q accepted", bad)
+			t.Errorf("--mix %q accepted", bad)
 		}
 	}
 }
