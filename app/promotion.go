@@ -153,6 +153,13 @@ type NewSession struct {
 	SessionID string
 	// Device is what a mobile SDK said of the device, if anything.
 	Device *domain.Device
+	// Scope is the scope a relying party was granted (the code exchange;
+	// nil: the SDKs' sessions), AuthTime when the user authenticated if
+	// before now, Nonce the authorization request's nonce for the ID token
+	// (not recorded).
+	Scope    *string
+	AuthTime time.Time
+	Nonce    string
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -257,6 +264,7 @@ type startedSession struct {
 	session domain.Session
 	token   string
 	atLife  time.Duration
+	nonce   string
 }
 
 // decideNewSession decides the start of a session for u (not yet appended).
@@ -278,15 +286,17 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 		return nil, err
 	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
-		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device})
+		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device,
+		Scope: ns.Scope, AuthTime: ns.AuthTime})
 	if err != nil {
 		return nil, err
 	}
-	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token, atLife: cl.AccessTokenLifetime.Duration()}, nil
+	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token,
+		atLife: cl.AccessTokenLifetime.Duration(), nonce: ns.Nonce}, nil
 }
 
 func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
-	return s.issue(ctx, st.atLife, u, st.session, st.token)
+	return s.issueNonce(ctx, st.atLife, u, st.session, st.token, st.nonce)
 }
 
 // StartSession starts a session for a user who just proved who they are.
@@ -557,6 +567,10 @@ type AuthorizationRequest struct {
 	UserID        string
 	// Promotion, when set, is written when the code is exchanged.
 	Promotion *PendingPromotion
+	// Nonce is echoed in the ID token; AuthTime is when the user
+	// authenticated, when that was before now (prompt=none).
+	Nonce    string
+	AuthTime time.Time
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -566,7 +580,8 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
+		Nonce: r.Nonce, AuthTime: r.AuthTime})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -609,7 +624,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
 	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
-		Device: dev}, meta)
+		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -647,7 +662,7 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

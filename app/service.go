@@ -59,6 +59,8 @@ type Deps struct {
 	Random   io.Reader
 	Activity Activity
 	Codes    Codes
+	// Secrets keeps the confidential clients' secret hashes.
+	Secrets ClientSecrets
 	// Limiter is exact (sign-in attempts); FastLimiter costs no round trip
 	// (guest sign-up, challenges).
 	Limiter     Limiter
@@ -75,6 +77,7 @@ type Service struct {
 	random      io.Reader
 	activity    Activity
 	codes       codeBook
+	secrets     ClientSecrets
 	limiter     limits
 	fastLimiter limits
 	log         *slog.Logger
@@ -96,11 +99,11 @@ type Service struct {
 // NewService builds a service; it refuses missing dependencies.
 func NewService(d Deps) (*Service, error) {
 	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
+		d.Codes == nil || d.Secrets == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
+		codes: codeBook{d.Codes}, secrets: d.Secrets, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
 	var err error

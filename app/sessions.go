@@ -26,6 +26,11 @@ type Issued struct {
 	SessionExpiresAt time.Time
 	AccessToken      string
 	ExpiresIn        time.Duration
+	// IDToken is the OpenID Connect ID token, when the session was granted
+	// the scope openid.
+	IDToken string
+	// AuthTime is when the user authenticated for the session.
+	AuthTime time.Time
 }
 
 // SignUpAnonymous creates a guest and its first session.
@@ -143,15 +148,28 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), user, sess, token)
 }
 
-// issue signs an access token for a session and packs the answer.
+// issue signs an access token (and the ID token, see idToken) for a
+// session and packs the answer.
 func (s *Service) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+	return s.issueNonce(ctx, atLifetime, u, sess, token, "")
+}
+
+// issueNonce is issue with the authorization request's nonce.
+func (s *Service) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
 	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
 	if err != nil {
 		return Issued{}, err
 	}
+	idt := ""
+	if sess.Kind() == domain.SessionKindRefreshToken {
+		if idt, err = s.idToken(ctx, exp, u, sess, at, nonce); err != nil {
+			return Issued{}, err
+		}
+	}
 	return Issued{
 		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),
-		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp,
+		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp, IDToken: idt,
+		AuthTime: sess.AuthTime(),
 	}, nil
 }
 

@@ -79,6 +79,14 @@ type SessionStarted struct {
 	KeyID string `json:"key_id,omitempty"`
 	// Device is what a mobile SDK said of the device and app, if anything.
 	Device *Device `json:"device,omitempty"`
+	// Scope is the scope the relying party was granted (the authorization
+	// code flow); absent on the SDKs' own sessions, which are OpenID
+	// sessions (LegacyScope).
+	Scope *string `json:"scope,omitempty"`
+	// AuthTime is when the user last authenticated, when that was before
+	// the session started (a prompt=none authorization on an existing
+	// session); absent: StartedAt.
+	AuthTime *time.Time `json:"auth_time,omitempty"`
 }
 
 // Device is what a mobile SDK says of the device and the app a session runs

@@ -278,6 +278,12 @@ func emittedSamples(t *testing.T) []domain.Event {
 				c.KeyID = "device-key-1"
 				c.Device = &domain.Device{Model: "iPhone15,2", OS: "iOS 17.4", AppVersion: "2.3.1 (451)"}
 			}
+			if m == domain.MethodPassword {
+				// A relying party's session: its scope, and an earlier
+				// authentication (prompt=none on a browser session).
+				scope := "openid email offline_access"
+				c.Scope, c.AuthTime = &scope, now.Add(-time.Hour)
+			}
 			evs := must(domain.DecideStartSession(web, domain.Session{}, c))
 			sess = domain.EvolveSession(domain.Session{}, evs[0])
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -43,6 +44,44 @@ type Session struct {
 	lifetime    time.Duration
 	revoked     bool
 	revokedAt   time.Time
+	// scope is the granted scope; scopeSet false: not recorded (the SDKs'
+	// sessions, LegacyScope).
+	scope    string
+	scopeSet bool
+	authTime time.Time
+}
+
+// LegacyScope is the scope of a session that recorded none: the Authgear
+// SDKs' sessions, which always ask for it.
+const LegacyScope = "openid offline_access https://authgear.com/scopes/full-access"
+
+// Method returns how the user signed in (MethodPassword, ...).
+func (s Session) Method() string { return s.method }
+
+// Scope returns the session's granted scope.
+func (s Session) Scope() string {
+	if !s.scopeSet {
+		return LegacyScope
+	}
+	return s.scope
+}
+
+// HasScope reports whether the session was granted the scope value.
+func (s Session) HasScope(v string) bool {
+	for _, x := range strings.Fields(s.Scope()) {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthTime returns when the user last authenticated for this session.
+func (s Session) AuthTime() time.Time {
+	if !s.authTime.IsZero() {
+		return s.authTime
+	}
+	return s.startedAt
 }
 
 // SessionID returns the session's id.
@@ -126,6 +165,12 @@ func FoldSession(s Session, evs ...Event) Session {
 			s.lastActive = e.StartedAt
 			s.idleTimeout = e.IdleTimeout.Duration()
 			s.lifetime = e.Lifetime.Duration()
+			if e.Scope != nil {
+				s.scope, s.scopeSet = *e.Scope, true
+			}
+			if e.AuthTime != nil {
+				s.authTime = *e.AuthTime
+			}
 		case SessionRefreshed:
 			if !owned {
 				s.previous = maps.Clone(s.previous)
@@ -164,6 +209,10 @@ type StartSession struct {
 	KeyID string
 	// Device is what the SDK said of the device, if anything.
 	Device *Device
+	// Scope is the scope granted to a relying party (nil: the SDKs'
+	// sessions); AuthTime when the user authenticated, if before Now.
+	Scope    *string
+	AuthTime time.Time
 }
 
 // DecideStartSession checks the command against the user and the (new) session.
@@ -194,6 +243,8 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		StartedAt:   c.Now.UTC(),
 		KeyID:       c.KeyID,
 		Device:      c.Device,
+		Scope:       c.Scope,
+		AuthTime:    authTimeOf(c.AuthTime, c.Now),
 	}}, nil
 }
 
@@ -305,4 +356,13 @@ func DecideEndSessions(u User, sessions []Session, reason string, now time.Time)
 		out = append(out, SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: reason, RevokedAt: now.UTC()})
 	}
 	return out, nil
+}
+
+// authTimeOf is the auth_time to record: only one before the start.
+func authTimeOf(at, now time.Time) *time.Time {
+	if at.IsZero() || !at.Before(now) {
+		return nil
+	}
+	t := at.UTC()
+	return &t
 }
