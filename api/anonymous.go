@@ -19,10 +19,12 @@ type tokenResult struct {
 	AccessToken  string `json:"access_token"`
 	ExpiresIn    int    `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func tokenResultOf(iss app.Issued) tokenResult {
-	return tokenResult{TokenType: "Bearer", AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken}
+	return tokenResult{TokenType: "Bearer", AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken,
+		IDToken: iss.IDToken}
 }
 
 // anonymousSignup is POST /api/anonymous_user/signup, as the Authgear SDK's

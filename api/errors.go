@@ -90,6 +90,14 @@ func classify(err error) *Error {
 		return wrap(newError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
 	case errors.Is(err, app.ErrAnonymousDisabled):
 		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
+	case errors.Is(err, app.ErrInvalidClient):
+		return wrap(newError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: unknown client, wrong or expired secret, or not the client's token_endpoint_auth_method"))
+	case errors.Is(err, app.ErrNoSuchClientSecret):
+		return wrap(newError(404, "NotFound", "ClientSecretNotFound", "invalid_request", "the client has no such secret"))
+	case errors.Is(err, app.ErrInvalidOverlap):
+		return wrap(newError(400, "Invalid", "InvalidOverlap", "invalid_request", "overlap must be a duration between 0s and 720h"))
+	case errors.Is(err, tokens.ErrInvalidIDToken):
+		return wrap(newError(400, "Invalid", "InvalidIDTokenHint", "invalid_request", "id_token_hint is not an ID token this issuer signed"))
 	case errors.Is(err, app.ErrUnknownClient):
 		return wrap(newError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
 	case errors.Is(err, app.ErrSessionTypeNotAllowed):
@@ -286,9 +294,13 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 	e := s.logError(r, err)
 	setRetryAfter(w, e)
 	status := e.Status
-	if e.Status != http.StatusTooManyRequests && e.Status < 500 {
-		// RFC 6749 §5.2: token errors are 400 (invalid_client may be 401).
+	if e.Status != http.StatusTooManyRequests && e.Status < 500 && (e.Status != http.StatusUnauthorized || e.OAuth != "invalid_client") {
+		// RFC 6749 §5.2: token errors are 400, but a failed client
+		// authentication is 401 (with a Basic challenge).
 		status = http.StatusBadRequest
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="idstream", charset="UTF-8"`)
 	}
 	if e.OAuth == "invalid_token" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)

@@ -47,6 +47,8 @@ type pageData struct {
 	LoginIDError, PasswordError    string
 	Submit                         string
 	MinLength                      int
+	// ClientID is the logout confirmation's client (RP-initiated logout).
+	ClientID string
 }
 
 // pageHeaders: hosted pages run no script, load only our stylesheet, cannot
@@ -106,8 +108,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := q.Get("state")
+	o, oerr, odesc := s.parseOIDC(r, q, cl.ClientID)
 	fail := func(code, desc string) {
-		s.redirectWith(w, r, redirectURI, url.Values{"error": {code}, "error_description": {desc}}, state)
+		s.respondToClient(w, r, redirectURI, o.responseMode, url.Values{"error": {code}, "error_description": {desc}}, state)
+	}
+	if oerr != "" {
+		fail(oerr, odesc)
+		return
 	}
 	rt := q.Get("response_type")
 	switch rt {
@@ -122,8 +129,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
-		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope")}
-	if hint := q.Get("login_hint"); hint != "" {
+		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject}
+	if hint := q.Get("login_hint"); hint != "" && !isAnonymousHint(hint) {
+		// A regular user's login ID: the sign-in form starts with it.
+		if len(hint) <= 320 {
+			flow.LoginHint = hint
+		}
+	} else if hint != "" {
 		code, jwt, err := promotionHint(hint)
 		if err != nil {
 			fail("invalid_request", err.Error())
@@ -150,6 +162,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
 		}
 	}
+	if o.none {
+		s.silentAuthorize(w, r, cl, flow, o)
+		return
+	}
 	flowID, err1 := s.Service.NewCode()
 	binding, err2 := s.Service.NewCode()
 	csrf, err3 := s.Service.NewCode()
@@ -167,6 +183,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
 }
+
+// isAnonymousHint reports whether a login_hint is Authgear's guest hint
+// (see promotionHint) rather than a login ID.
+func isAnonymousHint(hint string) bool {
+	return strings.HasPrefix(hint, "https://authgear.com/login_hint")
+}
+
+// errOtherUser: a re-authentication signed in as someone else.
+var errOtherUser = onField(badRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating"), fieldLoginID)
 
 // promotionHint reads Authgear's login hint for guests:
 // https://authgear.com/login_hint?type=anonymous&promotion_code=<code>, or
@@ -268,7 +293,11 @@ func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
 	} else if r.URL.Query().Get("mode") == modeSignUp {
 		mode = modeSignUp
 	}
-	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, s.flowPage(flowID, f, mode))
+	d := s.flowPage(flowID, f, mode)
+	if mode == modeSignIn {
+		d.LoginID = f.LoginHint
+	}
+	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, d)
 }
 
 // flowPost handles the form of a flow: promotion, sign-up or sign-in.
@@ -366,6 +395,10 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		userID = user.UserID()
 	default:
 		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.clientIP(r), meta(r))
+		if err == nil && f.Subject != "" && user.UserID() != f.Subject {
+			// Re-authentication (an id_token_hint) must be by the same user.
+			err = errOtherUser
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -402,12 +435,12 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
 		}
-		s.redirectWith(w, r, f.RedirectURI, url.Values{"code": {code}}, f.State)
+		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {code}}, f.State)
 		return
 	}
 	if started == nil {
@@ -419,5 +452,5 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		started = &iss
 	}
 	s.setSessionCookie(w, *started)
-	s.redirectWith(w, r, f.RedirectURI, url.Values{}, f.State)
+	s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{}, f.State)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/idstream/idstream/app"
@@ -42,13 +43,15 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := p.User
-	writeJSON(w, http.StatusOK, map[string]any{
-		"sub":                  u.UserID(),
-		"is_anonymous":         u.IsAnonymous(),
-		"is_verified":          false,
-		claimIsAnonymous:       u.IsAnonymous(),
-		claimIsVerified:        false,
-		claimCanReauthenticate: false,
-		"updated_at":           u.CreatedAt().Unix(),
-	})
+	out := map[string]any{
+		"sub":          u.UserID(),
+		"is_anonymous": u.IsAnonymous(),
+		"is_verified":  false,
+		"updated_at":   u.CreatedAt().Unix(),
+	}
+	// The Authgear claims and, by the session's scope, email, phone_number
+	// and preferred_username: the ID token's rule (app.UserClaims).
+	raw, _ := json.Marshal(app.UserClaims(u, p.Session))
+	_ = json.Unmarshal(raw, &out)
+	writeJSON(w, http.StatusOK, out)
 }

@@ -137,6 +137,9 @@ func (s *Service) RevokeClientSecret(ctx context.Context, clientID, secretID str
 // one of its live secrets (compared in constant time, all of them).
 func (s *Service) AuthenticateClient(ctx context.Context, clientID, method, secret string) (domain.ClientSettings, error) {
 	cl, ok := s.Settings().Client(clientID)
+	if !ok && method == domain.AuthMethodNone {
+		return domain.ClientSettings{}, ErrUnknownClient
+	}
 	if !ok || cl.AuthMethod() != method {
 		return domain.ClientSettings{}, ErrInvalidClient
 	}
