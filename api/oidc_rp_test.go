@@ -1,0 +1,359 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"html"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/testenv"
+)
+
+// The relying parties of these tests: two confidential server-side apps
+// (one per secret method) and the development client, a public one.
+const (
+	rpBasic       = "rp-basic"
+	rpPost        = "rp-post"
+	rpCallback    = "http://rp.example/callback"
+	rpLoggedOut   = "http://rp.example/logged-out"
+	rpLoginID     = "rp-user@example.com"
+	rpOtherUserID = "rp-other@example.com"
+)
+
+func relyingParties(c *config.Config) {
+	cheapHashes(c)
+	c.AdminAPIKeys = []string{adminKey}
+	for _, rp := range []struct{ id, method string }{{rpBasic, domain.AuthMethodBasic}, {rpPost, domain.AuthMethodPost}} {
+		cl := c.Clients[0]
+		cl.ClientID, cl.Name, cl.SessionType = rp.id, rp.id, domain.SessionTypeRefreshToken
+		cl.AllowedOrigins, cl.RedirectURIs = nil, []string{rpCallback}
+		cl.TokenEndpointAuthMethod, cl.PostLogoutRedirectURIs = rp.method, []string{rpLoggedOut}
+		c.Clients = append(c.Clients, cl)
+	}
+}
+
+// rotateSecret issues a client secret through the admin API.
+func rotateSecret(t *testing.T, c *client, clientID, body string) (secret, id string) {
+	t.Helper()
+	r := c.do(http.MethodPost, "/admin/clients/"+clientID+"/secrets", "application/json", body, map[string]string{"Authorization": "Bearer " + adminKey})
+	secret = str(r.body, "client_secret")
+	sec, _ := r.body["secret"].(map[string]any)
+	if r.status != 201 || len(secret) != 43 || sec == nil || str(sec, "secret_id") == "" {
+		t.Fatalf("rotate %s: %d %s", clientID, r.status, r.raw)
+	}
+	testenv.RecordSecret("client secret", secret)
+	return secret, str(sec, "secret_id")
+}
+
+// rp is one relying party as go-oidc and x/oauth2 make it.
+type rp struct {
+	conf     oauth2.Config
+	verifier *oidc.IDTokenVerifier
+}
+
+func newRP(t *testing.T, ctx context.Context, n *testenv.Node, clientID, secret string, style oauth2.AuthStyle) rp {
+	t.Helper()
+	provider, err := oidc.NewProvider(ctx, n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp{
+		conf: oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: rpCallback,
+			Endpoint: oauth2.Endpoint{AuthURL: provider.Endpoint().AuthURL, TokenURL: provider.Endpoint().TokenURL, AuthStyle: style},
+			Scopes:   []string{oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess}},
+		verifier: provider.Verifier(&oidc.Config{ClientID: clientID, Now: n.Clock.Now}),
+	}
+}
+
+// authorize runs the browser's part of the code flow: the authorization
+// URL, then (unless the answer comes at once) the hosted sign-in page. It
+// returns the callback's query.
+func (c *client) authorize(authURL, loginID string) url.Values {
+	c.t.Helper()
+	r := c.do(http.MethodGet, strings.TrimPrefix(authURL, c.base), "", "", nil)
+	if r.status != 302 {
+		c.t.Fatalf("authorize: %d %s", r.status, r.raw)
+	}
+	loc, _ := url.Parse(r.header.Get("Location"))
+	if strings.HasPrefix(loc.Path, "/flows/") {
+		if loginID == "" {
+			c.t.Fatalf("authorize asked to sign in: %s", loc)
+		}
+		p := c.do(http.MethodGet, loc.String(), "", "", nil)
+		m := csrfRe.FindStringSubmatch(p.raw)
+		if p.status != 200 || m == nil || !strings.Contains(p.raw, "Sign in") {
+			c.t.Fatalf("sign-in page: %d %s", p.status, p.raw)
+		}
+		r = c.submit(loc.String(), html.UnescapeString(m[1]), url.Values{"login_id": {loginID}, "password": {goodPassword}})
+		if loc, _ = url.Parse(r.header.Get("Location")); r.status != 302 || loc == nil {
+			c.t.Fatalf("sign in: %d %s", r.status, r.raw)
+		}
+	} else if loginID != "" {
+		c.t.Fatalf("authorize did not ask to sign in: %s", loc)
+	}
+	if got := loc.Scheme + "://" + loc.Host + loc.Path; got != rpCallback {
+		c.t.Fatalf("callback %s", loc)
+	}
+	return loc.Query()
+}
+
+type idClaims struct {
+	Email         string   `json:"email"`
+	EmailVerified *bool    `json:"email_verified"`
+	SID           string   `json:"sid"`
+	AMR           []string `json:"amr"`
+	AuthTime      int64    `json:"auth_time"`
+	IsAnonymous   *bool    `json:"https://authgear.com/claims/user/is_anonymous"`
+	IsVerified    *bool    `json:"https://authgear.com/claims/user/is_verified"`
+	CanReauth     *bool    `json:"https://authgear.com/claims/user/can_reauthenticate"`
+}
+
+// login runs the whole code flow and verifies the ID token the way a
+// relying party must: signature, issuer, audience, expiry, nonce, at_hash.
+func (p rp) login(t *testing.T, ctx context.Context, c *client, loginID string, opts ...oauth2.AuthCodeOption) (*oauth2.Token, *oidc.IDToken, idClaims) {
+	t.Helper()
+	state, nonce, verifier := "state-"+oauth2.GenerateVerifier()[:8], "nonce-"+oauth2.GenerateVerifier()[:12], oauth2.GenerateVerifier()
+	opts = append(opts, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
+	q := c.authorize(p.conf.AuthCodeURL(state, opts...), loginID)
+	if q.Get("state") != state || q.Get("code") == "" {
+		t.Fatalf("callback: %v", q)
+	}
+	testenv.RecordSecret("authorization code", q.Get("code"))
+	testenv.RecordSecret("PKCE verifier", verifier)
+	tok, err := p.conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	idt, claims := p.verify(t, ctx, tok)
+	if idt.Nonce != nonce {
+		t.Fatalf("nonce %q, want %q", idt.Nonce, nonce)
+	}
+	return tok, idt, claims
+}
+
+func (p rp) verify(t *testing.T, ctx context.Context, tok *oauth2.Token) (*oidc.IDToken, idClaims) {
+	t.Helper()
+	testenv.RecordSecret("access token", tok.AccessToken)
+	testenv.RecordSecret("refresh token", tok.RefreshToken)
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		t.Fatal("no id_token in the token response")
+	}
+	idt, err := p.verifier.Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("verify ID token: %v", err)
+	}
+	if idt.AccessTokenHash == "" {
+		t.Fatal("no at_hash")
+	}
+	if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+		t.Fatalf("at_hash: %v", err)
+	}
+	if err := idt.VerifyAccessToken(tok.AccessToken + "x"); err == nil {
+		t.Fatal("at_hash matched another access token")
+	}
+	var c idClaims
+	if err := idt.Claims(&c); err != nil {
+		t.Fatal(err)
+	}
+	return idt, c
+}
+
+// TestRelyingPartyGoOIDC drives the authorization code flow as go-oidc
+// and x/oauth2 do, with confidential clients of both secret methods:
+// ID tokens (nonce, at_hash, auth_time, claims by scope), prompt=none and
+// login, max_age, refresh, introspection, secret rotation with an overlap,
+// and RP-initiated logout.
+func TestRelyingPartyGoOIDC(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: relyingParties})
+	c := newClient(t, n)
+	ctx := context.Background()
+	sub := regularUser(t, c, rpLoginID)
+	regularUser(t, newClient(t, n), rpOtherUserID)
+	basicSecret, basicID := rotateSecret(t, c, rpBasic, "")
+	postSecret, _ := rotateSecret(t, c, rpPost, `{"overlap_seconds": 0}`)
+
+	// Discovery says what is true.
+	d := c.do(http.MethodGet, "/.well-known/openid-configuration", "", "", nil)
+	if methods, _ := json.Marshal(d.body["token_endpoint_auth_methods_supported"]); string(methods) != `["none","client_secret_basic","client_secret_post"]` ||
+		str(d.body, "introspection_endpoint") != n.URL+"/oauth2/introspect" || str(d.body, "end_session_endpoint") != n.URL+"/oauth2/end_session" {
+		t.Fatalf("discovery: %s", d.raw)
+	}
+
+	basic := newRP(t, ctx, n, rpBasic, basicSecret, oauth2.AuthStyleInHeader)
+	browser := newClient(t, n)
+	tok, idt, claims := basic.login(t, ctx, browser, rpLoginID)
+	if idt.Subject != sub || claims.Email != rpLoginID || claims.EmailVerified == nil || *claims.EmailVerified ||
+		claims.SID == "" || len(claims.AMR) != 1 || claims.AMR[0] != "pwd" || claims.AuthTime != n.Clock.Now().Unix() ||
+		claims.IsAnonymous == nil || *claims.IsAnonymous || claims.IsVerified == nil || *claims.IsVerified || claims.CanReauth == nil {
+		t.Fatalf("ID token claims: sub %s, %+v", idt.Subject, claims)
+	}
+	info := c.userinfo(tok.AccessToken)
+	if str(info.body, "sub") != sub || str(info.body, "email") != rpLoginID || info.body["email_verified"] != false {
+		t.Fatalf("userinfo by scope: %s", info.raw)
+	}
+	// An ID token is no access token.
+	if r := c.userinfo(tok.Extra("id_token").(string)); r.status != 401 {
+		t.Fatalf("ID token taken as an access token: %d %s", r.status, r.raw)
+	}
+
+	// Refresh: a fresh ID token of the same user and session, no nonce.
+	n.Clock.Advance(time.Minute)
+	refreshed, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	idt2, claims2 := basic.verify(t, ctx, refreshed)
+	if idt2.Subject != sub || claims2.SID != claims.SID || idt2.Nonce != "" || claims2.AuthTime != claims.AuthTime || !idt2.IssuedAt.After(idt.IssuedAt) {
+		t.Fatalf("refreshed ID token: %+v %+v", idt2, claims2)
+	}
+
+	// The wrong method or secret: 401 invalid_client.
+	wrong := newRP(t, ctx, n, rpBasic, basicSecret, oauth2.AuthStyleInParams)
+	var re *oauth2.RetrieveError
+	if _, err := wrong.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshed.RefreshToken}).Token(); !errors.As(err, &re) ||
+		re.Response.StatusCode != 401 || re.ErrorCode != "invalid_client" {
+		t.Fatalf("client_secret_post for a client_secret_basic client: %v", err)
+	}
+	bad := newRP(t, ctx, n, rpBasic, postSecret, oauth2.AuthStyleInHeader)
+	if _, err := bad.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshed.RefreshToken}).Token(); !errors.As(err, &re) ||
+		re.Response.StatusCode != 401 || re.ErrorCode != "invalid_client" {
+		t.Fatalf("another client's secret: %v", err)
+	}
+
+	// client_secret_post, with prompt=login and max_age: asked to sign in,
+	// and auth_time is in the ID token.
+	post := newRP(t, ctx, n, rpPost, postSecret, oauth2.AuthStyleInParams)
+	n.Clock.Advance(time.Minute)
+	_, idtPost, claimsPost := post.login(t, ctx, browser, rpLoginID, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	if idtPost.Subject != sub || claimsPost.AuthTime != n.Clock.Now().Unix() || idtPost.Audience[0] != rpPost {
+		t.Fatalf("prompt=login: %+v %+v", idtPost, claimsPost)
+	}
+
+	// prompt=none: no browser session is login_required; on a session (the
+	// cookie a cookie-mode sign-in set) a code at once, with that session's
+	// auth_time, until max_age has passed.
+	st := "st-none"
+	none := func(extra ...oauth2.AuthCodeOption) url.Values {
+		_, challenge := pkce()
+		opts := append([]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "none"),
+			oauth2.SetAuthURLParam("code_challenge_method", "S256"), oauth2.SetAuthURLParam("code_challenge", challenge)}, extra...)
+		return browser.authorize(basic.conf.AuthCodeURL(st, opts...), "")
+	}
+	if q := none(); q.Get("error") != "login_required" || q.Get("state") != st {
+		t.Fatalf("prompt=none without a session: %v", q)
+	}
+	page, csrf, _ := browser.hostedFlow(url.Values{"response_type": {"none"}, "client_id": {config.DevClientID}, "redirect_uri": {"http://localhost:3000/after"}})
+	if r := browser.submit(page, csrf, url.Values{"login_id": {rpLoginID}, "password": {goodPassword}}); r.status != 302 {
+		t.Fatalf("cookie-mode sign-in: %d %s", r.status, r.raw)
+	}
+	cookieAuth := n.Clock.Now()
+	n.Clock.Advance(2 * time.Minute)
+	tokNone, idtNone, claimsNone := basic.login(t, ctx, browser, "", oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("max_age", "600"))
+	if idtNone.Subject != sub || claimsNone.AuthTime != cookieAuth.Unix() || tokNone.RefreshToken == "" {
+		t.Fatalf("prompt=none on a session: %+v %+v", idtNone, claimsNone)
+	}
+	if q := none(oauth2.SetAuthURLParam("max_age", "60")); q.Get("error") != "login_required" {
+		t.Fatalf("prompt=none past max_age: %v", q)
+	}
+	if q := none(oauth2.SetAuthURLParam("prompt", "none login")); q.Get("error") != "invalid_request" {
+		t.Fatalf("prompt=none login: %v", q)
+	}
+	// Re-authentication with an id_token_hint must be by its user.
+	hint := tokNone.Extra("id_token").(string)
+	flowPage, flowCSRF, _ := browser.hostedFlow(url.Values{"response_type": {"code"}, "client_id": {rpBasic}, "redirect_uri": {rpCallback},
+		"code_challenge_method": {"S256"}, "code_challenge": {strings.Repeat("c", 43)}, "scope": {"openid"}, "prompt": {"login"}, "id_token_hint": {hint}})
+	if r := browser.submit(flowPage, flowCSRF, url.Values{"login_id": {rpOtherUserID}, "password": {goodPassword}}); r.status != 400 ||
+		!strings.Contains(r.raw, "re-authenticating") {
+		t.Fatalf("re-authentication as another user: %d %s", r.status, r.raw)
+	}
+
+	// Introspection, by confidential clients only.
+	introspect := func(id, secret, token string) response {
+		req := url.Values{"token": {token}}
+		h := map[string]string{}
+		if secret != "" {
+			h["Authorization"] = "Basic " + basicAuth(id, secret)
+		} else {
+			req.Set("client_id", id)
+		}
+		return c.do(http.MethodPost, "/oauth2/introspect", "application/x-www-form-urlencoded", req.Encode(), h)
+	}
+	if r := introspect(rpBasic, basicSecret, refreshed.AccessToken); r.body["active"] != true || str(r.body, "sub") != sub ||
+		str(r.body, "client_id") != rpBasic || str(r.body, "token_type") != "access_token" || !strings.Contains(str(r.body, "scope"), "email") {
+		t.Fatalf("introspect an access token: %s", r.raw)
+	}
+	if r := introspect(rpBasic, basicSecret, refreshed.RefreshToken); r.body["active"] != true || str(r.body, "token_type") != "refresh_token" {
+		t.Fatalf("introspect a refresh token: %s", r.raw)
+	}
+	if r := introspect(rpBasic, basicSecret, "not-a-token"); r.status != 200 || r.raw != `{"active":false}`+"\n" && r.raw != `{"active":false}` {
+		t.Fatalf("introspect garbage: %d %q", r.status, r.raw)
+	}
+	if r := introspect(config.DevClientID, "", refreshed.AccessToken); r.status != 401 || str(r.body, "error") != "invalid_client" {
+		t.Fatalf("a public client introspected: %d %s", r.status, r.raw)
+	}
+
+	// Rotation with an overlap: both secrets work, then only the new one.
+	newSecret, _ := rotateSecret(t, c, rpBasic, `{"overlap_seconds": 3600}`)
+	if r := introspect(rpBasic, basicSecret, refreshed.AccessToken); r.status != 200 {
+		t.Fatalf("old secret within the overlap: %d %s", r.status, r.raw)
+	}
+	n.Clock.Advance(time.Hour + time.Second)
+	if r := introspect(rpBasic, basicSecret, "x"); r.status != 401 {
+		t.Fatalf("old secret after the overlap: %d %s", r.status, r.raw)
+	}
+	if r := introspect(rpBasic, newSecret, "x"); r.status != 200 {
+		t.Fatalf("new secret: %d %s", r.status, r.raw)
+	}
+	list := c.do(http.MethodGet, "/admin/clients/"+rpBasic+"/secrets", "", "", map[string]string{"Authorization": "Bearer " + adminKey})
+	if secrets, _ := list.body["secrets"].([]any); len(secrets) != 2 || strings.Contains(list.raw, newSecret) || !strings.Contains(list.raw, basicID) {
+		t.Fatalf("secrets list: %s", list.raw)
+	}
+
+	// RP-initiated logout from another site, with the ID token as hint:
+	// the session ends and the browser returns to the registered URI.
+	n.Clock.Advance(time.Minute)
+	// (basic still holds the expired secret: the token endpoint refuses it
+	// too.)
+	if _, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tokNone.RefreshToken}).Token(); !errors.As(err, &re) || re.ErrorCode != "invalid_client" {
+		t.Fatalf("refresh with the expired secret: %v", err)
+	}
+	basic = newRP(t, ctx, n, rpBasic, newSecret, oauth2.AuthStyleInHeader)
+	fresh, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tokNone.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh with the new secret: %v", err)
+	}
+	if r := c.do(http.MethodGet, "/oauth2/end_session?"+url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"http://evil.example/"}}.Encode(),
+		"", "", map[string]string{"Sec-Fetch-Site": "cross-site"}); r.status == 302 {
+		t.Fatalf("logout went to an unregistered URI: %v", r.header)
+	}
+	if _, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: fresh.RefreshToken}).Token(); err == nil {
+		t.Fatal("the hinted session survived logout")
+	}
+	out := c.do(http.MethodGet, "/oauth2/end_session?"+url.Values{"id_token_hint": {idt2Raw(refreshed)}, "post_logout_redirect_uri": {rpLoggedOut},
+		"state": {"bye"}}.Encode(), "", "", map[string]string{"Sec-Fetch-Site": "cross-site"})
+	if out.status != 302 || out.header.Get("Location") != rpLoggedOut+"?state=bye" {
+		t.Fatalf("RP-initiated logout: %d %v %s", out.status, out.header, out.raw)
+	}
+	if r := introspect(rpBasic, newSecret, refreshed.AccessToken); r.body["active"] != false {
+		t.Fatalf("access token active after logout: %s", r.raw)
+	}
+}
+
+func idt2Raw(tok *oauth2.Token) string { s, _ := tok.Extra("id_token").(string); return s }
+
+func basicAuth(id, secret string) string {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
