@@ -112,6 +112,9 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 	case err != nil:
 		fail("login_required", "the session has ended")
 		return
+	case p.User.IsAnonymous():
+		fail("login_required", "a guest's session has no sign-in to reuse")
+		return
 	case o.subject != "" && p.User.UserID() != o.subject:
 		fail("login_required", "the session is another user's than the id_token_hint's")
 		return

@@ -92,6 +92,8 @@ func classify(err error) *Error {
 		return wrap(newError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
 	case errors.Is(err, app.ErrInvalidClient):
 		return wrap(newError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: unknown client, wrong or expired secret, or not the client's token_endpoint_auth_method"))
+	case errors.Is(err, app.ErrConfidentialClient):
+		return wrap(newError(400, "Invalid", "ConfidentialClient", "unauthorized_client", "a confidential client cannot use the anonymous grants (guest sign-up, key pair)"))
 	case errors.Is(err, app.ErrNoSuchClientSecret):
 		return wrap(newError(404, "NotFound", "ClientSecretNotFound", "invalid_request", "the client has no such secret"))
 	case errors.Is(err, app.ErrInvalidOverlap):

@@ -27,18 +27,17 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{domain.AuthMethodNone, domain.AuthMethodBasic, domain.AuthMethodPost},
 		// Introspection is for confidential clients only.
 		"introspection_endpoint_auth_methods_supported": []string{domain.AuthMethodBasic, domain.AuthMethodPost},
-		"revocation_endpoint_auth_methods_supported":    []string{domain.AuthMethodNone},
+		"revocation_endpoint_auth_methods_supported":    []string{domain.AuthMethodNone, domain.AuthMethodBasic, domain.AuthMethodPost},
 		"code_challenge_methods_supported":              []string{"S256"},
 		"prompt_values_supported":                       []string{"none", "login", "consent"},
 		"scopes_supported":                              []string{"openid", "offline_access", "email", "phone", "profile", "https://authgear.com/scopes/full-access"},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "amr", "azp",
 			"email", "email_verified", "phone_number", "phone_number_verified", "preferred_username",
 			"is_anonymous", "is_verified", claimIsAnonymous, claimIsVerified, claimCanReauthenticate},
-		"claims_parameter_supported":       false,
-		"request_parameter_supported":      false,
-		"request_uri_parameter_supported":  false,
-		"require_request_uri_registration": false,
-		"ui_locales_supported":             []string{"en"},
+		"claims_parameter_supported":      false,
+		"request_parameter_supported":     false,
+		"request_uri_parameter_supported": false,
+		"ui_locales_supported":            []string{"en"},
 	})
 }
 

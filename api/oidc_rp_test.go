@@ -278,6 +278,23 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 		t.Fatalf("re-authentication as another user: %d %s", r.status, r.raw)
 	}
 
+	// Parameters OpenID Connect lets idstream refuse, and a bad response_mode.
+	for param, want := range map[string]string{"request": "request_not_supported", "request_uri": "request_uri_not_supported",
+		"registration": "registration_not_supported", "response_mode": "invalid_request", "max_age": "invalid_request"} {
+		v := map[string]string{"response_mode": "fragment", "max_age": "-1"}[param]
+		if v == "" {
+			v = "x"
+		}
+		if q := browser.authorize(basic.conf.AuthCodeURL(st, oauth2.SetAuthURLParam(param, v),
+			oauth2.SetAuthURLParam("code_challenge_method", "S256"), oauth2.SetAuthURLParam("code_challenge", strings.Repeat("c", 43))), ""); q.Get("error") != want || q.Get("state") != st {
+			t.Errorf("%s=%s: %v, want %s", param, v, q, want)
+		}
+	}
+	// The SDKs' anonymous grants are not for confidential clients.
+	if r := c.postJSON("/api/anonymous_user/signup", `{"client_id":"rp-basic","session_type":"refresh_token"}`, nil); r.status != 400 || r.reason() != "ConfidentialClient" {
+		t.Fatalf("guest sign-up for a confidential client: %d %s", r.status, r.raw)
+	}
+
 	// Introspection, by confidential clients only.
 	introspect := func(id, secret, token string) response {
 		req := url.Values{"token": {token}}
@@ -301,6 +318,20 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 	}
 	if r := introspect(config.DevClientID, "", refreshed.AccessToken); r.status != 401 || str(r.body, "error") != "invalid_client" {
 		t.Fatalf("a public client introspected: %d %s", r.status, r.raw)
+	}
+
+	// Revocation of a confidential client's token needs that client's
+	// authentication: without it nothing happens (and the answer says
+	// nothing); a wrong secret is 401.
+	if r := c.postForm("/oauth2/revoke", url.Values{"token": {refreshed.RefreshToken}}); r.status != 200 {
+		t.Fatalf("unauthenticated revoke: %d %s", r.status, r.raw)
+	}
+	if r := introspect(rpBasic, basicSecret, refreshed.RefreshToken); r.body["active"] != true {
+		t.Fatalf("an unauthenticated request revoked a confidential client's token: %s", r.raw)
+	}
+	if r := c.do(http.MethodPost, "/oauth2/revoke", "application/x-www-form-urlencoded", url.Values{"token": {refreshed.RefreshToken}}.Encode(),
+		map[string]string{"Authorization": "Basic " + basicAuth(rpBasic, postSecret)}); r.status != 401 {
+		t.Fatalf("revoke with a wrong secret: %d %s", r.status, r.raw)
 	}
 
 	// Rotation with an overlap: both secrets work, then only the new one.
@@ -347,6 +378,14 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 	}
 	if r := introspect(rpBasic, newSecret, refreshed.AccessToken); r.body["active"] != false {
 		t.Fatalf("access token active after logout: %s", r.raw)
+	}
+	// An authenticated revocation ends the client's session.
+	last, _, _ := post.login(t, ctx, browser, rpLoginID, oauth2.SetAuthURLParam("prompt", "login"))
+	if r := c.postForm("/oauth2/revoke", url.Values{"token": {last.RefreshToken}, "client_id": {rpPost}, "client_secret": {postSecret}}); r.status != 200 {
+		t.Fatalf("authenticated revoke: %d %s", r.status, r.raw)
+	}
+	if _, err := post.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: last.RefreshToken}).Token(); err == nil {
+		t.Fatal("a revoked refresh token still works")
 	}
 }
 

@@ -123,7 +123,8 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 }
 
 // revoke is RFC 7009 token revocation: a refresh token (or session cookie
-// value) ends its session. The answer is 200 whatever the token was.
+// value) ends its session; a confidential client's only when the request
+// authenticated as that client. The answer is 200 whatever the token was.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	form, err := parseForm(r)
 	if err != nil {
@@ -135,7 +136,18 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, r, badRequest("InvalidRequest", "invalid_request", "token is required"))
 		return
 	}
-	if err := s.Service.RevokeToken(r.Context(), tok, meta(r)); err != nil {
+	// A confidential client authenticates (RFC 7009 §2.1); a public one
+	// need not.
+	var caller *domain.ClientSettings
+	if _, _, basic := r.BasicAuth(); basic || form.Get("client_secret") != "" {
+		cl, err := s.authenticateClient(r, form)
+		if err != nil {
+			s.writeOAuthError(w, r, err)
+			return
+		}
+		caller = &cl
+	}
+	if err := s.Service.RevokeClientToken(r.Context(), caller, tok, meta(r)); err != nil {
 		s.writeOAuthError(w, r, err)
 		return
 	}

@@ -25,7 +25,20 @@ var (
 	ErrNoSuchClientSecret = errors.New("the client has no such secret")
 	// ErrInvalidOverlap: a rotation's overlap window out of bounds.
 	ErrInvalidOverlap = errors.New("the overlap must be between 0 and 30 days")
+	// ErrConfidentialClient: the SDKs' anonymous grants (guest sign-up, the
+	// key-pair grant) are for public clients; a confidential client's
+	// sessions start only with its own authentication.
+	ErrConfidentialClient = errors.New("a confidential client cannot use the anonymous grants")
 )
+
+// publicClient looks up a client for the SDKs' unauthenticated grants.
+func (s *Service) publicClient(id string) (domain.ClientSettings, error) {
+	cl, err := s.client(id)
+	if err == nil && cl.Confidential() {
+		return domain.ClientSettings{}, ErrConfidentialClient
+	}
+	return cl, err
+}
 
 // MaxSecretOverlap bounds how long a rotated-away secret keeps working.
 const MaxSecretOverlap = 30 * 24 * time.Hour

@@ -74,3 +74,26 @@ func inactiveUnlessUnavailable(err error) error {
 	}
 	return err
 }
+
+// RevokeClientToken is RFC 7009 revocation of an opaque token (a refresh
+// token or session cookie value). caller is the client the request
+// authenticated as (nil: none): a confidential client's token is revoked
+// only by that client, authenticated (§2.1); a public client's by whoever
+// holds it. Anything else is not an error: the answer reveals nothing.
+func (s *Service) RevokeClientToken(ctx context.Context, caller *domain.ClientSettings, token string, meta Meta) error {
+	sessionID, hash, err := tokens.ParseOpaque(token)
+	if err != nil {
+		return nil
+	}
+	sess, _, err := s.LoadSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if !sess.MatchesToken(hash) {
+		return nil
+	}
+	if cl, ok := s.Settings().Client(sess.ClientID()); ok && cl.Confidential() && (caller == nil || caller.ClientID != cl.ClientID) {
+		return nil
+	}
+	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonRevoked, meta)
+}

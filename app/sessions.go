@@ -107,7 +107,7 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
-	cl, err := s.client(c.ClientID)
+	cl, err := s.publicClient(c.ClientID)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -280,23 +280,6 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, m
 		return struct{}{}, err
 	})
 	return err
-}
-
-// RevokeToken revokes the session of an opaque token (RFC 7009). Unknown or
-// malformed tokens are not an error: the answer must not reveal anything.
-func (s *Service) RevokeToken(ctx context.Context, token string, meta Meta) error {
-	sessionID, hash, err := tokens.ParseOpaque(token)
-	if err != nil {
-		return nil
-	}
-	sess, _, err := s.LoadSession(ctx, sessionID)
-	if err != nil {
-		return err
-	}
-	if !sess.MatchesToken(hash) {
-		return nil
-	}
-	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonRevoked, meta)
 }
 
 // Principal is who a request acts for.
