@@ -241,6 +241,8 @@ func pageText(e *Error, audience, typed string) string {
 			return "Too many sign-in attempts. Wait a few minutes and try again."
 		}
 		return "Too many attempts. Wait a while and try again."
+	case "ReauthenticationOtherUser":
+		return "Sign in as the account you are re-authenticating; this login ID is another account's."
 	case "PasswordTooCommon":
 		return "That password is one of the most common ones. Choose something harder to guess."
 	case "PasswordPolicy":

@@ -26,13 +26,18 @@ func (s *Server) readLogout(r *http.Request, v url.Values) (rpLogout, error) {
 	clientID := v.Get("client_id")
 	if raw := v.Get("id_token_hint"); raw != "" {
 		c, err := s.Service.Keys().VerifyIDTokenHint(r.Context(), raw, idTokenHintMaxAge)
-		if err != nil {
+		switch {
+		case errors.Is(err, tokens.ErrInvalidIDToken):
+			// A hint that cannot be checked (too old, signed by a key no
+			// longer published) is no hint: the person is asked.
+			s.Log.InfoContext(r.Context(), "logout: id_token_hint not usable", "request_id", requestID(r.Context()))
+		case err != nil:
 			return out, err
-		}
-		if clientID != "" && clientID != c.Audience[0] {
+		case clientID != "" && clientID != c.Audience[0]:
 			return out, errLogoutClient
+		default:
+			out.hint, clientID = &c, c.Audience[0]
 		}
-		out.hint, clientID = &c, c.Audience[0]
 	}
 	if clientID != "" {
 		cl, ok := s.Service.Settings().Client(clientID)

@@ -371,6 +371,11 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 	if _, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: fresh.RefreshToken}).Token(); err == nil {
 		t.Fatal("the hinted session survived logout")
 	}
+	// A hint that does not verify is no hint: the person is asked.
+	if r := c.do(http.MethodGet, "/oauth2/end_session?"+url.Values{"id_token_hint": {hint[:len(hint)-4] + "AAAA"}, "post_logout_redirect_uri": {rpLoggedOut}}.Encode(),
+		"", "", map[string]string{"Sec-Fetch-Site": "cross-site"}); r.status != 200 || !strings.Contains(r.raw, "Sign out?") {
+		t.Fatalf("logout with a forged hint: %d %s", r.status, r.raw)
+	}
 	out := c.do(http.MethodGet, "/oauth2/end_session?"+url.Values{"id_token_hint": {idt2Raw(refreshed)}, "post_logout_redirect_uri": {rpLoggedOut},
 		"state": {"bye"}}.Encode(), "", "", map[string]string{"Sec-Fetch-Site": "cross-site"})
 	if out.status != 302 || out.header.Get("Location") != rpLoggedOut+"?state=bye" {
