@@ -277,6 +277,10 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 		!strings.Contains(r.raw, "re-authenticating") {
 		t.Fatalf("re-authentication as another user: %d %s", r.status, r.raw)
 	}
+	// ... and makes no account: a sign-up there is a sign-in.
+	if r := browser.submit(flowPage, flowCSRF, url.Values{"mode": {"signup"}, "login_id": {"new-in-reauth@example.com"}, "password": {goodPassword}}); r.status != 401 {
+		t.Fatalf("sign-up in a re-authentication: %d %s", r.status, r.raw)
+	}
 
 	// Parameters OpenID Connect lets idstream refuse, and a bad response_mode.
 	for param, want := range map[string]string{"request": "request_not_supported", "request_uri": "request_uri_not_supported",

@@ -162,6 +162,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
 		}
 	}
+	if o.subject != "" && flow.UserID != "" && flow.UserID != o.subject {
+		fail("invalid_request", "the id_token_hint is another user's than the guest being promoted")
+		return
+	}
 	if o.none {
 		s.silentAuthorize(w, r, cl, flow, o)
 		return
@@ -290,7 +294,7 @@ func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
 	mode := modeSignIn
 	if f.UserID != "" {
 		mode = modePromote
-	} else if r.URL.Query().Get("mode") == modeSignUp {
+	} else if r.URL.Query().Get("mode") == modeSignUp && f.Subject == "" {
 		mode = modeSignUp
 	}
 	d := s.flowPage(flowID, f, mode)
@@ -317,7 +321,8 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	mode := r.PostForm.Get("mode")
 	if f.UserID != "" {
 		mode = modePromote
-	} else if mode != modeSignUp {
+	} else if mode != modeSignUp || f.Subject != "" {
+		// A re-authentication (id_token_hint) signs in; it makes no account.
 		mode = modeSignIn
 	}
 	d := s.flowPage(flowID, f, mode)
