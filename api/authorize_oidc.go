@@ -27,8 +27,12 @@ type oidcRequest struct {
 	subject string
 }
 
-// maxNonce bounds the nonce kept with a flow and its code.
-const maxNonce = 512
+// maxNonce bounds the nonce kept with a flow and its code, maxScope the
+// scope a session records.
+const (
+	maxNonce = 512
+	maxScope = 1024
+)
 
 // parseOIDC checks the OpenID Connect parameters; on a problem it returns
 // the error code and description to send back (Core §3.1.2.6).
@@ -69,6 +73,10 @@ func (s *Server) parseOIDC(r *http.Request, q url.Values, clientID string) (o oi
 			return o, "invalid_request", "max_age must be a non-negative number of seconds"
 		}
 		o.maxAge, o.hasMaxAge = time.Duration(n)*time.Second, true
+	}
+	if len(q.Get("scope")) > maxScope {
+		// The scope is recorded with the session (session.started.v1).
+		return o, "invalid_scope", "scope is longer than 1024 characters"
 	}
 	if o.nonce = q.Get("nonce"); len(o.nonce) > maxNonce {
 		return o, "invalid_request", "nonce is longer than 512 characters"

@@ -284,8 +284,9 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 
 	// Parameters OpenID Connect lets idstream refuse, and a bad response_mode.
 	for param, want := range map[string]string{"request": "request_not_supported", "request_uri": "request_uri_not_supported",
-		"registration": "registration_not_supported", "response_mode": "invalid_request", "max_age": "invalid_request"} {
-		v := map[string]string{"response_mode": "fragment", "max_age": "-1"}[param]
+		"registration": "registration_not_supported", "response_mode": "invalid_request", "max_age": "invalid_request",
+		"scope": "invalid_scope"} {
+		v := map[string]string{"response_mode": "fragment", "max_age": "-1", "scope": "openid " + strings.Repeat("s", 1024)}[param]
 		if v == "" {
 			v = "x"
 		}
@@ -404,4 +405,54 @@ func basicAuth(id, secret string) string {
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)
 	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// TestIDTokensOnTheSDKsGrants: the Authgear SDKs' own sessions are openid
+// sessions: guest sign-up (token mode), the key-pair grant and their
+// refreshes answer with an ID token a relying party library verifies (aud
+// the SDK's client, sid the session, the Authgear claims, amr by method);
+// cookie-mode sign-up answers no tokens at all.
+func TestIDTokensOnTheSDKsGrants(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: cheapHashes})
+	c := newClient(t, n)
+	ctx := context.Background()
+	provider, err := oidc.NewProvider(ctx, n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := provider.Verifier(&oidc.Config{ClientID: config.DevClientID, Now: n.Clock.Now})
+	check := func(what string, body map[string]any, anonymous bool, amr string) idClaims {
+		t.Helper()
+		raw := str(body, "id_token")
+		if raw == "" {
+			t.Fatalf("%s: no id_token: %v", what, body)
+		}
+		idt, err := verifier.Verify(ctx, raw)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := idt.VerifyAccessToken(str(body, "access_token")); err != nil {
+			t.Fatalf("%s: at_hash: %v", what, err)
+		}
+		var cl idClaims
+		_ = idt.Claims(&cl)
+		if cl.SID == "" || cl.IsAnonymous == nil || *cl.IsAnonymous != anonymous || cl.AuthTime == 0 || cl.Email != "" ||
+			(amr == "") != (len(cl.AMR) == 0) || (amr != "" && cl.AMR[0] != amr) {
+			t.Fatalf("%s: claims %+v", what, cl)
+		}
+		return cl
+	}
+	r := c.postJSON("/api/anonymous_user/signup", `{"client_id":"idstream-dev","session_type":"refresh_token"}`, nil)
+	guest := check("guest sign-up", r.result(), true, "")
+	n.Clock.Advance(time.Minute)
+	again := refresh(c, str(r.result(), "refresh_token"))
+	if cl := check("guest refresh", again.body, true, ""); cl.SID != guest.SID || cl.AuthTime != guest.AuthTime {
+		t.Fatalf("refreshed: %+v, first %+v", cl, guest)
+	}
+	d := newDevice(t, "ES256")
+	key := c.keyGrant(d.JWT(t, c.challenge(), true, n.Clock.Now()))
+	check("key-pair grant", key.body, true, "swk")
+	if r := c.postJSON("/api/anonymous_user/signup", `{"client_id":"idstream-dev","session_type":"cookie"}`, nil); r.status != 200 || strings.Contains(r.raw, "id_token") {
+		t.Fatalf("cookie-mode sign-up: %d %s", r.status, r.raw)
+	}
 }
