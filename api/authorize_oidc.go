@@ -23,8 +23,8 @@ type oidcRequest struct {
 	hasMaxAge    bool
 	nonce        string
 	responseMode string
-	// subject is the user an id_token_hint named.
-	subject string
+	// subject is the user an id_token_hint named, hintSession its sid.
+	subject, hintSession string
 }
 
 // maxNonce bounds the nonce kept with a flow and its code, maxScope the
@@ -86,7 +86,7 @@ func (s *Server) parseOIDC(r *http.Request, q url.Values, clientID string) (o oi
 		if err != nil || c.Audience[0] != clientID {
 			return o, "invalid_request", "id_token_hint is not an ID token this issuer signed for this client"
 		}
-		o.subject = c.Subject
+		o.subject, o.hintSession = c.Subject, c.SessionID
 	}
 	return o, "", ""
 }

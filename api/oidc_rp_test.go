@@ -281,6 +281,41 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 	if r := browser.submit(flowPage, flowCSRF, url.Values{"mode": {"signup"}, "login_id": {"new-in-reauth@example.com"}, "password": {goodPassword}}); r.status != 401 {
 		t.Fatalf("sign-up in a re-authentication: %d %s", r.status, r.raw)
 	}
+	// By its user, it re-authenticates the hint's session: the same sid, a
+	// new auth_time (kept by the session's later refreshes), no new
+	// session or refresh token.
+	if claimsNone.CanReauth == nil || !*claimsNone.CanReauth {
+		t.Fatalf("a user with a password cannot re-authenticate: %+v", claimsNone)
+	}
+	n.Clock.Advance(time.Minute)
+	reauthAt := n.Clock.Now()
+	reVerifier, reChallenge := pkce()
+	rePage, reCSRF, _ := browser.hostedFlow(url.Values{"response_type": {"code"}, "client_id": {rpBasic}, "redirect_uri": {rpCallback},
+		"code_challenge_method": {"S256"}, "code_challenge": {reChallenge}, "scope": {"openid"}, "max_age": {"0"}, "id_token_hint": {hint},
+		"nonce": {"re-nonce"}, "state": {"re"}})
+	reR := browser.submit(rePage, reCSRF, url.Values{"login_id": {rpLoginID}, "password": {goodPassword}})
+	reLoc, _ := url.Parse(reR.header.Get("Location"))
+	if reR.status != 302 || reLoc == nil || reLoc.Query().Get("code") == "" {
+		t.Fatalf("re-authentication: %d %s", reR.status, reR.raw)
+	}
+	testenv.RecordSecret("PKCE verifier", reVerifier)
+	reTok, err := basic.conf.Exchange(ctx, reLoc.Query().Get("code"), oauth2.VerifierOption(reVerifier))
+	if err != nil {
+		t.Fatalf("re-authentication exchange: %v", err)
+	}
+	reIDT, reClaims := basic.verify(t, ctx, reTok)
+	if reTok.RefreshToken != "" || reIDT.Nonce != "re-nonce" || reClaims.SID != claimsNone.SID || reClaims.AuthTime != reauthAt.Unix() {
+		t.Fatalf("re-authenticated: refresh token %v, %+v %+v", reTok.RefreshToken != "", reIDT, reClaims)
+	}
+	n.Clock.Advance(time.Minute)
+	afterRe, err := basic.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tokNone.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh after re-authentication: %v", err)
+	}
+	if _, c := basic.verify(t, ctx, afterRe); c.AuthTime != reauthAt.Unix() || c.SID != claimsNone.SID {
+		t.Fatalf("refreshed after re-authentication: %+v", c)
+	}
+	tokNone = afterRe
 
 	// Parameters OpenID Connect lets idstream refuse, and a bad response_mode.
 	for param, want := range map[string]string{"request": "request_not_supported", "request_uri": "request_uri_not_supported",

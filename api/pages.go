@@ -129,7 +129,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
-		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject}
+		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject,
+		ReauthSession: o.hintSession}
 	if hint := q.Get("login_hint"); hint != "" && !isAnonymousHint(hint) {
 		// A regular user's login ID: the sign-in form starts with it.
 		if len(hint) <= 320 {
@@ -439,8 +440,18 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
+		// A sign-in by the user of an id_token_hint whose session is live
+		// re-authenticates that session (the SDKs' reauthentication).
+		reauth := ""
+		if promotion == nil && f.Subject != "" && f.Subject == userID {
+			var err error
+			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
+				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+				return
+			}
+		}
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

@@ -61,6 +61,9 @@ type CodeEntry struct {
 	LoginHint    string    `json:"login_hint,omitempty"`
 	Subject      string    `json:"subject,omitempty"`
 	AuthTime     time.Time `json:"auth_time,omitzero"`
+	// ReauthSession is the live session an id_token_hint named: the code
+	// re-authenticates it instead of starting a new one.
+	ReauthSession string `json:"reauth_session,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees

@@ -571,6 +571,9 @@ type AuthorizationRequest struct {
 	// authenticated, when that was before now (prompt=none).
 	Nonce    string
 	AuthTime time.Time
+	// ReauthSession: the code re-authenticates this session (see
+	// CodeEntry).
+	ReauthSession string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -581,7 +584,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
 		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
-		Nonce: r.Nonce, AuthTime: r.AuthTime})
+		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -618,6 +621,9 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	}
 	if e.Promotion != nil {
 		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
+	}
+	if e.ReauthSession != "" {
+		return s.exchangeReauthentication(ctx, code, e, rev, meta)
 	}
 	// Start the session first, then spend the code naming it: of two
 	// concurrent exchanges one spends the code, and the other, whose

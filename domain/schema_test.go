@@ -301,6 +301,12 @@ func emittedSamples(t *testing.T) []domain.Event {
 		t.Fatalf("reuse: %v %v", reused, err)
 	}
 	out = append(out, reused...)
+	// An OpenID re-authentication of the (live) session.
+	reauth := must(domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: sess.UserID(), Method: domain.MethodPassword,
+		Now: now.Add(90 * time.Second)}))
+	if got := domain.EvolveSession(sess, reauth[0]).AuthTime(); !got.Equal(now.Add(90 * time.Second)) {
+		t.Fatalf("auth_time after re-authentication: %v", got)
+	}
 	for _, reason := range []string{domain.RevokeReasonLogout, domain.RevokeReasonRevoked, domain.RevokeReasonTokenReuse,
 		domain.RevokeReasonAdminRevoked, domain.RevokeReasonPromoted, domain.RevokeReasonMerged, domain.RevokeReasonCodeReuse,
 		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted} {

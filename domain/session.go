@@ -190,6 +190,8 @@ func FoldSession(s Session, evs ...Event) Session {
 		case SessionRevoked:
 			s.revoked = true
 			s.revokedAt = e.RevokedAt
+		case SessionReauthenticated:
+			s.authTime = e.ReauthenticatedAt
 		}
 	}
 	return s
@@ -329,6 +331,31 @@ func DecideRevokeSession(s Session, c RevokeSession) ([]Event, error) {
 		return nil, nil
 	}
 	return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: c.Reason, RevokedAt: c.Now.UTC()}}, nil
+}
+
+// ReauthenticateSession records that the session's user proved who they
+// are again.
+type ReauthenticateSession struct {
+	UserID string
+	Method string
+	Now    time.Time
+}
+
+// DecideReauthenticateSession checks that the session is live and the
+// user's.
+func DecideReauthenticateSession(s Session, c ReauthenticateSession) ([]Event, error) {
+	switch {
+	case c.UserID == "" || c.Method == "" || c.Now.IsZero():
+		return nil, fmt.Errorf("%w: user, method and time are required", ErrInvalidCommand)
+	case !s.exists:
+		return nil, ErrSessionNotFound
+	case s.userID != c.UserID:
+		return nil, ErrInvalidToken
+	}
+	if err := s.Check(c.Now, time.Time{}); err != nil {
+		return nil, err
+	}
+	return []Event{SessionReauthenticated{SessionID: s.id, UserID: s.userID, Method: c.Method, ReauthenticatedAt: c.Now.UTC()}}, nil
 }
 
 // SignedIn is the record, on the user's subject, of a session the user
