@@ -35,9 +35,6 @@ func clientCredentials(r *http.Request, form url.Values) (clientID, method, secr
 	return formID, domain.AuthMethodNone, "", nil
 }
 
-// errInvalidClient is a malformed client authentication.
-var errInvalidClient = newError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: malformed credentials")
-
 // authenticateClient authenticates the client of a token-endpoint request
 // by its token_endpoint_auth_method.
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (domain.ClientSettings, error) {

@@ -57,6 +57,12 @@ var (
 	errFormMediaType        = newError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
 	errBodyTooLarge         = newError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
 	errMissingToken         = newError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
+	// OpenID Connect (issue 18): malformed client credentials, a
+	// re-authentication signed in as someone else, a logout's client_id
+	// that is unknown or not its id_token_hint's audience.
+	errInvalidClient = newError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: malformed credentials")
+	errOtherUser     = onField(badRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating"), fieldLoginID)
+	errLogoutClient  = badRequest("InvalidLogoutClient", "invalid_request", "client_id is unknown or not the id_token_hint's audience")
 )
 
 func badRequest(reason, oauth, msg string) *Error {

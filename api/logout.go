@@ -18,8 +18,6 @@ type rpLogout struct {
 	hint   *tokens.IDClaims
 }
 
-var errLogoutClient = errors.New("client_id is unknown or not the id_token_hint's audience")
-
 // readLogout reads id_token_hint and client_id.
 func (s *Server) readLogout(r *http.Request, v url.Values) (rpLogout, error) {
 	var out rpLogout

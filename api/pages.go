@@ -195,9 +195,6 @@ func isAnonymousHint(hint string) bool {
 	return strings.HasPrefix(hint, "https://authgear.com/login_hint")
 }
 
-// errOtherUser: a re-authentication signed in as someone else.
-var errOtherUser = onField(badRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating"), fieldLoginID)
-
 // promotionHint reads Authgear's login hint for guests:
 // https://authgear.com/login_hint?type=anonymous&promotion_code=<code>, or
 // &jwt=<anonymous-request JWT with action promote> for key-pair guests.
