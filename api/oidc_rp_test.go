@@ -240,6 +240,30 @@ func TestRelyingPartyGoOIDC(t *testing.T) {
 		t.Fatalf("prompt=login: %+v %+v", idtPost, claimsPost)
 	}
 
+	// A confidential client may do without PKCE (its nonce binds the code);
+	// a verifier sent for a code without a challenge, or a public client
+	// without PKCE, is refused.
+	npState, npNonce := "np-state", "np-nonce-0123456789"
+	q := browser.authorize(post.conf.AuthCodeURL(npState, oidc.Nonce(npNonce)), rpLoginID)
+	testenv.RecordSecret("authorization code", q.Get("code"))
+	npTok, err := post.conf.Exchange(ctx, q.Get("code"))
+	if err != nil {
+		t.Fatalf("exchange without PKCE: %v", err)
+	}
+	if npIDT, _ := post.verify(t, ctx, npTok); npIDT.Nonce != npNonce || npIDT.Subject != sub {
+		t.Fatalf("ID token without PKCE: %+v", npIDT)
+	}
+	q = browser.authorize(post.conf.AuthCodeURL(npState, oidc.Nonce(npNonce)), rpLoginID)
+	testenv.RecordSecret("authorization code", q.Get("code"))
+	if _, err := post.conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier())); !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("a verifier for a code without a challenge: %v", err)
+	}
+	if r := c.do(http.MethodGet, "/oauth2/authorize?"+url.Values{"response_type": {"code"}, "client_id": {config.DevClientID},
+		"redirect_uri": {"http://localhost:3000/after"}, "scope": {"openid"}, "state": {"s"}}.Encode(), "", "", nil); r.status != 302 ||
+		!strings.Contains(r.header.Get("Location"), "error=invalid_request") {
+		t.Fatalf("a public client without PKCE: %d %v", r.status, r.header)
+	}
+
 	// prompt=none: no browser session is login_required; on a session (the
 	// cookie a cookie-mode sign-in set) a code at once, with that session's
 	// auth_time, until max_age has passed.

@@ -119,7 +119,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	rt := q.Get("response_type")
 	switch rt {
 	case "code":
-		if q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge")) {
+		// PKCE is required of public clients; a confidential client, which
+		// authenticates at the exchange, may do without (RFC 9700 §2.1.1:
+		// its ID token's nonce then binds the code), but what it sends is
+		// checked.
+		withoutPKCE := cl.Confidential() && !q.Has("code_challenge") && !q.Has("code_challenge_method")
+		if !withoutPKCE && (q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge"))) {
 			fail("invalid_request", "PKCE is required: code_challenge_method=S256 and a code_challenge")
 			return
 		}

@@ -594,8 +594,9 @@ func S256(verifier string) string {
 }
 
 // ExchangeAuthorizationCode trades a code for a session (RFC 6749 §4.1.3 with
-// PKCE, RFC 7636). A code works once; presented again it revokes the session
-// it gave (RFC 6749 §10.5).
+// PKCE, RFC 7636; a confidential client, authenticated by the caller, may
+// have done without PKCE). A code works once; presented again it revokes
+// the session it gave (RFC 6749 §10.5).
 // deviceInfo is the request's x_device_info form field, if any (mobile
 // SDKs); what it says of the device is kept with the session.
 func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier, deviceInfo string, meta Meta) (Issued, error) {
@@ -616,7 +617,14 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if e.ClientID != clientID || e.RedirectURI != redirectURI || !s.clock.Now().Before(e.ExpiresAt) {
 		return Issued{}, ErrInvalidAuthzCode
 	}
-	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
+	if e.CodeChallenge == "" {
+		// Only a confidential client's code has no challenge (authorize
+		// refuses it of others), and its exchange authenticated it; a
+		// verifier sent anyway matches nothing.
+		if cl, ok := s.Settings().Client(clientID); !ok || !cl.Confidential() || verifier != "" {
+			return Issued{}, ErrPKCEMismatch
+		}
+	} else if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
 	}
 	if e.Promotion != nil {

@@ -25,7 +25,8 @@ const e2eAdminKey = "e2e-admin-key-0123456789abcdef0123456789"
 // (client_secret_basic and client_secret_post), with the ID token required
 // and verified (nonce, max_age, at_hash), userinfo, introspection, refresh,
 // prompt=login, response_mode=form_post, prompt=none and RP-initiated
-// logout.
+// logout; and a framework login, Express with passport-openidconnect (which
+// sends no PKCE: a confidential client may do without).
 func TestOpenIDClientInBrowser(t *testing.T) {
 	dir := browserDir(t)
 	ln, err := net.Listen("tcp", "localhost:0")
@@ -41,7 +42,7 @@ func TestOpenIDClientInBrowser(t *testing.T) {
 		for _, rp := range []struct{ id, method string }{{"rp-basic", domain.AuthMethodBasic}, {"rp-post", domain.AuthMethodPost}} {
 			cl := c.Clients[0]
 			cl.ClientID, cl.Name, cl.SessionType, cl.AllowedOrigins = rp.id, rp.id, domain.SessionTypeRefreshToken, nil
-			cl.RedirectURIs, cl.PostLogoutRedirectURIs = []string{rpBase + "/callback"}, []string{rpBase + "/logged-out"}
+			cl.RedirectURIs, cl.PostLogoutRedirectURIs = []string{rpBase + "/callback", rpBase + "/passport/callback"}, []string{rpBase + "/logged-out"}
 			cl.TokenEndpointAuthMethod = rp.method
 			c.Clients = append(c.Clients, cl)
 		}

@@ -9,6 +9,10 @@
 import { createServer } from "node:http";
 import { createHash } from "node:crypto";
 import * as client from "openid-client";
+import express from "express";
+import session from "express-session";
+import passport from "passport";
+import OpenIDConnectStrategy from "passport-openidconnect";
 import { launch, check, runner, finish } from "./harness.mjs";
 
 const issuer = new URL((process.env.IDSTREAM_URL || "http://localhost:8080").replace(/\/$/, ""));
@@ -80,10 +84,36 @@ async function finishLogin(req, res) {
   res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html><title>done</title><pre id="result">${state}</pre>`);
 }
 
+// A framework login: Express with Passport's OpenID Connect strategy (no
+// PKCE, client_secret_post by its OAuth library, nonce and max_age checked
+// by the strategy), mounted under /passport on the same server.
+passport.use(new OpenIDConnectStrategy({
+  issuer: issuer.href.replace(/\/$/, ""), authorizationURL: rps["rp-post"].serverMetadata().authorization_endpoint,
+  tokenURL: rps["rp-post"].serverMetadata().token_endpoint, userInfoURL: rps["rp-post"].serverMetadata().userinfo_endpoint,
+  clientID: "rp-post", clientSecret: process.env.RP_POST_SECRET, callbackURL: `${rpBase}/passport/callback`,
+  scope: ["email"], nonce: true, maxAge: 3600,
+}, (iss, profile, context, idToken, accessToken, refreshToken, params, done) => {
+  const claims = JSON.parse(Buffer.from(idToken.split(".")[1], "base64url").toString());
+  done(null, { sub: profile.id, emails: profile.emails, claims, hasRefreshToken: !!refreshToken });
+}));
+passport.serializeUser((u, done) => done(null, u));
+passport.deserializeUser((u, done) => done(null, u));
+const app = express();
+app.use(session({ secret: "rp test session secret", resave: false, saveUninitialized: false }));
+app.use(passport.initialize());
+app.use(passport.session());
+app.get("/passport/login", passport.authenticate("openidconnect"));
+app.get("/passport/callback", passport.authenticate("openidconnect", { failureRedirect: "/passport/failed", failureMessage: true }),
+  (req, res) => res.redirect("/passport/me"));
+app.get("/passport/me", (req, res) => res.type("html").send(`<!doctype html><title>me</title><pre id="me">${JSON.stringify(req.user || null)}</pre>`));
+app.get("/passport/failed", (req, res) => res.type("html").send(`<!doctype html><title>failed</title><pre id="me">${JSON.stringify({ failed: req.session.messages || true })}</pre>`));
+
 const server = createServer(async (req, res) => {
   const url = new URL(req.url, rpBase);
   try {
-    if (url.pathname === "/login") {
+    if (url.pathname.startsWith("/passport/")) {
+      app(req, res);
+    } else if (url.pathname === "/login") {
       await login(res, url.searchParams.get("rp"), Object.fromEntries([...url.searchParams].filter(([k]) => k !== "rp")));
     } else if (url.pathname === "/callback") {
       await finishLogin(req, res);
@@ -150,6 +180,18 @@ await scenario("openid-client: prompt=none without a session is login_required",
   const state = await h.page.locator("#result").textContent();
   const r = results.get(state);
   check(r && !r.ok && /login_required/.test(r.error), `prompt=none: ${JSON.stringify(r)}`);
+});
+
+await scenario("passport-openidconnect (Express): sign in, ID token checked by the strategy, userinfo profile", async (h) => {
+  await h.page.goto(`${rpBase}/passport/login`);
+  await h.page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await h.page.getByLabel(/email/i).fill(loginID);
+  await h.page.getByLabel("Password").fill(password);
+  await Promise.all([h.page.waitForURL((u) => u.href.startsWith(`${rpBase}/passport/me`)), h.page.getByRole("button", { name: "Sign in" }).click()]);
+  const me = JSON.parse(await h.page.locator("#me").textContent());
+  check(me && typeof me.sub === "string" && me.claims.sub === me.sub && me.claims.aud === "rp-post" && typeof me.claims.nonce === "string",
+    `passport user ${JSON.stringify(me)}`);
+  check(me.claims.email === loginID && me.emails && me.emails[0].value === loginID, `passport profile ${JSON.stringify(me)}`);
 });
 
 await finish(browser, server, counts);
