@@ -44,6 +44,9 @@ type CodeEntry struct {
 	PromotionCode string `json:"promotion_code,omitempty"`
 	CSRF          string `json:"csrf,omitempty"`
 	Binding       string `json:"binding,omitempty"`
+	// DPoPJKT is the authorize request's dpop_jkt: the code is then bound
+	// to that DPoP key (RFC 9449 §10).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// Used marks a spent authorization code; IssuedSession is what it gave,
 	// revoked if the code is presented again.
 	Used          bool   `json:"used,omitempty"`

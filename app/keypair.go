@@ -225,7 +225,7 @@ func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife ti
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: u.ClientID(), Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(), Device: dev,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(), Device: dev, DPoPJKT: meta.DPoPJKT,
 	})
 	if err != nil {
 		return Issued{}, err
@@ -288,7 +288,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID, Device: dev,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID, Device: dev, DPoPJKT: meta.DPoPJKT,
 	})
 	if err != nil {
 		return Issued{}, err

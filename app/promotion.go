@@ -160,6 +160,8 @@ type NewSession struct {
 	Scope    *string
 	AuthTime time.Time
 	Nonce    string
+	// DPoPJKT binds the session to a DPoP key (the request's, Meta.DPoPJKT).
+	DPoPJKT string
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -287,7 +289,7 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
 		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device,
-		Scope: ns.Scope, AuthTime: ns.AuthTime})
+		Scope: ns.Scope, AuthTime: ns.AuthTime, DPoPJKT: ns.DPoPJKT})
 	if err != nil {
 		return nil, err
 	}
@@ -574,6 +576,8 @@ type AuthorizationRequest struct {
 	// ReauthSession: the code re-authenticates this session (see
 	// CodeEntry).
 	ReauthSession string
+	// DPoPJKT is the authorize request's dpop_jkt, if any.
+	DPoPJKT string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -584,7 +588,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
 		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
-		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession})
+		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -627,6 +631,9 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	} else if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
 	}
+	if err := checkCodeBinding(e, meta); err != nil {
+		return Issued{}, err
+	}
 	if e.Promotion != nil {
 		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
 	}
@@ -638,7 +645,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
 	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
-		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce}, meta)
+		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -676,7 +683,7 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

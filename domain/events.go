@@ -88,6 +88,11 @@ type SessionStarted struct {
 	// the session started (a prompt=none authorization on an existing
 	// session); absent: StartedAt.
 	AuthTime *time.Time `json:"auth_time,omitempty"`
+	// DPoPJKT is the thumbprint (RFC 7638, SHA-256, base64url) of the DPoP
+	// key the session is bound to (RFC 9449): its refresh token works only
+	// with a proof signed by that key, and its access tokens carry it as
+	// cnf.jkt. Empty for an unbound session.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // Device is what a mobile SDK says of the device and the app a session runs

@@ -277,6 +277,7 @@ func emittedSamples(t *testing.T) []domain.Event {
 			if m == domain.MethodAnonymousKey {
 				c.KeyID = "device-key-1"
 				c.Device = &domain.Device{Model: "iPhone15,2", OS: "iOS 17.4", AppVersion: "2.3.1 (451)"}
+				c.DPoPJKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
 			}
 			if m == domain.MethodPassword {
 				// A relying party's session: its scope, and an earlier

@@ -49,6 +49,7 @@ type Session struct {
 	scope    string
 	scopeSet bool
 	authTime time.Time
+	dpopJKT  string
 }
 
 // LegacyScope is the scope of a session that recorded none: the Authgear
@@ -111,6 +112,9 @@ func (s Session) ExpiresAt() time.Time { return s.startedAt.Add(s.lifetime) }
 // IdleTimeout is the session's idle timeout.
 func (s Session) IdleTimeout() time.Duration { return s.idleTimeout }
 
+// DPoPKey is the thumbprint of the DPoP key the session is bound to, or "".
+func (s Session) DPoPKey() string { return s.dpopJKT }
+
 // Revoked reports whether the session was revoked.
 func (s Session) Revoked() bool { return s.revoked }
 
@@ -171,6 +175,7 @@ func FoldSession(s Session, evs ...Event) Session {
 			if e.AuthTime != nil {
 				s.authTime = *e.AuthTime
 			}
+			s.dpopJKT = e.DPoPJKT
 		case SessionRefreshed:
 			if !owned {
 				s.previous = maps.Clone(s.previous)
@@ -215,6 +220,8 @@ type StartSession struct {
 	// sessions); AuthTime when the user authenticated, if before Now.
 	Scope    *string
 	AuthTime time.Time
+	// DPoPJKT binds the session to a DPoP key (its thumbprint); "" unbound.
+	DPoPJKT string
 }
 
 // DecideStartSession checks the command against the user and the (new) session.
@@ -224,6 +231,8 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		return nil, fmt.Errorf("%w: session id, client id, token hash, method and time are required", ErrInvalidCommand)
 	case !c.Kind.Valid():
 		return nil, fmt.Errorf("%w: unknown session kind %q", ErrInvalidCommand, c.Kind)
+	case c.DPoPJKT != "" && !validThumbprint(c.DPoPJKT):
+		return nil, fmt.Errorf("%w: a DPoP key thumbprint is 43 base64url characters", ErrInvalidCommand)
 	case c.IdleTimeout <= 0 || c.Lifetime <= 0 || c.Lifetime < c.IdleTimeout:
 		return nil, fmt.Errorf("%w: lifetime must be positive and not shorter than the idle timeout", ErrInvalidCommand)
 	}
@@ -247,7 +256,22 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		Device:      c.Device,
 		Scope:       c.Scope,
 		AuthTime:    authTimeOf(c.AuthTime, c.Now),
+		DPoPJKT:     c.DPoPJKT,
 	}}, nil
+}
+
+// validThumbprint reports whether t looks like a SHA-256 JWK thumbprint:
+// 43 characters of unpadded base64url.
+func validThumbprint(t string) bool {
+	if len(t) != 43 {
+		return false
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // RefreshSession rotates a refresh-token session's token.
@@ -262,6 +286,9 @@ type RefreshSession struct {
 	// with another refresh: the interval never applies then, so of
 	// concurrent uses of one token exactly one wins.
 	Retry bool
+	// DPoPJKT is the thumbprint of the key of the DPoP proof presented with
+	// the request (verified by the caller), or "" without a proof.
+	DPoPJKT string
 }
 
 // DecideRefreshSession rotates the token when the presented one is current.
@@ -283,6 +310,17 @@ func DecideRefreshSession(s Session, c RefreshSession) ([]Event, error) {
 	}
 	if s.revoked {
 		return nil, ErrSessionRevoked
+	}
+	// A bound session's token is worth nothing without its key: refused
+	// before any reuse check, so a stolen token replayed without the key
+	// neither rotates nor revokes the session.
+	if s.dpopJKT != "" {
+		if c.DPoPJKT == "" {
+			return nil, ErrDPoPProofRequired
+		}
+		if subtle.ConstantTimeCompare([]byte(c.DPoPJKT), []byte(s.dpopJKT)) != 1 {
+			return nil, ErrDPoPKeyMismatch
+		}
 	}
 	if !s.MatchesToken(c.PresentedHash) {
 		if c.ReuseInterval > 0 && !c.Retry && s.replaced != "" && subtle.ConstantTimeCompare([]byte(s.replaced), []byte(c.PresentedHash)) == 1 &&

@@ -36,6 +36,23 @@ type AccessClaims struct {
 	IsAnonymous bool   `json:"is_anonymous"`
 	// The claim name the Authgear SDKs read.
 	AuthgearIsAnonymous bool `json:"https://authgear.com/claims/user/is_anonymous"`
+	// Confirmation binds the token to a DPoP key (RFC 9449 §6.1); nil for a
+	// bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is an access token's cnf claim.
+type Confirmation struct {
+	// JKT is the DPoP key's SHA-256 thumbprint, base64url.
+	JKT string `json:"jkt"`
+}
+
+// BoundKey is the DPoP key thumbprint the token is bound to, or "".
+func (c AccessClaims) BoundKey() string {
+	if c.Confirmation == nil {
+		return ""
+	}
+	return c.Confirmation.JKT
 }
 
 // KeysConfig configures the key ring.
