@@ -54,6 +54,19 @@ type CodeEntry struct {
 	// Promotion is what an authorization code of a hosted promotion writes
 	// when it is exchanged.
 	Promotion *PendingPromotion `json:"promotion,omitempty"`
+	// OpenID Connect: the authorization request's nonce (echoed in the ID
+	// token), response_mode, a login_hint to prefill sign-in with, the
+	// subject an id_token_hint named (sign-in must be as that user), and
+	// the code's auth_time when the user authenticated before the flow
+	// (prompt=none on an existing session).
+	Nonce        string    `json:"nonce,omitempty"`
+	ResponseMode string    `json:"response_mode,omitempty"`
+	LoginHint    string    `json:"login_hint,omitempty"`
+	Subject      string    `json:"subject,omitempty"`
+	AuthTime     time.Time `json:"auth_time,omitzero"`
+	// ReauthSession is the live session an id_token_hint named: the code
+	// re-authenticates it instead of starting a new one.
+	ReauthSession string `json:"reauth_session,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees

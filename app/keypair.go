@@ -83,7 +83,7 @@ func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("
 // any; the JWT's own device_info comes first. What they say of the device is
 // kept with the session.
 func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInfo string, meta Meta) (Issued, error) {
-	cl, err := s.client(clientID)
+	cl, err := s.publicClient(clientID)
 	if err != nil {
 		return Issued{}, err
 	}

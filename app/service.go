@@ -59,6 +59,8 @@ type Deps struct {
 	Random   io.Reader
 	Activity Activity
 	Codes    Codes
+	// Secrets keeps the confidential clients' secret hashes.
+	Secrets ClientSecrets
 	// ProofIDs spends single-use identifiers of DPoP proofs.
 	ProofIDs ProofIDs
 	// Limiter is exact (sign-in attempts); FastLimiter costs no round trip
@@ -77,6 +79,7 @@ type Service struct {
 	random      io.Reader
 	activity    Activity
 	codes       codeBook
+	secrets     ClientSecrets
 	proofIDs    ProofIDs
 	limiter     limits
 	fastLimiter limits
@@ -99,11 +102,11 @@ type Service struct {
 // NewService builds a service; it refuses missing dependencies.
 func NewService(d Deps) (*Service, error) {
 	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.ProofIDs == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
+		d.Codes == nil || d.Secrets == nil || d.ProofIDs == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
+		codes: codeBook{d.Codes}, secrets: d.Secrets, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
 	var err error

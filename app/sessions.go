@@ -26,6 +26,11 @@ type Issued struct {
 	SessionExpiresAt time.Time
 	AccessToken      string
 	ExpiresIn        time.Duration
+	// IDToken is the OpenID Connect ID token, when the session was granted
+	// the scope openid.
+	IDToken string
+	// AuthTime is when the user authenticated for the session.
+	AuthTime time.Time
 	// DPoPBound: the session is bound to a DPoP key, and the access token
 	// carries its thumbprint (cnf.jkt): token_type DPoP.
 	DPoPBound bool
@@ -105,7 +110,7 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
-	cl, err := s.client(c.ClientID)
+	cl, err := s.publicClient(c.ClientID)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -146,15 +151,28 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), user, sess, token)
 }
 
-// issue signs an access token for a session and packs the answer.
+// issue signs an access token (and the ID token, see idToken) for a
+// session and packs the answer.
 func (s *Service) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+	return s.issueNonce(ctx, atLifetime, u, sess, token, "")
+}
+
+// issueNonce is issue with the authorization request's nonce.
+func (s *Service) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
 	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
 	if err != nil {
 		return Issued{}, err
 	}
+	idt := ""
+	if sess.Kind() == domain.SessionKindRefreshToken {
+		if idt, err = s.idToken(ctx, exp, u, sess, at, nonce); err != nil {
+			return Issued{}, err
+		}
+	}
 	return Issued{
 		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),
-		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp, DPoPBound: sess.DPoPKey() != "",
+		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp, IDToken: idt,
+		AuthTime: sess.AuthTime(), DPoPBound: sess.DPoPKey() != "",
 	}, nil
 }
 
@@ -270,23 +288,6 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, m
 		return struct{}{}, err
 	})
 	return err
-}
-
-// RevokeToken revokes the session of an opaque token (RFC 7009). Unknown or
-// malformed tokens are not an error: the answer must not reveal anything.
-func (s *Service) RevokeToken(ctx context.Context, token string, meta Meta) error {
-	sessionID, hash, err := tokens.ParseOpaque(token)
-	if err != nil {
-		return nil
-	}
-	sess, _, err := s.LoadSession(ctx, sessionID)
-	if err != nil {
-		return err
-	}
-	if !sess.MatchesToken(hash) {
-		return nil
-	}
-	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonRevoked, meta)
 }
 
 // Principal is who a request acts for.

@@ -346,6 +346,36 @@ func TestRefreshReuseInterval(t *testing.T) {
 	}
 }
 
+// TestReauthenticateSession: only a live session, and only by its user.
+func TestReauthenticateSession(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	u := domain.FoldUser(domain.User{}, domain.AnonymousUserCreated{UserID: "u1", ClientID: "web", SessionID: "s1", CreatedAt: now})
+	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: "s1", ClientID: "web", Kind: domain.SessionKindRefreshToken,
+		Method: domain.MethodPassword, TokenHash: "h", IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := domain.EvolveSession(domain.Session{}, started[0])
+	c := domain.ReauthenticateSession{UserID: "u1", Method: domain.MethodPassword, Now: now.Add(30 * time.Minute)}
+	evs, err := domain.DecideReauthenticateSession(sess, c)
+	if err != nil || len(evs) != 1 || !domain.EvolveSession(sess, evs[0]).AuthTime().Equal(c.Now) || !sess.AuthTime().Equal(now) {
+		t.Fatalf("live session: %v %v", evs, err)
+	}
+	if _, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: "u2", Method: domain.MethodPassword, Now: c.Now}); !errors.Is(err, domain.ErrInvalidToken) {
+		t.Fatalf("another user: %v", err)
+	}
+	if _, err := domain.DecideReauthenticateSession(domain.Session{}, c); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("no session: %v", err)
+	}
+	if _, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: "u1", Method: domain.MethodPassword, Now: now.Add(3 * time.Hour)}); err == nil {
+		t.Fatal("an expired session was re-authenticated")
+	}
+	revoked := domain.EvolveSession(sess, domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: domain.RevokeReasonLogout, RevokedAt: now})
+	if _, err := domain.DecideReauthenticateSession(revoked, c); !errors.Is(err, domain.ErrSessionRevoked) {
+		t.Fatalf("a revoked session: %v", err)
+	}
+}
+
 func TestRefreshBoundToDPoPKey(t *testing.T) {
 	const key, other = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 	st := started(domain.SessionKindRefreshToken)

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -43,7 +44,45 @@ type Session struct {
 	lifetime    time.Duration
 	revoked     bool
 	revokedAt   time.Time
-	dpopJKT     string
+	// scope is the granted scope; scopeSet false: not recorded (the SDKs'
+	// sessions, LegacyScope).
+	scope    string
+	scopeSet bool
+	authTime time.Time
+	dpopJKT  string
+}
+
+// LegacyScope is the scope of a session that recorded none: the Authgear
+// SDKs' sessions, which always ask for it.
+const LegacyScope = "openid offline_access https://authgear.com/scopes/full-access"
+
+// Method returns how the user signed in (MethodPassword, ...).
+func (s Session) Method() string { return s.method }
+
+// Scope returns the session's granted scope.
+func (s Session) Scope() string {
+	if !s.scopeSet {
+		return LegacyScope
+	}
+	return s.scope
+}
+
+// HasScope reports whether the session was granted the scope value.
+func (s Session) HasScope(v string) bool {
+	for _, x := range strings.Fields(s.Scope()) {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthTime returns when the user last authenticated for this session.
+func (s Session) AuthTime() time.Time {
+	if !s.authTime.IsZero() {
+		return s.authTime
+	}
+	return s.startedAt
 }
 
 // SessionID returns the session's id.
@@ -130,6 +169,12 @@ func FoldSession(s Session, evs ...Event) Session {
 			s.lastActive = e.StartedAt
 			s.idleTimeout = e.IdleTimeout.Duration()
 			s.lifetime = e.Lifetime.Duration()
+			if e.Scope != nil {
+				s.scope, s.scopeSet = *e.Scope, true
+			}
+			if e.AuthTime != nil {
+				s.authTime = *e.AuthTime
+			}
 			s.dpopJKT = e.DPoPJKT
 		case SessionRefreshed:
 			if !owned {
@@ -150,6 +195,8 @@ func FoldSession(s Session, evs ...Event) Session {
 		case SessionRevoked:
 			s.revoked = true
 			s.revokedAt = e.RevokedAt
+		case SessionReauthenticated:
+			s.authTime = e.ReauthenticatedAt
 		}
 	}
 	return s
@@ -169,6 +216,10 @@ type StartSession struct {
 	KeyID string
 	// Device is what the SDK said of the device, if anything.
 	Device *Device
+	// Scope is the scope granted to a relying party (nil: the SDKs'
+	// sessions); AuthTime when the user authenticated, if before Now.
+	Scope    *string
+	AuthTime time.Time
 	// DPoPJKT binds the session to a DPoP key (its thumbprint); "" unbound.
 	DPoPJKT string
 }
@@ -203,6 +254,8 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		StartedAt:   c.Now.UTC(),
 		KeyID:       c.KeyID,
 		Device:      c.Device,
+		Scope:       c.Scope,
+		AuthTime:    authTimeOf(c.AuthTime, c.Now),
 		DPoPJKT:     c.DPoPJKT,
 	}}, nil
 }
@@ -318,6 +371,31 @@ func DecideRevokeSession(s Session, c RevokeSession) ([]Event, error) {
 	return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: c.Reason, RevokedAt: c.Now.UTC()}}, nil
 }
 
+// ReauthenticateSession records that the session's user proved who they
+// are again.
+type ReauthenticateSession struct {
+	UserID string
+	Method string
+	Now    time.Time
+}
+
+// DecideReauthenticateSession checks that the session is live and the
+// user's.
+func DecideReauthenticateSession(s Session, c ReauthenticateSession) ([]Event, error) {
+	switch {
+	case c.UserID == "" || c.Method == "" || c.Now.IsZero():
+		return nil, fmt.Errorf("%w: user, method and time are required", ErrInvalidCommand)
+	case !s.exists:
+		return nil, ErrSessionNotFound
+	case s.userID != c.UserID:
+		return nil, ErrInvalidToken
+	}
+	if err := s.Check(c.Now, time.Time{}); err != nil {
+		return nil, err
+	}
+	return []Event{SessionReauthenticated{SessionID: s.id, UserID: s.userID, Method: c.Method, ReauthenticatedAt: c.Now.UTC()}}, nil
+}
+
 // SignedIn is the record, on the user's subject, of a session the user
 // starts after its creation (see UserSignedIn).
 func SignedIn(started SessionStarted) UserSignedIn {
@@ -343,4 +421,13 @@ func DecideEndSessions(u User, sessions []Session, reason string, now time.Time)
 		out = append(out, SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: reason, RevokedAt: now.UTC()})
 	}
 	return out, nil
+}
+
+// authTimeOf is the auth_time to record: only one before the start.
+func authTimeOf(at, now time.Time) *time.Time {
+	if at.IsZero() || !at.Before(now) {
+		return nil
+	}
+	t := at.UTC()
+	return &t
 }

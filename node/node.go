@@ -291,7 +291,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	n.Limiter = projections.NewSyncedRateBuckets(n.Pool, 50*time.Millisecond)
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Codes: codes, ProofIDs: proofIDs, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
+		Activity: activity, Codes: codes, Secrets: projections.ClientSecrets{Pool: n.Pool}, ProofIDs: proofIDs, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
 		return nil, err
 	}
 	// The log's settings, written from the configuration by the first node.

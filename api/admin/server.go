@@ -46,6 +46,9 @@ func New(d Deps) (*Server, error) {
 func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/admin/projections", s.adminOnly(s.adminProjections)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/users", s.adminOnly(s.adminListUsers)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/clients/{id}/secrets", s.adminOnly(s.adminListClientSecrets)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/clients/{id}/secrets", s.adminOnly(s.adminRotateClientSecret)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/clients/{id}/secrets/{sid}", s.adminOnly(s.adminRevokeClientSecret)).Methods(http.MethodDelete)
 	r.HandleFunc("/admin/users/export", s.adminOnly(s.adminCreateExport)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/export/{id}", s.adminOnly(s.adminGetExport)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/users/export/{id}/download", s.adminOnly(s.adminDownloadExport)).Methods(http.MethodGet)

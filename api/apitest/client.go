@@ -487,3 +487,23 @@ var (
 	selectTag   = regexp.MustCompile(`(?s)<select\s[^>]*name="([^"]+)"[^>]*>(.*?)</select>`)
 	selected    = regexp.MustCompile(`<option value="([^"]*)" selected>`)
 )
+
+// BasicAuth is the credentials of client_secret_basic (RFC 6749 §2.3.1:
+// id and secret form-url-encoded), for an Authorization: Basic header.
+func BasicAuth(id, secret string) string {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// RegularUser signs a guest up and promotes it headlessly to loginID (with
+// goodPassword); it returns the sub.
+func RegularUser(t *testing.T, c *Client, loginID string) string {
+	t.Helper()
+	at, _ := Signup(t, c)
+	sub := Str(c.Userinfo(at).Body, "sub")
+	if r := c.Promote(at, loginID, GoodPassword); r.Status != 200 {
+		t.Fatalf("promote to %s: %d %s", loginID, r.Status, r.Raw)
+	}
+	return sub
+}

@@ -48,6 +48,8 @@ type pageData struct {
 	LoginIDError, PasswordError    string
 	Submit                         string
 	MinLength                      int
+	// ClientID is the logout confirmation's client (RP-initiated logout).
+	ClientID string
 }
 
 // PageHeaders: hosted pages run no script, load only our stylesheet, cannot
@@ -110,13 +112,23 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := q.Get("state")
+	o, oerr, odesc := s.parseOIDC(r, q, cl.ClientID)
 	fail := func(code, desc string) {
-		s.redirectWith(w, r, redirectURI, url.Values{"error": {code}, "error_description": {desc}}, state)
+		s.respondToClient(w, r, redirectURI, o.responseMode, url.Values{"error": {code}, "error_description": {desc}}, state)
+	}
+	if oerr != "" {
+		fail(oerr, odesc)
+		return
 	}
 	rt := q.Get("response_type")
 	switch rt {
 	case "code":
-		if q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge")) {
+		// PKCE is required of public clients; a confidential client, which
+		// authenticates at the exchange, may do without (RFC 9700 §2.1.1:
+		// its ID token's nonce then binds the code), but what it sends is
+		// checked.
+		withoutPKCE := cl.Confidential() && !q.Has("code_challenge") && !q.Has("code_challenge_method")
+		if !withoutPKCE && (q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge"))) {
 			fail("invalid_request", "PKCE is required: code_challenge_method=S256 and a code_challenge")
 			return
 		}
@@ -131,8 +143,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
-		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), DPoPJKT: jkt}
-	if hint := q.Get("login_hint"); hint != "" {
+		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject,
+		ReauthSession: o.hintSession, DPoPJKT: jkt}
+	if hint := q.Get("login_hint"); hint != "" && !isAnonymousHint(hint) {
+		// A regular user's login ID: the sign-in form starts with it.
+		if len(hint) <= 320 {
+			flow.LoginHint = hint
+		}
+	} else if hint != "" {
 		code, jwt, err := promotionHint(hint)
 		if err != nil {
 			fail("invalid_request", err.Error())
@@ -159,6 +177,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
 		}
 	}
+	if o.subject != "" && flow.UserID != "" && flow.UserID != o.subject {
+		fail("invalid_request", "the id_token_hint is another user's than the guest being promoted")
+		return
+	}
+	if o.none {
+		s.silentAuthorize(w, r, cl, flow, o)
+		return
+	}
 	flowID, err1 := s.Service.NewCode()
 	binding, err2 := s.Service.NewCode()
 	csrf, err3 := s.Service.NewCode()
@@ -175,6 +201,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteLaxMode, MaxAge: int(flowTTL / time.Second)})
 	httpx.NoStore(w)
 	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
+}
+
+// isAnonymousHint reports whether a login_hint is Authgear's guest hint
+// (see promotionHint) rather than a login ID.
+func isAnonymousHint(hint string) bool {
+	return strings.HasPrefix(hint, "https://authgear.com/login_hint")
 }
 
 // promotionHint reads Authgear's login hint for guests:
@@ -274,10 +306,14 @@ func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
 	mode := modeSignIn
 	if f.UserID != "" {
 		mode = modePromote
-	} else if r.URL.Query().Get("mode") == modeSignUp {
+	} else if r.URL.Query().Get("mode") == modeSignUp && f.Subject == "" {
 		mode = modeSignUp
 	}
-	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, s.flowPage(flowID, f, mode))
+	d := s.flowPage(flowID, f, mode)
+	if mode == modeSignIn {
+		d.LoginID = f.LoginHint
+	}
+	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, d)
 }
 
 // flowPost handles the form of a flow: promotion, sign-up or sign-in.
@@ -297,7 +333,8 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	mode := r.PostForm.Get("mode")
 	if f.UserID != "" {
 		mode = modePromote
-	} else if mode != modeSignUp {
+	} else if mode != modeSignUp || f.Subject != "" {
+		// A re-authentication (id_token_hint) signs in; it makes no account.
 		mode = modeSignIn
 	}
 	d := s.flowPage(flowID, f, mode)
@@ -375,6 +412,10 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		userID = user.UserID()
 	default:
 		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
+		if err == nil && f.Subject != "" && user.UserID() != f.Subject {
+			// Re-authentication (an id_token_hint) must be by the same user.
+			err = httpx.ErrOtherUser
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -410,13 +451,23 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
+		// A sign-in by the user of an id_token_hint whose session is live
+		// re-authenticates that session (the SDKs' reauthentication).
+		reauth := ""
+		if promotion == nil && f.Subject != "" && f.Subject == userID {
+			var err error
+			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
+				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+				return
+			}
+		}
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, DPoPJKT: f.DPoPJKT})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth, DPoPJKT: f.DPoPJKT})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
 		}
-		s.redirectWith(w, r, f.RedirectURI, url.Values{"code": {code}}, f.State)
+		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {code}}, f.State)
 		return
 	}
 	if started == nil {
@@ -428,5 +479,5 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		started = &iss
 	}
 	httpx.SetSessionCookie(w, s.cfg, *started)
-	s.redirectWith(w, r, f.RedirectURI, url.Values{}, f.State)
+	s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{}, f.State)
 }

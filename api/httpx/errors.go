@@ -62,6 +62,12 @@ var (
 	errFormMediaType        = NewError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
 	errBodyTooLarge         = NewError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
 	ErrMissingToken         = NewError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
+	// OpenID Connect (issue 18): malformed client credentials, a
+	// re-authentication signed in as someone else, a logout's client_id
+	// that is unknown or not its id_token_hint's audience.
+	ErrInvalidClient = NewError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: malformed credentials")
+	ErrOtherUser     = onField(BadRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating"), FieldLoginID)
+	ErrLogoutClient  = BadRequest("InvalidLogoutClient", "invalid_request", "client_id is unknown or not the id_token_hint's audience")
 )
 
 // BadRequest is a 400 of the JSON API shape.
@@ -96,6 +102,16 @@ func Classify(err error) *Error {
 		return wrap(NewError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
 	case errors.Is(err, app.ErrAnonymousDisabled):
 		return wrap(NewError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
+	case errors.Is(err, app.ErrInvalidClient):
+		return wrap(NewError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: unknown client, wrong or expired secret, or not the client's token_endpoint_auth_method"))
+	case errors.Is(err, app.ErrConfidentialClient):
+		return wrap(NewError(400, "Invalid", "ConfidentialClient", "unauthorized_client", "a confidential client cannot use the anonymous grants (guest sign-up, key pair)"))
+	case errors.Is(err, app.ErrNoSuchClientSecret):
+		return wrap(NewError(404, "NotFound", "ClientSecretNotFound", "invalid_request", "the client has no such secret"))
+	case errors.Is(err, app.ErrInvalidOverlap):
+		return wrap(NewError(400, "Invalid", "InvalidOverlap", "invalid_request", "overlap must be a duration between 0s and 720h"))
+	case errors.Is(err, tokens.ErrInvalidIDToken):
+		return wrap(NewError(400, "Invalid", "InvalidIDTokenHint", "invalid_request", "id_token_hint is not an ID token this issuer signed"))
 	case errors.Is(err, app.ErrUnknownClient):
 		return wrap(NewError(400, "Invalid", "UnknownClient", "invalid_client", "the client_id is not registered"))
 	case errors.Is(err, app.ErrSessionTypeNotAllowed):
@@ -247,6 +263,8 @@ func PageText(e *Error, audience, typed string) string {
 			return "Too many sign-in attempts. Wait a few minutes and try again."
 		}
 		return "Too many attempts. Wait a while and try again."
+	case "ReauthenticationOtherUser":
+		return "Sign in as the account you are re-authenticating; this login ID is another account's."
 	case "PasswordTooCommon":
 		return "That password is one of the most common ones. Choose something harder to guess."
 	case "PasswordPolicy":
@@ -303,9 +321,13 @@ func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error
 	e := b.LogError(r, err)
 	SetRetryAfter(w, e)
 	status := e.Status
-	if e.Status != http.StatusTooManyRequests && e.Status < 500 {
-		// RFC 6749 §5.2: token errors are 400 (invalid_client may be 401).
+	if e.Status != http.StatusTooManyRequests && e.Status < 500 && (e.Status != http.StatusUnauthorized || e.OAuth != "invalid_client") {
+		// RFC 6749 §5.2: token errors are 400, but a failed client
+		// authentication is 401 (with a Basic challenge).
 		status = http.StatusBadRequest
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="idstream", charset="UTF-8"`)
 	}
 	if e.OAuth == "invalid_token" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)

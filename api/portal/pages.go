@@ -220,6 +220,10 @@ type applicationData struct {
 	RefreshTokenIdleTimeout, RefreshTokenLifetime string
 	RefreshTokenReuseInterval                     string
 	AccessTokenLifetime                           string
+	// OpenID Connect: how the client authenticates, where logout may return
+	// to, and its secrets (never their values).
+	TokenEndpointAuthMethod, PostLogoutRedirectURIs string
+	Secrets                                         []admin.SecretView
 }
 
 func applicationForm(c domain.ClientSettings) applicationData {
@@ -227,7 +231,8 @@ func applicationForm(c domain.ClientSettings) applicationData {
 		AllowedOrigins: strings.Join(c.AllowedOrigins, "\n"), RedirectURIs: strings.Join(c.RedirectURIs, "\n"),
 		CookieIdleTimeout: formatSeconds(c.CookieIdleTimeout), CookieLifetime: formatSeconds(c.CookieLifetime),
 		RefreshTokenIdleTimeout: formatSeconds(c.RefreshTokenIdleTimeout), RefreshTokenLifetime: formatSeconds(c.RefreshTokenLifetime),
-		RefreshTokenReuseInterval: formatSeconds(c.RefreshTokenReuseInterval), AccessTokenLifetime: formatSeconds(c.AccessTokenLifetime)}
+		RefreshTokenReuseInterval: formatSeconds(c.RefreshTokenReuseInterval), AccessTokenLifetime: formatSeconds(c.AccessTokenLifetime),
+		TokenEndpointAuthMethod: c.AuthMethod(), PostLogoutRedirectURIs: strings.Join(c.PostLogoutRedirectURIs, "\n")}
 }
 
 func lines(v string) []string {
@@ -266,6 +271,7 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d = applicationForm(cur.Clients[index])
+		d.Secrets = s.portalSecrets(r, id)
 	}
 	d.New, d.Version = isNew, version
 	title := "Create an application"
@@ -285,8 +291,13 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 	d.CookieIdleTimeout, d.CookieLifetime = f.Get("cookie_idle_timeout"), f.Get("cookie_lifetime")
 	d.RefreshTokenIdleTimeout, d.RefreshTokenLifetime = f.Get("refresh_token_idle_timeout"), f.Get("refresh_token_lifetime")
 	d.AccessTokenLifetime, d.RefreshTokenReuseInterval = f.Get("access_token_lifetime"), f.Get("refresh_token_reuse_interval")
+	d.TokenEndpointAuthMethod, d.PostLogoutRedirectURIs = f.Get("token_endpoint_auth_method"), f.Get("post_logout_redirect_uris")
 	c := domain.ClientSettings{ClientID: d.ClientID, Name: d.Name, SessionType: d.SessionType,
-		AllowedOrigins: lines(d.AllowedOrigins), RedirectURIs: lines(d.RedirectURIs)}
+		AllowedOrigins: lines(d.AllowedOrigins), RedirectURIs: lines(d.RedirectURIs),
+		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod, PostLogoutRedirectURIs: lines(d.PostLogoutRedirectURIs)}
+	if c.TokenEndpointAuthMethod == domain.AuthMethodNone {
+		c.TokenEndpointAuthMethod = "" // the default, as the configuration file leaves it
+	}
 	bad := map[string]string{}
 	for name, dst := range map[string]struct {
 		v   string

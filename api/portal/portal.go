@@ -38,7 +38,7 @@ var webFS embed.FS
 
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "users", "user", "operations", "audit"} {
+	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit"} {
 		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
@@ -136,6 +136,8 @@ func (s *Server) Router() http.Handler {
 	r.HandleFunc("/portal/applications", s.portalAuth(s.portalApplications)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/applications/new", s.portalAuth(s.portalApplication)).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/portal/applications/{client_id}", s.portalAuth(s.portalApplication)).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/portal/applications/{client_id}/secrets", s.portalAuth(s.portalRotateSecret)).Methods(http.MethodPost)
+	r.HandleFunc("/portal/applications/{client_id}/secrets/{sid}/revoke", s.portalAuth(s.portalRevokeSecret)).Methods(http.MethodPost)
 	r.HandleFunc("/portal/users", s.portalAuth(s.portalUsers)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/users/{id}", s.portalAuth(s.portalUser)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/users/{id}/sessions/{sid}/revoke", s.portalAuth(s.portalRevokeSession)).Methods(http.MethodPost)

@@ -20,6 +20,7 @@ type tokenResult struct {
 	AccessToken  string `json:"access_token"`
 	ExpiresIn    int    `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func tokenResultOf(iss app.Issued) tokenResult {
@@ -28,7 +29,8 @@ func tokenResultOf(iss app.Issued) tokenResult {
 		// RFC 9449 §5: a DPoP-bound access token (cnf.jkt).
 		typ = "DPoP"
 	}
-	return tokenResult{TokenType: typ, AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken}
+	return tokenResult{TokenType: typ, AccessToken: iss.AccessToken, ExpiresIn: int(iss.ExpiresIn / time.Second), RefreshToken: iss.SessionToken,
+		IDToken: iss.IDToken}
 }
 
 // anonymousSignup is POST /api/anonymous_user/signup, as the Authgear SDK's

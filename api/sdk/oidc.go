@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/tokens"
 )
 
@@ -17,18 +18,29 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint":                        base + "/oauth2/token",
 		"userinfo_endpoint":                     base + "/oauth2/userinfo",
 		"revocation_endpoint":                   base + "/oauth2/revoke",
+		"introspection_endpoint":                base + "/oauth2/introspect",
 		"end_session_endpoint":                  base + "/oauth2/end_session",
 		"jwks_uri":                              base + "/oauth2/jwks",
 		"response_types_supported":              []string{"code", "none"},
+		"response_modes_supported":              []string{"query", "form_post"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", grantAnonymousRequest},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"dpop_signing_alg_values_supported":     dpopAlgorithms(),
-		"scopes_supported":                      []string{"openid", "offline_access", "https://authgear.com/scopes/full-access"},
-		"claims_supported": []string{"sub", "is_anonymous", "is_verified",
-			claimIsAnonymous, claimIsVerified, claimCanReauthenticate},
+		"token_endpoint_auth_methods_supported": []string{domain.AuthMethodNone, domain.AuthMethodBasic, domain.AuthMethodPost},
+		// Introspection is for confidential clients only.
+		"introspection_endpoint_auth_methods_supported": []string{domain.AuthMethodBasic, domain.AuthMethodPost},
+		"revocation_endpoint_auth_methods_supported":    []string{domain.AuthMethodNone, domain.AuthMethodBasic, domain.AuthMethodPost},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"dpop_signing_alg_values_supported":             dpopAlgorithms(),
+		"prompt_values_supported":                       []string{"none", "login", "consent"},
+		"scopes_supported":                              []string{"openid", "offline_access", "email", "phone", "profile", "https://authgear.com/scopes/full-access"},
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "amr", "azp",
+			"email", "email_verified", "phone_number", "phone_number_verified", "preferred_username",
+			"is_anonymous", "is_verified", claimIsAnonymous, claimIsVerified, claimCanReauthenticate},
+		"claims_parameter_supported":      false,
+		"request_parameter_supported":     false,
+		"request_uri_parameter_supported": false,
+		"ui_locales_supported":            []string{"en"},
 	})
 }
 

@@ -15,18 +15,6 @@ import (
 	"github.com/idstream/idstream/testenv"
 )
 
-// regularUser signs a guest up and promotes it headlessly to loginID (with
-// goodPassword); it returns the sub.
-func regularUser(t *testing.T, c *apitest.Client, loginID string) string {
-	t.Helper()
-	at, _ := apitest.Signup(t, c)
-	sub := apitest.Str(c.Userinfo(at).Body, "sub")
-	if r := c.Promote(at, loginID, apitest.GoodPassword); r.Status != 200 {
-		t.Fatalf("promote to %s: %d %s", loginID, r.Status, r.Raw)
-	}
-	return sub
-}
-
 func TestHeadlessPromotionTokenMode(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
 	c := apitest.NewClient(t, n)
@@ -357,7 +345,7 @@ func TestConflictPolicyLoginMergesGuest(t *testing.T) {
 		c.Promotion.ConflictPolicy = "login"
 	}})
 	c := apitest.NewClient(t, n)
-	owner := regularUser(t, c, "owner@example.com")
+	owner := apitest.RegularUser(t, c, "owner@example.com")
 	atGuest, rtGuest := apitest.Signup(t, c)
 	guest := apitest.Str(c.Userinfo(atGuest).Body, "sub")
 	pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + atGuest})

@@ -205,7 +205,7 @@ func TestDisableRevokesSessionsTheReadModelLacks(t *testing.T) {
 		c.AdminAPIKeys = []string{apitest.AdminKey}
 	}, NoProjections: true})
 	c := apitest.NewClient(t, n)
-	sub := regularUser(t, c, "disabled@example.com")
+	sub := apitest.RegularUser(t, c, "disabled@example.com")
 	var rts []string
 	for range 10 {
 		verifier, challenge := apitest.PKCE()
@@ -281,7 +281,7 @@ func TestConcurrentCodeExchangesLeaveNoLiveSession(t *testing.T) {
 		c.RateLimits.SignInPerLoginID.Burst = &many
 	}})
 	c := apitest.NewClient(t, n)
-	regularUser(t, c, "race@example.com")
+	apitest.RegularUser(t, c, "race@example.com")
 	for round := range 25 {
 		verifier, challenge := apitest.PKCE()
 		page, csrf, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
@@ -333,7 +333,7 @@ func TestSignInLockoutSparesTheOwner(t *testing.T) {
 		c.RateLimits.SignInPerLoginID.Burst = &three
 	}})
 	c := apitest.NewClient(t, n)
-	regularUser(t, c, "owner@example.com")
+	apitest.RegularUser(t, c, "owner@example.com")
 	// One address guessing: it is stopped, the owner elsewhere is not.
 	for i := range 4 {
 		want := 401
@@ -414,7 +414,7 @@ func TestPromotionAndSignUpAttemptsLimited(t *testing.T) {
 	}})
 	c := apitest.NewClient(t, n)
 	c.From = "203.0.113.20"
-	regularUser(t, c, "taken@example.com")
+	apitest.RegularUser(t, c, "taken@example.com")
 	// One guest probing a taken email: 409 until the limit of "taken"
 	// answers per login ID (10), then 429.
 	g := apitest.NewClient(t, n)
@@ -531,7 +531,7 @@ func TestHeadlessPromotionFollowsTheConflictPolicy(t *testing.T) {
 		c.Promotion.ConflictPolicy = "login"
 	}})
 	c := apitest.NewClient(t, n)
-	owner := regularUser(t, c, "headless-owner@example.com")
+	owner := apitest.RegularUser(t, c, "headless-owner@example.com")
 	at, rt := apitest.Signup(t, c)
 	guest := apitest.Str(c.Userinfo(at).Body, "sub")
 	if r := c.Promote(at, "headless-owner@example.com", "not-the-password-at-all"); r.Status != 401 || r.Reason() != "InvalidCredentials" {

@@ -44,6 +44,7 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/api/anonymous_user/promote", s.promote).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/token", s.token).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
+	r.HandleFunc("/oauth2/introspect", s.introspect).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/challenge", s.challenge).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/userinfo", s.userinfo).Methods(http.MethodGet, http.MethodPost)
 }

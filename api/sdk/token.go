@@ -6,6 +6,7 @@ import (
 
 	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
 )
 
 // dpopRequest is what the request says about DPoP: its DPoP header and the
@@ -23,8 +24,10 @@ func (s *Server) dpopRequest(r *http.Request) app.DPoPRequest {
 // grantAnonymousRequest is Authgear's key-pair grant.
 const grantAnonymousRequest = "urn:authgear:params:oauth:grant-type:anonymous-request"
 
-// token is the OAuth token endpoint. Grants: refresh_token and the
-// anonymous-request (key-pair) grant.
+// token is the OAuth token endpoint. Grants: authorization_code,
+// refresh_token (both authenticate the client by its
+// token_endpoint_auth_method) and the anonymous-request (key-pair) grant.
+// A session granted openid gets an ID token with each answer.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	httpx.NoStore(w)
 	form, err := httpx.ParseForm(r)
@@ -42,18 +45,28 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch form.Get("grant_type") {
 	case "refresh_token":
 		rt := form.Get("refresh_token")
-		if form.Get("client_id") == "" || rt == "" {
+		if rt == "" {
 			s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "client_id and refresh_token are required"))
 			return
 		}
-		iss, err := s.Service.Refresh(r.Context(), form.Get("client_id"), rt, m)
+		cl, err := s.authenticateClient(r, form)
+		if err != nil {
+			s.WriteOAuthError(w, r, err)
+			return
+		}
+		iss, err := s.Service.Refresh(r.Context(), cl.ClientID, rt, m)
 		if err != nil {
 			s.WriteOAuthError(w, r, err)
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, tokenResultOf(iss))
 	case "authorization_code":
-		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), form.Get("client_id"), form.Get("code"),
+		cl, err := s.authenticateClient(r, form)
+		if err != nil {
+			s.WriteOAuthError(w, r, err)
+			return
+		}
+		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), cl.ClientID, form.Get("code"),
 			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), m)
 		if err != nil {
 			s.WriteOAuthError(w, r, err)
@@ -103,7 +116,8 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 }
 
 // revoke is RFC 7009 token revocation: a refresh token (or session cookie
-// value) ends its session. The answer is 200 whatever the token was.
+// value) ends its session; a confidential client's only when the request
+// authenticated as that client. The answer is 200 whatever the token was.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	form, err := httpx.ParseForm(r)
 	if err != nil {
@@ -115,7 +129,18 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "token is required"))
 		return
 	}
-	if err := s.Service.RevokeToken(r.Context(), tok, httpx.Meta(r)); err != nil {
+	// A confidential client authenticates (RFC 7009 §2.1); a public one
+	// need not.
+	var caller *domain.ClientSettings
+	if _, _, basic := r.BasicAuth(); basic || form.Get("client_secret") != "" {
+		cl, err := s.authenticateClient(r, form)
+		if err != nil {
+			s.WriteOAuthError(w, r, err)
+			return
+		}
+		caller = &cl
+	}
+	if err := s.Service.RevokeClientToken(r.Context(), caller, tok, httpx.Meta(r)); err != nil {
 		s.WriteOAuthError(w, r, err)
 		return
 	}

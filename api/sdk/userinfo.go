@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -51,13 +52,15 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := p.User
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{
-		"sub":                  u.UserID(),
-		"is_anonymous":         u.IsAnonymous(),
-		"is_verified":          false,
-		claimIsAnonymous:       u.IsAnonymous(),
-		claimIsVerified:        false,
-		claimCanReauthenticate: false,
-		"updated_at":           u.CreatedAt().Unix(),
-	})
+	out := map[string]any{
+		"sub":          u.UserID(),
+		"is_anonymous": u.IsAnonymous(),
+		"is_verified":  false,
+		"updated_at":   u.CreatedAt().Unix(),
+	}
+	// The Authgear claims and, by the session's scope, email, phone_number
+	// and preferred_username: the ID token's rule (app.UserClaims).
+	raw, _ := json.Marshal(app.UserClaims(u, p.Session))
+	_ = json.Unmarshal(raw, &out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
