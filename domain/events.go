@@ -223,7 +223,8 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated, TypeSettingsChanged}
+		TypeLoginIDReleased, TypeExternalIdentityClaimed, TypeExternalIdentityReleased, TypeUserExternalLinked, TypeUserExternalUnlinked,
+		TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated, TypeSettingsChanged}
 }
 
 // RetiredEventTypes lists the event types that are no longer written but are
@@ -286,6 +287,14 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[LoginIDReleased](data, u)
 	case TypeSettingsChanged:
 		ev = decodeAs[SettingsChanged](data, u)
+	case TypeExternalIdentityClaimed:
+		ev = decodeAs[ExternalIdentityClaimed](data, u)
+	case TypeExternalIdentityReleased:
+		ev = decodeAs[ExternalIdentityReleased](data, u)
+	case TypeUserExternalLinked:
+		ev = decodeAs[UserExternalLinked](data, u)
+	case TypeUserExternalUnlinked:
+		ev = decodeAs[UserExternalUnlinked](data, u)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

@@ -22,9 +22,15 @@ type UserPromoted struct {
 	ClientID string `json:"client_id"`
 	// GuestMethod is how the guest signed in until now: MethodAnonymous (a
 	// web guest, its session only) or MethodAnonymousKey (a device key pair).
-	GuestMethod    string    `json:"guest_method"`
-	LoginIDType    string    `json:"login_id_type"`
-	LoginID        string    `json:"login_id"`
+	GuestMethod string `json:"guest_method"`
+	// Method is what the guest became a user with: MethodPassword (a
+	// login ID and password) or MethodExternal (an external identity of
+	// Provider; no login ID). Absent in events written before issue 19:
+	// MethodPassword.
+	Method         string    `json:"method,omitempty"`
+	Provider       string    `json:"provider,omitempty"`
+	LoginIDType    string    `json:"login_id_type,omitempty"`
+	LoginID        string    `json:"login_id,omitempty"`
 	GuestCreatedAt time.Time `json:"guest_created_at"`
 	PromotedAt     time.Time `json:"promoted_at"`
 }
@@ -47,10 +53,13 @@ func (UserPromoted) EventType() string { return TypeUserPromoted }
 
 // UserRegistered: a regular user signed up directly (never a guest).
 type UserRegistered struct {
-	UserID       string    `json:"user_id"`
-	ClientID     string    `json:"client_id"`
-	LoginIDType  string    `json:"login_id_type"`
-	LoginID      string    `json:"login_id"`
+	UserID   string `json:"user_id"`
+	ClientID string `json:"client_id"`
+	// Method and Provider: as in UserPromoted.
+	Method       string    `json:"method,omitempty"`
+	Provider     string    `json:"provider,omitempty"`
+	LoginIDType  string    `json:"login_id_type,omitempty"`
+	LoginID      string    `json:"login_id,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
 }
 
@@ -158,7 +167,7 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	}
 	now := c.Now.UTC()
 	evs := []Event{
-		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), LoginIDType: c.LoginIDType, LoginID: c.LoginID,
+		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), Method: MethodPassword, LoginIDType: c.LoginIDType, LoginID: c.LoginID,
 			GuestCreatedAt: u.createdAt, PromotedAt: now},
 		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now},
 	}
@@ -192,7 +201,7 @@ func DecideRegister(u User, l LoginID, c Register) (Promotion, error) {
 	now := c.Now.UTC()
 	return Promotion{
 		User: []Event{
-			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
+			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, Method: MethodPassword, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
 			PasswordSet{UserID: c.UserID, PasswordHash: c.PasswordHash, Reason: "registration", SetAt: now},
 		},
 		Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: c.UserID, ClaimedAt: now},

@@ -202,6 +202,10 @@ func TestSchemasRejectBadPayloads(t *testing.T) {
 		{"unknown login ID type", domain.TypeLoginIDClaimed, "login_id_type", "nickname"},
 		{"promotion without guest method", domain.TypeUserPromoted, "guest_method", nil},
 		{"promotion with unknown guest method", domain.TypeUserPromoted, "guest_method", domain.GuestMethodUnknown},
+		{"external promotion with a login ID", domain.TypeUserPromoted, "method", domain.MethodExternal},
+		{"external registration without provider", domain.TypeUserRegistered, "method", domain.MethodExternal},
+		{"unknown promotion method", domain.TypeUserPromoted, "method", "magic_link"},
+		{"token in an external identity", domain.TypeExternalIdentityClaimed, "id_token", "eyJhbGciOi"},
 		{"operator reason too long", domain.TypeUserDisabled, "reason", string(bytes.Repeat([]byte("x"), 501))},
 	}
 	for _, tc := range tests {
@@ -230,6 +234,8 @@ const (
 	idleGuestID  = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a03"
 	mergeGuestID = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a04"
 	memberID     = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a05"
+	extGuestID   = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a06"
+	extMemberID  = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a07"
 	firstSession = "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c01"
 	clientID     = "web-app"
 )
@@ -362,6 +368,30 @@ func emittedSamples(t *testing.T) []domain.Event {
 	mergeGuest := fold(domain.User{}, must(domain.DecideCreateAnonymousUser(domain.User{},
 		domain.CreateAnonymousUser{UserID: mergeGuestID, ClientID: clientID, Now: now})))
 	must(domain.DecideMerge(mergeGuest, memberID, at))
+
+	// Upstream identity providers (issue 19): a guest promoted with an
+	// external identity, a registration with one, a further identity linked
+	// and one unlinked, and a session of the method.
+	extGuest := fold(domain.User{}, must(domain.DecideCreateAnonymousUser(domain.User{},
+		domain.CreateAnonymousUser{UserID: extGuestID, ClientID: clientID, Now: now})))
+	gh := domain.ExternalRef{Provider: "github", Subject: "583231"}
+	xp, err := domain.DecidePromoteExternal(extGuest, domain.ExternalIdentity{}, domain.ExternalRef{Provider: "google",
+		Subject: "109876543210", Email: "grace@example.com"}, at)
+	extUser := fold(extGuest, must(xp.User, err))
+	out = append(out, xp.Claim)
+	xl, err := domain.DecideLinkExternal(extUser, domain.ExternalIdentity{}, gh, at)
+	extUser = fold(extUser, must(xl.User, err))
+	out = append(out, xl.Claim)
+	xu, err := domain.DecideUnlinkExternal(extUser, domain.EvolveExternalIdentity(domain.ExternalIdentity{}, xl.Claim), gh, at)
+	must(xu.User, err)
+	out = append(out, xu.Claim)
+	xr, err := domain.DecideRegisterExternal(domain.User{}, domain.ExternalIdentity{}, extMemberID, clientID,
+		domain.ExternalRef{Provider: "apple", Subject: "001234.abcdef"}, at)
+	extMember := fold(domain.User{}, must(xr.User, err))
+	out = append(out, xr.Claim)
+	must(domain.DecideStartSession(extMember, domain.Session{}, domain.StartSession{SessionID: sessionID(40), ClientID: clientID,
+		Kind: domain.SessionKindCookie, Method: domain.MethodExternal, TokenHash: tokenHash("t40"), IdleTimeout: time.Hour,
+		Lifetime: 24 * time.Hour, Now: at}))
 
 	// The reaper: a web guest without live sessions, a key guest that no
 	// longer signs in.

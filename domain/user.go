@@ -31,6 +31,8 @@ type User struct {
 	endedBefore int
 	lastSignIn  time.Time
 	expired     bool
+	// externals are the user's external identities (issue 19).
+	externals []ExternalRef
 	// Set by operators.
 	disabled bool
 	deleted  bool
@@ -154,6 +156,8 @@ func FoldUser(u User, evs ...Event) User {
 			u.disabled = true
 		case UserEnabled:
 			u.disabled = false
+		case UserExternalLinked, UserExternalUnlinked:
+			u = foldExternal(u, ev)
 		case UserDeleted:
 			u.deleted = true
 			u.loginType, u.loginID, u.pwHash = "", "", ""
