@@ -67,6 +67,11 @@ type CodeEntry struct {
 	// ReauthSession is the live session an id_token_hint named: the code
 	// re-authenticates it instead of starting a new one.
 	ReauthSession string `json:"reauth_session,omitempty"`
+	// Method is how an authorization code's user signed in (empty:
+	// password); Upstream is an upstream authorization request's state
+	// (issue 19).
+	Method   string         `json:"method,omitempty"`
+	Upstream *UpstreamState `json:"upstream,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees

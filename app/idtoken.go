@@ -21,6 +21,10 @@ func amrOf(method string) []string {
 		return []string{"pwd"}
 	case domain.MethodAnonymousKey:
 		return []string{"swk"}
+	case domain.MethodExternal:
+		// An upstream identity provider (issue 19): "fed", as Azure AD
+		// and Authgear say of federated sign-in (not in RFC 8176).
+		return []string{"fed"}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -193,9 +194,15 @@ func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns 
 		if ns != nil {
 			m := *ns
 			m.Method = domain.MethodPassword // the account's own password
+			if p.External != nil {
+				m.Method = domain.MethodExternal // or its external identity
+			}
 			ns = &m
 		}
 		return s.MergeGuest(ctx, p.GuestID, p.GuestSessionID, p.MergeInto, ns, meta)
+	}
+	if p.External != nil {
+		return s.promoteExternal(ctx, p, ns, meta)
 	}
 	id, err := loginid.Parse(loginid.Type(p.LoginIDType), p.LoginID)
 	if err != nil {
@@ -506,6 +513,9 @@ type PendingPromotion struct {
 	// MergeInto: the login ID belongs to this account and the person proved
 	// its password (conflict policy "login"); the guest merges into it.
 	MergeInto string `json:"merge_into,omitempty"`
+	// External: the promotion is with this external identity (issue 19),
+	// not a login ID and password; with MergeInto, the identity's holder.
+	External *domain.ExternalRef `json:"external,omitempty"`
 }
 
 // PreparePromotion decides a promotion without writing it: the limits, the
@@ -578,6 +588,8 @@ type AuthorizationRequest struct {
 	ReauthSession string
 	// DPoPJKT is the authorize request's dpop_jkt, if any.
 	DPoPJKT string
+	// Method is how the user signed in (default MethodPassword).
+	Method string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -588,7 +600,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
 		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
-		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT})
+		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -644,7 +656,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	// concurrent exchanges one spends the code, and the other, whose
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
-	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
+	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: cmp.Or(e.Method, domain.MethodPassword),
 		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}, meta)
 	if err != nil {
 		return Issued{}, err
@@ -684,6 +696,9 @@ func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, 
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
 		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}
+	if p.External != nil {
+		ns.Method = domain.MethodExternal
+	}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

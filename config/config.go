@@ -94,6 +94,8 @@ type Config struct {
 		Secure *bool  `yaml:"secure"`
 	} `yaml:"cookie"`
 	Clients []Client `yaml:"clients"`
+	// Providers are the upstream identity providers (providers.go).
+	Providers []Provider `yaml:"providers"`
 	// LoginIDTypes are the kinds of login ID people may use (email, phone,
 	// username).
 	LoginIDTypes []string `yaml:"login_id_types"`
@@ -300,6 +302,9 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if err := c.PrepareProviders(getenv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
 }

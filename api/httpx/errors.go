@@ -17,6 +17,7 @@ import (
 	"github.com/idstream/idstream/password"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/tokens"
+	"github.com/idstream/idstream/upstream"
 	"github.com/idstream/idstream/workers"
 )
 
@@ -224,6 +225,25 @@ func Classify(err error) *Error {
 		return wrap(NewError(400, "Invalid", "JWTNotYetValid", "invalid_grant", "the jwt is issued in the future"))
 	case errors.Is(err, tokens.ErrRequestLifetime):
 		return wrap(NewError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
+	// Upstream identity providers (issue 19).
+	case errors.Is(err, domain.ErrExternalIdentityTaken):
+		return wrap(NewError(409, "Conflict", "ExternalIdentityTaken", "invalid_request", "this external identity belongs to another account"))
+	case errors.Is(err, domain.ErrExternalIdentityNotLinked):
+		return wrap(NewError(404, "NotFound", "ExternalIdentityNotFound", "invalid_request", "the user has no such external identity"))
+	case errors.Is(err, domain.ErrLastWayIn):
+		return wrap(NewError(409, "Conflict", "LastWayToSignIn", "invalid_request", "this is the account's last way to sign in; add another before removing it"))
+	case errors.Is(err, domain.ErrAnonymousCannotLink):
+		return wrap(BadRequest("NotRegularUser", "invalid_request", "a guest links an external identity by promotion"))
+	case errors.Is(err, upstream.ErrUnknownProvider):
+		return wrap(BadRequest("UnknownIdentityProvider", "invalid_request", "no such identity provider for this application"))
+	case errors.Is(err, upstream.ErrUnavailable):
+		return wrap(NewError(502, "BadGateway", "UpstreamUnavailable", "temporarily_unavailable", "the identity provider is not answering; try again later"))
+	case errors.Is(err, upstream.ErrRejected):
+		return wrap(BadRequest("UpstreamRejected", "access_denied", "the identity provider's answer could not be verified"))
+	case errors.Is(err, upstream.ErrEmailUnverified):
+		return wrap(BadRequest("UpstreamEmailUnverified", "access_denied", "the identity provider has not verified the email address"))
+	case errors.Is(err, upstream.ErrDenied):
+		return wrap(BadRequest("UpstreamDenied", "access_denied", "the sign-in at the identity provider was cancelled or refused"))
 	case errors.Is(err, domain.ErrUserNotFound):
 		return wrap(NewError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict), errors.Is(err, app.ErrLimiterUnavailable):
@@ -244,6 +264,9 @@ const (
 // keyed by its reason: the one place that turns errors into words for
 // people. typed is the login ID the person typed, to name its kind.
 func PageText(e *Error, audience, typed string) string {
+	if t, ok := upstreamText[e.Reason]; ok {
+		return t
+	}
 	if e.Status >= 500 {
 		if audience == AudiencePortal {
 			return "Signing in is not possible right now. Try again in a moment."
@@ -271,6 +294,17 @@ func PageText(e *Error, audience, typed string) string {
 		return "The password " + strings.TrimPrefix(e.Message, "the password does not meet the policy: password ") + "."
 	}
 	return e.Message + "."
+}
+
+// upstreamText are the pages' words for the errors of "Continue with
+// <provider>" (issue 19).
+var upstreamText = map[string]string{
+	"UpstreamUnavailable":     "The identity provider is not answering right now. Nothing was changed: try again in a moment, or use another way to continue.",
+	"UpstreamRejected":        "The identity provider's answer could not be verified, so you were not signed in. Nothing was changed: go back and try again.",
+	"UpstreamEmailUnverified": "The identity provider has not verified your email address. Verify it there first, or use another way to continue.",
+	"UpstreamDenied":          "The sign-in at the identity provider was cancelled. Nothing was changed.",
+	"ExternalIdentityTaken":   "This account at the identity provider is already linked to another account here. Sign in to that account instead, or use another way to continue.",
+	"LastWayToSignIn":         "This is your account's last way to sign in, so it cannot be removed. Add another first.",
 }
 
 // loginNoun names the kind of login ID a person typed.
