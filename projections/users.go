@@ -46,9 +46,10 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	case domain.AnonymousKeyRemoved:
 		q.Update(userKeyChanged, e.UserID, false, seq)
 	case domain.UserPromoted:
-		q.Update(userPromoted, e.UserID, false, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
+		// A promotion with an external identity has no login ID (NULL).
+		q.Update(userPromoted, e.UserID, false, orNull(e.LoginIDType), orNull(e.LoginID), e.PromotedAt, seq)
 	case domain.UserRegistered:
-		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq, nil)
+		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, orNull(e.LoginIDType), orNull(e.LoginID), seq, nil)
 	case domain.UserSignedIn:
 		q.Update(userSignedIn, e.UserID, e.SignedInAt, e.SignedInAt, seq)
 	case domain.AnonymousUserExpired:
@@ -134,6 +135,12 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 		q.Insert(insertLoginID, "login_id:"+e.LoginIDType+":"+e.LoginID, e.UserID, e.LoginIDType, e.ClaimedAt, seq)
 	case domain.LoginIDReleased:
 		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "login_id:"+e.LoginIDType+":"+e.LoginID)
+	case domain.ExternalIdentityClaimed:
+		// External identities (issue 19): type "external", id
+		// external:<provider>:<subject>.
+		q.Insert(insertLoginID, "external:"+e.Provider+":"+e.Subject, e.UserID, "external", e.ClaimedAt, seq)
+	case domain.ExternalIdentityReleased:
+		q.ExecOne(`DELETE FROM identities WHERE id = $1`, "external:"+e.Provider+":"+e.Subject)
 	case domain.SessionStarted:
 		if e.KeyID != "" {
 			q.Update(keyUsed, "anonymous_key:"+e.KeyID, e.StartedAt, seq)

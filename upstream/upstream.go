@@ -119,6 +119,12 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 	ctx = r.ctx(ctx)
 	res = &resolved{endpoint: oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, AuthStyle: oauth2.AuthStyleInParams}}
 	vc := &oidc.Config{ClientID: p.ClientID, Now: r.now, SkipIssuerCheck: p.MicrosoftMultiTenant()}
+	if p.JWKSURL != "" {
+		// Without discovery, the algorithms a provider signs with are
+		// not known: the asymmetric ones go-oidc verifies (never none or
+		// HMAC).
+		vc.SupportedSigningAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
+	}
 	if p.Kind == config.ProviderOIDC {
 		if p.AuthURL == "" || p.TokenURL == "" || p.JWKSURL == "" {
 			dctx := ctx

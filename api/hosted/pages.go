@@ -26,7 +26,7 @@ import (
 var webFS embed.FS
 
 var pageTemplates = map[string]*template.Template{
-	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html")),
+	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html", "web/upstream.html")),
 	"message": template.Must(template.ParseFS(webFS, "web/layout.html", "web/message.html")),
 	"logout":  template.Must(template.ParseFS(webFS, "web/layout.html", "web/logout.html")),
 }
@@ -50,6 +50,8 @@ type pageData struct {
 	MinLength                      int
 	// ClientID is the logout confirmation's client (RP-initiated logout).
 	ClientID string
+	// Upstream are the "Continue with <provider>" links (upstream.go).
+	Upstream []upstreamLink
 }
 
 // PageHeaders: hosted pages run no script, load only our stylesheet, cannot
@@ -268,7 +270,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (string, app.C
 }
 
 func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData {
-	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength}
+	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, Upstream: s.upstreamLinks(flowID, f)}
 	kinds := map[string]string{"email": "email address", "phone": "phone number", "username": "username"}
 	var names []string
 	for _, t := range s.cfg.LoginIDTypes {
@@ -446,6 +448,11 @@ func joinOr(words []string) string {
 // finishFlow ends a flow: an authorization code back to the app, or (cookie
 // mode) a session cookie and a plain return.
 func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
+	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, domain.MethodPassword)
+}
+
+// finishFlowAs is finishFlow for a user who signed in by the method.
+func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion, method string) {
 	ctx := r.Context()
 	s.Service.DeleteCode(ctx, flowID)
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
@@ -454,7 +461,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		// A sign-in by the user of an id_token_hint whose session is live
 		// re-authenticates that session (the SDKs' reauthentication).
 		reauth := ""
-		if promotion == nil && f.Subject != "" && f.Subject == userID {
+		if promotion == nil && method == domain.MethodPassword && f.Subject != "" && f.Subject == userID {
 			var err error
 			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
 				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
@@ -462,7 +469,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 			}
 		}
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth, DPoPJKT: f.DPoPJKT})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: method})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
@@ -471,7 +478,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		return
 	}
 	if started == nil {
-		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, httpx.Meta(r))
+		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: method}, httpx.Meta(r))
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

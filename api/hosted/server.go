@@ -13,6 +13,7 @@ import (
 	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/upstream"
 )
 
 // Deps are the hosted pages' dependencies.
@@ -25,6 +26,8 @@ type Deps struct {
 type Server struct {
 	Deps
 	cfg *config.Config
+	// upstream are the upstream identity providers (issue 19).
+	upstream *upstream.Registry
 }
 
 // New builds the hosted pages' server.
@@ -32,7 +35,7 @@ func New(d Deps) (*Server, error) {
 	if d.Base == nil || d.Service == nil {
 		return nil, errors.New("hosted: base and service are required")
 	}
-	return &Server{Deps: d, cfg: d.Service.Config()}, nil
+	return &Server{Deps: d, cfg: d.Service.Config(), upstream: upstream.New(d.Service.Config().Providers, d.Service.Now)}, nil
 }
 
 // Mount adds the hosted pages' routes to r.
@@ -42,4 +45,5 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/flows/{flow}", s.flowGet).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
+	s.mountUpstream(r)
 }

@@ -1,0 +1,211 @@
+package hosted
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/upstream"
+)
+
+// "Continue with <provider>" (issue 19). A flow page links to
+// /flows/{flow}/upstream/{provider}, which (for the browser holding the
+// flow's binding cookie) sends the browser to the provider with a fresh
+// state, nonce and PKCE challenge, kept under the state's hash with the
+// flow they continue, and a binding cookie of their own. The provider
+// returns to /oauth2/upstream/callback (GET, or POST for form_post): the
+// state is spent (single use across nodes), the binding cookie checked,
+// the code exchanged with the verifier and the provider's ID token
+// verified (package upstream); then the flow ends as a password flow does,
+// with the method "external".
+
+// upstreamTTL bounds the time at the provider's pages.
+const upstreamTTL = 10 * time.Minute
+
+// CallbackPath is the redirect URI to register with every provider
+// (after the public URL).
+const CallbackPath = "/oauth2/upstream/callback"
+
+type upstreamLink struct{ Name, Href string }
+
+func (s *Server) mountUpstream(r *mux.Router) {
+	r.HandleFunc("/flows/{flow}/upstream/{provider}", s.upstreamStart).Methods(http.MethodGet)
+	r.HandleFunc(CallbackPath, s.upstreamCallback).Methods(http.MethodGet, http.MethodPost)
+}
+
+// upstreamLinks are the providers a flow page offers: those of its client,
+// except on a re-authentication (id_token_hint), which is by password.
+func (s *Server) upstreamLinks(flowID string, f app.CodeEntry) []upstreamLink {
+	if f.Subject != "" {
+		return nil
+	}
+	var out []upstreamLink
+	for _, p := range s.upstream.For(f.ClientID) {
+		out = append(out, upstreamLink{Name: p.Name, Href: "/flows/" + flowID + "/upstream/" + p.ID})
+	}
+	return out
+}
+
+func upstreamCookie(state string) string { return "idstream_up_" + state[:12] }
+
+func (s *Server) callbackURL() string { return s.cfg.PublicURL + CallbackPath }
+
+// flowError shows the flow's page again with the error (the flow stays
+// usable: another way in, or another try).
+func (s *Server) flowError(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, err error) {
+	e := s.LogError(r, err)
+	mode := modeSignIn
+	if f.UserID != "" {
+		mode = modePromote
+	}
+	d := s.flowPage(flowID, f, mode)
+	d.Error = httpx.PageText(e, httpx.AudienceFlow, "")
+	s.renderPage(w, e.Status, "flow", f.RedirectURI, d)
+}
+
+// upstreamStart sends the browser to the provider.
+func (s *Server) upstreamStart(w http.ResponseWriter, r *http.Request) {
+	flowID, f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	p, err := s.upstream.Provider(mux.Vars(r)["provider"], f.ClientID)
+	if err == nil && f.Subject != "" {
+		err = upstream.ErrUnknownProvider
+	}
+	if err != nil {
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	state, err1 := s.Service.NewCode()
+	nonce, err2 := s.Service.NewCode()
+	verifier, err3 := s.Service.NewCode()
+	binding, err4 := s.Service.NewCode()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		return
+	}
+	req := upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: nonce, Verifier: verifier}
+	target, err := s.upstream.AuthURL(r.Context(), p, req)
+	if err != nil {
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	entry := app.CodeEntry{Kind: app.CodeUpstream, ClientID: f.ClientID, ExpiresAt: s.Service.Now().Add(upstreamTTL), Binding: hashHex(binding),
+		Upstream: &app.UpstreamState{FlowID: flowID, Provider: p.ID, Nonce: nonce, Verifier: verifier}}
+	if err := s.Service.PutCode(r.Context(), state, entry); err != nil {
+		s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+		return
+	}
+	// A provider that posts its answer (form_post: Apple) comes back with
+	// a cross-site POST, which carries only SameSite=None cookies (those
+	// need Secure, so https).
+	same, secure := http.SameSiteLaxMode, *s.cfg.Cookie.Secure
+	if p.ResponseMode == "form_post" {
+		same, secure = http.SameSiteNoneMode, true
+	}
+	http.SetCookie(w, &http.Cookie{Name: upstreamCookie(state), Value: binding, Path: CallbackPath, HttpOnly: true, Secure: secure,
+		SameSite: same, MaxAge: int(upstreamTTL / time.Second)})
+	httpx.NoStore(w)
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// upstreamCallback is where the provider sends the browser back.
+func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil {
+			s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The answer could not be read. Go back to the application and start again.")
+			return
+		}
+		q = r.PostForm
+	}
+	state := q.Get("state")
+	if len(state) < 12 {
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The answer from the identity provider is incomplete. Go back to the application and start again.")
+		return
+	}
+	c, cerr := r.Cookie(upstreamCookie(state))
+	if cerr != nil {
+		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-in was started in another browser or has expired. Go back to the application and start again.")
+		return
+	}
+	ctx := r.Context()
+	e, err := s.Service.TakeUpstreamState(ctx, state)
+	if err != nil || subtle.ConstantTimeCompare([]byte(hashHex(c.Value)), []byte(e.Binding)) != 1 {
+		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-in was started in another browser, has expired or was already used. Go back to the application and start again.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: upstreamCookie(state), Value: "", Path: CallbackPath, HttpOnly: true, Secure: c.Secure, MaxAge: -1})
+	up := e.Upstream
+	flowID := up.FlowID
+	f, err := s.Service.Flow(ctx, flowID)
+	if err != nil || f.ClientID != e.ClientID {
+		s.messagePage(w, http.StatusNotFound, "This page has expired", "Go back to the application and start again.")
+		return
+	}
+	if q.Get("error") != "" {
+		s.flowError(w, r, flowID, f, upstream.ErrDenied)
+		return
+	}
+	p, err := s.upstream.Provider(up.Provider, f.ClientID)
+	if err != nil {
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	id, err := s.upstream.Complete(ctx, p, upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: up.Nonce, Verifier: up.Verifier}, q.Get("code"))
+	if err != nil {
+		s.Log.InfoContext(ctx, "upstream sign-in refused", "request_id", httpx.RequestID(ctx), "provider", p.ID, "error", err)
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	ref := domain.ExternalRef{Provider: id.Provider, Subject: id.Subject, Email: id.Email}
+	meta := httpx.Meta(r)
+	if f.UserID == "" {
+		u, err := s.Service.SignInExternal(ctx, f.ClientID, ref, s.ClientIP(r), meta)
+		if err != nil {
+			s.flowError(w, r, flowID, f, err)
+			return
+		}
+		s.finishFlowAs(w, r, flowID, f, u.UserID(), nil, nil, domain.MethodExternal)
+		return
+	}
+	// A guest's promotion, with the same rules as by password.
+	if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
+		s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
+		return
+	}
+	pending, err := s.Service.PrepareExternalPromotion(ctx, f.UserID, f.SessionID, ref, s.ClientIP(r))
+	if err != nil {
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	userID := f.UserID
+	if pending.MergeInto != "" {
+		userID = pending.MergeInto
+	}
+	if f.ResponseType == "code" {
+		// Written when the app exchanges the code with its verifier.
+		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+		s.finishFlowAs(w, r, flowID, f, userID, nil, &pending, domain.MethodExternal)
+		return
+	}
+	if !s.holdsGuestSession(r, f) {
+		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
+		return
+	}
+	iss, err := s.Service.CompletePromotion(ctx, pending, &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodExternal}, meta)
+	if err != nil {
+		s.flowError(w, r, flowID, f, err)
+		return
+	}
+	s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+	s.finishFlowAs(w, r, flowID, f, iss.UserID, &iss, nil, domain.MethodExternal)
+}
+

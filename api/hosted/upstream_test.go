@@ -1,0 +1,498 @@
+package hosted_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/api/apitest"
+	"github.com/idstream/idstream/api/hosted"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/testenv"
+	"github.com/idstream/idstream/testenv/upstream"
+)
+
+// idpEnv is a node with one upstream provider, "acme", a real OpenID
+// provider (zitadel/oidc's op package) on loopback.
+type idpEnv struct {
+	n  *testenv.Node
+	op *upstream.Provider
+}
+
+type idpOptions struct {
+	policy string
+	life   time.Duration
+	// provider changes the provider's configuration (given the running
+	// OP) before the node starts.
+	provider func(*config.Provider, *upstream.Provider)
+}
+
+func startIdP(t *testing.T, o idpOptions) idpEnv {
+	t.Helper()
+	var e idpEnv
+	e.n = testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		if o.policy != "" {
+			c.Promotion.ConflictPolicy = o.policy
+		}
+		e.op = upstream.Start(t, upstream.Options{RedirectURI: c.PublicURL + hosted.CallbackPath, IDTokenLifetime: o.life})
+		testenv.RecordSecret("upstream client secret", e.op.ClientSecret)
+		p := config.Provider{ID: "acme", Name: "Acme", Issuer: e.op.Issuer, ClientID: e.op.ClientID,
+			ClientSecretEnv: "ACME_SECRET", Clients: []string{config.DevClientID}}
+		if o.provider != nil {
+			o.provider(&p, e.op)
+		}
+		c.Providers = []config.Provider{p}
+		if err := c.PrepareProviders(func(k string) string {
+			if k == "ACME_SECRET" {
+				return e.op.ClientSecret
+			}
+			return ""
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	return e
+}
+
+// toProvider opens a flow page's "Continue with Acme" and goes through the
+// provider's pages (its login signs in the user SetUser chose); it returns
+// the path (with query) the provider sends the browser back to. tamper, if
+// set, changes the authorization request on its way to the provider.
+func toProvider(t *testing.T, c *apitest.Client, page string, tamper func(url.Values)) string {
+	t.Helper()
+	r := c.Do(http.MethodGet, page+"/upstream/acme", "", "", nil)
+	if r.Status != http.StatusFound {
+		t.Fatalf("continue with acme: %d %s", r.Status, r.Raw)
+	}
+	next, _ := url.Parse(r.Header.Get("Location"))
+	if tamper != nil {
+		q := next.Query()
+		tamper(q)
+		next.RawQuery = q.Encode()
+	}
+	for range 10 {
+		resp, err := c.HTTP.Get(next.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("at the provider (%s): %d %s", next, resp.StatusCode, body)
+		}
+		loc, err := next.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(loc.String(), c.Base+hosted.CallbackPath) {
+			return strings.TrimPrefix(loc.String(), c.Base)
+		}
+		next = loc
+	}
+	t.Fatal("the provider never sent the browser back")
+	return ""
+}
+
+// codeOf is the authorization code of a flow's last redirect to the app.
+func codeOf(t *testing.T, r apitest.Response) string {
+	t.Helper()
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.Status != http.StatusFound || loc == nil || loc.Host != "localhost:3000" || loc.Query().Get("code") == "" {
+		t.Fatalf("want a redirect to the app with a code, got %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	return loc.Query().Get("code")
+}
+
+func claimsOf(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", jwt)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// events are the log's events (type and payload), in order.
+func events(t *testing.T, n *testenv.Node) []eventstore.Record {
+	t.Helper()
+	last := apitest.LastSeq(t, n)
+	var out []eventstore.Record
+	for seq := uint64(1); seq <= last; seq++ {
+		r, err := n.Store.Get(context.Background(), seq)
+		if err != nil {
+			continue // a batch's gaps
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func countType(recs []eventstore.Record, typ string) int {
+	n := 0
+	for _, r := range recs {
+		if r.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// signUpWithAcme signs a new browser up through the provider (code flow)
+// and returns its tokens' sub.
+func signUpWithAcme(t *testing.T, e idpEnv) (sub string, c *apitest.Client) {
+	t.Helper()
+	c = apitest.NewClient(t, e.n)
+	verifier, challenge := apitest.PKCE()
+	params := apitest.AuthorizeParams(challenge, "")
+	params.Set("nonce", "rp-nonce-1")
+	page, _, p := c.HostedFlow(params)
+	if !strings.Contains(p.Raw, "Continue with Acme") {
+		t.Fatalf("sign-in page offers no provider: %s", p.Raw)
+	}
+	code := codeOf(t, c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil))
+	tok := c.Exchange(code, verifier)
+	if tok.Status != 200 {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	idt := claimsOf(t, apitest.Str(tok.Body, "id_token"))
+	if amr, _ := idt["amr"].([]any); len(amr) != 1 || amr[0] != "fed" || idt["nonce"] != "rp-nonce-1" {
+		t.Fatalf("ID token of an upstream sign-in: %v", idt)
+	}
+	info := c.Userinfo(apitest.Str(tok.Body, "access_token"))
+	if info.Status != 200 || info.Body["is_anonymous"] != false {
+		t.Fatalf("userinfo: %d %s", info.Status, info.Raw)
+	}
+	return apitest.Str(info.Body, "sub"), c
+}
+
+// TestUpstreamSignUpAndSignIn: "Continue with Acme" on the sign-in page
+// makes an account at first (identity.external.linked.v1 on its own
+// subject, user.registered.v1 with method external) and signs in to the
+// same account afterwards, in another browser; the ID tokens say amr fed.
+// The provider's client secret is nowhere in the log.
+func TestUpstreamSignUpAndSignIn(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "alice", Email: "alice@acme.test", EmailVerified: upstream.Verified(true)})
+	first, _ := signUpWithAcme(t, e)
+	again, _ := signUpWithAcme(t, e)
+	if first == "" || first != again {
+		t.Fatalf("second sign-in is another user: %q vs %q", first, again)
+	}
+	// Another person: a second account without a login ID, which the read
+	// models take too (no unique login ID of "").
+	e.op.SetUser(upstream.User{Subject: "alan"})
+	if other, _ := signUpWithAcme(t, e); other == first {
+		t.Fatal("another person at the provider signed in to alice's account")
+	}
+	testenv.Settle(t, e.n.Pool, e.n.Store, 10*time.Second)
+	var rows, nullLogins int
+	if err := e.n.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM identities WHERE type = 'external'),
+		(SELECT count(*) FROM users WHERE login_id IS NULL AND NOT is_anonymous)`).Scan(&rows, &nullLogins); err != nil || rows != 2 || nullLogins != 2 {
+		t.Fatalf("read models: %d external identities, %d users without login ID (%v)", rows, nullLogins, err)
+	}
+	recs := events(t, e.n)
+	if countType(recs, domain.TypeExternalIdentityClaimed) != 2 || countType(recs, domain.TypeUserExternalLinked) != 2 ||
+		countType(recs, domain.TypeUserRegistered) != 2 {
+		t.Fatalf("events: %d claims, %d links, %d registrations", countType(recs, domain.TypeExternalIdentityClaimed),
+			countType(recs, domain.TypeUserExternalLinked), countType(recs, domain.TypeUserRegistered))
+	}
+	for _, r := range recs {
+		if strings.Contains(string(r.Data), e.op.ClientSecret) {
+			t.Fatalf("the provider's client secret is in the log: %s %s", r.Type, r.Data)
+		}
+		if r.Type == domain.TypeUserRegistered {
+			var reg domain.UserRegistered
+			_ = json.Unmarshal(r.Data, &reg)
+			if reg.Method != domain.MethodExternal || reg.Provider != "acme" || reg.LoginID != "" {
+				t.Fatalf("registration: %s", r.Data)
+			}
+		}
+		if r.Type == domain.TypeUserExternalLinked && strings.Contains(string(r.Data), `"alice"`) != strings.Contains(string(r.Data), `"email":"alice@acme.test"`) {
+			t.Fatalf("link without the verified email: %s", r.Data)
+		}
+	}
+}
+
+// promotionFlow opens the hosted promotion page of a new guest (code
+// flow) and returns the page, the guest's sub and refresh token, and the
+// PKCE verifier.
+func promotionFlow(t *testing.T, c *apitest.Client) (page, sub, rt, verifier string) {
+	t.Helper()
+	at, rt := apitest.Signup(t, c)
+	sub = apitest.Str(c.Userinfo(at).Body, "sub")
+	pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at})
+	verifier, challenge := apitest.PKCE()
+	page, _, p := c.HostedFlow(apitest.AuthorizeParams(challenge, apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code"))))
+	if !strings.Contains(p.Raw, "Create your account") || !strings.Contains(p.Raw, "Continue with Acme") {
+		t.Fatalf("promotion page: %s", p.Raw)
+	}
+	return page, sub, rt, verifier
+}
+
+// TestUpstreamGuestPromotion: a guest promoted with "Continue with Acme"
+// keeps its sub, its guest session ends, and user.promoted.v2 says method
+// external.
+func TestUpstreamGuestPromotion(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "bob", Email: "bob@acme.test", EmailVerified: upstream.Verified(true)})
+	c := apitest.NewClient(t, e.n)
+	page, sub, rt, verifier := promotionFlow(t, c)
+	code := codeOf(t, c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil))
+	tok := c.Exchange(code, verifier)
+	info := c.Userinfo(apitest.Str(tok.Body, "access_token"))
+	if tok.Status != 200 || apitest.Str(info.Body, "sub") != sub || info.Body["is_anonymous"] != false {
+		t.Fatalf("promoted: %d %s / %s", tok.Status, tok.Raw, info.Raw)
+	}
+	if r := apitest.Refresh(c, rt); r.Status != 400 {
+		t.Fatalf("the guest's refresh token survived the promotion: %d", r.Status)
+	}
+	var promoted domain.UserPromoted
+	for _, r := range events(t, e.n) {
+		if r.Type == domain.TypeUserPromoted {
+			_ = json.Unmarshal(r.Data, &promoted)
+		}
+	}
+	if promoted.UserID != sub || promoted.Method != domain.MethodExternal || promoted.Provider != "acme" {
+		t.Fatalf("user.promoted: %+v", promoted)
+	}
+	// Signing in with Acme later is the same account.
+	if again, _ := signUpWithAcme(t, e); again != sub {
+		t.Fatalf("sign-in after promotion: %q, want %q", again, sub)
+	}
+}
+
+// TestUpstreamPromotionConflict: a guest promoting with an external
+// identity another account holds is refused under the policy "error" (the
+// guest untouched), and merged into that account under "login".
+func TestUpstreamPromotionConflict(t *testing.T) {
+	for _, policy := range []string{"error", "login"} {
+		t.Run(policy, func(t *testing.T) {
+			e := startIdP(t, idpOptions{policy: policy})
+			e.op.SetUser(upstream.User{Subject: "carol", Email: "carol@acme.test", EmailVerified: upstream.Verified(true)})
+			owner, _ := signUpWithAcme(t, e)
+			c := apitest.NewClient(t, e.n)
+			page, guest, rt, verifier := promotionFlow(t, c)
+			back := c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil)
+			if policy == "error" {
+				if back.Status != http.StatusConflict || !strings.Contains(back.Raw, "already linked to another account") {
+					t.Fatalf("conflict page: %d %s", back.Status, back.Raw)
+				}
+				if r := apitest.Refresh(c, rt); r.Status != 200 {
+					t.Fatalf("the refused guest lost its session: %d %s", r.Status, r.Raw)
+				}
+				return
+			}
+			tok := c.Exchange(codeOf(t, back), verifier)
+			info := c.Userinfo(apitest.Str(tok.Body, "access_token"))
+			if tok.Status != 200 || apitest.Str(info.Body, "sub") != owner || owner == guest {
+				t.Fatalf("merge: %d %s; sub %q, want the owner %q", tok.Status, tok.Raw, apitest.Str(info.Body, "sub"), owner)
+			}
+			if r := apitest.Refresh(c, rt); r.Status != 400 {
+				t.Fatalf("the merged guest's refresh token still works: %d", r.Status)
+			}
+			if countType(events(t, e.n), domain.TypeAnonymousUserMerged) != 1 {
+				t.Fatal("no merge event")
+			}
+		})
+	}
+}
+
+// TestUpstreamRefusals: a tampered ID token (its signature broken on the
+// way from the token endpoint), an expired one, a wrong nonce, a wrong or
+// replayed state, a callback from another browser, and an email the
+// provider says it has not verified: each a clear page and no event.
+func TestUpstreamRefusals(t *testing.T) {
+	var tamper sync.Map // "on" → true while the proxy breaks ID tokens
+	e := startIdP(t, idpOptions{life: time.Minute, provider: func(p *config.Provider, op *upstream.Provider) {
+		// The token endpoint is reached through a proxy that can break the
+		// ID token's signature; the rest is the provider's own.
+		target, _ := url.Parse(op.Issuer)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ModifyResponse = func(resp *http.Response) error {
+			if _, on := tamper.Load("on"); !on || resp.StatusCode != 200 {
+				return nil
+			}
+			var body map[string]any
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if json.Unmarshal(raw, &body) == nil {
+				if idt, ok := body["id_token"].(string); ok {
+					parts := strings.Split(idt, ".")
+					claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
+					parts[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(claims), `"sub":"dave"`, `"sub":"mallory"`, 1)))
+					body["id_token"] = strings.Join(parts, ".")
+					raw, _ = json.Marshal(body)
+				}
+			}
+			resp.Body = io.NopCloser(strings.NewReader(string(raw)))
+			resp.ContentLength = int64(len(raw))
+			resp.Header.Del("Content-Length")
+			return nil
+		}
+		srv := httptest.NewServer(proxy)
+		t.Cleanup(srv.Close)
+		p.AuthURL, p.TokenURL, p.JWKSURL = op.URL("/authorize"), srv.URL+"/oauth/token", op.URL("/keys")
+	}})
+	e.op.SetUser(upstream.User{Subject: "dave", Email: "dave@acme.test", EmailVerified: upstream.Verified(true)})
+	c := apitest.NewClient(t, e.n)
+	_, challenge := apitest.PKCE()
+	page, _, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	before := apitest.LastSeq(t, e.n)
+	expect := func(name string, r apitest.Response, status int, text string, logged ...string) {
+		t.Helper()
+		if r.Status != status || !strings.Contains(r.Raw, text) {
+			t.Errorf("%s: %d, want %d with %q: %s", name, r.Status, status, text, r.Raw)
+		}
+		// The refusal is logged for what it was (the page says less).
+		logs := e.n.Logs.String()
+		for _, l := range logged {
+			if !strings.Contains(logs[strings.LastIndex(logs, "upstream sign-in refused"):], l) {
+				t.Errorf("%s: the last refusal logged is not %q", name, l)
+			}
+		}
+		if apitest.LastSeq(t, e.n) != before {
+			t.Fatalf("%s wrote events", name)
+		}
+	}
+
+	tamper.Store("on", true)
+	expect("tampered ID token", c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil), 400, "could not be verified", "failed to verify signature")
+	tamper.Delete("on")
+
+	expect("wrong nonce", c.Do(http.MethodGet, toProvider(t, c, page, func(q url.Values) { q.Set("nonce", "not-the-nonce") }), "", "", nil),
+		400, "could not be verified", "nonce does not match")
+
+	back := toProvider(t, c, page, nil)
+	u, _ := url.Parse(back)
+	q := u.Query()
+	q.Set("state", q.Get("state")+"x")
+	expect("wrong state", c.Do(http.MethodGet, hosted.CallbackPath+"?"+q.Encode(), "", "", nil), 403, "another browser")
+	expect("callback in another browser", apitest.NewClient(t, e.n).Do(http.MethodGet, back, "", "", nil), 403, "another browser")
+
+	e.op.SetUser(upstream.User{Subject: "erin", Email: "erin@acme.test", EmailVerified: upstream.Verified(false)})
+	expect("unverified email", c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil), 400, "not verified your email", "has not verified the email")
+
+	// After all that, the flow still works, once.
+	e.op.SetUser(upstream.User{Subject: "dave", Email: "dave@acme.test", EmailVerified: upstream.Verified(true)})
+	back = toProvider(t, c, page, nil)
+	codeOf(t, c.Do(http.MethodGet, back, "", "", nil))
+	if r := c.Do(http.MethodGet, back, "", "", nil); r.Status != 403 {
+		t.Errorf("replayed callback: %d %s", r.Status, r.Raw)
+	}
+
+	// Last (the clock does not go back): an ID token that expired while
+	// the browser was on its way back.
+	page, _, _ = c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	back = toProvider(t, c, page, nil)
+	e.n.Clock.Advance(2 * time.Minute) // past the ID token's exp (one minute)
+	before = apitest.LastSeq(t, e.n)
+	expect("expired ID token", c.Do(http.MethodGet, back, "", "", nil), 400, "could not be verified", "token is expired")
+}
+
+// TestUpstreamProviderDown: the provider stops answering while the guest
+// is at its pages (the code cannot be exchanged), or is down when the
+// guest clicks "Continue with": a clear page each time, and the guest is
+// still a guest with a working session.
+func TestUpstreamProviderDown(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "frank"})
+	c := apitest.NewClient(t, e.n)
+	page, sub, rt, _ := promotionFlow(t, c)
+	back := toProvider(t, c, page, nil)
+	e.op.Close()
+	before := apitest.LastSeq(t, e.n)
+	r := c.Do(http.MethodGet, back, "", "", nil)
+	if r.Status != http.StatusBadGateway || !strings.Contains(r.Raw, "not answering") || !strings.Contains(r.Raw, "Create your account") {
+		t.Fatalf("provider down at the exchange: %d %s", r.Status, r.Raw)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("a failed upstream sign-in wrote events")
+	}
+	ref := apitest.Refresh(c, rt)
+	if ref.Status != 200 || apitest.Str(c.Userinfo(apitest.Str(ref.Body, "access_token")).Body, "sub") != sub {
+		t.Fatalf("the guest lost its session: %d %s", ref.Status, ref.Raw)
+	}
+
+	// A node whose provider is down from the start (discovery fails).
+	down := startIdP(t, idpOptions{provider: func(p *config.Provider, op *upstream.Provider) { op.Close() }})
+	c2 := apitest.NewClient(t, down.n)
+	_, challenge := apitest.PKCE()
+	page2, _, _ := c2.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	if r := c2.Do(http.MethodGet, page2+"/upstream/acme", "", "", nil); r.Status != http.StatusBadGateway || !strings.Contains(r.Raw, "not answering") {
+		t.Fatalf("provider down at the start: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestUpstreamRaceForOneIdentity: two guests come back from the provider
+// with one external identity and exchange their codes at once: exactly one
+// is promoted with it, the other is refused and stays a guest.
+func TestUpstreamRaceForOneIdentity(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "grace"})
+	type guest struct {
+		c                     *apitest.Client
+		sub, rt, verifier, cd string
+	}
+	var gs [2]*guest
+	for i := range gs {
+		c := apitest.NewClient(t, e.n)
+		page, sub, rt, verifier := promotionFlow(t, c)
+		gs[i] = &guest{c: c, sub: sub, rt: rt, verifier: verifier}
+		gs[i].cd = codeOf(t, c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil))
+	}
+	var wg sync.WaitGroup
+	results := make([]apitest.Response, 2)
+	for i, g := range gs {
+		wg.Go(func() { results[i] = g.c.Exchange(g.cd, g.verifier) })
+	}
+	wg.Wait()
+	won := -1
+	for i, r := range results {
+		switch {
+		case r.Status == 200 && won < 0:
+			won = i
+		case r.Status == 200:
+			t.Fatal("both guests were promoted with one external identity")
+		case r.Reason() != "ExternalIdentityTaken":
+			t.Fatalf("loser: %d %s", r.Status, r.Raw)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("no winner: %s / %s", results[0].Raw, results[1].Raw)
+	}
+	loser := gs[1-won]
+	if r := apitest.Refresh(loser.c, loser.rt); r.Status != 200 || c0(loser.c, r) != loser.sub {
+		t.Fatalf("the loser is not the guest it was: %d %s", r.Status, r.Raw)
+	}
+	if n := countType(events(t, e.n), domain.TypeExternalIdentityClaimed); n != 1 {
+		t.Fatalf("%d claims of the identity", n)
+	}
+}
+
+func c0(c *apitest.Client, tok apitest.Response) string {
+	info := c.Userinfo(apitest.Str(tok.Body, "access_token"))
+	if info.Body["is_anonymous"] != true {
+		return "not a guest"
+	}
+	return apitest.Str(info.Body, "sub")
+}
