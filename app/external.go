@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -52,7 +53,9 @@ func (s *Service) TakeUpstreamState(ctx context.Context, state string) (CodeEntr
 	return e, nil
 }
 
-func (s *Service) externalSubject(r domain.ExternalRef) string { return s.store.Subject("external", r.Key()) }
+func (s *Service) externalSubject(r domain.ExternalRef) string {
+	return s.store.Subject("external", r.Key())
+}
 
 func (s *Service) loadExternal(ctx context.Context, r domain.ExternalRef) (domain.ExternalIdentity, uint64, error) {
 	return loadAggregate(ctx, s.store, s.aggregates, s.externalSubject(r), each(domain.EvolveExternalIdentity))
@@ -286,4 +289,41 @@ func (s *Service) UnlinkExternal(ctx context.Context, userID string, r domain.Ex
 		commands.WithLabelValues("unlink_external", "ok").Inc()
 	}
 	return err
+}
+
+// CodeLink is the kind of a link code: a regular user's one-time start of
+// linking an external identity in a browser.
+const CodeLink = "link"
+
+// IssueLinkCode gives a regular user a single-use code that starts linking
+// an identity of the provider in a browser (the headless API's answer).
+func (s *Service) IssueLinkCode(ctx context.Context, p Principal, provider string) (string, time.Time, error) {
+	if p.User.IsAnonymous() {
+		return "", time.Time{}, domain.ErrAnonymousCannotLink
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := s.clock.Now().Add(CodeTTL).Truncate(time.Second)
+	return code, exp, s.codes.Put(ctx, code, CodeEntry{Kind: CodeLink, UserID: p.User.UserID(), ClientID: p.Session.ClientID(), ExpiresAt: exp,
+		Upstream: &UpstreamState{Provider: provider, LinkUser: p.User.UserID()}})
+}
+
+// TakeLinkCode spends a link code.
+func (s *Service) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
+	e, rev, err := s.codes.Get(ctx, code)
+	if err != nil {
+		return CodeEntry{}, err
+	}
+	if e.Kind != CodeLink || e.Upstream == nil || !s.clock.Now().Before(e.ExpiresAt) {
+		return CodeEntry{}, ErrCodeNotFound
+	}
+	if err := s.codes.Delete(ctx, code, rev); err != nil {
+		if errors.Is(err, ErrCodeChanged) {
+			return CodeEntry{}, ErrCodeNotFound
+		}
+		return CodeEntry{}, err
+	}
+	return e, nil
 }

@@ -4,12 +4,14 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/upstream"
 )
@@ -37,6 +39,7 @@ type upstreamLink struct{ Name, Href string }
 func (s *Server) mountUpstream(r *mux.Router) {
 	r.HandleFunc("/flows/{flow}/upstream/{provider}", s.upstreamStart).Methods(http.MethodGet)
 	r.HandleFunc(CallbackPath, s.upstreamCallback).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/oauth2/upstream/link/{code}", s.upstreamLinkStart).Methods(http.MethodGet)
 }
 
 // upstreamLinks are the providers a flow page offers: those of its client,
@@ -83,6 +86,34 @@ func (s *Server) upstreamStart(w http.ResponseWriter, r *http.Request) {
 		s.flowError(w, r, flowID, f, err)
 		return
 	}
+	s.beginUpstream(w, r, p, f.ClientID, app.UpstreamState{FlowID: flowID, Provider: p.ID}, func(err error) { s.flowError(w, r, flowID, f, err) })
+}
+
+// upstreamLinkStart opens a link code (the headless API's
+// POST /api/external_identities/{provider}/link) in the browser: a regular
+// user links an identity of the provider to its account.
+func (s *Server) upstreamLinkStart(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Service.TakeLinkCode(r.Context(), mux.Vars(r)["code"])
+	if err != nil {
+		s.messagePage(w, http.StatusNotFound, "This link has expired", "Go back to the application and start again.")
+		return
+	}
+	p, err := s.upstream.Provider(e.Upstream.Provider, e.ClientID)
+	fail := func(err error) {
+		e := s.LogError(r, err)
+		s.messagePage(w, e.Status, "Cannot link the account", httpx.PageText(e, httpx.AudienceFlow, ""))
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	s.beginUpstream(w, r, p, e.ClientID, *e.Upstream, fail)
+}
+
+// beginUpstream makes a state, nonce and PKCE verifier for what st
+// continues, keeps them under the state, binds them to this browser and
+// sends it to the provider.
+func (s *Server) beginUpstream(w http.ResponseWriter, r *http.Request, p config.Provider, clientID string, st app.UpstreamState, fail func(error)) {
 	state, err1 := s.Service.NewCode()
 	nonce, err2 := s.Service.NewCode()
 	verifier, err3 := s.Service.NewCode()
@@ -91,14 +122,13 @@ func (s *Server) upstreamStart(w http.ResponseWriter, r *http.Request) {
 		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
 		return
 	}
-	req := upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: nonce, Verifier: verifier}
-	target, err := s.upstream.AuthURL(r.Context(), p, req)
+	target, err := s.upstream.AuthURL(r.Context(), p, upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: nonce, Verifier: verifier})
 	if err != nil {
-		s.flowError(w, r, flowID, f, err)
+		fail(err)
 		return
 	}
-	entry := app.CodeEntry{Kind: app.CodeUpstream, ClientID: f.ClientID, ExpiresAt: s.Service.Now().Add(upstreamTTL), Binding: hashHex(binding),
-		Upstream: &app.UpstreamState{FlowID: flowID, Provider: p.ID, Nonce: nonce, Verifier: verifier}}
+	st.Nonce, st.Verifier = nonce, verifier
+	entry := app.CodeEntry{Kind: app.CodeUpstream, ClientID: clientID, ExpiresAt: s.Service.Now().Add(upstreamTTL), Binding: hashHex(binding), Upstream: &st}
 	if err := s.Service.PutCode(r.Context(), state, entry); err != nil {
 		s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 		return
@@ -144,6 +174,10 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: upstreamCookie(state), Value: "", Path: CallbackPath, HttpOnly: true, Secure: c.Secure, MaxAge: -1})
 	up := e.Upstream
+	if up.LinkUser != "" {
+		s.upstreamLinkDone(w, r, e, state, q)
+		return
+	}
 	flowID := up.FlowID
 	f, err := s.Service.Flow(ctx, flowID)
 	if err != nil || f.ClientID != e.ClientID {
@@ -209,3 +243,31 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 	s.finishFlowAs(w, r, flowID, f, iss.UserID, &iss, nil, domain.MethodExternal)
 }
 
+// upstreamLinkDone ends a link: the identity is added to the user.
+func (s *Server) upstreamLinkDone(w http.ResponseWriter, r *http.Request, e app.CodeEntry, state string, q url.Values) {
+	ctx := r.Context()
+	up := e.Upstream
+	fail := func(err error) {
+		x := s.LogError(r, err)
+		s.messagePage(w, x.Status, "Cannot link the account", httpx.PageText(x, httpx.AudienceFlow, ""))
+	}
+	if q.Get("error") != "" {
+		fail(upstream.ErrDenied)
+		return
+	}
+	p, err := s.upstream.Provider(up.Provider, e.ClientID)
+	if err != nil {
+		fail(err)
+		return
+	}
+	id, err := s.upstream.Complete(ctx, p, upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: up.Nonce, Verifier: up.Verifier}, q.Get("code"))
+	if err == nil {
+		err = s.Service.LinkExternal(ctx, up.LinkUser, domain.ExternalRef{Provider: id.Provider, Subject: id.Subject, Email: id.Email}, httpx.Meta(r))
+	}
+	if err != nil {
+		s.Log.InfoContext(ctx, "upstream link refused", "request_id", httpx.RequestID(ctx), "provider", p.ID, "error", err)
+		fail(err)
+		return
+	}
+	s.messagePage(w, http.StatusOK, "Account linked", "You can now sign in with "+p.Name+". Go back to the application.")
+}

@@ -72,7 +72,13 @@ func startIdP(t *testing.T, o idpOptions) idpEnv {
 // set, changes the authorization request on its way to the provider.
 func toProvider(t *testing.T, c *apitest.Client, page string, tamper func(url.Values)) string {
 	t.Helper()
-	r := c.Do(http.MethodGet, page+"/upstream/acme", "", "", nil)
+	return toProviderFrom(t, c, page+"/upstream/acme", tamper)
+}
+
+// toProviderFrom is toProvider from a path that redirects to the provider.
+func toProviderFrom(t *testing.T, c *apitest.Client, start string, tamper func(url.Values)) string {
+	t.Helper()
+	r := c.Do(http.MethodGet, start, "", "", nil)
 	if r.Status != http.StatusFound {
 		t.Fatalf("continue with acme: %d %s", r.Status, r.Raw)
 	}
@@ -159,9 +165,9 @@ func countType(recs []eventstore.Record, typ string) int {
 
 // signUpWithAcme signs a new browser up through the provider (code flow)
 // and returns its tokens' sub.
-func signUpWithAcme(t *testing.T, e idpEnv) (sub string, c *apitest.Client) {
+func signUpWithAcme(t *testing.T, e idpEnv) (sub, at string) {
 	t.Helper()
-	c = apitest.NewClient(t, e.n)
+	c := apitest.NewClient(t, e.n)
 	verifier, challenge := apitest.PKCE()
 	params := apitest.AuthorizeParams(challenge, "")
 	params.Set("nonce", "rp-nonce-1")
@@ -182,7 +188,7 @@ func signUpWithAcme(t *testing.T, e idpEnv) (sub string, c *apitest.Client) {
 	if info.Status != 200 || info.Body["is_anonymous"] != false {
 		t.Fatalf("userinfo: %d %s", info.Status, info.Raw)
 	}
-	return apitest.Str(info.Body, "sub"), c
+	return apitest.Str(info.Body, "sub"), apitest.Str(tok.Body, "access_token")
 }
 
 // TestUpstreamSignUpAndSignIn: "Continue with Acme" on the sign-in page
@@ -495,4 +501,71 @@ func c0(c *apitest.Client, tok apitest.Response) string {
 		return "not a guest"
 	}
 	return apitest.Str(info.Body, "sub")
+}
+
+// TestUpstreamLinkAndUnlink: the headless API lists a user's external
+// identities, gives a regular user a one-time URL that links one in a
+// browser, and unlinks one, but never the account's last way in; a guest
+// links by promotion only.
+func TestUpstreamLinkAndUnlink(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	c := apitest.NewClient(t, e.n)
+	guestAT, _ := apitest.Signup(t, c)
+	bearer := func(at string) map[string]string { return map[string]string{"Authorization": "Bearer " + at} }
+	if r := c.PostJSON("/api/external_identities/acme/link", "", bearer(guestAT)); r.Reason() != "NotRegularUser" {
+		t.Fatalf("a guest's link: %d %s", r.Status, r.Raw)
+	}
+	prom := c.Promote(guestAT, "henry@example.com", apitest.GoodPassword)
+	at := apitest.Str(prom.Result(), "access_token")
+	sub := apitest.Str(c.Userinfo(at).Body, "sub")
+	list := func(at string) []any {
+		t.Helper()
+		r := c.Do(http.MethodGet, "/api/external_identities", "", "", bearer(at))
+		ids, _ := r.Result()["identities"].([]any)
+		if provs, _ := r.Result()["providers"].([]any); r.Status != 200 || len(provs) != 1 {
+			t.Fatalf("list: %d %s", r.Status, r.Raw)
+		}
+		return ids
+	}
+	if ids := list(at); len(ids) != 0 {
+		t.Fatalf("identities before linking: %v", ids)
+	}
+	if r := c.PostJSON("/api/external_identities/nope/link", "", bearer(at)); r.Reason() != "UnknownIdentityProvider" {
+		t.Fatalf("unknown provider: %d %s", r.Status, r.Raw)
+	}
+	link := c.PostJSON("/api/external_identities/acme/link", "", bearer(at))
+	u, err := url.Parse(apitest.Str(link.Result(), "url"))
+	if link.Status != 200 || err != nil || u.Path == "" {
+		t.Fatalf("link: %d %s", link.Status, link.Raw)
+	}
+	e.op.SetUser(upstream.User{Subject: "henry-acme", Email: "henry@acme.test", EmailVerified: upstream.Verified(true)})
+	if r := c.Do(http.MethodGet, toProviderFrom(t, c, u.Path, nil), "", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "Account linked") {
+		t.Fatalf("link done: %d %s", r.Status, r.Raw)
+	}
+	if r := c.Do(http.MethodGet, u.Path, "", "", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("link URL used twice: %d", r.Status)
+	}
+	if ids := list(at); len(ids) != 1 || ids[0].(map[string]any)["subject"] != "henry-acme" {
+		t.Fatalf("identities after linking: %v", ids)
+	}
+	if again, _ := signUpWithAcme(t, e); again != sub {
+		t.Fatalf("sign-in with the linked identity: %q, want %q", again, sub)
+	}
+	// The user has a password too: the identity may go, once.
+	if r := c.Do(http.MethodDelete, "/api/external_identities/acme/henry-acme", "", "", bearer(at)); r.Status != 200 {
+		t.Fatalf("unlink: %d %s", r.Status, r.Raw)
+	}
+	if r := c.Do(http.MethodDelete, "/api/external_identities/acme/henry-acme", "", "", bearer(at)); r.Reason() != "ExternalIdentityNotFound" {
+		t.Fatalf("unlink twice: %d %s", r.Status, r.Raw)
+	}
+	// Signing in with it now makes a new account (it belongs to nobody).
+	if other, _ := signUpWithAcme(t, e); other == sub {
+		t.Fatal("an unlinked identity still signs in to its old account")
+	}
+	// An account whose only way in is its identity keeps it.
+	e.op.SetUser(upstream.User{Subject: "ida"})
+	_, idaAT := signUpWithAcme(t, e)
+	if r := c.Do(http.MethodDelete, "/api/external_identities/acme/ida", "", "", bearer(idaAT)); r.Status != 409 || r.Reason() != "LastWayToSignIn" {
+		t.Fatalf("unlink the last way in: %d %s", r.Status, r.Raw)
+	}
 }

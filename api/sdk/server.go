@@ -47,4 +47,5 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/oauth2/introspect", s.introspect).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/challenge", s.challenge).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/userinfo", s.userinfo).Methods(http.MethodGet, http.MethodPost)
+	s.mountExternal(r)
 }

@@ -132,20 +132,22 @@ type client struct {
 	idLife               time.Duration
 }
 
-func (c *client) GetID() string                              { return c.id }
-func (c *client) RedirectURIs() []string                     { return []string{c.redirect} }
-func (c *client) PostLogoutRedirectURIs() []string           { return nil }
-func (c *client) ApplicationType() op.ApplicationType        { return op.ApplicationTypeWeb }
-func (c *client) AuthMethod() oidc.AuthMethod                { return oidc.AuthMethodPost }
-func (c *client) ResponseTypes() []oidc.ResponseType         { return []oidc.ResponseType{oidc.ResponseTypeCode} }
-func (c *client) GrantTypes() []oidc.GrantType               { return []oidc.GrantType{oidc.GrantTypeCode} }
-func (c *client) LoginURL(id string) string                  { return "/login?authRequestID=" + url.QueryEscape(id) }
-func (c *client) AccessTokenType() op.AccessTokenType        { return op.AccessTokenTypeBearer }
-func (c *client) IDTokenLifetime() time.Duration             { return c.idLife }
-func (c *client) DevMode() bool                              { return true }
-func (c *client) IsScopeAllowed(string) bool                 { return false }
-func (c *client) IDTokenUserinfoClaimsAssertion() bool       { return true }
-func (c *client) ClockSkew() time.Duration                   { return 0 }
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return []string{c.redirect} }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodPost }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) GrantTypes() []oidc.GrantType         { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *client) LoginURL(id string) string            { return "/login?authRequestID=" + url.QueryEscape(id) }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration       { return c.idLife }
+func (c *client) DevMode() bool                        { return true }
+func (c *client) IsScopeAllowed(string) bool           { return false }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
@@ -155,11 +157,11 @@ func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 
 type authRequest struct {
 	id, clientID, redirectURI, state, nonce, subject string
-	scopes                                          []string
-	responseMode                                    oidc.ResponseMode
-	challenge                                       *oidc.CodeChallenge
-	authTime                                        time.Time
-	done                                            bool
+	scopes                                           []string
+	responseMode                                     oidc.ResponseMode
+	challenge                                        *oidc.CodeChallenge
+	authTime                                         time.Time
+	done                                             bool
 }
 
 func (a *authRequest) GetID() string                         { return a.id }
