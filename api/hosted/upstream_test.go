@@ -569,3 +569,76 @@ func TestUpstreamLinkAndUnlink(t *testing.T) {
 		t.Fatalf("unlink the last way in: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestUpstreamCookieGuestPromotion: a cookie-mode guest (response_type
+// none) promoted with "Continue with Acme" gets a regular cookie session
+// of the same sub at the callback, which its guest cookie proved.
+func TestUpstreamCookieGuestPromotion(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "jane"})
+	c := apitest.NewClient(t, e.n)
+	if r := c.PostJSON("/api/anonymous_user/signup", apitest.CookieSignup, nil); r.Status != 200 {
+		t.Fatalf("cookie signup: %d %s", r.Status, r.Raw)
+	}
+	guest := c.Do(http.MethodGet, "/oauth2/userinfo", "", "", nil)
+	pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"cookie"}`, nil)
+	q := url.Values{"response_type": {"none"}, "client_id": {config.DevClientID}, "redirect_uri": {"http://localhost:3000/after"}, "state": {"s"},
+		"login_hint": {apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code"))}}
+	page, _, _ := c.HostedFlow(q)
+	back := toProvider(t, c, page, nil)
+	// The callback opened in a browser without the guest's cookie is
+	// refused, and writes nothing.
+	other := apitest.NewClient(t, e.n)
+	for _, ck := range c.HTTP.Jar.Cookies(mustURL(t, c.Base+hosted.CallbackPath)) {
+		if strings.HasPrefix(ck.Name, "idstream_up_") { // the binding only, not the guest's session
+			ck.Path = hosted.CallbackPath
+			other.HTTP.Jar.SetCookies(mustURL(t, c.Base+hosted.CallbackPath), []*http.Cookie{ck})
+		}
+	}
+	before := apitest.LastSeq(t, e.n)
+	if r := other.Do(http.MethodGet, back, "", "", nil); r.Status != http.StatusForbidden {
+		t.Fatalf("callback without the guest's session: %d %s", r.Status, r.Raw)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("a refused cookie promotion wrote events")
+	}
+	back = toProvider(t, c, page, nil)
+	r := c.Do(http.MethodGet, back, "", "", nil)
+	if loc, _ := url.Parse(r.Header.Get("Location")); r.Status != http.StatusFound || loc.Host != "localhost:3000" || loc.Query().Get("state") != "s" {
+		t.Fatalf("cookie promotion: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	info := c.Do(http.MethodGet, "/oauth2/userinfo", "", "", nil)
+	if info.Status != 200 || apitest.Str(info.Body, "sub") != apitest.Str(guest.Body, "sub") || info.Body["is_anonymous"] != false {
+		t.Fatalf("after the promotion: %d %s (guest %s)", info.Status, info.Raw, guest.Raw)
+	}
+}
+
+// TestUpstreamPlainOAuth2: a provider of kind oauth2 (GitHub's kind: no
+// ID token; who signed in comes from its user API with the access token),
+// here the same OP's userinfo endpoint, configured by endpoints.
+func TestUpstreamPlainOAuth2(t *testing.T) {
+	e := startIdP(t, idpOptions{provider: func(p *config.Provider, op *upstream.Provider) {
+		p.Kind, p.Issuer = config.ProviderOAuth2, ""
+		p.AuthURL, p.TokenURL, p.UserInfoURL = op.URL("/authorize"), op.URL("/oauth/token"), op.URL("/userinfo")
+		p.Scopes = []string{"openid", "email"}
+	}})
+	e.op.SetUser(upstream.User{Subject: "octo", Email: "octo@acme.test", EmailVerified: upstream.Verified(true)})
+	first, _ := signUpWithAcme(t, e)
+	if again, _ := signUpWithAcme(t, e); again != first || first == "" {
+		t.Fatalf("second sign-in: %q, first %q", again, first)
+	}
+	for _, r := range events(t, e.n) {
+		if r.Type == domain.TypeUserExternalLinked && !strings.Contains(string(r.Data), `"subject":"octo","email":"octo@acme.test"`) {
+			t.Fatalf("link: %s", r.Data)
+		}
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
