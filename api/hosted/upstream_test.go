@@ -642,3 +642,30 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestUpstreamPortalMasksSecrets: the portal lists the providers, with
+// their secret masked.
+func TestUpstreamPortalMasksSecrets(t *testing.T) {
+	var op *upstream.Provider
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		apitest.WithOperator(c)
+		op = upstream.Start(t, upstream.Options{RedirectURI: c.PublicURL + hosted.CallbackPath})
+		c.Providers = []config.Provider{{ID: "acme", Name: "Acme", Issuer: op.Issuer, ClientID: op.ClientID, Clients: []string{config.DevClientID}}}
+		if err := c.PrepareProviders(func(k string) string {
+			if k == "IDSTREAM_IDP_ACME_CLIENT_SECRET" {
+				return op.ClientSecret
+			}
+			return ""
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	testenv.RecordSecret("upstream client secret", op.ClientSecret)
+	c := apitest.PortalClient(t, n)
+	r := c.Get("/portal/authentication/identity-providers")
+	if r.Status != 200 || !strings.Contains(r.Raw, "Acme") || !strings.Contains(r.Raw, "from IDSTREAM_IDP_ACME_CLIENT_SECRET") ||
+		strings.Contains(r.Raw, op.ClientSecret) || !strings.Contains(r.Raw, op.Issuer) {
+		t.Fatalf("portal providers page: %d %s", r.Status, r.Raw)
+	}
+}

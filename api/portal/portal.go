@@ -38,7 +38,7 @@ var webFS embed.FS
 
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit"} {
+	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "providers"} {
 		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
@@ -144,6 +144,7 @@ func (s *Server) Router() http.Handler {
 	r.HandleFunc("/portal/operations", s.portalAuth(s.portalOperations)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/exports/{id}/download", s.portalAuth(s.portalDownloadExport)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/audit", s.portalAuth(s.portalAudit)).Methods(http.MethodGet)
+	s.mountProviders(r)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.portalMessage(w, r, http.StatusNotFound, "Page not found", "There is no portal page at this address.")
 	})

@@ -27,7 +27,21 @@ func settingsShow(ctx context.Context, out io.Writer) error {
 	s, v := n.Service.SettingsVersion()
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"version": v, "settings": s})
+	// The upstream identity providers live in this node's configuration
+	// (not the log: their secrets); shown with the secret masked.
+	type provider struct {
+		config.Provider
+		ClientSecret string `json:"client_secret"`
+	}
+	provs := []provider{}
+	for _, p := range n.Config.Providers {
+		masked := "(none)"
+		if p.HasSecret() {
+			masked = "******"
+		}
+		provs = append(provs, provider{Provider: p, ClientSecret: masked})
+	}
+	return enc.Encode(map[string]any{"version": v, "settings": s, "identity_providers": provs})
 }
 
 // settingsApply is `idstream settings apply`: the configuration's settings
