@@ -69,6 +69,16 @@ func (s *Service) DeleteUser(ctx context.Context, userID, reason string, session
 		if d.Release != nil {
 			evs = append(evs, pending{subject: subject, expected: lv, event: d.Release})
 		}
+		// Its external identities are released too (issue 19).
+		for _, ref := range u.ExternalIdentities() {
+			x, xv, err := s.loadExternal(ctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			if ev := domain.ReleaseOnDelete(u, x, ref, now); ev != nil {
+				evs = append(evs, pending{subject: s.externalSubject(ref), expected: xv, event: ev})
+			}
+		}
 		var ended []pending
 		ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonUserDeleted, now, sessionIDs...)
 		return append(evs, ended...), err

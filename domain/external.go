@@ -260,3 +260,13 @@ func DecideUnlinkExternal(u User, x ExternalIdentity, r ExternalRef, now time.Ti
 		Claim: ExternalIdentityReleased{Provider: r.Provider, Subject: r.Subject, UserID: u.id, ReleasedAt: now},
 	}, nil
 }
+
+// ReleaseOnDelete is the release of one of a deleted user's external
+// identities (written with user.deleted.v1, so the identity may sign up
+// anew); nil if the user does not hold it.
+func ReleaseOnDelete(u User, x ExternalIdentity, r ExternalRef, now time.Time) Event {
+	if !x.claimed || x.userID != u.id {
+		return nil
+	}
+	return ExternalIdentityReleased{Provider: r.Provider, Subject: r.Subject, UserID: u.id, ReleasedAt: now.UTC()}
+}

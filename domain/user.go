@@ -161,6 +161,7 @@ func FoldUser(u User, evs ...Event) User {
 		case UserDeleted:
 			u.deleted = true
 			u.loginType, u.loginID, u.pwHash = "", "", ""
+			u.externals = nil
 		}
 	}
 	return u

@@ -43,6 +43,7 @@ func startIdP(t *testing.T, o idpOptions) idpEnv {
 	var e idpEnv
 	e.n = testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
 		apitest.CheapHashes(c)
+		c.AdminAPIKeys = []string{apitest.AdminKey}
 		if o.policy != "" {
 			c.Promotion.ConflictPolicy = o.policy
 		}
@@ -667,5 +668,24 @@ func TestUpstreamPortalMasksSecrets(t *testing.T) {
 	if r.Status != 200 || !strings.Contains(r.Raw, "Acme") || !strings.Contains(r.Raw, "from IDSTREAM_IDP_ACME_CLIENT_SECRET") ||
 		strings.Contains(r.Raw, op.ClientSecret) || !strings.Contains(r.Raw, op.Issuer) {
 		t.Fatalf("portal providers page: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestUpstreamDeletedUserReleasesIdentity: an operator's deletion releases
+// the user's external identities with it, so the person can sign up anew
+// with the provider (a new sub).
+func TestUpstreamDeletedUserReleasesIdentity(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "kim"})
+	sub, _ := signUpWithAcme(t, e)
+	c := apitest.NewClient(t, e.n)
+	if r := c.Admin(http.MethodDelete, "/admin/users/"+sub, `{"reason":"asked to be forgotten"}`); r.Status/100 != 2 {
+		t.Fatalf("delete: %d %s", r.Status, r.Raw)
+	}
+	if countType(events(t, e.n), domain.TypeExternalIdentityReleased) != 1 {
+		t.Fatal("the deletion did not release the external identity")
+	}
+	if again, _ := signUpWithAcme(t, e); again == sub || again == "" {
+		t.Fatalf("sign-up after deletion: %q (deleted %q)", again, sub)
 	}
 }
