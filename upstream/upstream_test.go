@@ -1,0 +1,100 @@
+package upstream
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/idstream/idstream/config"
+)
+
+func appleProvider(t *testing.T) (config.Provider, *ecdsa.PrivateKey) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	file := filepath.Join(t.TempDir(), "AuthKey.p8")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Endpoints given, so nothing is fetched.
+	c.Providers = []config.Provider{{ID: "apple", Preset: "apple", ClientID: "com.example.web", AppleTeamID: "TEAM123", AppleKeyID: "KEY456",
+		AppleKeyFile: file, AuthURL: "https://appleid.apple.com/auth/authorize", TokenURL: "https://appleid.apple.com/auth/token",
+		JWKSURL: "https://appleid.apple.com/auth/keys", Clients: []string{config.DevClientID}}}
+	if err := c.PrepareProviders(func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	return c.Providers[0], k
+}
+
+// TestAppleClientSecret: Apple's client secret is an ES256 JWT by the
+// team's key: kid the key id, iss the team, sub the client, aud Apple,
+// minutes long.
+func TestAppleClientSecret(t *testing.T) {
+	p, k := appleProvider(t)
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	raw, err := appleClientSecret(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl jwt.Claims
+	if err := tok.Claims(&k.PublicKey, &cl); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	if tok.Headers[0].KeyID != "KEY456" || cl.Issuer != "TEAM123" || cl.Subject != "com.example.web" ||
+		!cl.Audience.Contains("https://appleid.apple.com") || cl.Expiry.Time().Sub(now) != 5*time.Minute {
+		t.Fatalf("claims: %+v, kid %q", cl, tok.Headers[0].KeyID)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := tok.Claims(&other.PublicKey, &cl); err == nil {
+		t.Fatal("verified with another key")
+	}
+}
+
+// TestAuthURL: the authorization request carries state, nonce, an S256
+// challenge of the verifier (never the verifier) and Apple's form_post.
+func TestAuthURL(t *testing.T) {
+	p, _ := appleProvider(t)
+	r := New([]config.Provider{p}, time.Now)
+	raw, err := r.AuthURL(context.Background(), p, Request{RedirectURI: "https://id.example/oauth2/upstream/callback", State: "st", Nonce: "nn",
+		Verifier: "verifier-verifier-verifier-verifier-verifier-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(raw)
+	q := u.Query()
+	if u.Host != "appleid.apple.com" || q.Get("state") != "st" || q.Get("nonce") != "nn" || q.Get("code_challenge_method") != "S256" ||
+		q.Get("code_challenge") == "" || q.Has("code_verifier") || q.Get("response_mode") != "form_post" || q.Get("client_id") != "com.example.web" ||
+		q.Get("scope") != "openid email" || q.Get("redirect_uri") != "https://id.example/oauth2/upstream/callback" {
+		t.Fatalf("authorization URL: %s", raw)
+	}
+	if _, err := r.Provider("apple", "another-client"); err != ErrUnknownProvider {
+		t.Fatalf("a client the provider does not list: %v", err)
+	}
+}
+
+func TestClaimBool(t *testing.T) {
+	for v, want := range map[any][2]bool{true: {true, true}, false: {false, true}, "true": {true, true}, "false": {false, true}, nil: {false, false}, "maybe": {false, false}} {
+		if b, ok := claimBool(v); b != want[0] || ok != want[1] {
+			t.Errorf("claimBool(%v) = %v %v", v, b, ok)
+		}
+	}
+}
