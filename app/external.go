@@ -32,6 +32,9 @@ type UpstreamState struct {
 	// LinkUser: the flow links the identity to this regular user (the
 	// settings page) instead of signing in.
 	LinkUser string `json:"link_user,omitempty"`
+	// Return is the page a link returns to (the settings page); empty: a
+	// page that says it is done.
+	Return string `json:"return,omitempty"`
 }
 
 // TakeUpstreamState spends the state of an upstream authorization request:

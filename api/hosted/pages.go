@@ -29,6 +29,8 @@ var pageTemplates = map[string]*template.Template{
 	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html", "web/upstream.html")),
 	"message": template.Must(template.ParseFS(webFS, "web/layout.html", "web/message.html")),
 	"logout":  template.Must(template.ParseFS(webFS, "web/layout.html", "web/logout.html")),
+	// The settings page of external identities (settings.go, issue 19).
+	"settings": template.Must(template.ParseFS(webFS, "web/layout.html", "web/settings.html")),
 }
 
 // flowTTL bounds how long a sign-up or sign-in page stays usable.
@@ -50,8 +52,13 @@ type pageData struct {
 	MinLength                      int
 	// ClientID is the logout confirmation's client (RP-initiated logout).
 	ClientID string
-	// Upstream are the "Continue with <provider>" links (upstream.go).
-	Upstream []upstreamLink
+	// Upstream are the "Continue with <provider>" links (upstream.go);
+	// Refs, Identities (named for people) and HasPassword the settings
+	// page's (settings.go).
+	Upstream    []upstreamLink
+	Refs        []domain.ExternalRef
+	Identities  []domain.ExternalRef
+	HasPassword bool
 }
 
 // PageHeaders: hosted pages run no script, load only our stylesheet, cannot

@@ -46,4 +46,5 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
 	s.mountUpstream(r)
+	s.mountSettings(r)
 }

@@ -269,5 +269,10 @@ func (s *Server) upstreamLinkDone(w http.ResponseWriter, r *http.Request, e app.
 		fail(err)
 		return
 	}
+	if up.Return == "/settings/identities?done=linked" {
+		httpx.NoStore(w)
+		http.Redirect(w, r, up.Return, http.StatusSeeOther)
+		return
+	}
 	s.messagePage(w, http.StatusOK, "Account linked", "You can now sign in with "+p.Name+". Go back to the application.")
 }

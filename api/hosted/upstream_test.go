@@ -689,3 +689,74 @@ func TestUpstreamDeletedUserReleasesIdentity(t *testing.T) {
 		t.Fatalf("sign-up after deletion: %q (deleted %q)", again, sub)
 	}
 }
+
+// TestUpstreamSettingsPage: a regular user with a cookie session sees its
+// external identities on the settings page, links another through the
+// provider, removes one, and cannot remove its last way in; a form without
+// the page's token is refused.
+func TestUpstreamSettingsPage(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "lena", Email: "lena@acme.test", EmailVerified: upstream.Verified(true)})
+	c := apitest.NewClient(t, e.n)
+	if r := c.Do(http.MethodGet, "/settings/identities", "", "", nil); r.Status != http.StatusUnauthorized {
+		t.Fatalf("settings without a session: %d", r.Status)
+	}
+	// Sign up with Acme in cookie mode.
+	q := url.Values{"response_type": {"none"}, "client_id": {config.DevClientID}, "redirect_uri": {"http://localhost:3000/after"}, "state": {"s"}}
+	page, _, _ := c.HostedFlow(q)
+	if r := c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil); r.Status != http.StatusFound {
+		t.Fatalf("cookie sign-up: %d %s", r.Status, r.Raw)
+	}
+	settings := func(query ...string) apitest.Response {
+		t.Helper()
+		r := c.Do(http.MethodGet, "/settings/identities"+strings.Join(query, ""), "", "", nil)
+		if r.Status != 200 {
+			t.Fatalf("settings: %d %s", r.Status, r.Raw)
+		}
+		apitest.CheckPageHeaders(t, "settings", r)
+		return r
+	}
+	if r := settings(); !strings.Contains(r.Raw, "lena@acme.test") || !strings.Contains(r.Raw, "your only way to sign in") || strings.Contains(r.Raw, ">Remove<") {
+		t.Fatalf("settings with one identity: %s", r.Raw)
+	}
+	// Linking a second identity of the provider (another account there).
+	e.op.SetUser(upstream.User{Subject: "lena-work"})
+	back := toProviderFrom(t, c, "/settings/identities/link/acme", nil)
+	if r := c.Do(http.MethodGet, back, "", "", nil); r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/settings/identities?done=linked" {
+		t.Fatalf("link: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	r := settings("?done=linked")
+	csrf := apitest.CSRFRe.FindStringSubmatch(r.Raw)
+	if strings.Count(r.Raw, ">Remove<") != 2 || csrf == nil || !strings.Contains(r.Raw, "Linked") {
+		t.Fatalf("settings with two identities: %s", r.Raw)
+	}
+	before := apitest.LastSeq(t, e.n)
+	if r := c.PostForm("/settings/identities/unlink", url.Values{"csrf_token": {"forged"}, "provider": {"acme"}, "subject": {"lena"}}); r.Status != http.StatusForbidden {
+		t.Fatalf("unlink without the page's token: %d", r.Status)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("a forged unlink wrote events")
+	}
+	if r := c.PostForm("/settings/identities/unlink", url.Values{"csrf_token": {csrf[1]}, "provider": {"acme"}, "subject": {"lena"}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("unlink: %d %s", r.Status, r.Raw)
+	}
+	r = settings()
+	if strings.Contains(r.Raw, "lena@acme.test") || !strings.Contains(r.Raw, "your only way to sign in") {
+		t.Fatalf("settings after removing one: %s", r.Raw)
+	}
+	// The last one cannot go (the page offers no form), even by a
+	// hand-made one with the page's token.
+	token := ""
+	for _, ck := range c.HTTP.Jar.Cookies(mustURL(t, c.Base+"/settings/identities")) {
+		if ck.Name == "idstream_settings_csrf" {
+			token = ck.Value
+		}
+	}
+	if r := c.PostForm("/settings/identities/unlink", url.Values{"csrf_token": {token}, "provider": {"acme"}, "subject": {"lena-work"}}); r.Status != http.StatusConflict ||
+		!strings.Contains(r.Raw, "last way to sign in") {
+		t.Fatalf("unlink the last: %d %s", r.Status, r.Raw)
+	}
+	if r := c.Do(http.MethodGet, "/settings/identities/link/acme", "", "", map[string]string{"Sec-Fetch-Site": "cross-site"}); r.Status != http.StatusForbidden {
+		t.Fatalf("link from another site: %d", r.Status)
+	}
+}
