@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -758,5 +760,105 @@ func TestUpstreamSettingsPage(t *testing.T) {
 	}
 	if r := c.Do(http.MethodGet, "/settings/identities/link/acme", "", "", map[string]string{"Sec-Fetch-Site": "cross-site"}); r.Status != http.StatusForbidden {
 		t.Fatalf("link from another site: %d", r.Status)
+	}
+}
+
+// TestUpstreamFormPost: a provider answering with response_mode form_post
+// (Apple's way) posts the code back; the binding cookie is SameSite=None
+// and Secure so that the cross-site POST carries it (Go's cookie jar sends
+// it to this loopback http server as browsers do to localhost).
+func TestUpstreamFormPost(t *testing.T) {
+	e := startIdP(t, idpOptions{provider: func(p *config.Provider, _ *upstream.Provider) { p.ResponseMode = "form_post" }})
+	e.op.SetUser(upstream.User{Subject: "mira"})
+	c := apitest.NewClient(t, e.n)
+	verifier, challenge := apitest.PKCE()
+	page, _, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	r := c.Do(http.MethodGet, page+"/upstream/acme", "", "", nil)
+	var binding *http.Cookie
+	for _, raw := range r.Header.Values("Set-Cookie") {
+		if ck, err := http.ParseSetCookie(raw); err == nil && strings.HasPrefix(ck.Name, "idstream_up_") {
+			binding = ck
+		}
+	}
+	if r.Status != http.StatusFound || binding == nil || !binding.Secure || binding.SameSite != http.SameSiteNoneMode || !binding.HttpOnly {
+		t.Fatalf("start: %d, binding cookie %+v", r.Status, binding)
+	}
+	next, _ := url.Parse(r.Header.Get("Location"))
+	if next.Query().Get("response_mode") != "form_post" {
+		t.Fatalf("authorization request: %s", next)
+	}
+	var form string
+	for range 10 {
+		resp, err := c.HTTP.Get(next.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			form = string(body)
+			break
+		}
+		if next, err = next.Parse(resp.Header.Get("Location")); err != nil || resp.StatusCode != http.StatusFound {
+			t.Fatalf("at the provider: %d %s", resp.StatusCode, body)
+		}
+	}
+	field := func(name string) string {
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindStringSubmatch(form)
+		if m == nil {
+			t.Fatalf("no %s in the provider's form: %s", name, form)
+		}
+		return html.UnescapeString(m[1])
+	}
+	if !strings.Contains(form, `action="`+c.Base+hosted.CallbackPath+`"`) {
+		t.Fatalf("the provider's form posts elsewhere: %s", form)
+	}
+	post := url.Values{"state": {field("state")}, "code": {field("code")}}.Encode()
+	const formType = "application/x-www-form-urlencoded"
+	if r := apitest.NewClient(t, e.n).Do(http.MethodPost, hosted.CallbackPath, formType, post, nil); r.Status != http.StatusForbidden {
+		t.Fatalf("form post without the binding cookie: %d %s", r.Status, r.Raw)
+	}
+	back := c.Do(http.MethodPost, hosted.CallbackPath, formType, post, nil)
+	tok := c.Exchange(codeOf(t, back), verifier)
+	if tok.Status != 200 || c.Userinfo(apitest.Str(tok.Body, "access_token")).Body["is_anonymous"] != false {
+		t.Fatalf("exchange after form_post: %d %s", tok.Status, tok.Raw)
+	}
+}
+
+// TestUpstreamFirstSignInRace: two browsers come back from the provider
+// with one new external identity at once: one account is registered, and
+// both are signed in to it.
+func TestUpstreamFirstSignInRace(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "nico"})
+	type browser struct {
+		c              *apitest.Client
+		back, verifier string
+	}
+	var bs [2]browser
+	for i := range bs {
+		c := apitest.NewClient(t, e.n)
+		verifier, challenge := apitest.PKCE()
+		page, _, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+		bs[i] = browser{c: c, back: toProvider(t, c, page, nil), verifier: verifier}
+	}
+	var wg sync.WaitGroup
+	subs := make([]string, 2)
+	for i, b := range bs {
+		wg.Go(func() {
+			r := b.c.Do(http.MethodGet, b.back, "", "", nil)
+			loc, _ := url.Parse(r.Header.Get("Location"))
+			if r.Status != http.StatusFound || loc == nil || loc.Query().Get("code") == "" {
+				t.Errorf("browser %d: %d %s", i, r.Status, r.Raw)
+				return
+			}
+			tok := b.c.Exchange(loc.Query().Get("code"), b.verifier)
+			subs[i] = apitest.Str(b.c.Userinfo(apitest.Str(tok.Body, "access_token")).Body, "sub")
+		})
+	}
+	wg.Wait()
+	recs := events(t, e.n)
+	if subs[0] == "" || subs[0] != subs[1] || countType(recs, domain.TypeUserRegistered) != 1 || countType(recs, domain.TypeExternalIdentityClaimed) != 1 {
+		t.Fatalf("subs %q; %d registrations, %d claims", subs, countType(recs, domain.TypeUserRegistered), countType(recs, domain.TypeExternalIdentityClaimed))
 	}
 }
