@@ -114,10 +114,18 @@ func TestSMTPHeaderInjectionRefused(t *testing.T) {
 	srv := testenv.StartSMTP(t, testenv.SMTPOptions{})
 	m := mailer(t, srv, delivery.SMTPOptions{})
 	for name, msg := range map[string]delivery.Message{
-		"address":     codeMessage("ada@example.com\r\nBcc: eve@example.com"),
-		"address LF":  codeMessage("ada@example.com\nBcc: eve@example.com"),
-		"sender name": func() delivery.Message { x := codeMessage("ada@example.com"); x.SenderName = "Acme\r\nBcc: eve@example.com"; return x }(),
-		"app name":    func() delivery.Message { x := codeMessage("ada@example.com"); x.AppName = "Acme\nBcc: eve@example.com"; return x }(),
+		"address":    codeMessage("ada@example.com\r\nBcc: eve@example.com"),
+		"address LF": codeMessage("ada@example.com\nBcc: eve@example.com"),
+		"sender name": func() delivery.Message {
+			x := codeMessage("ada@example.com")
+			x.SenderName = "Acme\r\nBcc: eve@example.com"
+			return x
+		}(),
+		"app name": func() delivery.Message {
+			x := codeMessage("ada@example.com")
+			x.AppName = "Acme\nBcc: eve@example.com"
+			return x
+		}(),
 	} {
 		if err := m.Send(context.Background(), msg); !errors.Is(err, delivery.ErrHeaderInjection) {
 			t.Errorf("%s: got %v, want ErrHeaderInjection", name, err)
