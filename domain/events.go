@@ -39,6 +39,7 @@ const (
 	TypeUserEnabled            = "user.enabled.v1"
 	TypeUserDeleted            = "user.deleted.v1"
 	TypeLoginIDReleased        = "login_id.released.v1"
+	// TypeLoginIDVerified and TypePasswordReset: see verification.go.
 )
 
 // Retired event type names: no longer written, but events of these types are
@@ -194,7 +195,7 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSettingsChanged}
+		TypeLoginIDReleased, TypeLoginIDVerified, TypePasswordReset, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSettingsChanged}
 }
 
 // RetiredEventTypes lists the event types that are no longer written but are
@@ -255,6 +256,10 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[LoginIDReleased](data, u)
 	case TypeSettingsChanged:
 		ev = decodeAs[SettingsChanged](data, u)
+	case TypeLoginIDVerified:
+		ev = decodeAs[LoginIDVerified](data, u)
+	case TypePasswordReset:
+		ev = decodeAs[PasswordReset](data, u)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}
