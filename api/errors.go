@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
@@ -42,6 +43,7 @@ type Error struct {
 const (
 	fieldLoginID  = "login_id"
 	fieldPassword = "password"
+	fieldCode     = "code"
 )
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
@@ -194,6 +196,39 @@ func classify(err error) *Error {
 		return wrap(newError(400, "Invalid", "JWTLifetime", "invalid_grant", "the jwt's exp must follow iat by at most 10 minutes"))
 	case errors.Is(err, domain.ErrUserNotFound):
 		return wrap(newError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
+	case errors.Is(err, app.ErrInvalidCode):
+		return onField(wrap(newError(400, "Invalid", "InvalidCode", "invalid_grant", "the code is not right, or no code was sent for this")), fieldCode)
+	case errors.Is(err, app.ErrCodeExpired):
+		return onField(wrap(newError(400, "Invalid", "CodeExpired", "invalid_grant", "the code has expired; ask for a new one")), fieldCode)
+	case errors.Is(err, app.ErrCodeAttempts):
+		return onField(wrap(newError(400, "Invalid", "CodeAttemptsExceeded", "invalid_grant", "too many wrong codes; this code no longer works, ask for a new one")), fieldCode)
+	case errors.Is(err, app.ErrNoCodePending):
+		return wrap(newError(400, "Invalid", "NoCodePending", "invalid_request", "no code is pending for this; start again"))
+	case errors.Is(err, app.ErrResendTooSoon):
+		x := newError(429, "TooManyRequest", "ResendTooSoon", "slow_down", "a code was sent a moment ago; ask again after resend_after")
+		var rs *app.ResendTooSoonError
+		if errors.As(err, &rs) {
+			x.RetryAfter = rs.RetryAfter
+		}
+		return wrap(x)
+	case errors.Is(err, app.ErrVerificationRequired):
+		return wrap(newError(403, "Forbidden", "VerificationRequired", "invalid_request", "this project requires the code sent to the login ID: use /api/anonymous_user/promote/start"))
+	case errors.Is(err, app.ErrVerificationOff):
+		return wrap(newError(403, "Forbidden", "VerificationDisabled", "invalid_request", "verification by code is turned off for this project"))
+	case errors.Is(err, app.ErrAuthenticatorNotOffered):
+		return onField(wrap(newError(400, "Invalid", "AuthenticatorNotOffered", "invalid_request", "this kind of login ID does not offer this way to sign in")), fieldLoginID)
+	case errors.Is(err, app.ErrAlreadyVerified):
+		return wrap(newError(409, "Conflict", "AlreadyVerified", "invalid_request", "the login ID is verified already"))
+	case errors.Is(err, domain.ErrNotUsersLoginID):
+		return wrap(newError(400, "Invalid", "NoLoginID", "invalid_request", "the user has no login ID to send a code to"))
+	case errors.Is(err, domain.ErrNoCodeChannel):
+		return onField(wrap(newError(400, "Invalid", "NoCodeChannel", "invalid_request", "codes go to email addresses and phone numbers, not usernames")), fieldLoginID)
+	case errors.Is(err, delivery.ErrInvalidRecipient):
+		return onField(wrap(newError(400, "Invalid", "InvalidRecipient", "invalid_request", "messages cannot be sent to this address or number")), fieldLoginID)
+	case errors.Is(err, delivery.ErrFailed):
+		return wrap(newError(502, "BadGateway", "DeliveryFailed", "temporarily_unavailable", "the code could not be sent right now; nothing changed, try again in a moment"))
+	case errors.Is(err, delivery.ErrNotConfigured):
+		return wrap(newError(503, "ServiceUnavailable", "DeliveryNotConfigured", "temporarily_unavailable", "this service cannot send codes to this kind of login ID"))
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict), errors.Is(err, app.ErrLimiterUnavailable):
 		return wrap(newError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
 	}

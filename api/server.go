@@ -101,6 +101,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/api/anonymous_user/signup", s.anonymousSignup).Methods(http.MethodPost)
 	r.HandleFunc("/api/anonymous_user/promotion_code", s.promotionCode).Methods(http.MethodPost)
 	r.HandleFunc("/api/anonymous_user/promote", s.promote).Methods(http.MethodPost)
+	s.otpRoutes(r)
 	r.HandleFunc("/oauth2/token", s.token).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/challenge", s.challenge).Methods(http.MethodPost)

@@ -42,13 +42,23 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := p.User
-	writeJSON(w, http.StatusOK, map[string]any{
+	claims := map[string]any{
 		"sub":                  u.UserID(),
 		"is_anonymous":         u.IsAnonymous(),
-		"is_verified":          false,
+		"is_verified":          u.IsVerified(),
 		claimIsAnonymous:       u.IsAnonymous(),
-		claimIsVerified:        false,
+		claimIsVerified:        u.IsVerified(),
 		claimCanReauthenticate: false,
 		"updated_at":           u.CreatedAt().Unix(),
-	})
+	}
+	// OIDC's per-login-ID claims, for the kinds the user holds.
+	for _, l := range u.LoginIDs() {
+		switch l.Type {
+		case "email":
+			claims["email_verified"] = l.Verified
+		case "phone":
+			claims["phone_number_verified"] = l.Verified
+		}
+	}
+	writeJSON(w, http.StatusOK, claims)
 }

@@ -142,6 +142,9 @@ type PromoteInput struct {
 	// IP is the client's address, for the limits of account creation.
 	IP   string
 	Meta Meta
+	// byCode: the promotion completes with a code sent to the login ID
+	// (StartPromotionByCode), so a project that requires one lets it by.
+	byCode bool
 }
 
 // NewSession describes a session to start.
@@ -192,12 +195,13 @@ func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns 
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta},
-		p.PasswordHash)
+	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta}, p)
 }
 
-// promoteHashed is Promote with the new password hashed already.
-func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash string) (Issued, error) {
+// promoteHashed is Promote with the new password hashed already (or none,
+// passwordless) and the login ID proved by a code or not, as p says.
+func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, p PendingPromotion) (Issued, error) {
+	hash := p.PasswordHash
 	leaderChecked := false
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
@@ -209,7 +213,8 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			return Issued{}, err
 		}
 		now := s.clock.Now()
-		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash,
+			Passwordless: p.Passwordless, Verified: p.Verified, Now: now})
 		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
@@ -333,6 +338,9 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	id, idErr := s.ParseLoginID(typ, value)
 	account := ""
 	if idErr == nil {
+		if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+			return domain.User{}, ErrAuthenticatorNotOffered
+		}
 		account = id.Key()
 	}
 	attempt, err := s.beginPasswordAttempt(ctx, "signin", account, ip)
@@ -494,6 +502,11 @@ type PendingPromotion struct {
 	// MergeInto: the login ID belongs to this account and the person proved
 	// its password (conflict policy "login"); the guest merges into it.
 	MergeInto string `json:"merge_into,omitempty"`
+	// Passwordless: no password; codes sent to the login ID sign in.
+	Passwordless bool `json:"passwordless,omitempty"`
+	// Verified: a code sent to the login ID came back (the promotion is
+	// completed by it), so the verification is part of the same append.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // PreparePromotion decides a promotion without writing it: the limits, the
@@ -504,6 +517,14 @@ type PendingPromotion struct {
 // authorization code (AuthorizationRequest.Promotion), written when the
 // code is exchanged.
 func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+	v := s.codeSettings()
+	if !v.Offers(string(in.LoginID.Type), domain.AuthenticatorPassword) {
+		return PendingPromotion{}, ErrAuthenticatorNotOffered
+	}
+	if !in.byCode && v.Promotion == domain.VerifyRequired && codeTarget(in.LoginID) == nil {
+		// The login ID must be proved first: StartPromotionByCode.
+		return PendingPromotion{}, ErrVerificationRequired
+	}
 	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
 		return PendingPromotion{}, err
 	}

@@ -39,17 +39,17 @@ const (
 // (WithDefaults).
 type VerificationSettings struct {
 	// Promotion is VerifyRequired, VerifyOptional (default) or VerifyOff.
-	Promotion string `json:"promotion,omitempty"`
+	Promotion string `json:"promotion,omitempty" yaml:"promotion"`
 	// CodeLifetime: 5 to 10 minutes (default 10).
-	CodeLifetime Seconds `json:"code_lifetime,omitempty"`
+	CodeLifetime Seconds `json:"code_lifetime,omitempty" yaml:"code_lifetime"`
 	// Authenticators lists, per login ID type, the ways a person of that
 	// type signs in and promotes: "password" and/or "oob_otp" (email and
 	// phone only). Default: password for every type.
-	Authenticators map[string][]string `json:"authenticators,omitempty"`
+	Authenticators map[string][]string `json:"authenticators,omitempty" yaml:"authenticators"`
 	// SendPerTarget and SendPerIP limit the codes sent to one login ID and
 	// asked for from one address (default 10 per hour and 30 per hour).
-	SendPerTarget RateLimitSetting `json:"send_per_target,omitzero"`
-	SendPerIP     RateLimitSetting `json:"send_per_ip,omitzero"`
+	SendPerTarget RateLimitSetting `json:"send_per_target,omitzero" yaml:"send_per_target"`
+	SendPerIP     RateLimitSetting `json:"send_per_ip,omitzero" yaml:"send_per_ip"`
 }
 
 // WithDefaults fills what is unset.

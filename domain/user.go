@@ -23,7 +23,7 @@ type User struct {
 	// of a value, so a changed login ID starts unverified.
 	verified []string
 	promoted time.Time
-	mergedTo  string
+	mergedTo string
 	// Every session the user ever started (user.signed_in.v1, and a guest's
 	// first session in its creation), so that a promotion, a disable or a
 	// delete ends them all from the log; lastSignIn serves the lifetime
