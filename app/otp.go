@@ -83,12 +83,12 @@ type otpEntry struct {
 	// UserID is the account (verification, sign-in, reset) or the guest
 	// (promotion); empty for a login ID nobody holds (a decoy, see
 	// sendAnonymous).
-	UserID    string `json:"user_id,omitempty"`
-	ClientID  string `json:"client_id,omitempty"`
-	Locale    string `json:"locale,omitempty"`
-	Salt      string `json:"salt"`
-	Hash      string `json:"hash"`
-	Tries     int    `json:"tries"`
+	UserID    string    `json:"user_id,omitempty"`
+	ClientID  string    `json:"client_id,omitempty"`
+	Locale    string    `json:"locale,omitempty"`
+	Salt      string    `json:"salt"`
+	Hash      string    `json:"hash"`
+	Tries     int       `json:"tries"`
 	SentAt    time.Time `json:"sent_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	// Promotion is what a promotion code completes.
