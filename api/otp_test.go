@@ -1,0 +1,545 @@
+package api_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/app/delivery"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/testenv"
+)
+
+// smsInbox is an SMS webhook receiver: it checks every signature and keeps
+// the texts; numbers in refuse are answered 422.
+type smsInbox struct {
+	srv    *httptest.Server
+	secret string
+	mu     sync.Mutex
+	texts  []map[string]string
+	refuse map[string]bool
+	bad    int
+}
+
+func startSMSInbox(t *testing.T) *smsInbox {
+	in := &smsInbox{secret: "sms-webhook-secret-0123456789abcdef", refuse: map[string]bool{}}
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if !delivery.VerifySignature(in.secret, r.Header.Get(delivery.SignatureHeader), body, time.Now(), time.Minute) {
+			in.bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p map[string]string
+		_ = json.Unmarshal(body, &p)
+		if in.refuse[p["to"]] {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			return
+		}
+		in.texts = append(in.texts, p)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+func (in *smsInbox) count() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.texts)
+}
+
+func (in *smsInbox) wait(t *testing.T, n int) map[string]string {
+	t.Helper()
+	testenv.WaitFor(t, "text message", 10*time.Second, func() bool { return in.count() >= n })
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.texts[n-1]
+}
+
+var sixDigitCode = regexp.MustCompile(`^\d{6}`)
+
+// otpEnv is a node whose codes go out through a real SMTP server (STARTTLS,
+// a test certificate, AUTH) and a signed SMS webhook, both on loopback.
+type otpEnv struct {
+	n    *testenv.Node
+	mail *testenv.SMTPServer
+	sms  *smsInbox
+}
+
+func startOTP(t *testing.T, configure func(*config.Config)) otpEnv {
+	t.Helper()
+	mail := testenv.StartSMTP(t, testenv.SMTPOptions{Username: "idstream", Password: "smtp-password-1"})
+	sms := startSMSInbox(t)
+	mailer, err := delivery.NewSMTP(delivery.SMTPOptions{Host: "127.0.0.1", Port: mail.Port, TLS: delivery.TLSStartTLS,
+		Username: "idstream", Password: "smtp-password-1", From: "no-reply@idstream.test",
+		TLSConfig: &tls.Config{RootCAs: mail.Roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := delivery.Router{Email: mailer, SMS: delivery.TextSender{Provider: delivery.Webhook{URL: sms.srv.URL, Secret: sms.secret}}}
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Delivery: router, Configure: func(c *config.Config) {
+		cheapHashes(c)
+		if configure != nil {
+			configure(c)
+		}
+	}})
+	t.Cleanup(func() { noCodeInLogs(t, n, mail, sms) })
+	return otpEnv{n: n, mail: mail, sms: sms}
+}
+
+// noCodeInLogs: no code that was sent appears in the node's log (the time
+// field, whose digits could match by chance, aside).
+func noCodeInLogs(t *testing.T, n *testenv.Node, mail *testenv.SMTPServer, sms *smsInbox) {
+	var codes []string
+	for _, m := range mail.Mails() {
+		if c := m.Code(); c != "" {
+			codes = append(codes, c)
+		}
+	}
+	sms.mu.Lock()
+	for _, p := range sms.texts {
+		codes = append(codes, p["code"])
+	}
+	sms.mu.Unlock()
+	for _, line := range strings.Split(n.Logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		delete(m, "time")
+		raw, _ := json.Marshal(m)
+		for _, c := range codes {
+			if regexp.MustCompile(`(^|[^0-9])` + c + `([^0-9]|$)`).Match(raw) {
+				t.Errorf("a one-time code is in the log: %s", strings.ReplaceAll(string(raw), c, "[CODE]"))
+			}
+		}
+	}
+}
+
+func bearerH(at string) map[string]string { return map[string]string{"Authorization": "Bearer " + at} }
+
+func TestVerifyEmailThroughRealSMTP(t *testing.T) {
+	e := startOTP(t, nil)
+	c := newClient(t, e.n)
+	at, _ := signup(t, c)
+	r := c.promote(at, "ada@example.com", goodPassword)
+	if r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	at = str(r.result(), "access_token")
+	info := c.userinfo(at)
+	if info.body["is_verified"] != false || info.body["email_verified"] != false {
+		t.Fatalf("before: %s", info.raw)
+	}
+	r = c.postJSON("/api/verification/start", `{}`, bearerH(at))
+	if r.status != 200 || str(r.result(), "sent_to") != "ada@example.com" || str(r.result(), "channel") != "email" {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	m := e.mail.WaitMail(t, 1)
+	if !m.TLS || !m.Authed || m.To[0] != "ada@example.com" || m.Header.Get("From") != `"idstream (development)" <no-reply@idstream.test>` && !strings.Contains(m.Header.Get("From"), "no-reply@idstream.test") {
+		t.Fatalf("mail: tls %v auth %v to %v from %q", m.TLS, m.Authed, m.To, m.Header.Get("From"))
+	}
+	code := m.Code()
+	if !sixDigitCode.MatchString(code) {
+		t.Fatalf("no code in %q", m.Text)
+	}
+	wrong := fmt.Sprintf("%06d", (atoi(code)+1)%1000000)
+	if r := c.postJSON("/api/verification/verify", `{"code":"`+wrong+`"}`, bearerH(at)); r.status != 400 || r.reason() != "InvalidCode" {
+		t.Fatalf("wrong code: %d %s", r.status, r.raw)
+	}
+	if r := c.postJSON("/api/verification/verify", `{"code":"`+code+`"}`, bearerH(at)); r.status != 200 || r.result()["is_verified"] != true {
+		t.Fatalf("right code: %d %s", r.status, r.raw)
+	}
+	info = c.userinfo(at)
+	if info.body["is_verified"] != true || info.body["https://authgear.com/claims/user/is_verified"] != true || info.body["email_verified"] != true {
+		t.Fatalf("after: %s", info.raw)
+	}
+	if r := c.postJSON("/api/verification/verify", `{"code":"`+code+`"}`, bearerH(at)); r.status == 200 {
+		t.Fatalf("a reused code worked: %s", r.raw)
+	}
+	if r := c.postJSON("/api/verification/start", `{}`, bearerH(at)); r.status != 409 || r.reason() != "AlreadyVerified" {
+		t.Fatalf("again: %d %s", r.status, r.raw)
+	}
+	if n := len(e.mail.Mails()); n != 1 {
+		t.Fatalf("%d mails", n)
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func required(c *config.Config) { c.Verification.Promotion = domain.VerifyRequired }
+
+func TestPromotionRequiresTheCode(t *testing.T) {
+	e := startOTP(t, required)
+	a, b := newClient(t, e.n), newClient(t, e.n)
+	atA, _ := signup(t, a)
+	atB, _ := signup(t, b)
+	subA := str(a.userinfo(atA).body, "sub")
+	if r := a.promote(atA, "ada@example.com", goodPassword); r.status != 403 || r.reason() != "VerificationRequired" {
+		t.Fatalf("plain promote: %d %s", r.status, r.raw)
+	}
+	body := `{"login_id":"ada@example.com","password":"` + goodPassword + `"}`
+	if r := a.postJSON("/api/anonymous_user/promote/start", body, bearerH(atA)); r.status != 200 {
+		t.Fatalf("start A: %d %s", r.status, r.raw)
+	}
+	codeA := e.mail.WaitMail(t, 1).Code()
+	// Until the code comes back the guest is a guest and the login ID free:
+	// B may start for it too.
+	if info := a.userinfo(atA); info.body["is_anonymous"] != true {
+		t.Fatalf("A promoted before the code: %s", info.raw)
+	}
+	if r := b.postJSON("/api/anonymous_user/promote/start", body, bearerH(atB)); r.status != 200 {
+		t.Fatalf("start B: %d %s", r.status, r.raw)
+	}
+	codeB := e.mail.WaitMail(t, 2).Code()
+	if codeA == codeB {
+		t.Skip("the two codes are equal by chance")
+	}
+	// Codes are bound to their guest: A cannot use B's.
+	if r := a.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+codeB+`"}`, bearerH(atA)); r.reason() != "InvalidCode" {
+		t.Fatalf("B's code for A: %d %s", r.status, r.raw)
+	}
+	r := a.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+codeA+`"}`, bearerH(atA))
+	if r.status != 200 || str(r.result(), "access_token") == "" {
+		t.Fatalf("verify A: %d %s", r.status, r.raw)
+	}
+	info := a.userinfo(str(r.result(), "access_token"))
+	if str(info.body, "sub") != subA || info.body["is_anonymous"] != false || info.body["is_verified"] != true {
+		t.Fatalf("A after: %s", info.raw)
+	}
+	if a.userinfo(atA).status != 401 {
+		t.Fatal("the guest's session survived the promotion")
+	}
+	// B's code is right, but the login ID is A's now: B stays a guest.
+	if r := b.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+codeB+`"}`, bearerH(atB)); r.status != 409 || r.reason() != "LoginIDTaken" {
+		t.Fatalf("verify B: %d %s", r.status, r.raw)
+	}
+	if info := b.userinfo(atB); info.body["is_anonymous"] != true {
+		t.Fatalf("B changed: %s", info.raw)
+	}
+	u, _, err := e.n.Service.LoadUser(context.Background(), subA)
+	if err != nil || !u.LoginIDVerified("email", "ada@example.com") || u.PasswordHash() == "" {
+		t.Fatalf("A in the log: verified %v hash %v %v", u.IsVerified(), u.PasswordHash() != "", err)
+	}
+}
+
+func TestCodeAbuse(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		required(c)
+		c.Verification.SendPerTarget = domain.RateLimitSetting{Burst: 3, Per: 3600}
+	})
+	c := newClient(t, e.n)
+	at, _ := signup(t, c)
+	start := func(loginID string) response {
+		return c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"`+loginID+`","password":"`+goodPassword+`"}`, bearerH(at))
+	}
+	verify := func(loginID, code string) response {
+		return c.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"`+loginID+`","code":"`+code+`"}`, bearerH(at))
+	}
+	if r := start("ada@example.com"); r.status != 200 {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+
+	// Resend within the cooldown: refused, with Retry-After.
+	r := c.postJSON("/api/anonymous_user/promote/resend", `{"login_id":"ada@example.com"}`, bearerH(at))
+	if r.status != 429 || r.reason() != "ResendTooSoon" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("resend too soon: %d %s", r.status, r.raw)
+	}
+	// A code for another target, another flow, malformed codes.
+	if r := verify("bob@example.com", code); r.reason() != "InvalidCode" {
+		t.Fatalf("another target: %d %s", r.status, r.raw)
+	}
+	if r := c.postJSON("/api/verification/verify", `{"code":"`+code+`"}`, bearerH(at)); r.status == 200 {
+		t.Fatalf("another flow: %d %s", r.status, r.raw)
+	}
+	if r := verify("ada@example.com", "12345"); r.reason() != "InvalidCode" {
+		t.Fatalf("five digits: %d %s", r.status, r.raw)
+	}
+	// Five wrong codes end it: the right one no longer works.
+	wrong := fmt.Sprintf("%06d", (atoi(code)+7)%1000000)
+	for i := 2; i <= 4; i++ {
+		if r := verify("ada@example.com", wrong); r.reason() != "InvalidCode" {
+			t.Fatalf("wrong %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if r := verify("ada@example.com", wrong); r.reason() != "CodeAttemptsExceeded" {
+		t.Fatalf("fifth wrong: %d %s", r.status, r.raw)
+	}
+	if r := verify("ada@example.com", code); r.status == 200 {
+		t.Fatalf("the right code worked after five wrong ones: %s", r.raw)
+	}
+	if info := c.userinfo(at); info.body["is_anonymous"] != true {
+		t.Fatalf("changed by failed attempts: %s", info.raw)
+	}
+	// Expired.
+	if r := start("ada@example.com"); r.status != 200 {
+		t.Fatalf("start 2: %d %s", r.status, r.raw)
+	}
+	code = e.mail.WaitMail(t, 2).Code()
+	e.n.Clock.Advance(11 * time.Minute)
+	if r := verify("ada@example.com", code); r.reason() != "CodeExpired" {
+		t.Fatalf("expired: %d %s", r.status, r.raw)
+	}
+	// A resend replaces the code: the old one stops working.
+	if r := start("ada@example.com"); r.status != 200 {
+		t.Fatalf("start 3: %d %s", r.status, r.raw)
+	}
+	old := e.mail.WaitMail(t, 3).Code()
+	e.n.Clock.Advance(61 * time.Second)
+	// The per-target limit (3 per hour) holds the fourth send.
+	if r := c.postJSON("/api/anonymous_user/promote/resend", `{"login_id":"ada@example.com"}`, bearerH(at)); r.status != 429 || r.reason() != "RateLimited" {
+		t.Fatalf("fourth send: %d %s", r.status, r.raw)
+	}
+	if r := verify("ada@example.com", old); r.status != 200 {
+		t.Fatalf("the pending code after a refused resend: %d %s", r.status, r.raw)
+	}
+	if n := len(e.mail.Mails()); n != 3 {
+		t.Fatalf("%d mails, want 3", n)
+	}
+}
+
+func TestResendReplacesTheCode(t *testing.T) {
+	e := startOTP(t, required)
+	c := newClient(t, e.n)
+	at, _ := signup(t, c)
+	if r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"ada@example.com","password":"`+goodPassword+`"}`, bearerH(at)); r.status != 200 {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	first := e.mail.WaitMail(t, 1).Code()
+	e.n.Clock.Advance(61 * time.Second)
+	if r := c.postJSON("/api/anonymous_user/promote/resend", `{"login_id":"ada@example.com"}`, bearerH(at)); r.status != 200 {
+		t.Fatalf("resend: %d %s", r.status, r.raw)
+	}
+	second := e.mail.WaitMail(t, 2).Code()
+	if first != second {
+		if r := c.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+first+`"}`, bearerH(at)); r.reason() != "InvalidCode" {
+			t.Fatalf("the replaced code: %d %s", r.status, r.raw)
+		}
+	}
+	if r := c.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+second+`"}`, bearerH(at)); r.status != 200 {
+		t.Fatalf("the new code: %d %s", r.status, r.raw)
+	}
+	if r := c.postJSON("/api/anonymous_user/promote/resend", `{"login_id":"nobody@example.com"}`, bearerH(at)); r.status != 400 && r.status != 401 {
+		t.Fatalf("resend with nothing pending: %d %s", r.status, r.raw)
+	}
+}
+
+func passwordlessPhone(c *config.Config) {
+	c.Verification.Authenticators = map[string][]string{"email": {"password"}, "phone": {"oob_otp"}, "username": {"password"}}
+}
+
+func TestPasswordlessPhoneBySignedWebhook(t *testing.T) {
+	e := startOTP(t, passwordlessPhone)
+	c := newClient(t, e.n)
+	at, _ := signup(t, c)
+	sub := str(c.userinfo(at).body, "sub")
+	// Phone offers codes only: a password promotion is refused.
+	if r := c.promote(at, "+14155552671", goodPassword); r.status != 400 || r.reason() != "AuthenticatorNotOffered" {
+		t.Fatalf("password for phone: %d %s", r.status, r.raw)
+	}
+	e.sms.mu.Lock()
+	e.sms.refuse["+14155550000"] = true
+	e.sms.mu.Unlock()
+	r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155550000"}`, bearerH(at))
+	if r.status != 400 || r.reason() != "InvalidRecipient" {
+		t.Fatalf("refused number: %d %s", r.status, r.raw)
+	}
+	r = c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"+1 415 555 2671"}`, bearerH(at))
+	if r.status != 200 || str(r.result(), "channel") != "sms" || str(r.result(), "sent_to") != "+14155552671" {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	text := e.sms.wait(t, 1)
+	if text["to"] != "+14155552671" || !strings.HasPrefix(text["body"], text["code"]) {
+		t.Fatalf("text %v", text)
+	}
+	r = c.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at))
+	if r.status != 200 {
+		t.Fatalf("verify: %d %s", r.status, r.raw)
+	}
+	info := c.userinfo(str(r.result(), "access_token"))
+	if str(info.body, "sub") != sub || info.body["is_anonymous"] != false || info.body["phone_number_verified"] != true {
+		t.Fatalf("after: %s", info.raw)
+	}
+	u, _, _ := e.n.Service.LoadUser(context.Background(), sub)
+	if u.PasswordHash() != "" {
+		t.Fatal("a passwordless promotion stored a password")
+	}
+
+	// Sign in again with a code; an unknown number gets the same answer
+	// and no message.
+	other := newClient(t, e.n)
+	unknown := other.postJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"+14155559999"}`, nil)
+	known := other.postJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"+14155552671"}`, nil)
+	if unknown.status != 200 || known.status != 200 || len(unknown.result()) != len(known.result()) {
+		t.Fatalf("start: %d %s / %d %s", unknown.status, unknown.raw, known.status, known.raw)
+	}
+	text = e.sms.wait(t, 2)
+	if text["to"] != "+14155552671" || text["kind"] != "sign_in" {
+		t.Fatalf("text %v", text)
+	}
+	// The code works for the sign-in flow only, and for its number only.
+	if r := other.postJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"+14155559999","code":"`+text["code"]+`","session_type":"refresh_token"}`, nil); r.reason() != "InvalidCode" {
+		t.Fatalf("unknown number: %d %s", r.status, r.raw)
+	}
+	r = other.postJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"+14155552671","code":"`+text["code"]+`","session_type":"refresh_token"}`, nil)
+	if r.status != 200 || str(other.userinfo(str(r.result(), "access_token")).body, "sub") != sub {
+		t.Fatalf("sign in: %d %s", r.status, r.raw)
+	}
+	// Within the cooldown the unknown number answers as the known one.
+	u1 := other.postJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"+14155559999"}`, nil)
+	if u1.status != 429 || u1.reason() != "ResendTooSoon" {
+		t.Fatalf("unknown number within the cooldown: %d %s", u1.status, u1.raw)
+	}
+	time.Sleep(100 * time.Millisecond) // async sends, if any were wrongly made, would have arrived
+	if n := e.sms.count(); n != 2 {
+		t.Fatalf("%d texts, want 2", n)
+	}
+	if e.sms.bad != 0 {
+		t.Fatalf("%d unsigned webhook calls", e.sms.bad)
+	}
+	// Email offers passwords only: no code sign-in.
+	if r := other.postJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"ada@example.com"}`, nil); r.reason() != "AuthenticatorNotOffered" {
+		t.Fatalf("email code sign-in: %d %s", r.status, r.raw)
+	}
+}
+
+func TestForgottenPassword(t *testing.T) {
+	e := startOTP(t, nil)
+	c := newClient(t, e.n)
+	sub := regularUser(t, c, "ada@example.com")
+	// A second session of the user, by password sign-in.
+	iss, err := e.n.Service.StartSession(context.Background(), sub, app.NewSession{ClientID: "idstream-dev", Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, app.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RecordSecret("refresh token", iss.SessionToken)
+	testenv.RecordSecret("access token", iss.AccessToken)
+
+	unknown := c.postJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"nobody@example.com"}`, nil)
+	known := c.postJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"Ada@Example.com"}`, nil)
+	if unknown.status != 200 || known.status != 200 || len(unknown.result()) != len(known.result()) {
+		t.Fatalf("forgot: %d %s / %d %s", unknown.status, unknown.raw, known.status, known.raw)
+	}
+	m := e.mail.WaitMail(t, 1)
+	if m.To[0] != "ada@example.com" || !strings.Contains(m.Header.Get("Subject"), "Reset") {
+		t.Fatalf("mail to %v: %q", m.To, m.Header.Get("Subject"))
+	}
+	code := m.Code()
+	reset := func(loginID, code, pw string) response {
+		return c.postJSON("/api/password/reset", fmt.Sprintf(`{"client_id":"idstream-dev","login_id":%q,"code":%q,"new_password":%q}`, loginID, code, pw), nil)
+	}
+	if r := reset("nobody@example.com", code, "a-brand-new-secret-7"); r.reason() != "InvalidCode" {
+		t.Fatalf("unknown address: %d %s", r.status, r.raw)
+	}
+	// The policy is checked before the code is spent.
+	if r := reset("ada@example.com", code, "qwertyuiop"); r.reason() != "PasswordTooCommon" && r.reason() != "PasswordPolicy" {
+		t.Fatalf("weak password: %d %s", r.status, r.raw)
+	}
+	if r := reset("ada@example.com", code, "a-brand-new-secret-7"); r.status != 200 {
+		t.Fatalf("reset: %d %s", r.status, r.raw)
+	}
+	if r := reset("ada@example.com", code, "another-new-secret-8"); r.status == 200 {
+		t.Fatal("a reset code worked twice")
+	}
+	// Every session ended.
+	if r := refresh(c, iss.SessionToken); r.status == 200 {
+		t.Fatalf("an old session refreshed: %s", r.raw)
+	}
+	if c.userinfo(iss.AccessToken).status != 401 {
+		t.Fatal("an old access token still works at userinfo")
+	}
+	ctx := context.Background()
+	if _, err := e.n.Service.AuthenticatePassword(ctx, "", "ada@example.com", goodPassword, "192.0.2.1", app.Meta{}); err == nil {
+		t.Fatal("the old password still signs in")
+	}
+	u, err := e.n.Service.AuthenticatePassword(ctx, "", "ada@example.com", "a-brand-new-secret-7", "192.0.2.1", app.Meta{})
+	if err != nil || u.UserID() != sub || !u.IsVerified() {
+		t.Fatalf("new password: %v verified %v", err, u.IsVerified())
+	}
+	if n := len(e.mail.Mails()); n != 1 {
+		t.Fatalf("%d mails: a message went to an unknown address", n)
+	}
+}
+
+func TestDeliveryFailureLeavesNothingHalfDone(t *testing.T) {
+	mail := testenv.StartSMTP(t, testenv.SMTPOptions{})
+	mailer, err := delivery.NewSMTP(delivery.SMTPOptions{Host: "127.0.0.1", Port: mail.Port, TLS: delivery.TLSStartTLS, From: "no-reply@idstream.test",
+		TLSConfig: &tls.Config{RootCAs: mail.Roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail.Close() // the mail server is down
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Delivery: delivery.Router{Email: mailer}, Configure: func(c *config.Config) {
+		cheapHashes(c)
+		required(c)
+	}})
+	c := newClient(t, n)
+	at, _ := signup(t, c)
+	r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"ada@example.com","password":"`+goodPassword+`"}`, bearerH(at))
+	if r.status != 502 || r.reason() != "DeliveryFailed" {
+		t.Fatalf("SMTP down: %d %s", r.status, r.raw)
+	}
+	// No code is left behind (no cooldown, nothing to resend) and nothing
+	// is claimed: another guest promotes to the address.
+	if r := c.postJSON("/api/anonymous_user/promote/resend", `{"login_id":"ada@example.com"}`, bearerH(at)); r.reason() != "NoCodePending" {
+		t.Fatalf("resend after a failure: %d %s", r.status, r.raw)
+	}
+	if info := c.userinfo(at); info.body["is_anonymous"] != true {
+		t.Fatalf("guest changed: %s", info.raw)
+	}
+	id, _ := loginid.Parse(loginid.Email, "ada@example.com")
+	recs, _, err := n.Store.Load(context.Background(), n.Store.Subject("loginid", id.Key()))
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("the login ID subject has %d events (%v)", len(recs), err)
+	}
+	// SMS is not configured at all.
+	if r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671","password":"`+goodPassword+`"}`, bearerH(at)); r.status != 503 || r.reason() != "DeliveryNotConfigured" {
+		t.Fatalf("no SMS provider: %d %s", r.status, r.raw)
+	}
+	// Header injection and usernames never reach delivery.
+	if r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"ada@example.com\r\nBcc: eve@example.com","password":"`+goodPassword+`"}`, bearerH(at)); r.status != 400 {
+		t.Fatalf("injection: %d %s", r.status, r.raw)
+	}
+	if r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"ada_lovelace","password":"`+goodPassword+`"}`, bearerH(at)); r.reason() != "NoCodeChannel" {
+		t.Fatalf("username: %d %s", r.status, r.raw)
+	}
+}
+
+func TestInternationalisedAddress(t *testing.T) {
+	e := startOTP(t, required)
+	c := newClient(t, e.n)
+	at, _ := signup(t, c)
+	r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"jürgen@bücher.example","password":"`+goodPassword+`"}`, bearerH(at))
+	if r.status != 200 {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	m := e.mail.WaitMail(t, 1)
+	if m.To[0] != "jürgen@xn--bcher-kva.example" {
+		t.Fatalf("RCPT TO %q", m.To)
+	}
+	if r := c.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"jürgen@bücher.example","code":"`+m.Code()+`"}`, bearerH(at)); r.status != 200 {
+		t.Fatalf("verify: %d %s", r.status, r.raw)
+	}
+}
