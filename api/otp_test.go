@@ -543,3 +543,47 @@ func TestInternationalisedAddress(t *testing.T) {
 		t.Fatalf("verify: %d %s", r.status, r.raw)
 	}
 }
+
+// TestCodeSingleUseAcrossNodes: one right code presented at once on two
+// nodes (sharing NATS and PostgreSQL) verifies once.
+func TestCodeSingleUseAcrossNodes(t *testing.T) {
+	e := startOTP(t, required)
+	dbURL := e.n.Config.DatabaseURL
+	other := testenv.StartNode(t, nil, testenv.NodeOptions{DatabaseURL: dbURL, NATSURL: e.n.Config.NATS.URL, Configure: func(c *config.Config) {
+		cheapHashes(c)
+		required(c)
+	}})
+	for round := range 5 {
+		c := newClient(t, e.n)
+		at, _ := signup(t, c)
+		login := fmt.Sprintf("race%d@example.com", round)
+		if r := c.postJSON("/api/anonymous_user/promote/start", `{"login_id":"`+login+`","password":"`+goodPassword+`"}`, bearerH(at)); r.status != 200 {
+			t.Fatalf("start: %d %s", r.status, r.raw)
+		}
+		code := e.mail.WaitMail(t, round+1).Code()
+		clients := []*client{newClient(t, e.n), newClient(t, other), newClient(t, e.n), newClient(t, other)}
+		results := make([]response, len(clients))
+		var wg sync.WaitGroup
+		for i, cl := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = cl.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"`+login+`","code":"`+code+`"}`, bearerH(at))
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, r := range results {
+			switch {
+			case r.status == 200:
+				ok++
+			case r.reason() == "InvalidCode", r.reason() == "NotAnonymous", r.reason() == "SessionRevoked", r.reason() == "InvalidToken":
+			default:
+				t.Fatalf("round %d: unexpected %d %s", round, r.status, r.raw)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d verifications succeeded, want 1", round, ok)
+		}
+	}
+}

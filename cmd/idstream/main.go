@@ -53,6 +53,8 @@ commands:
                  configuration file's settings as a new version
   portal hash-password  read a password on stdin, print its argon2id hash
                  (for portal.operators[].password_hash)
+  outbox [-n N]  development mode: the newest messages (one-time codes) written
+                 to <data_dir>/outbox instead of being sent
 
 configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
 DATABASE_URL, NATS_URL and more; see README.md.
@@ -93,6 +95,8 @@ func main() {
 		err = settingsCmd(ctx, os.Args[2:])
 	case "portal":
 		err = portalCmd(os.Args[2:])
+	case "outbox":
+		err = outboxCmd(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
