@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -247,6 +248,12 @@ const (
 // keyed by its reason: the one place that turns errors into words for
 // people. typed is the login ID the person typed, to name its kind.
 func pageText(e *Error, audience, typed string) string {
+	switch e.Reason {
+	case "DeliveryFailed":
+		return "We could not send the code just now. Nothing changed; try again in a moment."
+	case "DeliveryNotConfigured":
+		return "This service cannot send codes to a " + loginNoun(typed) + ". Use another kind of login ID."
+	}
 	if e.Status >= 500 {
 		if audience == audiencePortal {
 			return "Signing in is not possible right now. Try again in a moment."
@@ -270,6 +277,22 @@ func pageText(e *Error, audience, typed string) string {
 		return "That password is one of the most common ones. Choose something harder to guess."
 	case "PasswordPolicy":
 		return "The password " + strings.TrimPrefix(e.Message, "the password does not meet the policy: password ") + "."
+	case "InvalidCode":
+		return "That code is not right. Check the latest message and try again."
+	case "CodeExpired":
+		return "That code has expired. Ask for a new one below."
+	case "CodeAttemptsExceeded":
+		return "Too many wrong codes: this one no longer works. Ask for a new one below."
+	case "NoCodePending":
+		return "There is no code to send again. Go back and start again."
+	case "ResendTooSoon":
+		return fmt.Sprintf("We sent a code a moment ago. You can ask for a new one in %d seconds.", int(math.Ceil(e.RetryAfter.Seconds())))
+	case "InvalidRecipient":
+		return "We cannot send messages to this " + loginNoun(typed) + ". Check it, or use another."
+	case "NoCodeChannel":
+		return "Codes go to email addresses and phone numbers. Use one of those."
+	case "AuthenticatorNotOffered":
+		return "This kind of login ID cannot be used this way here."
 	}
 	return e.Message + "."
 }

@@ -147,19 +147,19 @@ func (s *Server) promoteByCodeStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cr := s.codeRequest(r)
-	sent, merged, err := s.Service.StartPromotionByCode(r.Context(), app.PromotionByCode{Locale: cr.Locale, PromoteInput: app.PromoteInput{
+	st, err := s.Service.StartPromotionByCode(r.Context(), app.PromotionByCode{Locale: cr.Locale, PromoteInput: app.PromoteInput{
 		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password, IP: cr.IP, Meta: cr.Meta,
 		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: p.Session.Kind(), Method: domain.MethodPromotion}}})
 	if err != nil {
 		s.writeAPIError(w, r, err)
 		return
 	}
-	if merged != nil {
-		s.answerSession(w, *merged)
+	if st.Merged != nil {
+		s.answerSession(w, *st.Merged)
 		return
 	}
 	noStore(w)
-	writeJSON(w, http.StatusOK, map[string]any{"result": codeSentOf(sent)})
+	writeJSON(w, http.StatusOK, map[string]any{"result": codeSentOf(st.Sent)})
 }
 
 // promoteByCodeResend is POST /api/anonymous_user/promote/resend.

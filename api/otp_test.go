@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -585,5 +586,128 @@ func TestCodeSingleUseAcrossNodes(t *testing.T) {
 		if ok != 1 {
 			t.Fatalf("round %d: %d verifications succeeded, want 1", round, ok)
 		}
+	}
+}
+
+var codeFormAction = regexp.MustCompile(`action="(/flows/[^"]+)"`)
+
+// TestHostedPromotionWithCode: the hosted promotion page under a required
+// verification goes through "Enter the code we sent to …" in both session
+// modes; the code flow writes at the exchange, with the verification.
+func TestHostedPromotionWithCode(t *testing.T) {
+	e := startOTP(t, required)
+	for _, mode := range []string{"code", "cookie"} {
+		t.Run(mode, func(t *testing.T) {
+			c := newClient(t, e.n)
+			var at string
+			var h map[string]string
+			if mode == "code" {
+				at, _ = signup(t, c)
+				h = bearerH(at)
+			} else if r := c.postJSON("/api/anonymous_user/signup", cookieSignup, nil); r.status != 200 {
+				t.Fatalf("cookie signup: %d %s", r.status, r.raw)
+			}
+			pc := c.postJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, h)
+			verifier, challenge := pkce()
+			params := authorizeParams(challenge, promotionHint(str(pc.result(), "promotion_code")))
+			if mode == "cookie" {
+				params.Set("response_type", "none")
+				params.Del("code_challenge")
+				params.Del("code_challenge_method")
+			}
+			page, csrf, _ := c.hostedFlow(params)
+			login := mode + "-hosted@example.com"
+			before := lastSeq(t, e.n)
+			r := c.submit(page, csrf, url.Values{"login_id": {login}, "password": {goodPassword}})
+			if r.status != 303 || r.header.Get("Location") != page+"/code" {
+				t.Fatalf("submit: %d %v %s", r.status, r.header, r.raw)
+			}
+			if lastSeq(t, e.n) != before {
+				t.Fatal("events written before the code")
+			}
+			p := c.do(http.MethodGet, page+"/code", "", "", nil)
+			if p.status != 200 || !strings.Contains(p.raw, "Enter the code we sent to "+login) || !strings.Contains(p.raw, "Send a new code") ||
+				!strings.Contains(p.raw, "Use a different email address") || strings.Contains(p.raw, "<script") ||
+				!strings.Contains(p.header.Get("Content-Security-Policy"), "default-src 'none'") {
+				t.Fatalf("code page: %d %s", p.status, p.raw)
+			}
+			mails := len(e.mail.Mails())
+			code := e.mail.WaitMail(t, mails).Code()
+			if r := c.postForm(page+"/code", url.Values{"action": {"verify"}, "code": {code}}); r.status != 403 {
+				t.Fatalf("no CSRF token: %d", r.status)
+			}
+			if r := c.submit(page+"/code", csrf, url.Values{"action": {"resend"}}); r.status != 429 || !strings.Contains(r.raw, "ask for a new one in") {
+				t.Fatalf("resend too soon: %d %s", r.status, r.raw)
+			}
+			wrong := fmt.Sprintf("%06d", (atoi(code)+3)%1000000)
+			if r := c.submit(page+"/code", csrf, url.Values{"action": {"verify"}, "code": {wrong}}); r.status != 400 ||
+				!strings.Contains(r.raw, `aria-invalid="true"`) || !strings.Contains(r.raw, "That code is not right") {
+				t.Fatalf("wrong code: %d %s", r.status, r.raw)
+			}
+			r = c.submit(page+"/code", csrf, url.Values{"action": {"verify"}, "code": {code[:3] + " " + code[3:]}})
+			loc, _ := url.Parse(r.header.Get("Location"))
+			if r.status != 302 || loc == nil || loc.Host != "localhost:3000" {
+				t.Fatalf("verify: %d %v %s", r.status, r.header, r.raw)
+			}
+			var info response
+			if mode == "code" {
+				tok := c.exchange(loc.Query().Get("code"), verifier)
+				info = c.userinfo(str(tok.body, "access_token"))
+			} else {
+				info = c.do(http.MethodGet, "/oauth2/userinfo", "", "", nil)
+			}
+			if info.body["is_anonymous"] != false || info.body["is_verified"] != true || info.body["email_verified"] != true {
+				t.Fatalf("after: %s", info.raw)
+			}
+		})
+	}
+}
+
+// TestHostedForgottenPassword: "Forgot password?" on the sign-in page, the
+// same pages whether anybody holds the login ID, and the new password
+// signs in.
+func TestHostedForgottenPassword(t *testing.T) {
+	e := startOTP(t, nil)
+	c := newClient(t, e.n)
+	sub := regularUser(t, c, "ada@example.com")
+	_, challenge := pkce()
+	page, csrf, p := c.hostedFlow(authorizeParams(challenge, ""))
+	if !strings.Contains(p.raw, `href="`+page+`/forgot"`) || !strings.Contains(p.raw, "Forgot password?") {
+		t.Fatalf("no forgot link: %s", p.raw)
+	}
+	if f := c.do(http.MethodGet, page+"/forgot", "", "", nil); f.status != 200 || !strings.Contains(f.raw, "Forgot your password?") {
+		t.Fatalf("forgot page: %d %s", f.status, f.raw)
+	}
+	r := c.submit(page+"/forgot", csrf, url.Values{"login_id": {"nobody@example.com"}})
+	if r.status != 303 || r.header.Get("Location") != page+"/reset" {
+		t.Fatalf("unknown: %d %s", r.status, r.raw)
+	}
+	unknown := c.do(http.MethodGet, page+"/reset", "", "", nil)
+	r = c.submit(page+"/forgot", csrf, url.Values{"login_id": {"ada@example.com"}})
+	if r.status != 303 || r.header.Get("Location") != page+"/reset" {
+		t.Fatalf("known: %d %s", r.status, r.raw)
+	}
+	known := c.do(http.MethodGet, page+"/reset", "", "", nil)
+	if strings.ReplaceAll(unknown.raw, "nobody@example.com", "X") != strings.ReplaceAll(known.raw, "ada@example.com", "X") {
+		t.Fatal("the reset pages differ for a known and an unknown address")
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+	if r := c.submit(page+"/reset", csrf, url.Values{"action": {"verify"}, "code": {code}, "new_password": {"short"}}); r.status != 400 ||
+		!strings.Contains(r.raw, `id="new_password-error"`) {
+		t.Fatalf("short password: %d %s", r.status, r.raw)
+	}
+	r = c.submit(page+"/reset", csrf, url.Values{"action": {"verify"}, "code": {code}, "new_password": {"a-brand-new-secret-7"}})
+	if r.status != 200 || !strings.Contains(r.raw, "Your password was changed") {
+		t.Fatalf("reset: %d %s", r.status, r.raw)
+	}
+	if _, err := e.n.Service.AuthenticatePassword(context.Background(), "", "ada@example.com", "a-brand-new-secret-7", "192.0.2.9", app.Meta{}); err != nil {
+		t.Fatalf("new password: %v", err)
+	}
+	u, _, _ := e.n.Service.LoadUser(context.Background(), sub)
+	if !u.IsVerified() {
+		t.Fatal("a reset by code did not verify the address")
+	}
+	if n := len(e.mail.Mails()); n != 1 {
+		t.Fatalf("%d mails", n)
 	}
 }

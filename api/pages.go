@@ -326,6 +326,10 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
+		if s.Service.PromotionNeedsCode(id) {
+			s.startCodePromotion(w, r, flowID, f, id, pw, fail) // verify_pages.go
+			return
+		}
 		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.clientIP(r), Meta: meta(r)}
 		if f.ResponseType == "code" {
 			// Decided now, written when the app exchanges the code with

@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/oauth2/authorize", s.authorize).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowGet).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
+	s.codePageRoutes(r)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
 	r.HandleFunc("/admin/projections", s.adminOnly(s.adminProjections)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/users", s.adminOnly(s.adminListUsers)).Methods(http.MethodGet)

@@ -51,6 +51,10 @@ type CodeEntry struct {
 	// Promotion is what an authorization code of a hosted promotion writes
 	// when it is exchanged.
 	Promotion *PendingPromotion `json:"promotion,omitempty"`
+	// CodeLoginIDType and CodeLoginID: the login ID a hosted flow sent a
+	// one-time code to (the code page names it).
+	CodeLoginIDType string `json:"code_login_id_type,omitempty"`
+	CodeLoginID     string `json:"code_login_id,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees
@@ -124,6 +128,21 @@ func (s *Service) Flow(ctx context.Context, id string) (CodeEntry, error) {
 		err = ErrCodeNotFound
 	}
 	return e, err
+}
+
+// SetFlowCodeLoginID records in a live hosted-page flow the login ID a
+// one-time code was sent to (a conditional update: a flow changed
+// meanwhile is ErrCodeChanged).
+func (s *Service) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string) error {
+	e, rev, err := s.codes.Get(ctx, flowID)
+	if err == nil && (e.Kind != CodeFlow || !s.clock.Now().Before(e.ExpiresAt)) {
+		err = ErrCodeNotFound
+	}
+	if err != nil {
+		return err
+	}
+	e.CodeLoginIDType, e.CodeLoginID = typ, value
+	return s.codes.Update(ctx, flowID, e, rev)
 }
 
 // DeleteCode removes a code entry whatever its revision.

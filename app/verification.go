@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -100,6 +101,26 @@ func (s *Service) CompleteVerification(ctx context.Context, p Principal, code st
 type PromotionByCode struct {
 	PromoteInput
 	Locale string
+	// DeferMerge: a merge (conflict policy "login") is not written but
+	// returned (the hosted code flow puts it into the authorization code).
+	DeferMerge bool
+}
+
+// CodePromotionStart is what starting a promotion by code did: a code
+// sent, or a merge written (Merged) or, with DeferMerge, decided (Merge).
+type CodePromotionStart struct {
+	Sent   CodeSent
+	Merged *Issued
+	Merge  *PendingPromotion
+}
+
+// CodeLifetime is how long a one-time code works (the settings').
+func (s *Service) CodeLifetime() time.Duration { return s.codeSettings().CodeLifetime.Duration() }
+
+// PromotionNeedsCode reports whether the project requires the code before
+// a promotion to id completes.
+func (s *Service) PromotionNeedsCode(id loginid.ID) bool {
+	return s.codeSettings().Promotion == domain.VerifyRequired && codeTarget(id) == nil
 }
 
 // StartPromotionByCode decides a promotion to an email or phone number
@@ -109,40 +130,44 @@ type PromotionByCode struct {
 // policy "login" a taken login ID with that account's password merges the
 // guest at once: the password proved that account, and merged is the
 // session of ns (or the account id without ns).
-func (s *Service) StartPromotionByCode(ctx context.Context, in PromotionByCode) (sent CodeSent, merged *Issued, err error) {
+func (s *Service) StartPromotionByCode(ctx context.Context, in PromotionByCode) (CodePromotionStart, error) {
 	if err := codeTarget(in.LoginID); err != nil {
-		return CodeSent{}, nil, err
+		return CodePromotionStart{}, err
 	}
 	v := s.codeSettings()
 	if v.Promotion == domain.VerifyOff && in.Password != "" {
-		return CodeSent{}, nil, ErrVerificationOff
+		return CodePromotionStart{}, ErrVerificationOff
 	}
 	var p PendingPromotion
+	var err error
 	if in.Password == "" {
 		if !v.Offers(string(in.LoginID.Type), domain.AuthenticatorCode) {
-			return CodeSent{}, nil, ErrAuthenticatorNotOffered
+			return CodePromotionStart{}, ErrAuthenticatorNotOffered
 		}
 		if p, err = s.preparePasswordless(ctx, in.PromoteInput); err != nil {
-			return CodeSent{}, nil, err
+			return CodePromotionStart{}, err
 		}
 	} else {
 		in.byCode = true
 		if p, err = s.PreparePromotion(ctx, in.PromoteInput); err != nil {
-			return CodeSent{}, nil, err
+			return CodePromotionStart{}, err
+		}
+		if p.MergeInto != "" && in.DeferMerge {
+			return CodePromotionStart{Merge: &p}, nil
 		}
 		if p.MergeInto != "" {
 			iss, err := s.completePromotion(ctx, p, in.NewSession, in.Meta)
 			if err != nil {
-				return CodeSent{}, nil, err
+				return CodePromotionStart{}, err
 			}
-			return CodeSent{}, &iss, nil
+			return CodePromotionStart{Merged: &iss}, nil
 		}
 	}
 	p.Verified = true
-	sent, err = s.sendCode(ctx, otpSend{key: otpKey(PurposePromote, in.UserID, in.LoginID), ip: in.IP, meta: in.Meta,
+	sent, err := s.sendCode(ctx, otpSend{key: otpKey(PurposePromote, in.UserID, in.LoginID), ip: in.IP, meta: in.Meta,
 		base: otpEntry{Purpose: PurposePromote, Target: in.LoginID.Key(), LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value,
 			UserID: in.UserID, ClientID: s.clientOfUser(ctx, in.PromoteInput), Locale: in.Locale, Promotion: &p}})
-	return sent, nil, err
+	return CodePromotionStart{Sent: sent}, err
 }
 
 func (s *Service) clientOfUser(ctx context.Context, in PromoteInput) string {
@@ -189,6 +214,24 @@ func (s *Service) ResendPromotionCode(ctx context.Context, guestID string, id lo
 		return CodeSent{}, err
 	}
 	return s.sendCode(ctx, otpSend{key: otpKey(PurposePromote, guestID, id), resend: true, ip: r.IP, meta: r.Meta})
+}
+
+// CheckPromotionByCode spends the code of the guest's pending promotion to
+// id and returns the promotion, verified, without writing it: the hosted
+// code flow carries it in the authorization code, written when the app
+// exchanges it with its PKCE verifier (see PendingPromotion).
+func (s *Service) CheckPromotionByCode(ctx context.Context, guestID string, id loginid.ID, code string, r CodeRequest) (PendingPromotion, error) {
+	if err := codeTarget(id); err != nil {
+		return PendingPromotion{}, err
+	}
+	e, err := s.checkCode(ctx, otpKey(PurposePromote, guestID, id), code, r.IP)
+	if err != nil {
+		return PendingPromotion{}, err
+	}
+	if e.Promotion == nil || e.Promotion.GuestID != guestID {
+		return PendingPromotion{}, ErrInvalidCode
+	}
+	return *e.Promotion, nil
 }
 
 // CompletePromotionByCode checks the code of the guest's pending promotion
