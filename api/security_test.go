@@ -98,6 +98,14 @@ func TestHostedPageSecurityHeaders(t *testing.T) {
 	pages["flow: missing CSRF"] = c.postForm(page, url.Values{"login_id": {"x@example.com"}, "password": {goodPassword}})
 	pages["flow: other browser"] = newClient(t, n).do(http.MethodGet, page, "", "", nil)
 	pages["flow: unknown"] = c.do(http.MethodGet, "/flows/no-such-flow", "", "", nil)
+	pages["forgot password"] = c.do(http.MethodGet, page+"/forgot", "", "", nil)
+	pages["forgot password: no login ID"] = c.submit(page+"/forgot", csrf, url.Values{"login_id": {""}})
+	if r := c.submit(page+"/forgot", csrf, url.Values{"login_id": {"nobody@example.com"}}); r.status != http.StatusSeeOther || r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("forgot password redirect: %d %v", r.status, r.header)
+	}
+	pages["reset password"] = c.do(http.MethodGet, page+"/reset", "", "", nil)
+	pages["reset password: wrong code"] = c.submit(page+"/reset", csrf, url.Values{"action": {"verify"}, "code": {"000000"}, "new_password": {goodPassword}})
+	pages["reset password: missing CSRF"] = c.postForm(page+"/reset", url.Values{"action": {"verify"}, "code": {"000000"}})
 	pages["end_session: signed out"] = c.do(http.MethodGet, "/oauth2/end_session", "", "", nil)
 
 	for name, r := range pages {
