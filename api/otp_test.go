@@ -20,7 +20,9 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
+	"github.com/idstream/idstream/workers"
 )
 
 // smsInbox is an SMS webhook receiver: it checks every signature and keeps
@@ -178,6 +180,19 @@ func TestVerifyEmailThroughRealSMTP(t *testing.T) {
 	}
 	if n := len(e.mail.Mails()); n != 1 {
 		t.Fatalf("%d mails", n)
+	}
+	// The read model and so the admin API and exports know it.
+	testenv.Settle(t, e.n.Pool, e.n.Store, 10*time.Second)
+	d, err := projections.GetUser(context.Background(), e.n.Pool, str(info.body, "sub"))
+	if err != nil || !d.EmailVerified || d.PhoneVerified {
+		t.Fatalf("read model: email %v phone %v %v", d.EmailVerified, d.PhoneVerified, err)
+	}
+	var csv strings.Builder
+	if _, err := workers.WriteUsers(context.Background(), e.n.Pool, &csv, workers.FormatCSV, []string{"login_id", "email_verified", "phone_verified"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csv.String(), "ada@example.com,true,false") {
+		t.Fatalf("export: %s", csv.String())
 	}
 }
 
