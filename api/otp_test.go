@@ -726,3 +726,45 @@ func TestHostedForgottenPassword(t *testing.T) {
 		t.Fatalf("%d mails", n)
 	}
 }
+
+func TestPortalVerificationPage(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		withOperator(c)
+		c.SMTP = config.SMTP{Host: "mail.example", From: "no-reply@example.com", Username: "mailer", Password: "smtp-secret-value-1"}
+	})
+	c := portalClient(t, e.n)
+	p := c.get("/portal/authentication/verification")
+	if p.status != 200 || !strings.Contains(p.raw, "Verification and one-time codes") || !strings.Contains(p.raw, "password set (hidden)") ||
+		strings.Contains(p.raw, "smtp-secret-value-1") || strings.Contains(p.raw, `name="username.oob_otp"`) {
+		t.Fatalf("page: %d %s", p.status, p.raw)
+	}
+	if r := c.save("/portal/authentication/verification", map[string]string{"action": "save", "code_lifetime": "1h"}); r.status != 400 ||
+		!strings.Contains(r.raw, "between 5 and 10 minutes") {
+		t.Fatalf("bad lifetime: %d %s", r.status, r.raw)
+	}
+	if e.n.Service.Settings().Verification.CodeLifetime != 0 {
+		t.Fatal("a refused form changed the settings")
+	}
+	r := c.save("/portal/authentication/verification", map[string]string{"action": "save", "promotion": "required", "code_lifetime": "5m", "email.oob_otp": "on"})
+	if r.status != 303 {
+		t.Fatalf("save: %d %s", r.status, r.raw)
+	}
+	testenv.WaitFor(t, "settings applied", 5*time.Second, func() bool {
+		v := e.n.Service.Settings().Verification
+		return v.Promotion == domain.VerifyRequired && v.CodeLifetime == 300 && v.Offers("email", "oob_otp") && v.Offers("email", "password")
+	})
+	f := formOf(t, c.get("/portal/authentication/verification"))
+	f.Set("action", "test")
+	f.Set("test_to", "ops@example.com")
+	r = c.postForm("/portal/authentication/verification", f)
+	if r.status != 200 || !strings.Contains(r.raw, "Sent to ops@example.com") {
+		t.Fatalf("test message: %d %s", r.status, r.raw)
+	}
+	if m := e.mail.WaitMail(t, 1); m.To[0] != "ops@example.com" || !strings.Contains(m.Header.Get("Subject"), "test message") {
+		t.Fatalf("test mail to %v: %q", m.To, m.Header.Get("Subject"))
+	}
+	f.Set("test_to", "ada_lovelace")
+	if r := c.postForm("/portal/authentication/verification", f); r.status != 400 || !strings.Contains(r.raw, `id="test_to-error"`) {
+		t.Fatalf("a username: %d %s", r.status, r.raw)
+	}
+}
