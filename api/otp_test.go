@@ -237,8 +237,8 @@ func TestPromotionRequiresTheCode(t *testing.T) {
 		t.Fatalf("B's code for A: %d %s", r.status, r.raw)
 	}
 	r := a.postJSON("/api/anonymous_user/promote/verify", `{"login_id":"ada@example.com","code":"`+codeA+`"}`, bearerH(atA))
-	if r.status != 200 || str(r.result(), "access_token") == "" {
-		t.Fatalf("verify A: %d %s", r.status, r.raw)
+	if r.status != 200 || str(r.result(), "access_token") == "" || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("verify A: %d %v %s", r.status, r.header, r.raw)
 	}
 	info := a.userinfo(str(r.result(), "access_token"))
 	if str(info.body, "sub") != subA || info.body["is_anonymous"] != false || info.body["is_verified"] != true {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -69,6 +70,14 @@ func loadDeliveryEnv(c *Config, getenv func(string) string) error {
 	return nil
 }
 
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
 // validateDelivery checks the delivery settings; no secret is ever in an
 // error.
 func (c *Config) validateDelivery() []error {
@@ -80,6 +89,9 @@ func (c *Config) validateDelivery() []error {
 		}
 		if m.TLS != "" && m.TLS != "starttls" && m.TLS != "tls" && m.TLS != "none" {
 			errs = append(errs, errors.New("smtp.tls must be starttls, tls or none"))
+		}
+		if m.TLS == "none" && !loopbackHost(m.Host) {
+			errs = append(errs, errors.New("smtp.tls none sends passwords and codes in clear: only for a relay on loopback (127.0.0.1, ::1, localhost)"))
 		}
 		if m.Port < 0 || m.Port > 65535 {
 			errs = append(errs, errors.New("smtp.port must be 1-65535"))
