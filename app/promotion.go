@@ -399,6 +399,9 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
 	}
+	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+		return domain.User{}, ErrAuthenticatorNotOffered
+	}
 	if err := s.allowAccountCreation(ctx, ip, id.Key(), ""); err != nil {
 		return domain.User{}, err
 	}
