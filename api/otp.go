@@ -128,22 +128,12 @@ type promoteByCodeRequest struct {
 // password) answers with the account's session at once.
 func (s *Server) promoteByCodeStart(w http.ResponseWriter, r *http.Request) {
 	var req promoteByCodeRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
+	p, id, ok := s.guestRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if req.Code != "" {
 		s.writeAPIError(w, r, badRequest("InvalidRequest", "invalid_request", "code belongs to /api/anonymous_user/promote/verify"))
-		return
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.writeAPIError(w, r, err)
-		return
-	}
-	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
-	if err != nil {
-		s.writeAPIError(w, r, err)
 		return
 	}
 	cr := s.codeRequest(r)
@@ -165,18 +155,8 @@ func (s *Server) promoteByCodeStart(w http.ResponseWriter, r *http.Request) {
 // promoteByCodeResend is POST /api/anonymous_user/promote/resend.
 func (s *Server) promoteByCodeResend(w http.ResponseWriter, r *http.Request) {
 	var req promoteByCodeRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
-		return
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.writeAPIError(w, r, err)
-		return
-	}
-	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
-	if err != nil {
-		s.writeAPIError(w, r, err)
+	p, id, ok := s.guestRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	sent, err := s.Service.ResendPromotionCode(r.Context(), p.User.UserID(), id, s.codeRequest(r))
@@ -193,22 +173,12 @@ func (s *Server) promoteByCodeResend(w http.ResponseWriter, r *http.Request) {
 // in one append, answered as /api/anonymous_user/promote answers.
 func (s *Server) promoteByCodeVerify(w http.ResponseWriter, r *http.Request) {
 	var req promoteByCodeRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeAPIError(w, r, err)
-		return
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.writeAPIError(w, r, err)
+	p, id, ok := s.guestRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if !p.User.IsAnonymous() {
 		s.writeAPIError(w, r, domain.ErrNotAnonymous)
-		return
-	}
-	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
-	if err != nil {
-		s.writeAPIError(w, r, err)
 		return
 	}
 	iss, err := s.Service.CompletePromotionByCode(r.Context(), p.User.UserID(), p.Session.SessionID(), id, req.Code,
@@ -218,6 +188,26 @@ func (s *Server) promoteByCodeVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answerSession(w, iss)
+}
+
+// guestRequest decodes a code request of the signed-in guest (or user) and
+// its login ID; on failure it has answered.
+func (s *Server) guestRequest(w http.ResponseWriter, r *http.Request, req *promoteByCodeRequest) (app.Principal, loginid.ID, bool) {
+	if err := decodeJSON(r, req); err != nil {
+		s.writeAPIError(w, r, err)
+		return app.Principal{}, loginid.ID{}, false
+	}
+	p, err := s.principal(r)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return app.Principal{}, loginid.ID{}, false
+	}
+	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
+	if err != nil {
+		s.writeAPIError(w, r, err)
+		return app.Principal{}, loginid.ID{}, false
+	}
+	return p, id, true
 }
 
 type codeSignInRequest struct {

@@ -240,17 +240,10 @@ func (s *Service) CheckPromotionByCode(ctx context.Context, guestID string, id l
 // atomic append. A wrong code changes nothing; a login ID claimed by
 // someone else meanwhile is LoginIDTaken with the guest untouched.
 func (s *Service) CompletePromotionByCode(ctx context.Context, guestID, guestSessionID string, id loginid.ID, code string, ns *NewSession, r CodeRequest) (Issued, error) {
-	if err := codeTarget(id); err != nil {
-		return Issued{}, err
-	}
-	e, err := s.checkCode(ctx, otpKey(PurposePromote, guestID, id), code, r.IP)
+	p, err := s.CheckPromotionByCode(ctx, guestID, id, code, r)
 	if err != nil {
 		return Issued{}, err
 	}
-	if e.Promotion == nil || e.Promotion.GuestID != guestID {
-		return Issued{}, ErrInvalidCode
-	}
-	p := *e.Promotion
 	if guestSessionID != "" {
 		p.GuestSessionID = guestSessionID
 	}
@@ -296,10 +289,16 @@ func (s *Service) anonymousBinding(ctx context.Context, purpose, clientID string
 // (answering the same when nobody does, after the same limits and
 // cooldown; delivery happens after the answer, and its failure is logged).
 func (s *Service) StartCodeSignIn(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
-	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorCode) {
+	return s.startAnonymous(ctx, PurposeSignIn, domain.AuthenticatorCode, clientID, id, r)
+}
+
+// startAnonymous starts a flow from a login ID alone (sign-in, reset) for
+// a login ID type that offers the authenticator.
+func (s *Service) startAnonymous(ctx context.Context, purpose, authenticator, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+	if !s.codeSettings().Offers(string(id.Type), authenticator) {
 		return CodeSent{}, ErrAuthenticatorNotOffered
 	}
-	key, base, err := s.anonymousBinding(ctx, PurposeSignIn, clientID, id, r)
+	key, base, err := s.anonymousBinding(ctx, purpose, clientID, id, r)
 	if err != nil {
 		return CodeSent{}, err
 	}
@@ -364,14 +363,7 @@ func (s *Service) CompleteCodeSignIn(ctx context.Context, clientID string, id lo
 // StartPasswordReset sends a reset code to the login ID if someone holds
 // it; the answer is the same when nobody does (see StartCodeSignIn).
 func (s *Service) StartPasswordReset(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
-	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
-		return CodeSent{}, ErrAuthenticatorNotOffered
-	}
-	key, base, err := s.anonymousBinding(ctx, PurposeReset, clientID, id, r)
-	if err != nil {
-		return CodeSent{}, err
-	}
-	return s.sendCode(ctx, otpSend{key: key, base: base, ip: r.IP, meta: r.Meta, async: true})
+	return s.startAnonymous(ctx, PurposeReset, domain.AuthenticatorPassword, clientID, id, r)
 }
 
 // CompletePasswordReset checks the new password against the policy, then
