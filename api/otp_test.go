@@ -768,3 +768,55 @@ func TestPortalVerificationPage(t *testing.T) {
 		t.Fatalf("a username: %d %s", r.status, r.raw)
 	}
 }
+
+func emailCodes(c *config.Config) {
+	c.Verification.Authenticators = map[string][]string{"email": {"password", "oob_otp"}, "phone": {"password"}, "username": {"password"}}
+}
+
+// TestHostedCodeSignIn: "Sign in with a code instead" on the sign-in page
+// when email offers codes; the session the exchange starts is an email
+// code sign-in, and the address is verified by it.
+func TestHostedCodeSignIn(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	c := newClient(t, e.n)
+	sub := regularUser(t, c, "ada@example.com")
+	verifier, challenge := pkce()
+	page, csrf, p := c.hostedFlow(authorizeParams(challenge, ""))
+	if !strings.Contains(p.raw, `href="`+page+`/signin-code"`) {
+		t.Fatalf("no code sign-in link: %s", p.raw)
+	}
+	if r := c.submit(page+"/signin-code", csrf, url.Values{"login_id": {"ada@example.com"}}); r.status != 303 || r.header.Get("Location") != page+"/signin-code/verify" {
+		t.Fatalf("start: %d %s", r.status, r.raw)
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+	if r := c.submit(page+"/signin-code/verify", csrf, url.Values{"action": {"verify"}, "code": {fmt.Sprintf("%06d", (atoi(code)+1)%1000000)}}); r.status != 400 ||
+		!strings.Contains(r.raw, "That code is not right") {
+		t.Fatalf("wrong code: %d %s", r.status, r.raw)
+	}
+	r := c.submit(page+"/signin-code/verify", csrf, url.Values{"action": {"verify"}, "code": {code}})
+	loc, _ := url.Parse(r.header.Get("Location"))
+	if r.status != 302 || loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("verify: %d %s", r.status, r.raw)
+	}
+	tok := c.exchange(loc.Query().Get("code"), verifier)
+	info := c.userinfo(str(tok.body, "access_token"))
+	if str(info.body, "sub") != sub || info.body["email_verified"] != true {
+		t.Fatalf("after: %s", info.raw)
+	}
+	testenv.Settle(t, e.n.Pool, e.n.Store, 10*time.Second)
+	d, err := projections.GetUser(context.Background(), e.n.Pool, sub)
+	if err != nil || len(d.Sessions) == 0 || d.Sessions[0].Method != domain.MethodEmailCode {
+		t.Fatalf("sessions %+v %v", d.Sessions, err)
+	}
+	// Without codes offered, no link and no page.
+	e2 := startOTP(t, nil)
+	c2 := newClient(t, e2.n)
+	_, challenge = pkce()
+	page, csrf, p = c2.hostedFlow(authorizeParams(challenge, ""))
+	if strings.Contains(p.raw, "signin-code") {
+		t.Fatal("a code sign-in link without codes offered")
+	}
+	if r := c2.submit(page+"/signin-code", csrf, url.Values{"login_id": {"ada@example.com"}}); r.status != 400 || !strings.Contains(r.raw, "cannot be used this way") {
+		t.Fatalf("not offered: %d %s", r.status, r.raw)
+	}
+}

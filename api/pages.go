@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -47,6 +48,8 @@ type pageData struct {
 	LoginIDError, PasswordError    string
 	Submit                         string
 	MinLength                      int
+	// CodeSignIn: some login ID type offers sign-in by code (verify_pages.go).
+	CodeSignIn bool
 }
 
 // pageHeaders: hosted pages run no script, load only our stylesheet, cannot
@@ -227,7 +230,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (string, app.C
 }
 
 func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData {
-	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength}
+	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, CodeSignIn: s.Service.OffersCodeSignIn()}
 	kinds := map[string]string{"email": "email address", "phone": "phone number", "username": "username"}
 	var names []string
 	for _, t := range s.cfg.LoginIDTypes {
@@ -406,7 +409,7 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.ResponseType == "code" {
 		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion})
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Method: f.Method})
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return
@@ -415,7 +418,8 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 		return
 	}
 	if started == nil {
-		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPassword}, meta(r))
+		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie,
+			Method: cmp.Or(f.Method, domain.MethodPassword)}, meta(r))
 		if err != nil {
 			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
 			return

@@ -28,6 +28,8 @@ func (s *Server) codePageRoutes(r *mux.Router) {
 	r.HandleFunc("/flows/{flow}/code", s.codePage).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/flows/{flow}/forgot", s.forgotPage).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/flows/{flow}/reset", s.resetPage).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/flows/{flow}/signin-code", s.codeSignInPage).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/flows/{flow}/signin-code/verify", s.codeSignInVerifyPage).Methods(http.MethodGet, http.MethodPost)
 }
 
 type codePageData struct {
@@ -208,7 +210,8 @@ func (s *Server) forgotPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
 		return
 	}
-	d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn)}
+	d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + "/forgot", Back: "/flows/" + flowID,
+		BackText: "Back to sign in"}
 	d.Title = "Forgot your password?"
 	d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
 	if r.Method == http.MethodGet {
@@ -278,4 +281,90 @@ func (s *Server) resetPage(w http.ResponseWriter, r *http.Request) {
 	done.Lead = "Your password was changed, and every device signed in to the account was signed out. Sign in with the new password."
 	done.LoginID = f.CodeLoginID
 	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, done)
+}
+
+// codeSignInPage is GET and POST /flows/{flow}/signin-code, behind "Sign in
+// with a code instead" on the sign-in page (when a login ID type offers
+// codes): the same answer whether anybody holds the login ID.
+func (s *Server) codeSignInPage(w http.ResponseWriter, r *http.Request) {
+	flowID, f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if f.UserID != "" {
+		noStore(w)
+		http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
+		return
+	}
+	d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + "/signin-code", Back: "/flows/" + flowID,
+		BackText: "Sign in with a password instead"}
+	d.Title = "Sign in with a code"
+	d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
+	if r.Method == http.MethodGet {
+		s.renderCodePage(w, http.StatusOK, "forgot", f.RedirectURI, d)
+		return
+	}
+	if !s.codeForm(w, r, f) {
+		return
+	}
+	d.LoginID = r.PostForm.Get("login_id")
+	id, err := s.Service.ParseLoginID("", d.LoginID)
+	if err == nil {
+		_, err = s.Service.StartCodeSignIn(r.Context(), f.ClientID, id, s.codeRequest(r))
+	}
+	if err == nil {
+		err = s.Service.SetFlowCodeLoginID(r.Context(), flowID, string(id.Type), id.Value)
+	}
+	if err != nil {
+		s.codeFailed(w, r, "forgot", f.RedirectURI, &d, d.LoginID, err)
+		return
+	}
+	noStore(w)
+	http.Redirect(w, r, "/flows/"+flowID+"/signin-code/verify", http.StatusSeeOther)
+}
+
+// codeSignInVerifyPage is GET and POST /flows/{flow}/signin-code/verify:
+// the code, then back to the app as a password sign-in returns (an
+// authorization code, or the session cookie), the session's method the
+// code's (email_code, sms_code).
+func (s *Server) codeSignInVerifyPage(w http.ResponseWriter, r *http.Request) {
+	flowID, f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if f.UserID != "" || f.CodeLoginID == "" {
+		noStore(w)
+		http.Redirect(w, r, "/flows/"+flowID+"/signin-code", http.StatusSeeOther)
+		return
+	}
+	d := s.codeData(flowID, f, modeSignIn)
+	d.Title, d.Submit = "Sign in with a code", "Sign in"
+	d.Action, d.Back = "/flows/"+flowID+"/signin-code/verify", "/flows/"+flowID+"/signin-code"
+	d.Sent = "If " + f.CodeLoginID + " belongs to an account, we sent a code to it."
+	if r.Method == http.MethodGet {
+		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
+		return
+	}
+	if !s.codeForm(w, r, f) {
+		return
+	}
+	ctx := r.Context()
+	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
+	cr := s.codeRequest(r)
+	if r.PostForm.Get("action") == "resend" {
+		if _, err := s.Service.StartCodeSignIn(ctx, f.ClientID, id, cr); err != nil {
+			s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
+			return
+		}
+		d.Notice = "If " + f.CodeLoginID + " belongs to an account, we sent a new code. The one before no longer works."
+		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
+		return
+	}
+	u, err := s.Service.CheckCodeSignIn(ctx, f.ClientID, id, normaliseCode(r.PostForm.Get("code")), cr)
+	if err != nil {
+		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
+		return
+	}
+	f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
+	s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
 }

@@ -55,6 +55,9 @@ type CodeEntry struct {
 	// one-time code to (the code page names it).
 	CodeLoginIDType string `json:"code_login_id_type,omitempty"`
 	CodeLoginID     string `json:"code_login_id,omitempty"`
+	// Method is the sign-in method of the session an authorization code
+	// (or a hosted flow) gives; empty: password.
+	Method string `json:"method,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -581,6 +582,9 @@ type AuthorizationRequest struct {
 	UserID        string
 	// Promotion, when set, is written when the code is exchanged.
 	Promotion *PendingPromotion
+	// Method is the sign-in method of the session the exchange starts
+	// (empty: password).
+	Method string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -590,7 +594,7 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, Method: r.Method, ExpiresAt: s.clock.Now().Add(CodeTTL)})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -632,7 +636,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	// concurrent exchanges one spends the code, and the other, whose
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
-	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
+	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: cmp.Or(e.Method, domain.MethodPassword),
 		Device: dev}, meta)
 	if err != nil {
 		return Issued{}, err

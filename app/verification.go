@@ -69,8 +69,14 @@ func (s *Service) CompleteVerification(ctx context.Context, p Principal, code st
 	if _, err := s.checkCode(ctx, key, code, r.IP); err != nil {
 		return domain.User{}, err
 	}
+	return s.recordVerification(ctx, p.User.UserID(), id, r.Meta)
+}
+
+// recordVerification appends login_id.verified.v1 for the user's login ID
+// id, unless it is verified already, and returns the user after it.
+func (s *Service) recordVerification(ctx context.Context, userID string, id loginid.ID, meta Meta) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
-		u, uv, err := s.LoadUser(ctx, p.User.UserID())
+		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return domain.User{}, err
 		}
@@ -84,7 +90,7 @@ func (s *Service) CompleteVerification(ctx context.Context, p Principal, code st
 			u = domain.EvolveUser(u, ev)
 		}
 		if len(ps) > 0 {
-			if err := s.appendEvents(ctx, r.Meta, ps...); err != nil {
+			if err := s.appendEvents(ctx, meta, ps...); err != nil {
 				return domain.User{}, err
 			}
 		}
@@ -358,6 +364,36 @@ func (s *Service) CompleteCodeSignIn(ctx context.Context, clientID string, id lo
 	}
 	commands.WithLabelValues("sign_in_by_code", "ok").Inc()
 	return s.issueStarted(ctx, o.u, o.st)
+}
+
+// CheckCodeSignIn checks a sign-in code and returns the login ID's
+// holder, its verification recorded (if new), without starting a session:
+// the hosted page's code flow starts it when the app exchanges the
+// authorization code (with the method of the code, see
+// AuthorizationRequest.Method).
+func (s *Service) CheckCodeSignIn(ctx context.Context, clientID string, id loginid.ID, code string, r CodeRequest) (domain.User, error) {
+	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorCode) {
+		return domain.User{}, ErrAuthenticatorNotOffered
+	}
+	if err := codeTarget(id); err != nil {
+		return domain.User{}, err
+	}
+	e, err := s.checkCode(ctx, otpKey(PurposeSignIn, clientID, id), code, r.IP)
+	if err != nil {
+		return domain.User{}, err
+	}
+	u, err := s.recordVerification(ctx, e.UserID, id, r.Meta)
+	if errors.Is(err, domain.ErrNotUsersLoginID) {
+		return domain.User{}, ErrInvalidCode // the login ID changed hands since the code was sent
+	}
+	return u, err
+}
+
+// OffersCodeSignIn reports whether any login ID type offers sign-in by
+// code (the hosted sign-in page then links to it).
+func (s *Service) OffersCodeSignIn() bool {
+	v := s.codeSettings()
+	return v.Offers("email", domain.AuthenticatorCode) || v.Offers("phone", domain.AuthenticatorCode)
 }
 
 // StartPasswordReset sends a reset code to the login ID if someone holds
