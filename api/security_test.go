@@ -106,6 +106,8 @@ func TestHostedPageSecurityHeaders(t *testing.T) {
 	pages["reset password"] = c.do(http.MethodGet, page+"/reset", "", "", nil)
 	pages["reset password: wrong code"] = c.submit(page+"/reset", csrf, url.Values{"action": {"verify"}, "code": {"000000"}, "new_password": {goodPassword}})
 	pages["reset password: missing CSRF"] = c.postForm(page+"/reset", url.Values{"action": {"verify"}, "code": {"000000"}})
+	pages["code sign-in"] = c.do(http.MethodGet, page+"/signin-code", "", "", nil)
+	pages["code sign-in: not offered"] = c.submit(page+"/signin-code", csrf, url.Values{"login_id": {"nobody@example.com"}})
 	pages["end_session: signed out"] = c.do(http.MethodGet, "/oauth2/end_session", "", "", nil)
 
 	for name, r := range pages {
