@@ -805,8 +805,14 @@ func TestHostedCodeSignIn(t *testing.T) {
 	}
 	testenv.Settle(t, e.n.Pool, e.n.Store, 10*time.Second)
 	d, err := projections.GetUser(context.Background(), e.n.Pool, sub)
-	if err != nil || len(d.Sessions) == 0 || d.Sessions[0].Method != domain.MethodEmailCode {
-		t.Fatalf("sessions %+v %v", d.Sessions, err)
+	byCode := 0
+	for _, sess := range d.Sessions { // all started in the same (fake) second: no order
+		if sess.Method == domain.MethodEmailCode {
+			byCode++
+		}
+	}
+	if err != nil || byCode != 1 {
+		t.Fatalf("%d email-code sessions in %+v %v", byCode, d.Sessions, err)
 	}
 	// Without codes offered, no link and no page.
 	e2 := startOTP(t, nil)
