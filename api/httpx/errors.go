@@ -336,6 +336,29 @@ func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error
 	WriteJSON(w, status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
 }
 
+// WriteResourceError answers a protected resource's refusal (userinfo): an
+// unusable token is 401 invalid_token with a Bearer challenge (RFC 6750
+// §3.1), a bad or missing DPoP proof for a bound token 401
+// invalid_dpop_proof with a DPoP challenge naming the algorithms taken
+// (RFC 9449 §7.1); a failure of the service stays what it is.
+func (b *Base) WriteResourceError(w http.ResponseWriter, r *http.Request, err error, dpopAlgs []string) {
+	e := Classify(err)
+	if e.Status >= 500 {
+		b.WriteOAuthError(w, r, err)
+		return
+	}
+	oauth, challenge := "invalid_token", `Bearer error="invalid_token"`
+	if e.OAuth == "invalid_dpop_proof" {
+		oauth = e.OAuth
+		challenge = `DPoP error="invalid_dpop_proof", algs="` + strings.Join(dpopAlgs, " ") + `"`
+	}
+	e = (&Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: oauth}).WithCause(err)
+	b.LogError(r, e)
+	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("Cache-Control", "no-store")
+	WriteJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
+}
+
 func (b *Base) LogError(r *http.Request, err error) *Error {
 	e := Classify(err)
 	if r.Context().Err() != nil {
