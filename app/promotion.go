@@ -144,6 +144,33 @@ type PromoteInput struct {
 	Meta Meta
 }
 
+// PromoteGuest is the headless promotion (POST
+// /api/anonymous_user/promote): the guest that asks, by the session it
+// asked with, to the login ID as typed (its type empty: guessed) with a
+// password. The regular session that replaces the guest's is of the same
+// kind and client.
+type PromoteGuest struct {
+	Guest                          Principal
+	LoginIDType, LoginID, Password string
+	IP                             string
+	Meta                           Meta
+}
+
+// PromoteGuestHeadless runs a headless promotion: one command from the
+// endpoint, the login ID read and the conflict policy applied (Promote)
+// here, as for every entry point.
+func (s *Service) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Issued, error) {
+	id, err := s.ParseLoginID(c.LoginIDType, c.LoginID)
+	if err != nil {
+		return Issued{}, err
+	}
+	sess := c.Guest.Session
+	return s.Promote(ctx, PromoteInput{
+		UserID: c.Guest.User.UserID(), OldSessionID: sess.SessionID(), LoginID: id, Password: c.Password,
+		NewSession: &NewSession{ClientID: sess.ClientID(), Kind: sess.Kind(), Method: domain.MethodPromotion}, IP: c.IP, Meta: c.Meta,
+	})
+}
+
 // NewSession describes a session to start.
 type NewSession struct {
 	ClientID string
