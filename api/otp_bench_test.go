@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/api/apitest"
+
 	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
@@ -60,7 +62,7 @@ func benchOTPNode(b *testing.B, perTarget int) (*testenv.Node, *testenv.SMTPServ
 }
 
 func benchGuest(b *testing.B, post func(path, at, body string) (int, map[string]any)) string {
-	status, m := post("/api/anonymous_user/signup", "", tokenSignup)
+	status, m := post("/api/anonymous_user/signup", "", apitest.TokenSignup)
 	res, _ := m["result"].(map[string]any)
 	at, _ := res["access_token"].(string)
 	if status != 200 || at == "" {

@@ -60,6 +60,10 @@ type Deps struct {
 	Random   io.Reader
 	Activity Activity
 	Codes    Codes
+	// Secrets keeps the confidential clients' secret hashes.
+	Secrets ClientSecrets
+	// ProofIDs spends single-use identifiers of DPoP proofs.
+	ProofIDs ProofIDs
 	// Limiter is exact (sign-in attempts); FastLimiter costs no round trip
 	// (guest sign-up, challenges).
 	Limiter     Limiter
@@ -79,6 +83,8 @@ type Service struct {
 	random      io.Reader
 	activity    Activity
 	codes       codeBook
+	secrets     ClientSecrets
+	proofIDs    ProofIDs
 	limiter     limits
 	fastLimiter limits
 	log         *slog.Logger
@@ -101,11 +107,11 @@ type Service struct {
 // NewService builds a service; it refuses missing dependencies.
 func NewService(d Deps) (*Service, error) {
 	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
+		d.Codes == nil || d.Secrets == nil || d.ProofIDs == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
+		codes: codeBook{d.Codes}, secrets: d.Secrets, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
 	if s.delivery = d.Delivery; s.delivery == nil {
@@ -132,6 +138,11 @@ type Meta struct {
 	// Actor is who acted when it was not the user: an operator, e.g.
 	// "admin-key:1a2b3c4d" (a fingerprint, never the key).
 	Actor string
+	// DPoPJKT is the thumbprint of the key whose DPoP proof the request
+	// carried, verified and spent (VerifyDPoP); "" without a proof. A
+	// session started by the request is bound to it, and a bound session's
+	// refresh needs it.
+	DPoPJKT string
 }
 
 // maxAttempts bounds reload-and-decide retries after a conflict.

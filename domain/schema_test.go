@@ -278,6 +278,13 @@ func emittedSamples(t *testing.T) []domain.Event {
 			if m == domain.MethodAnonymousKey {
 				c.KeyID = "device-key-1"
 				c.Device = &domain.Device{Model: "iPhone15,2", OS: "iOS 17.4", AppVersion: "2.3.1 (451)"}
+				c.DPoPJKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+			}
+			if m == domain.MethodPassword {
+				// A relying party's session: its scope, and an earlier
+				// authentication (prompt=none on a browser session).
+				scope := "openid email offline_access"
+				c.Scope, c.AuthTime = &scope, now.Add(-time.Hour)
 			}
 			evs := must(domain.DecideStartSession(web, domain.Session{}, c))
 			sess = domain.EvolveSession(domain.Session{}, evs[0])
@@ -296,6 +303,12 @@ func emittedSamples(t *testing.T) []domain.Event {
 		t.Fatalf("reuse: %v %v", reused, err)
 	}
 	out = append(out, reused...)
+	// An OpenID re-authentication of the (live) session.
+	reauth := must(domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: sess.UserID(), Method: domain.MethodPassword,
+		Now: now.Add(90 * time.Second)}))
+	if got := domain.EvolveSession(sess, reauth[0]).AuthTime(); !got.Equal(now.Add(90 * time.Second)) {
+		t.Fatalf("auth_time after re-authentication: %v", got)
+	}
 	for _, reason := range []string{domain.RevokeReasonLogout, domain.RevokeReasonRevoked, domain.RevokeReasonTokenReuse,
 		domain.RevokeReasonAdminRevoked, domain.RevokeReasonPromoted, domain.RevokeReasonMerged, domain.RevokeReasonCodeReuse,
 		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted, domain.RevokeReasonPasswordReset} {

@@ -133,6 +133,25 @@ func casError(err error) error {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
+// ErrSpent: Spend found the key already spent.
+var ErrSpent = errors.New("eventstore: already spent")
+
+// Spend records a key as used, once across every node: the first Spend of a
+// key succeeds, every later one (until the bucket's TTL forgets it) gets
+// ErrSpent. Single-use identifiers (DPoP proofs' jti) use it.
+func (v *SecretValues) Spend(ctx context.Context, key string) error {
+	if key == "" {
+		return ErrSpent
+	}
+	if _, err := v.kv.Create(ctx, hashedKey(key), nil); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrSpent
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Update replaces the value if it is still at revision rev.
 func (v *SecretValues) Update(ctx context.Context, key string, value []byte, rev uint64) error {
 	if _, err := v.kv.Update(ctx, hashedKey(key), value, rev); err != nil {

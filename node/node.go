@@ -285,6 +285,14 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A proof is accepted for DPoPMaxAge after its iat and DPoPFutureSkew
+	// before: its jti is remembered a minute longer than both.
+	proofIDs, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_dpop_jti",
+		Description: "jti of DPoP proofs seen, by hash, so each proof is used once", TTL: tokens.DPoPMaxAge + tokens.DPoPFutureSkew + time.Minute,
+		Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return nil, err
+	}
 	n.Limiter = projections.NewSyncedRateBuckets(n.Pool, 50*time.Millisecond)
 	sender := o.Delivery
 	if sender == nil && !o.Tool {
@@ -293,7 +301,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		}
 	}
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Codes: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log,
+		Activity: activity, Codes: codes, Secrets: projections.ClientSecrets{Pool: n.Pool}, ProofIDs: proofIDs, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log,
 		Delivery: sender}); err != nil {
 		return nil, err
 	}

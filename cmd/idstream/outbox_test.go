@@ -14,7 +14,7 @@ func TestOutboxPrintsTheNewestMessage(t *testing.T) {
 	t.Setenv("IDSTREAM_CONFIG", "")
 	t.Setenv("IDSTREAM_DATA_DIR", dir)
 	var out strings.Builder
-	if err := printOutbox(&out, nil); err != nil || !strings.Contains(out.String(), "empty") {
+	if err := printOutbox(&out, 1); err != nil || !strings.Contains(out.String(), "empty") {
 		t.Fatalf("empty outbox: %v %q", err, out.String())
 	}
 	o := &delivery.Outbox{Dir: dir + "/outbox"}
@@ -25,14 +25,14 @@ func TestOutboxPrintsTheNewestMessage(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := printOutbox(&out, nil); err != nil {
+	if err := printOutbox(&out, 1); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), delivery.DevBanner) || !strings.Contains(out.String(), "222222") || strings.Contains(out.String(), "111111") {
 		t.Fatalf("newest: %q", out.String())
 	}
 	out.Reset()
-	if err := printOutbox(&out, []string{"-n", "2"}); err != nil || !strings.Contains(out.String(), "111111") {
+	if err := printOutbox(&out, 2); err != nil || !strings.Contains(out.String(), "111111") {
 		t.Fatalf("two: %v %q", err, out.String())
 	}
 }
