@@ -627,6 +627,9 @@ func TestHostedPromotionWithCode(t *testing.T) {
 			pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, h)
 			verifier, challenge := apitest.PKCE()
 			params := apitest.AuthorizeParams(challenge, apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code")))
+			// email_verified is a claim of the scope email (the SDKs'
+			// full-access scope includes it).
+			params.Set("scope", "openid offline_access email")
 			if mode == "cookie" {
 				params.Set("response_type", "none")
 				params.Del("code_challenge")
@@ -783,7 +786,7 @@ func TestHostedCodeSignIn(t *testing.T) {
 	c := apitest.NewClient(t, e.n)
 	sub := apitest.RegularUser(t, c, "ada@example.com")
 	verifier, challenge := apitest.PKCE()
-	page, csrf, p := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	page, csrf, p := c.HostedFlow(withScope(apitest.AuthorizeParams(challenge, ""), "openid offline_access email"))
 	if !strings.Contains(p.Raw, `href="`+page+`/signin-code"`) {
 		t.Fatalf("no code sign-in link: %s", p.Raw)
 	}
@@ -827,4 +830,10 @@ func TestHostedCodeSignIn(t *testing.T) {
 	if r := c2.Submit(page+"/signin-code", csrf, url.Values{"login_id": {"ada@example.com"}}); r.Status != 400 || !strings.Contains(r.Raw, "cannot be used this way") {
 		t.Fatalf("not offered: %d %s", r.Status, r.Raw)
 	}
+}
+
+// withScope sets an authorization request's scope.
+func withScope(v url.Values, scope string) url.Values {
+	v.Set("scope", scope)
+	return v
 }
