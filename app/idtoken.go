@@ -29,24 +29,32 @@ func amrOf(method string) []string {
 	return nil
 }
 
+// fullAccessScope is the Authgear SDKs' scope for first-party apps.
+const fullAccessScope = "https://authgear.com/scopes/full-access"
+
 // UserClaims are the claims about the user that an ID token and userinfo
 // carry for a session: the login ID as email, phone_number or
 // preferred_username when the session was granted the scope email, phone or
-// profile. Nothing is verified yet (no verification flow exists, issue 20),
-// so email_verified, phone_number_verified and is_verified are false.
+// profile (or the SDKs' full-access scope); email_verified and
+// phone_number_verified say whether the login ID was proved by a code, and
+// is_verified whether any was (Authgear's definition).
 // can_reauthenticate is true for a user with a password.
 func UserClaims(u domain.User, sess domain.Session) tokens.UserClaims {
 	// A user with a password can re-authenticate (the Authgear SDKs'
 	// startReauthentication); a guest cannot.
-	c := tokens.UserClaims{IsAnonymous: u.IsAnonymous(), CanReauthenticate: !u.IsAnonymous() && u.PasswordHash() != ""}
-	no := false
+	c := tokens.UserClaims{IsAnonymous: u.IsAnonymous(), IsVerified: u.IsVerified(), CanReauthenticate: !u.IsAnonymous() && u.PasswordHash() != ""}
+	// Authgear's full-access scope (the SDKs' sessions) grants the
+	// standard claims too.
+	granted := func(scope string) bool { return sess.HasScope(scope) || sess.HasScope(fullAccessScope) }
 	switch typ, value := u.LoginID(); {
 	case value == "":
-	case typ == string(loginid.Email) && sess.HasScope("email"):
-		c.Email, c.EmailVerified = value, &no
-	case typ == string(loginid.Phone) && sess.HasScope("phone"):
-		c.PhoneNumber, c.PhoneNumberVerified = value, &no
-	case typ == string(loginid.Username) && sess.HasScope("profile"):
+	case typ == string(loginid.Email) && granted("email"):
+		verified := u.LoginIDVerified(typ, value)
+		c.Email, c.EmailVerified = value, &verified
+	case typ == string(loginid.Phone) && granted("phone"):
+		verified := u.LoginIDVerified(typ, value)
+		c.PhoneNumber, c.PhoneNumberVerified = value, &verified
+	case typ == string(loginid.Username) && granted("profile"):
 		c.PreferredUsername = value
 	}
 	return c

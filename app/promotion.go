@@ -143,6 +143,36 @@ type PromoteInput struct {
 	// IP is the client's address, for the limits of account creation.
 	IP   string
 	Meta Meta
+	// byCode: the promotion completes with a code sent to the login ID
+	// (StartPromotionByCode), so a project that requires one lets it by.
+	byCode bool
+}
+
+// PromoteGuest is the headless promotion (POST
+// /api/anonymous_user/promote): the guest that asks, by the session it
+// asked with, to the login ID as typed (its type empty: guessed) with a
+// password. The regular session that replaces the guest's is of the same
+// kind and client.
+type PromoteGuest struct {
+	Guest                          Principal
+	LoginIDType, LoginID, Password string
+	IP                             string
+	Meta                           Meta
+}
+
+// PromoteGuestHeadless runs a headless promotion: one command from the
+// endpoint, the login ID read and the conflict policy applied (Promote)
+// here, as for every entry point.
+func (s *Service) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Issued, error) {
+	id, err := s.ParseLoginID(c.LoginIDType, c.LoginID)
+	if err != nil {
+		return Issued{}, err
+	}
+	sess := c.Guest.Session
+	return s.Promote(ctx, PromoteInput{
+		UserID: c.Guest.User.UserID(), OldSessionID: sess.SessionID(), LoginID: id, Password: c.Password,
+		NewSession: &NewSession{ClientID: sess.ClientID(), Kind: sess.Kind(), Method: domain.MethodPromotion}, IP: c.IP, Meta: c.Meta,
+	})
 }
 
 // NewSession describes a session to start.
@@ -208,12 +238,13 @@ func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns 
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta},
-		p.PasswordHash)
+	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta}, p)
 }
 
-// promoteHashed is Promote with the new password hashed already.
-func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash string) (Issued, error) {
+// promoteHashed is Promote with the new password hashed already (or none,
+// passwordless) and the login ID proved by a code or not, as p says.
+func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, p PendingPromotion) (Issued, error) {
+	hash := p.PasswordHash
 	leaderChecked := false
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
@@ -225,7 +256,8 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			return Issued{}, err
 		}
 		now := s.clock.Now()
-		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash,
+			Passwordless: p.Passwordless, Verified: p.Verified, Now: now})
 		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
@@ -352,6 +384,9 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	id, idErr := s.ParseLoginID(typ, value)
 	account := ""
 	if idErr == nil {
+		if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+			return domain.User{}, ErrAuthenticatorNotOffered
+		}
 		account = id.Key()
 	}
 	attempt, err := s.beginPasswordAttempt(ctx, "signin", account, ip)
@@ -409,6 +444,9 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	t := timeCommand(&s.registrations)
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
+	}
+	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+		return domain.User{}, ErrAuthenticatorNotOffered
 	}
 	if err := s.allowAccountCreation(ctx, ip, id.Key(), ""); err != nil {
 		return domain.User{}, err
@@ -513,6 +551,11 @@ type PendingPromotion struct {
 	// MergeInto: the login ID belongs to this account and the person proved
 	// its password (conflict policy "login"); the guest merges into it.
 	MergeInto string `json:"merge_into,omitempty"`
+	// Passwordless: no password; codes sent to the login ID sign in.
+	Passwordless bool `json:"passwordless,omitempty"`
+	// Verified: a code sent to the login ID came back (the promotion is
+	// completed by it), so the verification is part of the same append.
+	Verified bool `json:"verified,omitempty"`
 	// External: the promotion is with this external identity (issue 19),
 	// not a login ID and password; with MergeInto, the identity's holder.
 	External *domain.ExternalRef `json:"external,omitempty"`
@@ -526,6 +569,14 @@ type PendingPromotion struct {
 // authorization code (AuthorizationRequest.Promotion), written when the
 // code is exchanged.
 func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+	v := s.codeSettings()
+	if !v.Offers(string(in.LoginID.Type), domain.AuthenticatorPassword) {
+		return PendingPromotion{}, ErrAuthenticatorNotOffered
+	}
+	if !in.byCode && v.Promotion == domain.VerifyRequired && codeTarget(in.LoginID) == nil {
+		// The login ID must be proved first: StartPromotionByCode.
+		return PendingPromotion{}, ErrVerificationRequired
+	}
 	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -579,6 +630,9 @@ type AuthorizationRequest struct {
 	UserID        string
 	// Promotion, when set, is written when the code is exchanged.
 	Promotion *PendingPromotion
+	// Method is the sign-in method of the session the exchange starts
+	// (empty: password).
+	Method string
 	// Nonce is echoed in the ID token; AuthTime is when the user
 	// authenticated, when that was before now (prompt=none).
 	Nonce    string
@@ -588,8 +642,6 @@ type AuthorizationRequest struct {
 	ReauthSession string
 	// DPoPJKT is the authorize request's dpop_jkt, if any.
 	DPoPJKT string
-	// Method is how the user signed in (default MethodPassword).
-	Method string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.

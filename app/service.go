@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
@@ -68,6 +69,9 @@ type Deps struct {
 	Limiter     Limiter
 	FastLimiter Limiter
 	Log         *slog.Logger
+	// Delivery sends one-time codes (optional: without it every send is
+	// delivery.ErrNotConfigured).
+	Delivery delivery.Sender
 }
 
 // Service runs the commands.
@@ -84,6 +88,7 @@ type Service struct {
 	limiter     limits
 	fastLimiter limits
 	log         *slog.Logger
+	delivery    delivery.Sender
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
 	// settings are the runtime settings from the log; seedSettings those of
@@ -109,6 +114,9 @@ func NewService(d Deps) (*Service, error) {
 		codes: codeBook{d.Codes}, secrets: d.Secrets, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
+	if s.delivery = d.Delivery; s.delivery == nil {
+		s.delivery = delivery.Router{}
+	}
 	var err error
 	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
 		return nil, err

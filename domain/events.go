@@ -40,6 +40,7 @@ const (
 	TypeUserEnabled            = "user.enabled.v1"
 	TypeUserDeleted            = "user.deleted.v1"
 	TypeLoginIDReleased        = "login_id.released.v1"
+	// TypeLoginIDVerified and TypePasswordReset: see verification.go.
 )
 
 // Retired event type names: no longer written, but events of these types are
@@ -223,8 +224,9 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeExternalIdentityClaimed, TypeExternalIdentityReleased, TypeUserExternalLinked, TypeUserExternalUnlinked,
-		TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated, TypeSettingsChanged}
+		TypeLoginIDReleased, TypeLoginIDVerified, TypePasswordReset, TypeExternalIdentityClaimed, TypeExternalIdentityReleased,
+		TypeUserExternalLinked, TypeUserExternalUnlinked, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated,
+		TypeSettingsChanged}
 }
 
 // RetiredEventTypes lists the event types that are no longer written but are
@@ -287,6 +289,10 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[LoginIDReleased](data, u)
 	case TypeSettingsChanged:
 		ev = decodeAs[SettingsChanged](data, u)
+	case TypeLoginIDVerified:
+		ev = decodeAs[LoginIDVerified](data, u)
+	case TypePasswordReset:
+		ev = decodeAs[PasswordReset](data, u)
 	case TypeExternalIdentityClaimed:
 		ev = decodeAs[ExternalIdentityClaimed](data, u)
 	case TypeExternalIdentityReleased:

@@ -25,6 +25,10 @@ const (
 	TypeUserExternalUnlinked     = "user.external_identity.unlinked.v1"
 )
 
+// MethodLoginID is the promotion or registration method (user.promoted,
+// user.registered) of a login ID.
+const MethodLoginID = "login_id"
+
 // MethodExternal is the sign-in method (sessions) and the promotion or
 // registration method (user.promoted, user.registered) of an upstream
 // identity provider.

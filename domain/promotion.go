@@ -23,10 +23,10 @@ type UserPromoted struct {
 	// GuestMethod is how the guest signed in until now: MethodAnonymous (a
 	// web guest, its session only) or MethodAnonymousKey (a device key pair).
 	GuestMethod string `json:"guest_method"`
-	// Method is what the guest became a user with: MethodPassword (a
-	// login ID and password) or MethodExternal (an external identity of
-	// Provider; no login ID). Absent in events written before issue 19:
-	// MethodPassword.
+	// Method is what the guest became a user with: MethodLoginID (a
+	// login ID, with a password or codes) or MethodExternal (an external
+	// identity of Provider; no login ID). Absent in events written before
+	// issue 19: MethodLoginID.
 	Method         string    `json:"method,omitempty"`
 	Provider       string    `json:"provider,omitempty"`
 	LoginIDType    string    `json:"login_id_type,omitempty"`
@@ -140,7 +140,13 @@ type Promote struct {
 	LoginIDType  string
 	LoginID      string
 	PasswordHash string
-	Now          time.Time
+	// Passwordless: the user signs in with codes sent to the login ID
+	// (PasswordHash empty).
+	Passwordless bool
+	// Verified: a code sent to the login ID came back in this promotion,
+	// so its verification is part of the same write.
+	Verified bool
+	Now      time.Time
 }
 
 // Promotion is the outcome of a promotion: the user's events and the claim
@@ -153,8 +159,18 @@ type Promotion struct {
 // DecidePromote: only a live guest can be promoted, and only to a login ID
 // nobody holds. Device keys stop signing in.
 func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
-	if c.LoginIDType == "" || c.LoginID == "" || c.PasswordHash == "" || c.Now.IsZero() {
-		return Promotion{}, fmt.Errorf("%w: login ID, password hash and time are required", ErrInvalidCommand)
+	if c.LoginIDType == "" || c.LoginID == "" || (c.PasswordHash == "") != c.Passwordless || c.Now.IsZero() {
+		return Promotion{}, fmt.Errorf("%w: login ID, password hash (or passwordless) and time are required", ErrInvalidCommand)
+	}
+	if c.Passwordless && !c.Verified {
+		return Promotion{}, fmt.Errorf("%w: a passwordless promotion proves its login ID", ErrInvalidCommand)
+	}
+	method := ""
+	if c.Verified {
+		var err error
+		if method, err = CodeMethod(c.LoginIDType); err != nil {
+			return Promotion{}, err
+		}
 	}
 	if err := u.CanSignIn(); err != nil {
 		return Promotion{}, err
@@ -167,9 +183,14 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	}
 	now := c.Now.UTC()
 	evs := []Event{
-		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), Method: MethodPassword, LoginIDType: c.LoginIDType, LoginID: c.LoginID,
+		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), Method: MethodLoginID, LoginIDType: c.LoginIDType, LoginID: c.LoginID,
 			GuestCreatedAt: u.createdAt, PromotedAt: now},
-		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now},
+	}
+	if c.PasswordHash != "" {
+		evs = append(evs, PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now})
+	}
+	if c.Verified {
+		evs = append(evs, LoginIDVerified{UserID: u.id, LoginIDType: c.LoginIDType, LoginID: c.LoginID, Method: method, VerifiedAt: now})
 	}
 	for _, kid := range u.keyIDs {
 		evs = append(evs, AnonymousKeyRemoved{UserID: u.id, KeyID: kid, RemovedAt: now})
@@ -201,7 +222,7 @@ func DecideRegister(u User, l LoginID, c Register) (Promotion, error) {
 	now := c.Now.UTC()
 	return Promotion{
 		User: []Event{
-			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, Method: MethodPassword, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
+			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, Method: MethodLoginID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
 			PasswordSet{UserID: c.UserID, PasswordHash: c.PasswordHash, Reason: "registration", SetAt: now},
 		},
 		Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: c.UserID, ClaimedAt: now},

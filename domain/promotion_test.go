@@ -13,7 +13,7 @@ func TestDecidePromote(t *testing.T) {
 	at := t0.Add(time.Hour)
 	cmd := domain.Promote{LoginIDType: "email", LoginID: "ada@example.com", PasswordHash: "$argon2id$x", Now: at}
 	key := domain.AnonymousKeyRegistered{UserID: "u1", KeyID: "k1", Algorithm: "ES256", Thumbprint: "tp", RegisteredAt: t0}
-	promoted := domain.UserPromoted{UserID: "u1", ClientID: "c1", GuestMethod: domain.MethodAnonymous, Method: domain.MethodPassword, LoginIDType: "email", LoginID: "ada@example.com",
+	promoted := domain.UserPromoted{UserID: "u1", ClientID: "c1", GuestMethod: domain.MethodAnonymous, Method: domain.MethodLoginID, LoginIDType: "email", LoginID: "ada@example.com",
 		GuestCreatedAt: t0, PromotedAt: at}
 	keyPromoted := promoted
 	keyPromoted.GuestMethod = domain.MethodAnonymousKey

@@ -123,6 +123,9 @@ type Settings struct {
 	KeyGuestInactivity Seconds           `json:"key_guest_inactivity"`
 	RateLimits         RateLimitSettings `json:"rate_limits"`
 	Clients            []ClientSettings  `json:"clients"`
+	// Verification: one-time codes, verification and authenticators
+	// (absent in settings written before they existed: the defaults).
+	Verification VerificationSettings `json:"verification,omitzero"`
 }
 
 // Client returns the client application with the id.
@@ -150,6 +153,7 @@ func (s Settings) Clone() Settings {
 		c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 		out.Clients[i] = c
 	}
+	out.Verification = s.Verification.clone()
 	return out
 }
 
@@ -249,6 +253,7 @@ func ValidateSettings(s Settings) error {
 			bad["rate_limits."+name+".per"] = "must be at least one second"
 		}
 	}
+	s.Verification.validate(bad)
 	if len(s.Clients) > maxClients {
 		bad["clients"] = fmt.Sprintf("at most %d client applications", maxClients)
 	}

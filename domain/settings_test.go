@@ -22,6 +22,9 @@ func sampleSettings() domain.Settings {
 			CookieIdleTimeout: 3600, CookieLifetime: 86400, RefreshTokenIdleTimeout: 3600, RefreshTokenLifetime: 86400,
 			AccessTokenLifetime: 1800,
 		}},
+		Verification: domain.VerificationSettings{Promotion: domain.VerifyRequired, CodeLifetime: 300,
+			Authenticators: map[string][]string{"email": {"password", "oob_otp"}, "phone": {"oob_otp"}, "username": {"password"}},
+			SendPerTarget:  domain.RateLimitSetting{Burst: 5, Per: 3600}, SendPerIP: domain.RateLimitSetting{Burst: 20, Per: 3600}},
 	}
 }
 

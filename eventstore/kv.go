@@ -67,9 +67,13 @@ func hashedKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Put stores a value under a new key.
+// Put stores a value under a new key; a key that holds a value already
+// is ErrValueChanged (create-only: of two puts of one key, one wins).
 func (v *SecretValues) Put(ctx context.Context, key string, value []byte) error {
 	if _, err := v.kv.Create(ctx, hashedKey(key), value); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrValueChanged
+		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil

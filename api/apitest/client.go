@@ -187,24 +187,17 @@ const AdminKey = "test-admin-key-0123456789abcdef0123456789"
 func WaitProjected(t *testing.T, c *Client) {
 	t.Helper()
 	auth := map[string]string{"Authorization": "Bearer " + AdminKey}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, "every projection caught up (admin API)", 10*time.Second, func() bool {
 		r := c.Do(http.MethodGet, "/admin/projections", "", "", auth)
 		ps, _ := r.Body["projections"].([]any)
-		caught := len(ps) == 3
+		caught := r.Status == 200 && len(ps) == 3
 		for _, p := range ps {
 			if p.(map[string]any)["lag_events"].(float64) != 0 || p.(map[string]any)["state"] != "running" {
 				caught = false
 			}
 		}
-		if r.Status == 200 && caught {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("projection status: %s", r.Raw)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return caught
+	})
 }
 
 func AdminNode(t *testing.T) (*testenv.Node, *Client) {

@@ -145,7 +145,7 @@ func checkCapturedLogs(capture *testenv.LogCapture, f Floors, full bool) bool {
 // Secret fields of request bodies (JSON and forms) and of JSON answers.
 var (
 	requestSecretFields = map[string]string{
-		"password": "password", "refresh_token": "refresh token", "token": "revoked token", "code": "authorization code",
+		"password": "password", "new_password": "password", "refresh_token": "refresh token", "token": "revoked token", "code": "authorization code",
 		"code_verifier": "PKCE verifier", "jwt": "key-pair JWT", "csrf_token": "CSRF token",
 	}
 	responseSecretFields = map[string]string{

@@ -1,6 +1,7 @@
 package hosted
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -50,6 +51,8 @@ type pageData struct {
 	LoginIDError, PasswordError    string
 	Submit                         string
 	MinLength                      int
+	// CodeSignIn: some login ID type offers sign-in by code (verify_pages.go).
+	CodeSignIn bool
 	// ClientID is the logout confirmation's client (RP-initiated logout).
 	ClientID string
 	// Upstream are the "Continue with <provider>" links (upstream.go);
@@ -277,7 +280,8 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (string, app.C
 }
 
 func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData {
-	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, Upstream: s.upstreamLinks(flowID, f)}
+	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, CodeSignIn: s.Service.OffersCodeSignIn(),
+		Upstream: s.upstreamLinks(flowID, f)}
 	kinds := map[string]string{"email": "email address", "phone": "phone number", "username": "username"}
 	var names []string
 	for _, t := range s.cfg.LoginIDTypes {
@@ -381,6 +385,10 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
+		if s.Service.PromotionNeedsCode(id) {
+			s.startCodePromotion(w, r, flowID, f, id, pw, fail) // verify_pages.go
+			return
+		}
 		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.ClientIP(r), Meta: httpx.Meta(r)}
 		if f.ResponseType == "code" {
 			// Decided now, written when the app exchanges the code with
@@ -455,7 +463,7 @@ func joinOr(words []string) string {
 // finishFlow ends a flow: an authorization code back to the app, or (cookie
 // mode) a session cookie and a plain return.
 func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
-	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, domain.MethodPassword)
+	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, cmp.Or(f.Method, domain.MethodPassword))
 }
 
 // finishFlowAs is finishFlow for a user who signed in by the method.
@@ -468,7 +476,7 @@ func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID str
 		// A sign-in by the user of an id_token_hint whose session is live
 		// re-authenticates that session (the SDKs' reauthentication).
 		reauth := ""
-		if promotion == nil && method == domain.MethodPassword && f.Subject != "" && f.Subject == userID {
+		if promotion == nil && method != domain.MethodExternal && f.Subject != "" && f.Subject == userID {
 			var err error
 			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
 				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")

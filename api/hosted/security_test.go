@@ -36,6 +36,16 @@ func TestHostedPageSecurityHeaders(t *testing.T) {
 	pages["flow: missing CSRF"] = c.PostForm(page, url.Values{"login_id": {"x@example.com"}, "password": {apitest.GoodPassword}})
 	pages["flow: other browser"] = apitest.NewClient(t, n).Do(http.MethodGet, page, "", "", nil)
 	pages["flow: unknown"] = c.Do(http.MethodGet, "/flows/no-such-flow", "", "", nil)
+	pages["forgot password"] = c.Do(http.MethodGet, page+"/forgot", "", "", nil)
+	pages["forgot password: no login ID"] = c.Submit(page+"/forgot", csrf, url.Values{"login_id": {""}})
+	if r := c.Submit(page+"/forgot", csrf, url.Values{"login_id": {"nobody@example.com"}}); r.Status != http.StatusSeeOther || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("forgot password redirect: %d %v", r.Status, r.Header)
+	}
+	pages["reset password"] = c.Do(http.MethodGet, page+"/reset", "", "", nil)
+	pages["reset password: wrong code"] = c.Submit(page+"/reset", csrf, url.Values{"action": {"verify"}, "code": {"000000"}, "new_password": {apitest.GoodPassword}})
+	pages["reset password: missing CSRF"] = c.PostForm(page+"/reset", url.Values{"action": {"verify"}, "code": {"000000"}})
+	pages["code sign-in"] = c.Do(http.MethodGet, page+"/signin-code", "", "", nil)
+	pages["code sign-in: not offered"] = c.Submit(page+"/signin-code", csrf, url.Values{"login_id": {"nobody@example.com"}})
 	pages["end_session: signed out"] = c.Do(http.MethodGet, "/oauth2/end_session", "", "", nil)
 
 	for name, r := range pages {

@@ -44,6 +44,7 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/oauth2/authorize", s.authorize).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowGet).Methods(http.MethodGet)
 	r.HandleFunc("/flows/{flow}", s.flowPost).Methods(http.MethodPost)
+	s.codePageRoutes(r)
 	r.HandleFunc("/static/idstream.css", s.stylesheet).Methods(http.MethodGet)
 	s.mountUpstream(r)
 	s.mountSettings(r)

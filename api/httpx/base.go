@@ -95,3 +95,14 @@ type actorKey struct{}
 func WithActor(ctx context.Context, actor string) context.Context {
 	return context.WithValue(ctx, actorKey{}, actor)
 }
+
+// CodeRequest is where a one-time code request comes from: the client's
+// address, its language (Accept-Language, bounded) and the request's
+// metadata.
+func (b *Base) CodeRequest(r *http.Request) app.CodeRequest {
+	loc := r.Header.Get("Accept-Language")
+	if len(loc) > 100 {
+		loc = loc[:100]
+	}
+	return app.CodeRequest{IP: b.ClientIP(r), Locale: loc, Meta: Meta(r)}
+}

@@ -3,6 +3,7 @@ package httpx
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
@@ -43,6 +45,7 @@ type Error struct {
 const (
 	FieldLoginID  = "login_id"
 	FieldPassword = "password"
+	FieldCode     = "code"
 )
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
@@ -246,6 +249,39 @@ func Classify(err error) *Error {
 		return wrap(BadRequest("UpstreamDenied", "access_denied", "the sign-in at the identity provider was cancelled or refused"))
 	case errors.Is(err, domain.ErrUserNotFound):
 		return wrap(NewError(401, "Unauthenticated", "UserNotFound", "invalid_grant", "the user does not exist"))
+	case errors.Is(err, app.ErrInvalidCode):
+		return onField(wrap(NewError(400, "Invalid", "InvalidCode", "invalid_grant", "the code is not right, or no code was sent for this")), FieldCode)
+	case errors.Is(err, app.ErrCodeExpired):
+		return onField(wrap(NewError(400, "Invalid", "CodeExpired", "invalid_grant", "the code has expired; ask for a new one")), FieldCode)
+	case errors.Is(err, app.ErrCodeAttempts):
+		return onField(wrap(NewError(400, "Invalid", "CodeAttemptsExceeded", "invalid_grant", "too many wrong codes; this code no longer works, ask for a new one")), FieldCode)
+	case errors.Is(err, app.ErrNoCodePending):
+		return wrap(NewError(400, "Invalid", "NoCodePending", "invalid_request", "no code is pending for this; start again"))
+	case errors.Is(err, app.ErrResendTooSoon):
+		x := NewError(429, "TooManyRequest", "ResendTooSoon", "slow_down", "a code was sent a moment ago; ask again after resend_after")
+		var rs *app.ResendTooSoonError
+		if errors.As(err, &rs) {
+			x.RetryAfter = rs.RetryAfter
+		}
+		return wrap(x)
+	case errors.Is(err, app.ErrVerificationRequired):
+		return wrap(NewError(403, "Forbidden", "VerificationRequired", "invalid_request", "this project requires the code sent to the login ID: use /api/anonymous_user/promote/start"))
+	case errors.Is(err, app.ErrVerificationOff):
+		return wrap(NewError(403, "Forbidden", "VerificationDisabled", "invalid_request", "verification by code is turned off for this project"))
+	case errors.Is(err, app.ErrAuthenticatorNotOffered):
+		return onField(wrap(NewError(400, "Invalid", "AuthenticatorNotOffered", "invalid_request", "this kind of login ID does not offer this way to sign in")), FieldLoginID)
+	case errors.Is(err, app.ErrAlreadyVerified):
+		return wrap(NewError(409, "Conflict", "AlreadyVerified", "invalid_request", "the login ID is verified already"))
+	case errors.Is(err, domain.ErrNotUsersLoginID):
+		return wrap(NewError(400, "Invalid", "NoLoginID", "invalid_request", "the user has no login ID to send a code to"))
+	case errors.Is(err, domain.ErrNoCodeChannel):
+		return onField(wrap(NewError(400, "Invalid", "NoCodeChannel", "invalid_request", "codes go to email addresses and phone numbers, not usernames")), FieldLoginID)
+	case errors.Is(err, delivery.ErrInvalidRecipient):
+		return onField(wrap(NewError(400, "Invalid", "InvalidRecipient", "invalid_request", "messages cannot be sent to this address or number")), FieldLoginID)
+	case errors.Is(err, delivery.ErrFailed):
+		return wrap(NewError(502, "BadGateway", "DeliveryFailed", "temporarily_unavailable", "the code could not be sent right now; nothing changed, try again in a moment"))
+	case errors.Is(err, delivery.ErrNotConfigured):
+		return wrap(NewError(503, "ServiceUnavailable", "DeliveryNotConfigured", "temporarily_unavailable", "this service cannot send codes to this kind of login ID"))
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict), errors.Is(err, app.ErrLimiterUnavailable):
 		return wrap(NewError(503, "ServiceUnavailable", "Unavailable", "temporarily_unavailable", "the service is temporarily unavailable; try again"))
 	}
@@ -267,6 +303,12 @@ func PageText(e *Error, audience, typed string) string {
 	if t, ok := upstreamText[e.Reason]; ok {
 		return t
 	}
+	switch e.Reason {
+	case "DeliveryFailed":
+		return "We could not send the code just now. Nothing changed; try again in a moment."
+	case "DeliveryNotConfigured":
+		return "This service cannot send codes to a " + LoginNoun(typed) + ". Use another kind of login ID."
+	}
 	if e.Status >= 500 {
 		if audience == AudiencePortal {
 			return "Signing in is not possible right now. Try again in a moment."
@@ -275,7 +317,7 @@ func PageText(e *Error, audience, typed string) string {
 	}
 	switch e.Reason {
 	case "LoginIDTaken":
-		return "This " + loginNoun(typed) + " already belongs to an account. Use another, or sign in to that account from the app."
+		return "This " + LoginNoun(typed) + " already belongs to an account. Use another, or sign in to that account from the app."
 	case "InvalidCredentials":
 		if audience == AudiencePortal {
 			return "The username or password is not right."
@@ -292,6 +334,22 @@ func PageText(e *Error, audience, typed string) string {
 		return "That password is one of the most common ones. Choose something harder to guess."
 	case "PasswordPolicy":
 		return "The password " + strings.TrimPrefix(e.Message, "the password does not meet the policy: password ") + "."
+	case "InvalidCode":
+		return "That code is not right. Check the latest message and try again."
+	case "CodeExpired":
+		return "That code has expired. Ask for a new one below."
+	case "CodeAttemptsExceeded":
+		return "Too many wrong codes: this one no longer works. Ask for a new one below."
+	case "NoCodePending":
+		return "There is no code to send again. Go back and start again."
+	case "ResendTooSoon":
+		return fmt.Sprintf("We sent a code a moment ago. You can ask for a new one in %d seconds.", int(math.Ceil(e.RetryAfter.Seconds())))
+	case "InvalidRecipient":
+		return "We cannot send messages to this " + LoginNoun(typed) + ". Check it, or use another."
+	case "NoCodeChannel":
+		return "Codes go to email addresses and phone numbers. Use one of those."
+	case "AuthenticatorNotOffered":
+		return "This kind of login ID cannot be used this way here."
 	}
 	return e.Message + "."
 }
@@ -307,8 +365,8 @@ var upstreamText = map[string]string{
 	"LastWayToSignIn":         "This is your account's last way to sign in, so it cannot be removed. Add another first.",
 }
 
-// loginNoun names the kind of login ID a person typed.
-func loginNoun(v string) string {
+// LoginNoun names the kind of login ID a person typed.
+func LoginNoun(v string) string {
 	switch {
 	case strings.Contains(v, "@"):
 		return "email address"
@@ -368,6 +426,29 @@ func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	WriteJSON(w, status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
+}
+
+// WriteResourceError answers a protected resource's refusal (userinfo): an
+// unusable token is 401 invalid_token with a Bearer challenge (RFC 6750
+// §3.1), a bad or missing DPoP proof for a bound token 401
+// invalid_dpop_proof with a DPoP challenge naming the algorithms taken
+// (RFC 9449 §7.1); a failure of the service stays what it is.
+func (b *Base) WriteResourceError(w http.ResponseWriter, r *http.Request, err error, dpopAlgs []string) {
+	e := Classify(err)
+	if e.Status >= 500 {
+		b.WriteOAuthError(w, r, err)
+		return
+	}
+	oauth, challenge := "invalid_token", `Bearer error="invalid_token"`
+	if e.OAuth == "invalid_dpop_proof" {
+		oauth = e.OAuth
+		challenge = `DPoP error="invalid_dpop_proof", algs="` + strings.Join(dpopAlgs, " ") + `"`
+	}
+	e = (&Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: oauth}).WithCause(err)
+	b.LogError(r, e)
+	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("Cache-Control", "no-store")
+	WriteJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
 }
 
 func (b *Base) LogError(r *http.Request, err error) *Error {

@@ -38,7 +38,7 @@ var webFS embed.FS
 
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "providers"} {
+	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "verification", "providers"} {
 		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
@@ -133,6 +133,7 @@ func (s *Server) Router() http.Handler {
 	})).Methods(http.MethodGet)
 	r.HandleFunc("/portal/authentication/anonymous-users", s.portalAuth(s.portalAnonymous)).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/portal/authentication/rate-limits", s.portalAuth(s.portalRateLimits)).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/portal/authentication/verification", s.portalAuth(s.portalVerification)).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/portal/applications", s.portalAuth(s.portalApplications)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/applications/new", s.portalAuth(s.portalApplication)).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/portal/applications/{client_id}", s.portalAuth(s.portalApplication)).Methods(http.MethodGet, http.MethodPost)

@@ -366,20 +366,12 @@ func TestDiscoveryCORSAndOperations(t *testing.T) {
 		t.Fatal(r.Raw)
 	}
 	apitest.Signup(t, c)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := c.Do(http.MethodGet, "/readyz", "", "", nil)
-		if r.Status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready: %s", r.Raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "/readyz answering 200", 10*time.Second, func() bool {
+		return c.Do(http.MethodGet, "/readyz", "", "", nil).Status == 200
+	})
 	// A projection's position appears once it has applied the sign-up,
 	// which /readyz (within its lag bound) does not wait for.
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for _, name := range []string{"idstream_http_request_duration_seconds", "idstream_eventstore_append_seconds", "idstream_projection_position", "idstream_commands_total"} {
 		for !strings.Contains(c.Do(http.MethodGet, "/metrics", "", "", nil).Raw, name) {
 			if time.Now().After(deadline) {

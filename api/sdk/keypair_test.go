@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -64,20 +65,13 @@ func TestKeyPairSignUpAndBackEachAlgorithm(t *testing.T) {
 
 func waitRow(t *testing.T, n *testenv.Node, query string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, fmt.Sprintf("a row for %s %v", query, args), 10*time.Second, func() bool {
 		var c int
 		if err := n.Pool.QueryRow(context.Background(), query, args...).Scan(&c); err != nil {
 			t.Fatal(err)
 		}
-		if c == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no row for %s %v", query, args)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return c == 1
+	})
 }
 
 func TestKeyPairSurvivesRestartAndWorksAcrossNodes(t *testing.T) {

@@ -69,22 +69,14 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		s.WriteAPIError(w, r, err)
 		return
 	}
-	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)
-	if err != nil {
-		s.WriteAPIError(w, r, err)
-		return
-	}
-	kind := p.Session.Kind()
-	iss, err := s.Service.Promote(r.Context(), app.PromoteInput{
-		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password,
-		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: kind, Method: domain.MethodPromotion}, IP: s.ClientIP(r), Meta: httpx.Meta(r),
-	})
+	iss, err := s.Service.PromoteGuestHeadless(r.Context(), app.PromoteGuest{Guest: p, LoginIDType: req.LoginIDType, LoginID: req.LoginID,
+		Password: req.Password, IP: s.ClientIP(r), Meta: httpx.Meta(r)})
 	if err != nil {
 		s.WriteAPIError(w, r, err)
 		return
 	}
 	httpx.NoStore(w)
-	if kind == domain.SessionKindCookie {
+	if p.Session.Kind() == domain.SessionKindCookie {
 		httpx.SetSessionCookie(w, s.cfg, iss)
 		httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
 		return

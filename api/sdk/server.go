@@ -42,6 +42,7 @@ func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/api/anonymous_user/signup", s.anonymousSignup).Methods(http.MethodPost)
 	r.HandleFunc("/api/anonymous_user/promotion_code", s.promotionCode).Methods(http.MethodPost)
 	r.HandleFunc("/api/anonymous_user/promote", s.promote).Methods(http.MethodPost)
+	s.otpRoutes(r)
 	r.HandleFunc("/oauth2/token", s.token).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/revoke", s.revoke).Methods(http.MethodPost)
 	r.HandleFunc("/oauth2/introspect", s.introspect).Methods(http.MethodPost)

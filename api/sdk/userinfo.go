@@ -3,7 +3,6 @@ package sdk
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
@@ -32,30 +31,14 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		err = httpx.ErrMissingToken
 	}
 	if err != nil {
-		e := httpx.Classify(err)
-		if e.Status < 500 {
-			// RFC 6750: an unusable token is 401 invalid_token; RFC 9449
-			// §7.1: a bad or missing proof for a bound token is 401
-			// invalid_dpop_proof, with the DPoP challenge.
-			oauth, challenge := "invalid_token", `Bearer error="invalid_token"`
-			if e.OAuth == "invalid_dpop_proof" {
-				oauth = e.OAuth
-				challenge = `DPoP error="invalid_dpop_proof", algs="` + strings.Join(dpopAlgorithms(), " ") + `"`
-			}
-			e = (&httpx.Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: oauth}).WithCause(err)
-			s.LogError(r, e)
-			w.Header().Set("WWW-Authenticate", challenge)
-			httpx.WriteJSON(w, e.Status, map[string]string{"error": e.OAuth, "error_description": e.Message, "reason": e.Reason})
-			return
-		}
-		s.WriteOAuthError(w, r, err)
+		s.WriteResourceError(w, r, err, dpopAlgorithms())
 		return
 	}
 	u := p.User
 	out := map[string]any{
 		"sub":          u.UserID(),
 		"is_anonymous": u.IsAnonymous(),
-		"is_verified":  false,
+		"is_verified":  u.IsVerified(),
 		"updated_at":   u.CreatedAt().Unix(),
 	}
 	// The Authgear claims and, by the session's scope, email, phone_number

@@ -154,6 +154,7 @@ password parameters, for portal.operators[].password_hash.`,
 			},
 		}),
 		load.Command(),
+		outboxCommand(),
 		&cobra.Command{
 			Use:     "version",
 			Short:   "Print idstream's version, commit and Go version",

@@ -26,7 +26,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 var everyCommand = []string{
 	"serve", "migrate", "keys rotate", "reap", "seed guests", "projections status", "projections replay",
 	"events tail", "users export", "settings show", "settings apply", "portal hash-password",
-	"bench signup", "bench refresh", "bench mixed", "bench keypair", "bench promote", "bench soak", "version", "completion",
+	"bench signup", "bench refresh", "bench mixed", "bench keypair", "bench promote", "bench soak", "outbox", "version", "completion",
 }
 
 func TestHelpListsEveryCommand(t *testing.T) {
