@@ -25,6 +25,7 @@ import (
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // LogReader is what the API reads from the log directly (health, admin).
@@ -50,6 +51,8 @@ type Deps struct {
 	Exports *workers.Exports
 	// Reaper reports the guest reaper's status (portal).
 	Reaper *workers.Reaper
+	// Webhooks registers webhook endpoints (admin API).
+	Webhooks *webhooks.Service
 	// ReadyLagBound is how many events a projection may be behind the log
 	// while /readyz still answers ready.
 	ReadyLagBound uint64
@@ -121,6 +124,15 @@ func (s *Server) routes() {
 	r.HandleFunc("/admin/users/{id}/enable", s.adminOnly(s.adminEnableUser())).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/{id}/sessions/{sid}/revoke", s.adminOnly(s.adminRevokeSession)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminListWebhooks)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminCreateWebhook)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminGetWebhook)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminUpdateWebhook)).Methods(http.MethodPatch)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminDeleteWebhook)).Methods(http.MethodDelete)
+	r.HandleFunc("/admin/webhooks/{id}/rotate_secret", s.adminOnly(s.adminRotateWebhookSecret)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters", s.adminOnly(s.adminWebhookDeadLetters)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters/replay", s.adminOnly(s.adminReplayAllDeadLetters)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters/{dl}/replay", s.adminOnly(s.adminReplayDeadLetter)).Methods(http.MethodPost)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
 	r.HandleFunc("/metrics", s.metrics).Methods(http.MethodGet)
