@@ -343,6 +343,7 @@ func (g *gaveUp) Unwrap() error { return g.last }
 func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		first := time.Now()
+		var last error // the receiver's last failure, rather than the breaker's refusal
 		for attempt := 0; ; {
 			out, err := h(msg)
 			if err == nil {
@@ -354,7 +355,11 @@ func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			var delay time.Duration
 			if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 				delay = rt.cfg.BreakerCooldown/4 + rand.N(rt.cfg.BreakerCooldown/4+1)
+				if last == nil {
+					last = err
+				}
 			} else {
+				last = err
 				attempt++
 				ceiling := rt.cfg.InitialBackoff << min(attempt-1, 30)
 				if ceiling > rt.cfg.MaxBackoff || ceiling <= 0 {
@@ -368,7 +373,7 @@ func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				}
 			}
 			if time.Since(first)+delay > rt.cfg.MaxAge {
-				return nil, &gaveUp{last: err}
+				return nil, &gaveUp{last: last}
 			}
 			select {
 			case <-msg.Context().Done():

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -118,7 +119,11 @@ type Service struct {
 	cfg    Config
 	reg    registry
 	client *http.Client
+	held   atomic.Bool
 }
+
+// Delivering reports whether this node holds the webhook lease.
+func (s *Service) Delivering() bool { return s.held.Load() }
 
 // New checks the configuration and makes the webhook streams.
 func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk clock.Clock, random io.Reader, log *slog.Logger,
@@ -163,7 +168,8 @@ func (s *Service) Run(ctx context.Context) {
 // dispatch runs one router per enabled endpoint and follows changes.
 func (s *Service) dispatch(ctx context.Context) error {
 	leaseHeld.Set(1)
-	defer leaseHeld.Set(0)
+	s.held.Store(true)
+	defer func() { leaseHeld.Set(0); s.held.Store(false) }()
 	s.log.Info("webhook lease taken: this node delivers")
 	running := map[string]*runner{}
 	defer func() {
