@@ -185,25 +185,37 @@ func getEndpoint(t *testing.T, base, id string) map[string]any {
 // one user, on two subjects. It returns the sub.
 func guest(t *testing.T, base string, refreshes int) string {
 	t.Helper()
+	g := signUp(t, base)
+	for range refreshes {
+		g.refresh(t, base)
+	}
+	return g.sub
+}
+
+type guestSession struct{ sub, accessToken, refreshToken string }
+
+// signUp makes a guest: user.anonymous.created and session.started.
+func signUp(t *testing.T, base string) *guestSession {
+	t.Helper()
 	a := call(t, http.MethodPost, base+"/api/anonymous_user/signup", "application/json",
 		`{"client_id":"idstream-dev","session_type":"refresh_token"}`, "")
 	if a.status != 200 {
 		t.Fatalf("sign-up: %d %s", a.status, a.raw)
 	}
 	res := a.body["result"].(map[string]any)
-	rt := res["refresh_token"].(string)
-	at := res["access_token"].(string)
-	for range refreshes {
-		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {"idstream-dev"}, "refresh_token": {rt}}
-		r := call(t, http.MethodPost, base+"/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), "")
-		if r.status != 200 {
-			t.Fatalf("refresh: %d %s", r.status, r.raw)
-		}
-		rt = r.body["refresh_token"].(string)
-		at = r.body["access_token"].(string)
+	u := call(t, http.MethodGet, base+"/oauth2/userinfo", "", "", res["access_token"].(string))
+	return &guestSession{sub: u.body["sub"].(string), accessToken: res["access_token"].(string), refreshToken: res["refresh_token"].(string)}
+}
+
+// refresh rotates the guest's refresh token: session.refreshed.
+func (g *guestSession) refresh(t *testing.T, base string) {
+	t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {"idstream-dev"}, "refresh_token": {g.refreshToken}}
+	r := call(t, http.MethodPost, base+"/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), "")
+	if r.status != 200 {
+		t.Fatalf("refresh: %d %s", r.status, r.raw)
 	}
-	u := call(t, http.MethodGet, base+"/oauth2/userinfo", "", "", at)
-	return u.body["sub"].(string)
+	g.refreshToken = r.body["refresh_token"].(string)
 }
 
 // checkOrder fails unless each user's events arrived (first copies) in log
@@ -504,10 +516,18 @@ func TestWebhookDeliveringNodeLost(t *testing.T) {
 		}
 		return holder != nil
 	})
+	// Every user's events straddle the loss: sign-ups first, then the
+	// refreshes round by round.
 	const users, refreshes = 12, 4
-	for i := range users {
-		guest(t, other.URL, refreshes)
-		if i == users/3 {
+	var gs []*guestSession
+	for range users {
+		gs = append(gs, signUp(t, other.URL))
+	}
+	for round := range refreshes {
+		for _, g := range gs {
+			g.refresh(t, other.URL)
+		}
+		if round == 1 {
 			testenv.WaitFor(t, "deliveries under way", 20*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) > 5 })
 			// Lost, not stopped: its NATS connection goes first, so none of
 			// what it has in flight is acknowledged, then the process.
@@ -535,4 +555,83 @@ func TestWebhookDeliveringNodeLost(t *testing.T) {
 		bodies[d.p.ID] = string(d.body)
 	}
 	t.Logf("failover: %d events, %d duplicates (same webhook-id and body)", len(firsts), dups)
+}
+
+// TestWebhookPayloadOfPromotionMergeDeletionAndBackfill: an endpoint made
+// after the fact with start_from beginning gets the whole history marked
+// backfill; a promotion names the guest and the user, a merge the guest
+// and the account it went into, a deletion is a tombstone, and no
+// password hash goes out.
+func TestWebhookPayloadOfPromotionMergeDeletionAndBackfill(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		configure(time.Hour)(c)
+		c.Promotion.ConflictPolicy = "login"
+	}})
+	const pw = "violet-tangerine-42"
+	promote := func(g *guestSession, loginID string) answer {
+		return call(t, http.MethodPost, n.URL+"/api/anonymous_user/promote", "application/json",
+			fmt.Sprintf(`{"login_id":%q,"password":%q}`, loginID, pw), g.accessToken)
+	}
+	a := signUp(t, n.URL)
+	if r := promote(a, "ada@example.com"); r.status != 200 {
+		t.Fatalf("promote: %d %s", r.status, r.raw)
+	}
+	b := signUp(t, n.URL)
+	if r := promote(b, "ada@example.com"); r.status != 200 {
+		t.Fatalf("promote into an existing account (merge): %d %s", r.status, r.raw)
+	}
+	testenv.Settle(t, n.Pool, n.Store, 30*time.Second)
+	if r := call(t, http.MethodDelete, n.URL+"/admin/users/"+a.sub, "", "", adminKey); r.status/100 != 2 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	rec := newReceiver(t, nil, 0)
+	id, secret := createEndpoint(t, n.URL, map[string]any{"url": rec.srv.URL, "event_types": []string{"user.*"}, "start_from": "beginning"})
+	created := getEndpoint(t, n.URL, id)["created_seq"].(float64)
+	after := signUp(t, n.URL)
+	testenv.WaitFor(t, "the history and the new guest", 30*time.Second, func() bool {
+		f, _, _ := rec.accepted()
+		return len(f) > 0 && f[len(f)-1].p.Sub == after.sub
+	})
+	f, _, _ := rec.accepted()
+	checkOrder(t, "backfill", f)
+	byType := map[string][]webhooks.Payload{}
+	for _, d := range f {
+		verify(t, d, secret)
+		if strings.Contains(string(d.body), "password_hash") || strings.Contains(string(d.body), "argon2") {
+			t.Fatalf("a password hash went out: %s", d.body)
+		}
+		if d.p.Backfill != (float64(d.p.Seq) <= created) {
+			t.Fatalf("backfill mark wrong on seq %d (created at %v): %s", d.p.Seq, created, d.body)
+		}
+		byType[d.p.Type] = append(byType[d.p.Type], d.p)
+	}
+	pr := byType["user.promoted.v2"]
+	if len(pr) != 1 || pr[0].AnonymousUser == nil || pr[0].AnonymousUser.Sub != a.sub || pr[0].User.Sub != a.sub ||
+		pr[0].IsAnonymous || pr[0].AuthgearType != "user.anonymous.promoted" || pr[0].Sub != a.sub {
+		t.Fatalf("promotion payload: %+v", pr)
+	}
+	mg := byType["user.anonymous.merged.v1"]
+	if len(mg) != 1 || mg[0].AnonymousUser.Sub != b.sub || mg[0].User.Sub != a.sub || mg[0].Sub != b.sub {
+		t.Fatalf("merge payload: %+v", mg)
+	}
+	del := byType["user.deleted.v1"]
+	if len(del) != 1 || !del[0].Tombstone || string(del[0].Data) != "{}" || del[0].Sub != a.sub || del[0].AuthgearType != "user.deleted" ||
+		!strings.HasPrefix(del[0].Actor, "admin-key:") {
+		t.Fatalf("deletion payload: %+v", del)
+	}
+	if len(byType["user.password.set.v1"]) == 0 {
+		t.Fatalf("no password event delivered (types %v)", keys(byType))
+	}
+	last := f[len(f)-1].p
+	if last.Backfill || !last.IsAnonymous || last.Type != "user.anonymous.created.v1" {
+		t.Fatalf("the event after creation: %+v", last)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
