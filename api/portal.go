@@ -62,7 +62,7 @@ var portalFuncs = template.FuncMap{
 		}
 		return *p
 	},
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
 	"deref": func(p *uint64) uint64 { return *p },
 }
 
