@@ -124,6 +124,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/admin/users/{id}/enable", s.adminOnly(s.adminEnableUser())).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/{id}/sessions/{sid}/revoke", s.adminOnly(s.adminRevokeSession)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/users/{id}/timeline", s.adminOnly(s.adminTimeline)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/analytics/funnel", s.adminOnly(s.adminFunnel)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminListWebhooks)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminCreateWebhook)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminGetWebhook)).Methods(http.MethodGet)
