@@ -635,3 +635,7 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+func specOf(url string, types ...string) webhooks.Spec {
+	return webhooks.Spec{URL: &url, EventTypes: &types}
+}
