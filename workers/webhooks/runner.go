@@ -89,6 +89,9 @@ func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error)
 		replayConsumerName(ep.ID): {stream: replayStream, consumer: s.replayConsumer(ep),
 			key: func(m jetstream.Msg) string { return m.Headers().Get(metaSub) }, convert: r.convertReplay},
 	}}
+	if err := sub.prepare(ctx); err != nil {
+		return nil, err
+	}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second},
 		watermill.NewSlogLoggerWithLevelMapping(r.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}))
 	if err != nil {

@@ -200,6 +200,10 @@ func (s *Service) dispatch(ctx context.Context) error {
 					r.ep.Store(&ep)
 					continue
 				}
+				if ctx.Err() != nil {
+					// Stopping: the runners ended with the lease.
+					break
+				}
 				nr, err := s.startRunner(ctx, ep)
 				if err != nil {
 					s.log.Warn("webhook endpoint not started", "webhook_endpoint", ep.ID, "error", err)

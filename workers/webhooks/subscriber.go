@@ -18,6 +18,10 @@ import (
 type source struct {
 	stream   string
 	consumer jetstream.ConsumerConfig
+	// cons is the consumer, made (or reset) by prepare before the router
+	// starts, so that Subscribe cannot fail half-way through a router's
+	// start.
+	cons jetstream.Consumer
 	// key is the message's ordering key: the user it is about.
 	key func(m jetstream.Msg) string
 	// convert turns a JetStream message into a Watermill message; nil
@@ -47,19 +51,17 @@ type jsSubscriber struct {
 
 var _ message.Subscriber = (*jsSubscriber)(nil)
 
-// Subscribe starts reading the consumer named by topic. The consumer is
-// (re)created at its ack floor: messages a previous holder had in flight
-// come again, before any later one, so a takeover keeps each user's order
-// (at the cost of sending again what was acked above the floor).
+// Subscribe starts reading the consumer named by topic, as prepare left
+// it: (re)created at its ack floor, so messages a previous holder had in
+// flight come again, before any later one, and a takeover keeps each
+// user's order (at the cost of sending again what was acked above the
+// floor).
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	src, ok := s.sources[topic]
-	if !ok {
-		return nil, fmt.Errorf("webhooks: unknown topic %s", topic)
+	if !ok || src.cons == nil {
+		return nil, fmt.Errorf("webhooks: unknown or unprepared topic %s", topic)
 	}
-	cons, err := resetConsumer(ctx, s.js, src.stream, src.consumer)
-	if err != nil {
-		return nil, err
-	}
+	cons := src.cons
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	if s.closed {
@@ -77,6 +79,19 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		s.run(ctx, cons, src, out)
 	}()
 	return out, nil
+}
+
+// prepare creates or resets every source's consumer.
+func (s *jsSubscriber) prepare(ctx context.Context) error {
+	for topic, src := range s.sources {
+		c, err := resetConsumer(ctx, s.js, src.stream, src.consumer)
+		if err != nil {
+			return err
+		}
+		src.cons = c
+		s.sources[topic] = src
+	}
+	return nil
 }
 
 // Close stops every subscription and waits for them.
