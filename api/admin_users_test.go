@@ -11,6 +11,7 @@ import (
 
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -22,7 +23,7 @@ func waitProjected(t *testing.T, c *client) {
 	for {
 		r := c.do(http.MethodGet, "/admin/projections", "", "", auth)
 		ps, _ := r.body["projections"].([]any)
-		caught := len(ps) == 3
+		caught := len(ps) == len(projections.All())
 		for _, p := range ps {
 			if p.(map[string]any)["lag_events"].(float64) != 0 || p.(map[string]any)["state"] != "running" {
 				caught = false

@@ -105,7 +105,7 @@ const (
 	replayStream = "IDSTREAM_WEBHOOK_REPLAYS"
 	deadPrefix   = "idstream_webhook_dead."
 	replayPrefix = "idstream_webhook_replays."
-	leaseKey     = 7230030
+	leaseKey     = 7230040 // next to migrations 7230011, keys 7230012, reaper 7230020, exports 7230030
 )
 
 // Service registers endpoints (any node) and delivers (the lease holder).
