@@ -378,10 +378,16 @@ func TestWebhookDeliveryToSeveralReceivers(t *testing.T) {
 		t.Fatalf("client filter let events through: %v", st)
 	}
 
+	// The breaker opened on the flaky endpoint, and said so.
+	if !strings.Contains(n.Logs.String(), "circuit open") || !strings.Contains(n.Logs.String(), flakyID) {
+		t.Fatal("no log of the flaky endpoint's circuit opening")
+	}
+
 	// Metrics per endpoint.
 	m := call(t, http.MethodGet, n.URL+"/metrics", "", "", "")
 	if !strings.Contains(m.raw, fmt.Sprintf(`idstream_webhook_deliveries_total{endpoint=%q,outcome="delivered"}`, okID)) ||
-		!strings.Contains(m.raw, fmt.Sprintf(`idstream_webhook_deliveries_total{endpoint=%q,outcome="failed"}`, flakyID)) {
+		!strings.Contains(m.raw, fmt.Sprintf(`idstream_webhook_deliveries_total{endpoint=%q,outcome="failed"}`, flakyID)) ||
+		!strings.Contains(m.raw, fmt.Sprintf(`idstream_webhook_circuit_open{endpoint=%q}`, flakyID)) {
 		t.Fatalf("metrics lack the per-endpoint deliveries (status %d)", m.status)
 	}
 
@@ -657,4 +663,61 @@ func keys[V any](m map[string]V) []string {
 
 func specOf(url string, types ...string) webhooks.Spec {
 	return webhooks.Spec{URL: &url, EventTypes: &types}
+}
+
+// TestWebhookGoneThenReenabledAndPaused: the event that got a 410 is the
+// first delivered once the operator enables the endpoint again; a paused
+// endpoint keeps its position (the log runs ahead of it) and resumes there.
+func TestWebhookGoneThenReenabledAndPaused(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: configure(time.Hour)})
+	r := newReceiver(t, func(i int) (int, string) {
+		if i == 1 {
+			return 410, ""
+		}
+		return 200, ""
+	}, 0)
+	id, _ := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
+	first := signUp(t, n.URL)
+	testenv.WaitFor(t, "the endpoint disabled by the 410", 20*time.Second, func() bool {
+		return getEndpoint(t, n.URL, id)["state"] == "disabled"
+	})
+	patch := func(state string) {
+		a := call(t, http.MethodPatch, n.URL+"/admin/webhooks/"+id, "application/json", `{"state":"`+state+`"}`, adminKey)
+		if a.status != 200 || a.body["state"] != state {
+			t.Fatalf("patch %s: %d %s", state, a.status, a.raw)
+		}
+	}
+	patch("enabled")
+	testenv.WaitFor(t, "the 410'd event delivered after re-enabling", 20*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 1 })
+	f, _, _ := r.accepted()
+	if all := r.deliveries(); f[0].p.Sub != first.sub || all[0].header.Get("webhook-id") != f[0].header.Get("webhook-id") {
+		t.Fatalf("after re-enabling got %s, want the event that got the 410", f[0].p.Sub)
+	}
+	patch("paused")
+	time.Sleep(3 * time.Second) // the runner stops at the next poll (1 s)
+	second := signUp(t, n.URL)
+	testenv.WaitFor(t, "the paused endpoint to fall behind the log", 20*time.Second, func() bool {
+		lag, _ := getEndpoint(t, n.URL, id)["lag"].(float64)
+		return lag > 0
+	})
+	if f, _, _ := r.accepted(); len(f) != 1 {
+		t.Fatalf("a paused endpoint delivered: %d", len(f))
+	}
+	patch("enabled")
+	testenv.WaitFor(t, "the event written while paused", 20*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 2 })
+	if f, _, _ := r.accepted(); f[1].p.Sub != second.sub {
+		t.Fatalf("after the pause got %s", f[1].p.Sub)
+	}
+	if bad := call(t, http.MethodPatch, n.URL+"/admin/webhooks/"+id, "application/json", `{"state":"disabled"}`, adminKey); bad.status != 400 || !strings.Contains(bad.raw, "InvalidWebhookEndpoint") {
+		t.Fatalf("state disabled by hand: %d %s", bad.status, bad.raw)
+	}
+	if a := call(t, http.MethodGet, n.URL+"/admin/webhooks/00000000-0000-0000-0000-000000000000", "", "", adminKey); a.status != 404 || !strings.Contains(a.raw, "WebhookEndpointNotFound") {
+		t.Fatalf("unknown endpoint: %d %s", a.status, a.raw)
+	}
+	if a := call(t, http.MethodDelete, n.URL+"/admin/webhooks/"+id, "", "", adminKey); a.status != 204 {
+		t.Fatalf("delete: %d %s", a.status, a.raw)
+	}
+	if a := call(t, http.MethodGet, n.URL+"/admin/webhooks/"+id, "", "", adminKey); a.status != 404 {
+		t.Fatalf("deleted endpoint: %d", a.status)
+	}
 }
