@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idstream/idstream/domain"
@@ -79,9 +80,49 @@ type userLoader interface {
 	Subject(kind, id string) string
 }
 
+// userStates remembers, per event, the user's state the payload needs, so
+// that endpoints taking the same event read the user's history once. It is
+// bounded: when full it starts again.
+type userStates struct {
+	mu sync.Mutex
+	m  map[uint64]userState
+}
+
+type userState struct {
+	anonymous bool
+	clientID  string
+}
+
+const maxUserStates = 16384
+
+func (c *userStates) get(ctx context.Context, users userLoader, sub string, seq uint64) (userState, error) {
+	if c != nil {
+		c.mu.Lock()
+		st, ok := c.m[seq]
+		c.mu.Unlock()
+		if ok {
+			return st, nil
+		}
+	}
+	u, err := userAt(ctx, users, sub, seq)
+	if err != nil {
+		return userState{}, err
+	}
+	st := userState{anonymous: u.IsAnonymous(), clientID: u.ClientID()}
+	if c != nil {
+		c.mu.Lock()
+		if c.m == nil || len(c.m) >= maxUserStates {
+			c.m = make(map[uint64]userState, 1024)
+		}
+		c.m[seq] = st
+		c.mu.Unlock()
+	}
+	return st, nil
+}
+
 // buildPayload makes the delivery body of a record; createdSeq is the log's
 // last sequence when the endpoint was made.
-func buildPayload(ctx context.Context, users userLoader, rec eventstore.Record, createdSeq uint64) (Payload, error) {
+func buildPayload(ctx context.Context, users userLoader, states *userStates, rec eventstore.Record, createdSeq uint64) (Payload, error) {
 	data, fields, err := withoutCredentials(rec.Data)
 	if err != nil {
 		return Payload{}, err
@@ -106,13 +147,13 @@ func buildPayload(ctx context.Context, users userLoader, rec eventstore.Record, 
 	}
 	p.ClientID = str("client_id")
 	if p.Sub != "" {
-		u, err := userAt(ctx, users, p.Sub, rec.Sequence)
+		u, err := states.get(ctx, users, p.Sub, rec.Sequence)
 		if err != nil {
 			return Payload{}, err
 		}
-		p.IsAnonymous = u.IsAnonymous()
+		p.IsAnonymous = u.anonymous
 		if p.ClientID == "" {
-			p.ClientID = u.ClientID()
+			p.ClientID = u.clientID
 		}
 	}
 	return p, nil

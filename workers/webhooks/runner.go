@@ -175,7 +175,7 @@ func (r *runner) convertLog(ctx context.Context, m jetstream.Msg) (*message.Mess
 	if !ep.wantsType(rec.Type) {
 		return nil, nil
 	}
-	p, err := buildPayload(ctx, r.svc.store, rec, ep.CreatedSeq)
+	p, err := buildPayload(ctx, r.svc.store, &r.svc.states, rec, ep.CreatedSeq)
 	if err != nil {
 		return nil, err
 	}

@@ -120,6 +120,8 @@ type Service struct {
 	reg    registry
 	client *http.Client
 	held   atomic.Bool
+	// states is shared by the endpoints: one read of a user per event.
+	states userStates
 }
 
 // Delivering reports whether this node holds the webhook lease.
