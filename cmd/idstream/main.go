@@ -43,6 +43,8 @@ commands:
   projections status [-json]   checkpoint, lag and failures of every projection
   events tail [--user SUB] [--type TYPE] [--since TIME] [--from-seq N] [--no-follow]
                  the log as JSON lines (credential hashes redacted)
+  analytics funnel [-from D] [-to D] [-client ID] [-json]
+                 the guest funnel per day and client (as GET /admin/analytics/funnel)
   users export --format ndjson|csv [--fields a,b] [--output FILE]
                  every user from the read model, with a progress bar
   bench signup   load-test anonymous sign-up against a running server (see -h)
@@ -83,6 +85,8 @@ func main() {
 		err = projectionsCmd(ctx, os.Args[2:])
 	case "events":
 		err = eventsCmd(ctx, os.Args[2:])
+	case "analytics":
+		err = analyticsCmd(ctx, os.Args[2:])
 	case "seed":
 		err = seed(ctx, os.Args[2:])
 	case "users":
