@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 )
@@ -30,10 +31,10 @@ var fuzzTargets = []struct{ method, path, contentType string }{
 //	go test ./api -run ^$ -fuzz FuzzRequestDecoders -fuzztime 10m -parallel 1
 func FuzzRequestDecoders(f *testing.F) {
 	n := testenv.StartNode(f, testenv.StartNATS(f), testenv.NodeOptions{Configure: func(c *config.Config) {
-		cheapHashes(c)
-		c.AdminAPIKeys = []string{adminKey}
+		apitest.CheapHashes(c)
+		c.AdminAPIKeys = []string{apitest.AdminKey}
 	}})
-	for i, body := range []string{tokenSignup, cookieSignup, `{"session_type":"refresh_token"}`, `{"login_id":"a@example.com","password":"x"}`,
+	for i, body := range []string{apitest.TokenSignup, apitest.CookieSignup, `{"session_type":"refresh_token"}`, `{"login_id":"a@example.com","password":"x"}`,
 		`{"purpose":"anonymous_request"}`, "grant_type=refresh_token&client_id=idstream-dev&refresh_token=x", "token=abc",
 		`{"format":"csv","csv":{"fields":["sub"]}}`, `{"reason":"r"}`, `{"client_id":"idstream-dev","session_type":"cookie","x":1}`,
 		"grant_type=urn:authgear:params:oauth:grant-type:anonymous-request&client_id=idstream-dev&jwt=a.b.c", `[]`, `{"format":null}`} {
@@ -47,7 +48,7 @@ func FuzzRequestDecoders(f *testing.F) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", target.contentType)
-		req.Header.Set("Authorization", "Bearer "+adminKey)
+		req.Header.Set("Authorization", "Bearer "+apitest.AdminKey)
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/idstream/idstream/api/httpx"
 )
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 type projectionReadiness struct {
@@ -67,5 +69,5 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 		body["status"] = "not ready"
 	}
-	writeJSON(w, status, body)
+	httpx.WriteJSON(w, status, body)
 }

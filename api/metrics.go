@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 
+	"github.com/idstream/idstream/api/httpx"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -13,13 +14,13 @@ import (
 // the public: they are served on a listener of their own (metrics_addr, for
 // a private network), or on the main listener to holders of metrics_token.
 
-var errMetricsToken = newError(401, "Unauthenticated", "InvalidToken", "invalid_token",
+var errMetricsToken = httpx.NewError(401, "Unauthenticated", "InvalidToken", "invalid_token",
 	"metrics need Authorization: Bearer <IDSTREAM_METRICS_TOKEN> (or IDSTREAM_METRICS_ADDR for a listener of their own)")
 
 // metrics is GET /metrics on the main listener.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.MetricsAddr != "" {
-		s.writeAPIError(w, r, newError(404, "NotFound", "NotFound", "invalid_request", "metrics are served on their own listener"))
+		s.WriteAPIError(w, r, httpx.NewError(404, "NotFound", "NotFound", "invalid_request", "metrics are served on their own listener"))
 		return
 	}
 	if s.cfg.MetricsToken == "" && s.cfg.Dev {
@@ -47,10 +48,10 @@ func (s *Server) MetricsHandler() http.Handler {
 func (s *Server) withMetricsToken(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(s.cfg.MetricsToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(bearer(r)))
+		got := sha256.Sum256([]byte(httpx.Bearer(r)))
 		if s.cfg.MetricsToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
-			s.writeAPIError(w, r, errMetricsToken)
+			s.WriteAPIError(w, r, errMetricsToken)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/idstream/idstream/api/hosted"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -90,6 +91,6 @@ func (s *Server) docs(w http.ResponseWriter, _ *http.Request) {
 		}
 		ops = append(ops, d)
 	}
-	pageHeaders(w, "")
+	hosted.PageHeaders(w, "")
 	_ = docsTemplate.Execute(w, map[string]any{"Description": desc, "Ops": ops})
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/idstream/idstream/api"
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -25,14 +26,14 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 			t.Errorf("documented but not served: %s", d)
 		}
 	}
-	c := newClient(t, n)
-	r := c.do(http.MethodGet, "/openapi.json", "", "", nil)
+	c := apitest.NewClient(t, n)
+	r := c.Do(http.MethodGet, "/openapi.json", "", "", nil)
 	var parsed map[string]any
-	if r.status != 200 || json.Unmarshal([]byte(r.raw), &parsed) != nil || parsed["openapi"] != "3.1.0" {
-		t.Fatalf("/openapi.json: %d", r.status)
+	if r.Status != 200 || json.Unmarshal([]byte(r.Raw), &parsed) != nil || parsed["openapi"] != "3.1.0" {
+		t.Fatalf("/openapi.json: %d", r.Status)
 	}
-	page := c.do(http.MethodGet, "/docs", "", "", nil)
-	if page.status != 200 || !strings.Contains(page.raw, "POST /api/anonymous_user/promote") {
-		t.Fatalf("/docs: %d", page.status)
+	page := c.Do(http.MethodGet, "/docs", "", "", nil)
+	if page.Status != 200 || !strings.Contains(page.Raw, "POST /api/anonymous_user/promote") {
+		t.Fatalf("/docs: %d", page.Status)
 	}
 }

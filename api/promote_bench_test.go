@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 )
@@ -56,8 +57,8 @@ func BenchmarkPromotionTakenVsFree(b *testing.B) {
 		testenv.RecordSecret("access token", at)
 		return at
 	}
-	testenv.RecordSecret("password", goodPassword)
-	if status, m := post("/api/anonymous_user/promote", guest(), promoteBody("bench-taken@example.com", goodPassword)); status != 200 {
+	testenv.RecordSecret("password", apitest.GoodPassword)
+	if status, m := post("/api/anonymous_user/promote", guest(), apitest.PromoteBody("bench-taken@example.com", apitest.GoodPassword)); status != 200 {
 		b.Fatalf("first promotion: %d %v", status, m)
 	}
 	var took [2]time.Duration
@@ -75,7 +76,7 @@ func BenchmarkPromotionTakenVsFree(b *testing.B) {
 				loginID, want = "bench-taken@example.com", 409
 			}
 			start := time.Now()
-			if status, m := post("/api/anonymous_user/promote", at, promoteBody(loginID, goodPassword)); status != want {
+			if status, m := post("/api/anonymous_user/promote", at, apitest.PromoteBody(loginID, apitest.GoodPassword)); status != want {
 				b.Fatalf("promote %s: %d %v", loginID, status, m)
 			}
 			took[j] += time.Since(start)

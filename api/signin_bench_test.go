@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/testenv"
 )
@@ -63,14 +64,14 @@ func BenchmarkSignInExistingVsUnknown(b *testing.B) {
 	}
 	flow := func() (string, string) {
 		b.Helper()
-		_, challenge := pkce()
-		status, _, h := do(http.MethodGet, "/oauth2/authorize?"+authorizeParams(challenge, "").Encode(), nil)
+		_, challenge := apitest.PKCE()
+		status, _, h := do(http.MethodGet, "/oauth2/authorize?"+apitest.AuthorizeParams(challenge, "").Encode(), nil)
 		page := h.Get("Location")
 		if status != http.StatusFound || !strings.HasPrefix(page, "/flows/") {
 			b.Fatalf("authorize: %d %v", status, h)
 		}
 		status, raw, _ := do(http.MethodGet, page, nil)
-		m := csrfRe.FindStringSubmatch(raw)
+		m := apitest.CSRFRe.FindStringSubmatch(raw)
 		if status != 200 || m == nil {
 			b.Fatalf("flow page: %d %s", status, raw)
 		}
@@ -79,12 +80,12 @@ func BenchmarkSignInExistingVsUnknown(b *testing.B) {
 		return page, html.UnescapeString(m[1])
 	}
 	const existing, unknown, wrong = "bench-existing@example.com", "bench-unknown@example.com", "bench-wrong-password"
-	testenv.RecordSecret("password", goodPassword)
+	testenv.RecordSecret("password", apitest.GoodPassword)
 	testenv.RecordSecret("password", wrong)
 
 	// The account, made on the hosted sign-up page.
 	page, csrf := flow()
-	if status, raw, _ := do(http.MethodPost, page, url.Values{"csrf_token": {csrf}, "mode": {"signup"}, "login_id": {existing}, "password": {goodPassword}}); status != http.StatusFound {
+	if status, raw, _ := do(http.MethodPost, page, url.Values{"csrf_token": {csrf}, "mode": {"signup"}, "login_id": {existing}, "password": {apitest.GoodPassword}}); status != http.StatusFound {
 		b.Fatalf("sign-up: %d %s", status, raw)
 	}
 	page, csrf = flow()

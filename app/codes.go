@@ -44,6 +44,9 @@ type CodeEntry struct {
 	PromotionCode string `json:"promotion_code,omitempty"`
 	CSRF          string `json:"csrf,omitempty"`
 	Binding       string `json:"binding,omitempty"`
+	// DPoPJKT is the authorize request's dpop_jkt: the code is then bound
+	// to that DPoP key (RFC 9449 §10).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// Used marks a spent authorization code; IssuedSession is what it gave,
 	// revoked if the code is presented again.
 	Used          bool   `json:"used,omitempty"`
@@ -51,6 +54,26 @@ type CodeEntry struct {
 	// Promotion is what an authorization code of a hosted promotion writes
 	// when it is exchanged.
 	Promotion *PendingPromotion `json:"promotion,omitempty"`
+	// CodeLoginIDType and CodeLoginID: the login ID a hosted flow sent a
+	// one-time code to (the code page names it).
+	CodeLoginIDType string `json:"code_login_id_type,omitempty"`
+	CodeLoginID     string `json:"code_login_id,omitempty"`
+	// Method is the sign-in method of the session an authorization code
+	// (or a hosted flow) gives; empty: password.
+	Method string `json:"method,omitempty"`
+	// OpenID Connect: the authorization request's nonce (echoed in the ID
+	// token), response_mode, a login_hint to prefill sign-in with, the
+	// subject an id_token_hint named (sign-in must be as that user), and
+	// the code's auth_time when the user authenticated before the flow
+	// (prompt=none on an existing session).
+	Nonce        string    `json:"nonce,omitempty"`
+	ResponseMode string    `json:"response_mode,omitempty"`
+	LoginHint    string    `json:"login_hint,omitempty"`
+	Subject      string    `json:"subject,omitempty"`
+	AuthTime     time.Time `json:"auth_time,omitzero"`
+	// ReauthSession is the live session an id_token_hint named: the code
+	// re-authenticates it instead of starting a new one.
+	ReauthSession string `json:"reauth_session,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees
@@ -124,6 +147,21 @@ func (s *Service) Flow(ctx context.Context, id string) (CodeEntry, error) {
 		err = ErrCodeNotFound
 	}
 	return e, err
+}
+
+// SetFlowCodeLoginID records in a live hosted-page flow the login ID a
+// one-time code was sent to (a conditional update: a flow changed
+// meanwhile is ErrCodeChanged).
+func (s *Service) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string) error {
+	e, rev, err := s.codes.Get(ctx, flowID)
+	if err == nil && (e.Kind != CodeFlow || !s.clock.Now().Before(e.ExpiresAt)) {
+		err = ErrCodeNotFound
+	}
+	if err != nil {
+		return err
+	}
+	e.CodeLoginIDType, e.CodeLoginID = typ, value
+	return s.codes.Update(ctx, flowID, e, rev)
 }
 
 // DeleteCode removes a code entry whatever its revision.

@@ -83,7 +83,7 @@ func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("
 // any; the JWT's own device_info comes first. What they say of the device is
 // kept with the session.
 func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInfo string, meta Meta) (Issued, error) {
-	cl, err := s.client(clientID)
+	cl, err := s.publicClient(clientID)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -225,7 +225,7 @@ func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife ti
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: u.ClientID(), Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(), Device: dev,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: s.clock.Now(), KeyID: key.KeyID(), Device: dev, DPoPJKT: meta.DPoPJKT,
 	})
 	if err != nil {
 		return Issued{}, err
@@ -288,7 +288,7 @@ func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientI
 	}
 	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{
 		SessionID: sessionID, ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymousKey,
-		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID, Device: dev,
+		TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, KeyID: req.KeyID, Device: dev, DPoPJKT: meta.DPoPJKT,
 	})
 	if err != nil {
 		return Issued{}, err

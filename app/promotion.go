@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -142,6 +143,36 @@ type PromoteInput struct {
 	// IP is the client's address, for the limits of account creation.
 	IP   string
 	Meta Meta
+	// byCode: the promotion completes with a code sent to the login ID
+	// (StartPromotionByCode), so a project that requires one lets it by.
+	byCode bool
+}
+
+// PromoteGuest is the headless promotion (POST
+// /api/anonymous_user/promote): the guest that asks, by the session it
+// asked with, to the login ID as typed (its type empty: guessed) with a
+// password. The regular session that replaces the guest's is of the same
+// kind and client.
+type PromoteGuest struct {
+	Guest                          Principal
+	LoginIDType, LoginID, Password string
+	IP                             string
+	Meta                           Meta
+}
+
+// PromoteGuestHeadless runs a headless promotion: one command from the
+// endpoint, the login ID read and the conflict policy applied (Promote)
+// here, as for every entry point.
+func (s *Service) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Issued, error) {
+	id, err := s.ParseLoginID(c.LoginIDType, c.LoginID)
+	if err != nil {
+		return Issued{}, err
+	}
+	sess := c.Guest.Session
+	return s.Promote(ctx, PromoteInput{
+		UserID: c.Guest.User.UserID(), OldSessionID: sess.SessionID(), LoginID: id, Password: c.Password,
+		NewSession: &NewSession{ClientID: sess.ClientID(), Kind: sess.Kind(), Method: domain.MethodPromotion}, IP: c.IP, Meta: c.Meta,
+	})
 }
 
 // NewSession describes a session to start.
@@ -153,6 +184,15 @@ type NewSession struct {
 	SessionID string
 	// Device is what a mobile SDK said of the device, if anything.
 	Device *domain.Device
+	// Scope is the scope a relying party was granted (the code exchange;
+	// nil: the SDKs' sessions), AuthTime when the user authenticated if
+	// before now, Nonce the authorization request's nonce for the ID token
+	// (not recorded).
+	Scope    *string
+	AuthTime time.Time
+	Nonce    string
+	// DPoPJKT binds the session to a DPoP key (the request's, Meta.DPoPJKT).
+	DPoPJKT string
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -192,12 +232,13 @@ func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns 
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta},
-		p.PasswordHash)
+	return s.promoteHashed(ctx, PromoteInput{UserID: p.GuestID, OldSessionID: p.GuestSessionID, LoginID: id, NewSession: ns, Meta: meta}, p)
 }
 
-// promoteHashed is Promote with the new password hashed already.
-func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash string) (Issued, error) {
+// promoteHashed is Promote with the new password hashed already (or none,
+// passwordless) and the login ID proved by a code or not, as p says.
+func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, p PendingPromotion) (Issued, error) {
+	hash := p.PasswordHash
 	leaderChecked := false
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		u, uv, err := s.LoadUser(ctx, in.UserID)
@@ -209,7 +250,8 @@ func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, hash strin
 			return Issued{}, err
 		}
 		now := s.clock.Now()
-		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash, Now: now})
+		prom, err := domain.DecidePromote(u, l, domain.Promote{LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value, PasswordHash: hash,
+			Passwordless: p.Passwordless, Verified: p.Verified, Now: now})
 		if err != nil && staleMiss(err) && s.replicated() && !leaderChecked {
 			// The guest signed up a moment ago and a replica that has not
 			// got it yet answered: decide again on what the leader has.
@@ -257,6 +299,7 @@ type startedSession struct {
 	session domain.Session
 	token   string
 	atLife  time.Duration
+	nonce   string
 }
 
 // decideNewSession decides the start of a session for u (not yet appended).
@@ -278,15 +321,17 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 		return nil, err
 	}
 	evs, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: sessionID, ClientID: ns.ClientID,
-		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device})
+		Kind: ns.Kind, Method: ns.Method, TokenHash: hash, IdleTimeout: idle, Lifetime: life, Now: now, Device: ns.Device,
+		Scope: ns.Scope, AuthTime: ns.AuthTime, DPoPJKT: ns.DPoPJKT})
 	if err != nil {
 		return nil, err
 	}
-	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token, atLife: cl.AccessTokenLifetime.Duration()}, nil
+	return &startedSession{event: evs[0], session: domain.EvolveSession(domain.Session{}, evs[0]), token: token,
+		atLife: cl.AccessTokenLifetime.Duration(), nonce: ns.Nonce}, nil
 }
 
 func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
-	return s.issue(ctx, st.atLife, u, st.session, st.token)
+	return s.issueNonce(ctx, st.atLife, u, st.session, st.token, st.nonce)
 }
 
 // StartSession starts a session for a user who just proved who they are.
@@ -333,6 +378,9 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 	id, idErr := s.ParseLoginID(typ, value)
 	account := ""
 	if idErr == nil {
+		if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+			return domain.User{}, ErrAuthenticatorNotOffered
+		}
 		account = id.Key()
 	}
 	attempt, err := s.beginPasswordAttempt(ctx, "signin", account, ip)
@@ -390,6 +438,9 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	t := timeCommand(&s.registrations)
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
+	}
+	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
+		return domain.User{}, ErrAuthenticatorNotOffered
 	}
 	if err := s.allowAccountCreation(ctx, ip, id.Key(), ""); err != nil {
 		return domain.User{}, err
@@ -494,6 +545,11 @@ type PendingPromotion struct {
 	// MergeInto: the login ID belongs to this account and the person proved
 	// its password (conflict policy "login"); the guest merges into it.
 	MergeInto string `json:"merge_into,omitempty"`
+	// Passwordless: no password; codes sent to the login ID sign in.
+	Passwordless bool `json:"passwordless,omitempty"`
+	// Verified: a code sent to the login ID came back (the promotion is
+	// completed by it), so the verification is part of the same append.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // PreparePromotion decides a promotion without writing it: the limits, the
@@ -504,6 +560,14 @@ type PendingPromotion struct {
 // authorization code (AuthorizationRequest.Promotion), written when the
 // code is exchanged.
 func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+	v := s.codeSettings()
+	if !v.Offers(string(in.LoginID.Type), domain.AuthenticatorPassword) {
+		return PendingPromotion{}, ErrAuthenticatorNotOffered
+	}
+	if !in.byCode && v.Promotion == domain.VerifyRequired && codeTarget(in.LoginID) == nil {
+		// The login ID must be proved first: StartPromotionByCode.
+		return PendingPromotion{}, ErrVerificationRequired
+	}
 	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -557,6 +621,18 @@ type AuthorizationRequest struct {
 	UserID        string
 	// Promotion, when set, is written when the code is exchanged.
 	Promotion *PendingPromotion
+	// Method is the sign-in method of the session the exchange starts
+	// (empty: password).
+	Method string
+	// Nonce is echoed in the ID token; AuthTime is when the user
+	// authenticated, when that was before now (prompt=none).
+	Nonce    string
+	AuthTime time.Time
+	// ReauthSession: the code re-authenticates this session (see
+	// CodeEntry).
+	ReauthSession string
+	// DPoPJKT is the authorize request's dpop_jkt, if any.
+	DPoPJKT string
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
@@ -566,7 +642,8 @@ func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationReq
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL)})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
+		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -576,8 +653,9 @@ func S256(verifier string) string {
 }
 
 // ExchangeAuthorizationCode trades a code for a session (RFC 6749 §4.1.3 with
-// PKCE, RFC 7636). A code works once; presented again it revokes the session
-// it gave (RFC 6749 §10.5).
+// PKCE, RFC 7636; a confidential client, authenticated by the caller, may
+// have done without PKCE). A code works once; presented again it revokes
+// the session it gave (RFC 6749 §10.5).
 // deviceInfo is the request's x_device_info form field, if any (mobile
 // SDKs); what it says of the device is kept with the session.
 func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier, deviceInfo string, meta Meta) (Issued, error) {
@@ -598,18 +676,31 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 	if e.ClientID != clientID || e.RedirectURI != redirectURI || !s.clock.Now().Before(e.ExpiresAt) {
 		return Issued{}, ErrInvalidAuthzCode
 	}
-	if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
+	if e.CodeChallenge == "" {
+		// Only a confidential client's code has no challenge (authorize
+		// refuses it of others), and its exchange authenticated it; a
+		// verifier sent anyway matches nothing.
+		if cl, ok := s.Settings().Client(clientID); !ok || !cl.Confidential() || verifier != "" {
+			return Issued{}, ErrPKCEMismatch
+		}
+	} else if verifier == "" || subtle.ConstantTimeCompare([]byte(S256(verifier)), []byte(e.CodeChallenge)) != 1 {
 		return Issued{}, ErrPKCEMismatch
+	}
+	if err := checkCodeBinding(e, meta); err != nil {
+		return Issued{}, err
 	}
 	if e.Promotion != nil {
 		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
+	}
+	if e.ReauthSession != "" {
+		return s.exchangeReauthentication(ctx, code, e, rev, meta)
 	}
 	// Start the session first, then spend the code naming it: of two
 	// concurrent exchanges one spends the code, and the other, whose
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
-	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword,
-		Device: dev}, meta)
+	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: cmp.Or(e.Method, domain.MethodPassword),
+		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}, meta)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -647,7 +738,7 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
@@ -59,11 +60,18 @@ type Deps struct {
 	Random   io.Reader
 	Activity Activity
 	Codes    Codes
+	// Secrets keeps the confidential clients' secret hashes.
+	Secrets ClientSecrets
+	// ProofIDs spends single-use identifiers of DPoP proofs.
+	ProofIDs ProofIDs
 	// Limiter is exact (sign-in attempts); FastLimiter costs no round trip
 	// (guest sign-up, challenges).
 	Limiter     Limiter
 	FastLimiter Limiter
 	Log         *slog.Logger
+	// Delivery sends one-time codes (optional: without it every send is
+	// delivery.ErrNotConfigured).
+	Delivery delivery.Sender
 }
 
 // Service runs the commands.
@@ -75,9 +83,12 @@ type Service struct {
 	random      io.Reader
 	activity    Activity
 	codes       codeBook
+	secrets     ClientSecrets
+	proofIDs    ProofIDs
 	limiter     limits
 	fastLimiter limits
 	log         *slog.Logger
+	delivery    delivery.Sender
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
 	// settings are the runtime settings from the log; seedSettings those of
@@ -96,13 +107,16 @@ type Service struct {
 // NewService builds a service; it refuses missing dependencies.
 func NewService(d Deps) (*Service, error) {
 	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
+		d.Codes == nil || d.Secrets == nil || d.ProofIDs == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errors.New("app: all dependencies are required")
 	}
 	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
+		codes: codeBook{d.Codes}, secrets: d.Secrets, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
+	if s.delivery = d.Delivery; s.delivery == nil {
+		s.delivery = delivery.Router{}
+	}
 	var err error
 	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
 		return nil, err
@@ -124,6 +138,11 @@ type Meta struct {
 	// Actor is who acted when it was not the user: an operator, e.g.
 	// "admin-key:1a2b3c4d" (a fingerprint, never the key).
 	Actor string
+	// DPoPJKT is the thumbprint of the key whose DPoP proof the request
+	// carried, verified and spent (VerifyDPoP); "" without a proof. A
+	// session started by the request is bound to it, and a bound session's
+	// refresh needs it.
+	DPoPJKT string
 }
 
 // maxAttempts bounds reload-and-decide retries after a conflict.

@@ -26,6 +26,14 @@ type Issued struct {
 	SessionExpiresAt time.Time
 	AccessToken      string
 	ExpiresIn        time.Duration
+	// IDToken is the OpenID Connect ID token, when the session was granted
+	// the scope openid.
+	IDToken string
+	// AuthTime is when the user authenticated for the session.
+	AuthTime time.Time
+	// DPoPBound: the session is bound to a DPoP key, and the access token
+	// carries its thumbprint (cnf.jkt): token_type DPoP.
+	DPoPBound bool
 }
 
 // SignUpAnonymous creates a guest and its first session.
@@ -102,7 +110,7 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
-	cl, err := s.client(c.ClientID)
+	cl, err := s.publicClient(c.ClientID)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -143,15 +151,28 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), user, sess, token)
 }
 
-// issue signs an access token for a session and packs the answer.
+// issue signs an access token (and the ID token, see idToken) for a
+// session and packs the answer.
 func (s *Service) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+	return s.issueNonce(ctx, atLifetime, u, sess, token, "")
+}
+
+// issueNonce is issue with the authorization request's nonce.
+func (s *Service) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
 	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
 	if err != nil {
 		return Issued{}, err
 	}
+	idt := ""
+	if sess.Kind() == domain.SessionKindRefreshToken {
+		if idt, err = s.idToken(ctx, exp, u, sess, at, nonce); err != nil {
+			return Issued{}, err
+		}
+	}
 	return Issued{
 		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),
-		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp,
+		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp, IDToken: idt,
+		AuthTime: sess.AuthTime(), DPoPBound: sess.DPoPKey() != "",
 	}, nil
 }
 
@@ -160,6 +181,10 @@ func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u dom
 	// Never outlive the session.
 	if left := sess.ExpiresAt().Sub(now); left < lifetime {
 		lifetime = left
+	}
+	var cnf *tokens.Confirmation
+	if jkt := sess.DPoPKey(); jkt != "" {
+		cnf = &tokens.Confirmation{JKT: jkt}
 	}
 	at, err := s.keys.Sign(ctx, tokens.AccessClaims{
 		Claims: jwt.Claims{
@@ -170,9 +195,10 @@ func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u dom
 			Expiry:    jwt.NewNumericDate(now.Add(lifetime)),
 			ID:        uuid.NewString(),
 		},
-		ClientID:    sess.ClientID(),
-		SessionID:   sess.SessionID(),
-		IsAnonymous: u.IsAnonymous(),
+		ClientID:     sess.ClientID(),
+		SessionID:    sess.SessionID(),
+		IsAnonymous:  u.IsAnonymous(),
+		Confirmation: cnf,
 	})
 	return at, lifetime, err
 }
@@ -205,7 +231,7 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 		}
 		evs, decided := domain.DecideRefreshSession(sess, domain.RefreshSession{
 			ClientID: clientID, PresentedHash: presentedHash, NewHash: hash, Now: s.clock.Now(),
-			ReuseInterval: cl.RefreshTokenReuseInterval.Duration(), Retry: attempt > 1,
+			ReuseInterval: cl.RefreshTokenReuseInterval.Duration(), Retry: attempt > 1, DPoPJKT: meta.DPoPJKT,
 		})
 		if len(evs) > 0 {
 			// A conflict: someone else rotated or revoked first, and the
@@ -264,23 +290,6 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, m
 	return err
 }
 
-// RevokeToken revokes the session of an opaque token (RFC 7009). Unknown or
-// malformed tokens are not an error: the answer must not reveal anything.
-func (s *Service) RevokeToken(ctx context.Context, token string, meta Meta) error {
-	sessionID, hash, err := tokens.ParseOpaque(token)
-	if err != nil {
-		return nil
-	}
-	sess, _, err := s.LoadSession(ctx, sessionID)
-	if err != nil {
-		return err
-	}
-	if !sess.MatchesToken(hash) {
-		return nil
-	}
-	return s.RevokeSession(ctx, sessionID, domain.RevokeReasonRevoked, meta)
-}
-
 // Principal is who a request acts for.
 type Principal struct {
 	User    domain.User
@@ -331,21 +340,42 @@ func (s *Service) AuthenticateBearer(ctx context.Context, raw string) (Principal
 }
 
 func (s *Service) authenticateBearer(ctx context.Context, raw string) (Principal, error) {
+	p, bound, err := s.verifyAccess(ctx, raw)
+	if err == nil && bound != "" {
+		// A bound token is only worth something with its key's proof:
+		// AuthenticateAccess.
+		return Principal{}, domain.ErrDPoPProofRequired
+	}
+	return p, err
+}
+
+// authenticateBearerBound checks an access token as authenticateBearer does
+// and returns the DPoP key it is bound to ("" for a bearer token).
+func (s *Service) authenticateBearerBound(ctx context.Context, raw string) (Principal, string, error) {
+	p, bound, err := s.verifyAccess(ctx, raw)
+	if err != nil && staleMiss(err) && s.replicated() {
+		return s.verifyAccess(eventstore.WithLeaderCheck(ctx), raw)
+	}
+	return p, bound, err
+}
+
+func (s *Service) verifyAccess(ctx context.Context, raw string) (Principal, string, error) {
 	claims, err := s.keys.Verify(ctx, raw)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, "", err
 	}
 	sess, _, err := s.LoadSession(ctx, claims.SessionID)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, "", err
 	}
-	if sess.UserID() != claims.Subject {
-		return Principal{}, domain.ErrInvalidToken
+	if sess.UserID() != claims.Subject || claims.BoundKey() != sess.DPoPKey() {
+		return Principal{}, "", domain.ErrInvalidToken
 	}
 	if err := sess.Check(s.clock.Now(), time.Time{}); err != nil {
-		return Principal{}, err
+		return Principal{}, "", err
 	}
-	return s.principal(ctx, sess)
+	p, err := s.principal(ctx, sess)
+	return p, claims.BoundKey(), err
 }
 
 func (s *Service) principal(ctx context.Context, sess domain.Session) (Principal, error) {

@@ -39,7 +39,7 @@ func TestInitSettingsOnAnEmptyLogRunsAtTheLogsVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, err := app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: n.Config, Clock: n.Clock, Random: rand.Reader,
-		Activity: activity, Codes: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: n.Log})
+		Activity: activity, Codes: codes, Secrets: projections.ClientSecrets{Pool: n.Pool}, ProofIDs: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: n.Log})
 	if err != nil {
 		t.Fatal(err)
 	}

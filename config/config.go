@@ -158,6 +158,11 @@ type Config struct {
 	// /metrics wherever it is served. Without it, /metrics on Addr is open
 	// in development mode only.
 	MetricsToken string `yaml:"metrics_token"`
+	// SMTP and SMS deliver one-time codes (config/delivery.go); secrets,
+	// never in the log. Verification seeds the settings' verification.
+	SMTP         SMTP                        `yaml:"smtp"`
+	SMS          SMS                         `yaml:"sms"`
+	Verification domain.VerificationSettings `yaml:"verification"`
 
 	// Dev is true when no configuration file was given.
 	Dev bool `yaml:"-"`
@@ -298,6 +303,9 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 			}
 			*dst = rl
 		}
+	}
+	if err := loadDeliveryEnv(c, getenv); err != nil {
+		return nil, err
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
@@ -443,6 +451,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateNATSAuth()...)
 	errs = append(errs, c.Webhooks.validate()...)
+	errs = append(errs, c.validateDelivery()...)
 	if c.AggregateCache != nil && *c.AggregateCache < 0 {
 		errs = append(errs, fmt.Errorf("aggregate_cache must be 0 (off) or more, got %d", *c.AggregateCache))
 	}
@@ -619,7 +628,8 @@ func (c *Config) Settings() domain.Settings {
 			AnonymousSignup: rl(c.RateLimits.AnonymousSignup), Challenge: rl(c.RateLimits.Challenge),
 			SignInPerIP: rl(c.RateLimits.SignInPerIP), SignInPerLoginID: rl(c.RateLimits.SignInPerLoginID),
 		},
-		Clients: make([]domain.ClientSettings, 0, len(c.Clients)),
+		Clients:      make([]domain.ClientSettings, 0, len(c.Clients)),
+		Verification: c.Verification,
 	}
 	for _, cl := range c.Clients {
 		cl.Name = cmp.Or(cl.Name, cl.ClientID)

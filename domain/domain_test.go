@@ -345,3 +345,84 @@ func TestRefreshReuseInterval(t *testing.T) {
 		t.Fatalf("interval off: %v", err)
 	}
 }
+
+// TestReauthenticateSession: only a live session, and only by its user.
+func TestReauthenticateSession(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	u := domain.FoldUser(domain.User{}, domain.AnonymousUserCreated{UserID: "u1", ClientID: "web", SessionID: "s1", CreatedAt: now})
+	started, err := domain.DecideStartSession(u, domain.Session{}, domain.StartSession{SessionID: "s1", ClientID: "web", Kind: domain.SessionKindRefreshToken,
+		Method: domain.MethodPassword, TokenHash: "h", IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := domain.EvolveSession(domain.Session{}, started[0])
+	c := domain.ReauthenticateSession{UserID: "u1", Method: domain.MethodPassword, Now: now.Add(30 * time.Minute)}
+	evs, err := domain.DecideReauthenticateSession(sess, c)
+	if err != nil || len(evs) != 1 || !domain.EvolveSession(sess, evs[0]).AuthTime().Equal(c.Now) || !sess.AuthTime().Equal(now) {
+		t.Fatalf("live session: %v %v", evs, err)
+	}
+	if _, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: "u2", Method: domain.MethodPassword, Now: c.Now}); !errors.Is(err, domain.ErrInvalidToken) {
+		t.Fatalf("another user: %v", err)
+	}
+	if _, err := domain.DecideReauthenticateSession(domain.Session{}, c); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("no session: %v", err)
+	}
+	if _, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: "u1", Method: domain.MethodPassword, Now: now.Add(3 * time.Hour)}); err == nil {
+		t.Fatal("an expired session was re-authenticated")
+	}
+	revoked := domain.EvolveSession(sess, domain.SessionRevoked{SessionID: "s1", UserID: "u1", Reason: domain.RevokeReasonLogout, RevokedAt: now})
+	if _, err := domain.DecideReauthenticateSession(revoked, c); !errors.Is(err, domain.ErrSessionRevoked) {
+		t.Fatalf("a revoked session: %v", err)
+	}
+}
+
+func TestRefreshBoundToDPoPKey(t *testing.T) {
+	const key, other = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+	st := started(domain.SessionKindRefreshToken)
+	st.DPoPJKT = key
+	s := given(domain.EvolveSession, domain.Event(st), refreshed("h0", "h1", 1, t0.Add(time.Minute)))
+	if s.DPoPKey() != key {
+		t.Fatalf("bound key %q", s.DPoPKey())
+	}
+	at := t0.Add(2 * time.Minute)
+	cmd := func(presented, jkt string) domain.RefreshSession {
+		return domain.RefreshSession{ClientID: "c1", PresentedHash: presented, NewHash: "h2", Now: at, DPoPJKT: jkt}
+	}
+	for _, c := range []struct {
+		name, token, jkt string
+		want             error
+	}{
+		{"current token without a proof", "h1", "", domain.ErrDPoPProofRequired},
+		{"current token with another key", "h1", other, domain.ErrDPoPKeyMismatch},
+		// A stolen old token replayed without the key neither revokes nor
+		// rotates: the key decides first.
+		{"rotated-away token without the key", "h0", other, domain.ErrDPoPKeyMismatch},
+	} {
+		evs, err := domain.DecideRefreshSession(s, cmd(c.token, c.jkt))
+		if !errors.Is(err, c.want) || len(evs) != 0 {
+			t.Errorf("%s: %v %v, want %v and no event", c.name, evs, err, c.want)
+		}
+	}
+	evs, err := domain.DecideRefreshSession(s, cmd("h1", key))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("with the bound key: %v %v", evs, err)
+	}
+	if _, err := domain.DecideRefreshSession(s, cmd("h0", key)); !errors.Is(err, domain.ErrRefreshTokenReused) {
+		t.Fatalf("reuse with the bound key still revokes: %v", err)
+	}
+	// An unbound session ignores whatever key a proof had.
+	unbound := given(domain.EvolveSession, domain.Event(started(domain.SessionKindRefreshToken)))
+	if evs, err := domain.DecideRefreshSession(unbound, domain.RefreshSession{ClientID: "c1", PresentedHash: "h0", NewHash: "h1", Now: at, DPoPJKT: other}); err != nil || len(evs) != 1 {
+		t.Fatalf("unbound session with a proof: %v %v", evs, err)
+	}
+	bad := domain.StartSession{SessionID: "s2", ClientID: "c1", Kind: domain.SessionKindRefreshToken, Method: domain.MethodAnonymous,
+		TokenHash: "h", IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, Now: t0, DPoPJKT: "not-a-thumbprint"}
+	u := given(domain.EvolveUser, domain.Event(domain.AnonymousUserCreated{UserID: "u1", ClientID: "c1", CreatedAt: t0}))
+	if _, err := domain.DecideStartSession(u, domain.Session{}, bad); !errors.Is(err, domain.ErrInvalidCommand) {
+		t.Fatalf("a malformed thumbprint: %v", err)
+	}
+	bad.DPoPJKT = key
+	if evs, err := domain.DecideStartSession(u, domain.Session{}, bad); err != nil || evs[0].(domain.SessionStarted).DPoPJKT != key {
+		t.Fatalf("bound start: %v %v", evs, err)
+	}
+}

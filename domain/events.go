@@ -25,6 +25,7 @@ const (
 	TypeSessionStarted         = "session.started.v1"
 	TypeSessionRefreshed       = "session.refreshed.v1"
 	TypeSessionRevoked         = "session.revoked.v1"
+	TypeSessionReauthenticated = "session.reauthenticated.v1"
 	TypeAnonymousKeyRegistered = "user.anonymous_key.registered.v1"
 	TypeAnonymousKeyClaimed    = "anonymous_key.claimed.v1"
 	TypeUserPromoted           = "user.promoted.v2"
@@ -39,6 +40,7 @@ const (
 	TypeUserEnabled            = "user.enabled.v1"
 	TypeUserDeleted            = "user.deleted.v1"
 	TypeLoginIDReleased        = "login_id.released.v1"
+	// TypeLoginIDVerified and TypePasswordReset: see verification.go.
 )
 
 // Retired event type names: no longer written, but events of these types are
@@ -79,6 +81,19 @@ type SessionStarted struct {
 	KeyID string `json:"key_id,omitempty"`
 	// Device is what a mobile SDK said of the device and app, if anything.
 	Device *Device `json:"device,omitempty"`
+	// Scope is the scope the relying party was granted (the authorization
+	// code flow); absent on the SDKs' own sessions, which are OpenID
+	// sessions (LegacyScope).
+	Scope *string `json:"scope,omitempty"`
+	// AuthTime is when the user last authenticated, when that was before
+	// the session started (a prompt=none authorization on an existing
+	// session); absent: StartedAt.
+	AuthTime *time.Time `json:"auth_time,omitempty"`
+	// DPoPJKT is the thumbprint (RFC 7638, SHA-256, base64url) of the DPoP
+	// key the session is bound to (RFC 9449): its refresh token works only
+	// with a proof signed by that key, and its access tokens carry it as
+	// cnf.jkt. Empty for an unbound session.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // Device is what a mobile SDK says of the device and the app a session runs
@@ -132,6 +147,21 @@ type SessionRevoked struct {
 
 // EventType implements Event.
 func (SessionRevoked) EventType() string { return TypeSessionRevoked }
+
+// SessionReauthenticated: the user proved who they are again for a live
+// session (an OpenID re-authentication: an authorization with the session's
+// ID token as id_token_hint, exchanged by the session's client). The
+// session's auth_time is now ReauthenticatedAt; its refresh token is
+// unchanged.
+type SessionReauthenticated struct {
+	SessionID         string    `json:"session_id"`
+	UserID            string    `json:"user_id"`
+	Method            string    `json:"method"`
+	ReauthenticatedAt time.Time `json:"reauthenticated_at"`
+}
+
+// EventType implements Event.
+func (SessionReauthenticated) EventType() string { return TypeSessionReauthenticated }
 
 // AnonymousKeyRegistered: a device's public key became a way to sign in to a
 // guest (recorded on the user).
@@ -194,7 +224,7 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSettingsChanged}
+		TypeLoginIDReleased, TypeLoginIDVerified, TypePasswordReset, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated, TypeSettingsChanged}
 }
 
 // RetiredEventTypes lists the event types that are no longer written but are
@@ -223,6 +253,8 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[SessionRefreshed](data, u)
 	case TypeSessionRevoked:
 		ev = decodeAs[SessionRevoked](data, u)
+	case TypeSessionReauthenticated:
+		ev = decodeAs[SessionReauthenticated](data, u)
 	case TypeAnonymousKeyRegistered:
 		ev = decodeAs[AnonymousKeyRegistered](data, u)
 	case TypeAnonymousKeyClaimed:
@@ -255,6 +287,10 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[LoginIDReleased](data, u)
 	case TypeSettingsChanged:
 		ev = decodeAs[SettingsChanged](data, u)
+	case TypeLoginIDVerified:
+		ev = decodeAs[LoginIDVerified](data, u)
+	case TypePasswordReset:
+		ev = decodeAs[PasswordReset](data, u)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}

@@ -131,7 +131,13 @@ type Promote struct {
 	LoginIDType  string
 	LoginID      string
 	PasswordHash string
-	Now          time.Time
+	// Passwordless: the user signs in with codes sent to the login ID
+	// (PasswordHash empty).
+	Passwordless bool
+	// Verified: a code sent to the login ID came back in this promotion,
+	// so its verification is part of the same write.
+	Verified bool
+	Now      time.Time
 }
 
 // Promotion is the outcome of a promotion: the user's events and the claim
@@ -144,8 +150,18 @@ type Promotion struct {
 // DecidePromote: only a live guest can be promoted, and only to a login ID
 // nobody holds. Device keys stop signing in.
 func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
-	if c.LoginIDType == "" || c.LoginID == "" || c.PasswordHash == "" || c.Now.IsZero() {
-		return Promotion{}, fmt.Errorf("%w: login ID, password hash and time are required", ErrInvalidCommand)
+	if c.LoginIDType == "" || c.LoginID == "" || (c.PasswordHash == "") != c.Passwordless || c.Now.IsZero() {
+		return Promotion{}, fmt.Errorf("%w: login ID, password hash (or passwordless) and time are required", ErrInvalidCommand)
+	}
+	if c.Passwordless && !c.Verified {
+		return Promotion{}, fmt.Errorf("%w: a passwordless promotion proves its login ID", ErrInvalidCommand)
+	}
+	method := ""
+	if c.Verified {
+		var err error
+		if method, err = CodeMethod(c.LoginIDType); err != nil {
+			return Promotion{}, err
+		}
 	}
 	if err := u.CanSignIn(); err != nil {
 		return Promotion{}, err
@@ -160,7 +176,12 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	evs := []Event{
 		UserPromoted{UserID: u.id, ClientID: u.clientID, GuestMethod: u.guestMethod(), LoginIDType: c.LoginIDType, LoginID: c.LoginID,
 			GuestCreatedAt: u.createdAt, PromotedAt: now},
-		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now},
+	}
+	if c.PasswordHash != "" {
+		evs = append(evs, PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: "promotion", SetAt: now})
+	}
+	if c.Verified {
+		evs = append(evs, LoginIDVerified{UserID: u.id, LoginIDType: c.LoginIDType, LoginID: c.LoginID, Method: method, VerifiedAt: now})
 	}
 	for _, kid := range u.keyIDs {
 		evs = append(evs, AnonymousKeyRemoved{UserID: u.id, KeyID: kid, RemovedAt: now})

@@ -268,7 +268,8 @@ func emittedSamples(t *testing.T) []domain.Event {
 	// a reused refresh token and every revocation reason.
 	web := fold(domain.User{}, must(domain.DecideCreateAnonymousUser(domain.User{},
 		domain.CreateAnonymousUser{UserID: webGuestID, ClientID: clientID, SessionID: firstSession, Now: now})))
-	methods := []string{domain.MethodAnonymous, domain.MethodAnonymousKey, domain.MethodPassword, domain.MethodPromotion}
+	methods := []string{domain.MethodAnonymous, domain.MethodAnonymousKey, domain.MethodPassword, domain.MethodPromotion,
+		domain.MethodEmailCode, domain.MethodSMSCode}
 	var sess domain.Session
 	for i, m := range methods {
 		for j, kind := range []domain.SessionKind{domain.SessionKindCookie, domain.SessionKindRefreshToken} {
@@ -277,6 +278,13 @@ func emittedSamples(t *testing.T) []domain.Event {
 			if m == domain.MethodAnonymousKey {
 				c.KeyID = "device-key-1"
 				c.Device = &domain.Device{Model: "iPhone15,2", OS: "iOS 17.4", AppVersion: "2.3.1 (451)"}
+				c.DPoPJKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+			}
+			if m == domain.MethodPassword {
+				// A relying party's session: its scope, and an earlier
+				// authentication (prompt=none on a browser session).
+				scope := "openid email offline_access"
+				c.Scope, c.AuthTime = &scope, now.Add(-time.Hour)
 			}
 			evs := must(domain.DecideStartSession(web, domain.Session{}, c))
 			sess = domain.EvolveSession(domain.Session{}, evs[0])
@@ -295,9 +303,15 @@ func emittedSamples(t *testing.T) []domain.Event {
 		t.Fatalf("reuse: %v %v", reused, err)
 	}
 	out = append(out, reused...)
+	// An OpenID re-authentication of the (live) session.
+	reauth := must(domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: sess.UserID(), Method: domain.MethodPassword,
+		Now: now.Add(90 * time.Second)}))
+	if got := domain.EvolveSession(sess, reauth[0]).AuthTime(); !got.Equal(now.Add(90 * time.Second)) {
+		t.Fatalf("auth_time after re-authentication: %v", got)
+	}
 	for _, reason := range []string{domain.RevokeReasonLogout, domain.RevokeReasonRevoked, domain.RevokeReasonTokenReuse,
 		domain.RevokeReasonAdminRevoked, domain.RevokeReasonPromoted, domain.RevokeReasonMerged, domain.RevokeReasonCodeReuse,
-		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted} {
+		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted, domain.RevokeReasonPasswordReset} {
 		must(domain.DecideRevokeSession(sess, domain.RevokeSession{Reason: reason, Now: now.Add(3 * time.Minute)}))
 	}
 
@@ -333,11 +347,18 @@ func emittedSamples(t *testing.T) []domain.Event {
 	for _, g := range []struct {
 		u                domain.User
 		loginType, login string
-	}{{web, "email", "ada@example.com"}, {key, "phone", "+14155550100"}} {
+		verified         bool
+	}{{web, "email", "ada@example.com", false}, {key, "phone", "+14155550100", true}} {
 		p, err := domain.DecidePromote(g.u, domain.LoginID{}, domain.Promote{LoginIDType: g.loginType, LoginID: g.login,
-			PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", Now: at})
-		must(p.User, err)
+			PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", Verified: g.verified, Now: at})
+		promoted := fold(g.u, must(p.User, err))
 		out = append(out, p.Claim)
+		if !g.verified {
+			// Verified later, then a forgotten password is reset.
+			promoted = fold(promoted, must(domain.DecideVerifyLoginID(promoted, g.loginType, g.login, at.Add(time.Minute))))
+			must(domain.DecideResetPassword(promoted, domain.ResetPassword{LoginIDType: g.loginType, LoginID: g.login,
+				PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$bmV3", Now: at.Add(2 * time.Minute)}))
+		}
 	}
 	reg, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, domain.Register{UserID: memberID, ClientID: clientID,
 		LoginIDType: "username", LoginID: "ada", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", Now: at})

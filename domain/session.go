@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -43,6 +44,45 @@ type Session struct {
 	lifetime    time.Duration
 	revoked     bool
 	revokedAt   time.Time
+	// scope is the granted scope; scopeSet false: not recorded (the SDKs'
+	// sessions, LegacyScope).
+	scope    string
+	scopeSet bool
+	authTime time.Time
+	dpopJKT  string
+}
+
+// LegacyScope is the scope of a session that recorded none: the Authgear
+// SDKs' sessions, which always ask for it.
+const LegacyScope = "openid offline_access https://authgear.com/scopes/full-access"
+
+// Method returns how the user signed in (MethodPassword, ...).
+func (s Session) Method() string { return s.method }
+
+// Scope returns the session's granted scope.
+func (s Session) Scope() string {
+	if !s.scopeSet {
+		return LegacyScope
+	}
+	return s.scope
+}
+
+// HasScope reports whether the session was granted the scope value.
+func (s Session) HasScope(v string) bool {
+	for _, x := range strings.Fields(s.Scope()) {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthTime returns when the user last authenticated for this session.
+func (s Session) AuthTime() time.Time {
+	if !s.authTime.IsZero() {
+		return s.authTime
+	}
+	return s.startedAt
 }
 
 // SessionID returns the session's id.
@@ -71,6 +111,9 @@ func (s Session) ExpiresAt() time.Time { return s.startedAt.Add(s.lifetime) }
 
 // IdleTimeout is the session's idle timeout.
 func (s Session) IdleTimeout() time.Duration { return s.idleTimeout }
+
+// DPoPKey is the thumbprint of the DPoP key the session is bound to, or "".
+func (s Session) DPoPKey() string { return s.dpopJKT }
 
 // Revoked reports whether the session was revoked.
 func (s Session) Revoked() bool { return s.revoked }
@@ -126,6 +169,13 @@ func FoldSession(s Session, evs ...Event) Session {
 			s.lastActive = e.StartedAt
 			s.idleTimeout = e.IdleTimeout.Duration()
 			s.lifetime = e.Lifetime.Duration()
+			if e.Scope != nil {
+				s.scope, s.scopeSet = *e.Scope, true
+			}
+			if e.AuthTime != nil {
+				s.authTime = *e.AuthTime
+			}
+			s.dpopJKT = e.DPoPJKT
 		case SessionRefreshed:
 			if !owned {
 				s.previous = maps.Clone(s.previous)
@@ -145,6 +195,8 @@ func FoldSession(s Session, evs ...Event) Session {
 		case SessionRevoked:
 			s.revoked = true
 			s.revokedAt = e.RevokedAt
+		case SessionReauthenticated:
+			s.authTime = e.ReauthenticatedAt
 		}
 	}
 	return s
@@ -164,6 +216,12 @@ type StartSession struct {
 	KeyID string
 	// Device is what the SDK said of the device, if anything.
 	Device *Device
+	// Scope is the scope granted to a relying party (nil: the SDKs'
+	// sessions); AuthTime when the user authenticated, if before Now.
+	Scope    *string
+	AuthTime time.Time
+	// DPoPJKT binds the session to a DPoP key (its thumbprint); "" unbound.
+	DPoPJKT string
 }
 
 // DecideStartSession checks the command against the user and the (new) session.
@@ -173,6 +231,8 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		return nil, fmt.Errorf("%w: session id, client id, token hash, method and time are required", ErrInvalidCommand)
 	case !c.Kind.Valid():
 		return nil, fmt.Errorf("%w: unknown session kind %q", ErrInvalidCommand, c.Kind)
+	case c.DPoPJKT != "" && !validThumbprint(c.DPoPJKT):
+		return nil, fmt.Errorf("%w: a DPoP key thumbprint is 43 base64url characters", ErrInvalidCommand)
 	case c.IdleTimeout <= 0 || c.Lifetime <= 0 || c.Lifetime < c.IdleTimeout:
 		return nil, fmt.Errorf("%w: lifetime must be positive and not shorter than the idle timeout", ErrInvalidCommand)
 	}
@@ -194,7 +254,24 @@ func DecideStartSession(u User, s Session, c StartSession) ([]Event, error) {
 		StartedAt:   c.Now.UTC(),
 		KeyID:       c.KeyID,
 		Device:      c.Device,
+		Scope:       c.Scope,
+		AuthTime:    authTimeOf(c.AuthTime, c.Now),
+		DPoPJKT:     c.DPoPJKT,
 	}}, nil
+}
+
+// validThumbprint reports whether t looks like a SHA-256 JWK thumbprint:
+// 43 characters of unpadded base64url.
+func validThumbprint(t string) bool {
+	if len(t) != 43 {
+		return false
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // RefreshSession rotates a refresh-token session's token.
@@ -209,6 +286,9 @@ type RefreshSession struct {
 	// with another refresh: the interval never applies then, so of
 	// concurrent uses of one token exactly one wins.
 	Retry bool
+	// DPoPJKT is the thumbprint of the key of the DPoP proof presented with
+	// the request (verified by the caller), or "" without a proof.
+	DPoPJKT string
 }
 
 // DecideRefreshSession rotates the token when the presented one is current.
@@ -230,6 +310,17 @@ func DecideRefreshSession(s Session, c RefreshSession) ([]Event, error) {
 	}
 	if s.revoked {
 		return nil, ErrSessionRevoked
+	}
+	// A bound session's token is worth nothing without its key: refused
+	// before any reuse check, so a stolen token replayed without the key
+	// neither rotates nor revokes the session.
+	if s.dpopJKT != "" {
+		if c.DPoPJKT == "" {
+			return nil, ErrDPoPProofRequired
+		}
+		if subtle.ConstantTimeCompare([]byte(c.DPoPJKT), []byte(s.dpopJKT)) != 1 {
+			return nil, ErrDPoPKeyMismatch
+		}
 	}
 	if !s.MatchesToken(c.PresentedHash) {
 		if c.ReuseInterval > 0 && !c.Retry && s.replaced != "" && subtle.ConstantTimeCompare([]byte(s.replaced), []byte(c.PresentedHash)) == 1 &&
@@ -280,6 +371,31 @@ func DecideRevokeSession(s Session, c RevokeSession) ([]Event, error) {
 	return []Event{SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: c.Reason, RevokedAt: c.Now.UTC()}}, nil
 }
 
+// ReauthenticateSession records that the session's user proved who they
+// are again.
+type ReauthenticateSession struct {
+	UserID string
+	Method string
+	Now    time.Time
+}
+
+// DecideReauthenticateSession checks that the session is live and the
+// user's.
+func DecideReauthenticateSession(s Session, c ReauthenticateSession) ([]Event, error) {
+	switch {
+	case c.UserID == "" || c.Method == "" || c.Now.IsZero():
+		return nil, fmt.Errorf("%w: user, method and time are required", ErrInvalidCommand)
+	case !s.exists:
+		return nil, ErrSessionNotFound
+	case s.userID != c.UserID:
+		return nil, ErrInvalidToken
+	}
+	if err := s.Check(c.Now, time.Time{}); err != nil {
+		return nil, err
+	}
+	return []Event{SessionReauthenticated{SessionID: s.id, UserID: s.userID, Method: c.Method, ReauthenticatedAt: c.Now.UTC()}}, nil
+}
+
 // SignedIn is the record, on the user's subject, of a session the user
 // starts after its creation (see UserSignedIn).
 func SignedIn(started SessionStarted) UserSignedIn {
@@ -305,4 +421,13 @@ func DecideEndSessions(u User, sessions []Session, reason string, now time.Time)
 		out = append(out, SessionRevoked{SessionID: s.id, UserID: s.userID, Reason: reason, RevokedAt: now.UTC()})
 	}
 	return out, nil
+}
+
+// authTimeOf is the auth_time to record: only one before the start.
+func authTimeOf(at, now time.Time) *time.Time {
+	if at.IsZero() || !at.Before(now) {
+		return nil
+	}
+	t := at.UTC()
+	return &t
 }

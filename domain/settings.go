@@ -61,6 +61,39 @@ type ClientSettings struct {
 	// and retries) and rotates again instead of revoking the session; 0 is
 	// off (RFC 9700 reuse detection at once).
 	RefreshTokenReuseInterval Seconds `json:"refresh_token_reuse_interval,omitempty" yaml:"refresh_token_reuse_interval"`
+	// TokenEndpointAuthMethod is how the client authenticates at the token
+	// and introspection endpoints: "none" (or empty: a public client, PKCE
+	// only), "client_secret_basic" or "client_secret_post" (a confidential
+	// client, with a secret the admin API issues).
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty" yaml:"token_endpoint_auth_method"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may return to.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty" yaml:"post_logout_redirect_uris"`
+}
+
+// Client authentication methods at the token endpoint.
+const (
+	AuthMethodNone   = "none"
+	AuthMethodBasic  = "client_secret_basic"
+	AuthMethodPost   = "client_secret_post"
+	maxLogoutTargets = 50
+)
+
+// AuthMethod returns the client's token_endpoint_auth_method ("none" when
+// unset).
+func (c ClientSettings) AuthMethod() string {
+	if c.TokenEndpointAuthMethod == "" {
+		return AuthMethodNone
+	}
+	return c.TokenEndpointAuthMethod
+}
+
+// Confidential reports whether the client authenticates with a secret.
+func (c ClientSettings) Confidential() bool { return c.AuthMethod() != AuthMethodNone }
+
+// AllowsPostLogoutRedirect reports whether the client registered the URI
+// as a post-logout redirect URI (exact match).
+func (c ClientSettings) AllowsPostLogoutRedirect(uri string) bool {
+	return uri != "" && slices.Contains(c.PostLogoutRedirectURIs, uri)
 }
 
 // MaxReuseInterval bounds a client's refresh token reuse interval.
@@ -90,6 +123,9 @@ type Settings struct {
 	KeyGuestInactivity Seconds           `json:"key_guest_inactivity"`
 	RateLimits         RateLimitSettings `json:"rate_limits"`
 	Clients            []ClientSettings  `json:"clients"`
+	// Verification: one-time codes, verification and authenticators
+	// (absent in settings written before they existed: the defaults).
+	Verification VerificationSettings `json:"verification,omitzero"`
 }
 
 // Client returns the client application with the id.
@@ -114,8 +150,10 @@ func (s Settings) Clone() Settings {
 	for i, c := range s.Clients {
 		c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
 		c.RedirectURIs = slices.Clone(c.RedirectURIs)
+		c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 		out.Clients[i] = c
 	}
+	out.Verification = s.Verification.clone()
 	return out
 }
 
@@ -215,6 +253,7 @@ func ValidateSettings(s Settings) error {
 			bad["rate_limits."+name+".per"] = "must be at least one second"
 		}
 	}
+	s.Verification.validate(bad)
 	if len(s.Clients) > maxClients {
 		bad["clients"] = fmt.Sprintf("at most %d client applications", maxClients)
 	}
@@ -265,6 +304,23 @@ func ValidateSettings(s Settings) error {
 		}
 		if d := c.RefreshTokenReuseInterval.Duration(); d < 0 || d > MaxReuseInterval {
 			f("refresh_token_reuse_interval", "must be between 0 (off) and 1 minute")
+		}
+		switch c.TokenEndpointAuthMethod {
+		case "", AuthMethodNone, AuthMethodBasic, AuthMethodPost:
+		default:
+			f("token_endpoint_auth_method", `must be "none", "client_secret_basic" or "client_secret_post"`)
+		}
+		if len(c.PostLogoutRedirectURIs) > maxLogoutTargets {
+			f("post_logout_redirect_uris", fmt.Sprintf("at most %d post-logout redirect URIs", maxLogoutTargets))
+		}
+		for _, u := range c.PostLogoutRedirectURIs {
+			if msg := CheckURLPattern(u, false); msg != "" || strings.Contains(u, ":*") {
+				if msg == "" {
+					msg = fmt.Sprintf("%q: a post-logout redirect URI is matched exactly, with no wildcard port", u)
+				}
+				f("post_logout_redirect_uris", msg)
+				break
+			}
 		}
 	}
 	if len(bad) > 0 {

@@ -22,6 +22,9 @@ func sampleSettings() domain.Settings {
 			CookieIdleTimeout: 3600, CookieLifetime: 86400, RefreshTokenIdleTimeout: 3600, RefreshTokenLifetime: 86400,
 			AccessTokenLifetime: 1800,
 		}},
+		Verification: domain.VerificationSettings{Promotion: domain.VerifyRequired, CodeLifetime: 300,
+			Authenticators: map[string][]string{"email": {"password", "oob_otp"}, "phone": {"oob_otp"}, "username": {"password"}},
+			SendPerTarget:  domain.RateLimitSetting{Burst: 5, Per: 3600}, SendPerIP: domain.RateLimitSetting{Burst: 20, Per: 3600}},
 	}
 }
 
@@ -109,6 +112,11 @@ func TestSettingsRules(t *testing.T) {
 		}},
 		{"clients[0].access_token_lifetime", func(s *domain.Settings) { s.Clients[0].AccessTokenLifetime = 30 }},
 		{"clients[0].access_token_lifetime", func(s *domain.Settings) { s.Clients[0].AccessTokenLifetime = 25 * 3600 }},
+		{"clients[0].token_endpoint_auth_method", func(s *domain.Settings) { s.Clients[0].TokenEndpointAuthMethod = "private_key_jwt" }},
+		{"clients[0].post_logout_redirect_uris", func(s *domain.Settings) {
+			s.Clients[0].PostLogoutRedirectURIs = []string{"http://localhost:*/bye"}
+		}},
+		{"clients[0].post_logout_redirect_uris", func(s *domain.Settings) { s.Clients[0].PostLogoutRedirectURIs = []string{"/bye"} }},
 	}
 	cur := domain.ProjectSettings{Settings: sampleSettings(), Initialized: true}
 	for _, c := range cases {
@@ -152,5 +160,28 @@ func TestClientSessionTypes(t *testing.T) {
 	}
 	if domain.SecondsOf(90*time.Second).Duration() != 90*time.Second {
 		t.Error("seconds")
+	}
+}
+
+// TestClientAuthMethods: an unset method is a public client; the
+// confidential methods are accepted; post-logout URIs match exactly.
+func TestClientAuthMethods(t *testing.T) {
+	cl := sampleSettings().Clients[0]
+	if cl.AuthMethod() != domain.AuthMethodNone || cl.Confidential() {
+		t.Fatalf("unset method: %q %v", cl.AuthMethod(), cl.Confidential())
+	}
+	for _, m := range []string{domain.AuthMethodNone, domain.AuthMethodBasic, domain.AuthMethodPost} {
+		s := sampleSettings()
+		s.Clients[0].TokenEndpointAuthMethod = m
+		s.Clients[0].PostLogoutRedirectURIs = []string{"https://app.example.com/bye"}
+		if err := domain.ValidateSettings(s); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if got := s.Clients[0].Confidential(); got != (m != domain.AuthMethodNone) {
+			t.Fatalf("%s: confidential %v", m, got)
+		}
+		if !s.Clients[0].AllowsPostLogoutRedirect("https://app.example.com/bye") || s.Clients[0].AllowsPostLogoutRedirect("https://app.example.com/bye/x") {
+			t.Fatal("post-logout URIs are not matched exactly")
+		}
 	}
 }

@@ -19,8 +19,11 @@ type User struct {
 	loginType string
 	loginID   string
 	pwHash    string
-	promoted  time.Time
-	mergedTo  string
+	// verified are the login IDs the user proved ("type:value"): a proof is
+	// of a value, so a changed login ID starts unverified.
+	verified []string
+	promoted time.Time
+	mergedTo string
 	// Every session the user ever started (user.signed_in.v1, and a guest's
 	// first session in its creation), so that a promotion, a disable or a
 	// delete ends them all from the log; lastSignIn serves the lifetime
@@ -140,6 +143,9 @@ func FoldUser(u User, evs ...Event) User {
 		case UserPromoted:
 			u.endedBefore = len(u.sessionIDs)
 			u.anonymous = false
+			if u.loginType != e.LoginIDType || u.loginID != e.LoginID {
+				u.verified = nil // a changed login ID starts unverified
+			}
 			u.loginType, u.loginID = e.LoginIDType, e.LoginID
 			u.promoted = e.PromotedAt
 		case UserRegistered:
@@ -147,6 +153,12 @@ func FoldUser(u User, evs ...Event) User {
 			u.loginType, u.loginID = e.LoginIDType, e.LoginID
 		case PasswordSet:
 			u.pwHash = e.PasswordHash
+		case LoginIDVerified:
+			if k := loginKey(e.LoginIDType, e.LoginID); !slices.Contains(u.verified, k) {
+				u.verified = append(slices.Clone(u.verified), k)
+			}
+		case PasswordReset:
+			u.endedBefore = len(u.sessionIDs)
 		case AnonymousUserMerged:
 			u.mergedTo = e.IntoUserID
 		case UserDisabled:
@@ -156,7 +168,7 @@ func FoldUser(u User, evs ...Event) User {
 			u.disabled = false
 		case UserDeleted:
 			u.deleted = true
-			u.loginType, u.loginID, u.pwHash = "", "", ""
+			u.loginType, u.loginID, u.pwHash, u.verified = "", "", "", nil
 		}
 	}
 	return u

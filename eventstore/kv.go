@@ -67,9 +67,13 @@ func hashedKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Put stores a value under a new key.
+// Put stores a value under a new key; a key that holds a value already
+// is ErrValueChanged (create-only: of two puts of one key, one wins).
 func (v *SecretValues) Put(ctx context.Context, key string, value []byte) error {
 	if _, err := v.kv.Create(ctx, hashedKey(key), value); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrValueChanged
+		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
@@ -127,6 +131,25 @@ func casError(err error) error {
 		return ErrValueChanged
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// ErrSpent: Spend found the key already spent.
+var ErrSpent = errors.New("eventstore: already spent")
+
+// Spend records a key as used, once across every node: the first Spend of a
+// key succeeds, every later one (until the bucket's TTL forgets it) gets
+// ErrSpent. Single-use identifiers (DPoP proofs' jti) use it.
+func (v *SecretValues) Spend(ctx context.Context, key string) error {
+	if key == "" {
+		return ErrSpent
+	}
+	if _, err := v.kv.Create(ctx, hashedKey(key), nil); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrSpent
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // Update replaces the value if it is still at revision rev.

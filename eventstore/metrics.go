@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 var (
 	appendSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "idstream_eventstore_append_seconds",
-		Help:    "Time from Append to the log's acknowledgement, by outcome.",
+		Help:    "Time from Append to the answer its caller got, by what the caller saw: ok, conflict, duplicate, unavailable (an error it would pass on as 503), canceled (it went away first, e.g. its client disconnected; the write may have landed), error.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"outcome"})
 	batchSize = promauto.NewHistogram(prometheus.HistogramOpts{
@@ -34,10 +35,16 @@ var (
 	})
 )
 
-func observeAppend(start time.Time, err error) {
+// observeAppend records an append by what its caller saw: an append whose
+// caller gave up (its context canceled: the client hung up, as every load
+// generator's clients do when a run ends) is "canceled", not "unavailable",
+// since nobody received an error.
+func observeAppend(ctx context.Context, start time.Time, err error) {
 	outcome := "ok"
 	switch {
 	case err == nil:
+	case errors.Is(ctx.Err(), context.Canceled):
+		outcome = "canceled"
 	case errors.Is(err, ErrConflict):
 		outcome = "conflict"
 	case errors.Is(err, ErrDuplicate):

@@ -25,14 +25,22 @@ type Options struct {
 	Committers int
 	// Timeout bounds one publish or read round trip.
 	Timeout time.Duration
+	// DirectSingles commits an append of one message as a plain publish
+	// from the caller, beside the grouped batches, instead of queueing it
+	// for the next batch (it needs no atomicity across subjects; its
+	// expected-sequence check is the same).
+	DirectSingles bool
 }
 
 // DefaultOptions returns the options used by `idstream serve`.
 func DefaultOptions() Options {
 	// One committer measured best on a 2-core machine: while a batch is being
 	// committed the next one fills, and fewer, larger batches share the
-	// server's per-batch cost (BENCHMARKS.md).
-	return Options{Stream: DefaultStreamConfig(), MaxBatch: 500, Committers: 1, Timeout: 5 * time.Second}
+	// server's per-batch cost (BENCHMARKS.md). One-message appends go beside
+	// the batches: paired runs of `idstream bench refresh` and `bench mixed`
+	// measured them a little faster, and they spare the server a batch's
+	// staging store (BENCHMARKS.md, issue 22).
+	return Options{Stream: DefaultStreamConfig(), MaxBatch: 500, Committers: 1, Timeout: 5 * time.Second, DirectSingles: true}
 }
 
 // Validate reports options that cannot work.
@@ -173,10 +181,11 @@ func (s *Store) Subject(kind, id string) string {
 }
 
 // Append writes the messages of one command atomically: all of them or none.
-// It returns each message's stream sequence. Concurrent calls are grouped
-// into one JetStream atomic batch (one fsync for all); if the group is
-// rejected, each command is retried alone, so one command's conflict does not
-// fail the others.
+// It returns each message's stream sequence. Concurrent calls of several
+// messages are grouped into one JetStream atomic batch (one fsync for all);
+// if the group is rejected, each command is retried alone, so one command's
+// conflict does not fail the others. A call of one message is, with
+// DirectSingles, a plain publish with its expected sequence.
 func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	if len(msgs) == 0 {
 		return nil, nil
@@ -197,6 +206,16 @@ func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 		req.msgs[i] = p
 	}
 	start := time.Now()
+	if len(req.msgs) == 1 && s.opts.DirectSingles {
+		select {
+		case <-s.closing:
+			return nil, fmt.Errorf("%w: store closed", ErrUnavailable)
+		default:
+		}
+		seqs, err := s.commitRetryingIncomplete(req.msgs)
+		observeAppend(ctx, start, err)
+		return seqs, err
+	}
 	select {
 	case s.queue <- req:
 	case <-ctx.Done():
@@ -206,12 +225,13 @@ func (s *Store) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	}
 	select {
 	case r := <-req.res:
-		observeAppend(start, r.err)
+		observeAppend(ctx, start, r.err)
 		return r.seqs, r.err
 	case <-ctx.Done():
 		// The append may still land: the outcome is unknown to the caller.
-		observeAppend(start, ErrUnavailable)
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		err := fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		observeAppend(ctx, start, err)
+		return nil, err
 	}
 }
 
@@ -278,7 +298,7 @@ func (s *Store) commitGroup(group []*appendReq) {
 	live := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.res <- appendResult{err: err}
+			r.res <- appendResult{err: fmt.Errorf("%w: %v (nothing written)", ErrUnavailable, err)}
 			continue
 		}
 		live = append(live, r)

@@ -101,8 +101,25 @@ func TestLoadManyEvents(t *testing.T) {
 	}
 }
 
+// One winner among concurrent appends on one subject: one-message appends
+// published on their own (DirectSingles) or grouped into batches, and
+// two-message appends (always batches), mixed.
 func TestConcurrentAppendsOneWinner(t *testing.T) {
-	s := openStore(t, testenv.StartNATS(t))
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct singles %v", direct), func(t *testing.T) {
+			opts := eventstore.DefaultOptions()
+			opts.DirectSingles = direct
+			s, err := eventstore.Open(context.Background(), testenv.StartNATS(t).Connect(t), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			concurrentAppendsOneWinner(t, s)
+		})
+	}
+}
+
+func concurrentAppendsOneWinner(t *testing.T, s *eventstore.Store) {
 	ctx := context.Background()
 	for round := range 20 {
 		subj := s.Subject("user", fmt.Sprintf("race-%d", round))
@@ -112,7 +129,11 @@ func TestConcurrentAppendsOneWinner(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := s.Append(ctx, msg(subj, 0, i))
+				msgs := []eventstore.Message{msg(subj, 0, i)}
+				if i%2 == 1 {
+					msgs = append(msgs, msg(s.Subject("session", uuid.NewString()), 0, i))
+				}
+				_, err := s.Append(ctx, msgs...)
 				switch {
 				case err == nil:
 					wins.Add(1)

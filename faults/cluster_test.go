@@ -48,8 +48,7 @@ func TestClusterFailover(t *testing.T) {
 
 	// Exactly one instance of each projection and of the reaper.
 	waitCaughtUp(t, a, 30*time.Second)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.WaitFor(t, "exactly one instance of each projection and of the reaper", 15*time.Second, func() bool {
 		one := a.Reaper.Holding() != b.Reaper.Holding()
 		for _, p := range projections.All() {
 			sa, sb := a.Runner.State(p.Name()), b.Runner.State(p.Name())
@@ -57,14 +56,8 @@ func TestClusterFailover(t *testing.T) {
 				one = false
 			}
 		}
-		if one {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not exactly one instance of each projection and of the reaper")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return one
+	})
 
 	// Stop the stream leader's server under load on both nodes.
 	l := newLedger()

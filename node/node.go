@@ -23,6 +23,7 @@ import (
 
 	"github.com/idstream/idstream/api"
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
@@ -51,6 +52,9 @@ type Options struct {
 	// workers, and NATS at NATS_URL or the local embedded server's port
 	// (with the key in the data directory).
 	Tool bool
+	// Delivery, if set, sends one-time codes instead of what the
+	// configuration names (tests: a mail server with a test certificate).
+	Delivery delivery.Sender
 }
 
 // Node is a running idstream process.
@@ -284,9 +288,24 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A proof is accepted for DPoPMaxAge after its iat and DPoPFutureSkew
+	// before: its jti is remembered a minute longer than both.
+	proofIDs, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_dpop_jti",
+		Description: "jti of DPoP proofs seen, by hash, so each proof is used once", TTL: tokens.DPoPMaxAge + tokens.DPoPFutureSkew + time.Minute,
+		Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return nil, err
+	}
 	n.Limiter = projections.NewSyncedRateBuckets(n.Pool, 50*time.Millisecond)
+	sender := o.Delivery
+	if sender == nil && !o.Tool {
+		if sender, err = deliveryFor(cfg, o.Log); err != nil {
+			return nil, err
+		}
+	}
 	if n.Service, err = app.NewService(app.Deps{Store: n.Store, Keys: n.Keys, Config: cfg, Clock: o.Clock, Random: o.Random,
-		Activity: activity, Codes: codes, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log}); err != nil {
+		Activity: activity, Codes: codes, Secrets: projections.ClientSecrets{Pool: n.Pool}, ProofIDs: proofIDs, Limiter: projections.RateBuckets{Pool: n.Pool}, FastLimiter: n.Limiter, Log: o.Log,
+		Delivery: sender}); err != nil {
 		return nil, err
 	}
 	// The log's settings, written from the configuration by the first node.

@@ -29,6 +29,10 @@ var (
 		Name: "idstream_projection_delivery_gaps_total",
 		Help: "Deliveries that skipped an event; the projection restarted from its checkpoint.",
 	}, []string{"projection"})
+	projectionRebuilds = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "idstream_projection_rebuilds_total",
+		Help: "Read models rebuilt from the log at start because they held events the log no longer has (lost, unacknowledged, at a power cut).",
+	}, []string{"projection"})
 	projectionState = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "idstream_projection_state",
 		Help: "1 for the state this node's instance of a projection is in.",

@@ -31,16 +31,23 @@ type UserRow struct {
 	ExpiredAt    *time.Time `json:"expired_at"`
 	DisabledAt   *time.Time `json:"disabled_at"`
 	DeletedAt    *time.Time `json:"deleted_at"`
+	// EmailVerified and PhoneVerified: the user's login ID of that kind is
+	// verified (false without one).
+	EmailVerified bool `json:"email_verified"`
+	PhoneVerified bool `json:"phone_verified"`
 }
 
 // userColumns are selected in UserRow's scan order.
 const userColumns = `id::text, is_anonymous, client_id, state, disabled, created_at, last_seen_at, last_sign_in_at,
-	promoted_at, login_id_type, login_id, has_anonymous_key, merged_into::text, expired_at, disabled_at, deleted_at`
+	promoted_at, login_id_type, login_id, has_anonymous_key, merged_into::text, expired_at, disabled_at, deleted_at,
+	login_id_type IS NOT DISTINCT FROM 'email' AND login_id_verified_at IS NOT NULL,
+	login_id_type IS NOT DISTINCT FROM 'phone' AND login_id_verified_at IS NOT NULL`
 
 func scanUser(row pgx.Row) (UserRow, error) {
 	var u UserRow
 	err := row.Scan(&u.ID, &u.IsAnonymous, &u.ClientID, &u.State, &u.Disabled, &u.CreatedAt, &u.LastSeenAt, &u.LastSignInAt,
-		&u.PromotedAt, &u.LoginIDType, &u.LoginID, &u.HasKey, &u.MergedInto, &u.ExpiredAt, &u.DisabledAt, &u.DeletedAt)
+		&u.PromotedAt, &u.LoginIDType, &u.LoginID, &u.HasKey, &u.MergedInto, &u.ExpiredAt, &u.DisabledAt, &u.DeletedAt,
+		&u.EmailVerified, &u.PhoneVerified)
 	return u, err
 }
 
@@ -231,7 +238,7 @@ func LiveSessionIDs(ctx context.Context, pool *pgxpool.Pool, userID string, now 
 // UserFields are the names of UserRow's fields, in export order.
 var UserFields = []string{"sub", "is_anonymous", "client_id", "state", "disabled", "created_at", "last_seen_at",
 	"last_sign_in_at", "promoted_at", "login_id_type", "login_id", "has_anonymous_key", "merged_into", "expired_at",
-	"disabled_at", "deleted_at"}
+	"disabled_at", "deleted_at", "email_verified", "phone_verified"}
 
 // CountUsers counts the users an export will write.
 func CountUsers(ctx context.Context, pool *pgxpool.Pool) (int64, error) {

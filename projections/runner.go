@@ -7,6 +7,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -218,6 +219,17 @@ func (r *Runner) run(ctx context.Context, p Projector, progressed *bool) error {
 	if err := r.pool.QueryRow(ctx, `UPDATE projection_checkpoints SET state = 'running', updated_at = now() WHERE name = $1 RETURNING position`, name).Scan(&pos); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
+	if pos > 0 {
+		why, err := r.aheadOfLog(ctx, name, uint64(pos))
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			if pos, err = r.rebuild(ctx, p, uint64(pos), why); err != nil {
+				return err
+			}
+		}
+	}
 	var install string
 	if err := r.pool.QueryRow(ctx, `SELECT left(id::text, 8) FROM installation`).Scan(&install); err != nil {
 		return fmt.Errorf("read installation id: %w", err)
@@ -270,6 +282,70 @@ func (r *Runner) run(ctx context.Context, p Projector, progressed *bool) error {
 		// AckAll: acknowledging the last acknowledges the batch.
 		_ = batch[len(batch)-1].Ack()
 	}
+}
+
+// aheadOfLog says why the read model holds events the log no longer has,
+// or "" if it does not. A machine that loses power can lose the tail of the
+// log that the server had stored but not yet synced, and so had not
+// acknowledged: its consumers may have seen those events, and PostgreSQL
+// kept what the projections made of them. After the restart the checkpoint
+// is then past the log's end, or, once new events have taken the lost
+// sequence numbers, the event at the checkpoint is another one than the one
+// applied there (its time differs from the checkpoint's last_event_at).
+func (r *Runner) aheadOfLog(ctx context.Context, name string, pos uint64) (string, error) {
+	var appliedAt *time.Time
+	if err := r.pool.QueryRow(ctx, `SELECT last_event_at FROM projection_checkpoints WHERE name = $1`, name).Scan(&appliedAt); err != nil {
+		return "", fmt.Errorf("read checkpoint: %w", err)
+	}
+	stream, err := r.src.JetStream().Stream(ctx, r.src.StreamName())
+	if err != nil {
+		return "", fmt.Errorf("stream: %w", err)
+	}
+	raw, err := stream.GetMsg(ctx, pos)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		last, lerr := r.src.LastSequence(ctx)
+		if lerr != nil {
+			return "", lerr
+		}
+		if last < pos {
+			return fmt.Sprintf("the checkpoint is at %d, the log ends at %d", pos, last), nil
+		}
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("event at the checkpoint: %w", err)
+	}
+	var env eventstore.Envelope
+	if err := json.Unmarshal(raw.Data, &env); err != nil || appliedAt == nil {
+		return "", nil
+	}
+	// PostgreSQL keeps microseconds; pgx truncates to them.
+	if at := env.OccurredAt.Truncate(time.Microsecond); !at.Equal(*appliedAt) {
+		return fmt.Sprintf("the event at the checkpoint (%d) occurred at %s, the one applied there at %s", pos,
+			at.UTC().Format(time.RFC3339Nano), appliedAt.UTC().Format(time.RFC3339Nano)), nil
+	}
+	return "", nil
+}
+
+// rebuild replaces a read model that is ahead of the log with one built
+// from the log (a replay, swapped in), and returns its position.
+func (r *Runner) rebuild(ctx context.Context, p Projector, pos uint64, why string) (int64, error) {
+	name := p.Name()
+	r.log.Error("the read model holds events the log lost (power loss before they were synced?): rebuilding it from the log",
+		"projection", name, "position", pos, "reason", why)
+	projectionRebuilds.WithLabelValues(name).Inc()
+	// The live checkpoint no longer stands for anything in the log: the
+	// replay builds from the start and swaps its tables in without applying
+	// anything on top of the live position.
+	if _, err := r.pool.Exec(ctx, `UPDATE projection_checkpoints SET position = 0, last_event_at = NULL, updated_at = now() WHERE name = $1`, name); err != nil {
+		return 0, fmt.Errorf("reset checkpoint: %w", err)
+	}
+	res, err := Replay(ctx, r.pool, r.src, p, ReplayOptions{Restart: true})
+	if err != nil {
+		return 0, fmt.Errorf("rebuild %s from the log: %w", name, err)
+	}
+	r.log.Info("read model rebuilt from the log", "projection", name, "position", res.Position, "elapsed", res.Elapsed)
+	return int64(res.Position), nil
 }
 
 // consumer (re)creates the projection's durable consumer to start right after

@@ -14,18 +14,19 @@ type Users struct{}
 var (
 	insertGuest = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at", "version",
 		"last_sign_in_at", "has_anonymous_key", "login_id_type", "login_id", "promoted_at",
-		"merged_into", "expired_at", "expiry_reason", "disabled", "disabled_at", "deleted_at")
+		"merged_into", "expired_at", "expiry_reason", "disabled", "disabled_at", "deleted_at", "login_id_verified_at")
 	insertRegistered = NewInsert("users", "id", "is_anonymous", "client_id", "state", "created_at", "last_seen_at",
-		"login_id_type", "login_id", "version", "last_sign_in_at")
+		"login_id_type", "login_id", "version", "last_sign_in_at", "login_id_verified_at")
 
 	userKeyChanged = NewUpdate("users", "id", Set("has_anonymous_key"), Set("version"))
-	userPromoted   = NewUpdate("users", "id", Set("is_anonymous"), Set("login_id_type"), Set("login_id"), Set("promoted_at"), Set("version"))
+	userPromoted   = NewUpdate("users", "id", Set("is_anonymous"), Set("login_id_type"), Set("login_id"), Set("promoted_at"), Set("login_id_verified_at"), Set("version"))
+	userVerified   = NewUpdate("users", "id", Set("login_id_verified_at"), Set("version"))
 	userSignedIn   = NewUpdate("users", "id", Greatest("last_seen_at"), Set("last_sign_in_at"), Set("version"))
 	userSeen       = NewUpdate("users", "id", Greatest("last_seen_at"), Set("version"))
 	userExpired    = NewUpdate("users", "id", Set("state"), Set("expired_at"), Set("expiry_reason"), Set("version"))
 	userMerged     = NewUpdate("users", "id", Set("state"), Set("merged_into"), Set("version"))
 	userDisabled   = NewUpdate("users", "id", Set("disabled"), Set("disabled_at"), Set("version"))
-	userDeleted    = NewUpdate("users", "id", Set("state"), Set("deleted_at"), Set("login_id_type"), Set("login_id"), Set("version"))
+	userDeleted    = NewUpdate("users", "id", Set("state"), Set("deleted_at"), Set("login_id_type"), Set("login_id"), Set("login_id_verified_at"), Set("version"))
 )
 
 // Name implements Projector.
@@ -40,15 +41,20 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	switch e := ev.(type) {
 	case domain.AnonymousUserCreated:
 		q.Insert(insertGuest, e.UserID, true, e.ClientID, "active", e.CreatedAt, e.CreatedAt, seq, nil, false, nil, nil, nil,
-			nil, nil, nil, false, nil, nil)
+			nil, nil, nil, false, nil, nil, nil)
 	case domain.AnonymousKeyRegistered:
 		q.Update(userKeyChanged, e.UserID, true, seq)
 	case domain.AnonymousKeyRemoved:
 		q.Update(userKeyChanged, e.UserID, false, seq)
 	case domain.UserPromoted:
-		q.Update(userPromoted, e.UserID, false, e.LoginIDType, e.LoginID, e.PromotedAt, seq)
+		// The promotion's login ID starts unverified; a verification in
+		// the same append follows.
+		q.Update(userPromoted, e.UserID, false, e.LoginIDType, e.LoginID, e.PromotedAt, nil, seq)
+	case domain.LoginIDVerified:
+		// Only a login ID the user holds is verified (the domain decides).
+		q.Update(userVerified, e.UserID, e.VerifiedAt, seq)
 	case domain.UserRegistered:
-		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq, nil)
+		q.Insert(insertRegistered, e.UserID, false, e.ClientID, "active", e.RegisteredAt, e.RegisteredAt, e.LoginIDType, e.LoginID, seq, nil, nil)
 	case domain.UserSignedIn:
 		q.Update(userSignedIn, e.UserID, e.SignedInAt, e.SignedInAt, seq)
 	case domain.AnonymousUserExpired:
@@ -60,7 +66,7 @@ func (Users) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 	case domain.UserEnabled:
 		q.Update(userDisabled, e.UserID, false, nil, seq)
 	case domain.UserDeleted:
-		q.Update(userDeleted, e.UserID, "deleted", e.DeletedAt, nil, nil, seq)
+		q.Update(userDeleted, e.UserID, "deleted", e.DeletedAt, nil, nil, nil, seq)
 	case domain.SessionStarted:
 		q.Update(userSignedIn, e.UserID, e.StartedAt, e.StartedAt, seq)
 	case domain.SessionRefreshed:

@@ -24,9 +24,9 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"
 for _ in $(seq 1 100); do curl -fs "http://$IDSTREAM_ADDR/healthz" >/dev/null && break; sleep 0.2; done
 # Guests seen a minute ago: the reaper leaves them be, so the log holds
 # exactly what was seeded while the replays run.
-"$bin" seed guests -n "$guests" -age 1m 2>/dev/null
+"$bin" seed guests -n "$guests" --age 1m 2>/dev/null
 for _ in $(seq 1 900); do
-  lag=$("$bin" projections status -json 2>/dev/null | python3 -c 'import json,sys; print(sum(s["lag_events"] for s in json.load(sys.stdin)))')
+  lag=$("$bin" projections status --json 2>/dev/null | python3 -c 'import json,sys; print(sum(s["lag_events"] for s in json.load(sys.stdin)))')
   [ "$lag" = 0 ] && break
   sleep 1
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the figures of BENCHMARKS.md: each scenario three times against a
 # fresh server (new data directory, new database idstream_bench), on this
-# machine's loopback only. Takes about four minutes.
+# machine's loopback only. Takes about five minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(mktemp -d)/idstream
@@ -25,10 +25,14 @@ fresh() {
 trap '[ -n "${pid:-}" ] && kill "$pid" 2>/dev/null' EXIT
 
 for run in 1 2 3; do
-  echo "== run $run: signup, 64 clients";  fresh; "$bin" bench signup -url "$url" -c 64 -d 10s
-  echo "== run $run: signup, 128 clients"; fresh; "$bin" bench signup -url "$url" -c 128 -d 10s
-  echo "== run $run: signup at 1800/s";    fresh; "$bin" bench signup -url "$url" -c 64 -d 10s -rate 1800
-  echo "== run $run: key-pair re-login";   fresh; "$bin" bench keypair -url "$url" -c 32 -d 10s -devices 200
-  echo "== run $run: promotion";           fresh; "$bin" bench promote -url "$url" -c 8 -d 10s
+  echo "== run $run: signup, 64 clients";  fresh; "$bin" bench signup --url "$url" -c 64 -d 10s
+  echo "== run $run: signup, 128 clients"; fresh; "$bin" bench signup --url "$url" -c 128 -d 10s
+  echo "== run $run: signup at 1800/s";    fresh; "$bin" bench signup --url "$url" -c 64 -d 10s --rate 1800
+  echo "== run $run: key-pair re-login";   fresh; "$bin" bench keypair --url "$url" -c 32 -d 10s --devices 200
+  echo "== run $run: key-pair re-login, DPoP RS256"; fresh; "$bin" bench keypair --url "$url" -c 32 -d 10s --devices 200 --dpop rs256
+  echo "== run $run: key-pair re-login, DPoP ES256"; fresh; "$bin" bench keypair --url "$url" -c 32 -d 10s --devices 200 --dpop es256
+  echo "== run $run: refresh, 32 clients"; fresh; "$bin" bench refresh --url "$url" -c 32 -d 10s
+  echo "== run $run: mixed, 32 clients";   fresh; "$bin" bench mixed --url "$url" -c 32 -d 10s
+  echo "== run $run: promotion";           fresh; "$bin" bench promote --url "$url" -c 8 -d 10s
 done
 go test ./password -run XXX -bench Argon2 -benchtime 30x

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/node"
@@ -58,6 +59,9 @@ type NodeOptions struct {
 	// NoProjections runs no projections: the read models stay empty, as
 	// they are for a moment after any write.
 	NoProjections bool
+	// Delivery sends one-time codes (default: an outbox in a temporary
+	// directory).
+	Delivery delivery.Sender
 }
 
 // StartNode starts a node in development configuration on the given NATS
@@ -101,7 +105,11 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers, NoProjections: o.NoProjections})
+	if o.Delivery == nil {
+		o.Delivery = &delivery.Outbox{Dir: t.TempDir()}
+	}
+	nd, err := node.Start(context.Background(), node.Options{Config: cfg, Log: log, Clock: fake, Listener: ln, NoWorkers: !o.Workers,
+		NoProjections: o.NoProjections, Delivery: o.Delivery})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,3 +51,49 @@ func SignAnonymousRequest(r DeviceRequest) (string, error) {
 	}
 	return jws.CompactSerialize()
 }
+
+// DeviceProof is what a client signs in a DPoP proof (RFC 9449 §4.2), the
+// way the Authgear mobile SDKs build one: header typ dpop+jwt, alg, kid and
+// the public jwk; payload iat, exp (iat + 300 s, as authgear-sdk-js
+// packages/authgear-core/src/dpop.ts sets it), jti, htm, htu, and ath when
+// AccessToken is set.
+type DeviceProof struct {
+	Key         any
+	Algorithm   jose.SignatureAlgorithm
+	KeyID       string
+	Method, URL string
+	JTI         string
+	IssuedAt    time.Time
+	AccessToken string
+}
+
+// SignDPoPProof makes the DPoP proof JWT.
+func SignDPoPProof(p DeviceProof) (string, error) {
+	pub := jose.JSONWebKey{Key: p.Key, KeyID: p.KeyID, Algorithm: string(p.Algorithm)}
+	pub = pub.Public()
+	opts := (&jose.SignerOptions{}).WithType("dpop+jwt").WithHeader(jose.HeaderKey("kid"), p.KeyID).WithHeader(jose.HeaderKey("jwk"), pub)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: p.Algorithm, Key: p.Key}, opts)
+	if err != nil {
+		return "", err
+	}
+	claims := map[string]any{"iat": p.IssuedAt.Unix(), "exp": p.IssuedAt.Unix() + 300, "jti": p.JTI, "htm": p.Method, "htu": p.URL}
+	if p.AccessToken != "" {
+		claims["ath"] = AccessTokenHash(p.AccessToken)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
+}
+
+// DPoPThumbprint is the jkt of a private key's public half (dpop_jkt).
+func DPoPThumbprint(key any) (string, error) {
+	pub := jose.JSONWebKey{Key: key}
+	pub = pub.Public()
+	return Thumbprint(&pub)
+}

@@ -36,6 +36,23 @@ type AccessClaims struct {
 	IsAnonymous bool   `json:"is_anonymous"`
 	// The claim name the Authgear SDKs read.
 	AuthgearIsAnonymous bool `json:"https://authgear.com/claims/user/is_anonymous"`
+	// Confirmation binds the token to a DPoP key (RFC 9449 §6.1); nil for a
+	// bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is an access token's cnf claim.
+type Confirmation struct {
+	// JKT is the DPoP key's SHA-256 thumbprint, base64url.
+	JKT string `json:"jkt"`
+}
+
+// BoundKey is the DPoP key thumbprint the token is bound to, or "".
+func (c AccessClaims) BoundKey() string {
+	if c.Confirmation == nil {
+		return ""
+	}
+	return c.Confirmation.JKT
 }
 
 // KeysConfig configures the key ring.
@@ -69,6 +86,8 @@ type Keys struct {
 	jwks     jose.JSONWebKeySet
 	loadedAt time.Time
 	signer   jose.Signer
+	// idSigner signs ID tokens (typ JWT) with the same key.
+	idSigner jose.Signer
 	// missLimit bounds reloads caused by unknown key ids, which anyone can
 	// send.
 	missLimit *rate.Limiter
@@ -199,10 +218,15 @@ func (k *Keys) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	idSigner, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: active.private},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), active.kid))
+	if err != nil {
+		return err
+	}
 	k.mu.Lock()
 	// loadedAt paces reloads, an operational matter: real time, not the
 	// (possibly fake) clock that decides token validity.
-	k.active, k.verify, k.jwks, k.signer, k.loadedAt = active, verify, set, signer, time.Now()
+	k.active, k.verify, k.jwks, k.signer, k.idSigner, k.loadedAt = active, verify, set, signer, idSigner, time.Now()
 	k.mu.Unlock()
 	return nil
 }
@@ -259,19 +283,13 @@ func (k *Keys) Verify(ctx context.Context, raw string) (AccessClaims, error) {
 		return c, ErrInvalidAccessToken
 	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 {
+	if err != nil || len(tok.Headers) != 1 || tok.Headers[0].ExtraHeaders[jose.HeaderType] != "at+jwt" {
+		// An ID token, signed by the same keys, is not an access token.
 		return c, ErrInvalidAccessToken
 	}
-	kid := tok.Headers[0].KeyID
-	pub := k.publicKey(kid)
-	if pub == nil {
-		// Maybe another node rotated a moment ago.
-		if _, err := uuid.Parse(kid); err == nil && k.missLimit.Allow() {
-			if err := k.Reload(ctx); err != nil {
-				return c, fmt.Errorf("tokens: reload keys: %w", err)
-			}
-			pub = k.publicKey(kid)
-		}
+	pub, err := k.keyOf(ctx, tok.Headers[0].KeyID)
+	if err != nil {
+		return c, err
 	}
 	if pub == nil {
 		return c, ErrInvalidAccessToken
@@ -289,6 +307,22 @@ func (k *Keys) Verify(ctx context.Context, raw string) (AccessClaims, error) {
 		return c, ErrInvalidAccessToken
 	}
 	return c, nil
+}
+
+// keyOf returns the public key of a kid, reloading the ring (rate
+// limited) for an unknown one; nil when there is none.
+func (k *Keys) keyOf(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	pub := k.publicKey(kid)
+	if pub == nil {
+		// Maybe another node rotated a moment ago.
+		if _, err := uuid.Parse(kid); err == nil && k.missLimit.Allow() {
+			if err := k.Reload(ctx); err != nil {
+				return nil, fmt.Errorf("tokens: reload keys: %w", err)
+			}
+			pub = k.publicKey(kid)
+		}
+	}
+	return pub, nil
 }
 
 func (k *Keys) publicKey(kid string) *ecdsa.PublicKey {

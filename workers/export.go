@@ -185,6 +185,10 @@ func csvValue(u *projections.UserRow, field string) string {
 		return csvTime(u.DisabledAt)
 	case "deleted_at":
 		return csvTime(u.DeletedAt)
+	case "email_verified":
+		return strconv.FormatBool(u.EmailVerified)
+	case "phone_verified":
+		return strconv.FormatBool(u.PhoneVerified)
 	}
 	return ""
 }

@@ -308,13 +308,7 @@ func TestOneReaperAcrossNodes(t *testing.T) {
 	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock, Workers: true})
 	waitHolders := func(want func(a, b bool) bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !want(a.Reaper.Holding(), b.Reaper.Holding()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("lease holders: a=%v b=%v", a.Reaper.Holding(), b.Reaper.Holding())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.WaitFor(t, "the reaper's lease holders", 10*time.Second, func() bool { return want(a.Reaper.Holding(), b.Reaper.Holding()) })
 	}
 	waitHolders(func(x, y bool) bool { return x != y })
 	// Either node reports the lease as held, whichever holds it.

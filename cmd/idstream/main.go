@@ -1,16 +1,13 @@
-// Command idstream runs the identity service and its operator tools.
-//
-//	idstream serve            run the API, projections and (by default) embedded NATS
-//	idstream migrate          apply database migrations and exit
-//	idstream keys rotate      make a new access-token signing key
-//	idstream bench signup     drive anonymous sign-ups against a running server
-//	idstream bench soak       a long mixed workload with memory and lag figures
+// Command idstream runs the identity service and its operator tools:
+// `idstream serve` runs the server, the other commands (`idstream <noun>
+// <verb>`, listed by `idstream --help`) operate on a deployment. The
+// command line is built with cobra in cli.go.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof"
@@ -21,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/idstream/idstream/cmd/idstream/load"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idstream/idstream/clock"
@@ -32,82 +27,11 @@ import (
 	"github.com/idstream/idstream/tokens"
 )
 
-const usage = `usage: idstream <command> [flags]
-
-commands:
-  serve          run the server (API, projections; embedded NATS unless NATS_URL is set)
-  migrate        apply database migrations and exit
-  keys rotate    create a new access-token signing key; the old one stays in JWKS
-  reap [--dry-run]  run one reaper pass now (--dry-run: list what would expire and why)
-  seed guests -n N [-age 60d]  write N idle web guests (load tests of the reaper and projections)
-  projections status [-json]   checkpoint, lag and failures of every projection
-  events tail [--user SUB] [--type TYPE] [--since TIME] [--from-seq N] [--no-follow]
-                 the log as JSON lines (credential hashes redacted)
-  analytics funnel [-from D] [-to D] [-client ID] [-json]
-                 the guest funnel per day and client (as GET /admin/analytics/funnel)
-  users export --format ndjson|csv [--fields a,b] [--output FILE]
-                 every user from the read model, with a progress bar
-  bench signup   load-test anonymous sign-up against a running server (see -h)
-  bench soak -duration 30m [-concurrency N] [-report-every 1m] [-pid PID]
-                 mixed load (sign-up, refresh, user info, key pairs, promotion)
-                 with throughput, p50/p99, errors, server RSS and projection lag
-  settings show|apply  the runtime settings in the log; apply writes the
-                 configuration file's settings as a new version
-  portal hash-password  read a password on stdin, print its argon2id hash
-                 (for portal.operators[].password_hash)
-
-configuration: IDSTREAM_CONFIG (YAML file), IDSTREAM_ADDR, IDSTREAM_DATA_DIR,
-DATABASE_URL, NATS_URL and more; see README.md.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = serve(ctx)
-	case "migrate":
-		err = migrate(ctx)
-	case "keys":
-		if len(os.Args) < 3 || os.Args[2] != "rotate" {
-			fmt.Fprint(os.Stderr, usage)
-			os.Exit(2)
-		}
-		err = rotateKeys(ctx)
-	case "reap":
-		err = reap(ctx, os.Args[2:])
-	case "projections":
-		err = projectionsCmd(ctx, os.Args[2:])
-	case "events":
-		err = eventsCmd(ctx, os.Args[2:])
-	case "analytics":
-		err = analyticsCmd(ctx, os.Args[2:])
-	case "seed":
-		err = seed(ctx, os.Args[2:])
-	case "users":
-		err = usersCmd(ctx, os.Args[2:])
-	case "bench":
-		err = load.Run(ctx, os.Args[2:])
-	case "settings":
-		err = settingsCmd(ctx, os.Args[2:])
-	case "portal":
-		err = portalCmd(os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "idstream: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "idstream:", err)
-		os.Exit(1)
-	}
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func newLogger() *slog.Logger {
@@ -165,59 +89,41 @@ func migrate(ctx context.Context) error {
 
 // reap runs one reaper pass against the running deployment's log and
 // database (NATS_URL, or the local server's embedded NATS).
-func reap(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("reap", flag.ContinueOnError)
-	dry := fs.Bool("dry-run", false, "list what would expire and why; change nothing")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := newLogger()
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	n, err := node.Start(ctx, node.Options{Config: cfg, Log: log, Tool: true})
+func reap(ctx context.Context, out io.Writer, dry bool) error {
+	n, err := toolNode(ctx)
 	if err != nil {
 		return err
 	}
 	defer n.Close(context.Background())
-	sum, err := n.Reaper.Tick(ctx, *dry)
+	sum, err := n.Reaper.Tick(ctx, dry)
 	if err != nil {
 		return err
 	}
 	verb := "expired"
-	if *dry {
+	if dry {
 		verb = "would expire"
 	}
 	for _, v := range sum.Verdicts {
 		if v.Expired {
-			fmt.Printf("%s\t%s\treason=%s\tlast_activity=%s\n", verb, v.UserID, v.Reason, v.LastSeen.Format(time.RFC3339))
+			fmt.Fprintf(out, "%s\t%s\treason=%s\tlast_activity=%s\n", verb, v.UserID, v.Reason, v.LastSeen.Format(time.RFC3339))
 		} else {
-			fmt.Printf("active\t%s\tnot_before=%s\n", v.UserID, v.NotBefore.Format(time.RFC3339))
+			fmt.Fprintf(out, "active\t%s\tnot_before=%s\n", v.UserID, v.NotBefore.Format(time.RFC3339))
 		}
 	}
-	fmt.Printf("candidates=%d %s=%d skipped_active=%d errors=%d\n", sum.Candidates, strings.ReplaceAll(verb, " ", "_"), sum.Expired, sum.Skipped, sum.Errors)
+	fmt.Fprintf(out, "candidates=%d %s=%d skipped_active=%d errors=%d\n", sum.Candidates, strings.ReplaceAll(verb, " ", "_"), sum.Expired, sum.Skipped, sum.Errors)
 	return nil
 }
 
-// seed writes idle web guests into the running deployment's log.
-func seed(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "guests" {
-		return fmt.Errorf("usage: idstream seed guests -n N [-age 1440h]")
-	}
-	fs := flag.NewFlagSet("seed guests", flag.ContinueOnError)
-	n := fs.Int("n", 100000, "guests to create")
-	age := fs.Duration("age", 60*24*time.Hour, "how long ago they signed up (and were last seen)")
-	clientID := fs.String("client-id", config.DevClientID, "client_id")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	log := newLogger()
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	nd, err := node.Start(ctx, node.Options{Config: cfg, Log: log, Tool: true})
+// seedOptions are the flags of `idstream seed guests`.
+type seedOptions struct {
+	count    int
+	age      time.Duration
+	clientID string
+}
+
+// seedGuests writes idle web guests into the running deployment's log.
+func seedGuests(ctx context.Context, out io.Writer, o seedOptions) error {
+	nd, err := toolNode(ctx)
 	if err != nil {
 		return err
 	}
@@ -225,24 +131,24 @@ func seed(ctx context.Context, args []string) error {
 	start := time.Now()
 	last := time.Now()
 	var mu sync.Mutex
-	err = nd.Service.SeedWebGuests(ctx, *clientID, *n, time.Now().Add(-*age), func(done int) {
+	err = nd.Service.SeedWebGuests(ctx, o.clientID, o.count, time.Now().Add(-o.age), func(done int) {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(last) > time.Second || done == *n {
+		if time.Since(last) > time.Second || done == o.count {
 			last = time.Now()
 			rate := float64(done) / time.Since(start).Seconds()
-			fmt.Fprintf(os.Stderr, "\rseeded %d/%d guests (%.0f/s, %.0f events/s)", done, *n, rate, 2*rate)
+			fmt.Fprintf(os.Stderr, "\rseeded %d/%d guests (%.0f/s, %.0f events/s)", done, o.count, rate, 2*rate)
 		}
 	})
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("seeded %d guests in %s\n", *n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "seeded %d guests in %s\n", o.count, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func rotateKeys(ctx context.Context) error {
+func rotateKeys(ctx context.Context, out io.Writer) error {
 	log := newLogger()
 	cfg, pool, err := openDatabase(ctx, log)
 	if err != nil {
@@ -259,6 +165,6 @@ func rotateKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("new signing key:", kid)
+	fmt.Fprintln(out, "new signing key:", kid)
 	return nil
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -13,38 +13,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
-	"github.com/idstream/idstream/node"
 	"github.com/idstream/idstream/projections"
 )
 
-// toolNode connects an operator command to the running deployment.
-func toolNode(ctx context.Context) (*node.Node, error) {
-	cfg, err := config.Load()
-	if err != nil {
-		return nil, err
-	}
-	return node.Start(ctx, node.Options{Config: cfg, Log: newLogger(), Tool: true})
-}
-
-// projectionsUsage is the usage of `idstream projections`.
-const projectionsUsage = "usage: idstream projections status [-json] | replay NAME [-restart] [-batch N]"
-
-// projectionsCmd is `idstream projections status|replay`.
-func projectionsCmd(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "replay" {
-		return projectionsReplay(ctx, args[1:])
-	}
-	if len(args) == 0 || args[0] != "status" {
-		return errors.New(projectionsUsage)
-	}
-	fs := flag.NewFlagSet("projections status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
+// projectionsStatus is `idstream projections status`.
+func projectionsStatus(ctx context.Context, out io.Writer, asJSON bool) error {
 	n, err := toolNode(ctx)
 	if err != nil {
 		return err
@@ -54,14 +29,14 @@ func projectionsCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return json.NewEncoder(os.Stdout).Encode(sts)
+	if asJSON {
+		return json.NewEncoder(out).Encode(sts)
 	}
-	fmt.Printf("%-12s %-9s %12s %12s %10s %10s\n", "PROJECTION", "STATE", "POSITION", "LOG", "LAG", "LAG_S")
+	fmt.Fprintf(out, "%-12s %-9s %12s %12s %10s %10s\n", "PROJECTION", "STATE", "POSITION", "LOG", "LAG", "LAG_S")
 	for _, st := range sts {
-		fmt.Printf("%-12s %-9s %12d %12d %10d %10.1f\n", st.Name, st.State, st.Position, st.LastSequence, st.LagEvents, st.LagSeconds)
+		fmt.Fprintf(out, "%-12s %-9s %12d %12d %10d %10.1f\n", st.Name, st.State, st.Position, st.LastSequence, st.LagEvents, st.LagSeconds)
 		for _, f := range st.Failures {
-			fmt.Printf("  failed at %d (%s %s, event %s) %s: %s\n", f.Sequence, f.EventType, f.Subject, f.EventID, f.FailedAt.Format(time.RFC3339), f.Error)
+			fmt.Fprintf(out, "  failed at %d (%s %s, event %s) %s: %s\n", f.Sequence, f.EventType, f.Subject, f.EventID, f.FailedAt.Format(time.RFC3339), f.Error)
 		}
 	}
 	return nil
@@ -69,22 +44,7 @@ func projectionsCmd(ctx context.Context, args []string) error {
 
 // projectionsReplay is `idstream projections replay NAME`: rebuild one
 // projection from the whole log beside the live one, then swap it in.
-func projectionsReplay(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("projections replay", flag.ContinueOnError)
-	restart := fs.Bool("restart", false, "drop the shadow of an interrupted replay and start from the beginning of the log")
-	batch := fs.Int("batch", 10000, "events applied per transaction")
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 || name == "" {
-		return errors.New(projectionsUsage)
-	}
+func projectionsReplay(ctx context.Context, out io.Writer, name string, restart bool, batch int) error {
 	var p projections.Projector
 	var names []string
 	for _, q := range projections.All() {
@@ -94,10 +54,10 @@ func projectionsReplay(ctx context.Context, args []string) error {
 		}
 	}
 	if p == nil {
-		return fmt.Errorf("no projection %q; there are %s", name, strings.Join(names, ", "))
+		return usageError{fmt.Errorf("no projection %q; there are %s", name, strings.Join(names, ", "))}
 	}
-	if *batch < 1 {
-		return errors.New("-batch must be positive")
+	if batch < 1 {
+		return usageError{errors.New("--batch must be positive")}
 	}
 	n, err := toolNode(ctx)
 	if err != nil {
@@ -108,7 +68,7 @@ func projectionsReplay(ctx context.Context, args []string) error {
 	bar := newProgress("replay "+name, 0)
 	phase := ""
 	var last projections.ReplayProgress
-	res, err := projections.Replay(ctx, n.Pool, n.Store, p, projections.ReplayOptions{BatchSize: *batch, Restart: *restart,
+	res, err := projections.Replay(ctx, n.Pool, n.Store, p, projections.ReplayOptions{BatchSize: batch, Restart: restart,
 		Progress: func(pr projections.ReplayProgress) {
 			last = pr
 			if pr.Phase != phase {
@@ -134,24 +94,27 @@ func projectionsReplay(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	fmt.Printf("replayed %s: %d events in %.1f s, %.0f events/s; checkpoint %d; %d updates folded into inserted rows\n",
+	fmt.Fprintf(out, "replayed %s: %d events in %.1f s, %.0f events/s; checkpoint %d; %d updates folded into inserted rows\n",
 		name, res.Events(), res.Elapsed.Seconds(), res.Rate(), res.Position, res.Folded)
 	return nil
 }
 
-// eventsCmd is `idstream events tail`: the log as JSON lines.
-func eventsCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "tail" {
-		return errors.New("usage: idstream events tail [--user SUB] [--type TYPE] [--since TIME] [--from-seq N] [--no-follow]")
-	}
-	fs := flag.NewFlagSet("events tail", flag.ContinueOnError)
-	user := fs.String("user", "", "only events about this sub (user_id, guest_id or into_user_id in the data)")
-	typ := fs.String("type", "", "only this event type (e.g. user.promoted.v1)")
-	since := fs.String("since", "", "start at this time (RFC 3339) instead of the beginning")
-	fromSeq := fs.Uint64("from-seq", 0, "start at this stream sequence")
-	noFollow := fs.Bool("no-follow", false, "stop at the end of the log instead of waiting for new events")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+// tailOptions are the flags of `idstream events tail`.
+type tailOptions struct {
+	user, typ, since string
+	fromSeq          uint64
+	noFollow         bool
+}
+
+// eventsTail is `idstream events tail`: the log as JSON lines.
+func eventsTail(ctx context.Context, out io.Writer, o tailOptions) error {
+	var start *time.Time
+	if o.since != "" {
+		t, err := time.Parse(time.RFC3339, o.since)
+		if err != nil {
+			return usageError{fmt.Errorf("--since: %w", err)}
+		}
+		start = &t
 	}
 	n, err := toolNode(ctx)
 	if err != nil {
@@ -161,14 +124,10 @@ func eventsCmd(ctx context.Context, args []string) error {
 	// The whole stream: no filter (see eventstore.Store.AllSubjects).
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	switch {
-	case *since != "":
-		t, err := time.Parse(time.RFC3339, *since)
-		if err != nil {
-			return fmt.Errorf("--since: %w", err)
-		}
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
-	case *fromSeq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *fromSeq
+	case start != nil:
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, start
+	case o.fromSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.fromSeq
 	}
 	last, err := n.Store.LastSequence(ctx)
 	if err != nil {
@@ -183,9 +142,9 @@ func eventsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer it.Stop()
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(out)
 	go func() { <-ctx.Done(); it.Stop() }()
-	if *noFollow && last == 0 {
+	if o.noFollow && last == 0 {
 		return nil
 	}
 	for {
@@ -200,8 +159,8 @@ func eventsCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		done := *noFollow && rec.Sequence >= last
-		if (*typ != "" && rec.Type != *typ) || (*user != "" && !aboutUser(rec.Data, *user)) {
+		done := o.noFollow && rec.Sequence >= last
+		if (o.typ != "" && rec.Type != o.typ) || (o.user != "" && !aboutUser(rec.Data, o.user)) {
 			if done {
 				return nil
 			}

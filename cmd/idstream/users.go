@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,27 +18,22 @@ import (
 	"github.com/idstream/idstream/workers"
 )
 
-// usersCmd is `idstream users export`.
-func usersCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "export" {
-		return errors.New("usage: idstream users export --format ndjson|csv [--fields a,b] [--output FILE]")
-	}
-	fs := flag.NewFlagSet("users export", flag.ContinueOnError)
-	format := fs.String("format", "ndjson", "ndjson or csv")
-	fieldList := fs.String("fields", "", "CSV columns, comma-separated (default: all): "+strings.Join(projections.UserFields, ","))
-	output := fs.String("output", "", "file to write (default: stdout)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
+// exportOptions are the flags of `idstream users export`.
+type exportOptions struct {
+	format, fields, output string
+}
+
+// usersExport is `idstream users export`.
+func usersExport(ctx context.Context, out io.Writer, o exportOptions) error {
 	var fields []string
-	if *fieldList != "" {
-		if *format != workers.FormatCSV {
-			return errors.New("--fields goes with --format csv")
+	if o.fields != "" {
+		if o.format != workers.FormatCSV {
+			return usageError{errors.New("--fields goes with --format csv")}
 		}
-		fields = strings.Split(*fieldList, ",")
+		fields = strings.Split(o.fields, ",")
 	}
-	if _, err := workers.CheckExport(*format, fields); err != nil {
-		return err
+	if _, err := workers.CheckExport(o.format, fields); err != nil {
+		return usageError{err}
 	}
 	// The export reads only the read model: no NATS needed.
 	cfg, err := config.Load()
@@ -51,11 +45,11 @@ func usersCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	var w io.Writer = os.Stdout
-	if *output != "" {
+	w := out
+	if o.output != "" {
 		// Written beside the target and renamed when complete, so a reader
 		// never sees half a file.
-		f, err := os.CreateTemp(filepath.Dir(*output), ".idstream-export-*")
+		f, err := os.CreateTemp(filepath.Dir(o.output), ".idstream-export-*")
 		if err != nil {
 			return err
 		}
@@ -70,7 +64,7 @@ func usersCmd(ctx context.Context, args []string) error {
 	bar := newProgress("exporting users", total)
 	start := time.Now()
 	bw := bufio.NewWriterSize(w, 1<<20)
-	done, err := workers.WriteUsers(ctx, pool, bw, *format, fields, bar.Update)
+	done, err := workers.WriteUsers(ctx, pool, bw, o.format, fields, bar.Update)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -78,7 +72,7 @@ func usersCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	bar.Finish(done)
-	if f, ok := w.(*os.File); ok && *output != "" {
+	if f, ok := w.(*os.File); ok && o.output != "" {
 		if err := f.Sync(); err != nil {
 			return err
 		}
@@ -88,7 +82,7 @@ func usersCmd(ctx context.Context, args []string) error {
 		if err := os.Chmod(f.Name(), 0o600); err != nil {
 			return err
 		}
-		if err := os.Rename(f.Name(), *output); err != nil {
+		if err := os.Rename(f.Name(), o.output); err != nil {
 			return err
 		}
 	}

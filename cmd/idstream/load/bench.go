@@ -1,5 +1,5 @@
 // Package load holds idstream's load generators (idstream bench signup,
-// keypair, promote, soak): HTTP clients of a running server on loopback,
+// refresh, mixed, keypair, promote, soak): HTTP clients of a running server on loopback,
 // with latency, error and projection-lag figures.
 package load
 
@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	flag "github.com/spf13/pflag"
 )
 
 // loadFlags are the flags every scenario shares.
@@ -29,35 +30,62 @@ type loadFlags struct {
 	conc, sample            int
 	dur                     time.Duration
 	rate                    float64
+	flags                   *flag.FlagSet
 }
 
-func parseLoadFlags(name string, args []string, extra func(*flag.FlagSet)) (*loadFlags, error) {
-	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
-	l := &loadFlags{}
+// defaultDatabaseURL is --database-url's default without DATABASE_URL.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"
+
+// usageError is a bad flag value: the command line prints the usage and
+// exits with 2 (it looks for the UsageError method).
+type usageError struct{ error }
+
+func (usageError) UsageError() bool { return true }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// addLoadFlags defines the shared flags (and extra's) on fs.
+func addLoadFlags(fs *flag.FlagSet, extra func(*flag.FlagSet)) *loadFlags {
+	l := &loadFlags{flags: fs}
 	fs.StringVar(&l.target, "url", "http://127.0.0.1:8080", "server base URL (loopback only)")
 	fs.StringVar(&l.clientID, "client-id", "idstream-dev", "client_id")
-	fs.IntVar(&l.conc, "c", 16, "concurrent clients")
-	fs.IntVar(&l.conc, "concurrency", 16, "same as -c")
-	fs.DurationVar(&l.dur, "d", 10*time.Second, "how long to run")
-	fs.DurationVar(&l.dur, "duration", 10*time.Second, "same as -d")
+	fs.IntVarP(&l.conc, "concurrency", "c", 16, "concurrent clients")
+	fs.DurationVarP(&l.dur, "duration", "d", 10*time.Second, "how long to run")
 	fs.Float64Var(&l.rate, "rate", 0, "target operations per second across all clients (0: as fast as possible)")
-	fs.StringVar(&l.dbURL, "database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idstream?sslmode=disable"),
-		"the server's database, to measure projection lag (empty: skip)")
+	// The default is resolved in check: help never prints $DATABASE_URL
+	// (it may hold a password).
+	fs.StringVar(&l.dbURL, "database-url", defaultDatabaseURL,
+		"the server's database, to measure projection lag (default: $DATABASE_URL if set; empty: skip)")
 	fs.IntVar(&l.sample, "lag-sample", 10, "measure projection lag for every Nth operation")
 	if extra != nil {
 		extra(fs)
 	}
+	return l
+}
+
+// check validates the parsed flags.
+func (l *loadFlags) check() error {
+	if v := os.Getenv("DATABASE_URL"); v != "" && !l.flags.Changed("database-url") {
+		l.dbURL = v
+	}
+	if err := loopbackOnly(l.target); err != nil {
+		return usageError{err}
+	}
+	if l.conc < 1 || l.dur <= 0 || l.sample < 1 {
+		return usageError{errors.New("bench: --concurrency, --duration and --lag-sample must be positive")}
+	}
+	l.target = strings.TrimRight(l.target, "/")
+	return nil
+}
+
+// parseLoadFlags parses a scenario's command line outside cobra (tests).
+func parseLoadFlags(name string, args []string, extra func(*flag.FlagSet)) (*loadFlags, error) {
+	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
+	l := addLoadFlags(fs, extra)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := loopbackOnly(l.target); err != nil {
-		return nil, err
-	}
-	if l.conc < 1 || l.dur <= 0 || l.sample < 1 {
-		return nil, errors.New("bench: -c, -d and -lag-sample must be positive")
-	}
-	l.target = strings.TrimRight(l.target, "/")
-	return l, nil
+	return l, l.check()
 }
 
 func (l *loadFlags) httpClient() *http.Client {
@@ -70,51 +98,89 @@ func (l *loadFlags) httpClient() *http.Client {
 // lag sampling), the HTTP status of a failure, or a transport error.
 type operation func(ctx context.Context, worker, i int) (sub string, status int, err error)
 
-// Run runs a load scenario against a running server (idstream bench ...).
-func Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: idstream bench signup|keypair|promote|soak [flags]")
-	}
-	switch args[0] {
-	case "signup":
-		l, err := parseLoadFlags("signup", args[1:], nil)
-		if err != nil {
+// scenario is one `idstream bench NAME` command: the shared flags, extra's
+// flags, and run with them parsed and checked.
+func scenario(use, short, example string, extra func(*flag.FlagSet), run func(context.Context, *loadFlags) error) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Example: example, Args: cobra.NoArgs}
+	l := addLoadFlags(c.Flags(), extra)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if err := l.check(); err != nil {
 			return err
 		}
-		client := l.httpClient()
-		body, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
-		return runLoad(ctx, l, "sign-ups", func(ctx context.Context, _, _ int) (string, int, error) {
-			return signupOnce(ctx, client, l.target+"/api/anonymous_user/signup", body)
+		return run(c.Context(), l)
+	}
+	return c
+}
+
+// Command is `idstream bench`: the load scenarios against a running server.
+func Command() *cobra.Command {
+	bench := &cobra.Command{
+		Use:   "bench",
+		Short: "Load-test a running server on loopback (signup, refresh, mixed, keypair, promote, soak)",
+		Long: `Load generators: HTTP clients of a running server on this machine's
+loopback only, printing throughput, latency percentiles, errors and
+projection lag. Start the server with the rate limits out of the way
+(see README.md, Operations, and scripts/bench.sh).`,
+	}
+	signup := scenario("signup", "Anonymous sign-ups (refresh-token mode)",
+		"  idstream bench signup --url http://127.0.0.1:8080 -c 64 -d 10s\n  idstream bench signup -c 64 -d 10s --rate 1800",
+		nil, func(ctx context.Context, l *loadFlags) error {
+			client := l.httpClient()
+			body, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
+			return runLoad(ctx, l, "sign-ups", func(ctx context.Context, _, _ int) (string, int, error) {
+				return signupOnce(ctx, client, l.target+"/api/anonymous_user/signup", body)
+			})
 		})
-	case "keypair":
-		var devices int
-		l, err := parseLoadFlags("keypair", args[1:], func(fs *flag.FlagSet) {
+	var devices int
+	var dpop string
+	keypair := scenario("keypair", "Key-pair re-logins (challenge, signed JWT, token exchange)",
+		"  idstream bench keypair -c 32 -d 10s --devices 200\n  idstream bench keypair -c 32 -d 10s --devices 200 --dpop rs256",
+		func(fs *flag.FlagSet) {
 			fs.IntVar(&devices, "devices", 200, "devices to register before the run; the run signs them in again")
+			fs.StringVar(&dpop, "dpop", "", "send a DPoP proof on every request, signed with a key of each device's own: rs256 (Android, React Native, Flutter) or es256 (iOS); empty: no DPoP")
+		}, func(ctx context.Context, l *loadFlags) error {
+			return benchKeypair(ctx, l, devices, dpop)
 		})
-		if err != nil {
-			return err
-		}
-		return benchKeypair(ctx, l, devices)
-	case "promote":
-		var probe float64
-		l, err := parseLoadFlags("promote", args[1:], func(fs *flag.FlagSet) {
+	var sessions int
+	refresh := scenario("refresh", "Refresh-token exchanges (rotation) of guests signed up before the run",
+		"  idstream bench refresh -c 32 -d 10s\n  idstream bench refresh -c 32 -d 10s --sessions 64",
+		func(fs *flag.FlagSet) {
+			fs.IntVar(&sessions, "sessions", 8, "guests each client signs up before the run; the run rotates their refresh tokens in turn")
+		}, func(ctx context.Context, l *loadFlags) error {
+			if sessions < 1 {
+				return usageError{errors.New("bench refresh: --sessions must be positive")}
+			}
+			return benchRefresh(ctx, l, sessions)
+		})
+	var mix string
+	mixed := scenario("mixed", "Sign-ups, refreshes and promotions in proportions (--mix)",
+		"  idstream bench mixed -c 32 -d 10s\n  idstream bench mixed -c 32 -d 10s --mix signup=20,refresh=75,promote=5",
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&mix, "mix", "signup=50,refresh=45,promote=5", "weights of the operations (signup, refresh, promote)")
+		}, func(ctx context.Context, l *loadFlags) error {
+			return benchMixed(ctx, l, mix)
+		})
+	var probe float64
+	promote := scenario("promote", "Guest sign-up, promotion code and headless promotion per operation",
+		"  idstream bench promote -c 8 -d 10s --probe-rate 20",
+		func(fs *flag.FlagSet) {
 			fs.Float64Var(&probe, "probe-rate", 20, "sign-ups per second probed alongside, to see that hashing does not starve them (0: off)")
+		}, func(ctx context.Context, l *loadFlags) error {
+			return benchPromote(ctx, l, probe)
 		})
-		if err != nil {
+	var o soakOptions
+	soak := scenario("soak", "A long mixed workload: throughput, latency, errors, server RSS, projection lag",
+		"  idstream bench soak --url http://127.0.0.1:8090 --duration 30m --report-every 5m -c 16 --pid $SERVER",
+		o.flags, func(ctx context.Context, l *loadFlags) error {
+			o.load = l
+			if !l.flags.Changed("metrics-token") {
+				o.metricsKey = os.Getenv("IDSTREAM_METRICS_TOKEN")
+			}
+			_, err := runSoak(ctx, o, os.Stdout)
 			return err
-		}
-		return benchPromote(ctx, l, probe)
-	case "soak":
-		var o soakOptions
-		l, err := parseLoadFlags("soak", args[1:], o.flags)
-		if err != nil {
-			return err
-		}
-		o.load = l
-		_, err = runSoak(ctx, o, os.Stdout)
-		return err
-	}
-	return fmt.Errorf("bench: unknown scenario %q (signup, keypair, promote, soak)", args[0])
+		})
+	bench.AddCommand(signup, refresh, mixed, keypair, promote, soak)
+	return bench
 }
 
 // runLoad runs op from l.conc clients for l.dur and prints the figures.
@@ -129,7 +195,7 @@ func runLoad(ctx context.Context, l *loadFlags, what string, op operation) error
 		lag = newLagProbe(pool)
 		go lag.run(ctx)
 	}
-	// Open-loop pacing for -rate: operation k is due at start + k/rate, so a
+	// Open-loop pacing for --rate: operation k is due at start + k/rate, so a
 	// slow answer does not lower the offered load (no coordinated omission
 	// beyond the number of clients).
 	var next atomic.Int64
@@ -206,13 +272,6 @@ func runLoad(ctx context.Context, l *loadFlags, what string, op operation) error
 			len(lags), missing, pct(lags, 50), pct(lags, 99), pct(lags, 100))
 	}
 	return nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // loopbackOnly refuses targets off this machine: load is for our own server.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/bits"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	flag "github.com/spf13/pflag"
 )
 
 // Soak operations, in report order.
@@ -47,9 +48,9 @@ type soakOptions struct {
 
 func (o *soakOptions) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.every, "report-every", time.Minute, "print a line this often")
-	fs.IntVar(&o.pid, "pid", 0, "server process: RSS from /proc/PID/status (0: process_resident_memory_bytes from -metrics-url)")
+	fs.IntVar(&o.pid, "pid", 0, "server process: RSS from /proc/PID/status (0: process_resident_memory_bytes from --metrics-url)")
 	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus metrics (default: URL/metrics; use the metrics_addr listener's URL when the server has one)")
-	fs.StringVar(&o.metricsKey, "metrics-token", os.Getenv("IDSTREAM_METRICS_TOKEN"), "bearer token for -metrics-url (default: $IDSTREAM_METRICS_TOKEN); outside development mode the server requires it")
+	fs.StringVar(&o.metricsKey, "metrics-token", "", "bearer token for --metrics-url (default: $IDSTREAM_METRICS_TOKEN); outside development mode the server requires it")
 	fs.StringVar(&o.mix, "mix", soakDefaults, "operation weights")
 	fs.IntVar(&o.keepPerUser, "keep", 32, "sessions and devices each client keeps to refresh, read and sign in again")
 }
@@ -211,24 +212,28 @@ func (w *soakWorker) keepDevice(d benchDevice) {
 }
 
 // parseMix reads "op=weight,..." into cumulative weights in soakOps order.
-func parseMix(mix string) ([]int, error) {
+func parseMix(mix string) ([]int, error) { return parseWeights("bench soak", mix, soakOps) }
+
+// parseWeights reads "op=weight,..." into cumulative weights in the order
+// of ops.
+func parseWeights(cmd, mix string, ops []string) ([]int, error) {
 	weights := map[string]int{}
 	for part := range strings.SplitSeq(mix, ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(val)
-		if !ok || err != nil || n < 0 || !slices.Contains(soakOps, name) {
-			return nil, fmt.Errorf("bench soak: -mix %q: want op=weight,… with ops %s", part, strings.Join(soakOps, ", "))
+		if !ok || err != nil || n < 0 || !slices.Contains(ops, name) {
+			return nil, usageError{fmt.Errorf("%s: --mix %q: want op=weight,… with ops %s", cmd, part, strings.Join(ops, ", "))}
 		}
 		weights[name] = n
 	}
-	cum := make([]int, len(soakOps))
+	cum := make([]int, len(ops))
 	sum := 0
-	for i, op := range soakOps {
+	for i, op := range ops {
 		sum += weights[op]
 		cum[i] = sum
 	}
 	if sum == 0 {
-		return nil, errors.New("bench soak: -mix has no positive weight")
+		return nil, usageError{fmt.Errorf("%s: --mix has no positive weight", cmd)}
 	}
 	return cum, nil
 }
@@ -242,7 +247,7 @@ func runSoak(ctx context.Context, o soakOptions, out io.Writer) (*soakSummary, e
 		return nil, err
 	}
 	if o.every <= 0 || o.keepPerUser < 1 {
-		return nil, errors.New("bench soak: -report-every and -keep must be positive")
+		return nil, usageError{errors.New("bench soak: --report-every and --keep must be positive")}
 	}
 	if o.metricsURL == "" {
 		o.metricsURL = l.target + "/metrics"

@@ -25,11 +25,11 @@ func TestSoak(t *testing.T) {
 		off := 0
 		c.RateLimits.SignInPerIP.Burst = &off
 	}})
-	l, err := parseLoadFlags("soak", []string{"-url", n.URL, "-duration", "4s", "-concurrency", "4"}, nil)
+	l, err := parseLoadFlags("soak", []string{"--url", n.URL, "--duration", "4s", "-c", "4"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The test node runs in this process: -pid reads our own RSS, and the
+	// The test node runs in this process: --pid reads our own RSS, and the
 	// metrics are this process's.
 	var out strings.Builder
 	sum, err := runSoak(context.Background(), soakOptions{load: l, every: time.Second, pid: os.Getpid(),

@@ -1,0 +1,491 @@
+package hosted
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/loginid"
+)
+
+//go:embed web/*.html web/*.css
+var webFS embed.FS
+
+var pageTemplates = map[string]*template.Template{
+	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html")),
+	"message": template.Must(template.ParseFS(webFS, "web/layout.html", "web/message.html")),
+	"logout":  template.Must(template.ParseFS(webFS, "web/layout.html", "web/logout.html")),
+}
+
+// flowTTL bounds how long a sign-up or sign-in page stays usable.
+const flowTTL = 30 * time.Minute
+
+// Page modes.
+const (
+	modePromote = "promote"
+	modeSignIn  = "signin"
+	modeSignUp  = "signup"
+)
+
+type pageData struct {
+	Title, Lead, Error, Message    string
+	FlowID, CSRF, Mode             string
+	LoginID, LoginLabel, LoginHint string
+	LoginIDError, PasswordError    string
+	Submit                         string
+	MinLength                      int
+	// CodeSignIn: some login ID type offers sign-in by code (verify_pages.go).
+	CodeSignIn bool
+	// ClientID is the logout confirmation's client (RP-initiated logout).
+	ClientID string
+}
+
+// PageHeaders: hosted pages run no script, load only our stylesheet, cannot
+// be framed, and are never cached. Form submissions may go to this server,
+// and (as the redirect that ends a flow) to the client's redirect URI.
+func PageHeaders(w http.ResponseWriter, redirectURI string) {
+	formAction := "'self'"
+	if u, err := url.Parse(redirectURI); err == nil && u.Scheme != "" && u.Host != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action "+formAction+
+		"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+}
+
+func (s *Server) renderPage(w http.ResponseWriter, status int, name, redirectURI string, d pageData) {
+	PageHeaders(w, redirectURI)
+	w.WriteHeader(status)
+	if err := pageTemplates[name].ExecuteTemplate(w, "layout", d); err != nil {
+		s.Log.Error("render page", "page", name, "error", err)
+	}
+}
+
+func (s *Server) messagePage(w http.ResponseWriter, status int, title, msg string) {
+	s.renderPage(w, status, "message", "", pageData{Title: title, Message: msg})
+}
+
+func (s *Server) stylesheet(w http.ResponseWriter, _ *http.Request) {
+	css, _ := webFS.ReadFile("web/idstream.css")
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(css)
+}
+
+var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9_-]{43,128}$`)
+
+// dpopThumbprint is a dpop_jkt: an RFC 7638 SHA-256 thumbprint, base64url.
+var dpopThumbprint = regexp.MustCompile(`^[-A-Za-z0-9_]{43}$`)
+
+// authorize is GET /oauth2/authorize: the authorization code flow with PKCE
+// (S256 only), or response_type=none for cookie sessions. With a login_hint
+// carrying a promotion code it leads to the promotion page; without, to
+// sign-in for regular users. Errors go back to the redirect URI only when it
+// is registered for the client; otherwise they are shown here.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cl, ok := s.Service.Settings().Client(q.Get("client_id"))
+	if !ok {
+		s.messagePage(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not registered with this service.")
+		return
+	}
+	redirectURI := q.Get("redirect_uri")
+	if redirectURI == "" || !cl.AllowsRedirect(redirectURI) {
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The application asked to return to an address it has not registered, so you were not sent back.")
+		return
+	}
+	state := q.Get("state")
+	o, oerr, odesc := s.parseOIDC(r, q, cl.ClientID)
+	fail := func(code, desc string) {
+		s.respondToClient(w, r, redirectURI, o.responseMode, url.Values{"error": {code}, "error_description": {desc}}, state)
+	}
+	if oerr != "" {
+		fail(oerr, odesc)
+		return
+	}
+	rt := q.Get("response_type")
+	switch rt {
+	case "code":
+		// PKCE is required of public clients; a confidential client, which
+		// authenticates at the exchange, may do without (RFC 9700 §2.1.1:
+		// its ID token's nonce then binds the code), but what it sends is
+		// checked.
+		withoutPKCE := cl.Confidential() && !q.Has("code_challenge") && !q.Has("code_challenge_method")
+		if !withoutPKCE && (q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge"))) {
+			fail("invalid_request", "PKCE is required: code_challenge_method=S256 and a code_challenge")
+			return
+		}
+	case "none":
+	default:
+		fail("unsupported_response_type", "response_type must be code or none")
+		return
+	}
+	jkt := q.Get("dpop_jkt")
+	if jkt != "" && !dpopThumbprint.MatchString(jkt) {
+		fail("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
+		return
+	}
+	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
+		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject,
+		ReauthSession: o.hintSession, DPoPJKT: jkt}
+	if hint := q.Get("login_hint"); hint != "" && !isAnonymousHint(hint) {
+		// A regular user's login ID: the sign-in form starts with it.
+		if len(hint) <= 320 {
+			flow.LoginHint = hint
+		}
+	} else if hint != "" {
+		code, jwt, err := promotionHint(hint)
+		if err != nil {
+			fail("invalid_request", err.Error())
+			return
+		}
+		if jwt != "" {
+			// A key-pair guest proves itself with a signed promote request.
+			userID, err := s.Service.VerifyPromoteRequest(r.Context(), cl.ClientID, jwt)
+			if err != nil {
+				fail("invalid_request", httpx.Classify(err).Message)
+				return
+			}
+			flow.UserID = userID
+		} else {
+			pc, err := s.Service.PromotionCode(r.Context(), code)
+			if err != nil {
+				fail("invalid_request", "the promotion code is unknown, expired or already used")
+				return
+			}
+			if pc.ClientID != cl.ClientID {
+				fail("invalid_request", "the promotion code was issued to another application")
+				return
+			}
+			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
+		}
+	}
+	if o.subject != "" && flow.UserID != "" && flow.UserID != o.subject {
+		fail("invalid_request", "the id_token_hint is another user's than the guest being promoted")
+		return
+	}
+	if o.none {
+		s.silentAuthorize(w, r, cl, flow, o)
+		return
+	}
+	flowID, err1 := s.Service.NewCode()
+	binding, err2 := s.Service.NewCode()
+	csrf, err3 := s.Service.NewCode()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		return
+	}
+	flow.CSRF, flow.Binding, flow.ExpiresAt = csrf, hashHex(binding), s.Service.Now().Add(flowTTL)
+	if err := s.Service.PutCode(r.Context(), flowID, flow); err != nil {
+		s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: binding, Path: "/flows/", HttpOnly: true,
+		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteLaxMode, MaxAge: int(flowTTL / time.Second)})
+	httpx.NoStore(w)
+	http.Redirect(w, r, "/flows/"+flowID, http.StatusFound)
+}
+
+// isAnonymousHint reports whether a login_hint is Authgear's guest hint
+// (see promotionHint) rather than a login ID.
+func isAnonymousHint(hint string) bool {
+	return strings.HasPrefix(hint, "https://authgear.com/login_hint")
+}
+
+// promotionHint reads Authgear's login hint for guests:
+// https://authgear.com/login_hint?type=anonymous&promotion_code=<code>, or
+// &jwt=<anonymous-request JWT with action promote> for key-pair guests.
+func promotionHint(hint string) (code, jwt string, err error) {
+	u, err := url.Parse(hint)
+	if err != nil || u.Host != "authgear.com" || u.Path != "/login_hint" || u.Query().Get("type") != "anonymous" {
+		return "", "", errors.New("login_hint is not an anonymous-user hint")
+	}
+	code, jwt = u.Query().Get("promotion_code"), u.Query().Get("jwt")
+	if (code == "") == (jwt == "") {
+		return "", "", errors.New("login_hint carries neither a promotion_code nor a jwt (or both)")
+	}
+	return code, jwt, nil
+}
+
+func flowCookie(flowID string) string { return "idstream_flow_" + flowID[:12] }
+
+func hashHex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) redirectWith(w http.ResponseWriter, r *http.Request, target string, params url.Values, state string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The return address is malformed.")
+		return
+	}
+	q := u.Query()
+	for k, vs := range params {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	u.RawQuery = q.Encode()
+	httpx.NoStore(w)
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// loadFlow finds the flow of a page and checks it belongs to this browser.
+func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (string, app.CodeEntry, bool) {
+	flowID := mux.Vars(r)["flow"]
+	f, err := s.Service.Flow(r.Context(), flowID)
+	if err != nil {
+		s.messagePage(w, http.StatusNotFound, "This page has expired", "Go back to the application and start again.")
+		return "", app.CodeEntry{}, false
+	}
+	c, cerr := r.Cookie(flowCookie(flowID))
+	if cerr != nil || subtle.ConstantTimeCompare([]byte(hashHex(c.Value)), []byte(f.Binding)) != 1 {
+		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-in page was opened in another browser or has expired. Go back to the application and start again.")
+		return "", app.CodeEntry{}, false
+	}
+	return flowID, f, true
+}
+
+func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData {
+	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, CodeSignIn: s.Service.OffersCodeSignIn()}
+	kinds := map[string]string{"email": "email address", "phone": "phone number", "username": "username"}
+	var names []string
+	for _, t := range s.cfg.LoginIDTypes {
+		names = append(names, kinds[t])
+	}
+	d.LoginLabel = "Email, phone number or username"
+	if len(names) == 1 {
+		d.LoginLabel = strings.ToUpper(names[0][:1]) + names[0][1:]
+	}
+	d.LoginHint = "Use your " + joinOr(names) + "."
+	if slices.Contains(s.cfg.LoginIDTypes, "phone") {
+		d.LoginHint += " Phone numbers start with + and the country code."
+	}
+	switch mode {
+	case modePromote:
+		d.Title = "Create your account"
+		d.Lead = "Your activity so far will be kept: everything you did as a guest stays with your new account."
+		d.Submit = "Create account"
+	case modeSignUp:
+		d.Title = "Create an account"
+		d.Submit = "Create account"
+	default:
+		d.Title = "Sign in"
+		d.Submit = "Sign in"
+	}
+	return d
+}
+
+// flowGet shows the page of a flow.
+func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
+	flowID, f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	mode := modeSignIn
+	if f.UserID != "" {
+		mode = modePromote
+	} else if r.URL.Query().Get("mode") == modeSignUp && f.Subject == "" {
+		mode = modeSignUp
+	}
+	d := s.flowPage(flowID, f, mode)
+	if mode == modeSignIn {
+		d.LoginID = f.LoginHint
+	}
+	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, d)
+}
+
+// flowPost handles the form of a flow: promotion, sign-up or sign-in.
+func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
+	flowID, f, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The form could not be read. Go back and try again.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf_token")), []byte(f.CSRF)) != 1 {
+		s.messagePage(w, http.StatusForbidden, "Cannot continue", "The form was not sent from this page (its security token is missing or wrong). Go back and try again.")
+		return
+	}
+	mode := r.PostForm.Get("mode")
+	if f.UserID != "" {
+		mode = modePromote
+	} else if mode != modeSignUp || f.Subject != "" {
+		// A re-authentication (id_token_hint) signs in; it makes no account.
+		mode = modeSignIn
+	}
+	d := s.flowPage(flowID, f, mode)
+	d.LoginID = r.PostForm.Get("login_id")
+	pw := r.PostForm.Get("password")
+	ctx := r.Context()
+	fail := func(err error) {
+		e := s.LogError(r, err)
+		status := e.Status
+		httpx.SetRetryAfter(w, e)
+		switch text := httpx.PageText(e, httpx.AudienceFlow, d.LoginID); e.Field {
+		case httpx.FieldLoginID:
+			d.LoginIDError = text
+		case httpx.FieldPassword:
+			d.PasswordError = text
+		default:
+			d.Error = text
+		}
+		s.renderPage(w, status, "flow", f.RedirectURI, d)
+	}
+	var id loginid.ID
+	var err error
+	if mode != modeSignIn {
+		if id, err = s.Service.ParseLoginID("", d.LoginID); err != nil {
+			fail(err)
+			return
+		}
+	}
+	var userID string
+	var started *app.Issued
+	var promotion *app.PendingPromotion
+	switch mode {
+	case modePromote:
+		if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
+			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
+			return
+		}
+		if s.Service.PromotionNeedsCode(id) {
+			s.startCodePromotion(w, r, flowID, f, id, pw, fail) // verify_pages.go
+			return
+		}
+		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.ClientIP(r), Meta: httpx.Meta(r)}
+		if f.ResponseType == "code" {
+			// Decided now, written when the app exchanges the code with
+			// its PKCE verifier: only the party that started the flow
+			// can complete it.
+			p, err := s.Service.PreparePromotion(ctx, in)
+			if err != nil {
+				fail(err)
+				return
+			}
+			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+			promotion, userID = &p, f.UserID
+			if p.MergeInto != "" {
+				userID = p.MergeInto
+			}
+			break
+		}
+		// Cookie mode has no code exchange to bind the flow to: the
+		// browser must hold the guest's own session cookie.
+		if !s.holdsGuestSession(r, f) {
+			s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
+			return
+		}
+		in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
+		iss, err := s.Service.Promote(ctx, in)
+		if err != nil {
+			fail(err)
+			return
+		}
+		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+		userID, started = iss.UserID, &iss
+	case modeSignUp:
+		user, err := s.Service.Register(ctx, f.ClientID, id, pw, s.ClientIP(r), httpx.Meta(r))
+		if err != nil {
+			fail(err)
+			return
+		}
+		userID = user.UserID()
+	default:
+		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
+		if err == nil && f.Subject != "" && user.UserID() != f.Subject {
+			// Re-authentication (an id_token_hint) must be by the same user.
+			err = httpx.ErrOtherUser
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		userID = user.UserID()
+	}
+	s.finishFlow(w, r, flowID, f, userID, started, promotion)
+}
+
+// holdsGuestSession reports whether the request carries the session cookie
+// of the guest session the flow's promotion code was issued through.
+func (s *Server) holdsGuestSession(r *http.Request, f app.CodeEntry) bool {
+	c, err := r.Cookie(s.cfg.Cookie.Name)
+	if err != nil || c.Value == "" || f.SessionID == "" {
+		return false
+	}
+	p, err := s.Service.AuthenticateCookie(r.Context(), c.Value)
+	return err == nil && p.Session.SessionID() == f.SessionID && p.User.UserID() == f.UserID
+}
+
+func joinOr(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// finishFlow ends a flow: an authorization code back to the app, or (cookie
+// mode) a session cookie and a plain return.
+func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
+	ctx := r.Context()
+	s.Service.DeleteCode(ctx, flowID)
+	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	if f.ResponseType == "code" {
+		// A sign-in by the user of an id_token_hint whose session is live
+		// re-authenticates that session (the SDKs' reauthentication).
+		reauth := ""
+		if promotion == nil && f.Subject != "" && f.Subject == userID {
+			var err error
+			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
+				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+				return
+			}
+		}
+		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: f.Method})
+		if err != nil {
+			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+			return
+		}
+		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {code}}, f.State)
+		return
+	}
+	if started == nil {
+		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie,
+			Method: cmp.Or(f.Method, domain.MethodPassword)}, httpx.Meta(r))
+		if err != nil {
+			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+			return
+		}
+		started = &iss
+	}
+	httpx.SetSessionCookie(w, s.cfg, *started)
+	s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{}, f.State)
+}

@@ -1,0 +1,15 @@
+package api_test
+
+import (
+	"testing"
+
+	"github.com/idstream/idstream/api/apitest"
+)
+
+// TestMain scans the logs of every node the package's tests start for the
+// secrets they saw (see apitest.Main).
+// A full run (benchmarks aside) writes about 130 log lines and records
+// about 10 secrets.
+func TestMain(m *testing.M) {
+	apitest.Main(m, apitest.Floors{LogLines: 60, Secrets: 5, Kinds: []string{"signing key (JWK private member)", "admin API key"}})
+}

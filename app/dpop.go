@@ -1,0 +1,120 @@
+package app
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
+	"github.com/idstream/idstream/tokens"
+)
+
+// ProofIDs spends single-use identifiers where every node sees them
+// (eventstore.SecretValues.Spend): the first Spend of a key succeeds, a
+// later one gets eventstore.ErrSpent.
+type ProofIDs interface {
+	Spend(ctx context.Context, key string) error
+}
+
+// ErrTokenNotBound: an access token sent with the DPoP scheme is a bearer
+// token (its session was started without a proof).
+var ErrTokenNotBound = errors.New("the access token is not bound to a DPoP key; send it as a Bearer token")
+
+// DPoPRequest is what a request says about DPoP: its DPoP header (empty
+// when none) and the method and public URL it was sent to.
+type DPoPRequest struct {
+	Proof       string
+	Method, URL string
+	// Several is set when the request carried more than one DPoP header
+	// (RFC 9449 §4.3: refused).
+	Several bool
+}
+
+// VerifyDPoP checks a request's DPoP proof (RFC 9449 §4.3) and spends its
+// jti, once across every node. It returns the proof key's thumbprint, or ""
+// when the request carried no proof (a client without DPoP, such as the web
+// SDK). accessToken, when set, is what the proof goes with: its ath must
+// match if present, and must be present when requireATH.
+func (s *Service) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken string, requireATH bool) (string, error) {
+	if r.Several {
+		return "", &tokens.DPoPError{Reason: tokens.DPoPMalformed, Detail: "more than one DPoP header"}
+	}
+	if r.Proof == "" {
+		return "", nil
+	}
+	p, err := tokens.ParseDPoPProof(r.Proof, tokens.DPoPCheck{Method: r.Method, URL: r.URL, AccessToken: accessToken,
+		RequireATH: requireATH, Now: s.clock.Now()})
+	if err != nil {
+		return "", err
+	}
+	// jti is unique per key (RFC 9449 §11.1): scoped by the key, one
+	// client cannot spend another's.
+	if err := s.proofIDs.Spend(ctx, p.JKT+"."+p.JTI); err != nil {
+		if errors.Is(err, eventstore.ErrSpent) {
+			commands.WithLabelValues("dpop_proof", "replayed").Inc()
+			return "", &tokens.DPoPError{Reason: tokens.DPoPReplayed, Detail: "the proof's jti was used before"}
+		}
+		return "", err
+	}
+	return p.JKT, nil
+}
+
+// AccessRequest is an access token presented to a protected endpoint
+// (userinfo), with its scheme and the request's DPoP proof.
+type AccessRequest struct {
+	Token string
+	// DPoPScheme is set for "Authorization: DPoP <token>", clear for Bearer.
+	DPoPScheme bool
+	DPoP       DPoPRequest
+}
+
+// AuthenticateAccess checks an access token the way its binding asks
+// (RFC 9449 §7):
+//   - DPoP scheme: a proof is required, with ath, by the key the token is
+//     bound to (cnf.jkt); a bearer token sent this way is refused.
+//   - Bearer scheme, bound token: a proof by the bound key is required, so a
+//     stolen token alone is worthless. Its ath is checked when present but
+//     not required: the Authgear mobile SDKs send their tokens as Bearer with
+//     a proof that has no ath on every request (authgear-sdk-js
+//     packages/authgear-core/src/client.ts _prepareHeaders and _doFetch;
+//     authgear-sdk-ios Sources/APIClient.swift fetch).
+//   - Bearer scheme, unbound token: as always; a proof, if any, is ignored.
+func (s *Service) AuthenticateAccess(ctx context.Context, a AccessRequest) (Principal, error) {
+	p, bound, err := s.authenticateBearerBound(ctx, a.Token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if bound == "" {
+		if a.DPoPScheme {
+			return Principal{}, ErrTokenNotBound
+		}
+		return p, nil
+	}
+	if a.DPoP.Proof == "" && !a.DPoP.Several {
+		return Principal{}, domain.ErrDPoPProofRequired
+	}
+	jkt, err := s.VerifyDPoP(ctx, a.DPoP, a.Token, a.DPoPScheme)
+	if err != nil {
+		return Principal{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(jkt), []byte(bound)) != 1 {
+		return Principal{}, domain.ErrDPoPKeyMismatch
+	}
+	return p, nil
+}
+
+// checkCodeBinding enforces an authorization code's dpop_jkt (RFC 9449
+// §10): the exchange must carry a proof by that key.
+func checkCodeBinding(e CodeEntry, meta Meta) error {
+	if e.DPoPJKT == "" {
+		return nil
+	}
+	if meta.DPoPJKT == "" {
+		return domain.ErrDPoPProofRequired
+	}
+	if subtle.ConstantTimeCompare([]byte(meta.DPoPJKT), []byte(e.DPoPJKT)) != 1 {
+		return domain.ErrDPoPKeyMismatch
+	}
+	return nil
+}

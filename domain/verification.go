@@ -1,0 +1,184 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Event types of verification and recovery.
+const (
+	// TypeLoginIDVerified: the user proved a login ID (a code sent to it
+	// came back). Written on the user's subject: whether a user is verified
+	// is a fact of the user aggregate, read where tokens and user info are.
+	TypeLoginIDVerified = "login_id.verified.v1"
+	// TypePasswordReset: the user chose a new password with a code sent to
+	// a login ID; every session of the user ends with it.
+	TypePasswordReset = "user.password.reset.v1"
+)
+
+// Sign-in (and verification) methods by one-time code.
+const (
+	MethodEmailCode = "email_code"
+	MethodSMSCode   = "sms_code"
+)
+
+// RevokeReasonPasswordReset ends the sessions of a user whose password was
+// reset.
+const RevokeReasonPasswordReset = "password_reset"
+
+// PasswordReasonReset is the reason of the PasswordSet a reset writes.
+const PasswordReasonReset = "reset"
+
+// Errors of verification and recovery.
+var (
+	// ErrNotUsersLoginID: the login ID is not (or no longer) the user's.
+	ErrNotUsersLoginID = errors.New("the login ID is not the user's")
+	// ErrNoCodeChannel: the login ID cannot receive codes (a username).
+	ErrNoCodeChannel = errors.New("this kind of login ID cannot receive codes")
+)
+
+// LoginIDVerified: the user proved they hold a login ID.
+type LoginIDVerified struct {
+	UserID      string `json:"user_id"`
+	LoginIDType string `json:"login_id_type"`
+	LoginID     string `json:"login_id"`
+	// Method is how: MethodEmailCode or MethodSMSCode.
+	Method     string    `json:"method"`
+	VerifiedAt time.Time `json:"verified_at"`
+}
+
+// EventType implements Event.
+func (LoginIDVerified) EventType() string { return TypeLoginIDVerified }
+
+// PasswordReset: the user set a new password with a code sent to the login
+// ID; the new hash follows in a PasswordSet (reason "reset"), and every
+// session the user had started ends with this event.
+type PasswordReset struct {
+	UserID      string    `json:"user_id"`
+	LoginIDType string    `json:"login_id_type"`
+	LoginID     string    `json:"login_id"`
+	ResetAt     time.Time `json:"reset_at"`
+}
+
+// EventType implements Event.
+func (PasswordReset) EventType() string { return TypePasswordReset }
+
+// CodeMethod is the verification method of a login ID type: email by email
+// code, phone by SMS code; a username has none.
+func CodeMethod(loginIDType string) (string, error) {
+	switch loginIDType {
+	case "email":
+		return MethodEmailCode, nil
+	case "phone":
+		return MethodSMSCode, nil
+	}
+	return "", ErrNoCodeChannel
+}
+
+func loginKey(typ, value string) string { return typ + ":" + value }
+
+// LoginIDState is one login ID of a user and whether it is proved.
+type LoginIDState struct {
+	Type, Value string
+	Verified    bool
+}
+
+// LoginIDs lists the user's login IDs with their verified state.
+func (u User) LoginIDs() []LoginIDState {
+	if u.loginID == "" {
+		return nil
+	}
+	return []LoginIDState{{Type: u.loginType, Value: u.loginID, Verified: u.LoginIDVerified(u.loginType, u.loginID)}}
+}
+
+// LoginIDVerified reports whether the user holds that login ID and proved
+// it. A login ID that changed starts unverified: proofs are of values.
+func (u User) LoginIDVerified(typ, value string) bool {
+	if value == "" || u.loginType != typ || u.loginID != value {
+		return false
+	}
+	return slices.Contains(u.verified, loginKey(typ, value))
+}
+
+// IsVerified is Authgear's is_verified: the user has proved at least one of
+// its login IDs.
+func (u User) IsVerified() bool {
+	for _, l := range u.LoginIDs() {
+		if l.Verified {
+			return true
+		}
+	}
+	return false
+}
+
+// holds checks that the login ID is the user's own.
+func (u User) holds(typ, value string) error {
+	if value == "" || u.loginType != typ || u.loginID != value {
+		return ErrNotUsersLoginID
+	}
+	return nil
+}
+
+// DecideVerifyLoginID records that the user proved a login ID it holds; a
+// login ID proved already changes nothing.
+func DecideVerifyLoginID(u User, typ, value string, now time.Time) ([]Event, error) {
+	if now.IsZero() {
+		return nil, fmt.Errorf("%w: time is required", ErrInvalidCommand)
+	}
+	if err := u.CanSignIn(); err != nil {
+		return nil, err
+	}
+	if err := u.holds(typ, value); err != nil {
+		return nil, err
+	}
+	method, err := CodeMethod(typ)
+	if err != nil {
+		return nil, err
+	}
+	if u.LoginIDVerified(typ, value) {
+		return nil, nil
+	}
+	return []Event{LoginIDVerified{UserID: u.id, LoginIDType: typ, LoginID: value, Method: method, VerifiedAt: now.UTC()}}, nil
+}
+
+// ResetPassword sets a new password with a code sent to a login ID.
+type ResetPassword struct {
+	LoginIDType, LoginID string
+	PasswordHash         string
+	Now                  time.Time
+}
+
+// DecideResetPassword: a user who can sign in, holding the login ID the
+// code went to, gets the new password; the code proved the login ID, so it
+// is verified in the same write if it was not. The caller ends the
+// sessions (the reset's own event ends them in the user's state).
+func DecideResetPassword(u User, c ResetPassword) ([]Event, error) {
+	if c.PasswordHash == "" || c.Now.IsZero() {
+		return nil, fmt.Errorf("%w: password hash and time are required", ErrInvalidCommand)
+	}
+	if err := u.CanSignIn(); err != nil {
+		return nil, err
+	}
+	if err := u.holds(c.LoginIDType, c.LoginID); err != nil {
+		return nil, err
+	}
+	now := c.Now.UTC()
+	evs := []Event{
+		PasswordReset{UserID: u.id, LoginIDType: c.LoginIDType, LoginID: c.LoginID, ResetAt: now},
+		PasswordSet{UserID: u.id, PasswordHash: c.PasswordHash, Reason: PasswordReasonReset, SetAt: now},
+	}
+	v, err := DecideVerifyLoginID(u, c.LoginIDType, c.LoginID, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(evs, v...), nil
+}
+
+// DecideCodeSignIn: a user signs in with a code sent to its login ID; the
+// code proved it, so the answer is the verification to record with the
+// session's start (none when proved already).
+func DecideCodeSignIn(u User, typ, value string, now time.Time) ([]Event, error) {
+	return DecideVerifyLoginID(u, typ, value, now)
+}
