@@ -106,7 +106,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "signup", "-c", "many"}, `invalid argument "many" for "-c, --concurrency" flag`},
 		{[]string{"bench", "signup", "--url", "http://example.com"}, "only loopback targets are allowed"},
 		{[]string{"bench", "soak", "-c", "0"}, "must be positive"},
-		{[]string{"projections", "replay"}, "replay needs one projection name (users, sessions, identities)"},
+		{[]string{"projections", "replay"}, "replay needs one projection name (users, sessions, identities, funnel)"},
 		{[]string{"projections", "replay", "nosuch"}, `no projection "nosuch"; there are users, sessions, identities`},
 		{[]string{"projections", "replay", "users", "--batch", "0"}, "--batch must be positive"},
 		{[]string{"users", "export", "--format", "xml"}, "ndjson or csv"},
