@@ -24,6 +24,7 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // LogReader is what the API reads from the log directly (health, admin).
@@ -44,6 +45,8 @@ type Deps struct {
 	Exports *workers.Exports
 	// Reaper reports the guest reaper's status (portal).
 	Reaper *workers.Reaper
+	// Webhooks registers webhook endpoints (admin API, portal).
+	Webhooks *webhooks.Service
 	// ReadyLagBound is how many events a projection may be behind the log
 	// while /readyz still answers ready.
 	ReadyLagBound uint64
@@ -84,12 +87,12 @@ func NewServer(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	adminServer, err := admin.New(admin.Deps{Base: s.Base, Service: d.Service, Reads: d.Reads, Store: d.Store, Exports: d.Exports})
+	adminServer, err := admin.New(admin.Deps{Base: s.Base, Service: d.Service, Reads: d.Reads, Store: d.Store, Exports: d.Exports, Webhooks: d.Webhooks})
 	if err != nil {
 		return nil, err
 	}
 	portalServer, err := portal.New(portal.Deps{Base: s.Base, Service: d.Service, Reads: d.Reads, PortalSessions: d.PortalSessions,
-		Store: d.Store, Exports: d.Exports, Reaper: d.Reaper, MaxBodyBytes: d.MaxBodyBytes})
+		Store: d.Store, Exports: d.Exports, Reaper: d.Reaper, Webhooks: d.Webhooks, MaxBodyBytes: d.MaxBodyBytes})
 	if err != nil {
 		return nil, err
 	}

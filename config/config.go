@@ -130,6 +130,8 @@ type Config struct {
 		// appends share group commits).
 		ReaperWorkers int `yaml:"reaper_workers"`
 	} `yaml:"guests"`
+	// Webhooks: event delivery to HTTP endpoints (config/webhooks.go).
+	Webhooks Webhooks `yaml:"webhooks"`
 	// RateLimits are shared by every node (PostgreSQL token buckets); a
 	// burst of 0 turns one off.
 	RateLimits struct {
@@ -453,6 +455,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateNATSAuth()...)
+	errs = append(errs, c.Webhooks.validate()...)
 	errs = append(errs, c.validateDelivery()...)
 	if c.AggregateCache != nil && *c.AggregateCache < 0 {
 		errs = append(errs, fmt.Errorf("aggregate_cache must be 0 (off) or more, got %d", *c.AggregateCache))

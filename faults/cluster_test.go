@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
@@ -102,7 +102,7 @@ func streamLeader(t *testing.T, cl *testenv.Cluster) int {
 	}
 	names := js.StreamNames(context.Background())
 	for name := range names.Name() {
-		if !strings.HasPrefix(name, "KV_") && !strings.HasPrefix(name, "OBJ_") {
+		if name == eventstore.DefaultStreamConfig().Name {
 			s, err := js.Stream(context.Background(), name)
 			if err != nil {
 				t.Fatal(err)

@@ -32,6 +32,7 @@ import (
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/tokens"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // Options are the parts a caller may supply; the rest comes from Config.
@@ -69,6 +70,8 @@ type Node struct {
 	Runner   *projections.Runner
 	Reaper   *workers.Reaper
 	Exports  *workers.Exports
+	// Webhooks registers endpoints and, holding its lease, delivers.
+	Webhooks *webhooks.Service
 	// Limiter is the node's synced rate limiter (guest sign-up, challenges).
 	Limiter *projections.SyncedRateBuckets
 	API     *api.Server
@@ -318,6 +321,9 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		Retention: 24 * time.Hour, Poll: time.Second, Replicas: cfg.NATS.Replicas}); err != nil {
 		return nil, err
 	}
+	if n.Webhooks, err = startWebhooks(ctx, n, o); err != nil {
+		return nil, err
+	}
 	if o.Tool {
 		return n, nil
 	}
@@ -330,7 +336,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	if n.API, err = api.NewServer(api.Deps{Service: n.Service, Reads: projections.Reads{Pool: n.Pool},
 		PortalSessions: projections.PortalSessions{Pool: n.Pool}, NATSState: natsState, Log: o.Log, Store: n.Store,
-		Exports: n.Exports, Reaper: n.Reaper}); err != nil {
+		Exports: n.Exports, Reaper: n.Reaper, Webhooks: n.Webhooks}); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -348,6 +354,10 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		go func() { defer n.wg.Done(); n.Reaper.Run(rctx) }()
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.Exports.Run(rctx) }()
+	}
+	if !cfg.Webhooks.Disabled {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.Webhooks.Run(rctx) }()
 	}
 	n.httpServer = &http.Server{
 		Handler:           n.API,

@@ -314,7 +314,7 @@ func TestReplayRetriesAStoppedProjection(t *testing.T) {
 	history(t, s, 10)
 
 	r, err := projections.NewRunner(pool, s, quiet, projections.Config{BatchSize: 50, RetryBackoff: 50 * time.Millisecond, StandbyPoll: 100 * time.Millisecond},
-		failingUsers{seq: bad}, projections.Sessions{}, projections.Identities{})
+		failingUsers{seq: bad}, projections.Sessions{}, projections.Identities{}, projections.Funnel{})
 	if err != nil {
 		t.Fatal(err)
 	}

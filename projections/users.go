@@ -156,7 +156,7 @@ func (Identities) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error 
 }
 
 // All returns the projections `idstream serve` runs.
-func All() []Projector { return []Projector{Users{}, Sessions{}, Identities{}} }
+func All() []Projector { return []Projector{Users{}, Sessions{}, Identities{}, Funnel{}} }
 
 // orNull is a text value, or NULL when empty.
 func orNull(s string) any {

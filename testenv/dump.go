@@ -10,7 +10,7 @@ import (
 )
 
 // ReadModelTables are the tables projections write.
-var ReadModelTables = []string{"users", "sessions", "identities"}
+var ReadModelTables = []string{"users", "sessions", "identities", "funnel_guests"}
 
 // Dump returns every row of the tables as JSON text, ordered by id, to
 // compare two databases' read models.

@@ -42,7 +42,10 @@ func Database(t testing.TB) (string, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
-	pool, err := pgxpool.New(ctx, url)
+	// Room for a runner's projections (each holds its lease connection and
+	// takes another to write) beside the test's own queries, as the node's
+	// pool has (node.OpenDatabase).
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=16")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // Deps are the admin API's dependencies.
@@ -25,6 +26,8 @@ type Deps struct {
 	Store httpx.LogReader
 	// Exports runs user export jobs.
 	Exports *workers.Exports
+	// Webhooks registers webhook endpoints and replays their dead letters.
+	Webhooks *webhooks.Service
 }
 
 // Server serves the admin API.
@@ -36,8 +39,8 @@ type Server struct {
 
 // New builds the admin API.
 func New(d Deps) (*Server, error) {
-	if d.Base == nil || d.Service == nil || d.Reads.Pool == nil || d.Store == nil || d.Exports == nil {
-		return nil, errors.New("admin: base, service, read models, log reader and exports are required")
+	if d.Base == nil || d.Service == nil || d.Reads.Pool == nil || d.Store == nil || d.Exports == nil || d.Webhooks == nil {
+		return nil, errors.New("admin: base, service, read models, log reader, exports and webhooks are required")
 	}
 	return &Server{Deps: d, cfg: d.Service.Config(), timelines: Timelines{Service: d.Service, Reads: d.Reads, Store: d.Store}}, nil
 }
@@ -46,6 +49,16 @@ func New(d Deps) (*Server, error) {
 func (s *Server) Mount(r *mux.Router) {
 	r.HandleFunc("/admin/projections", s.adminOnly(s.adminProjections)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/users", s.adminOnly(s.adminListUsers)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/analytics/funnel", s.adminOnly(s.adminFunnel)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminListWebhooks)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks", s.adminOnly(s.adminCreateWebhook)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminGetWebhook)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminUpdateWebhook)).Methods(http.MethodPatch)
+	r.HandleFunc("/admin/webhooks/{id}", s.adminOnly(s.adminDeleteWebhook)).Methods(http.MethodDelete)
+	r.HandleFunc("/admin/webhooks/{id}/rotate_secret", s.adminOnly(s.adminRotateWebhookSecret)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters", s.adminOnly(s.adminWebhookDeadLetters)).Methods(http.MethodGet)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters/replay", s.adminOnly(s.adminReplayAllDeadLetters)).Methods(http.MethodPost)
+	r.HandleFunc("/admin/webhooks/{id}/dead_letters/{dl}/replay", s.adminOnly(s.adminReplayDeadLetter)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/clients/{id}/secrets", s.adminOnly(s.adminListClientSecrets)).Methods(http.MethodGet)
 	r.HandleFunc("/admin/clients/{id}/secrets", s.adminOnly(s.adminRotateClientSecret)).Methods(http.MethodPost)
 	r.HandleFunc("/admin/clients/{id}/secrets/{sid}", s.adminOnly(s.adminRevokeClientSecret)).Methods(http.MethodDelete)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -190,7 +191,7 @@ func WaitProjected(t *testing.T, c *Client) {
 	testenv.WaitFor(t, "every projection caught up (admin API)", 10*time.Second, func() bool {
 		r := c.Do(http.MethodGet, "/admin/projections", "", "", auth)
 		ps, _ := r.Body["projections"].([]any)
-		caught := r.Status == 200 && len(ps) == 3
+		caught := r.Status == 200 && len(ps) == len(projections.All())
 		for _, p := range ps {
 			if p.(map[string]any)["lag_events"].(float64) != 0 || p.(map[string]any)["state"] != "running" {
 				caught = false

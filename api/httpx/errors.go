@@ -21,6 +21,7 @@ import (
 	"github.com/idstream/idstream/tokens"
 	"github.com/idstream/idstream/upstream"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // Error is an error with everything the two response shapes need: the
@@ -104,6 +105,14 @@ func Classify(err error) *Error {
 		return wrap(NewError(404, "NotFound", "ExportNotFound", "invalid_request", "no such export job (jobs are kept 24 hours)"))
 	case errors.Is(err, workers.ErrExportNotReady):
 		return wrap(NewError(404, "NotFound", "ExportNotReady", "invalid_request", "the export has not completed"))
+	case errors.Is(err, webhooks.ErrNoSuchEndpoint):
+		return wrap(NewError(404, "NotFound", "WebhookEndpointNotFound", "invalid_request", "no such webhook endpoint"))
+	case errors.Is(err, webhooks.ErrNoSuchDeadLetter):
+		return wrap(NewError(404, "NotFound", "DeadLetterNotFound", "invalid_request", "the endpoint has no such dead letter"))
+	case errors.Is(err, webhooks.ErrInvalidEndpoint):
+		return wrap(BadRequest("InvalidWebhookEndpoint", "invalid_request", strings.TrimPrefix(err.Error(), webhooks.ErrInvalidEndpoint.Error()+": ")))
+	case errors.Is(err, webhooks.ErrConfigEndpoint):
+		return wrap(NewError(409, "Conflict", "WebhookEndpointConfigured", "invalid_request", "the endpoint is defined by configuration: change it there (only its state can be set here)"))
 	case errors.Is(err, app.ErrAnonymousDisabled):
 		return wrap(NewError(403, "Forbidden", "AnonymousUserDisabled", "unauthorized_client", "anonymous users are disabled for this project"))
 	case errors.Is(err, app.ErrInvalidClient):

@@ -38,7 +38,7 @@ var webFS embed.FS
 
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "verification", "providers"} {
+	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "verification", "webhooks", "providers"} {
 		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
@@ -67,7 +67,8 @@ var portalFuncs = template.FuncMap{
 		}
 		return *p
 	},
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"deref": func(p *uint64) uint64 { return *p },
 }
 
 // portalSession is a signed-in operator.
@@ -146,6 +147,11 @@ func (s *Server) Router() http.Handler {
 	r.HandleFunc("/portal/exports/{id}/download", s.portalAuth(s.portalDownloadExport)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/audit", s.portalAuth(s.portalAudit)).Methods(http.MethodGet)
 	s.mountProviders(r)
+	r.HandleFunc("/portal/webhooks", s.portalAuth(s.portalWebhooks)).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/portal/webhooks/{id}", s.portalAuth(s.portalWebhook)).Methods(http.MethodGet)
+	r.HandleFunc("/portal/webhooks/{id}/state", s.portalAuth(s.portalWebhookState)).Methods(http.MethodPost)
+	r.HandleFunc("/portal/webhooks/{id}/dead_letters/replay", s.portalAuth(s.portalWebhookReplay)).Methods(http.MethodPost)
+	r.HandleFunc("/portal/webhooks/{id}/dead_letters/{dl}/replay", s.portalAuth(s.portalWebhookReplay)).Methods(http.MethodPost)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.portalMessage(w, r, http.StatusNotFound, "Page not found", "There is no portal page at this address.")
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/workers"
+	"github.com/idstream/idstream/workers/webhooks"
 )
 
 // Deps are the portal's dependencies.
@@ -28,6 +29,8 @@ type Deps struct {
 	// optional: the Operations page says what is missing.
 	Exports *workers.Exports
 	Reaper  *workers.Reaper
+	// Webhooks: the endpoints' pages.
+	Webhooks *webhooks.Service
 	// MaxBodyBytes bounds form bodies.
 	MaxBodyBytes int64
 }

@@ -123,6 +123,7 @@ the local PostgreSQL.`,
 		group("projections", "The read models: their state, and rebuilding one", projectionsStatusCommand(), projectionsReplayCommand()),
 		group("events", "The event log", eventsTailCommand()),
 		group("users", "Users in the read model", usersExportCommand()),
+		group("analytics", "What the read models say of guests", analyticsCommand()),
 		group("settings", "The runtime settings in the log",
 			&cobra.Command{
 				Use:     "show",

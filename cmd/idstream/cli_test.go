@@ -25,7 +25,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 // everyCommand is the command line as operators and scripts use it.
 var everyCommand = []string{
 	"serve", "migrate", "keys rotate", "reap", "seed guests", "projections status", "projections replay",
-	"events tail", "users export", "settings show", "settings apply", "portal hash-password",
+	"events tail", "users export", "analytics funnel", "settings show", "settings apply", "portal hash-password",
 	"bench signup", "bench refresh", "bench mixed", "bench keypair", "bench promote", "bench soak", "outbox", "version", "completion",
 }
 
@@ -106,7 +106,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "signup", "-c", "many"}, `invalid argument "many" for "-c, --concurrency" flag`},
 		{[]string{"bench", "signup", "--url", "http://example.com"}, "only loopback targets are allowed"},
 		{[]string{"bench", "soak", "-c", "0"}, "must be positive"},
-		{[]string{"projections", "replay"}, "replay needs one projection name (users, sessions, identities)"},
+		{[]string{"projections", "replay"}, "replay needs one projection name (users, sessions, identities, funnel)"},
 		{[]string{"projections", "replay", "nosuch"}, `no projection "nosuch"; there are users, sessions, identities`},
 		{[]string{"projections", "replay", "users", "--batch", "0"}, "--batch must be positive"},
 		{[]string{"users", "export", "--format", "xml"}, "ndjson or csv"},

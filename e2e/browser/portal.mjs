@@ -201,6 +201,7 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     ["user", userPath],
     ["operations", "/portal/operations"],
     ["audit", "/portal/audit"],
+    ["webhooks", "/portal/webhooks"],
   ];
   for (const [name, path] of pages) {
     await h.page.goto(nodeA + path);
