@@ -36,7 +36,13 @@ func (Funnel) Apply(q *Queue, rec eventstore.Record, ev domain.Event) error {
 		// Keys are registered to guests only (and kept off once promoted).
 		q.Update(funnelKeyPair, e.UserID, "key_pair", seq)
 	case domain.UserPromoted:
-		q.Update(funnelEnded, e.UserID, "promoted", e.LoginIDType, e.PromotedAt, seq)
+		// By the login ID's type, or "external" for an identity provider
+		// (the login ID is then empty).
+		how := e.LoginIDType
+		if e.Method == domain.MethodExternal {
+			how = domain.MethodExternal
+		}
+		q.Update(funnelEnded, e.UserID, "promoted", how, e.PromotedAt, seq)
 	case domain.AnonymousUserMerged:
 		q.Update(funnelEnded, e.GuestID, "merged", nil, e.MergedAt, seq)
 	case domain.AnonymousUserExpired:
@@ -61,7 +67,8 @@ type FunnelDay struct {
 type FunnelCounts struct {
 	// Created by method: web (a session only) or key_pair (a device key).
 	Created map[string]int64 `json:"created"`
-	// Promoted by the guest's method, and by login ID type.
+	// Promoted by the guest's method, and by login ID type ("external": an
+	// identity provider).
 	Promoted            map[string]int64 `json:"promoted"`
 	PromotedByLoginType map[string]int64 `json:"promoted_by_login_id_type"`
 	Merged              int64            `json:"merged"`
