@@ -11,9 +11,9 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/api/upstream"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
-	"github.com/idstream/idstream/upstream"
 )
 
 // Deps are the hosted pages' dependencies.

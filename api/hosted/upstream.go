@@ -10,10 +10,10 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/api/upstream"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
-	"github.com/idstream/idstream/upstream"
 )
 
 // "Continue with <provider>" (issue 19). A flow page links to

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idstream/idstream/api/upstream"
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/app/delivery"
 	"github.com/idstream/idstream/domain"
@@ -19,7 +20,6 @@ import (
 	"github.com/idstream/idstream/password"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/tokens"
-	"github.com/idstream/idstream/upstream"
 	"github.com/idstream/idstream/workers"
 	"github.com/idstream/idstream/workers/webhooks"
 )

@@ -7,8 +7,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/idstream/idstream/api/httpx"
+	"github.com/idstream/idstream/api/upstream"
 	"github.com/idstream/idstream/domain"
-	"github.com/idstream/idstream/upstream"
 )
 
 // The headless API of external identities (issue 19), for apps that draw
