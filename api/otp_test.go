@@ -837,3 +837,38 @@ func withScope(v url.Values, scope string) url.Values {
 	v.Set("scope", scope)
 	return v
 }
+
+// A confidential client's sessions start only with its own authentication
+// (the code exchange with its secret): the headless code sign-in, which
+// answers with tokens, refuses one, and writes nothing.
+func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		passwordlessPhone(c)
+		cl := c.Clients[0]
+		cl.ClientID, cl.Name, cl.SessionType = "server-app", "server-app", domain.SessionTypeRefreshToken
+		cl.AllowedOrigins, cl.TokenEndpointAuthMethod = nil, domain.AuthMethodBasic
+		c.Clients = append(c.Clients, cl)
+	})
+	c := apitest.NewClient(t, e.n)
+	at, _ := apitest.Signup(t, c)
+	if r := c.PostJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	text := e.sms.wait(t, 1)
+	if r := c.PostJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("promote: %d %s", r.Status, r.Raw)
+	}
+	other := apitest.NewClient(t, e.n)
+	if r := other.PostJSON("/api/signin/code/start", `{"client_id":"server-app","login_id":"+14155552671"}`, nil); r.Status != 200 {
+		t.Fatalf("code start: %d %s", r.Status, r.Raw)
+	}
+	text = e.sms.wait(t, 2)
+	before := apitest.LastSeq(t, e.n)
+	r := other.PostJSON("/api/signin/code/verify", `{"client_id":"server-app","login_id":"+14155552671","code":"`+text["code"]+`","session_type":"refresh_token"}`, nil)
+	if r.Status != 400 || r.Reason() != "ConfidentialClient" || apitest.Str(r.Result(), "access_token") != "" {
+		t.Fatalf("code sign-in for a confidential client: %d %s", r.Status, r.Raw)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("the refused sign-in wrote events")
+	}
+}

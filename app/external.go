@@ -313,14 +313,29 @@ func (s *Service) IssueLinkCode(ctx context.Context, p Principal, provider strin
 		Upstream: &UpstreamState{Provider: provider, LinkUser: p.User.UserID()}})
 }
 
-// TakeLinkCode spends a link code.
-func (s *Service) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
+// LinkCode reads a live link code without spending it (the confirmation
+// page).
+func (s *Service) LinkCode(ctx context.Context, code string) (CodeEntry, error) {
+	e, _, err := s.linkCode(ctx, code)
+	return e, err
+}
+
+func (s *Service) linkCode(ctx context.Context, code string) (CodeEntry, uint64, error) {
 	e, rev, err := s.codes.Get(ctx, code)
 	if err != nil {
-		return CodeEntry{}, err
+		return CodeEntry{}, 0, err
 	}
 	if e.Kind != CodeLink || e.Upstream == nil || !s.clock.Now().Before(e.ExpiresAt) {
-		return CodeEntry{}, ErrCodeNotFound
+		return CodeEntry{}, 0, ErrCodeNotFound
+	}
+	return e, rev, nil
+}
+
+// TakeLinkCode spends a link code.
+func (s *Service) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
+	e, rev, err := s.linkCode(ctx, code)
+	if err != nil {
+		return CodeEntry{}, err
 	}
 	if err := s.codes.Delete(ctx, code, rev); err != nil {
 		if errors.Is(err, ErrCodeChanged) {

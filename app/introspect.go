@@ -22,6 +22,9 @@ type Introspection struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	JWTID     string
+	// DPoPJKT is the DPoP key a bound token or session is bound to (RFC
+	// 9449 §6.2: the resource server then asks for a proof by it).
+	DPoPJKT string
 }
 
 // Introspect tells a confidential client (a resource server) whether a
@@ -37,10 +40,13 @@ func (s *Service) introspect(ctx context.Context, callerID, token string) (Intro
 	if strings.Count(token, ".") == 2 {
 		c, err := s.keys.Verify(ctx, token)
 		if err == nil {
+			// A DPoP-bound token is live too: the answer names its key.
 			var p Principal
-			if p, err = s.authenticateBearer(ctx, token); err == nil {
+			var bound string
+			if p, bound, err = s.verifyAccess(ctx, token); err == nil {
 				return Introspection{Active: true, TokenType: "access_token", Scope: p.Session.Scope(), ClientID: c.ClientID,
-					Subject: c.Subject, SessionID: c.SessionID, IssuedAt: c.IssuedAt.Time(), ExpiresAt: c.Expiry.Time(), JWTID: c.ID}, nil
+					Subject: c.Subject, SessionID: c.SessionID, IssuedAt: c.IssuedAt.Time(), ExpiresAt: c.Expiry.Time(), JWTID: c.ID,
+					DPoPJKT: bound}, nil
 			}
 		}
 		return Introspection{}, inactiveUnlessUnavailable(err)
@@ -63,7 +69,7 @@ func (s *Service) introspect(ctx context.Context, callerID, token string) (Intro
 		return Introspection{}, inactiveUnlessUnavailable(err)
 	}
 	return Introspection{Active: true, TokenType: "refresh_token", Scope: sess.Scope(), ClientID: sess.ClientID(),
-		Subject: sess.UserID(), SessionID: sess.SessionID(), IssuedAt: sess.StartedAt(), ExpiresAt: sess.ExpiresAt()}, nil
+		Subject: sess.UserID(), SessionID: sess.SessionID(), IssuedAt: sess.StartedAt(), ExpiresAt: sess.ExpiresAt(), DPoPJKT: sess.DPoPKey()}, nil
 }
 
 // inactiveUnlessUnavailable turns a refused credential into "inactive"

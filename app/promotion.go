@@ -171,7 +171,9 @@ func (s *Service) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Iss
 	sess := c.Guest.Session
 	return s.Promote(ctx, PromoteInput{
 		UserID: c.Guest.User.UserID(), OldSessionID: sess.SessionID(), LoginID: id, Password: c.Password,
-		NewSession: &NewSession{ClientID: sess.ClientID(), Kind: sess.Kind(), Method: domain.MethodPromotion}, IP: c.IP, Meta: c.Meta,
+		// The regular session keeps the guest's DPoP binding: its request
+		// was proved with that key.
+		NewSession: &NewSession{ClientID: sess.ClientID(), Kind: sess.Kind(), Method: domain.MethodPromotion, DPoPJKT: sess.DPoPKey()}, IP: c.IP, Meta: c.Meta,
 	})
 }
 

@@ -321,7 +321,7 @@ func (s *Service) CompleteCodeSignIn(ctx context.Context, clientID string, id lo
 	if err := codeTarget(id); err != nil {
 		return Issued{}, err
 	}
-	if _, err := s.client(clientID); err != nil {
+	if _, err := s.publicClient(clientID); err != nil { // a confidential client's sessions start with its own authentication
 		return Issued{}, err
 	}
 	e, err := s.checkCode(ctx, otpKey(PurposeSignIn, clientID, id), code, r.IP)

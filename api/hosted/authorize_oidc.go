@@ -137,7 +137,8 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 		return
 	}
 	code, err := s.Service.IssueAuthorizationCode(r.Context(), app.AuthorizationRequest{ClientID: cl.ClientID, RedirectURI: flow.RedirectURI,
-		CodeChallenge: flow.CodeChallenge, Scope: flow.Scope, UserID: p.User.UserID(), Nonce: o.nonce, AuthTime: p.Session.AuthTime()})
+		CodeChallenge: flow.CodeChallenge, Scope: flow.Scope, UserID: p.User.UserID(), Nonce: o.nonce, AuthTime: p.Session.AuthTime(),
+		DPoPJKT: flow.DPoPJKT, Method: flow.Method})
 	if err != nil {
 		fail("temporarily_unavailable", "please try again in a moment")
 		return

@@ -30,6 +30,7 @@ var pageTemplates = map[string]*template.Template{
 	"flow":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/flow.html", "web/upstream.html")),
 	"message": template.Must(template.ParseFS(webFS, "web/layout.html", "web/message.html")),
 	"logout":  template.Must(template.ParseFS(webFS, "web/layout.html", "web/logout.html")),
+	"link":    template.Must(template.ParseFS(webFS, "web/layout.html", "web/link.html")),
 	// The settings page of external identities (settings.go, issue 19).
 	"settings": template.Must(template.ParseFS(webFS, "web/layout.html", "web/settings.html")),
 }

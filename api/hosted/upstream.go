@@ -39,7 +39,8 @@ type upstreamLink struct{ Name, Href string }
 func (s *Server) mountUpstream(r *mux.Router) {
 	r.HandleFunc("/flows/{flow}/upstream/{provider}", s.upstreamStart).Methods(http.MethodGet)
 	r.HandleFunc(CallbackPath, s.upstreamCallback).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/oauth2/upstream/link/{code}", s.upstreamLinkStart).Methods(http.MethodGet)
+	r.HandleFunc("/oauth2/upstream/link/{code}", s.upstreamLinkConfirm).Methods(http.MethodGet)
+	r.HandleFunc("/oauth2/upstream/link/{code}", s.upstreamLinkStart).Methods(http.MethodPost)
 }
 
 // upstreamLinks are the providers a flow page offers: those of its client,
@@ -89,10 +90,59 @@ func (s *Server) upstreamStart(w http.ResponseWriter, r *http.Request) {
 	s.beginUpstream(w, r, p, f.ClientID, app.UpstreamState{FlowID: flowID, Provider: p.ID}, func(err error) { s.flowError(w, r, flowID, f, err) })
 }
 
-// upstreamLinkStart opens a link code (the headless API's
-// POST /api/external_identities/{provider}/link) in the browser: a regular
-// user links an identity of the provider to its account.
+// linkCookie carries the link confirmation page's CSRF token (double
+// submit): SameSite=Strict, so no cross-site request carries it.
+const linkCookie = "idstream_link"
+
+// upstreamLinkConfirm is what opening a link code (the headless API's
+// POST /api/external_identities/{provider}/link) shows: which account the
+// identity would be linked to, and a button. Without it, a link URL mailed
+// to someone else would link that person's identity at the provider to the
+// sender's account at one click (and their later "Continue with" would
+// sign them in to it).
+func (s *Server) upstreamLinkConfirm(w http.ResponseWriter, r *http.Request) {
+	httpx.NoStore(w)
+	code := mux.Vars(r)["code"]
+	e, err := s.Service.LinkCode(r.Context(), code)
+	if err != nil {
+		s.messagePage(w, http.StatusNotFound, "This link has expired", "Go back to the application and start again.")
+		return
+	}
+	p, err := s.upstream.Provider(e.Upstream.Provider, e.ClientID)
+	u, _, uerr := s.Service.LoadUser(r.Context(), e.UserID)
+	token, cerr := s.Service.NewCode()
+	if err := errors.Join(err, uerr, cerr); err != nil {
+		e := s.LogError(r, err)
+		s.messagePage(w, e.Status, "Cannot link the account", httpx.PageText(e, httpx.AudienceFlow, ""))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: linkCookie, Value: token, Path: "/oauth2/upstream/link/", HttpOnly: true,
+		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: int(flowTTL / time.Second)})
+	_, account := u.LoginID()
+	if account == "" {
+		account = "your account"
+	}
+	s.renderPage(w, http.StatusOK, "link", "", pageData{Title: "Link " + p.Name + "?", FlowID: code, CSRF: token,
+		Submit: "Continue with " + p.Name,
+		Lead: "This links your " + p.Name + " account to " + account + " on this service, so that " + p.Name +
+			" signs you in to it. If that is not your account, or you did not ask for this, close this page."})
+}
+
+// upstreamLinkStart is the confirmation's form: with its CSRF token, the
+// link code is spent and the browser goes to the provider; a regular user
+// links an identity of the provider to its account.
 func (s *Server) upstreamLinkStart(w http.ResponseWriter, r *http.Request) {
+	httpx.NoStore(w)
+	if err := r.ParseForm(); err != nil {
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The form could not be read.")
+		return
+	}
+	if c, err := r.Cookie(linkCookie); err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("csrf_token"))) != 1 {
+		s.messagePage(w, http.StatusForbidden, "Cannot link the account", "The form was not sent from this page. Open the link again.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: linkCookie, Value: "", Path: "/oauth2/upstream/link/", HttpOnly: true,
+		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	e, err := s.Service.TakeLinkCode(r.Context(), mux.Vars(r)["code"])
 	if err != nil {
 		s.messagePage(w, http.StatusNotFound, "This link has expired", "Go back to the application and start again.")

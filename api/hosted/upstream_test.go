@@ -81,7 +81,13 @@ func toProvider(t *testing.T, c *apitest.Client, page string, tamper func(url.Va
 // toProviderFrom is toProvider from a path that redirects to the provider.
 func toProviderFrom(t *testing.T, c *apitest.Client, start string, tamper func(url.Values)) string {
 	t.Helper()
-	r := c.Do(http.MethodGet, start, "", "", nil)
+	return followProvider(t, c, c.Do(http.MethodGet, start, "", "", nil), tamper)
+}
+
+// followProvider is toProviderFrom from the answer that sends the browser to
+// the provider.
+func followProvider(t *testing.T, c *apitest.Client, r apitest.Response, tamper func(url.Values)) string {
+	t.Helper()
 	if r.Status != http.StatusFound {
 		t.Fatalf("continue with acme: %d %s", r.Status, r.Raw)
 	}
@@ -542,7 +548,21 @@ func TestUpstreamLinkAndUnlink(t *testing.T) {
 		t.Fatalf("link: %d %s", link.Status, link.Raw)
 	}
 	e.op.SetUser(upstream.User{Subject: "henry-acme", Email: "henry@acme.test", EmailVerified: upstream.Verified(true)})
-	if r := c.Do(http.MethodGet, toProviderFrom(t, c, u.Path, nil), "", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "Account linked") {
+	// Opening the link shows which account it links to, and a button: a
+	// link mailed to someone else does not link their identity at one
+	// click. Neither the page nor a form without its token spends the code.
+	confirm := c.Do(http.MethodGet, u.Path, "", "", nil)
+	m := apitest.CSRFRe.FindStringSubmatch(confirm.Raw)
+	if confirm.Status != 200 || m == nil || !strings.Contains(confirm.Raw, "Continue with") {
+		t.Fatalf("link confirmation: %d %s", confirm.Status, confirm.Raw)
+	}
+	if r := apitest.NewClient(t, e.n).PostForm(u.Path, url.Values{"csrf_token": {m[1]}}); r.Status != http.StatusForbidden {
+		t.Fatalf("the link's form from another browser: %d %s", r.Status, r.Raw)
+	}
+	if r := c.PostForm(u.Path, url.Values{"csrf_token": {"forged"}}); r.Status != http.StatusForbidden {
+		t.Fatalf("the link's form without its token: %d %s", r.Status, r.Raw)
+	}
+	if r := c.Do(http.MethodGet, followProvider(t, c, c.PostForm(u.Path, url.Values{"csrf_token": {html.UnescapeString(m[1])}}), nil), "", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "Account linked") {
 		t.Fatalf("link done: %d %s", r.Status, r.Raw)
 	}
 	if r := c.Do(http.MethodGet, u.Path, "", "", nil); r.Status != http.StatusNotFound {

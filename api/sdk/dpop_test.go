@@ -307,3 +307,28 @@ func withParam(v url.Values, k, val string) url.Values {
 	v.Set(k, val)
 	return v
 }
+
+// A headless promotion of a DPoP-bound guest keeps the binding: the
+// regular session's tokens are bound to the guest's key, not bearer.
+func TestHeadlessPromotionKeepsTheDPoPBinding(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	c := apitest.NewClient(t, n)
+	d, key := apitest.NewDevice(t, jose.RS256), apitest.NewDevice(t, jose.ES256)
+	r := keyGrantWith(c, d.JWT(t, c.Challenge(), true, n.Clock.Now()), map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", n.Clock.Now())})
+	if r.Status != 200 || apitest.Str(r.Body, "token_type") != "DPoP" {
+		t.Fatalf("bound sign-in: %d %s", r.Status, r.Raw)
+	}
+	at := apitest.Str(r.Body, "access_token")
+	p := c.Do(http.MethodPost, "/api/anonymous_user/promote", "application/json", apitest.PromoteBody("bound.headless", apitest.GoodPassword),
+		map[string]string{"Authorization": "Bearer " + at, "DPoP": dpop(c, key, "POST", "/api/anonymous_user/promote", "", n.Clock.Now())})
+	if p.Status != 200 || apitest.Str(p.Result(), "token_type") != "DPoP" || cnfOf(t, apitest.Str(p.Result(), "access_token")) != key.Thumbprint(t) {
+		t.Fatalf("headless promotion of a bound guest: %d %s", p.Status, p.Raw)
+	}
+	rt := apitest.Str(p.Result(), "refresh_token")
+	if r := refreshWith(c, rt, nil); r.Status != 400 || oauthReason(r) != "invalid_dpop_proof/DPoPProofRequired" {
+		t.Fatalf("the regular session's refresh without the key: %d %s", r.Status, r.Raw)
+	}
+	if r := refreshWith(c, rt, map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", n.Clock.Now())}); r.Status != 200 {
+		t.Fatalf("the regular session's refresh with the key: %d %s", r.Status, r.Raw)
+	}
+}

@@ -46,6 +46,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		"active": true, "token_type": in.TokenType, "scope": in.Scope, "client_id": in.ClientID, "sub": in.Subject,
 		"sid": in.SessionID, "iat": in.IssuedAt.Unix(), "exp": in.ExpiresAt.Unix(), "iss": s.cfg.PublicURL, "aud": in.ClientID,
 	}
+	if in.DPoPJKT != "" {
+		out["cnf"] = map[string]string{"jkt": in.DPoPJKT}
+	}
 	if in.JWTID != "" {
 		out["jti"] = in.JWTID
 	}

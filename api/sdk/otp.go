@@ -131,7 +131,7 @@ func (s *Server) promoteByCodeStart(w http.ResponseWriter, r *http.Request) {
 	cr := s.CodeRequest(r)
 	st, err := s.Service.StartPromotionByCode(r.Context(), app.PromotionByCode{Locale: cr.Locale, PromoteInput: app.PromoteInput{
 		UserID: p.User.UserID(), OldSessionID: p.Session.SessionID(), LoginID: id, Password: req.Password, IP: cr.IP, Meta: cr.Meta,
-		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: p.Session.Kind(), Method: domain.MethodPromotion}}})
+		NewSession: &app.NewSession{ClientID: p.Session.ClientID(), Kind: p.Session.Kind(), Method: domain.MethodPromotion, DPoPJKT: p.Session.DPoPKey()}}})
 	if err != nil {
 		s.WriteAPIError(w, r, err)
 		return
@@ -174,7 +174,7 @@ func (s *Server) promoteByCodeVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	iss, err := s.Service.CompletePromotionByCode(r.Context(), p.User.UserID(), p.Session.SessionID(), id, req.Code,
-		&app.NewSession{ClientID: p.Session.ClientID(), Kind: p.Session.Kind(), Method: domain.MethodPromotion}, s.CodeRequest(r))
+		&app.NewSession{ClientID: p.Session.ClientID(), Kind: p.Session.Kind(), Method: domain.MethodPromotion, DPoPJKT: p.Session.DPoPKey()}, s.CodeRequest(r))
 	if err != nil {
 		s.WriteAPIError(w, r, err)
 		return

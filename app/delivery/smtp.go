@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -166,7 +167,16 @@ func sendError(err error) error {
 		}
 		return fmt.Errorf("%w: %s (%d)", ErrFailed, se.Reason, se.ErrorCode())
 	}
-	return fmt.Errorf("%w: %v", ErrFailed, err)
+	// Not the error's text: a server's answer often quotes the recipient,
+	// and this error reaches the log.
+	var ne net.Error
+	if errors.As(err, &ne) {
+		if ne.Timeout() {
+			return fmt.Errorf("%w: the mail server timed out", ErrFailed)
+		}
+		return fmt.Errorf("%w: the mail server could not be reached", ErrFailed)
+	}
+	return fmt.Errorf("%w: the mail server failed (%T)", ErrFailed, err)
 }
 
 // compose builds the MIME message: plain text with an HTML alternative.

@@ -111,7 +111,11 @@ func refuseNonPublic(network, address string, _ syscall.RawConn) error {
 var nonPublic = func() []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range []string{"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
-		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "64:ff9b::/96", "64:ff9b:1::/48", "2001:db8::/32", "100::/64"} {
+		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "64:ff9b::/96", "64:ff9b:1::/48", "2001:db8::/32", "100::/64",
+		// IPv6 forms that carry an IPv4 address (IPv4-compatible, 6to4,
+		// Teredo): what they reach depends on the routes, so none is
+		// taken as public.
+		"::/96", "2002::/16", "2001::/32"} {
 		out = append(out, netip.MustParsePrefix(p))
 	}
 	return out

@@ -16,7 +16,7 @@ func TestPublicAddr(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1": false, "127.3.4.5": false, "::1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false,
 		"169.254.169.254": false, "fe80::1": false, "fc00::1": false, "100.64.0.1": false, "0.0.0.0": false, "::": false,
-		"::ffff:127.0.0.1": false, "::ffff:10.0.0.1": false, "224.0.0.1": false, "192.0.2.1": false, "198.18.0.1": false,
+		"::ffff:127.0.0.1": false, "::127.0.0.1": false, "2002:7f00:1::1": false, "2002:a9fe:a9fe::1": false, "2001:0:4136:e378::1": false, "::ffff:10.0.0.1": false, "224.0.0.1": false, "192.0.2.1": false, "198.18.0.1": false,
 		"240.0.0.1": false, "64:ff9b::a00:1": false,
 		// Public addresses are only parsed here, never dialled.
 		"8.8.8.8": true, "2606:4700::1111": true, "93.184.216.34": true,
