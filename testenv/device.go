@@ -64,19 +64,6 @@ func (d Device) JWT(t testing.TB, challenge string, withJWK bool, now time.Time)
 	return d.Request(t, challenge, "auth", withJWK, now)
 }
 
-// Proof signs a DPoP proof for a request with the device's key (as the
-// Authgear SDKs do, with a key of its own: use another Device for that);
-// accessToken, when set, gives the proof an ath.
-func (d Device) Proof(t testing.TB, method, url, accessToken string, now time.Time) string {
-	t.Helper()
-	p, err := tokens.SignDPoPProof(tokens.DeviceProof{Key: d.Key, Algorithm: d.Alg, KeyID: d.KeyID, Method: method, URL: url,
-		JTI: uuid.NewString(), IssuedAt: now, AccessToken: accessToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // Thumbprint is the device key's jkt (RFC 7638), as dpop_jkt sends it.
 func (d Device) Thumbprint(t testing.TB) string {
 	t.Helper()

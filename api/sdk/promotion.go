@@ -6,7 +6,6 @@ import (
 
 	"github.com/idstream/idstream/api/httpx"
 	"github.com/idstream/idstream/app"
-	"github.com/idstream/idstream/domain"
 )
 
 type sessionRequest struct {
@@ -75,11 +74,5 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		s.WriteAPIError(w, r, err)
 		return
 	}
-	httpx.NoStore(w)
-	if p.Session.Kind() == domain.SessionKindCookie {
-		httpx.SetSessionCookie(w, s.cfg, iss)
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": map[string]any{}})
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"result": tokenResultOf(iss)})
+	s.answerSession(w, iss)
 }

@@ -19,17 +19,7 @@ const (
 // a projection), so it is right the moment a session starts.
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	httpx.NoStore(w)
-	var (
-		p   app.Principal
-		err error
-	)
-	if at, dpop := httpx.AccessToken(r); at != "" {
-		p, err = s.Service.AuthenticateAccess(r.Context(), app.AccessRequest{Token: at, DPoPScheme: dpop, DPoP: s.dpopRequest(r)})
-	} else if c, cerr := r.Cookie(s.cfg.Cookie.Name); cerr == nil && c.Value != "" {
-		p, err = s.Service.AuthenticateCookie(r.Context(), c.Value)
-	} else {
-		err = httpx.ErrMissingToken
-	}
+	p, err := s.principal(r)
 	if err != nil {
 		s.WriteResourceError(w, r, err, dpopAlgorithms())
 		return
