@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/idstream/idstream/app/delivery"
@@ -293,6 +294,8 @@ func (s *Service) appNames(clientID string) (app, sender string) {
 // delete conditioned on the revision read, so it works once on every node.
 // Wrong, expired, spent or absent codes change nothing else.
 func (s *Service) checkCode(ctx context.Context, key, code, ip string) (otpEntry, error) {
+	// People type codes with spaces ("123 456"), on pages and in apps alike.
+	code = strings.Join(strings.Fields(code), "")
 	now := s.clock.Now()
 	if err := s.limiter.Allow(ctx, "otp:check:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.SignInPerIP), now); err != nil {
 		return otpEntry{}, err

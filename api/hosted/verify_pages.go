@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"html/template"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/idstream/idstream/api/httpx"
@@ -91,8 +90,6 @@ func (s *Server) codeData(flowID string, f app.CodeEntry, mode string) codePageD
 	return d
 }
 
-func normaliseCode(c string) string { return strings.Join(strings.Fields(c), "") }
-
 // startCodePromotion is the hosted promotion when the project requires a
 // code for the login ID: decided as the page's promotion is (the limits,
 // policy, password hashed; a merge under the conflict policy "login" is
@@ -172,7 +169,7 @@ func (s *Server) codePage(w http.ResponseWriter, r *http.Request) {
 		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
 		return
 	}
-	code := normaliseCode(r.PostForm.Get("code"))
+	code := r.PostForm.Get("code")
 	if f.ResponseType == "code" {
 		// Checked now, written when the app exchanges the authorization
 		// code with its PKCE verifier, as every hosted promotion.
@@ -275,7 +272,7 @@ func (s *Server) resetPage(w http.ResponseWriter, r *http.Request) {
 		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
 		return
 	}
-	if err := s.Service.CompletePasswordReset(ctx, f.ClientID, id, normaliseCode(r.PostForm.Get("code")), r.PostForm.Get("new_password"), cr); err != nil {
+	if err := s.Service.CompletePasswordReset(ctx, f.ClientID, id, r.PostForm.Get("code"), r.PostForm.Get("new_password"), cr); err != nil {
 		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
 		return
 	}
@@ -362,7 +359,7 @@ func (s *Server) codeSignInVerifyPage(w http.ResponseWriter, r *http.Request) {
 		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
 		return
 	}
-	u, err := s.Service.CheckCodeSignIn(ctx, f.ClientID, id, normaliseCode(r.PostForm.Get("code")), cr)
+	u, err := s.Service.CheckCodeSignIn(ctx, f.ClientID, id, r.PostForm.Get("code"), cr)
 	if err != nil {
 		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
 		return
