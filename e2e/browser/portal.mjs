@@ -202,6 +202,7 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     ["operations", "/portal/operations"],
     ["audit", "/portal/audit"],
     ["webhooks", "/portal/webhooks"],
+    ["funnel", "/portal/analytics/funnel"],
   ];
   for (const [name, path] of pages) {
     await h.page.goto(nodeA + path);
@@ -209,6 +210,21 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     await keyboardReachesEverything(h.page, name);
     await contrastMeetsAA(h.page, name);
   }
+  // The guest funnel: the chart is an image with a name and a description,
+  // its numbers also in a table with headers; the guests this walk created
+  // are counted (screenshot: artifacts/portal-funnel.png).
+  await h.page.goto(`${nodeA}/portal/analytics/funnel`);
+  const chart = h.page.locator("svg[role=img]");
+  check(await chart.count() === 1, "the funnel page has no chart image");
+  check((await h.page.locator("svg #funnel-title").textContent()).startsWith("Guest funnel"), "the chart has no title");
+  check((await h.page.locator("svg #funnel-desc").textContent()).includes("created"), "the chart has no description");
+  check(await h.page.locator("table thead th[scope=col]").count() === 8, "the funnel table lacks its column headers");
+  const created = Number(await h.page.locator("tr:has(th:text-is('Guests created')) td").textContent());
+  const promoted = Number(await h.page.locator("tr:has(th:text-is('Promoted')) td").textContent());
+  check(created > 2 && promoted >= 1, `the funnel counts ${created} guests, ${promoted} promoted`);
+  check(await h.page.locator("tr:has(th:text-is('Time to promotion, median')) td").textContent() === "5m 0s", "the median time to promotion is not the scripted 5 minutes");
+  check((await chart.boundingBox()).width > 300, "the chart is not drawn");
+  await h.page.screenshot({ path: join(artifacts, "portal-funnel.png"), fullPage: true });
   // The skip link is the first Tab stop; a change is saved with Enter.
   await h.page.goto(`${nodeA}/portal/authentication/rate-limits`);
   await h.page.evaluate(() => document.activeElement?.blur());
