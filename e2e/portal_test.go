@@ -20,7 +20,9 @@ import (
 // NATS server and one database: the portal turns anonymous users off and on
 // (the SDK's authenticateAnonymously fails and works on both nodes), changes
 // a client's refresh-token lifetime, refuses bad input, and is walked by
-// keyboard with a screenshot of every page. The refresh tokens it leaves
+// keyboard with a screenshot of every page, shows the guest funnel (a
+// promotion scripted here; artifacts/portal-funnel.png) and starts a user
+// export from the Operations page. The refresh tokens it leaves
 // are then aged here with the shared fake clock.
 func TestPortalInBrowser(t *testing.T) {
 	dir := browserDir(t)

@@ -225,6 +225,15 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
   check(await h.page.locator("tr:has(th:text-is('Time to promotion, median')) td").textContent() === "5m 0s", "the median time to promotion is not the scripted 5 minutes");
   check((await chart.boundingBox()).width > 300, "the chart is not drawn");
   await h.page.screenshot({ path: join(artifacts, "portal-funnel.png"), fullPage: true });
+  // A user export started from the Operations page (no worker runs on
+  // these nodes, so it stays pending; the Go tests run one to completion).
+  await h.page.goto(`${nodeA}/portal/operations`);
+  await h.page.getByLabel("CSV (the fields chosen below; none chosen means all)").check();
+  await h.page.getByLabel("sub", { exact: true }).check();
+  await Promise.all([h.page.waitForURL(/\/portal\/operations\?export=/), h.page.getByRole("button", { name: "Start export" }).click()]);
+  check((await h.page.locator("#export [role=status]").textContent()).startsWith("pending"), "the started export is not shown pending");
+  check(await h.page.locator("#export progress").count() === 1, "the started export has no progress bar");
+  await h.page.screenshot({ path: join(artifacts, "portal-export.png"), fullPage: true });
   // The skip link is the first Tab stop; a change is saved with Enter.
   await h.page.goto(`${nodeA}/portal/authentication/rate-limits`);
   await h.page.evaluate(() => document.activeElement?.blur());
