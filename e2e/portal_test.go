@@ -20,7 +20,9 @@ import (
 // NATS server and one database: the portal turns anonymous users off and on
 // (the SDK's authenticateAnonymously fails and works on both nodes), changes
 // a client's refresh-token lifetime, refuses bad input, and is walked by
-// keyboard with a screenshot of every page. The refresh tokens it leaves
+// keyboard with a screenshot of every page, shows the guest funnel (a
+// promotion scripted here; artifacts/portal-funnel.png) and starts a user
+// export from the Operations page. The refresh tokens it leaves
 // are then aged here with the shared fake clock.
 func TestPortalInBrowser(t *testing.T) {
 	dir := browserDir(t)
@@ -34,6 +36,12 @@ func TestPortalInBrowser(t *testing.T) {
 	a := testenv.StartNode(t, ns, testenv.NodeOptions{Host: "localhost", DatabaseURL: dbURL, Clock: fake, Configure: operator})
 	b := testenv.StartNode(t, ns, testenv.NodeOptions{Host: "localhost", DatabaseURL: dbURL, Clock: fake, Configure: operator})
 	outFile := filepath.Join(t.TempDir(), "tokens.json")
+	// Guests for the funnel page: one of them promoted five minutes later.
+	guest := postJSON(t, a.URL+"/api/anonymous_user/signup", "", `{"client_id":"idstream-dev","session_type":"refresh_token"}`, 200)
+	postJSON(t, a.URL+"/api/anonymous_user/signup", "", `{"client_id":"idstream-dev","session_type":"refresh_token"}`, 200)
+	fake.Advance(5 * time.Minute)
+	postJSON(t, a.URL+"/api/anonymous_user/promote", "Bearer "+guest["result"].(map[string]any)["access_token"].(string),
+		`{"login_id":"funnel@example.com","password":"violet-tangerine-42"}`, 200)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -43,6 +51,7 @@ func TestPortalInBrowser(t *testing.T) {
 		"PORTAL_USER=ops", "PORTAL_PASSWORD=portal password for the browser test", "OUT_FILE="+outFile)
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser run:\n%s", out)
+	t.Logf("screenshots (the funnel page: portal-funnel.png) in %s", filepath.Join(dir, "artifacts"))
 	if err != nil {
 		t.Fatalf("portal scenarios failed: %v", err)
 	}

@@ -441,12 +441,23 @@ type operationsData struct {
 	Projections []projections.Status
 	Reaper      *workers.ReaperStatus
 	Exports     []workers.ExportJob
-	Problems    []string
+	// Export is the job the operator started (or asked about with
+	// ?export=id); Form the export form's values.
+	Export       *workers.ExportJob
+	ExportsOn    bool
+	ExportFields []string
+	Form         exportForm
+	Problems     []string
 }
 
-func (s *Server) portalOperations(w http.ResponseWriter, r *http.Request) {
+// exportForm is the Operations page's export form.
+type exportForm struct {
+	Format string
+	Fields map[string]bool
+}
+
+func (s *Server) operationsPage(r *http.Request, d *operationsData) {
 	ctx := r.Context()
-	var d operationsData
 	var err error
 	if d.Projections, err = s.Reads.Statuses(ctx, s.Store, s.Service.Now()); err != nil {
 		d.Problems = append(d.Problems, "Projection status is not available: "+err.Error())
@@ -459,12 +470,72 @@ func (s *Server) portalOperations(w http.ResponseWriter, r *http.Request) {
 			d.Reaper = &st
 		}
 	}
+	d.ExportFields = projections.UserFields
+	if d.Form.Format == "" {
+		d.Form.Format = workers.FormatNDJSON
+	}
 	if s.Exports != nil {
+		d.ExportsOn = true
 		if d.Exports, err = s.Exports.Recent(ctx, 10); err != nil {
 			d.Problems = append(d.Problems, "Export jobs are not available: "+err.Error())
 		}
+		if id := r.URL.Query().Get("export"); id != "" && d.Export == nil {
+			if j, err := s.Exports.Get(ctx, id); err == nil {
+				d.Export = &j
+			} else {
+				d.Problems = append(d.Problems, "That export job does not exist or has expired (jobs are kept 24 hours).")
+			}
+		}
 	}
-	s.renderPortal(w, r, http.StatusOK, "operations", portalPage{Title: "Operations", Section: "operations", Data: &d})
+}
+
+func (s *Server) portalOperations(w http.ResponseWriter, r *http.Request) {
+	var d operationsData
+	s.operationsPage(r, &d)
+	p := portalPage{Title: "Operations", Section: "operations", Data: &d}
+	if d.Export != nil && (d.Export.Status == "pending" || d.Export.Status == "running") {
+		// No script: the page reloads itself while the job runs.
+		p.Refresh = 2
+	}
+	s.renderPortal(w, r, http.StatusOK, "operations", p)
+}
+
+// portalStartExport is the Operations page's export form: it queues a job
+// and shows its progress on the Operations page.
+func (s *Server) portalStartExport(w http.ResponseWriter, r *http.Request) {
+	d := operationsData{Form: exportForm{Format: r.PostForm.Get("format"), Fields: map[string]bool{}}}
+	var fields []string
+	if d.Form.Format == workers.FormatCSV {
+		// In the page's order, whatever order the browser sent them in.
+		picked := r.PostForm["fields"]
+		for _, f := range picked {
+			d.Form.Fields[f] = true
+		}
+		for _, f := range projections.UserFields {
+			if d.Form.Fields[f] {
+				fields = append(fields, f)
+			}
+		}
+		if len(fields) != len(d.Form.Fields) {
+			fields = picked // an unknown field: let the check name it
+		}
+	}
+	status := http.StatusServiceUnavailable
+	if s.Exports != nil {
+		j, err := s.Exports.Create(r.Context(), d.Form.Format, fields)
+		if err == nil {
+			s.Log.Info("portal: export started", "export_id", j.ID, "format", j.Format, "operator", portalSessionOf(r).Operator)
+			http.Redirect(w, r, "/portal/operations?export="+j.ID+"#export", http.StatusSeeOther)
+			return
+		}
+		e := httpx.Classify(err)
+		status = e.Status
+		d.Problems = append(d.Problems, "The export was not started: "+e.Message)
+	} else {
+		d.Problems = append(d.Problems, "Exports are not available on this node.")
+	}
+	s.operationsPage(r, &d)
+	s.renderPortal(w, r, status, "operations", portalPage{Title: "Operations", Section: "operations", Data: &d})
 }
 
 func (s *Server) portalDownloadExport(w http.ResponseWriter, r *http.Request) {

@@ -38,7 +38,7 @@ var webFS embed.FS
 
 var portalTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "verification", "webhooks", "providers"} {
+	for _, name := range []string{"signin", "message", "anonymous", "ratelimits", "applications", "application", "secret", "users", "user", "operations", "audit", "verification", "webhooks", "providers", "funnel"} {
 		out[name] = template.Must(template.New(name).Funcs(portalFuncs).ParseFS(webFS, "web/layout.html", "web/"+name+".html"))
 	}
 	return out
@@ -67,8 +67,11 @@ var portalFuncs = template.FuncMap{
 		}
 		return *p
 	},
-	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
-	"deref": func(p *uint64) uint64 { return *p },
+	"pct":     func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"deref":   func(p *uint64) uint64 { return *p },
+	"deref64": func(p *int64) int64 { return *p },
+	"pct1":    func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
+	"secs":    formatSecondsF,
 }
 
 // portalSession is a signed-in operator.
@@ -96,6 +99,9 @@ type portalPage struct {
 	Error  string
 	Errors map[string]string
 	Data   any
+	// Refresh, when set, reloads the page after that many seconds (a
+	// running job's progress, without script).
+	Refresh int
 }
 
 func portalHeaders(w http.ResponseWriter) {
@@ -144,6 +150,8 @@ func (s *Server) Router() http.Handler {
 	r.HandleFunc("/portal/users/{id}", s.portalAuth(s.portalUser)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/users/{id}/sessions/{sid}/revoke", s.portalAuth(s.portalRevokeSession)).Methods(http.MethodPost)
 	r.HandleFunc("/portal/operations", s.portalAuth(s.portalOperations)).Methods(http.MethodGet)
+	r.HandleFunc("/portal/operations/exports", s.portalAuth(s.portalStartExport)).Methods(http.MethodPost)
+	r.HandleFunc("/portal/analytics/funnel", s.portalAuth(s.portalFunnel)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/exports/{id}/download", s.portalAuth(s.portalDownloadExport)).Methods(http.MethodGet)
 	r.HandleFunc("/portal/audit", s.portalAuth(s.portalAudit)).Methods(http.MethodGet)
 	s.mountProviders(r)

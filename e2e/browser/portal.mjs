@@ -202,6 +202,7 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     ["operations", "/portal/operations"],
     ["audit", "/portal/audit"],
     ["webhooks", "/portal/webhooks"],
+    ["funnel", "/portal/analytics/funnel"],
   ];
   for (const [name, path] of pages) {
     await h.page.goto(nodeA + path);
@@ -209,6 +210,30 @@ await scenario("portal: every page, by keyboard, with screenshots", async (h) =>
     await keyboardReachesEverything(h.page, name);
     await contrastMeetsAA(h.page, name);
   }
+  // The guest funnel: the chart is an image with a name and a description,
+  // its numbers also in a table with headers; the guests this walk created
+  // are counted (screenshot: artifacts/portal-funnel.png).
+  await h.page.goto(`${nodeA}/portal/analytics/funnel`);
+  const chart = h.page.locator("svg[role=img]");
+  check(await chart.count() === 1, "the funnel page has no chart image");
+  check((await h.page.locator("svg #funnel-title").textContent()).startsWith("Guest funnel"), "the chart has no title");
+  check((await h.page.locator("svg #funnel-desc").textContent()).includes("created"), "the chart has no description");
+  check(await h.page.locator("table thead th[scope=col]").count() === 8, "the funnel table lacks its column headers");
+  const created = Number(await h.page.locator("tr:has(th:text-is('Guests created')) td").textContent());
+  const promoted = Number(await h.page.locator("tr:has(th:text-is('Promoted')) td").textContent());
+  check(created > 2 && promoted >= 1, `the funnel counts ${created} guests, ${promoted} promoted`);
+  check(await h.page.locator("tr:has(th:text-is('Time to promotion, median')) td").textContent() === "5m 0s", "the median time to promotion is not the scripted 5 minutes");
+  check((await chart.boundingBox()).width > 300, "the chart is not drawn");
+  await h.page.screenshot({ path: join(artifacts, "portal-funnel.png"), fullPage: true });
+  // A user export started from the Operations page (no worker runs on
+  // these nodes, so it stays pending; the Go tests run one to completion).
+  await h.page.goto(`${nodeA}/portal/operations`);
+  await h.page.getByLabel("CSV (the fields chosen below; none chosen means all)").check();
+  await h.page.getByLabel("sub", { exact: true }).check();
+  await Promise.all([h.page.waitForURL(/\/portal\/operations\?export=/), h.page.getByRole("button", { name: "Start export" }).click()]);
+  check((await h.page.locator("#export [role=status]").textContent()).startsWith("pending"), "the started export is not shown pending");
+  check(await h.page.locator("#export progress").count() === 1, "the started export has no progress bar");
+  await h.page.screenshot({ path: join(artifacts, "portal-export.png"), fullPage: true });
   // The skip link is the first Tab stop; a change is saved with Enter.
   await h.page.goto(`${nodeA}/portal/authentication/rate-limits`);
   await h.page.evaluate(() => document.activeElement?.blur());
