@@ -8,7 +8,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
@@ -79,22 +78,8 @@ func (k *Keys) SignIDToken(ctx context.Context, c IDClaims) (string, error) {
 // than maxAge ago.
 func (k *Keys) VerifyIDTokenHint(ctx context.Context, raw string, maxAge time.Duration) (IDClaims, error) {
 	var c IDClaims
-	if len(raw) > 8192 || compactHighS(raw) {
-		return c, ErrInvalidIDToken
-	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 || tok.Headers[0].ExtraHeaders[jose.HeaderType] != "JWT" {
-		return c, ErrInvalidIDToken
-	}
-	pub, err := k.keyOf(ctx, tok.Headers[0].KeyID)
-	if err != nil {
+	if err := k.verifySigned(ctx, raw, 8192, "JWT", ErrInvalidIDToken, &c); err != nil {
 		return c, err
-	}
-	if pub == nil {
-		return c, ErrInvalidIDToken
-	}
-	if err := tok.Claims(pub, &c); err != nil {
-		return c, ErrInvalidIDToken
 	}
 	if c.Issuer != k.cfg.Issuer || c.Subject == "" || len(c.Audience) != 1 || c.IssuedAt == nil ||
 		k.clock.Now().Sub(c.IssuedAt.Time()) > maxAge {

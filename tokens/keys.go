@@ -275,29 +275,40 @@ func (k *Keys) Sign(ctx context.Context, c AccessClaims) (string, error) {
 	return lowSCompact(compact)
 }
 
+// verifySigned checks a JWT the key ring signed: at most maxLen bytes,
+// low-S, ES256, one header of type typ (an ID token and an access token,
+// signed by the same keys, are never taken for each other), a key of the
+// ring; its claims go into claims. Any refusal is invalid; a key ring that
+// cannot be read is its own error.
+func (k *Keys) verifySigned(ctx context.Context, raw string, maxLen int, typ string, invalid error, claims any) error {
+	if len(raw) > maxLen || compactHighS(raw) {
+		return invalid
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(tok.Headers) != 1 || tok.Headers[0].ExtraHeaders[jose.HeaderType] != typ {
+		return invalid
+	}
+	pub, err := k.keyOf(ctx, tok.Headers[0].KeyID)
+	if err != nil {
+		return err
+	}
+	if pub == nil {
+		return invalid
+	}
+	if err := tok.Claims(pub, claims); err != nil {
+		return invalid
+	}
+	return nil
+}
+
 // Verify checks an access token's signature (which must be low-S),
 // issuer and times.
 func (k *Keys) Verify(ctx context.Context, raw string) (AccessClaims, error) {
 	var c AccessClaims
-	if len(raw) > 4096 || compactHighS(raw) {
-		return c, ErrInvalidAccessToken
-	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 || tok.Headers[0].ExtraHeaders[jose.HeaderType] != "at+jwt" {
-		// An ID token, signed by the same keys, is not an access token.
-		return c, ErrInvalidAccessToken
-	}
-	pub, err := k.keyOf(ctx, tok.Headers[0].KeyID)
-	if err != nil {
+	if err := k.verifySigned(ctx, raw, 4096, "at+jwt", ErrInvalidAccessToken, &c); err != nil {
 		return c, err
 	}
-	if pub == nil {
-		return c, ErrInvalidAccessToken
-	}
-	if err := tok.Claims(pub, &c); err != nil {
-		return c, ErrInvalidAccessToken
-	}
-	err = c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: k.cfg.Issuer, Time: k.clock.Now()}, 30*time.Second)
+	err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: k.cfg.Issuer, Time: k.clock.Now()}, 30*time.Second)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return c, ErrExpiredAccessToken
