@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"time"
 
@@ -123,6 +124,36 @@ func (b codeBook) Update(ctx context.Context, code string, e CodeEntry, rev uint
 
 func (b codeBook) Delete(ctx context.Context, code string, rev uint64) error {
 	return b.store.Delete(ctx, code, rev)
+}
+
+// codeEntry reads a code's entry when valid accepts it; an unknown code,
+// or one valid refuses, is missing.
+func (s *Service) codeEntry(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, uint64, error) {
+	e, rev, err := s.codes.Get(ctx, code)
+	if errors.Is(err, ErrCodeNotFound) || (err == nil && !valid(e)) {
+		return CodeEntry{}, 0, missing
+	}
+	if err != nil {
+		return CodeEntry{}, 0, err
+	}
+	return e, rev, nil
+}
+
+// takeCode spends a code valid accepts: a delete conditioned on the
+// revision read, so of two concurrent uses (on any nodes) exactly one gets
+// it; the other, like an unknown or refused code, gets missing.
+func (s *Service) takeCode(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, error) {
+	e, rev, err := s.codeEntry(ctx, code, missing, valid)
+	if err != nil {
+		return CodeEntry{}, err
+	}
+	if err := s.codes.Delete(ctx, code, rev); err != nil {
+		if errors.Is(err, ErrCodeChanged) {
+			return CodeEntry{}, missing
+		}
+		return CodeEntry{}, err
+	}
+	return e, nil
 }
 
 // codeKey is a code's hash, as the store keys it.

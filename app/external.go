@@ -40,20 +40,15 @@ type UpstreamState struct {
 // TakeUpstreamState spends the state of an upstream authorization request:
 // of two requests with one state, one gets it.
 func (s *Service) TakeUpstreamState(ctx context.Context, state string) (CodeEntry, error) {
-	e, rev, err := s.codes.Get(ctx, state)
-	if err != nil {
-		return CodeEntry{}, err
+	return s.takeCode(ctx, state, ErrCodeNotFound, s.liveUpstream(CodeUpstream))
+}
+
+// liveUpstream accepts a live entry of the kind carrying an upstream
+// request (states and link codes).
+func (s *Service) liveUpstream(kind string) func(CodeEntry) bool {
+	return func(e CodeEntry) bool {
+		return e.Kind == kind && e.Upstream != nil && s.clock.Now().Before(e.ExpiresAt)
 	}
-	if e.Kind != CodeUpstream || e.Upstream == nil || !s.clock.Now().Before(e.ExpiresAt) {
-		return CodeEntry{}, ErrCodeNotFound
-	}
-	if err := s.codes.Delete(ctx, state, rev); err != nil {
-		if errors.Is(err, ErrCodeChanged) {
-			return CodeEntry{}, ErrCodeNotFound
-		}
-		return CodeEntry{}, err
-	}
-	return e, nil
 }
 
 func (s *Service) externalSubject(r domain.ExternalRef) string {
@@ -316,32 +311,11 @@ func (s *Service) IssueLinkCode(ctx context.Context, p Principal, provider strin
 // LinkCode reads a live link code without spending it (the confirmation
 // page).
 func (s *Service) LinkCode(ctx context.Context, code string) (CodeEntry, error) {
-	e, _, err := s.linkCode(ctx, code)
+	e, _, err := s.codeEntry(ctx, code, ErrCodeNotFound, s.liveUpstream(CodeLink))
 	return e, err
-}
-
-func (s *Service) linkCode(ctx context.Context, code string) (CodeEntry, uint64, error) {
-	e, rev, err := s.codes.Get(ctx, code)
-	if err != nil {
-		return CodeEntry{}, 0, err
-	}
-	if e.Kind != CodeLink || e.Upstream == nil || !s.clock.Now().Before(e.ExpiresAt) {
-		return CodeEntry{}, 0, ErrCodeNotFound
-	}
-	return e, rev, nil
 }
 
 // TakeLinkCode spends a link code.
 func (s *Service) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
-	e, rev, err := s.linkCode(ctx, code)
-	if err != nil {
-		return CodeEntry{}, err
-	}
-	if err := s.codes.Delete(ctx, code, rev); err != nil {
-		if errors.Is(err, ErrCodeChanged) {
-			return CodeEntry{}, ErrCodeNotFound
-		}
-		return CodeEntry{}, err
-	}
-	return e, nil
+	return s.takeCode(ctx, code, ErrCodeNotFound, s.liveUpstream(CodeLink))
 }

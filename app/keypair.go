@@ -38,20 +38,7 @@ const requestSkew = time.Minute
 // takeChallenge spends a challenge: a delete conditioned on the revision
 // read, so of two concurrent uses (on any nodes) exactly one gets it.
 func (s *Service) takeChallenge(ctx context.Context, token string) (CodeEntry, error) {
-	e, rev, err := s.codes.Get(ctx, token)
-	if errors.Is(err, ErrCodeNotFound) || (err == nil && e.Kind != CodeChallenge) {
-		return CodeEntry{}, ErrInvalidChallenge
-	}
-	if err != nil {
-		return CodeEntry{}, err
-	}
-	if err := s.codes.Delete(ctx, token, rev); err != nil {
-		if errors.Is(err, ErrCodeChanged) {
-			return CodeEntry{}, ErrInvalidChallenge
-		}
-		return CodeEntry{}, err
-	}
-	return e, nil
+	return s.takeCode(ctx, token, ErrInvalidChallenge, func(e CodeEntry) bool { return e.Kind == CodeChallenge })
 }
 
 // IssueChallenge makes a challenge for a device to sign.
