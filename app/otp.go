@@ -26,6 +26,8 @@ const (
 	PurposePromote = "promote"
 	PurposeSignIn  = "sign_in"
 	PurposeReset   = "reset_password"
+	// PurposeRegister: a sign-up completed by the code (registration.go).
+	PurposeRegister = "register"
 )
 
 // One-time code rules.
@@ -92,8 +94,17 @@ type otpEntry struct {
 	Tries     int       `json:"tries"`
 	SentAt    time.Time `json:"sent_at"`
 	ExpiresAt time.Time `json:"expires_at"`
-	// Promotion is what a promotion code completes.
-	Promotion *PendingPromotion `json:"promotion,omitempty"`
+	// Promotion is what a promotion code completes, Registration what a
+	// sign-up code does.
+	Promotion    *PendingPromotion    `json:"promotion,omitempty"`
+	Registration *PendingRegistration `json:"registration,omitempty"`
+}
+
+// decoy reports whether an entry stands for a login ID nobody holds (see
+// anonymousBinding): its code is never sent. A promotion's and a sign-up's
+// login ID is nobody's yet, and their codes are sent.
+func (e otpEntry) decoy() bool {
+	return e.UserID == "" && e.Purpose != PurposePromote && e.Purpose != PurposeRegister
 }
 
 // otpKey is the bucket key of a binding: purpose, subject (the user of a
@@ -246,7 +257,7 @@ func (s *Service) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
 		return CodeSent{}, err
 	}
 	sent := CodeSent{To: e.LoginID, Channel: channel, ExpiresAt: e.ExpiresAt.Truncate(time.Second), ResendAfter: now.Add(OTPResendCooldown).Truncate(time.Second)}
-	if e.UserID == "" && e.Purpose != PurposePromote {
+	if e.decoy() {
 		return sent, nil // a decoy: nobody holds the login ID, nothing is sent
 	}
 	appName, sender := s.appNames(e.ClientID)
@@ -342,7 +353,7 @@ func (s *Service) checkCode(ctx context.Context, key, code, ip string) (otpEntry
 			}
 			return otpEntry{}, err
 		}
-		if e.UserID == "" && e.Purpose != PurposePromote {
+		if e.decoy() {
 			// A decoy's code is never sent: a match is chance.
 			return otpEntry{}, ErrInvalidCode
 		}

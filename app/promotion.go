@@ -450,6 +450,10 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
 		return domain.User{}, ErrAuthenticatorNotOffered
 	}
+	if s.PromotionNeedsCode(id) {
+		// The login ID must be proved first: StartRegistrationByCode.
+		return domain.User{}, ErrVerificationRequired
+	}
 	if err := s.allowAccountCreation(ctx, ip, id.Key(), ""); err != nil {
 		return domain.User{}, err
 	}
@@ -460,22 +464,23 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 	if err != nil {
 		return domain.User{}, err
 	}
-	u, err := s.register(ctx, clientID, id, hash, meta)
+	u, err := s.register(ctx, clientID, id, hash, false, meta)
 	s.takenAnswered(ctx, id.Key(), err)
 	t.done(err)
 	t.pad(ctx, err)
 	return u, err
 }
 
-func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, hash string, meta Meta) (domain.User, error) {
+// register writes a sign-up: the user, the login ID's claim and, for one
+// completed by a code (verified), the verification, in one append.
+func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, hash string, verified bool, meta Meta) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err != nil {
 			return domain.User{}, err
 		}
 		userID := uuid.NewString()
-		reg, err := domain.DecideRegister(domain.User{}, l, domain.Register{UserID: userID, ClientID: clientID,
-			LoginIDType: string(id.Type), LoginID: id.Value, PasswordHash: hash, Now: s.clock.Now()})
+		reg, err := domain.DecideRegister(domain.User{}, l, s.registerCommand(userID, clientID, id, hash, verified))
 		if err != nil {
 			return domain.User{}, err
 		}

@@ -162,15 +162,9 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	if c.LoginIDType == "" || c.LoginID == "" || (c.PasswordHash == "") != c.Passwordless || c.Now.IsZero() {
 		return Promotion{}, fmt.Errorf("%w: login ID, password hash (or passwordless) and time are required", ErrInvalidCommand)
 	}
-	if c.Passwordless && !c.Verified {
-		return Promotion{}, fmt.Errorf("%w: a passwordless promotion proves its login ID", ErrInvalidCommand)
-	}
-	method := ""
-	if c.Verified {
-		var err error
-		if method, err = CodeMethod(c.LoginIDType); err != nil {
-			return Promotion{}, err
-		}
+	method, err := codeProof("promotion", c.LoginIDType, c.Passwordless, c.Verified)
+	if err != nil {
+		return Promotion{}, err
 	}
 	if err := u.CanSignIn(); err != nil {
 		return Promotion{}, err
@@ -198,6 +192,20 @@ func DecidePromote(u User, l LoginID, c Promote) (Promotion, error) {
 	return Promotion{User: evs, Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: u.id, ClaimedAt: now}}, nil
 }
 
+// codeProof is the rule of an account made with a code: without a password
+// (passwordless) the login ID must have been proved by it (verified); a
+// verified one is by the code's method (email_code, sms_code; no other
+// type takes codes). Empty: not verified.
+func codeProof(kind, loginIDType string, passwordless, verified bool) (string, error) {
+	if passwordless && !verified {
+		return "", fmt.Errorf("%w: a passwordless %s proves its login ID", ErrInvalidCommand, kind)
+	}
+	if !verified {
+		return "", nil
+	}
+	return CodeMethod(loginIDType)
+}
+
 // Register creates a regular user directly.
 type Register struct {
 	UserID       string
@@ -205,13 +213,22 @@ type Register struct {
 	LoginIDType  string
 	LoginID      string
 	PasswordHash string
+	// Passwordless and Verified as in Promote: a sign-up completed by the
+	// code sent to the login ID records its verification in the same
+	// write, and without a password it must have been proved so.
+	Passwordless bool
+	Verified     bool
 	Now          time.Time
 }
 
 // DecideRegister: a new user with a login ID nobody holds.
 func DecideRegister(u User, l LoginID, c Register) (Promotion, error) {
-	if c.UserID == "" || c.ClientID == "" || c.LoginID == "" || c.PasswordHash == "" || c.Now.IsZero() {
-		return Promotion{}, fmt.Errorf("%w: user id, client, login ID, password hash and time are required", ErrInvalidCommand)
+	if c.UserID == "" || c.ClientID == "" || c.LoginID == "" || (c.PasswordHash == "") != c.Passwordless || c.Now.IsZero() {
+		return Promotion{}, fmt.Errorf("%w: user id, client, login ID, password hash (or passwordless) and time are required", ErrInvalidCommand)
+	}
+	method, err := codeProof("sign-up", c.LoginIDType, c.Passwordless, c.Verified)
+	if err != nil {
+		return Promotion{}, err
 	}
 	if u.exists {
 		return Promotion{}, ErrUserExists
@@ -220,13 +237,14 @@ func DecideRegister(u User, l LoginID, c Register) (Promotion, error) {
 		return Promotion{}, ErrLoginIDTaken
 	}
 	now := c.Now.UTC()
-	return Promotion{
-		User: []Event{
-			UserRegistered{UserID: c.UserID, ClientID: c.ClientID, Method: MethodLoginID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now},
-			PasswordSet{UserID: c.UserID, PasswordHash: c.PasswordHash, Reason: "registration", SetAt: now},
-		},
-		Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: c.UserID, ClaimedAt: now},
-	}, nil
+	evs := []Event{UserRegistered{UserID: c.UserID, ClientID: c.ClientID, Method: MethodLoginID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, RegisteredAt: now}}
+	if c.PasswordHash != "" {
+		evs = append(evs, PasswordSet{UserID: c.UserID, PasswordHash: c.PasswordHash, Reason: "registration", SetAt: now})
+	}
+	if c.Verified {
+		evs = append(evs, LoginIDVerified{UserID: c.UserID, LoginIDType: c.LoginIDType, LoginID: c.LoginID, Method: method, VerifiedAt: now})
+	}
+	return Promotion{User: evs, Claim: LoginIDClaimed{LoginIDType: c.LoginIDType, LoginID: c.LoginID, UserID: c.UserID, ClaimedAt: now}}, nil
 }
 
 // DecideMerge retires a guest into an existing account.

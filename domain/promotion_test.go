@@ -70,6 +70,43 @@ func TestDecideRegisterAndMerge(t *testing.T) {
 	}
 }
 
+func TestDecideRegisterByCode(t *testing.T) {
+	base := domain.Register{UserID: "u9", ClientID: "c1", LoginIDType: "email", LoginID: "ada@example.com", Now: t0}
+	passwordless := base
+	passwordless.Passwordless, passwordless.Verified = true, true
+	got, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, passwordless)
+	want := []domain.Event{
+		domain.UserRegistered{UserID: "u9", ClientID: "c1", Method: domain.MethodLoginID, LoginIDType: "email", LoginID: "ada@example.com", RegisteredAt: t0},
+		domain.LoginIDVerified{UserID: "u9", LoginIDType: "email", LoginID: "ada@example.com", Method: domain.MethodEmailCode, VerifiedAt: t0},
+	}
+	if err != nil || !reflect.DeepEqual(got.User, want) {
+		t.Fatalf("passwordless sign-up: %#v %v", got.User, err)
+	}
+	u := given(domain.EvolveUser, got.User...)
+	if ids := u.LoginIDs(); len(ids) != 1 || !ids[0].Verified || u.PasswordHash() != "" {
+		t.Fatalf("evolved: %+v", ids)
+	}
+	withPassword := base
+	withPassword.PasswordHash, withPassword.Verified = "h", true
+	if got, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, withPassword); err != nil || len(got.User) != 3 {
+		t.Fatalf("sign-up with password and code: %+v %v", got.User, err)
+	}
+	unproved := base
+	unproved.Passwordless = true
+	username := passwordless
+	username.LoginIDType = "username"
+	both := withPassword
+	both.Passwordless = true
+	for name, c := range map[string]domain.Register{"passwordless, not verified": unproved, "no password, not passwordless": base, "password and passwordless": both} {
+		if _, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, c); !errors.Is(err, domain.ErrInvalidCommand) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, username); !errors.Is(err, domain.ErrNoCodeChannel) {
+		t.Errorf("username by code: %v", err)
+	}
+}
+
 func TestEveryEventTypeDecodes(t *testing.T) {
 	for _, typ := range domain.EventTypes() {
 		ev, err := domain.DecodeEvent(typ, []byte(`{}`))

@@ -17,7 +17,8 @@ import (
 // TestAuthgearWebSDKPromotionWithCode runs e2e/browser/code.mjs: the SDK's
 // startPromoteAnonymousUser, unmodified, through the hosted "Enter the code
 // we sent to …" page of a project that requires verification, in both
-// session modes, with the development outbox as the mail.
+// session modes and passwordless ("Create account with a code instead"),
+// with the development outbox as the mail.
 func TestAuthgearWebSDKPromotionWithCode(t *testing.T) {
 	dir := browserDir(t)
 	outbox := filepath.Join(t.TempDir(), "outbox")
@@ -25,6 +26,8 @@ func TestAuthgearWebSDKPromotionWithCode(t *testing.T) {
 		Email: &delivery.Outbox{Dir: outbox}}, Configure: func(c *config.Config) {
 		testenv.CheapHashes(c)
 		c.Verification.Promotion = domain.VerifyRequired
+		c.Verification.Authenticators = map[string][]string{"email": {domain.AuthenticatorPassword, domain.AuthenticatorCode},
+			"phone": {domain.AuthenticatorPassword}, "username": {domain.AuthenticatorPassword}}
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

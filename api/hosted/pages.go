@@ -52,8 +52,13 @@ type pageData struct {
 	LoginIDError, PasswordError    string
 	Submit                         string
 	MinLength                      int
-	// CodeSignIn: some login ID type offers sign-in by code (verify_pages.go).
-	CodeSignIn bool
+	// CodeSignIn: some login ID type offers sign-in by code (verify_pages.go);
+	// PasswordOffered: some offers a password (without, the forms ask for
+	// no password and every way in is by code). CodeSubmit names the
+	// "code instead of a password" button of sign-up and promotion.
+	CodeSignIn      bool
+	PasswordOffered bool
+	CodeSubmit      string
 	// ClientID is the logout confirmation's client (RP-initiated logout).
 	ClientID string
 	// Upstream are the "Continue with <provider>" links (upstream.go);
@@ -282,11 +287,12 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (string, app.C
 
 func (s *Server) flowPage(flowID string, f app.CodeEntry, mode string) pageData {
 	d := pageData{FlowID: flowID, CSRF: f.CSRF, Mode: mode, MinLength: s.cfg.Password.MinLength, CodeSignIn: s.Service.OffersCodeSignIn(),
-		Upstream: s.upstreamLinks(flowID, f)}
+		Upstream: s.upstreamLinks(flowID, f), CodeSubmit: "Create account with a code instead"}
 	kinds := map[string]string{"email": "email address", "phone": "phone number", "username": "username"}
 	var names []string
 	for _, t := range s.cfg.LoginIDTypes {
 		names = append(names, kinds[t])
+		d.PasswordOffered = d.PasswordOffered || s.Service.OffersAuthenticator(t, domain.AuthenticatorPassword)
 	}
 	d.LoginLabel = "Email, phone number or username"
 	if len(names) == 1 {
@@ -324,6 +330,12 @@ func (s *Server) flowGet(w http.ResponseWriter, r *http.Request) {
 		mode = modeSignUp
 	}
 	d := s.flowPage(flowID, f, mode)
+	if mode == modeSignIn && !d.PasswordOffered {
+		// No login ID type has a password: signing in is by code.
+		httpx.NoStore(w)
+		http.Redirect(w, r, "/flows/"+flowID+"/signin-code", http.StatusSeeOther)
+		return
+	}
 	if mode == modeSignIn {
 		d.LoginID = f.LoginHint
 	}
@@ -371,10 +383,18 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	}
 	var id loginid.ID
 	var err error
+	byCode := false
 	if mode != modeSignIn {
 		if id, err = s.Service.ParseLoginID("", d.LoginID); err != nil {
 			fail(err)
 			return
+		}
+		// "Create account with a code instead", or a login ID type that
+		// offers no password: the account is passwordless.
+		byCode = r.PostForm.Get("authenticator") == domain.AuthenticatorCode ||
+			!s.Service.OffersAuthenticator(string(id.Type), domain.AuthenticatorPassword)
+		if byCode {
+			pw = ""
 		}
 	}
 	var userID string
@@ -386,7 +406,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
 			return
 		}
-		if s.Service.PromotionNeedsCode(id) {
+		if byCode || s.Service.PromotionNeedsCode(id) {
 			s.startCodePromotion(w, r, flowID, f, id, pw, fail) // verify_pages.go
 			return
 		}
@@ -422,6 +442,10 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
 		userID, started = iss.UserID, &iss
 	case modeSignUp:
+		if s.Service.SignUpNeedsCode(id, byCode) {
+			s.startCodeSignUp(w, r, flowID, f, id, pw, fail) // verify_pages.go
+			return
+		}
 		user, err := s.Service.Register(ctx, f.ClientID, id, pw, s.ClientIP(r), httpx.Meta(r))
 		if err != nil {
 			fail(err)

@@ -26,11 +26,16 @@ var codeTemplates = map[string]*template.Template{
 }
 
 func (s *Server) codePageRoutes(r *mux.Router) {
-	r.HandleFunc("/flows/{flow}/code", s.codePage).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/flows/{flow}/forgot", s.forgotPage).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/flows/{flow}/reset", s.resetPage).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/flows/{flow}/signin-code", s.codeSignInPage).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/flows/{flow}/signin-code/verify", s.codeSignInVerifyPage).Methods(http.MethodGet, http.MethodPost)
+	for path, h := range map[string]http.HandlerFunc{
+		"/code":               s.codeStep(s.promotionCode()),
+		"/signup-code":        s.codeStep(s.signUpCode()),
+		"/forgot":             s.loginIDStep(s.forgotStep()),
+		"/reset":              s.codeStep(s.resetCode()),
+		"/signin-code":        s.loginIDStep(s.codeSignInStep()),
+		"/signin-code/verify": s.codeStep(s.codeSignInCode()),
+	} {
+		r.HandleFunc("/flows/{flow}"+path, h).Methods(http.MethodGet, http.MethodPost)
+	}
 }
 
 type codePageData struct {
@@ -73,6 +78,12 @@ func (s *Server) codeFailed(w http.ResponseWriter, r *http.Request, name, redire
 	case httpx.FieldPassword:
 		d.PasswordError = text
 	case httpx.FieldLoginID:
+		if name == "code" {
+			// The code page has no login ID field (a login ID claimed
+			// since the code was sent): the page's own error.
+			d.Error = text
+			break
+		}
 		d.LoginIDError = text
 	default:
 		d.Error = text
@@ -131,239 +142,300 @@ func (s *Server) startCodePromotion(w http.ResponseWriter, r *http.Request, flow
 	http.Redirect(w, r, "/flows/"+flowID+"/code", http.StatusSeeOther)
 }
 
-// codePage is GET and POST /flows/{flow}/code: the code of a promotion
-// (action verify) or a new one (action resend).
-func (s *Server) codePage(w http.ResponseWriter, r *http.Request) {
-	flowID, f, ok := s.loadFlow(w, r)
-	if !ok {
-		return
-	}
-	if f.UserID == "" || f.CodeLoginID == "" {
-		httpx.NoStore(w)
-		http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
-		return
-	}
-	d := s.codeData(flowID, f, modePromote)
-	d.Title = "Confirm your " + httpx.LoginNoun(f.CodeLoginID)
-	d.Submit = "Create account"
-	if r.Method == http.MethodGet {
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
-	}
-	if !s.codeForm(w, r, f) {
-		return
-	}
+// startCodeSignUp is the hosted sign-up completed by a code: passwordless,
+// or with a password when the project requires verification. Decided as
+// Register decides (limits, policy, the login ID free), a code sent bound
+// to this flow, the browser sent on to the code page; nothing is written
+// before the code comes back.
+func (s *Server) startCodeSignUp(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, pw string, fail func(error)) {
 	ctx := r.Context()
-	if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
-		s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
+	cr := s.CodeRequest(r)
+	_, err := s.Service.StartRegistrationByCode(ctx, app.RegistrationByCode{ClientID: f.ClientID, Flow: flowID, LoginID: id, Password: pw,
+		IP: cr.IP, Locale: cr.Locale, Meta: cr.Meta})
+	if err == nil {
+		err = s.Service.SetFlowCodeLoginID(ctx, flowID, string(id.Type), id.Value)
+	}
+	if err != nil {
+		fail(err)
 		return
 	}
-	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
-	cr := s.CodeRequest(r)
-	if r.PostForm.Get("action") == "resend" {
-		if _, err := s.Service.ResendPromotionCode(ctx, f.UserID, id, cr); err != nil {
-			s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
+	httpx.NoStore(w)
+	http.Redirect(w, r, "/flows/"+flowID+"/signup-code", http.StatusSeeOther)
+}
+
+// A code page is one step of a flow: "Enter the code we sent to …" with
+// "Send a new code", then what the code completes. codeStep serves its GET
+// and POST; a codePage says what differs.
+type codePage struct {
+	// ready: the flow is at this step; otherwise the browser goes to away.
+	ready func(f app.CodeEntry) bool
+	away  string
+	// page fills the page's words.
+	page func(flowID string, f app.CodeEntry) codePageData
+	// guard, when set, may end the request before the form is acted on.
+	guard func(w http.ResponseWriter, r *http.Request, f app.CodeEntry) bool
+	// resend sends a new code; resent is the notice afterwards.
+	resend func(r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error
+	resent func(f app.CodeEntry) string
+	// verify acts on the code (and ends the request).
+	verify func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData)
+}
+
+func (s *Server) codeStep(c codePage) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		flowID, f, ok := s.loadFlow(w, r)
+		if !ok {
 			return
 		}
-		d.Notice = "We sent a new code to " + f.CodeLoginID + ". The one before no longer works."
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
+		if f.CodeLoginID == "" || !c.ready(f) {
+			httpx.NoStore(w)
+			http.Redirect(w, r, "/flows/"+flowID+c.away, http.StatusSeeOther)
+			return
+		}
+		d := c.page(flowID, f)
+		if r.Method == http.MethodGet {
+			s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
+			return
+		}
+		if !s.codeForm(w, r, f) || (c.guard != nil && !c.guard(w, r, f)) {
+			return
+		}
+		id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
+		cr := s.CodeRequest(r)
+		if r.PostForm.Get("action") == "resend" {
+			if err := c.resend(r, flowID, f, id, cr); err != nil {
+				s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
+				return
+			}
+			d.Notice = c.resent(f)
+			s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
+			return
+		}
+		c.verify(w, r, flowID, f, id, cr, &d)
 	}
-	code := r.PostForm.Get("code")
-	if f.ResponseType == "code" {
-		// Checked now, written when the app exchanges the authorization
-		// code with its PKCE verifier, as every hosted promotion.
-		p, err := s.Service.CheckPromotionByCode(ctx, f.UserID, id, code, cr)
+}
+
+// newCodeSent and maybeCodeSent are the notices after a resend: to a login
+// ID the flow is making an account of, and to one that may be nobody's.
+func newCodeSent(f app.CodeEntry) string {
+	return "We sent a new code to " + f.CodeLoginID + ". The one before no longer works."
+}
+
+func maybeCodeSent(f app.CodeEntry) string {
+	return "If " + f.CodeLoginID + " belongs to an account, we sent a new code. The one before no longer works."
+}
+
+// promotionCode is /flows/{flow}/code: the code of a promotion (the
+// project requires it, or the guest chose a code instead of a password).
+func (s *Server) promotionCode() codePage {
+	return codePage{
+		ready: func(f app.CodeEntry) bool { return f.UserID != "" },
+		page: func(flowID string, f app.CodeEntry) codePageData {
+			d := s.codeData(flowID, f, modePromote)
+			d.Title, d.Submit = "Confirm your "+httpx.LoginNoun(f.CodeLoginID), "Create account"
+			return d
+		},
+		guard: func(w http.ResponseWriter, r *http.Request, f app.CodeEntry) bool {
+			if _, err := s.Service.PromotionCode(r.Context(), f.PromotionCode); f.PromotionCode != "" && err != nil {
+				s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
+				return false
+			}
+			return true
+		},
+		resend: func(r *http.Request, _ string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.ResendPromotionCode(r.Context(), f.UserID, id, cr)
+			return err
+		},
+		resent: newCodeSent,
+		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData) {
+			ctx, code := r.Context(), r.PostForm.Get("code")
+			if f.ResponseType == "code" {
+				// Checked now, written when the app exchanges the
+				// authorization code with its PKCE verifier, as every
+				// hosted promotion.
+				p, err := s.Service.CheckPromotionByCode(ctx, f.UserID, id, code, cr)
+				if err != nil {
+					s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
+					return
+				}
+				s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+				s.finishFlow(w, r, flowID, f, f.UserID, nil, &p)
+				return
+			}
+			if !s.holdsGuestSession(r, f) {
+				s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
+				return
+			}
+			iss, err := s.Service.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, code,
+				&app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}, cr)
+			if err != nil {
+				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
+				return
+			}
+			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
+			s.finishFlow(w, r, flowID, f, iss.UserID, &iss, nil)
+		},
+	}
+}
+
+// signUpCode is /flows/{flow}/signup-code: the code of a sign-up; the right
+// one writes the account, its login ID verified, and the flow ends as a
+// sign-up with a password does.
+func (s *Server) signUpCode() codePage {
+	return codePage{
+		ready: func(f app.CodeEntry) bool { return f.UserID == "" && f.Subject == "" },
+		away:  "?mode=signup",
+		page: func(flowID string, f app.CodeEntry) codePageData {
+			d := s.codeData(flowID, f, modeSignUp)
+			d.Title, d.Submit = "Confirm your "+httpx.LoginNoun(f.CodeLoginID), "Create account"
+			d.Action, d.Back = "/flows/"+flowID+"/signup-code", "/flows/"+flowID+"?mode=signup"
+			return d
+		},
+		resend: func(r *http.Request, flowID string, _ app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.ResendRegistrationCode(r.Context(), flowID, id, cr)
+			return err
+		},
+		resent: newCodeSent,
+		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData) {
+			u, err := s.Service.CompleteRegistrationByCode(r.Context(), flowID, id, r.PostForm.Get("code"), cr)
+			if err != nil {
+				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
+				return
+			}
+			if u.PasswordHash() == "" {
+				// A passwordless account signed in by the code it just proved.
+				f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
+			}
+			s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
+		},
+	}
+}
+
+// resetCode is /flows/{flow}/reset: the code and the new password;
+// afterwards the sign-in page, every session of the account ended.
+func (s *Server) resetCode() codePage {
+	return codePage{
+		ready: func(f app.CodeEntry) bool { return f.UserID == "" },
+		away:  "/forgot",
+		page: func(flowID string, f app.CodeEntry) codePageData {
+			d := s.codeData(flowID, f, modeSignIn)
+			d.Title, d.Submit, d.Reset = "Choose a new password", "Change password", true
+			d.Action, d.Back = "/flows/"+flowID+"/reset", "/flows/"+flowID+"/forgot"
+			d.Sent = "If " + f.CodeLoginID + " belongs to an account, we sent a code to it. Enter it with your new password."
+			return d
+		},
+		resend: func(r *http.Request, _ string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.StartPasswordReset(r.Context(), f.ClientID, id, cr)
+			return err
+		},
+		resent: maybeCodeSent,
+		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData) {
+			if err := s.Service.CompletePasswordReset(r.Context(), f.ClientID, id, r.PostForm.Get("code"), r.PostForm.Get("new_password"), cr); err != nil {
+				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
+				return
+			}
+			done := s.flowPage(flowID, f, modeSignIn)
+			done.Lead = "Your password was changed, and every device signed in to the account was signed out. Sign in with the new password."
+			done.LoginID = f.CodeLoginID
+			s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, done)
+		},
+	}
+}
+
+// codeSignInCode is /flows/{flow}/signin-code/verify: the code, then back
+// to the app as a password sign-in returns (an authorization code, or the
+// session cookie), the session's method the code's (email_code, sms_code).
+func (s *Server) codeSignInCode() codePage {
+	return codePage{
+		ready: func(f app.CodeEntry) bool { return f.UserID == "" },
+		away:  "/signin-code",
+		page: func(flowID string, f app.CodeEntry) codePageData {
+			d := s.codeData(flowID, f, modeSignIn)
+			d.Title, d.Submit = "Sign in with a code", "Sign in"
+			d.Action, d.Back = "/flows/"+flowID+"/signin-code/verify", "/flows/"+flowID+"/signin-code"
+			d.Sent = "If " + f.CodeLoginID + " belongs to an account, we sent a code to it."
+			return d
+		},
+		resend: func(r *http.Request, _ string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.StartCodeSignIn(r.Context(), f.ClientID, id, cr)
+			return err
+		},
+		resent: maybeCodeSent,
+		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData) {
+			u, err := s.Service.CheckCodeSignIn(r.Context(), f.ClientID, id, r.PostForm.Get("code"), cr)
+			if err != nil {
+				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
+				return
+			}
+			f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
+			s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
+		},
+	}
+}
+
+// A login ID page starts a flow from a login ID alone ("Forgot password?",
+// "Sign in with a code instead"): the same answer whether anybody holds
+// it, the login ID recorded in the flow, then on to the code page.
+type loginIDPage struct {
+	path, next, title, backText string
+	start                       func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error
+}
+
+func (s *Server) loginIDStep(c loginIDPage) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		flowID, f, ok := s.loadFlow(w, r)
+		if !ok {
+			return
+		}
+		if f.UserID != "" {
+			httpx.NoStore(w)
+			http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
+			return
+		}
+		d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + c.path, Back: "/flows/" + flowID,
+			BackText: c.backText}
+		d.Title = c.title
+		d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
+		if r.Method == http.MethodGet {
+			s.renderCodePage(w, http.StatusOK, "forgot", f.RedirectURI, d)
+			return
+		}
+		if !s.codeForm(w, r, f) {
+			return
+		}
+		d.LoginID = r.PostForm.Get("login_id")
+		id, err := s.Service.ParseLoginID("", d.LoginID)
+		if err == nil {
+			err = c.start(r, f, id, s.CodeRequest(r))
+		}
+		if err == nil {
+			err = s.Service.SetFlowCodeLoginID(r.Context(), flowID, string(id.Type), id.Value)
+		}
 		if err != nil {
-			s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
+			s.codeFailed(w, r, "forgot", f.RedirectURI, &d, d.LoginID, err)
 			return
 		}
-		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		s.finishFlow(w, r, flowID, f, f.UserID, nil, &p)
-		return
+		httpx.NoStore(w)
+		http.Redirect(w, r, "/flows/"+flowID+c.next, http.StatusSeeOther)
 	}
-	if !s.holdsGuestSession(r, f) {
-		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
-		return
-	}
-	iss, err := s.Service.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, code,
-		&app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}, cr)
-	if err != nil {
-		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
-		return
-	}
-	s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-	s.finishFlow(w, r, flowID, f, iss.UserID, &iss, nil)
 }
 
-// forgotPage is GET and POST /flows/{flow}/forgot, behind "Forgot
-// password?" on the sign-in page: the same answer whether anybody holds
-// the login ID.
-func (s *Server) forgotPage(w http.ResponseWriter, r *http.Request) {
-	flowID, f, ok := s.loadFlow(w, r)
-	if !ok {
-		return
-	}
-	if f.UserID != "" {
-		httpx.NoStore(w)
-		http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
-		return
-	}
-	d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + "/forgot", Back: "/flows/" + flowID,
-		BackText: "Back to sign in"}
-	d.Title = "Forgot your password?"
-	d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
-	if r.Method == http.MethodGet {
-		s.renderCodePage(w, http.StatusOK, "forgot", f.RedirectURI, d)
-		return
-	}
-	if !s.codeForm(w, r, f) {
-		return
-	}
-	d.LoginID = r.PostForm.Get("login_id")
-	id, err := s.Service.ParseLoginID("", d.LoginID)
-	if err == nil {
-		_, err = s.Service.StartPasswordReset(r.Context(), f.ClientID, id, s.CodeRequest(r))
-	}
-	if err == nil {
-		err = s.Service.SetFlowCodeLoginID(r.Context(), flowID, string(id.Type), id.Value)
-	}
-	if err != nil {
-		s.codeFailed(w, r, "forgot", f.RedirectURI, &d, d.LoginID, err)
-		return
-	}
-	httpx.NoStore(w)
-	http.Redirect(w, r, "/flows/"+flowID+"/reset", http.StatusSeeOther)
+// forgotStep is /flows/{flow}/forgot, behind "Forgot password?" on the
+// sign-in page.
+func (s *Server) forgotStep() loginIDPage {
+	return loginIDPage{path: "/forgot", next: "/reset", title: "Forgot your password?", backText: "Back to sign in",
+		start: func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.StartPasswordReset(r.Context(), f.ClientID, id, cr)
+			return err
+		}}
 }
 
-// resetPage is GET and POST /flows/{flow}/reset: the code and the new
-// password; afterwards the sign-in page, every session of the account
-// ended.
-func (s *Server) resetPage(w http.ResponseWriter, r *http.Request) {
-	flowID, f, ok := s.loadFlow(w, r)
-	if !ok {
-		return
-	}
-	if f.UserID != "" || f.CodeLoginID == "" {
-		httpx.NoStore(w)
-		http.Redirect(w, r, "/flows/"+flowID+"/forgot", http.StatusSeeOther)
-		return
-	}
-	d := s.codeData(flowID, f, modeSignIn)
-	d.Title, d.Submit, d.Reset = "Choose a new password", "Change password", true
-	d.Action, d.Back = "/flows/"+flowID+"/reset", "/flows/"+flowID+"/forgot"
-	d.Sent = "If " + f.CodeLoginID + " belongs to an account, we sent a code to it. Enter it with your new password."
-	if r.Method == http.MethodGet {
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
-	}
-	if !s.codeForm(w, r, f) {
-		return
-	}
-	ctx := r.Context()
-	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
-	cr := s.CodeRequest(r)
-	if r.PostForm.Get("action") == "resend" {
-		if _, err := s.Service.StartPasswordReset(ctx, f.ClientID, id, cr); err != nil {
-			s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
-			return
-		}
-		d.Notice = "If " + f.CodeLoginID + " belongs to an account, we sent a new code. The one before no longer works."
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
-	}
-	if err := s.Service.CompletePasswordReset(ctx, f.ClientID, id, r.PostForm.Get("code"), r.PostForm.Get("new_password"), cr); err != nil {
-		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
-		return
-	}
-	done := s.flowPage(flowID, f, modeSignIn)
-	done.Lead = "Your password was changed, and every device signed in to the account was signed out. Sign in with the new password."
-	done.LoginID = f.CodeLoginID
-	s.renderPage(w, http.StatusOK, "flow", f.RedirectURI, done)
-}
-
-// codeSignInPage is GET and POST /flows/{flow}/signin-code, behind "Sign in
-// with a code instead" on the sign-in page (when a login ID type offers
-// codes): the same answer whether anybody holds the login ID.
-func (s *Server) codeSignInPage(w http.ResponseWriter, r *http.Request) {
-	flowID, f, ok := s.loadFlow(w, r)
-	if !ok {
-		return
-	}
-	if f.UserID != "" {
-		httpx.NoStore(w)
-		http.Redirect(w, r, "/flows/"+flowID, http.StatusSeeOther)
-		return
-	}
-	d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + "/signin-code", Back: "/flows/" + flowID,
-		BackText: "Sign in with a password instead"}
-	d.Title = "Sign in with a code"
-	d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
-	if r.Method == http.MethodGet {
-		s.renderCodePage(w, http.StatusOK, "forgot", f.RedirectURI, d)
-		return
-	}
-	if !s.codeForm(w, r, f) {
-		return
-	}
-	d.LoginID = r.PostForm.Get("login_id")
-	id, err := s.Service.ParseLoginID("", d.LoginID)
-	if err == nil {
-		_, err = s.Service.StartCodeSignIn(r.Context(), f.ClientID, id, s.CodeRequest(r))
-	}
-	if err == nil {
-		err = s.Service.SetFlowCodeLoginID(r.Context(), flowID, string(id.Type), id.Value)
-	}
-	if err != nil {
-		s.codeFailed(w, r, "forgot", f.RedirectURI, &d, d.LoginID, err)
-		return
-	}
-	httpx.NoStore(w)
-	http.Redirect(w, r, "/flows/"+flowID+"/signin-code/verify", http.StatusSeeOther)
-}
-
-// codeSignInVerifyPage is GET and POST /flows/{flow}/signin-code/verify:
-// the code, then back to the app as a password sign-in returns (an
-// authorization code, or the session cookie), the session's method the
-// code's (email_code, sms_code).
-func (s *Server) codeSignInVerifyPage(w http.ResponseWriter, r *http.Request) {
-	flowID, f, ok := s.loadFlow(w, r)
-	if !ok {
-		return
-	}
-	if f.UserID != "" || f.CodeLoginID == "" {
-		httpx.NoStore(w)
-		http.Redirect(w, r, "/flows/"+flowID+"/signin-code", http.StatusSeeOther)
-		return
-	}
-	d := s.codeData(flowID, f, modeSignIn)
-	d.Title, d.Submit = "Sign in with a code", "Sign in"
-	d.Action, d.Back = "/flows/"+flowID+"/signin-code/verify", "/flows/"+flowID+"/signin-code"
-	d.Sent = "If " + f.CodeLoginID + " belongs to an account, we sent a code to it."
-	if r.Method == http.MethodGet {
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
-	}
-	if !s.codeForm(w, r, f) {
-		return
-	}
-	ctx := r.Context()
-	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
-	cr := s.CodeRequest(r)
-	if r.PostForm.Get("action") == "resend" {
-		if _, err := s.Service.StartCodeSignIn(ctx, f.ClientID, id, cr); err != nil {
-			s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
-			return
-		}
-		d.Notice = "If " + f.CodeLoginID + " belongs to an account, we sent a new code. The one before no longer works."
-		s.renderCodePage(w, http.StatusOK, "code", f.RedirectURI, d)
-		return
-	}
-	u, err := s.Service.CheckCodeSignIn(ctx, f.ClientID, id, r.PostForm.Get("code"), cr)
-	if err != nil {
-		s.codeFailed(w, r, "code", f.RedirectURI, &d, f.CodeLoginID, err)
-		return
-	}
-	f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
-	s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
+// codeSignInStep is /flows/{flow}/signin-code, behind "Sign in with a code
+// instead" on the sign-in page (when a login ID type offers codes).
+func (s *Server) codeSignInStep() loginIDPage {
+	return loginIDPage{path: "/signin-code", next: "/signin-code/verify", title: "Sign in with a code", backText: "Sign in with a password instead",
+		start: func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
+			_, err := s.Service.StartCodeSignIn(r.Context(), f.ClientID, id, cr)
+			return err
+		}}
 }

@@ -33,6 +33,8 @@ const (
 	KindVerify Kind = "verify_login_id"
 	// KindPromote: a guest becomes a regular user with this login ID.
 	KindPromote Kind = "promote"
+	// KindRegister: a new account (sign-up) with this login ID.
+	KindRegister Kind = "register"
 	// KindSignIn: sign in with a code instead of a password.
 	KindSignIn Kind = "sign_in"
 	// KindResetPassword: choose a new password.

@@ -29,6 +29,7 @@ var English = Texts{
 	Subject: map[Kind]string{
 		KindVerify:        "Your {{.AppName}} verification code",
 		KindPromote:       "Confirm your email for {{.AppName}}",
+		KindRegister:      "Confirm your email for {{.AppName}}",
 		KindSignIn:        "Your {{.AppName}} sign-in code",
 		KindResetPassword: "Reset your {{.AppName}} password",
 		KindTest:          "A test message from {{.AppName}}",
@@ -36,6 +37,7 @@ var English = Texts{
 	Lead: map[Kind]string{
 		KindVerify:        "Enter this code to confirm this address for your {{.AppName}} account:",
 		KindPromote:       "Enter this code to finish creating your {{.AppName}} account:",
+		KindRegister:      "Enter this code to create your {{.AppName}} account:",
 		KindSignIn:        "Enter this code to sign in to {{.AppName}}:",
 		KindResetPassword: "Enter this code to choose a new password for your {{.AppName}} account:",
 		KindTest:          "The delivery settings of {{.AppName}} work. Test code:",
@@ -45,6 +47,7 @@ var English = Texts{
 	SMS: map[Kind]string{
 		KindVerify:        "{{.Code}} is your {{.AppName}} verification code. It works for {{.Minutes}} minutes. Never share it.",
 		KindPromote:       "{{.Code}} is your {{.AppName}} code to finish creating your account. It works for {{.Minutes}} minutes.",
+		KindRegister:      "{{.Code}} is your {{.AppName}} code to create your account. It works for {{.Minutes}} minutes. Never share it.",
 		KindSignIn:        "{{.Code}} is your {{.AppName}} sign-in code. It works for {{.Minutes}} minutes. Never share it.",
 		KindResetPassword: "{{.Code}} is your {{.AppName}} password reset code. It works for {{.Minutes}} minutes. Never share it.",
 		KindTest:          "{{.Code}}: a test message from {{.AppName}}.",

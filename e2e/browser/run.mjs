@@ -101,11 +101,11 @@ for (const sessionType of ["refresh_token", "cookie"]) {
     // A weak password is refused inline.
     await h.page.getByLabel(/email/i).fill(email);
     await h.page.getByLabel("Password").fill("password1");
-    await h.page.getByRole("button", { name: "Create account" }).click();
+    await h.page.getByRole("button", { name: "Create account", exact: true }).click();
     await h.page.getByText("most common").waitFor();
     await h.page.screenshot({ path: join(artifacts, `hosted-promotion-error-${sessionType}.png`) });
     await h.page.getByLabel("Password").fill(password);
-    await Promise.all([h.page.waitForURL((u) => u.href.startsWith(pageURL)), h.page.getByRole("button", { name: "Create account" }).click()]);
+    await Promise.all([h.page.waitForURL((u) => u.href.startsWith(pageURL)), h.page.getByRole("button", { name: "Create account", exact: true }).click()]);
     await h.page.waitForFunction(() => window.t !== undefined);
     await h.call("configure", endpoint, clientID, sessionType);
     const fin = await h.call("finishPromote");
@@ -124,7 +124,7 @@ for (const sessionType of ["refresh_token", "cookie"]) {
     await Promise.all([p2.waitForURL(/\/flows\//), p2.evaluate((u) => window.t.startPromote(u), pageURL).catch(() => {})]);
     await p2.getByLabel(/email/i).fill(email.toUpperCase());
     await p2.getByLabel("Password").fill(password);
-    await p2.getByRole("button", { name: "Create account" }).click();
+    await p2.getByRole("button", { name: "Create account", exact: true }).click();
     await p2.getByText("already belongs to an account").waitFor();
     await p2.screenshot({ path: join(artifacts, `hosted-promotion-conflict-${sessionType}.png`) });
     await p2.goto(pageURL);

@@ -1,0 +1,251 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/api/apitest"
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/projections"
+	"github.com/idstream/idstream/testenv"
+)
+
+// Hosted passwordless accounts and sign-up by code (issue 20): "Create
+// account with a code instead" on the promotion and sign-up pages, and a
+// direct sign-up that goes through the code when the project requires
+// verification.
+
+// exchangeFrom reads the authorization code of a flow's last redirect and
+// exchanges it: the user info of the new session.
+func exchangeFrom(t *testing.T, c *apitest.Client, r apitest.Response, verifier string) apitest.Response {
+	t.Helper()
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.Status != 302 || loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("no authorization code: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	tok := c.Exchange(loc.Query().Get("code"), verifier)
+	return c.Userinfo(apitest.Str(tok.Body, "access_token"))
+}
+
+func emailScope(challenge, hint string) url.Values {
+	return withScope(apitest.AuthorizeParams(challenge, hint), "openid offline_access email")
+}
+
+// TestHostedPasswordlessPromotion: with email codes offered, the hosted
+// promotion page offers a code instead of a password; the guest keeps its
+// sub, ends with no password and a verified address, and nothing is
+// written before the code comes back.
+func TestHostedPasswordlessPromotion(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	c := apitest.NewClient(t, e.n)
+	at, _ := apitest.Signup(t, c)
+	sub := apitest.Str(c.Userinfo(at).Body, "sub")
+	pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, bearerH(at))
+	verifier, challenge := apitest.PKCE()
+	page, csrf, p := c.HostedFlow(emailScope(challenge, apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code"))))
+	if !strings.Contains(p.Raw, `name="authenticator" value="oob_otp"`) || !strings.Contains(p.Raw, "Create account with a code instead") ||
+		!strings.Contains(p.Raw, `id="password"`) {
+		t.Fatalf("promotion page without the code button: %s", p.Raw)
+	}
+	before := apitest.LastSeq(t, e.n)
+	// A username cannot take codes: an inline error, nothing written.
+	if r := c.Submit(page, csrf, url.Values{"login_id": {"ada_lovelace"}, "authenticator": {"oob_otp"}}); r.Status != 400 ||
+		!strings.Contains(r.Raw, `id="login_id-error"`) {
+		t.Fatalf("username by code: %d %s", r.Status, r.Raw)
+	}
+	r := c.Submit(page, csrf, url.Values{"login_id": {"ada@example.com"}, "password": {"ignored-when-by-code"}, "authenticator": {"oob_otp"}})
+	if r.Status != 303 || r.Header.Get("Location") != page+"/code" {
+		t.Fatalf("submit: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("events written before the code")
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+	if r := c.Submit(page+"/code", csrf, url.Values{"action": {"verify"}, "code": {fmt.Sprintf("%06d", (atoi(code)+1)%1000000)}}); r.Status != 400 ||
+		!strings.Contains(r.Raw, "That code is not right") {
+		t.Fatalf("wrong code: %d %s", r.Status, r.Raw)
+	}
+	if apitest.LastSeq(t, e.n) != before {
+		t.Fatal("a wrong code wrote events")
+	}
+	info := exchangeFrom(t, c, c.Submit(page+"/code", csrf, url.Values{"action": {"verify"}, "code": {code}}), verifier)
+	if apitest.Str(info.Body, "sub") != sub || info.Body["is_anonymous"] != false || info.Body["email_verified"] != true {
+		t.Fatalf("after: %s", info.Raw)
+	}
+	u, _, err := e.n.Service.LoadUser(context.Background(), sub)
+	if err != nil || u.PasswordHash() != "" || !u.IsVerified() {
+		t.Fatalf("user: password %q verified %v %v", u.PasswordHash(), u.IsVerified(), err)
+	}
+	if _, err := e.n.Service.AuthenticatePassword(context.Background(), "", "ada@example.com", "ignored-when-by-code", "192.0.2.9", app.Meta{}); err == nil {
+		t.Fatal("the password typed beside the code button was set")
+	}
+}
+
+// TestHostedSignUpByCode: a passwordless sign-up and, under a required
+// verification, one with a password, each through /signup-code; codes are
+// bound to their flow, and a login ID claimed meanwhile writes nothing.
+func TestHostedSignUpByCode(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) { emailCodes(c); required(c) })
+	ctx := context.Background()
+	signUpPage := func(c *apitest.Client) (page, csrf, verifier string) {
+		t.Helper()
+		verifier, challenge := apitest.PKCE()
+		page, csrf, _ = c.HostedFlow(emailScope(challenge, ""))
+		p := c.Do(http.MethodGet, page+"?mode=signup", "", "", nil)
+		if p.Status != 200 || !strings.Contains(p.Raw, "Create account with a code instead") {
+			t.Fatalf("sign-up page: %d %s", p.Status, p.Raw)
+		}
+		return page, csrf, verifier
+	}
+
+	t.Run("passwordless", func(t *testing.T) {
+		c := apitest.NewClient(t, e.n)
+		page, csrf, verifier := signUpPage(c)
+		before, mails := apitest.LastSeq(t, e.n), len(e.mail.Mails())
+		r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"grace@example.com"}, "authenticator": {"oob_otp"}})
+		if r.Status != 303 || r.Header.Get("Location") != page+"/signup-code" {
+			t.Fatalf("submit: %d %v %s", r.Status, r.Header, r.Raw)
+		}
+		if apitest.LastSeq(t, e.n) != before {
+			t.Fatal("events written before the code")
+		}
+		p := c.Do(http.MethodGet, page+"/signup-code", "", "", nil)
+		if p.Status != 200 || !strings.Contains(p.Raw, "Enter the code we sent to grace@example.com") || strings.Contains(p.Raw, "<script") {
+			t.Fatalf("code page: %d %s", p.Status, p.Raw)
+		}
+		m := e.mail.WaitMail(t, mails+1)
+		if !strings.Contains(m.Text, "create your") {
+			t.Fatalf("sign-up mail: %s", m.Text)
+		}
+		code := m.Code()
+		if r := c.Submit(page+"/signup-code", csrf, url.Values{"action": {"resend"}}); r.Status != 429 {
+			t.Fatalf("resend too soon: %d %s", r.Status, r.Raw)
+		}
+		if r := c.Submit(page+"/signup-code", csrf, url.Values{"action": {"verify"}, "code": {fmt.Sprintf("%06d", (atoi(code)+7)%1000000)}}); r.Status != 400 ||
+			!strings.Contains(r.Raw, `id="code-error"`) {
+			t.Fatalf("wrong code: %d %s", r.Status, r.Raw)
+		}
+		info := exchangeFrom(t, c, c.Submit(page+"/signup-code", csrf, url.Values{"action": {"verify"}, "code": {code}}), verifier)
+		sub := apitest.Str(info.Body, "sub")
+		if sub == "" || info.Body["is_anonymous"] != false || info.Body["email_verified"] != true {
+			t.Fatalf("after: %s", info.Raw)
+		}
+		u, _, err := e.n.Service.LoadUser(ctx, sub)
+		if err != nil || u.PasswordHash() != "" || !u.IsVerified() {
+			t.Fatalf("user: %v %v", u.PasswordHash(), err)
+		}
+		testenv.Settle(t, e.n.Pool, e.n.Store, 10*time.Second)
+		d, err := projections.GetUser(ctx, e.n.Pool, sub)
+		if err != nil || len(d.Sessions) != 1 || d.Sessions[0].Method != domain.MethodEmailCode {
+			t.Fatalf("sessions %+v %v", d.Sessions, err)
+		}
+		// The flow is over: its code page leads nowhere.
+		if r := c.Submit(page+"/signup-code", csrf, url.Values{"action": {"verify"}, "code": {code}}); r.Status != 404 {
+			t.Fatalf("spent flow: %d", r.Status)
+		}
+	})
+
+	t.Run("password, verification required", func(t *testing.T) {
+		c := apitest.NewClient(t, e.n)
+		page, csrf, verifier := signUpPage(c)
+		mails := len(e.mail.Mails())
+		if r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"hopper@example.com"}, "password": {"short"}}); r.Status != 400 ||
+			!strings.Contains(r.Raw, `id="password-error"`) {
+			t.Fatalf("weak password: %d %s", r.Status, r.Raw)
+		}
+		r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"hopper@example.com"}, "password": {apitest.GoodPassword}})
+		if r.Status != 303 || r.Header.Get("Location") != page+"/signup-code" {
+			t.Fatalf("submit: %d %v %s", r.Status, r.Header, r.Raw)
+		}
+		code := e.mail.WaitMail(t, mails+1).Code()
+		info := exchangeFrom(t, c, c.Submit(page+"/signup-code", csrf, url.Values{"action": {"verify"}, "code": {code}}), verifier)
+		if info.Body["email_verified"] != true {
+			t.Fatalf("after: %s", info.Raw)
+		}
+		if _, err := e.n.Service.AuthenticatePassword(ctx, "", "hopper@example.com", apitest.GoodPassword, "192.0.2.9", app.Meta{}); err != nil {
+			t.Fatalf("the password does not sign in: %v", err)
+		}
+		// Without the code, the direct command refuses.
+		id, _ := e.n.Service.ParseLoginID("", "other@example.com")
+		if _, err := e.n.Service.Register(ctx, "idstream-dev", id, apitest.GoodPassword, "192.0.2.9", app.Meta{}); err == nil ||
+			!strings.Contains(err.Error(), "needs the code") {
+			t.Fatalf("register without a code: %v", err)
+		}
+	})
+
+	t.Run("bound to the flow; first code back wins", func(t *testing.T) {
+		c1, c2 := apitest.NewClient(t, e.n), apitest.NewClient(t, e.n)
+		page1, csrf1, verifier1 := signUpPage(c1)
+		page2, csrf2, _ := signUpPage(c2)
+		mails := len(e.mail.Mails())
+		for _, f := range [][2]string{{page1, csrf1}, {page2, csrf2}} {
+			c := c1
+			if f[0] == page2 {
+				c = c2
+			}
+			if r := c.Submit(f[0], f[1], url.Values{"mode": {"signup"}, "login_id": {"lovelace@example.com"}, "authenticator": {"oob_otp"}}); r.Status != 303 {
+				t.Fatalf("submit: %d %s", r.Status, r.Raw)
+			}
+		}
+		code1 := e.mail.WaitMail(t, mails+1).Code()
+		code2 := e.mail.WaitMail(t, mails+2).Code()
+		if code1 != code2 {
+			// One flow's code does not work in the other.
+			if r := c2.Submit(page2+"/signup-code", csrf2, url.Values{"action": {"verify"}, "code": {code1}}); r.Status != 400 {
+				t.Fatalf("another flow's code: %d %s", r.Status, r.Raw)
+			}
+		}
+		info := exchangeFrom(t, c1, c1.Submit(page1+"/signup-code", csrf1, url.Values{"action": {"verify"}, "code": {code1}}), verifier1)
+		if info.Body["email_verified"] != true {
+			t.Fatalf("first: %s", info.Raw)
+		}
+		before := apitest.LastSeq(t, e.n)
+		if r := c2.Submit(page2+"/signup-code", csrf2, url.Values{"action": {"verify"}, "code": {code2}}); r.Status != 409 || !strings.Contains(r.Raw, "already") ||
+			!strings.Contains(r.Raw, `role="alert"`) {
+			t.Fatalf("second, login ID taken: %d %s", r.Status, r.Raw)
+		}
+		if apitest.LastSeq(t, e.n) != before {
+			t.Fatal("the loser wrote events")
+		}
+	})
+}
+
+// TestHostedCodeOnlyProject: when no login ID type offers a password, the
+// forms ask for none, sign-in goes to the code page, and sign-up is by
+// code.
+func TestHostedCodeOnlyProject(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		c.LoginIDTypes = []string{"email"}
+		c.Verification.Authenticators = map[string][]string{"email": {"oob_otp"}}
+	})
+	c := apitest.NewClient(t, e.n)
+	verifier, challenge := apitest.PKCE()
+	r := c.Do(http.MethodGet, "/oauth2/authorize?"+emailScope(challenge, "").Encode(), "", "", nil)
+	page := r.Header.Get("Location")
+	if s := c.Do(http.MethodGet, page, "", "", nil); s.Status != 303 || s.Header.Get("Location") != page+"/signin-code" {
+		t.Fatalf("sign-in without passwords: %d %v", s.Status, s.Header)
+	}
+	p := c.Do(http.MethodGet, page+"?mode=signup", "", "", nil)
+	m := apitest.CSRFRe.FindStringSubmatch(p.Raw)
+	if p.Status != 200 || m == nil || strings.Contains(p.Raw, `id="password"`) || !strings.Contains(p.Raw, `type="hidden" name="authenticator" value="oob_otp"`) ||
+		strings.Contains(p.Raw, "Forgot password?") {
+		t.Fatalf("sign-up page: %d %s", p.Status, p.Raw)
+	}
+	csrf := html.UnescapeString(m[1])
+	if r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"noether@example.com"}, "authenticator": {"oob_otp"}}); r.Status != 303 ||
+		r.Header.Get("Location") != page+"/signup-code" {
+		t.Fatalf("submit: %d %s", r.Status, r.Raw)
+	}
+	info := exchangeFrom(t, c, c.Submit(page+"/signup-code", csrf, url.Values{"action": {"verify"}, "code": {e.mail.WaitMail(t, 1).Code()}}), verifier)
+	if info.Body["email_verified"] != true {
+		t.Fatalf("after: %s", info.Raw)
+	}
+}
