@@ -2,6 +2,18 @@
 # Runs the figures of BENCHMARKS.md: each scenario three times against a
 # fresh server (new data directory, new database idstream_bench), on this
 # machine's loopback only. Takes about five minutes.
+#
+#   scripts/bench.sh                          the figures of BENCHMARKS.md
+#   scripts/bench.sh --supabase PATH [ROUNDS] side by side with Supabase Auth
+#
+# --supabase runs the same sign-up and refresh load against idstream and
+# against a Supabase Auth (GoTrue) binary you built yourself (this project
+# never contains it: e.g. `git clone https://github.com/supabase/auth &&
+# cd auth && go build -o /tmp/supabase-auth .`), alternating, each run on
+# fresh data, ROUNDS rounds (default 2), and prints the medians and ratios.
+# Supabase Auth gets a database of its own (supabase_bench, on the same
+# PostgreSQL unless SUPABASE_DATABASE_URL says otherwise), a pool of 32,
+# anonymous sign-ins on and its rate limits out of the way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(mktemp -d)/idstream
@@ -14,15 +26,100 @@ export IDSTREAM_SIGNUP_RATE_LIMIT=1000000000/1s IDSTREAM_CHALLENGE_RATE_LIMIT=10
 export IDSTREAM_SIGNIN_IP_RATE_LIMIT=1000000000/1s IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT=1000000000/1s
 url=http://$IDSTREAM_ADDR
 
-fresh() {
+stop() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  pid=
+}
+
+fresh() {
+  stop
   psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS idstream_bench WITH (FORCE)"
   IDSTREAM_DATA_DIR=$(mktemp -d) "$bin" serve 2>/dev/null &
   pid=$!
   for _ in $(seq 1 50); do curl -fs "$url/healthz" >/dev/null && return; sleep 0.2; done
   echo "server did not start" >&2; exit 1
 }
-trap '[ -n "${pid:-}" ] && kill "$pid" 2>/dev/null' EXIT
+trap stop EXIT
+
+# --- side by side with Supabase Auth -------------------------------------
+
+sb_port=19999
+sb_url=http://127.0.0.1:$sb_port
+sb_db=${SUPABASE_DATABASE_URL:-postgres://supabase_auth_admin:root@127.0.0.1:5432/supabase_bench?sslmode=disable}
+
+# fresh_supabase starts Supabase Auth on a new, migrated database.
+fresh_supabase() {
+  stop
+  psql -h 127.0.0.1 -U postgres -d postgres -q -v ON_ERROR_STOP=1 <<'SQL'
+DROP DATABASE IF EXISTS supabase_bench WITH (FORCE);
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
+    CREATE ROLE supabase_auth_admin NOINHERIT CREATEROLE LOGIN PASSWORD 'root';
+  END IF;
+END $$;
+CREATE DATABASE supabase_bench OWNER supabase_auth_admin;
+SQL
+  psql -h 127.0.0.1 -U postgres -d supabase_bench -q -v ON_ERROR_STOP=1 \
+    -c "CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin" \
+    -c "ALTER ROLE supabase_auth_admin SET search_path = auth"
+  local env=(GOTRUE_DB_DRIVER=postgres DATABASE_URL="$sb_db" GOTRUE_DB_DATABASE_URL="$sb_db" DB_NAMESPACE=auth
+    GOTRUE_DB_MAX_POOL_SIZE=32 GOTRUE_JWT_SECRET=side-by-side-benchmark-secret-0123456789 GOTRUE_JWT_AUD=authenticated
+    GOTRUE_JWT_ADMIN_ROLES=service_role API_EXTERNAL_URL="$sb_url" GOTRUE_API_HOST=127.0.0.1 PORT=$sb_port
+    GOTRUE_SITE_URL=http://localhost:3000 GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED=true GOTRUE_MAILER_AUTOCONFIRM=true
+    GOTRUE_RATE_LIMIT_ANONYMOUS_USERS=1000000000 GOTRUE_RATE_LIMIT_TOKEN_REFRESH=1000000000 GOTRUE_LOG_LEVEL=error)
+  env "${env[@]}" "$supabase" migrate >/dev/null 2>&1 || { echo "supabase auth: migrate failed" >&2; exit 1; }
+  env "${env[@]}" "$supabase" serve >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 1 50); do curl -fs "$sb_url/health" >/dev/null && return; sleep 0.2; done
+  echo "supabase auth did not start" >&2; exit 1
+}
+
+# rate runs a bench command and prints its operations per second.
+rate() {
+  local out
+  out=$("$@")
+  echo "$out" >&2
+  echo "$out" | sed -n 's/.* ok (\([0-9]*\)\/s).*/\1/p'
+}
+
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%d\n", (v[NR/2]+v[NR/2+1])/2}'; }
+
+side_by_side() {
+  local rounds=$1
+  local names=("sign-up, 32 connections" "sign-up, 128 connections" "refresh, 32 connections")
+  local args=("signup -c 32 -d 10s" "signup -c 128 -d 10s" "refresh -c 32 -d 10s")
+  local -a ours theirs
+  for round in $(seq 1 "$rounds"); do
+    for i in "${!args[@]}"; do
+      echo "== round $round: ${names[$i]}: idstream" >&2
+      fresh
+      # shellcheck disable=SC2086
+      ours[$i]="${ours[$i]:-} $(rate "$bin" bench ${args[$i]} --url "$url")"
+      echo "== round $round: ${names[$i]}: Supabase Auth" >&2
+      fresh_supabase
+      # shellcheck disable=SC2086
+      theirs[$i]="${theirs[$i]:-} $(rate "$bin" bench ${args[$i]} --url "$sb_url" --api supabase)"
+    done
+  done
+  stop
+  echo
+  echo "| scenario | idstream | Supabase Auth | ratio | runs (idstream; Supabase) |"
+  echo "|---|---|---|---|---|"
+  for i in "${!args[@]}"; do
+    local a b
+    a=$(echo "${ours[$i]}" | median)
+    b=$(echo "${theirs[$i]}" | median)
+    printf '| %s | %s/s | %s/s | %s× | %s; %s |\n' "${names[$i]}" "$a" "$b" \
+      "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "–" }')" "${ours[$i]# }" "${theirs[$i]# }"
+  done
+}
+
+if [ "${1:-}" = "--supabase" ]; then
+  supabase=${2:?"usage: scripts/bench.sh --supabase PATH-TO-SUPABASE-AUTH-BINARY [ROUNDS]"}
+  [ -x "$supabase" ] || { echo "scripts/bench.sh: $supabase is not an executable" >&2; exit 2; }
+  side_by_side "${3:-2}"
+  exit 0
+fi
 
 for run in 1 2 3; do
   echo "== run $run: signup, 64 clients";  fresh; "$bin" bench signup --url "$url" -c 64 -d 10s

@@ -27,10 +27,14 @@ import (
 // loadFlags are the flags every scenario shares.
 type loadFlags struct {
 	target, clientID, dbURL string
-	conc, sample            int
-	dur                     time.Duration
-	rate                    float64
-	flags                   *flag.FlagSet
+	// api is the wire spoken (supabase.go); supabaseOK: the scenario
+	// speaks Supabase Auth's too.
+	api          string
+	supabaseOK   bool
+	conc, sample int
+	dur          time.Duration
+	rate         float64
+	flags        *flag.FlagSet
 }
 
 // defaultDatabaseURL is --database-url's default without DATABASE_URL.
@@ -57,6 +61,7 @@ func addLoadFlags(fs *flag.FlagSet, extra func(*flag.FlagSet)) *loadFlags {
 	fs.StringVar(&l.dbURL, "database-url", defaultDatabaseURL,
 		"the server's database, to measure projection lag (default: $DATABASE_URL if set; empty: skip)")
 	fs.IntVar(&l.sample, "lag-sample", 10, "measure projection lag for every Nth operation")
+	fs.StringVar(&l.api, "api", apiIdstream, "the server's API: idstream, or supabase (Supabase Auth, for scripts/bench.sh --supabase; signup and refresh only)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -75,6 +80,9 @@ func (l *loadFlags) check() error {
 		return usageError{errors.New("bench: --concurrency, --duration and --lag-sample must be positive")}
 	}
 	l.target = strings.TrimRight(l.target, "/")
+	if err := l.checkAPI(); err != nil {
+		return usageError{err}
+	}
 	return nil
 }
 
@@ -103,6 +111,7 @@ type operation func(ctx context.Context, worker, i int) (sub string, status int,
 func scenario(use, short, example string, extra func(*flag.FlagSet), run func(context.Context, *loadFlags) error) *cobra.Command {
 	c := &cobra.Command{Use: use, Short: short, Example: example, Args: cobra.NoArgs}
 	l := addLoadFlags(c.Flags(), extra)
+	l.supabaseOK = use == "signup" || use == "refresh"
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if err := l.check(); err != nil {
 			return err
@@ -126,9 +135,9 @@ projection lag. Start the server with the rate limits out of the way
 		"  idstream bench signup --url http://127.0.0.1:8080 -c 64 -d 10s\n  idstream bench signup -c 64 -d 10s --rate 1800",
 		nil, func(ctx context.Context, l *loadFlags) error {
 			client := l.httpClient()
-			body, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
+			endpoint, body := l.guestSignup()
 			return runLoad(ctx, l, "sign-ups", func(ctx context.Context, _, _ int) (string, int, error) {
-				return signupOnce(ctx, client, l.target+"/api/anonymous_user/signup", body)
+				return signupOnce(ctx, client, endpoint, body)
 			})
 		})
 	var devices int
@@ -300,23 +309,16 @@ type benchSession struct {
 	access, refresh string
 }
 
-// signupTokens signs a guest up in refresh_token mode and returns its
-// tokens, or the status and body of the failure.
+// signupTokens signs a guest up in refresh_token mode (endpoint and body
+// from guestSignup) and returns its tokens, or the status and body of the
+// failure.
 func signupTokens(ctx context.Context, client *http.Client, endpoint string, body []byte) (benchSession, int, []byte, error) {
 	status, raw, err := post(ctx, client, endpoint, "application/json", string(body))
 	if err != nil || status != http.StatusOK {
 		return benchSession{}, status, raw, err
 	}
-	var out struct {
-		Result struct {
-			AccessToken  string `json:"access_token"`
-			RefreshToken string `json:"refresh_token"`
-		} `json:"result"`
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return benchSession{}, status, raw, err
-	}
-	return benchSession{access: out.Result.AccessToken, refresh: out.Result.RefreshToken}, status, raw, nil
+	ses, err := parseSession(raw)
+	return ses, status, raw, err
 }
 
 // jwtSubject reads sub from a JWT without verifying it (the bench only needs

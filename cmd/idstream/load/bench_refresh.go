@@ -7,32 +7,25 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"sync"
 )
 
 // refreshOnce exchanges a refresh token (rotating it) and returns the new
 // session, or the status and body of the failure.
 func refreshOnce(ctx context.Context, client *http.Client, l *loadFlags, token string) (benchSession, int, error) {
-	status, raw, err := post(ctx, client, l.target+"/oauth2/token", "application/x-www-form-urlencoded",
-		url.Values{"grant_type": {"refresh_token"}, "client_id": {l.clientID}, "refresh_token": {token}}.Encode())
+	endpoint, contentType, body := l.refreshRequest(token)
+	status, raw, err := post(ctx, client, endpoint, contentType, body)
 	if err != nil || status != http.StatusOK {
 		return benchSession{}, status, err
 	}
-	var tok struct {
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	if err := json.Unmarshal(raw, &tok); err != nil {
-		return benchSession{}, status, err
-	}
-	return benchSession{access: tok.AccessToken, refresh: tok.RefreshToken}, status, nil
+	s, err := parseSession(raw)
+	return s, status, err
 }
 
 // signupSessions signs up n guests per client before a run, from conc
 // clients at once.
 func signupSessions(ctx context.Context, l *loadFlags, client *http.Client, per int) ([][]benchSession, error) {
-	body, _ := json.Marshal(map[string]string{"client_id": l.clientID, "session_type": "refresh_token"})
+	endpoint, body := l.guestSignup()
 	own := make([][]benchSession, l.conc)
 	errs := make([]error, l.conc)
 	var wg sync.WaitGroup
@@ -41,7 +34,7 @@ func signupSessions(ctx context.Context, l *loadFlags, client *http.Client, per 
 		go func() {
 			defer wg.Done()
 			for range per {
-				s, status, _, err := signupTokens(ctx, client, l.target+"/api/anonymous_user/signup", body)
+				s, status, _, err := signupTokens(ctx, client, endpoint, body)
 				if err != nil || status != http.StatusOK {
 					errs[w] = fmt.Errorf("bench: sign-up before the run: status %d, %v", status, err)
 					return
