@@ -372,6 +372,9 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		status := e.Status
 		httpx.SetRetryAfter(w, e)
 		switch text := httpx.PageText(e, httpx.AudienceFlow, d.LoginID); e.Field {
+		case httpx.FieldFlow:
+			s.messagePage(w, status, httpx.PageTitle(e), text)
+			return
 		case httpx.FieldLoginID:
 			d.LoginIDError = text
 		case httpx.FieldPassword:
@@ -402,45 +405,18 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 	var promotion *app.PendingPromotion
 	switch mode {
 	case modePromote:
-		if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
-			s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
-			return
-		}
-		if byCode || s.Service.PromotionNeedsCode(id) {
-			s.startCodePromotion(w, r, flowID, f, id, pw, fail) // verify_pages.go
-			return
-		}
-		in := app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: id, Password: pw, IP: s.ClientIP(r), Meta: httpx.Meta(r)}
-		if f.ResponseType == "code" {
-			// Decided now, written when the app exchanges the code with
-			// its PKCE verifier: only the party that started the flow
-			// can complete it.
-			p, err := s.Service.PreparePromotion(ctx, in)
-			if err != nil {
-				fail(err)
-				return
-			}
-			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-			promotion, userID = &p, f.UserID
-			if p.MergeInto != "" {
-				userID = p.MergeInto
-			}
-			break
-		}
-		// Cookie mode has no code exchange to bind the flow to: the
-		// browser must hold the guest's own session cookie.
-		if !s.holdsGuestSession(r, f) {
-			s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
-			return
-		}
-		in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
-		iss, err := s.Service.Promote(ctx, in)
+		res, err := s.Service.SubmitHostedPromotion(ctx, app.HostedPromotion{FlowID: flowID, Flow: f, LoginID: id, Password: pw, ByCode: byCode,
+			HoldsGuestSession: f.ResponseType != "code" && s.holdsGuestSession(r, f), CodeRequest: s.CodeRequest(r)})
 		if err != nil {
 			fail(err)
 			return
 		}
-		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		userID, started = iss.UserID, &iss
+		if res.CodeSent {
+			httpx.NoStore(w)
+			http.Redirect(w, r, "/flows/"+flowID+"/code", http.StatusSeeOther) // verify_pages.go
+			return
+		}
+		userID, started, promotion = res.UserID, res.Started, res.Promotion
 	case modeSignUp:
 		if s.Service.SignUpNeedsCode(id, byCode) {
 			s.startCodeSignUp(w, r, flowID, f, id, pw, fail) // verify_pages.go

@@ -64,6 +64,10 @@ func (s *Server) callbackURL() string { return s.cfg.PublicURL + CallbackPath }
 // usable: another way in, or another try).
 func (s *Server) flowError(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, err error) {
 	e := s.LogError(r, err)
+	if e.Field == httpx.FieldFlow {
+		s.messagePage(w, e.Status, httpx.PageTitle(e), httpx.PageText(e, httpx.AudienceFlow, ""))
+		return
+	}
 	mode := modeSignIn
 	if f.UserID != "" {
 		mode = modePromote
@@ -261,36 +265,13 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A guest's promotion, with the same rules as by password.
-	if _, err := s.Service.PromotionCode(ctx, f.PromotionCode); f.PromotionCode != "" && err != nil {
-		s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
-		return
-	}
-	pending, err := s.Service.PrepareExternalPromotion(ctx, f.UserID, f.SessionID, ref, s.ClientIP(r))
+	res, err := s.Service.SubmitHostedPromotion(ctx, app.HostedPromotion{FlowID: flowID, Flow: f, External: &ref,
+		HoldsGuestSession: f.ResponseType != "code" && s.holdsGuestSession(r, f), CodeRequest: app.CodeRequest{IP: s.ClientIP(r), Meta: meta}})
 	if err != nil {
 		s.flowError(w, r, flowID, f, err)
 		return
 	}
-	userID := f.UserID
-	if pending.MergeInto != "" {
-		userID = pending.MergeInto
-	}
-	if f.ResponseType == "code" {
-		// Written when the app exchanges the code with its verifier.
-		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		s.finishFlowAs(w, r, flowID, f, userID, nil, &pending, domain.MethodExternal)
-		return
-	}
-	if !s.holdsGuestSession(r, f) {
-		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
-		return
-	}
-	iss, err := s.Service.CompletePromotion(ctx, pending, &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodExternal}, meta)
-	if err != nil {
-		s.flowError(w, r, flowID, f, err)
-		return
-	}
-	s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-	s.finishFlowAs(w, r, flowID, f, iss.UserID, &iss, nil, domain.MethodExternal)
+	s.finishFlowAs(w, r, flowID, f, res.UserID, res.Started, res.Promotion, domain.MethodExternal)
 }
 
 // upstreamLinkDone ends a link: the identity is added to the user.

@@ -91,6 +91,12 @@ func (s *Server) codeFailed(w http.ResponseWriter, r *http.Request, name, redire
 	s.renderCodePage(w, e.Status, name, redirectURI, d)
 }
 
+// flowEnded shows the message page of an error that ends a flow.
+func (s *Server) flowEnded(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.LogError(r, err)
+	s.messagePage(w, e.Status, httpx.PageTitle(e), httpx.PageText(e, httpx.AudienceFlow, ""))
+}
+
 func (s *Server) codeData(flowID string, f app.CodeEntry, mode string) codePageData {
 	d := codePageData{pageData: s.flowPage(flowID, f, mode), Minutes: int(s.Service.CodeLifetime() / time.Minute),
 		ResendHint: resendHint, Action: "/flows/" + flowID + "/code", Back: "/flows/" + flowID}
@@ -99,47 +105,6 @@ func (s *Server) codeData(flowID string, f app.CodeEntry, mode string) codePageD
 	d.BackText = "Use a different " + noun
 	d.Sent = "Enter the code we sent to " + f.CodeLoginID + "."
 	return d
-}
-
-// startCodePromotion is the hosted promotion when the project requires a
-// code for the login ID: decided as the page's promotion is (the limits,
-// policy, password hashed; a merge under the conflict policy "login" is
-// carried or written as today), a code sent, and the browser sent on to
-// the code page. Nothing is written before the code comes back.
-func (s *Server) startCodePromotion(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, pw string, fail func(error)) {
-	ctx := r.Context()
-	cookieMode := f.ResponseType != "code"
-	if cookieMode && !s.holdsGuestSession(r, f) {
-		s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
-		return
-	}
-	cr := s.CodeRequest(r)
-	in := app.PromotionByCode{Locale: cr.Locale, DeferMerge: !cookieMode, PromoteInput: app.PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID,
-		LoginID: id, Password: pw, IP: cr.IP, Meta: cr.Meta}}
-	if cookieMode {
-		in.NewSession = &app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
-	}
-	st, err := s.Service.StartPromotionByCode(ctx, in)
-	if err != nil {
-		fail(err)
-		return
-	}
-	switch {
-	case st.Merged != nil:
-		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		s.finishFlow(w, r, flowID, f, st.Merged.UserID, st.Merged, nil)
-		return
-	case st.Merge != nil:
-		s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-		s.finishFlow(w, r, flowID, f, st.Merge.MergeInto, nil, st.Merge)
-		return
-	}
-	if err := s.Service.SetFlowCodeLoginID(ctx, flowID, string(id.Type), id.Value); err != nil {
-		fail(err)
-		return
-	}
-	httpx.NoStore(w)
-	http.Redirect(w, r, "/flows/"+flowID+"/code", http.StatusSeeOther)
 }
 
 // startCodeSignUp is the hosted sign-up completed by a code: passwordless,
@@ -237,7 +202,7 @@ func (s *Server) promotionCode() codePage {
 		},
 		guard: func(w http.ResponseWriter, r *http.Request, f app.CodeEntry) bool {
 			if _, err := s.Service.PromotionCode(r.Context(), f.PromotionCode); f.PromotionCode != "" && err != nil {
-				s.messagePage(w, http.StatusBadRequest, "This page has expired", "Your sign-up link expired or was already used. Go back to the application and start again.")
+				s.flowEnded(w, r, app.ErrPromotionLinkSpent)
 				return false
 			}
 			return true
@@ -263,7 +228,7 @@ func (s *Server) promotionCode() codePage {
 				return
 			}
 			if !s.holdsGuestSession(r, f) {
-				s.messagePage(w, http.StatusForbidden, "Cannot continue", "This sign-up link belongs to a guest of another browser. Open it from the application on your own device.")
+				s.flowEnded(w, r, app.ErrGuestOfAnotherBrowser)
 				return
 			}
 			iss, err := s.Service.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, code,

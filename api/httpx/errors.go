@@ -47,6 +47,9 @@ const (
 	FieldLoginID  = "login_id"
 	FieldPassword = "password"
 	FieldCode     = "code"
+	// FieldFlow: the flow cannot go on; a hosted page shows a message
+	// page (PageTitle, PageText) instead of its form.
+	FieldFlow = "flow"
 )
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Message }
@@ -273,6 +276,12 @@ func Classify(err error) *Error {
 			x.RetryAfter = rs.RetryAfter
 		}
 		return wrap(x)
+	case errors.Is(err, app.ErrPromotionLinkSpent):
+		return onField(wrap(BadRequest("PromotionLinkSpent", "invalid_request", "the sign-up link expired or was already used")), FieldFlow)
+	case errors.Is(err, app.ErrGuestOfAnotherBrowser):
+		return onField(wrap(NewError(403, "Forbidden", "GuestOfAnotherBrowser", "access_denied", "the sign-up link belongs to a guest of another browser")), FieldFlow)
+	case errors.Is(err, app.ErrNotAGuestFlow):
+		return onField(wrap(BadRequest("NotAGuestFlow", "invalid_request", "this flow promotes no guest")), FieldFlow)
 	case errors.Is(err, app.ErrVerificationRequired):
 		return wrap(NewError(403, "Forbidden", "VerificationRequired", "invalid_request", "this project requires the code sent to the login ID: use /api/anonymous_user/promote/start"))
 	case errors.Is(err, app.ErrVerificationOff):
@@ -305,6 +314,15 @@ const (
 	AudiencePortal = "portal" // the operators' portal
 )
 
+// PageTitle is the heading of the message page a hosted flow shows for an
+// error that ends it (FieldFlow).
+func PageTitle(e *Error) string {
+	if e.Reason == "PromotionLinkSpent" {
+		return "This page has expired"
+	}
+	return "Cannot continue"
+}
+
 // PageText is the sentence a hosted page or the portal shows for an error,
 // keyed by its reason: the one place that turns errors into words for
 // people. typed is the login ID the person typed, to name its kind.
@@ -325,6 +343,12 @@ func PageText(e *Error, audience, typed string) string {
 		return "Something went wrong on our side. Please try again."
 	}
 	switch e.Reason {
+	case "PromotionLinkSpent":
+		return "Your sign-up link expired or was already used. Go back to the application and start again."
+	case "GuestOfAnotherBrowser":
+		return "This sign-up link belongs to a guest of another browser. Open it from the application on your own device."
+	case "NotAGuestFlow":
+		return "This page does not create an account for a guest. Go back to the application and start again."
 	case "LoginIDTaken":
 		return "This " + LoginNoun(typed) + " already belongs to an account. Use another, or sign in to that account from the app."
 	case "InvalidCredentials":

@@ -1,0 +1,157 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+
+	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/loginid"
+)
+
+// The hosted promotion page's command (issue 16): the page submits what
+// the person typed and what the browser holds; this decides which way the
+// promotion goes (a code first, decided now and written at the code
+// exchange, or written now with the cookie session) and spends the sign-up
+// link, so the page only renders and redirects.
+
+// Errors of a hosted flow that cannot go on (the page shows a message,
+// not the form).
+var (
+	// ErrPromotionLinkSpent: the flow's promotion code expired or was used.
+	ErrPromotionLinkSpent = errors.New("the sign-up link expired or was already used")
+	// ErrGuestOfAnotherBrowser: a cookie-mode promotion from a browser
+	// without the guest's own session cookie.
+	ErrGuestOfAnotherBrowser = errors.New("the sign-up link belongs to a guest of another browser")
+)
+
+// HostedPromotion is a submission of the hosted promotion page.
+type HostedPromotion struct {
+	FlowID string
+	Flow   CodeEntry
+	// LoginID and Password as typed (Password is ignored with ByCode).
+	LoginID  loginid.ID
+	Password string
+	// ByCode: a code instead of a password ("Create account with a code
+	// instead", or a login ID type that offers no password).
+	ByCode bool
+	// External, when set, promotes with this external identity (the
+	// upstream provider's callback, issue 19) instead of a login ID.
+	External *domain.ExternalRef
+	// HoldsGuestSession: the browser carries the session cookie of the
+	// guest session the flow's promotion code was issued through (cookie
+	// mode needs it: there is no code exchange to bind the flow to).
+	HoldsGuestSession bool
+	CodeRequest
+}
+
+// HostedPromotionResult is where the flow goes next: CodeSent (on to the
+// code page), or the end of the flow as UserID, with Started (cookie mode:
+// the session, written) or Promotion (code mode: carried by the
+// authorization code and written at its exchange).
+type HostedPromotionResult struct {
+	CodeSent  bool
+	UserID    string
+	Started   *Issued
+	Promotion *PendingPromotion
+}
+
+// SubmitHostedPromotion runs a hosted promotion: the sign-up link still
+// good, the browser's claim to the guest (cookie mode), then the code path
+// when the person chose a code or the project requires one, else the
+// promotion (or merge, under the conflict policy "login") decided by
+// PreparePromotion, the one place the policy is applied. The link is spent
+// once the promotion is decided; nothing is written before the code comes
+// back on the code path.
+func (s *Service) SubmitHostedPromotion(ctx context.Context, in HostedPromotion) (HostedPromotionResult, error) {
+	f := in.Flow
+	if f.UserID == "" {
+		return HostedPromotionResult{}, ErrNotAGuestFlow
+	}
+	if f.PromotionCode != "" {
+		if _, err := s.PromotionCode(ctx, f.PromotionCode); err != nil {
+			return HostedPromotionResult{}, ErrPromotionLinkSpent
+		}
+	}
+	cookieMode := f.ResponseType != "code"
+	if cookieMode && !in.HoldsGuestSession {
+		return HostedPromotionResult{}, ErrGuestOfAnotherBrowser
+	}
+	if in.External != nil {
+		p, err := s.PrepareExternalPromotion(ctx, f.UserID, f.SessionID, *in.External, in.IP)
+		if err != nil {
+			return HostedPromotionResult{}, err
+		}
+		var ns *NewSession
+		if cookieMode {
+			ns = &NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodExternal}
+		}
+		return s.endHostedPromotion(ctx, f, p, ns, in.Meta)
+	}
+	pin := PromoteInput{UserID: f.UserID, OldSessionID: f.SessionID, LoginID: in.LoginID, Password: in.Password, IP: in.IP, Meta: in.Meta}
+	if in.ByCode {
+		pin.Password = ""
+	}
+	if cookieMode {
+		pin.NewSession = &NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
+	}
+	if in.ByCode || s.PromotionNeedsCode(in.LoginID) {
+		return s.hostedPromotionByCode(ctx, in, pin, cookieMode)
+	}
+	if !cookieMode {
+		p, err := s.PreparePromotion(ctx, pin)
+		if err != nil {
+			return HostedPromotionResult{}, err
+		}
+		return s.endHostedPromotion(ctx, f, p, nil, in.Meta)
+	}
+	iss, err := s.Promote(ctx, pin)
+	if err != nil {
+		return HostedPromotionResult{}, err
+	}
+	s.SpendPromotionCode(ctx, f.PromotionCode)
+	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
+}
+
+// hostedPromotionByCode sends the code of a hosted promotion and records
+// in the flow where it went; a merge the password proved (policy "login")
+// needs no code and ends the flow at once.
+func (s *Service) hostedPromotionByCode(ctx context.Context, in HostedPromotion, pin PromoteInput, cookieMode bool) (HostedPromotionResult, error) {
+	st, err := s.StartPromotionByCode(ctx, PromotionByCode{Locale: in.Locale, DeferMerge: !cookieMode, PromoteInput: pin})
+	if err != nil {
+		return HostedPromotionResult{}, err
+	}
+	switch {
+	case st.Merged != nil:
+		s.SpendPromotionCode(ctx, in.Flow.PromotionCode)
+		return HostedPromotionResult{UserID: st.Merged.UserID, Started: st.Merged}, nil
+	case st.Merge != nil:
+		s.SpendPromotionCode(ctx, in.Flow.PromotionCode)
+		return HostedPromotionResult{UserID: st.Merge.MergeInto, Promotion: st.Merge}, nil
+	}
+	if err := s.SetFlowCodeLoginID(ctx, in.FlowID, string(in.LoginID.Type), in.LoginID.Value); err != nil {
+		return HostedPromotionResult{}, err
+	}
+	return HostedPromotionResult{CodeSent: true}, nil
+}
+
+// ErrNotAGuestFlow: a promotion submitted on a flow that has no guest.
+var ErrNotAGuestFlow = errors.New("this flow promotes no guest")
+
+// endHostedPromotion ends a hosted promotion decided as p and spends the
+// sign-up link: without ns (code mode) p is carried by the authorization
+// code, written when the app exchanges it with its PKCE verifier, so only
+// the party that started the flow can complete it; with ns (cookie mode)
+// it is written now, with the start of ns.
+func (s *Service) endHostedPromotion(ctx context.Context, f CodeEntry, p PendingPromotion, ns *NewSession, meta Meta) (HostedPromotionResult, error) {
+	if ns == nil {
+		s.SpendPromotionCode(ctx, f.PromotionCode)
+		return HostedPromotionResult{UserID: cmp.Or(p.MergeInto, f.UserID), Promotion: &p}, nil
+	}
+	iss, err := s.CompletePromotion(ctx, p, ns, meta)
+	if err != nil {
+		return HostedPromotionResult{}, err
+	}
+	s.SpendPromotionCode(ctx, f.PromotionCode)
+	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
+}
