@@ -79,19 +79,19 @@ func NewServer(d Deps) (*Server, error) {
 	if s.Base, err = httpx.NewBase(d.Log, s.cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
-	sdkServer, err := sdk.New(sdk.Deps{Base: s.Base, Service: d.Service})
+	sdkServer, err := sdk.New(sdk.Deps{Base: s.Base, Service: d.Service.Accounts})
 	if err != nil {
 		return nil, err
 	}
-	hostedServer, err := hosted.New(hosted.Deps{Base: s.Base, Service: d.Service})
+	hostedServer, err := hosted.New(hosted.Deps{Base: s.Base, Service: d.Service.Accounts})
 	if err != nil {
 		return nil, err
 	}
-	adminServer, err := admin.New(admin.Deps{Base: s.Base, Service: d.Service, Reads: d.Reads, Store: d.Store, Exports: d.Exports, Webhooks: d.Webhooks})
+	adminServer, err := admin.New(admin.Deps{Base: s.Base, Service: d.Service.Admin, Reads: d.Reads, Store: d.Store, Exports: d.Exports, Webhooks: d.Webhooks})
 	if err != nil {
 		return nil, err
 	}
-	portalServer, err := portal.New(portal.Deps{Base: s.Base, Service: d.Service, Reads: d.Reads, PortalSessions: d.PortalSessions,
+	portalServer, err := portal.New(portal.Deps{Base: s.Base, Service: d.Service.Admin, Settings: d.Service.SettingsService, Reads: d.Reads, PortalSessions: d.PortalSessions,
 		Store: d.Store, Exports: d.Exports, Reaper: d.Reaper, Webhooks: d.Webhooks, MaxBodyBytes: d.MaxBodyBytes})
 	if err != nil {
 		return nil, err

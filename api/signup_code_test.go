@@ -249,3 +249,36 @@ func TestHostedCodeOnlyProject(t *testing.T) {
 		t.Fatalf("after: %s", info.Raw)
 	}
 }
+
+// TestCodeSignInReauthenticatesOnlyTheHintsUser: a flow with an
+// id_token_hint (OpenID re-authentication) signed in to by code as
+// another user ends with "re-authenticating", and no authorization code.
+func TestCodeSignInReauthenticatesOnlyTheHintsUser(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	c := apitest.NewClient(t, e.n)
+	apitest.RegularUser(t, c, "ada@example.com")
+	apitest.RegularUser(t, c, "bob@example.com")
+	verifier, challenge := apitest.PKCE()
+	page, csrf, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	r := c.Submit(page, csrf, url.Values{"login_id": {"ada@example.com"}, "password": {apitest.GoodPassword}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	tok := c.Exchange(loc.Query().Get("code"), verifier)
+	hint := apitest.Str(tok.Body, "id_token")
+	if hint == "" {
+		t.Fatalf("no ID token: %s", tok.Raw)
+	}
+	_, challenge = apitest.PKCE()
+	params := apitest.AuthorizeParams(challenge, "")
+	params.Set("id_token_hint", hint)
+	params.Set("prompt", "login")
+	page, csrf, _ = c.HostedFlow(params)
+	mails := len(e.mail.Mails())
+	if r := c.Submit(page+"/signin-code", csrf, url.Values{"login_id": {"bob@example.com"}}); r.Status != 303 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	code := e.mail.WaitMail(t, mails+1).Code()
+	r = c.Submit(page+"/signin-code/verify", csrf, url.Values{"action": {"verify"}, "code": {code}})
+	if r.Status != 400 || !strings.Contains(r.Raw, "re-authenticating") || r.Header.Get("Location") != "" {
+		t.Fatalf("code sign-in as another user: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // is revoked in the same append, read from the log (sessionIDs may name
 // more, e.g. from the read model, for sessions started before every start
 // was recorded on the user), so enabling the user again revives none.
-func (s *Service) DisableUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
+func (s *Admin) DisableUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
 	var rest []pending
 	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
 		rest = nil // of an attempt that conflicted
@@ -33,7 +33,7 @@ func (s *Service) DisableUser(ctx context.Context, userID, reason string, sessio
 }
 
 // EnableUser lets a disabled user sign in again.
-func (s *Service) EnableUser(ctx context.Context, userID string, meta Meta) (domain.User, error) {
+func (s *Admin) EnableUser(ctx context.Context, userID string, meta Meta) (domain.User, error) {
 	return s.updateUser(ctx, userID, meta, func(_ context.Context, u domain.User) ([]pending, error) {
 		evs, err := domain.DecideEnable(u, s.clock.Now())
 		return s.onUser(userID, evs), err
@@ -43,7 +43,7 @@ func (s *Service) EnableUser(ctx context.Context, userID string, meta Meta) (dom
 // DeleteUser deletes a user in one atomic append: its keys removed, its
 // login ID released (so it may be claimed again), every session revoked (as
 // DisableUser finds them), the user deleted.
-func (s *Service) DeleteUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
+func (s *Admin) DeleteUser(ctx context.Context, userID, reason string, sessionIDs []string, meta Meta) (domain.User, error) {
 	var rest []pending
 	u, err := s.updateUser(ctx, userID, meta, func(ctx context.Context, u domain.User) ([]pending, error) {
 		rest = nil // of an attempt that conflicted
@@ -97,7 +97,7 @@ var (
 )
 
 // RevokeUserSession ends one session of a user (operator action).
-func (s *Service) RevokeUserSession(ctx context.Context, userID, sessionID string, meta Meta) error {
+func (s *Admin) RevokeUserSession(ctx context.Context, userID, sessionID string, meta Meta) error {
 	sess, _, err := s.LoadSession(ctx, sessionID)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (s *Service) RevokeUserSession(ctx context.Context, userID, sessionID strin
 
 // onUser binds events for the user's subject; the expected version is filled
 // in by updateUser.
-func (s *Service) onUser(userID string, evs []domain.Event) []pending {
+func (s *Admin) onUser(userID string, evs []domain.Event) []pending {
 	out := make([]pending, 0, len(evs))
 	for _, ev := range evs {
 		out = append(out, pending{subject: s.userSubject(userID), event: ev})
@@ -121,7 +121,7 @@ func (s *Service) onUser(userID string, evs []domain.Event) []pending {
 // updateUser runs an operator command on a user: load, decide, append at
 // the version seen, retry on a concurrent change. The user's own events
 // (those on its subject) expect the loaded version; others carry their own.
-func (s *Service) updateUser(ctx context.Context, userID string, meta Meta, decide func(context.Context, domain.User) ([]pending, error)) (domain.User, error) {
+func (s *Admin) updateUser(ctx context.Context, userID string, meta Meta, decide func(context.Context, domain.User) ([]pending, error)) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {

@@ -45,7 +45,7 @@ func (c *aggregateCache) len() int {
 	return c.lru.Len()
 }
 
-func aggregateService(t *testing.T) (*Service, *countingStore) {
+func aggregateService(t *testing.T) (*core, *countingStore) {
 	t.Helper()
 	// The embedded server as testenv starts it (testenv imports this package).
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, SyncAlways: true, NoAuth: true})
@@ -64,11 +64,11 @@ func aggregateService(t *testing.T) (*Service, *countingStore) {
 	}
 	t.Cleanup(st.Close)
 	spy := &countingStore{Store: st}
-	return &Service{store: spy, clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)), aggregates: newAggregateCache(1000)}, spy
+	return &core{store: spy, clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)), aggregates: newAggregateCache(1000)}, spy
 }
 
 // coldUser rebuilds the user from its first event, without the cache.
-func coldUser(t *testing.T, s *Service, id string) (domain.User, uint64) {
+func coldUser(t *testing.T, s *core, id string) (domain.User, uint64) {
 	t.Helper()
 	u, v, err := loadAggregate(context.Background(), s.store, nil, s.userSubject(id), domain.FoldUser)
 	if err != nil {
@@ -80,7 +80,7 @@ func coldUser(t *testing.T, s *Service, id string) (domain.User, uint64) {
 func TestCachedLoadEqualsFullLoadAndReadsOnlyNewEvents(t *testing.T) {
 	s, spy := aggregateService(t)
 	// Another node: the same log, a cache of its own.
-	s2 := &Service{store: s.store, clock: s.clock, aggregates: newAggregateCache(1000)}
+	s2 := &core{store: s.store, clock: s.clock, aggregates: newAggregateCache(1000)}
 	ctx := context.Background()
 	now := s.clock.Now()
 	id, other := uuid.NewString(), uuid.NewString()

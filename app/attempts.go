@@ -19,7 +19,7 @@ const lockoutCeiling = 10
 // passwordAttempt is one password check under the sign-in limits, begun by
 // beginPasswordAttempt; failed records its failure.
 type passwordAttempt struct {
-	s                 *Service
+	s                 *core
 	failAll, failHere string
 	ceiling, mark     Limit
 }
@@ -39,7 +39,7 @@ type passwordAttempt struct {
 //     in all, so the guesses on one account stay bounded however many
 //     addresses guess, while the owner's attempt from a clean address is
 //     refused only while others spend that allowance.
-func (s *Service) beginPasswordAttempt(ctx context.Context, scope, account, ip string) (*passwordAttempt, error) {
+func (s *core) beginPasswordAttempt(ctx context.Context, scope, account, ip string) (*passwordAttempt, error) {
 	now := s.clock.Now()
 	rl := s.Settings().RateLimits
 	addr := addressKey(ip)
@@ -96,7 +96,7 @@ func (a *passwordAttempt) failed(ctx context.Context) {
 // (sign_in_per_login_id, recorded by takenAnswered), so a taken login ID
 // cannot be probed without bound while nobody can block a free one (an
 // attempt on a free login ID never counts against it).
-func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, guestID string) error {
+func (s *core) allowAccountCreation(ctx context.Context, ip, loginIDKey, guestID string) error {
 	now := s.clock.Now()
 	rl := s.Settings().RateLimits
 	if err := s.limiter.Allow(ctx, "create:ip:"+addressKey(ip), limitOf(rl.SignInPerIP), now); err != nil {
@@ -112,7 +112,7 @@ func (s *Service) allowAccountCreation(ctx context.Context, ip, loginIDKey, gues
 
 // takenAnswered records that a sign-up or promotion was told the login ID
 // is taken.
-func (s *Service) takenAnswered(ctx context.Context, loginIDKey string, err error) {
+func (s *core) takenAnswered(ctx context.Context, loginIDKey string, err error) {
 	if errors.Is(err, domain.ErrLoginIDTaken) {
 		_ = s.limiter.Allow(ctx, "create:taken:"+loginIDKey, limitOf(s.Settings().RateLimits.SignInPerLoginID), s.clock.Now())
 	}

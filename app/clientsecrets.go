@@ -32,7 +32,7 @@ var (
 )
 
 // publicClient looks up a client for the SDKs' unauthenticated grants.
-func (s *Service) publicClient(id string) (domain.ClientSettings, error) {
+func (s *Sessions) publicClient(id string) (domain.ClientSettings, error) {
 	cl, err := s.client(id)
 	if err == nil && cl.Confidential() {
 		return domain.ClientSettings{}, ErrConfidentialClient
@@ -86,7 +86,7 @@ func hashClientSecret(clientID, secret string) []byte {
 // secrets keep working for overlap (0: they stop now), so that its servers
 // can be moved to the new one. The secret is returned once and never
 // stored or logged.
-func (s *Service) RotateClientSecret(ctx context.Context, clientID string, overlap time.Duration, meta Meta) (string, ClientSecret, error) {
+func (s *Admin) RotateClientSecret(ctx context.Context, clientID string, overlap time.Duration, meta Meta) (string, ClientSecret, error) {
 	if _, err := s.client(clientID); err != nil {
 		return "", ClientSecret{}, err
 	}
@@ -115,7 +115,7 @@ func (s *Service) RotateClientSecret(ctx context.Context, clientID string, overl
 
 // ClientSecrets lists a client's secrets (without their hashes), newest
 // first.
-func (s *Service) ClientSecrets(ctx context.Context, clientID string) ([]ClientSecret, error) {
+func (s *Admin) ClientSecrets(ctx context.Context, clientID string) ([]ClientSecret, error) {
 	if _, err := s.client(clientID); err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (s *Service) ClientSecrets(ctx context.Context, clientID string) ([]ClientS
 }
 
 // RevokeClientSecret makes a secret stop working now.
-func (s *Service) RevokeClientSecret(ctx context.Context, clientID, secretID string, meta Meta) error {
+func (s *Admin) RevokeClientSecret(ctx context.Context, clientID, secretID string, meta Meta) error {
 	if _, err := s.client(clientID); err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (s *Service) RevokeClientSecret(ctx context.Context, clientID, secretID str
 // when it presented no secret), which must be the client's
 // token_endpoint_auth_method; a confidential client's secret must match
 // one of its live secrets (compared in constant time, all of them).
-func (s *Service) AuthenticateClient(ctx context.Context, clientID, method, secret string) (domain.ClientSettings, error) {
+func (s *Sessions) AuthenticateClient(ctx context.Context, clientID, method, secret string) (domain.ClientSettings, error) {
 	cl, ok := s.Settings().Client(clientID)
 	if !ok && method == domain.AuthMethodNone {
 		return domain.ClientSettings{}, ErrUnknownClient

@@ -128,7 +128,7 @@ func (b codeBook) Delete(ctx context.Context, code string, rev uint64) error {
 
 // codeEntry reads a code's entry when valid accepts it; an unknown code,
 // or one valid refuses, is missing.
-func (s *Service) codeEntry(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, uint64, error) {
+func (s *core) codeEntry(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, uint64, error) {
 	e, rev, err := s.codes.Get(ctx, code)
 	if errors.Is(err, ErrCodeNotFound) || (err == nil && !valid(e)) {
 		return CodeEntry{}, 0, missing
@@ -142,7 +142,7 @@ func (s *Service) codeEntry(ctx context.Context, code string, missing error, val
 // takeCode spends a code valid accepts: a delete conditioned on the
 // revision read, so of two concurrent uses (on any nodes) exactly one gets
 // it; the other, like an unknown or refused code, gets missing.
-func (s *Service) takeCode(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, error) {
+func (s *core) takeCode(ctx context.Context, code string, missing error, valid func(CodeEntry) bool) (CodeEntry, error) {
 	e, rev, err := s.codeEntry(ctx, code, missing, valid)
 	if err != nil {
 		return CodeEntry{}, err
@@ -163,18 +163,18 @@ func codeKey(code string) string {
 }
 
 // NewCode makes a random code of 256 bits.
-func (s *Service) NewCode() (string, error) { return s.newCode() }
+func (s *core) NewCode() (string, error) { return s.newCode() }
 
 // Now is the service's clock.
-func (s *Service) Now() time.Time { return s.clock.Now() }
+func (s *core) Now() time.Time { return s.clock.Now() }
 
 // PutCode stores a code entry (hosted-page flows).
-func (s *Service) PutCode(ctx context.Context, code string, e CodeEntry) error {
+func (s *core) PutCode(ctx context.Context, code string, e CodeEntry) error {
 	return s.codes.Put(ctx, code, e)
 }
 
 // Flow returns a live hosted-page flow.
-func (s *Service) Flow(ctx context.Context, id string) (CodeEntry, error) {
+func (s *core) Flow(ctx context.Context, id string) (CodeEntry, error) {
 	e, _, err := s.codes.Get(ctx, id)
 	if err == nil && (e.Kind != CodeFlow || !s.clock.Now().Before(e.ExpiresAt)) {
 		err = ErrCodeNotFound
@@ -185,7 +185,7 @@ func (s *Service) Flow(ctx context.Context, id string) (CodeEntry, error) {
 // SetFlowCodeLoginID records in a live hosted-page flow the login ID a
 // one-time code was sent to (a conditional update: a flow changed
 // meanwhile is ErrCodeChanged).
-func (s *Service) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string) error {
+func (s *core) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string) error {
 	e, rev, err := s.codes.Get(ctx, flowID)
 	if err == nil && (e.Kind != CodeFlow || !s.clock.Now().Before(e.ExpiresAt)) {
 		err = ErrCodeNotFound
@@ -198,14 +198,14 @@ func (s *Service) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value str
 }
 
 // DeleteCode removes a code entry whatever its revision.
-func (s *Service) DeleteCode(ctx context.Context, code string) {
+func (s *core) DeleteCode(ctx context.Context, code string) {
 	if _, rev, err := s.codes.Get(ctx, code); err == nil {
 		_ = s.codes.Delete(ctx, code, rev)
 	}
 }
 
 // newCode makes a random code of 256 bits.
-func (s *Service) newCode() (string, error) {
+func (s *core) newCode() (string, error) {
 	var raw [32]byte
 	if _, err := io.ReadFull(s.random, raw[:]); err != nil {
 		return "", err

@@ -20,7 +20,7 @@ func staleMiss(err error) bool {
 // explain, once more with reads checked against the stream leader. A token
 // issued a moment ago on another node is then accepted, not refused. Only
 // operations safe to repeat (no single-use input spent) go through here.
-func currentRead[T any](ctx context.Context, s *Service, op func(context.Context) (T, error)) (T, error) {
+func currentRead[T any](ctx context.Context, s *core, op func(context.Context) (T, error)) (T, error) {
 	v, err := op(ctx)
 	if err != nil && staleMiss(err) && s.replicated() {
 		return op(eventstore.WithLeaderCheck(ctx))
@@ -28,7 +28,7 @@ func currentRead[T any](ctx context.Context, s *Service, op func(context.Context
 	return v, err
 }
 
-func (s *Service) replicated() bool {
+func (s *core) replicated() bool {
 	r, ok := s.store.(interface{ Replicated() bool })
 	return ok && r.Replicated()
 }

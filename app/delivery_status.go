@@ -23,7 +23,7 @@ type DeliveryStatus struct {
 }
 
 // DeliveryStatus reports the configured delivery, secrets masked.
-func (s *Service) DeliveryStatus() DeliveryStatus {
+func (s *Admin) DeliveryStatus() DeliveryStatus {
 	c := s.cfg
 	return DeliveryStatus{Dev: c.Dev, OutboxDir: c.OutboxDir(),
 		SMTPHost: c.SMTP.Host, SMTPPort: c.SMTP.Port, SMTPTLS: c.SMTP.TLS, SMTPFrom: c.SMTP.From, SMTPUsername: c.SMTP.Username,
@@ -36,7 +36,7 @@ func (s *Service) DeliveryStatus() DeliveryStatus {
 // works for nothing) to an email address or phone number, through the same
 // delivery as the codes and under the per-address send limit; a failure
 // is the answer.
-func (s *Service) SendTestMessage(ctx context.Context, to, ip string, meta Meta) (delivery.Channel, error) {
+func (s *Admin) SendTestMessage(ctx context.Context, to, ip string, meta Meta) (delivery.Channel, error) {
 	id, err := loginid.Parse("", to)
 	if err != nil {
 		return "", err

@@ -36,7 +36,7 @@ type DPoPRequest struct {
 // when the request carried no proof (a client without DPoP, such as the web
 // SDK). accessToken, when set, is what the proof goes with: its ath must
 // match if present, and must be present when requireATH.
-func (s *Service) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken string, requireATH bool) (string, error) {
+func (s *Sessions) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken string, requireATH bool) (string, error) {
 	if r.Several {
 		return "", &tokens.DPoPError{Reason: tokens.DPoPMalformed, Detail: "more than one DPoP header"}
 	}
@@ -80,7 +80,7 @@ type AccessRequest struct {
 //     packages/authgear-core/src/client.ts _prepareHeaders and _doFetch;
 //     authgear-sdk-ios Sources/APIClient.swift fetch).
 //   - Bearer scheme, unbound token: as always; a proof, if any, is ignored.
-func (s *Service) AuthenticateAccess(ctx context.Context, a AccessRequest) (Principal, error) {
+func (s *Sessions) AuthenticateAccess(ctx context.Context, a AccessRequest) (Principal, error) {
 	p, bound, err := s.authenticateBearerBound(ctx, a.Token)
 	if err != nil {
 		return Principal{}, err

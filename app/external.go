@@ -39,29 +39,29 @@ type UpstreamState struct {
 
 // TakeUpstreamState spends the state of an upstream authorization request:
 // of two requests with one state, one gets it.
-func (s *Service) TakeUpstreamState(ctx context.Context, state string) (CodeEntry, error) {
+func (s *Accounts) TakeUpstreamState(ctx context.Context, state string) (CodeEntry, error) {
 	return s.takeCode(ctx, state, ErrCodeNotFound, s.liveUpstream(CodeUpstream))
 }
 
 // liveUpstream accepts a live entry of the kind carrying an upstream
 // request (states and link codes).
-func (s *Service) liveUpstream(kind string) func(CodeEntry) bool {
+func (s *Accounts) liveUpstream(kind string) func(CodeEntry) bool {
 	return func(e CodeEntry) bool {
 		return e.Kind == kind && e.Upstream != nil && s.clock.Now().Before(e.ExpiresAt)
 	}
 }
 
-func (s *Service) externalSubject(r domain.ExternalRef) string {
+func (s *core) externalSubject(r domain.ExternalRef) string {
 	return s.store.Subject("external", r.Key())
 }
 
-func (s *Service) loadExternal(ctx context.Context, r domain.ExternalRef) (domain.ExternalIdentity, uint64, error) {
+func (s *core) loadExternal(ctx context.Context, r domain.ExternalRef) (domain.ExternalIdentity, uint64, error) {
 	return loadAggregate(ctx, s.store, s.aggregates, s.externalSubject(r), each(domain.EvolveExternalIdentity))
 }
 
 // externalOwner is the user holding the identity, "" if none; a miss is
 // asked of the leader (it may have been claimed a moment ago).
-func (s *Service) externalOwner(ctx context.Context, r domain.ExternalRef) (string, error) {
+func (s *Accounts) externalOwner(ctx context.Context, r domain.ExternalRef) (string, error) {
 	x, _, err := s.loadExternal(ctx, r)
 	if err == nil && !x.Claimed() && s.replicated() {
 		x, _, err = s.loadExternal(eventstore.WithLeaderCheck(ctx), r)
@@ -77,7 +77,7 @@ func (s *Service) externalOwner(ctx context.Context, r domain.ExternalRef) (stri
 // (under the limits of account creation). Of two racing first sign-ins
 // one registers; the other finds the identity taken and signs in as that
 // user.
-func (s *Service) SignInExternal(ctx context.Context, clientID string, r domain.ExternalRef, ip string, meta Meta) (domain.User, error) {
+func (s *Accounts) SignInExternal(ctx context.Context, clientID string, r domain.ExternalRef, ip string, meta Meta) (domain.User, error) {
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
 	}
@@ -108,7 +108,7 @@ func (s *Service) SignInExternal(ctx context.Context, clientID string, r domain.
 	return domain.User{}, ErrBusy
 }
 
-func (s *Service) registerExternal(ctx context.Context, clientID string, r domain.ExternalRef, meta Meta) (domain.User, error) {
+func (s *Accounts) registerExternal(ctx context.Context, clientID string, r domain.ExternalRef, meta Meta) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		x, xv, err := s.loadExternal(ctx, r)
 		if err != nil {
@@ -138,7 +138,7 @@ func (s *Service) registerExternal(ctx context.Context, clientID string, r domai
 // identity free, or, under the conflict policy "login", held by an account
 // the guest then merges into (the person just proved they own it at the
 // provider).
-func (s *Service) PrepareExternalPromotion(ctx context.Context, guestID, guestSessionID string, r domain.ExternalRef, ip string) (PendingPromotion, error) {
+func (s *Accounts) PrepareExternalPromotion(ctx context.Context, guestID, guestSessionID string, r domain.ExternalRef, ip string) (PendingPromotion, error) {
 	if err := s.allowAccountCreation(ctx, ip, "external:"+r.Key(), guestID); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -174,7 +174,7 @@ func (s *Service) PrepareExternalPromotion(ctx context.Context, guestID, guestSe
 
 // CompletePromotion writes a prepared promotion (or merge) at once, with
 // the start of ns if given (cookie mode).
-func (s *Service) CompletePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
+func (s *Accounts) CompletePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
 	t := timeCommand(&s.promotions)
 	iss, err := s.completePromotion(ctx, p, ns, meta)
 	t.done(err)
@@ -185,7 +185,7 @@ func (s *Service) CompletePromotion(ctx context.Context, p PendingPromotion, ns 
 // the identity's claim, the user's promotion and link, the end of every
 // session of the guest and, if asked, the start of the regular one, in
 // one append (as promoteHashed).
-func (s *Service) promoteExternal(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
+func (s *Accounts) promoteExternal(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
 	r := *p.External
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		u, uv, err := s.LoadUser(eventstore.WithLeaderCheck(ctx), p.GuestID)
@@ -233,7 +233,7 @@ func (s *Service) promoteExternal(ctx context.Context, p PendingPromotion, ns *N
 
 // LinkExternal adds an external identity to a regular user (its settings
 // page); linking one it holds already changes nothing.
-func (s *Service) LinkExternal(ctx context.Context, userID string, r domain.ExternalRef, meta Meta) error {
+func (s *Accounts) LinkExternal(ctx context.Context, userID string, r domain.ExternalRef, meta Meta) error {
 	_, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (struct{}, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
@@ -263,7 +263,7 @@ func (s *Service) LinkExternal(ctx context.Context, userID string, r domain.Exte
 // never its last way in; the identity may then be linked again. Two
 // concurrent unlinks of a user's last two ways in both decide on the
 // user's version: one is written, the other decides again and is refused.
-func (s *Service) UnlinkExternal(ctx context.Context, userID string, r domain.ExternalRef, meta Meta) error {
+func (s *Accounts) UnlinkExternal(ctx context.Context, userID string, r domain.ExternalRef, meta Meta) error {
 	_, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (struct{}, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
@@ -295,7 +295,7 @@ const CodeLink = "link"
 
 // IssueLinkCode gives a regular user a single-use code that starts linking
 // an identity of the provider in a browser (the headless API's answer).
-func (s *Service) IssueLinkCode(ctx context.Context, p Principal, provider string) (string, time.Time, error) {
+func (s *Accounts) IssueLinkCode(ctx context.Context, p Principal, provider string) (string, time.Time, error) {
 	if p.User.IsAnonymous() {
 		return "", time.Time{}, domain.ErrAnonymousCannotLink
 	}
@@ -310,12 +310,12 @@ func (s *Service) IssueLinkCode(ctx context.Context, p Principal, provider strin
 
 // LinkCode reads a live link code without spending it (the confirmation
 // page).
-func (s *Service) LinkCode(ctx context.Context, code string) (CodeEntry, error) {
+func (s *Accounts) LinkCode(ctx context.Context, code string) (CodeEntry, error) {
 	e, _, err := s.codeEntry(ctx, code, ErrCodeNotFound, s.liveUpstream(CodeLink))
 	return e, err
 }
 
 // TakeLinkCode spends a link code.
-func (s *Service) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
+func (s *Accounts) TakeLinkCode(ctx context.Context, code string) (CodeEntry, error) {
 	return s.takeCode(ctx, code, ErrCodeNotFound, s.liveUpstream(CodeLink))
 }

@@ -23,7 +23,21 @@ var (
 	// ErrGuestOfAnotherBrowser: a cookie-mode promotion from a browser
 	// without the guest's own session cookie.
 	ErrGuestOfAnotherBrowser = errors.New("the sign-up link belongs to a guest of another browser")
+	// ErrReauthenticationOtherUser: a flow with an id_token_hint was
+	// signed in to by another user than the hint's.
+	ErrReauthenticationOtherUser = errors.New("sign in as the account you are re-authenticating")
 )
+
+// SignInToFlow is a hosted sign-in with a password: AuthenticatePassword,
+// and a re-authentication (the flow's id_token_hint named a subject) must
+// be by that user.
+func (s *Accounts) SignInToFlow(ctx context.Context, f CodeEntry, loginID, password, ip string, meta Meta) (domain.User, error) {
+	u, err := s.AuthenticatePassword(ctx, "", loginID, password, ip, meta)
+	if err == nil && f.Subject != "" && u.UserID() != f.Subject {
+		return domain.User{}, ErrReauthenticationOtherUser
+	}
+	return u, err
+}
 
 // HostedPromotion is a submission of the hosted promotion page.
 type HostedPromotion struct {
@@ -63,7 +77,7 @@ type HostedPromotionResult struct {
 // PreparePromotion, the one place the policy is applied. The link is spent
 // once the promotion is decided; nothing is written before the code comes
 // back on the code path.
-func (s *Service) SubmitHostedPromotion(ctx context.Context, in HostedPromotion) (HostedPromotionResult, error) {
+func (s *Accounts) SubmitHostedPromotion(ctx context.Context, in HostedPromotion) (HostedPromotionResult, error) {
 	f := in.Flow
 	if f.UserID == "" {
 		return HostedPromotionResult{}, ErrNotAGuestFlow
@@ -116,7 +130,7 @@ func (s *Service) SubmitHostedPromotion(ctx context.Context, in HostedPromotion)
 // hostedPromotionByCode sends the code of a hosted promotion and records
 // in the flow where it went; a merge the password proved (policy "login")
 // needs no code and ends the flow at once.
-func (s *Service) hostedPromotionByCode(ctx context.Context, in HostedPromotion, pin PromoteInput, cookieMode bool) (HostedPromotionResult, error) {
+func (s *Accounts) hostedPromotionByCode(ctx context.Context, in HostedPromotion, pin PromoteInput, cookieMode bool) (HostedPromotionResult, error) {
 	st, err := s.StartPromotionByCode(ctx, PromotionByCode{Locale: in.Locale, DeferMerge: !cookieMode, PromoteInput: pin})
 	if err != nil {
 		return HostedPromotionResult{}, err
@@ -143,7 +157,7 @@ var ErrNotAGuestFlow = errors.New("this flow promotes no guest")
 // code, written when the app exchanges it with its PKCE verifier, so only
 // the party that started the flow can complete it; with ns (cookie mode)
 // it is written now, with the start of ns.
-func (s *Service) endHostedPromotion(ctx context.Context, f CodeEntry, p PendingPromotion, ns *NewSession, meta Meta) (HostedPromotionResult, error) {
+func (s *Accounts) endHostedPromotion(ctx context.Context, f CodeEntry, p PendingPromotion, ns *NewSession, meta Meta) (HostedPromotionResult, error) {
 	if ns == nil {
 		s.SpendPromotionCode(ctx, f.PromotionCode)
 		return HostedPromotionResult{UserID: cmp.Or(p.MergeInto, f.UserID), Promotion: &p}, nil
@@ -154,4 +168,63 @@ func (s *Service) endHostedPromotion(ctx context.Context, f CodeEntry, p Pending
 	}
 	s.SpendPromotionCode(ctx, f.PromotionCode)
 	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
+}
+
+// EndFlow is how a hosted flow ends for UserID: Started is a session the
+// flow's command already wrote (cookie-mode promotion), Promotion one it
+// decided for the authorization code to write, Method the sign-in method
+// (empty: password).
+type EndFlow struct {
+	FlowID    string
+	Flow      CodeEntry
+	UserID    string
+	Started   *Issued
+	Promotion *PendingPromotion
+	Method    string
+	Meta      Meta
+}
+
+// FlowEnd is what the app gets back: an authorization code (code mode) or
+// the cookie session.
+type FlowEnd struct {
+	Code    string
+	Session *Issued
+}
+
+// EndFlow ends a hosted flow: a flow with an id_token_hint only as the
+// hint's user (ErrReauthenticationOtherUser); the flow is spent; in code mode an
+// authorization code is issued (a sign-in by the user of an id_token_hint
+// whose session is live re-authenticates that session, the SDKs'
+// reauthentication), otherwise the cookie session is the one started, or a
+// new one.
+func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
+	f := in.Flow
+	if f.Subject != "" && in.UserID != f.Subject {
+		// Whatever way the person signed in (a password, a code), a
+		// re-authentication is by the hint's user; the flow stays.
+		return FlowEnd{}, ErrReauthenticationOtherUser
+	}
+	s.DeleteCode(ctx, in.FlowID)
+	method := cmp.Or(in.Method, domain.MethodPassword)
+	if f.ResponseType == "code" {
+		reauth := ""
+		if in.Promotion == nil && method != domain.MethodExternal && f.Subject != "" && f.Subject == in.UserID {
+			var err error
+			if reauth, err = s.LiveSessionOf(ctx, f.ReauthSession, in.UserID, f.ClientID); err != nil {
+				return FlowEnd{}, err
+			}
+		}
+		code, err := s.IssueAuthorizationCode(ctx, AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
+			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: in.UserID, Promotion: in.Promotion, Nonce: f.Nonce,
+			ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: method})
+		return FlowEnd{Code: code}, err
+	}
+	if in.Started != nil {
+		return FlowEnd{Session: in.Started}, nil
+	}
+	iss, err := s.StartSession(ctx, in.UserID, NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: method}, in.Meta)
+	if err != nil {
+		return FlowEnd{}, err
+	}
+	return FlowEnd{Session: &iss}, nil
 }

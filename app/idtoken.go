@@ -64,7 +64,7 @@ func UserClaims(u domain.User, sess domain.Session) tokens.UserClaims {
 // granted openid; "" otherwise. nonce is the authorization request's (code
 // exchange only: a refreshed ID token carries none, OpenID Connect Core
 // §12.2).
-func (s *Service) idToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session, accessToken, nonce string) (string, error) {
+func (s *Sessions) idToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session, accessToken, nonce string) (string, error) {
 	if !sess.HasScope("openid") {
 		return "", nil
 	}
@@ -88,7 +88,7 @@ func (s *Service) idToken(ctx context.Context, lifetime time.Duration, u domain.
 
 // LiveSessionOf returns the session id when it names a live session of the
 // user and client (a re-authentication's id_token_hint), else "".
-func (s *Service) LiveSessionOf(ctx context.Context, sessionID, userID, clientID string) (string, error) {
+func (s *Sessions) LiveSessionOf(ctx context.Context, sessionID, userID, clientID string) (string, error) {
 	if sessionID == "" {
 		return "", nil
 	}
@@ -112,7 +112,7 @@ func (s *Service) LiveSessionOf(ctx context.Context, sessionID, userID, clientID
 // with no refresh token (the session keeps its own). The code is spent
 // first, so it works once; presented again it revokes the session, as any
 // reused code does.
-func (s *Service) exchangeReauthentication(ctx context.Context, code string, e CodeEntry, rev uint64, meta Meta) (Issued, error) {
+func (s *Sessions) exchangeReauthentication(ctx context.Context, code string, e CodeEntry, rev uint64, meta Meta) (Issued, error) {
 	e.Used, e.IssuedSession = true, e.ReauthSession
 	if err := s.codes.Update(ctx, code, e, rev); err != nil {
 		if errors.Is(err, ErrCodeChanged) {

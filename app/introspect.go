@@ -32,11 +32,11 @@ type Introspection struct {
 // still are (any client may ask), or a refresh token, only its own
 // client's. A token that does not work is inactive, not an error; only a
 // service that cannot answer is.
-func (s *Service) Introspect(ctx context.Context, callerID, token string) (Introspection, error) {
-	return currentRead(ctx, s, func(ctx context.Context) (Introspection, error) { return s.introspect(ctx, callerID, token) })
+func (s *Sessions) Introspect(ctx context.Context, callerID, token string) (Introspection, error) {
+	return currentRead(ctx, s.core, func(ctx context.Context) (Introspection, error) { return s.introspect(ctx, callerID, token) })
 }
 
-func (s *Service) introspect(ctx context.Context, callerID, token string) (Introspection, error) {
+func (s *Sessions) introspect(ctx context.Context, callerID, token string) (Introspection, error) {
 	if strings.Count(token, ".") == 2 {
 		c, err := s.keys.Verify(ctx, token)
 		if err == nil {
@@ -86,7 +86,7 @@ func inactiveUnlessUnavailable(err error) error {
 // authenticated as (nil: none): a confidential client's token is revoked
 // only by that client, authenticated (§2.1); a public client's by whoever
 // holds it. Anything else is not an error: the answer reveals nothing.
-func (s *Service) RevokeClientToken(ctx context.Context, caller *domain.ClientSettings, token string, meta Meta) error {
+func (s *Sessions) RevokeClientToken(ctx context.Context, caller *domain.ClientSettings, token string, meta Meta) error {
 	sessionID, hash, err := tokens.ParseOpaque(token)
 	if err != nil {
 		return nil

@@ -37,12 +37,12 @@ const requestSkew = time.Minute
 
 // takeChallenge spends a challenge: a delete conditioned on the revision
 // read, so of two concurrent uses (on any nodes) exactly one gets it.
-func (s *Service) takeChallenge(ctx context.Context, token string) (CodeEntry, error) {
+func (s *KeyPairs) takeChallenge(ctx context.Context, token string) (CodeEntry, error) {
 	return s.takeCode(ctx, token, ErrInvalidChallenge, func(e CodeEntry) bool { return e.Kind == CodeChallenge })
 }
 
 // IssueChallenge makes a challenge for a device to sign.
-func (s *Service) IssueChallenge(ctx context.Context, purpose string) (string, time.Time, error) {
+func (s *KeyPairs) IssueChallenge(ctx context.Context, purpose string) (string, time.Time, error) {
 	if purpose != ChallengePurposeAnonymousRequest {
 		return "", time.Time{}, ErrInvalidPurpose
 	}
@@ -57,8 +57,8 @@ func (s *Service) IssueChallenge(ctx context.Context, purpose string) (string, t
 	return token, exp, nil
 }
 
-func (s *Service) keySubject(kid string) string       { return s.store.Subject("anonkey", kid) }
-func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("anonkeytp", tp) }
+func (s *KeyPairs) keySubject(kid string) string       { return s.store.Subject("anonkey", kid) }
+func (s *KeyPairs) thumbprintSubject(tp string) string { return s.store.Subject("anonkeytp", tp) }
 
 // SignInWithKey runs the anonymous-request grant: a device proves it holds a
 // key by signing a fresh challenge. An unknown key id with its public key in
@@ -69,7 +69,7 @@ func (s *Service) thumbprintSubject(tp string) string { return s.store.Subject("
 // deviceInfo is the request's x_device_info form field (base64url JSON), if
 // any; the JWT's own device_info comes first. What they say of the device is
 // kept with the session.
-func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInfo string, meta Meta) (Issued, error) {
+func (s *KeyPairs) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInfo string, meta Meta) (Issued, error) {
 	cl, err := s.publicClient(clientID)
 	if err != nil {
 		return Issued{}, err
@@ -116,7 +116,7 @@ func (s *Service) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceInf
 // takeRequest parses an anonymous-request JWT, spends its challenge (by its
 // first use, whatever happens next) and checks the action and the times. The
 // signature is the caller's to verify, with the key it trusts.
-func (s *Service) takeRequest(ctx context.Context, rawJWT, action string) (*tokens.AnonymousRequest, error) {
+func (s *KeyPairs) takeRequest(ctx context.Context, rawJWT, action string) (*tokens.AnonymousRequest, error) {
 	req, err := tokens.ParseAnonymousRequest(rawJWT)
 	if err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func (s *Service) takeRequest(ctx context.Context, rawJWT, action string) (*toke
 // VerifyPromoteRequest checks a key-pair guest's signed request to promote
 // itself (action "promote", a fresh challenge, a known key) and returns the
 // guest's user id.
-func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT string) (string, error) {
+func (s *KeyPairs) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT string) (string, error) {
 	if _, err := s.client(clientID); err != nil {
 		return "", err
 	}
@@ -167,7 +167,7 @@ func (s *Service) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT str
 // the guest, which must still be able to sign in with it, through the
 // client application that registered the key: a session of that client
 // follows that client's settings, so another client's are never applied.
-func (s *Service) verifyKnownKey(ctx context.Context, clientID string, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, uint64, error) {
+func (s *KeyPairs) verifyKnownKey(ctx context.Context, clientID string, req *tokens.AnonymousRequest, key domain.AnonymousKey) (domain.User, uint64, error) {
 	stored, err := tokens.ParseJWK(key.JWK())
 	if err != nil {
 		return domain.User{}, 0, fmt.Errorf("app: stored key %s: %w", key.KeyID(), err)
@@ -200,7 +200,7 @@ func (s *Service) verifyKnownKey(ctx context.Context, clientID string, req *toke
 	return u, uv, nil
 }
 
-func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife time.Duration, req *tokens.AnonymousRequest, dev *domain.Device, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
+func (s *KeyPairs) signInKnownKey(ctx context.Context, clientID string, atLife time.Duration, req *tokens.AnonymousRequest, dev *domain.Device, key domain.AnonymousKey, idle, life time.Duration, meta Meta) (Issued, error) {
 	u, uv, err := s.verifyKnownKey(ctx, clientID, req, key)
 	if err != nil {
 		return Issued{}, err
@@ -227,7 +227,7 @@ func (s *Service) signInKnownKey(ctx context.Context, clientID string, atLife ti
 	return s.issue(ctx, atLife, u, domain.EvolveSession(domain.Session{}, started[0]), token)
 }
 
-func (s *Service) registerKey(ctx context.Context, atLife time.Duration, clientID string, req *tokens.AnonymousRequest, dev *domain.Device, keyVersion uint64, idle, life time.Duration, meta Meta) (Issued, error) {
+func (s *KeyPairs) registerKey(ctx context.Context, atLife time.Duration, clientID string, req *tokens.AnonymousRequest, dev *domain.Device, keyVersion uint64, idle, life time.Duration, meta Meta) (Issued, error) {
 	if req.HeaderJWK == nil {
 		return Issued{}, ErrUnknownKey
 	}

@@ -16,7 +16,7 @@ type ExpiryOutcome struct {
 }
 
 // LifetimeRules are the guest lifetime rules of the current settings.
-func (s *Service) LifetimeRules() domain.LifetimeRules {
+func (s *Lifetime) LifetimeRules() domain.LifetimeRules {
 	return s.Settings().LifetimeRules()
 }
 
@@ -25,7 +25,7 @@ func (s *Service) LifetimeRules() domain.LifetimeRules {
 // expiry at the version it saw, so a guest promoted or signed in a moment ago
 // is not expired. With dryRun it decides and writes nothing. A user that is
 // still active yields domain.ErrStillActive with NotBefore set.
-func (s *Service) ExpireAnonymousUser(ctx context.Context, userID string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
+func (s *Lifetime) ExpireAnonymousUser(ctx context.Context, userID string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
 	rules := s.LifetimeRules()
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (ExpiryOutcome, error) {
 		u, uv, err := s.LoadUser(ctx, userID)

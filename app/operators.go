@@ -33,12 +33,12 @@ func newOperators(random io.Reader, ops []config.Operator, p password.Params) (o
 }
 
 // PortalEnabled reports whether any operator may sign in to the portal.
-func (s *Service) PortalEnabled() bool { return len(s.operators) > 0 }
+func (s *Admin) PortalEnabled() bool { return len(s.operators) > 0 }
 
 // AuthenticateOperator checks an operator's username and password for the
 // portal, under the sign-in limits (beginPasswordAttempt); an unknown username costs the same work as a wrong
 // password and gets the same answer.
-func (s *Service) AuthenticateOperator(ctx context.Context, username, pw, ip string) error {
+func (s *Admin) AuthenticateOperator(ctx context.Context, username, pw, ip string) error {
 	if !s.PortalEnabled() {
 		return ErrPortalOff
 	}

@@ -133,7 +133,7 @@ func newOTP(r io.Reader) (string, error) {
 	}
 }
 
-func (s *Service) otpGet(ctx context.Context, key string) (otpEntry, uint64, error) {
+func (s *Accounts) otpGet(ctx context.Context, key string) (otpEntry, uint64, error) {
 	raw, rev, err := s.codes.store.Get(ctx, key)
 	if err != nil {
 		return otpEntry{}, 0, err
@@ -148,7 +148,7 @@ func (s *Service) otpGet(ctx context.Context, key string) (otpEntry, uint64, err
 // otpStore writes e under key: a new key is created (create-only), a key
 // read at rev is replaced at that revision; either loses to a concurrent
 // writer (ErrCodeChanged).
-func (s *Service) otpStore(ctx context.Context, key string, e otpEntry, rev uint64, exists bool) error {
+func (s *Accounts) otpStore(ctx context.Context, key string, e otpEntry, rev uint64, exists bool) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -160,20 +160,20 @@ func (s *Service) otpStore(ctx context.Context, key string, e otpEntry, rev uint
 }
 
 // otpDrop removes the entry if it still is the one with hash.
-func (s *Service) otpDrop(ctx context.Context, key, hash string) {
+func (s *Accounts) otpDrop(ctx context.Context, key, hash string) {
 	if e, rev, err := s.otpGet(ctx, key); err == nil && e.Hash == hash {
 		_ = s.codes.store.Delete(ctx, key, rev)
 	}
 }
 
 // codeSettings are the verification settings with their defaults.
-func (s *Service) codeSettings() domain.VerificationSettings {
+func (s *core) codeSettings() domain.VerificationSettings {
 	return s.Settings().Verification.WithDefaults()
 }
 
 // sendLimits applies the send limits (per client address, per target),
 // shared by every node, before a code is made.
-func (s *Service) sendLimits(ctx context.Context, ip string, target loginid.ID) error {
+func (s *core) sendLimits(ctx context.Context, ip string, target loginid.ID) error {
 	v := s.codeSettings()
 	now := s.clock.Now()
 	if err := s.limiter.Allow(ctx, "otp:send:ip:"+addressKey(ip), limitOf(v.SendPerIP), now); err != nil {
@@ -208,7 +208,7 @@ type otpSend struct {
 	meta   Meta
 }
 
-func (s *Service) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
+func (s *Accounts) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
 	now := s.clock.Now()
 	old, rev, err := s.otpGet(ctx, o.key)
 	exists := err == nil
@@ -292,7 +292,7 @@ func (s *Service) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
 
 // appNames are the application's name and the email sender name of a
 // client (its name; the project's when the client is unknown).
-func (s *Service) appNames(clientID string) (app, sender string) {
+func (s *Accounts) appNames(clientID string) (app, sender string) {
 	if cl, ok := s.Settings().Client(clientID); ok && cl.Name != "" {
 		return cl.Name, cl.Name
 	}
@@ -304,7 +304,7 @@ func (s *Service) appNames(clientID string) (app, sender string) {
 // add up), compared in constant time, and a right one is deleted by a
 // delete conditioned on the revision read, so it works once on every node.
 // Wrong, expired, spent or absent codes change nothing else.
-func (s *Service) checkCode(ctx context.Context, key, code, ip string) (otpEntry, error) {
+func (s *Accounts) checkCode(ctx context.Context, key, code, ip string) (otpEntry, error) {
 	// People type codes with spaces ("123 456"), on pages and in apps alike.
 	code = strings.Join(strings.Fields(code), "")
 	now := s.clock.Now()

@@ -33,10 +33,10 @@ var (
 // minutes).
 const CodeTTL = 5 * time.Minute
 
-func (s *Service) loginIDSubject(id loginid.ID) string { return s.store.Subject("loginid", id.Key()) }
+func (s *core) loginIDSubject(id loginid.ID) string { return s.store.Subject("loginid", id.Key()) }
 
 // ParseLoginID normalises a login ID of an enabled type.
-func (s *Service) ParseLoginID(typ, value string) (loginid.ID, error) {
+func (s *core) ParseLoginID(typ, value string) (loginid.ID, error) {
 	id, err := loginid.Parse(loginid.Type(typ), value)
 	if err != nil {
 		return loginid.ID{}, err
@@ -47,19 +47,19 @@ func (s *Service) ParseLoginID(typ, value string) (loginid.ID, error) {
 	return id, nil
 }
 
-func (s *Service) passwordParams() password.Params {
+func (s *core) passwordParams() password.Params {
 	p := s.cfg.Password
 	return password.Params{MemoryKiB: p.MemoryKiB, Iterations: p.Iterations, Parallelism: p.Parallelism}
 }
 
 // CheckPassword applies the password policy.
-func (s *Service) CheckPassword(pw string) error {
+func (s *core) CheckPassword(pw string) error {
 	return password.Policy{MinLength: s.cfg.Password.MinLength, MaxLength: s.cfg.Password.MaxLength}.Check(pw)
 }
 
 // withHashSlot runs f while holding one of the bounded argon2id slots, so a
 // burst of sign-ups with passwords cannot take every core from other work.
-func (s *Service) withHashSlot(ctx context.Context, f func()) error {
+func (s *core) withHashSlot(ctx context.Context, f func()) error {
 	select {
 	case s.hashing <- struct{}{}:
 	case <-ctx.Done():
@@ -70,7 +70,7 @@ func (s *Service) withHashSlot(ctx context.Context, f func()) error {
 	return nil
 }
 
-func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
+func (s *core) hashPassword(ctx context.Context, pw string) (string, error) {
 	var h string
 	var err error
 	if e := s.withHashSlot(ctx, func() { h, err = password.Hash(s.random, pw, s.passwordParams()) }); e != nil {
@@ -80,7 +80,7 @@ func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
 }
 
 // IssuePromotionCode gives a guest a single-use code to promote itself with.
-func (s *Service) IssuePromotionCode(ctx context.Context, p Principal) (string, time.Time, error) {
+func (s *Accounts) IssuePromotionCode(ctx context.Context, p Principal) (string, time.Time, error) {
 	if !p.User.IsAnonymous() {
 		return "", time.Time{}, domain.ErrNotAnonymous
 	}
@@ -99,7 +99,7 @@ func (s *Service) IssuePromotionCode(ctx context.Context, p Principal) (string, 
 // through is still live, both read from the log: a promotion or merge, by
 // whichever path, ends every session of the guest in its append, and so
 // every code outstanding for it at the same moment.
-func (s *Service) PromotionCode(ctx context.Context, code string) (CodeEntry, error) {
+func (s *Accounts) PromotionCode(ctx context.Context, code string) (CodeEntry, error) {
 	e, _, err := s.codes.Get(ctx, code)
 	if errors.Is(err, ErrCodeNotFound) || (err == nil && (e.Kind != CodePromotion || !s.clock.Now().Before(e.ExpiresAt))) {
 		return CodeEntry{}, ErrInvalidPromotionCode
@@ -127,7 +127,7 @@ func (s *Service) PromotionCode(ctx context.Context, code string) (CodeEntry, er
 }
 
 // SpendPromotionCode removes a code after its promotion succeeded.
-func (s *Service) SpendPromotionCode(ctx context.Context, code string) { s.DeleteCode(ctx, code) }
+func (s *Accounts) SpendPromotionCode(ctx context.Context, code string) { s.DeleteCode(ctx, code) }
 
 // PromoteInput says who is promoted to what.
 type PromoteInput struct {
@@ -163,7 +163,7 @@ type PromoteGuest struct {
 // PromoteGuestHeadless runs a headless promotion: one command from the
 // endpoint, the login ID read and the conflict policy applied (Promote)
 // here, as for every entry point.
-func (s *Service) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Issued, error) {
+func (s *Accounts) PromoteGuestHeadless(ctx context.Context, c PromoteGuest) (Issued, error) {
 	id, err := s.ParseLoginID(c.LoginIDType, c.LoginID)
 	if err != nil {
 		return Issued{}, err
@@ -207,7 +207,7 @@ type NewSession struct {
 // ID end with one winner; the loser is left exactly as it was. Under the
 // policy "login", a taken login ID whose password is right merges the guest
 // into that account, and the session started is the account's.
-func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
+func (s *Accounts) Promote(ctx context.Context, in PromoteInput) (Issued, error) {
 	t := timeCommand(&s.promotions)
 	p, err := s.PreparePromotion(ctx, in)
 	var iss Issued
@@ -221,7 +221,7 @@ func (s *Service) Promote(ctx context.Context, in PromoteInput) (Issued, error) 
 
 // completePromotion writes a decided promotion, or merge, with the start of
 // ns if given.
-func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
+func (s *Accounts) completePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
 	if p.MergeInto != "" {
 		if ns != nil {
 			m := *ns
@@ -245,7 +245,7 @@ func (s *Service) completePromotion(ctx context.Context, p PendingPromotion, ns 
 
 // promoteHashed is Promote with the new password hashed already (or none,
 // passwordless) and the login ID proved by a code or not, as p says.
-func (s *Service) promoteHashed(ctx context.Context, in PromoteInput, p PendingPromotion) (Issued, error) {
+func (s *Accounts) promoteHashed(ctx context.Context, in PromoteInput, p PendingPromotion) (Issued, error) {
 	hash := p.PasswordHash
 	leaderChecked := false
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
@@ -311,7 +311,7 @@ type startedSession struct {
 }
 
 // decideNewSession decides the start of a session for u (not yet appended).
-func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) (*startedSession, error) {
+func (s *Sessions) decideNewSession(u domain.User, ns NewSession, now time.Time) (*startedSession, error) {
 	cl, err := s.client(ns.ClientID)
 	if err != nil {
 		return nil, err
@@ -338,12 +338,12 @@ func (s *Service) decideNewSession(u domain.User, ns NewSession, now time.Time) 
 		atLife: cl.AccessTokenLifetime.Duration(), nonce: ns.Nonce}, nil
 }
 
-func (s *Service) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
+func (s *Sessions) issueStarted(ctx context.Context, u domain.User, st *startedSession) (Issued, error) {
 	return s.issueNonce(ctx, st.atLife, u, st.session, st.token, st.nonce)
 }
 
 // StartSession starts a session for a user who just proved who they are.
-func (s *Service) StartSession(ctx context.Context, userID string, ns NewSession, meta Meta) (Issued, error) {
+func (s *Sessions) StartSession(ctx context.Context, userID string, ns NewSession, meta Meta) (Issued, error) {
 	u, st, err := s.startSession(ctx, userID, ns, meta)
 	if err != nil {
 		return Issued{}, err
@@ -353,7 +353,7 @@ func (s *Service) StartSession(ctx context.Context, userID string, ns NewSession
 
 // startSession decides and appends the start of a session for the user, at
 // the user's version (see startOn), deciding again after a conflict.
-func (s *Service) startSession(ctx context.Context, userID string, ns NewSession, meta Meta) (domain.User, *startedSession, error) {
+func (s *Sessions) startSession(ctx context.Context, userID string, ns NewSession, meta Meta) (domain.User, *startedSession, error) {
 	type outcome struct {
 		u  domain.User
 		st *startedSession
@@ -376,12 +376,12 @@ func (s *Service) startSession(ctx context.Context, userID string, ns NewSession
 // sign-in does the same work whether or not the ID exists: it has the
 // configured parameters, which real hashes are made with (a dummy of other
 // parameters would cost a different time, and tell).
-func (s *Service) unknownHash() string { return password.Dummy(s.passwordParams()) }
+func (s *core) unknownHash() string { return password.Dummy(s.passwordParams()) }
 
 // AuthenticatePassword checks a login ID and password, under the sign-in
 // limits (beginPasswordAttempt). The answer for an unknown ID and for a
 // wrong password is the same, after the same work.
-func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
+func (s *Accounts) AuthenticatePassword(ctx context.Context, typ, value, pw, ip string, meta Meta) (domain.User, error) {
 	now := s.clock.Now()
 	id, idErr := s.ParseLoginID(typ, value)
 	account := ""
@@ -442,7 +442,7 @@ func (s *Service) AuthenticatePassword(ctx context.Context, typ, value, pw, ip s
 
 // Register creates a regular user with a login ID and password, under the
 // limits of account creation.
-func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, pw, ip string, meta Meta) (domain.User, error) {
+func (s *Accounts) Register(ctx context.Context, clientID string, id loginid.ID, pw, ip string, meta Meta) (domain.User, error) {
 	t := timeCommand(&s.registrations)
 	if _, err := s.client(clientID); err != nil {
 		return domain.User{}, err
@@ -473,7 +473,7 @@ func (s *Service) Register(ctx context.Context, clientID string, id loginid.ID, 
 
 // register writes a sign-up: the user, the login ID's claim and, for one
 // completed by a code (verified), the verification, in one append.
-func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, hash string, verified bool, meta Meta) (domain.User, error) {
+func (s *Accounts) register(ctx context.Context, clientID string, id loginid.ID, hash string, verified bool, meta Meta) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		l, lv, err := loadAggregate(ctx, s.store, s.aggregates, s.loginIDSubject(id), each(domain.EvolveLoginID))
 		if err != nil {
@@ -501,7 +501,7 @@ func (s *Service) register(ctx context.Context, clientID string, id loginid.ID, 
 // MergeGuest retires a guest into an existing account (conflict policy
 // "login") and ends every session of the guest, in one append; with start,
 // the same append starts the account's session.
-func (s *Service) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, start *NewSession, meta Meta) (Issued, error) {
+func (s *Accounts) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, start *NewSession, meta Meta) (Issued, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		g, gv, err := s.LoadUser(ctx, guestID)
 		if err != nil {
@@ -575,7 +575,7 @@ type PendingPromotion struct {
 // outcome at once; the hosted page in the code flow puts it into the
 // authorization code (AuthorizationRequest.Promotion), written when the
 // code is exchanged.
-func (s *Service) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+func (s *Accounts) PreparePromotion(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
 	v := s.codeSettings()
 	if !v.Offers(string(in.LoginID.Type), domain.AuthenticatorPassword) {
 		return PendingPromotion{}, ErrAuthenticatorNotOffered
@@ -652,7 +652,7 @@ type AuthorizationRequest struct {
 }
 
 // IssueAuthorizationCode makes a single-use, short-lived code.
-func (s *Service) IssueAuthorizationCode(ctx context.Context, r AuthorizationRequest) (string, error) {
+func (s *Accounts) IssueAuthorizationCode(ctx context.Context, r AuthorizationRequest) (string, error) {
 	code, err := s.newCode()
 	if err != nil {
 		return "", err
@@ -674,7 +674,7 @@ func S256(verifier string) string {
 // the session it gave (RFC 6749 §10.5).
 // deviceInfo is the request's x_device_info form field, if any (mobile
 // SDKs); what it says of the device is kept with the session.
-func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier, deviceInfo string, meta Meta) (Issued, error) {
+func (s *Accounts) ExchangeAuthorizationCode(ctx context.Context, clientID, code, redirectURI, verifier, deviceInfo string, meta Meta) (Issued, error) {
 	dev, err := deviceOf(nil, deviceInfo)
 	if err != nil {
 		return Issued{}, err
@@ -728,7 +728,7 @@ func (s *Service) ExchangeAuthorizationCode(ctx context.Context, clientID, code,
 
 // spendExchanged spends an exchanged code, naming the session it gave; when
 // another exchange spent it first, both sessions are revoked.
-func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, rev uint64, sessionID string, meta Meta) error {
+func (s *Accounts) spendExchanged(ctx context.Context, code string, e CodeEntry, rev uint64, sessionID string, meta Meta) error {
 	e.Used, e.IssuedSession = true, sessionID
 	err := s.codes.Update(ctx, code, e, rev)
 	if err == nil {
@@ -751,7 +751,7 @@ func (s *Service) spendExchanged(ctx context.Context, code string, e CodeEntry, 
 // the code, so two exchanges of one code start the same session: one
 // append wins, and the other finds the guest promoted and that session in
 // the log, and revokes it as reuse.
-func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
+func (s *Accounts) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
 		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}
@@ -784,7 +784,7 @@ func (s *Service) exchangePromotion(ctx context.Context, clientID, code string, 
 // promotion give.
 var codeSessions = uuid.MustParse("5d0c5a57-3c1c-4d5e-9a0e-6f1d2b7c9e41")
 
-func (s *Service) revokeReusedCode(ctx context.Context, e CodeEntry, meta Meta) error {
+func (s *Accounts) revokeReusedCode(ctx context.Context, e CodeEntry, meta Meta) error {
 	if e.IssuedSession != "" {
 		s.log.Warn("authorization code reused; revoking the session it issued", "session_id", e.IssuedSession, "correlation_id", meta.CorrelationID)
 		if err := s.RevokeSession(ctx, e.IssuedSession, domain.RevokeReasonCodeReuse, meta); err != nil {

@@ -34,12 +34,12 @@ func (l Limit) Enabled() bool { return l.Burst > 0 && l.Per > 0 }
 func limitOf(r domain.RateLimitSetting) Limit { return Limit{Burst: r.Burst, Per: r.Per.Duration()} }
 
 // AllowAnonymousSignup checks the guest sign-up rate of a client IP.
-func (s *Service) AllowAnonymousSignup(ctx context.Context, ip string) error {
+func (s *Sessions) AllowAnonymousSignup(ctx context.Context, ip string) error {
 	return s.fastLimiter.Allow(ctx, "signup:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.AnonymousSignup), s.clock.Now())
 }
 
 // AllowChallenge checks the challenge rate of a client IP.
-func (s *Service) AllowChallenge(ctx context.Context, ip string) error {
+func (s *KeyPairs) AllowChallenge(ctx context.Context, ip string) error {
 	return s.fastLimiter.Allow(ctx, "challenge:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.Challenge), s.clock.Now())
 }
 

@@ -28,7 +28,8 @@ type PendingRegistration struct {
 // RegistrationByCode starts a sign-up by code.
 type RegistrationByCode struct {
 	ClientID string
-	// Flow binds the code: only the flow that asked for it can spend it.
+	// Flow is the hosted flow that asks; it binds the code (only that flow
+	// can spend it) and records the login ID the code went to.
 	Flow    string
 	LoginID loginid.ID
 	// Password is empty for a passwordless sign-up.
@@ -41,13 +42,13 @@ type RegistrationByCode struct {
 // SignUpNeedsCode reports whether a sign-up to id must be completed by a
 // code: a passwordless one always, one with a password when the project
 // requires verification.
-func (s *Service) SignUpNeedsCode(id loginid.ID, passwordless bool) bool {
+func (s *Accounts) SignUpNeedsCode(id loginid.ID, passwordless bool) bool {
 	return passwordless || s.PromotionNeedsCode(id)
 }
 
 // OffersAuthenticator reports whether a login ID type offers a way in
 // (domain.AuthenticatorPassword or domain.AuthenticatorCode).
-func (s *Service) OffersAuthenticator(loginIDType, authenticator string) bool {
+func (s *Accounts) OffersAuthenticator(loginIDType, authenticator string) bool {
 	return s.codeSettings().Offers(loginIDType, authenticator)
 }
 
@@ -55,7 +56,7 @@ func (s *Service) OffersAuthenticator(loginIDType, authenticator string) bool {
 // the authenticator offered, the limits of account creation, the password
 // policy, the login ID free) and sends a code to the login ID; nothing is
 // written or claimed until the code comes back.
-func (s *Service) StartRegistrationByCode(ctx context.Context, in RegistrationByCode) (CodeSent, error) {
+func (s *Accounts) StartRegistrationByCode(ctx context.Context, in RegistrationByCode) (CodeSent, error) {
 	if in.Flow == "" {
 		return CodeSent{}, ErrNoCodePending
 	}
@@ -99,13 +100,18 @@ func (s *Service) StartRegistrationByCode(ctx context.Context, in RegistrationBy
 	if err != nil {
 		return CodeSent{}, err
 	}
-	return s.sendCode(ctx, otpSend{key: otpKey(PurposeRegister, in.Flow, in.LoginID), ip: in.IP, meta: in.Meta,
+	sent, err := s.sendCode(ctx, otpSend{key: otpKey(PurposeRegister, in.Flow, in.LoginID), ip: in.IP, meta: in.Meta,
 		base: otpEntry{Purpose: PurposeRegister, Target: in.LoginID.Key(), LoginIDType: string(in.LoginID.Type), LoginID: in.LoginID.Value,
 			ClientID: in.ClientID, Locale: in.Locale, Registration: &reg}})
+	if err != nil {
+		return CodeSent{}, err
+	}
+	// The flow's code page names where the code went.
+	return sent, s.SetFlowCodeLoginID(ctx, in.Flow, string(in.LoginID.Type), in.LoginID.Value)
 }
 
 // ResendRegistrationCode sends a new code for the flow's pending sign-up.
-func (s *Service) ResendRegistrationCode(ctx context.Context, flow string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) ResendRegistrationCode(ctx context.Context, flow string, id loginid.ID, r CodeRequest) (CodeSent, error) {
 	if err := codeTarget(id); err != nil {
 		return CodeSent{}, err
 	}
@@ -116,7 +122,7 @@ func (s *Service) ResendRegistrationCode(ctx context.Context, flow string, id lo
 // and writes it: the user, the claim, the password (if any) and the
 // verification, one atomic append. A wrong code changes nothing; a login
 // ID claimed by someone else meanwhile is LoginIDTaken, nothing written.
-func (s *Service) CompleteRegistrationByCode(ctx context.Context, flow string, id loginid.ID, code string, r CodeRequest) (domain.User, error) {
+func (s *Accounts) CompleteRegistrationByCode(ctx context.Context, flow string, id loginid.ID, code string, r CodeRequest) (domain.User, error) {
 	if err := codeTarget(id); err != nil {
 		return domain.User{}, err
 	}
@@ -137,7 +143,7 @@ func (s *Service) CompleteRegistrationByCode(ctx context.Context, flow string, i
 
 // registerCommand is the domain command of a sign-up (userID "decided":
 // a decision checked before the code is sent, written with a new id).
-func (s *Service) registerCommand(userID, clientID string, id loginid.ID, hash string, verified bool) domain.Register {
+func (s *Accounts) registerCommand(userID, clientID string, id loginid.ID, hash string, verified bool) domain.Register {
 	return domain.Register{UserID: userID, ClientID: clientID, LoginIDType: string(id.Type), LoginID: id.Value, PasswordHash: hash,
 		Passwordless: hash == "", Verified: verified, Now: s.clock.Now()}
 }

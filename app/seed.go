@@ -17,7 +17,7 @@ import (
 // in large atomic appends. It exists for load tests of the reaper and the
 // projections; the tokens are thrown away. progress is called with the count
 // so far.
-func (s *Service) SeedWebGuests(ctx context.Context, clientID string, n int, at time.Time, progress func(int)) error {
+func (s *Lifetime) SeedWebGuests(ctx context.Context, clientID string, n int, at time.Time, progress func(int)) error {
 	cl, err := s.client(clientID)
 	if err != nil {
 		return err

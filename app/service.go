@@ -74,63 +74,191 @@ type Deps struct {
 	Delivery delivery.Sender
 }
 
-// Service runs the commands.
+// Service runs the commands. It is the composition of the capabilities
+// below, each a type of its own with the ports it needs (node wires them
+// once; servers and workers call the one they serve):
+//
+//   - Sessions: guest sign-up and resume, session starts, refresh,
+//     revocation, access tokens and cookies, DPoP, introspection, client
+//     authentication (sessions.go, usersessions.go, idtoken.go, dpop.go,
+//     introspect.go, ratelimit.go).
+//   - KeyPairs: key-pair guests' challenges, sign-in and promote requests
+//     (keypair.go).
+//   - Accounts: promotion and sign-in of regular users: passwords, codes,
+//     verification, resets, external identities, authorization codes, the
+//     hosted promotion (promotion.go, registration.go, verification.go,
+//     otp.go, external.go, hostedflow.go).
+//   - Lifetime: the reaper's expiry and the guest seeder (lifetime.go,
+//     seed.go).
+//   - SettingsService: changes to the project settings and their history
+//     (settings.go).
+//   - Admin: operators' actions on users and client secrets, portal
+//     sign-in, the delivery settings' status and test messages (admin.go,
+//     clientsecrets.go, operators.go, delivery_status.go).
+//
+// Every capability shares core: the log and the aggregate cache, the
+// settings the node runs with, the clock and randomness, the codes
+// bucket, the limiters, the password-hashing slots, the keys and the log.
 type Service struct {
+	*core
+	*Sessions
+	*KeyPairs
+	*Accounts
+	*Lifetime
+	*SettingsService
+	*Admin
+}
+
+// core is what every capability uses (see Service).
+type core struct {
 	store       Store
 	keys        *tokens.Keys
 	cfg         *config.Config
 	clock       clock.Clock
 	random      io.Reader
-	activity    Activity
 	codes       codeBook
-	secrets     ClientSecrets
-	proofIDs    ProofIDs
 	limiter     limits
 	fastLimiter limits
 	log         *slog.Logger
-	delivery    delivery.Sender
 	// hashing bounds concurrent argon2id work.
 	hashing chan struct{}
 	// settings are the runtime settings from the log; seedSettings those of
 	// the configuration file, used until the log's are loaded.
 	settings     liveSettings
 	seedSettings domain.Settings
-	// operators may sign in to the portal.
-	operators operators
 	// aggregates are the states most recently rebuilt from the log.
 	aggregates *aggregateCache
+}
+
+// Sessions runs the commands of sessions (see Service).
+type Sessions struct {
+	*core
+	activity Activity
+	proofIDs ProofIDs
+	secrets  ClientSecrets
+}
+
+// KeyPairs runs the commands of key-pair guests (see Service).
+type KeyPairs struct {
+	*Sessions
+}
+
+// Accounts runs promotion and the sign-in of regular users (see Service).
+type Accounts struct {
+	*Sessions
+	*KeyPairs
+	delivery delivery.Sender
 	// promotions and registrations are how long those commands take lately
 	// (commandTimer).
 	promotions, registrations movingAverage
 }
 
-// NewService builds a service; it refuses missing dependencies.
-func NewService(d Deps) (*Service, error) {
-	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Activity == nil ||
-		d.Codes == nil || d.Secrets == nil || d.ProofIDs == nil || d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
-		return nil, errors.New("app: all dependencies are required")
+// Lifetime runs the expiry of idle guests (see Service).
+type Lifetime struct {
+	*Sessions
+}
+
+// SettingsService runs changes to the project settings (see Service).
+type SettingsService struct {
+	*core
+}
+
+// Admin runs operators' actions (see Service).
+type Admin struct {
+	*Sessions
+	// operators may sign in to the portal.
+	operators operators
+	// delivery: the delivery settings' status and test messages.
+	delivery delivery.Sender
+}
+
+var errMissingPorts = errors.New("app: all dependencies are required")
+
+func newCore(d Deps) (*core, error) {
+	if d.Store == nil || d.Keys == nil || d.Config == nil || d.Clock == nil || d.Random == nil || d.Codes == nil ||
+		d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
+		return nil, errMissingPorts
 	}
-	s := &Service{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, activity: d.Activity,
-		codes: codeBook{d.Codes}, secrets: d.Secrets, proofIDs: d.ProofIDs, limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
+	return &core{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, codes: codeBook{d.Codes},
+		limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
-		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}
-	if s.delivery = d.Delivery; s.delivery == nil {
-		s.delivery = delivery.Router{}
+		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}, nil
+}
+
+func newSessions(c *core, activity Activity, proofIDs ProofIDs, secrets ClientSecrets) (*Sessions, error) {
+	if c == nil || activity == nil || proofIDs == nil || secrets == nil {
+		return nil, errMissingPorts
 	}
-	var err error
-	if s.operators, err = newOperators(d.Random, d.Config.Portal.Operators, s.passwordParams()); err != nil {
+	return &Sessions{core: c, activity: activity, proofIDs: proofIDs, secrets: secrets}, nil
+}
+
+func newKeyPairs(ss *Sessions) (*KeyPairs, error) {
+	if ss == nil {
+		return nil, errMissingPorts
+	}
+	return &KeyPairs{Sessions: ss}, nil
+}
+
+// newAccounts: without a sender every code send is
+// delivery.ErrNotConfigured.
+func newAccounts(ss *Sessions, kp *KeyPairs, sender delivery.Sender) (*Accounts, error) {
+	if ss == nil || kp == nil {
+		return nil, errMissingPorts
+	}
+	if sender == nil {
+		sender = delivery.Router{}
+	}
+	return &Accounts{Sessions: ss, KeyPairs: kp, delivery: sender}, nil
+}
+
+func newAdmin(ss *Sessions, sender delivery.Sender) (*Admin, error) {
+	if ss == nil {
+		return nil, errMissingPorts
+	}
+	if sender == nil {
+		sender = delivery.Router{}
+	}
+	ops, err := newOperators(ss.random, ss.cfg.Portal.Operators, ss.passwordParams())
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &Admin{Sessions: ss, operators: ops, delivery: sender}, nil
+}
+
+// NewService builds every capability; it refuses missing dependencies
+// (Delivery is optional).
+func NewService(d Deps) (*Service, error) {
+	c, err := newCore(d)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := newSessions(c, d.Activity, d.ProofIDs, d.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := newKeyPairs(ss)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := newAccounts(ss, kp, d.Delivery)
+	if err != nil {
+		return nil, err
+	}
+	ad, err := newAdmin(ss, d.Delivery)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{core: c, Sessions: ss, KeyPairs: kp, Accounts: ac, Lifetime: &Lifetime{Sessions: ss},
+		SettingsService: &SettingsService{core: c}, Admin: ad}, nil
 }
 
 // Config returns the configuration the service started with. Runtime
 // settings (clients, anonymous users, lifetimes, rate limits) come from
 // Settings instead.
-func (s *Service) Config() *config.Config { return s.cfg }
+func (s *core) Config() *config.Config { return s.cfg }
 
 // Keys returns the token key ring.
-func (s *Service) Keys() *tokens.Keys { return s.keys }
+func (s *core) Keys() *tokens.Keys { return s.keys }
 
 // Meta traces a command through the log.
 type Meta struct {
@@ -183,7 +311,7 @@ func retryDecision[T any](ctx context.Context, o retryOptions, attempt func(ctx 
 	return zero, ErrBusy
 }
 
-func (s *Service) envelope(ev domain.Event, meta Meta, causation string) (eventstore.Envelope, error) {
+func (s *core) envelope(ev domain.Event, meta Meta, causation string) (eventstore.Envelope, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return eventstore.Envelope{}, fmt.Errorf("app: encode %s: %w", ev.EventType(), err)
@@ -208,7 +336,7 @@ type pending struct {
 }
 
 // appendEvents writes the events of one command atomically.
-func (s *Service) appendEvents(ctx context.Context, meta Meta, evs ...pending) error {
+func (s *core) appendEvents(ctx context.Context, meta Meta, evs ...pending) error {
 	msgs := make([]eventstore.Message, 0, len(evs))
 	var causation string
 	for _, p := range evs {
@@ -229,8 +357,8 @@ func (s *Service) appendEvents(ctx context.Context, meta Meta, evs ...pending) e
 	return nil
 }
 
-func (s *Service) userSubject(id string) string    { return s.store.Subject("user", id) }
-func (s *Service) sessionSubject(id string) string { return s.store.Subject("session", id) }
+func (s *core) userSubject(id string) string    { return s.store.Subject("user", id) }
+func (s *core) sessionSubject(id string) string { return s.store.Subject("session", id) }
 
 func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
 	out := make([]domain.Event, 0, len(recs))
@@ -245,17 +373,17 @@ func decodeAll(recs []eventstore.Record) ([]domain.Event, error) {
 }
 
 // LoadUser rebuilds a user from the log.
-func (s *Service) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
+func (s *core) LoadUser(ctx context.Context, id string) (domain.User, uint64, error) {
 	return loadAggregate(ctx, s.store, s.aggregates, s.userSubject(id), domain.FoldUser)
 }
 
 // LoadSession rebuilds a session from the log.
-func (s *Service) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
+func (s *core) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
 	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.FoldSession)
 }
 
 // client looks up a client application.
-func (s *Service) client(id string) (domain.ClientSettings, error) {
+func (s *core) client(id string) (domain.ClientSettings, error) {
 	cl, ok := s.Settings().Client(id)
 	if !ok {
 		return domain.ClientSettings{}, ErrUnknownClient

@@ -61,7 +61,7 @@ type SignUpOrResume struct {
 // token that does not work is an error; a cookie that does not work is
 // ignored (a new guest is made); a session of a regular user is
 // domain.ErrNotAnonymous.
-func (s *Service) SignUpOrResume(ctx context.Context, c SignUpOrResume) (iss Issued, resumed bool, err error) {
+func (s *Sessions) SignUpOrResume(ctx context.Context, c SignUpOrResume) (iss Issued, resumed bool, err error) {
 	var p Principal
 	switch {
 	case c.Kind == domain.SessionKindRefreshToken && c.Bearer != "":
@@ -106,7 +106,7 @@ func credentialRefused(err error) bool {
 
 // SignUpAnonymous runs the CreateAnonymous command: a new user and its first
 // session, written in one atomic append.
-func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issued, error) {
+func (s *Sessions) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issued, error) {
 	if !s.Settings().AnonymousEnabled {
 		return Issued{}, ErrAnonymousDisabled
 	}
@@ -153,12 +153,12 @@ func (s *Service) SignUpAnonymous(ctx context.Context, c SignUpAnonymous) (Issue
 
 // issue signs an access token (and the ID token, see idToken) for a
 // session and packs the answer.
-func (s *Service) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+func (s *Sessions) issue(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
 	return s.issueNonce(ctx, atLifetime, u, sess, token, "")
 }
 
 // issueNonce is issue with the authorization request's nonce.
-func (s *Service) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
+func (s *Sessions) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
 	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
 	if err != nil {
 		return Issued{}, err
@@ -176,7 +176,7 @@ func (s *Service) issueNonce(ctx context.Context, atLifetime time.Duration, u do
 	}, nil
 }
 
-func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session) (string, time.Duration, error) {
+func (s *Sessions) accessToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session) (string, time.Duration, error) {
 	now := s.clock.Now()
 	// Never outlive the session.
 	if left := sess.ExpiresAt().Sub(now); left < lifetime {
@@ -205,11 +205,11 @@ func (s *Service) accessToken(ctx context.Context, lifetime time.Duration, u dom
 
 // Refresh rotates a refresh token and issues a new access token. A refresh
 // token that was already rotated away revokes the whole session.
-func (s *Service) Refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
-	return currentRead(ctx, s, func(ctx context.Context) (Issued, error) { return s.refresh(ctx, clientID, presented, meta) })
+func (s *Sessions) Refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
+	return currentRead(ctx, s.core, func(ctx context.Context) (Issued, error) { return s.refresh(ctx, clientID, presented, meta) })
 }
 
-func (s *Service) refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
+func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta Meta) (Issued, error) {
 	cl, err := s.client(clientID)
 	if err != nil {
 		return Issued{}, err
@@ -271,7 +271,7 @@ func (s *Service) refresh(ctx context.Context, clientID, presented string, meta 
 }
 
 // RevokeSession ends a session (logout, revocation).
-func (s *Service) RevokeSession(ctx context.Context, sessionID, reason string, meta Meta) error {
+func (s *Sessions) RevokeSession(ctx context.Context, sessionID, reason string, meta Meta) error {
 	_, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (struct{}, error) {
 		sess, version, err := s.LoadSession(ctx, sessionID)
 		if err != nil {
@@ -301,11 +301,11 @@ type Principal struct {
 const activityResolution = time.Minute
 
 // AuthenticateCookie checks a session cookie and records activity.
-func (s *Service) AuthenticateCookie(ctx context.Context, token string) (Principal, error) {
-	return currentRead(ctx, s, func(ctx context.Context) (Principal, error) { return s.authenticateCookie(ctx, token) })
+func (s *Sessions) AuthenticateCookie(ctx context.Context, token string) (Principal, error) {
+	return currentRead(ctx, s.core, func(ctx context.Context) (Principal, error) { return s.authenticateCookie(ctx, token) })
 }
 
-func (s *Service) authenticateCookie(ctx context.Context, token string) (Principal, error) {
+func (s *Sessions) authenticateCookie(ctx context.Context, token string) (Principal, error) {
 	sessionID, hash, err := tokens.ParseOpaque(token)
 	if err != nil {
 		return Principal{}, domain.ErrInvalidToken
@@ -335,11 +335,11 @@ func (s *Service) authenticateCookie(ctx context.Context, token string) (Princip
 
 // AuthenticateBearer checks an access token and that its session and user
 // are still live (a revoked session's access tokens stop at once).
-func (s *Service) AuthenticateBearer(ctx context.Context, raw string) (Principal, error) {
-	return currentRead(ctx, s, func(ctx context.Context) (Principal, error) { return s.authenticateBearer(ctx, raw) })
+func (s *Sessions) AuthenticateBearer(ctx context.Context, raw string) (Principal, error) {
+	return currentRead(ctx, s.core, func(ctx context.Context) (Principal, error) { return s.authenticateBearer(ctx, raw) })
 }
 
-func (s *Service) authenticateBearer(ctx context.Context, raw string) (Principal, error) {
+func (s *Sessions) authenticateBearer(ctx context.Context, raw string) (Principal, error) {
 	p, bound, err := s.verifyAccess(ctx, raw)
 	if err == nil && bound != "" {
 		// A bound token is only worth something with its key's proof:
@@ -351,7 +351,7 @@ func (s *Service) authenticateBearer(ctx context.Context, raw string) (Principal
 
 // authenticateBearerBound checks an access token as authenticateBearer does
 // and returns the DPoP key it is bound to ("" for a bearer token).
-func (s *Service) authenticateBearerBound(ctx context.Context, raw string) (Principal, string, error) {
+func (s *Sessions) authenticateBearerBound(ctx context.Context, raw string) (Principal, string, error) {
 	p, bound, err := s.verifyAccess(ctx, raw)
 	if err != nil && staleMiss(err) && s.replicated() {
 		return s.verifyAccess(eventstore.WithLeaderCheck(ctx), raw)
@@ -359,7 +359,7 @@ func (s *Service) authenticateBearerBound(ctx context.Context, raw string) (Prin
 	return p, bound, err
 }
 
-func (s *Service) verifyAccess(ctx context.Context, raw string) (Principal, string, error) {
+func (s *Sessions) verifyAccess(ctx context.Context, raw string) (Principal, string, error) {
 	claims, err := s.keys.Verify(ctx, raw)
 	if err != nil {
 		return Principal{}, "", err
@@ -378,7 +378,7 @@ func (s *Service) verifyAccess(ctx context.Context, raw string) (Principal, stri
 	return p, claims.BoundKey(), err
 }
 
-func (s *Service) principal(ctx context.Context, sess domain.Session) (Principal, error) {
+func (s *Sessions) principal(ctx context.Context, sess domain.Session) (Principal, error) {
 	u, _, err := s.LoadUser(ctx, sess.UserID())
 	if err != nil {
 		return Principal{}, err
@@ -394,7 +394,7 @@ func (s *Service) principal(ctx context.Context, sess domain.Session) (Principal
 
 // AccessTokenFor issues a new access token for a live session (a guest
 // calling anonymous sign-up again with its token).
-func (s *Service) AccessTokenFor(ctx context.Context, p Principal) (Issued, error) {
+func (s *Sessions) AccessTokenFor(ctx context.Context, p Principal) (Issued, error) {
 	cl, err := s.client(p.Session.ClientID())
 	if err != nil {
 		return Issued{}, err

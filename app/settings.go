@@ -55,7 +55,7 @@ func (l *liveSettings) apply(s domain.Settings, version uint64, at time.Time) bo
 
 // Settings returns the settings this node runs with. Callers must not modify
 // the slices in the result (Clone it to edit).
-func (s *Service) Settings() domain.Settings {
+func (s *core) Settings() domain.Settings {
 	if snap := s.settings.cur.Load(); snap != nil {
 		return snap.settings
 	}
@@ -64,17 +64,17 @@ func (s *Service) Settings() domain.Settings {
 
 // SettingsVersion returns the settings with their version (the stream
 // sequence of the settings.changed event they came from; 0 before the first).
-func (s *Service) SettingsVersion() (domain.Settings, uint64) {
+func (s *core) SettingsVersion() (domain.Settings, uint64) {
 	if snap := s.settings.cur.Load(); snap != nil {
 		return snap.settings, snap.version
 	}
 	return s.seedSettings, 0
 }
 
-func (s *Service) settingsSubject() string { return s.store.Subject("settings", settingsID) }
+func (s *core) settingsSubject() string { return s.store.Subject("settings", settingsID) }
 
 // LoadSettings rebuilds the settings aggregate from the log.
-func (s *Service) LoadSettings(ctx context.Context) (domain.ProjectSettings, uint64, error) {
+func (s *SettingsService) LoadSettings(ctx context.Context) (domain.ProjectSettings, uint64, error) {
 	return loadAggregate(ctx, s.store, nil, s.settingsSubject(), each(domain.EvolveSettings))
 }
 
@@ -82,7 +82,7 @@ func (s *Service) LoadSettings(ctx context.Context) (domain.ProjectSettings, uin
 // writes the configuration file's settings as the first version; after that
 // the log wins, and a configuration file that differs only gets a warning.
 // The node then runs with the log's settings.
-func (s *Service) InitSettings(ctx context.Context) error {
+func (s *SettingsService) InitSettings(ctx context.Context) error {
 	_, err := retryDecision(ctx, retryOptions{jitter: true}, func(ctx context.Context) (struct{}, error) {
 		p, v, err := s.LoadSettings(ctx)
 		if err != nil {
@@ -114,7 +114,7 @@ func (s *Service) InitSettings(ctx context.Context) error {
 // at version expected (what the operator's page showed). It returns the new
 // version. A *domain.SettingsError lists invalid fields; ErrSettingsStale
 // says someone changed the settings in between.
-func (s *Service) ChangeSettings(ctx context.Context, expected uint64, next domain.Settings, by string, meta Meta) (uint64, error) {
+func (s *SettingsService) ChangeSettings(ctx context.Context, expected uint64, next domain.Settings, by string, meta Meta) (uint64, error) {
 	p, v, err := s.LoadSettings(ctx)
 	if err != nil {
 		return 0, err
@@ -152,7 +152,7 @@ type SettingsChange struct {
 }
 
 // SettingsHistory returns every settings change, newest first.
-func (s *Service) SettingsHistory(ctx context.Context) ([]SettingsChange, error) {
+func (s *SettingsService) SettingsHistory(ctx context.Context) ([]SettingsChange, error) {
 	recs, _, err := s.store.Load(ctx, s.settingsSubject())
 	if err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ func (s *Service) SettingsHistory(ctx context.Context) ([]SettingsChange, error)
 }
 
 // SettingsChanged returns a channel closed at the next applied change.
-func (s *Service) SettingsChanged() <-chan struct{} {
+func (s *SettingsService) SettingsChanged() <-chan struct{} {
 	s.settings.mu.Lock()
 	defer s.settings.mu.Unlock()
 	if s.settings.changed == nil {
@@ -185,7 +185,7 @@ func (s *Service) SettingsChanged() <-chan struct{} {
 // node that was away catches up with one message; the consumer recreates
 // itself after connection trouble, and one that cannot be created is
 // retried.
-func (s *Service) WatchSettings(ctx context.Context, es *eventstore.Store) {
+func (s *SettingsService) WatchSettings(ctx context.Context, es *eventstore.Store) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		err := s.watchSettings(ctx, es)
 		if err == nil || ctx.Err() != nil {
@@ -200,7 +200,7 @@ func (s *Service) WatchSettings(ctx context.Context, es *eventstore.Store) {
 	}
 }
 
-func (s *Service) watchSettings(ctx context.Context, es *eventstore.Store) error {
+func (s *SettingsService) watchSettings(ctx context.Context, es *eventstore.Store) error {
 	cons, err := es.JetStream().OrderedConsumer(ctx, es.StreamName(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.settingsSubject()},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,

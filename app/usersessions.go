@@ -22,7 +22,7 @@ const inlineRevocations = 200
 // the revocations tell each session's subject, and the read models, why:
 // the first inlineRevocations go into the command's append (inline), the
 // rest after it (rest, for appendRevocations).
-func (s *Service) endSessions(ctx context.Context, u domain.User, reason string, now time.Time, extra ...string) (inline, rest []pending, err error) {
+func (s *Sessions) endSessions(ctx context.Context, u domain.User, reason string, now time.Time, extra ...string) (inline, rest []pending, err error) {
 	ids := u.LiveSessionIDs()
 	for _, id := range extra {
 		if id != "" && !slices.Contains(ids, id) && !u.SessionEnded(id) {
@@ -58,7 +58,7 @@ func (s *Service) endSessions(ctx context.Context, u domain.User, reason string,
 // command's append, in appends of inlineRevocations; a session that changed
 // meanwhile is revoked on its own. The sessions are ended already (the
 // command's event says so), so a failure here is logged, not returned.
-func (s *Service) appendRevocations(ctx context.Context, rest []pending, meta Meta) {
+func (s *Sessions) appendRevocations(ctx context.Context, rest []pending, meta Meta) {
 	for len(rest) > 0 {
 		n := min(len(rest), inlineRevocations)
 		chunk := rest[:n]
@@ -80,7 +80,7 @@ func (s *Service) appendRevocations(ctx context.Context, rest []pending, meta Me
 // sign-in that lists the session among the user's. A promotion, disable,
 // delete or expiry appended meanwhile makes the start conflict and be
 // decided again, so no session starts unseen by them.
-func (s *Service) startOn(uv uint64, st *startedSession) []pending {
+func (s *Sessions) startOn(uv uint64, st *startedSession) []pending {
 	started := st.event.(domain.SessionStarted)
 	return []pending{
 		{subject: s.userSubject(started.UserID), expected: uv, event: domain.SignedIn(started)},

@@ -27,7 +27,7 @@ func codeTarget(id loginid.ID) error {
 // --- Verification of a login ID the user holds -------------------------
 
 // verifyBinding is the code binding of a user's own login ID.
-func (s *Service) verifyBinding(u domain.User) (loginid.ID, string, error) {
+func (s *Accounts) verifyBinding(u domain.User) (loginid.ID, string, error) {
 	if s.codeSettings().Promotion == domain.VerifyOff {
 		return loginid.ID{}, "", ErrVerificationOff
 	}
@@ -51,7 +51,7 @@ func (s *Service) verifyBinding(u domain.User) (loginid.ID, string, error) {
 // StartVerification sends a code to the signed-in user's login ID (or,
 // resend, sends a new one for the pending verification), and answers once
 // it is handed to delivery: a failure is the answer.
-func (s *Service) StartVerification(ctx context.Context, p Principal, resend bool, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) StartVerification(ctx context.Context, p Principal, resend bool, r CodeRequest) (CodeSent, error) {
 	id, key, err := s.verifyBinding(p.User)
 	if err != nil {
 		return CodeSent{}, err
@@ -61,7 +61,7 @@ func (s *Service) StartVerification(ctx context.Context, p Principal, resend boo
 }
 
 // CompleteVerification checks the code and records login_id.verified.v1.
-func (s *Service) CompleteVerification(ctx context.Context, p Principal, code string, r CodeRequest) (domain.User, error) {
+func (s *Accounts) CompleteVerification(ctx context.Context, p Principal, code string, r CodeRequest) (domain.User, error) {
 	id, key, err := s.verifyBinding(p.User)
 	if err != nil {
 		return domain.User{}, err
@@ -74,7 +74,7 @@ func (s *Service) CompleteVerification(ctx context.Context, p Principal, code st
 
 // recordVerification appends login_id.verified.v1 for the user's login ID
 // id, unless it is verified already, and returns the user after it.
-func (s *Service) recordVerification(ctx context.Context, userID string, id loginid.ID, meta Meta) (domain.User, error) {
+func (s *Accounts) recordVerification(ctx context.Context, userID string, id loginid.ID, meta Meta) (domain.User, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
@@ -121,11 +121,11 @@ type CodePromotionStart struct {
 }
 
 // CodeLifetime is how long a one-time code works (the settings').
-func (s *Service) CodeLifetime() time.Duration { return s.codeSettings().CodeLifetime.Duration() }
+func (s *core) CodeLifetime() time.Duration { return s.codeSettings().CodeLifetime.Duration() }
 
 // PromotionNeedsCode reports whether the project requires the code before
 // a promotion to id completes.
-func (s *Service) PromotionNeedsCode(id loginid.ID) bool {
+func (s *Accounts) PromotionNeedsCode(id loginid.ID) bool {
 	return s.codeSettings().Promotion == domain.VerifyRequired && codeTarget(id) == nil
 }
 
@@ -136,7 +136,7 @@ func (s *Service) PromotionNeedsCode(id loginid.ID) bool {
 // policy "login" a taken login ID with that account's password merges the
 // guest at once: the password proved that account, and merged is the
 // session of ns (or the account id without ns).
-func (s *Service) StartPromotionByCode(ctx context.Context, in PromotionByCode) (CodePromotionStart, error) {
+func (s *Accounts) StartPromotionByCode(ctx context.Context, in PromotionByCode) (CodePromotionStart, error) {
 	if err := codeTarget(in.LoginID); err != nil {
 		return CodePromotionStart{}, err
 	}
@@ -176,7 +176,7 @@ func (s *Service) StartPromotionByCode(ctx context.Context, in PromotionByCode) 
 	return CodePromotionStart{Sent: sent}, err
 }
 
-func (s *Service) clientOfUser(ctx context.Context, in PromoteInput) string {
+func (s *Accounts) clientOfUser(ctx context.Context, in PromoteInput) string {
 	if in.NewSession != nil {
 		return in.NewSession.ClientID
 	}
@@ -190,7 +190,7 @@ func (s *Service) clientOfUser(ctx context.Context, in PromoteInput) string {
 // of account creation and the login ID free (a taken one is refused
 // whatever the conflict policy: a code proves the address, not the
 // account's password, and merging by code is not offered yet).
-func (s *Service) preparePasswordless(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
+func (s *Accounts) preparePasswordless(ctx context.Context, in PromoteInput) (PendingPromotion, error) {
 	if err := s.allowAccountCreation(ctx, in.IP, in.LoginID.Key(), in.UserID); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -215,7 +215,7 @@ func (s *Service) preparePasswordless(ctx context.Context, in PromoteInput) (Pen
 
 // ResendPromotionCode sends a new code for the guest's pending promotion
 // to that login ID.
-func (s *Service) ResendPromotionCode(ctx context.Context, guestID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) ResendPromotionCode(ctx context.Context, guestID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
 	if err := codeTarget(id); err != nil {
 		return CodeSent{}, err
 	}
@@ -226,7 +226,7 @@ func (s *Service) ResendPromotionCode(ctx context.Context, guestID string, id lo
 // id and returns the promotion, verified, without writing it: the hosted
 // code flow carries it in the authorization code, written when the app
 // exchanges it with its PKCE verifier (see PendingPromotion).
-func (s *Service) CheckPromotionByCode(ctx context.Context, guestID string, id loginid.ID, code string, r CodeRequest) (PendingPromotion, error) {
+func (s *Accounts) CheckPromotionByCode(ctx context.Context, guestID string, id loginid.ID, code string, r CodeRequest) (PendingPromotion, error) {
 	if err := codeTarget(id); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -245,7 +245,7 @@ func (s *Service) CheckPromotionByCode(ctx context.Context, guestID string, id l
 // verification, the end of every guest session and the start of ns, one
 // atomic append. A wrong code changes nothing; a login ID claimed by
 // someone else meanwhile is LoginIDTaken with the guest untouched.
-func (s *Service) CompletePromotionByCode(ctx context.Context, guestID, guestSessionID string, id loginid.ID, code string, ns *NewSession, r CodeRequest) (Issued, error) {
+func (s *Accounts) CompletePromotionByCode(ctx context.Context, guestID, guestSessionID string, id loginid.ID, code string, ns *NewSession, r CodeRequest) (Issued, error) {
 	p, err := s.CheckPromotionByCode(ctx, guestID, id, code, r)
 	if err != nil {
 		return Issued{}, err
@@ -267,7 +267,7 @@ func (s *Service) CompletePromotionByCode(ctx context.Context, guestID, guestSes
 // alone: the answer must not tell whether anybody holds it, so a login ID
 // nobody (able to sign in) holds gets a decoy entry with no user, which
 // makes the cooldown and the limits answer alike, and no message.
-func (s *Service) anonymousBinding(ctx context.Context, purpose, clientID string, id loginid.ID, r CodeRequest) (string, otpEntry, error) {
+func (s *Accounts) anonymousBinding(ctx context.Context, purpose, clientID string, id loginid.ID, r CodeRequest) (string, otpEntry, error) {
 	if _, err := s.client(clientID); err != nil {
 		return "", otpEntry{}, err
 	}
@@ -294,13 +294,13 @@ func (s *Service) anonymousBinding(ctx context.Context, purpose, clientID string
 // StartCodeSignIn sends a sign-in code to the login ID if someone holds it
 // (answering the same when nobody does, after the same limits and
 // cooldown; delivery happens after the answer, and its failure is logged).
-func (s *Service) StartCodeSignIn(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) StartCodeSignIn(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
 	return s.startAnonymous(ctx, PurposeSignIn, domain.AuthenticatorCode, clientID, id, r)
 }
 
 // startAnonymous starts a flow from a login ID alone (sign-in, reset) for
 // a login ID type that offers the authenticator.
-func (s *Service) startAnonymous(ctx context.Context, purpose, authenticator, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) startAnonymous(ctx context.Context, purpose, authenticator, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
 	if !s.codeSettings().Offers(string(id.Type), authenticator) {
 		return CodeSent{}, ErrAuthenticatorNotOffered
 	}
@@ -314,7 +314,7 @@ func (s *Service) startAnonymous(ctx context.Context, purpose, authenticator, cl
 // CompleteCodeSignIn checks a sign-in code and starts the session ns for
 // the login ID's holder; the code proved the login ID, so its verification
 // (if new) is in the same append as the session's start.
-func (s *Service) CompleteCodeSignIn(ctx context.Context, clientID string, id loginid.ID, code string, ns NewSession, r CodeRequest) (Issued, error) {
+func (s *Accounts) CompleteCodeSignIn(ctx context.Context, clientID string, id loginid.ID, code string, ns NewSession, r CodeRequest) (Issued, error) {
 	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorCode) {
 		return Issued{}, ErrAuthenticatorNotOffered
 	}
@@ -371,7 +371,7 @@ func (s *Service) CompleteCodeSignIn(ctx context.Context, clientID string, id lo
 // the hosted page's code flow starts it when the app exchanges the
 // authorization code (with the method of the code, see
 // AuthorizationRequest.Method).
-func (s *Service) CheckCodeSignIn(ctx context.Context, clientID string, id loginid.ID, code string, r CodeRequest) (domain.User, error) {
+func (s *Accounts) CheckCodeSignIn(ctx context.Context, clientID string, id loginid.ID, code string, r CodeRequest) (domain.User, error) {
 	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorCode) {
 		return domain.User{}, ErrAuthenticatorNotOffered
 	}
@@ -391,14 +391,14 @@ func (s *Service) CheckCodeSignIn(ctx context.Context, clientID string, id login
 
 // OffersCodeSignIn reports whether any login ID type offers sign-in by
 // code (the hosted sign-in page then links to it).
-func (s *Service) OffersCodeSignIn() bool {
+func (s *Accounts) OffersCodeSignIn() bool {
 	v := s.codeSettings()
 	return v.Offers("email", domain.AuthenticatorCode) || v.Offers("phone", domain.AuthenticatorCode)
 }
 
 // StartPasswordReset sends a reset code to the login ID if someone holds
 // it; the answer is the same when nobody does (see StartCodeSignIn).
-func (s *Service) StartPasswordReset(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
+func (s *Accounts) StartPasswordReset(ctx context.Context, clientID string, id loginid.ID, r CodeRequest) (CodeSent, error) {
 	return s.startAnonymous(ctx, PurposeReset, domain.AuthenticatorPassword, clientID, id, r)
 }
 
@@ -407,7 +407,7 @@ func (s *Service) StartPasswordReset(ctx context.Context, clientID string, id lo
 // ID's verification (if new) and the revocation of every session of the
 // user, read from the log, in one append (more than one batch holds
 // follow right after). Nothing changes on a refusal.
-func (s *Service) CompletePasswordReset(ctx context.Context, clientID string, id loginid.ID, code, newPassword string, r CodeRequest) error {
+func (s *Accounts) CompletePasswordReset(ctx context.Context, clientID string, id loginid.ID, code, newPassword string, r CodeRequest) error {
 	if !s.codeSettings().Offers(string(id.Type), domain.AuthenticatorPassword) {
 		return ErrAuthenticatorNotOffered
 	}

@@ -312,7 +312,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if err := n.Service.InitSettings(ctx); err != nil {
 		return nil, err
 	}
-	if n.Reaper, err = workers.NewReaper(n.Pool, n.Service, o.Clock, o.Log, workers.ReaperConfig{
+	if n.Reaper, err = workers.NewReaper(n.Pool, n.Service.Lifetime, o.Clock, o.Log, workers.ReaperConfig{
 		Interval: cfg.Guests.ReaperInterval.D(), Batch: cfg.Guests.ReaperBatch, Workers: cfg.Guests.ReaperWorkers,
 		LeasePoll: 2 * time.Second}); err != nil {
 		return nil, err

@@ -51,14 +51,14 @@ type ReaperConfig struct {
 type Reaper struct {
 	held  atomic.Bool
 	pool  *pgxpool.Pool
-	svc   *app.Service
+	svc   *app.Lifetime
 	clock clock.Clock
 	log   *slog.Logger
 	cfg   ReaperConfig
 }
 
 // NewReaper builds a reaper; it refuses missing dependencies.
-func NewReaper(pool *pgxpool.Pool, svc *app.Service, clk clock.Clock, log *slog.Logger, cfg ReaperConfig) (*Reaper, error) {
+func NewReaper(pool *pgxpool.Pool, svc *app.Lifetime, clk clock.Clock, log *slog.Logger, cfg ReaperConfig) (*Reaper, error) {
 	if pool == nil || svc == nil || clk == nil || log == nil {
 		return nil, errors.New("workers: pool, service, clock and logger are required")
 	}

@@ -93,7 +93,7 @@ func (s *Server) adminTimeline(w http.ResponseWriter, r *http.Request) {
 // Timelines reads users' histories from the log (the admin API's and the
 // portal's user timeline).
 type Timelines struct {
-	Service *app.Service
+	Service *app.Admin
 	Reads   projections.Reads
 	Store   httpx.LogReader
 }

@@ -19,7 +19,7 @@ import (
 // Deps are the admin API's dependencies.
 type Deps struct {
 	*httpx.Base
-	Service *app.Service
+	Service *app.Admin
 	// Reads are the read-model queries; Store the log (timelines,
 	// projection status).
 	Reads projections.Reads

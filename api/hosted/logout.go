@@ -57,7 +57,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: logoutCookie, Value: "", Path: "/oauth2/end_session", HttpOnly: true,
 			Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	} else if site := r.Header.Get("Sec-Fetch-Site"); !hinted && site != "same-origin" && site != "same-site" && site != "none" {
-		s.confirmLogout(w, l, target)
+		s.confirmLogout(w, r, l, target)
 		return
 	}
 	if cookieSession != nil {
@@ -93,10 +93,10 @@ func (s *Server) registeredLogoutTarget(target string) bool {
 }
 
 // confirmLogout asks the person to confirm signing out.
-func (s *Server) confirmLogout(w http.ResponseWriter, l rpLogout, target string) {
+func (s *Server) confirmLogout(w http.ResponseWriter, r *http.Request, l rpLogout, target string) {
 	token, err := s.Service.NewCode()
 	if err != nil {
-		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: logoutCookie, Value: token, Path: "/oauth2/end_session", HttpOnly: true,

@@ -1,7 +1,6 @@
 package hosted
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -207,12 +206,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	binding, err2 := s.Service.NewCode()
 	csrf, err3 := s.Service.NewCode()
 	if err := errors.Join(err1, err2, err3); err != nil {
-		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	flow.CSRF, flow.Binding, flow.ExpiresAt = csrf, hashHex(binding), s.Service.Now().Add(flowTTL)
 	if err := s.Service.PutCode(r.Context(), flowID, flow); err != nil {
-		s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: binding, Path: "/flows/", HttpOnly: true,
@@ -429,11 +428,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		}
 		userID = user.UserID()
 	default:
-		user, err := s.Service.AuthenticatePassword(ctx, "", d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
-		if err == nil && f.Subject != "" && user.UserID() != f.Subject {
-			// Re-authentication (an id_token_hint) must be by the same user.
-			err = httpx.ErrOtherUser
-		}
+		user, err := s.Service.SignInToFlow(ctx, f, d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
 		if err != nil {
 			fail(err)
 			return
@@ -464,43 +459,24 @@ func joinOr(words []string) string {
 // finishFlow ends a flow: an authorization code back to the app, or (cookie
 // mode) a session cookie and a plain return.
 func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
-	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, cmp.Or(f.Method, domain.MethodPassword))
+	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, f.Method)
 }
 
-// finishFlowAs is finishFlow for a user who signed in by the method.
+// finishFlowAs is finishFlow for a user who signed in by the method: the
+// flow ends (app.EndFlow) and the browser goes back to the app.
 func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion, method string) {
-	ctx := r.Context()
-	s.Service.DeleteCode(ctx, flowID)
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
-	if f.ResponseType == "code" {
-		// A sign-in by the user of an id_token_hint whose session is live
-		// re-authenticates that session (the SDKs' reauthentication).
-		reauth := ""
-		if promotion == nil && method != domain.MethodExternal && f.Subject != "" && f.Subject == userID {
-			var err error
-			if reauth, err = s.Service.LiveSessionOf(ctx, f.ReauthSession, userID, f.ClientID); err != nil {
-				s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
-				return
-			}
-		}
-		code, err := s.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: userID, Promotion: promotion, Nonce: f.Nonce, ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: method})
-		if err != nil {
-			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
-			return
-		}
-		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {code}}, f.State)
+	end, err := s.Service.EndFlow(r.Context(), app.EndFlow{FlowID: flowID, Flow: f, UserID: userID, Started: started, Promotion: promotion,
+		Method: method, Meta: httpx.Meta(r)})
+	if err != nil {
+		s.flowEnded(w, r, err)
 		return
 	}
-	if started == nil {
-		iss, err := s.Service.StartSession(ctx, userID, app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: method}, httpx.Meta(r))
-		if err != nil {
-			s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
-			return
-		}
-		started = &iss
+	if end.Session == nil {
+		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {end.Code}}, f.State)
+		return
 	}
-	httpx.SetSessionCookie(w, s.cfg, *started)
+	httpx.SetSessionCookie(w, s.cfg, *end.Session)
 	s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{}, f.State)
 }

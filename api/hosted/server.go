@@ -19,7 +19,7 @@ import (
 // Deps are the hosted pages' dependencies.
 type Deps struct {
 	*httpx.Base
-	Service *app.Service
+	Service *app.Accounts
 }
 
 // Server serves the hosted pages.

@@ -59,7 +59,7 @@ func (s *Server) settingsPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) renderSettings(w http.ResponseWriter, r *http.Request, p app.Principal, status int, errText, notice string) {
 	csrf, err := s.Service.NewCode()
 	if err != nil {
-		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: settingsCSRFCookie, Value: csrf, Path: "/settings/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,

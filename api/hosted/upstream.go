@@ -173,7 +173,7 @@ func (s *Server) beginUpstream(w http.ResponseWriter, r *http.Request, p config.
 	verifier, err3 := s.Service.NewCode()
 	binding, err4 := s.Service.NewCode()
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		s.messagePage(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	target, err := s.upstream.AuthURL(r.Context(), p, upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: nonce, Verifier: verifier})
@@ -184,7 +184,7 @@ func (s *Server) beginUpstream(w http.ResponseWriter, r *http.Request, p config.
 	st.Nonce, st.Verifier = nonce, verifier
 	entry := app.CodeEntry{Kind: app.CodeUpstream, ClientID: clientID, ExpiresAt: s.Service.Now().Add(upstreamTTL), Binding: hashHex(binding), Upstream: &st}
 	if err := s.Service.PutCode(r.Context(), state, entry); err != nil {
-		s.messagePage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again in a moment.")
+		s.flowEnded(w, r, err)
 		return
 	}
 	// A provider that posts its answer (form_post: Apple) comes back with

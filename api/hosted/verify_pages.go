@@ -115,12 +115,8 @@ func (s *Server) codeData(flowID string, f app.CodeEntry, mode string) codePageD
 func (s *Server) startCodeSignUp(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, pw string, fail func(error)) {
 	ctx := r.Context()
 	cr := s.CodeRequest(r)
-	_, err := s.Service.StartRegistrationByCode(ctx, app.RegistrationByCode{ClientID: f.ClientID, Flow: flowID, LoginID: id, Password: pw,
-		IP: cr.IP, Locale: cr.Locale, Meta: cr.Meta})
-	if err == nil {
-		err = s.Service.SetFlowCodeLoginID(ctx, flowID, string(id.Type), id.Value)
-	}
-	if err != nil {
+	if _, err := s.Service.StartRegistrationByCode(ctx, app.RegistrationByCode{ClientID: f.ClientID, Flow: flowID, LoginID: id, Password: pw,
+		IP: cr.IP, Locale: cr.Locale, Meta: cr.Meta}); err != nil {
 		fail(err)
 		return
 	}

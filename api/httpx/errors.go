@@ -70,11 +70,9 @@ var (
 	errFormMediaType        = NewError(415, "UnsupportedMediaType", "UnsupportedMediaType", "invalid_request", "the request body must be application/x-www-form-urlencoded")
 	errBodyTooLarge         = NewError(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "invalid_request", "the request body is too large")
 	ErrMissingToken         = NewError(401, "Unauthenticated", "InvalidToken", "invalid_token", "no access token or session cookie was presented")
-	// OpenID Connect (issue 18): malformed client credentials, a
-	// re-authentication signed in as someone else, a logout's client_id
-	// that is unknown or not its id_token_hint's audience.
+	// OpenID Connect (issue 18): malformed client credentials, a logout's
+	// client_id that is unknown or not its id_token_hint's audience.
 	ErrInvalidClient = NewError(401, "Unauthenticated", "InvalidClient", "invalid_client", "client authentication failed: malformed credentials")
-	ErrOtherUser     = onField(BadRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating"), FieldLoginID)
 	ErrLogoutClient  = BadRequest("InvalidLogoutClient", "invalid_request", "client_id is unknown or not the id_token_hint's audience")
 )
 
@@ -276,6 +274,8 @@ func Classify(err error) *Error {
 			x.RetryAfter = rs.RetryAfter
 		}
 		return wrap(x)
+	case errors.Is(err, app.ErrReauthenticationOtherUser):
+		return onField(wrap(BadRequest("ReauthenticationOtherUser", "login_required", "sign in as the account you are re-authenticating")), FieldLoginID)
 	case errors.Is(err, app.ErrPromotionLinkSpent):
 		return onField(wrap(BadRequest("PromotionLinkSpent", "invalid_request", "the sign-up link expired or was already used")), FieldFlow)
 	case errors.Is(err, app.ErrGuestOfAnotherBrowser):
@@ -317,8 +317,11 @@ const (
 // PageTitle is the heading of the message page a hosted flow shows for an
 // error that ends it (FieldFlow).
 func PageTitle(e *Error) string {
-	if e.Reason == "PromotionLinkSpent" {
+	switch {
+	case e.Reason == "PromotionLinkSpent":
 		return "This page has expired"
+	case e.Status >= 500:
+		return "Temporarily unavailable"
 	}
 	return "Cannot continue"
 }

@@ -24,7 +24,7 @@ import (
 // problems by field (keys as the form names them) and a message for the
 // whole form; both empty means saved.
 func (s *Server) saveSettings(r *http.Request, version uint64, next domain.Settings, fieldOf func(string) string) (map[string]string, string) {
-	_, err := s.Service.ChangeSettings(r.Context(), version, next, "portal:"+portalSessionOf(r).Operator, operatorMeta(r))
+	_, err := s.Settings.ChangeSettings(r.Context(), version, next, "portal:"+portalSessionOf(r).Operator, operatorMeta(r))
 	var se *domain.SettingsError
 	switch {
 	case err == nil:
@@ -563,7 +563,7 @@ func (s *Server) portalDownloadExport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) portalAudit(w http.ResponseWriter, r *http.Request) {
-	hist, err := s.Service.SettingsHistory(r.Context())
+	hist, err := s.Settings.SettingsHistory(r.Context())
 	if err != nil {
 		s.Log.Error("portal: settings history", "error", err)
 		s.portalMessage(w, r, http.StatusServiceUnavailable, "Audit log not available", "The settings history could not be read from the log right now.")

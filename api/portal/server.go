@@ -19,7 +19,9 @@ import (
 // Deps are the portal's dependencies.
 type Deps struct {
 	*httpx.Base
-	Service *app.Service
+	Service *app.Admin
+	// Settings changes the project settings (the settings pages).
+	Settings *app.SettingsService
 	// Reads are the read-model queries; PortalSessions the operators'
 	// sessions; Store the log (timelines, projection status).
 	Reads          projections.Reads
@@ -44,7 +46,7 @@ type Server struct {
 
 // New builds the portal.
 func New(d Deps) (*Server, error) {
-	if d.Base == nil || d.Service == nil || d.Reads.Pool == nil || d.PortalSessions.Pool == nil || d.Store == nil {
+	if d.Base == nil || d.Service == nil || d.Settings == nil || d.Reads.Pool == nil || d.PortalSessions.Pool == nil || d.Store == nil {
 		return nil, errors.New("portal: base, service, read models, portal sessions and log reader are required")
 	}
 	if d.MaxBodyBytes <= 0 {

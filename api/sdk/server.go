@@ -18,7 +18,7 @@ import (
 // Deps are the SDK server's dependencies.
 type Deps struct {
 	*httpx.Base
-	Service *app.Service
+	Service *app.Accounts
 }
 
 // Server serves the SDK endpoints.
