@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/loginid"
@@ -151,6 +152,70 @@ func (s *Accounts) hostedPromotionByCode(ctx context.Context, in HostedPromotion
 
 // ErrNotAGuestFlow: a promotion submitted on a flow that has no guest.
 var ErrNotAGuestFlow = errors.New("this flow promotes no guest")
+
+// ContinueHostedPromotion is the code page of a hosted promotion (the
+// code the submission sent): the sign-up link still good, the browser's
+// claim to the guest (cookie mode), then the code checked: in code mode the
+// promotion, verified, is carried by the authorization code; in cookie mode
+// it is written now with the cookie session. A wrong code changes nothing
+// (and leaves the link).
+func (s *Accounts) ContinueHostedPromotion(ctx context.Context, in HostedPromotionCode) (HostedPromotionResult, error) {
+	f := in.Flow
+	if f.UserID == "" || f.CodeLoginID == "" {
+		return HostedPromotionResult{}, ErrNotAGuestFlow
+	}
+	if f.PromotionCode != "" {
+		if _, err := s.PromotionCode(ctx, f.PromotionCode); err != nil {
+			return HostedPromotionResult{}, ErrPromotionLinkSpent
+		}
+	}
+	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
+	if f.ResponseType == "code" {
+		p, err := s.CheckPromotionByCode(ctx, f.UserID, id, in.Code, in.CodeRequest)
+		if err != nil {
+			return HostedPromotionResult{}, err
+		}
+		return s.endHostedPromotion(ctx, f, p, nil, in.Meta)
+	}
+	if !in.HoldsGuestSession {
+		return HostedPromotionResult{}, ErrGuestOfAnotherBrowser
+	}
+	iss, err := s.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, in.Code,
+		&NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}, in.CodeRequest)
+	if err != nil {
+		return HostedPromotionResult{}, err
+	}
+	s.SpendPromotionCode(ctx, f.PromotionCode)
+	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
+}
+
+// HostedPromotionCode is a submission of a hosted promotion's code page.
+type HostedPromotionCode struct {
+	Flow              CodeEntry
+	Code              string
+	HoldsGuestSession bool
+	CodeRequest
+}
+
+// StartFlowCode starts, from a hosted flow, a code that begins with a
+// login ID alone ("Forgot password?": PurposeReset; "Sign in with a code
+// instead": PurposeSignIn), with the same answer whether anybody holds it,
+// and records in the flow where it went.
+func (s *Accounts) StartFlowCode(ctx context.Context, flowID string, f CodeEntry, purpose string, id loginid.ID, r CodeRequest) error {
+	var err error
+	switch purpose {
+	case PurposeReset:
+		_, err = s.StartPasswordReset(ctx, f.ClientID, id, r)
+	case PurposeSignIn:
+		_, err = s.StartCodeSignIn(ctx, f.ClientID, id, r)
+	default:
+		err = fmt.Errorf("app: no hosted flow starts a %q code", purpose)
+	}
+	if err != nil {
+		return err
+	}
+	return s.SetFlowCodeLoginID(ctx, flowID, string(id.Type), id.Value)
+}
 
 // endHostedPromotion ends a hosted promotion decided as p and spends the
 // sign-up link: without ns (code mode) p is carried by the authorization

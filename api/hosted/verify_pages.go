@@ -73,6 +73,9 @@ func (s *Server) codeFailed(w http.ResponseWriter, r *http.Request, name, redire
 	e := s.LogError(r, err)
 	httpx.SetRetryAfter(w, e)
 	switch text := httpx.PageText(e, httpx.AudienceFlow, typed); e.Field {
+	case httpx.FieldFlow:
+		s.messagePage(w, e.Status, httpx.PageTitle(e), text)
+		return
 	case httpx.FieldCode:
 		d.CodeError = text
 	case httpx.FieldPassword:
@@ -197,6 +200,7 @@ func (s *Server) promotionCode() codePage {
 			return d
 		},
 		guard: func(w http.ResponseWriter, r *http.Request, f app.CodeEntry) bool {
+			// A spent sign-up link sends no more codes.
 			if _, err := s.Service.PromotionCode(r.Context(), f.PromotionCode); f.PromotionCode != "" && err != nil {
 				s.flowEnded(w, r, app.ErrPromotionLinkSpent)
 				return false
@@ -208,33 +212,14 @@ func (s *Server) promotionCode() codePage {
 			return err
 		},
 		resent: newCodeSent,
-		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, id loginid.ID, cr app.CodeRequest, d *codePageData) {
-			ctx, code := r.Context(), r.PostForm.Get("code")
-			if f.ResponseType == "code" {
-				// Checked now, written when the app exchanges the
-				// authorization code with its PKCE verifier, as every
-				// hosted promotion.
-				p, err := s.Service.CheckPromotionByCode(ctx, f.UserID, id, code, cr)
-				if err != nil {
-					s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
-					return
-				}
-				s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-				s.finishFlow(w, r, flowID, f, f.UserID, nil, &p)
-				return
-			}
-			if !s.holdsGuestSession(r, f) {
-				s.flowEnded(w, r, app.ErrGuestOfAnotherBrowser)
-				return
-			}
-			iss, err := s.Service.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, code,
-				&app.NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}, cr)
+		verify: func(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, _ loginid.ID, cr app.CodeRequest, d *codePageData) {
+			res, err := s.Service.ContinueHostedPromotion(r.Context(), app.HostedPromotionCode{Flow: f, Code: r.PostForm.Get("code"),
+				HoldsGuestSession: f.ResponseType != "code" && s.holdsGuestSession(r, f), CodeRequest: cr})
 			if err != nil {
 				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
 				return
 			}
-			s.Service.SpendPromotionCode(ctx, f.PromotionCode)
-			s.finishFlow(w, r, flowID, f, iss.UserID, &iss, nil)
+			s.finishFlow(w, r, flowID, f, res.UserID, res.Started, res.Promotion)
 		},
 	}
 }
@@ -339,7 +324,8 @@ func (s *Server) codeSignInCode() codePage {
 // it, the login ID recorded in the flow, then on to the code page.
 type loginIDPage struct {
 	path, next, title, backText string
-	start                       func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error
+	// purpose is the code's (app.PurposeReset, app.PurposeSignIn).
+	purpose string
 }
 
 func (s *Server) loginIDStep(c loginIDPage) http.HandlerFunc {
@@ -367,10 +353,7 @@ func (s *Server) loginIDStep(c loginIDPage) http.HandlerFunc {
 		d.LoginID = r.PostForm.Get("login_id")
 		id, err := s.Service.ParseLoginID("", d.LoginID)
 		if err == nil {
-			err = c.start(r, f, id, s.CodeRequest(r))
-		}
-		if err == nil {
-			err = s.Service.SetFlowCodeLoginID(r.Context(), flowID, string(id.Type), id.Value)
+			err = s.Service.StartFlowCode(r.Context(), flowID, f, c.purpose, id, s.CodeRequest(r))
 		}
 		if err != nil {
 			s.codeFailed(w, r, "forgot", f.RedirectURI, &d, d.LoginID, err)
@@ -384,19 +367,12 @@ func (s *Server) loginIDStep(c loginIDPage) http.HandlerFunc {
 // forgotStep is /flows/{flow}/forgot, behind "Forgot password?" on the
 // sign-in page.
 func (s *Server) forgotStep() loginIDPage {
-	return loginIDPage{path: "/forgot", next: "/reset", title: "Forgot your password?", backText: "Back to sign in",
-		start: func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
-			_, err := s.Service.StartPasswordReset(r.Context(), f.ClientID, id, cr)
-			return err
-		}}
+	return loginIDPage{path: "/forgot", next: "/reset", title: "Forgot your password?", backText: "Back to sign in", purpose: app.PurposeReset}
 }
 
 // codeSignInStep is /flows/{flow}/signin-code, behind "Sign in with a code
 // instead" on the sign-in page (when a login ID type offers codes).
 func (s *Server) codeSignInStep() loginIDPage {
 	return loginIDPage{path: "/signin-code", next: "/signin-code/verify", title: "Sign in with a code", backText: "Sign in with a password instead",
-		start: func(r *http.Request, f app.CodeEntry, id loginid.ID, cr app.CodeRequest) error {
-			_, err := s.Service.StartCodeSignIn(r.Context(), f.ClientID, id, cr)
-			return err
-		}}
+		purpose: app.PurposeSignIn}
 }
