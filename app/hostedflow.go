@@ -169,24 +169,22 @@ func (s *Accounts) ContinueHostedPromotion(ctx context.Context, in HostedPromoti
 			return HostedPromotionResult{}, ErrPromotionLinkSpent
 		}
 	}
-	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
-	if f.ResponseType == "code" {
-		p, err := s.CheckPromotionByCode(ctx, f.UserID, id, in.Code, in.CodeRequest)
-		if err != nil {
-			return HostedPromotionResult{}, err
+	var ns *NewSession
+	if f.ResponseType != "code" {
+		if !in.HoldsGuestSession {
+			return HostedPromotionResult{}, ErrGuestOfAnotherBrowser
 		}
-		return s.endHostedPromotion(ctx, f, p, nil, in.Meta)
+		ns = &NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}
 	}
-	if !in.HoldsGuestSession {
-		return HostedPromotionResult{}, ErrGuestOfAnotherBrowser
-	}
-	iss, err := s.CompletePromotionByCode(ctx, f.UserID, f.SessionID, id, in.Code,
-		&NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: domain.MethodPromotion}, in.CodeRequest)
+	id := loginid.ID{Type: loginid.Type(f.CodeLoginIDType), Value: f.CodeLoginID}
+	p, err := s.CheckPromotionByCode(ctx, f.UserID, id, in.Code, in.CodeRequest)
 	if err != nil {
 		return HostedPromotionResult{}, err
 	}
-	s.SpendPromotionCode(ctx, f.PromotionCode)
-	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
+	if f.SessionID != "" {
+		p.GuestSessionID = f.SessionID
+	}
+	return s.endHostedPromotion(ctx, f, p, ns, in.Meta)
 }
 
 // HostedPromotionCode is a submission of a hosted promotion's code page.
