@@ -137,6 +137,12 @@ func (e stoppedError) Error() string {
 	return fmt.Sprintf("projection stopped on the failed event at %d", e.seq)
 }
 
+// maxRetryBackoff bounds the pause between retries of a paused
+// projection: once PostgreSQL or NATS is back, the read models catch up
+// within this much (a longer cap made a minute-long outage cost another
+// minute of lag), at the price of one warning per pause while it lasts.
+const maxRetryBackoff = 5 * time.Second
+
 func (r *Runner) supervise(ctx context.Context, p Projector) {
 	backoff := r.cfg.RetryBackoff
 	for ctx.Err() == nil {
@@ -162,7 +168,7 @@ func (r *Runner) supervise(ctx context.Context, p Projector) {
 			r.setState(p.Name(), StateRetrying)
 			r.log.Warn("projection paused; will retry", "projection", p.Name(), "error", err, "retry_in", backoff)
 			clock.Sleep(ctx, backoff)
-			backoff = min(backoff*2, time.Minute)
+			backoff = min(backoff*2, maxRetryBackoff)
 		default:
 			backoff = r.cfg.RetryBackoff
 		}
