@@ -233,6 +233,12 @@ func TestHostedCodeOnlyProject(t *testing.T) {
 	if s := c.Do(http.MethodGet, page, "", "", nil); s.Status != 303 || s.Header.Get("Location") != page+"/signin-code" {
 		t.Fatalf("sign-in without passwords: %d %v", s.Status, s.Header)
 	}
+	// The code sign-in page stands in for sign-in: it links sign-up, and
+	// not "with a password instead".
+	in := c.Do(http.MethodGet, page+"/signin-code", "", "", nil)
+	if in.Status != 200 || !strings.Contains(in.Raw, `href="`+page+`?mode=signup"`) || strings.Contains(in.Raw, "password instead") {
+		t.Fatalf("code sign-in page: %d %s", in.Status, in.Raw)
+	}
 	p := c.Do(http.MethodGet, page+"?mode=signup", "", "", nil)
 	m := apitest.CSRFRe.FindStringSubmatch(p.Raw)
 	if p.Status != 200 || m == nil || strings.Contains(p.Raw, `id="password"`) || !strings.Contains(p.Raw, `type="hidden" name="authenticator" value="oob_otp"`) ||

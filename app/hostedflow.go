@@ -262,9 +262,11 @@ type FlowEnd struct {
 // new one.
 func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
 	f := in.Flow
-	if f.Subject != "" && in.UserID != f.Subject {
+	if f.Subject != "" && f.UserID == "" && in.UserID != f.Subject {
 		// Whatever way the person signed in (a password, a code), a
-		// re-authentication is by the hint's user; the flow stays.
+		// re-authentication is by the hint's user; the flow stays. (A
+		// guest's promotion was checked against the hint at authorize,
+		// and may end as the account the guest merged into.)
 		return FlowEnd{}, ErrReauthenticationOtherUser
 	}
 	s.DeleteCode(ctx, in.FlowID)

@@ -252,3 +252,40 @@ func TestSubmitHostedPromotionCommand(t *testing.T) {
 		t.Fatalf("no guest: %v", err)
 	}
 }
+
+// TestEndFlowAndTheHint: a flow with an id_token_hint ends only as the
+// hint's user when it is a sign-in (and is kept for another try), while a
+// guest's promotion (its hint checked at authorize) may end as the account
+// the guest merged into.
+func TestEndFlowAndTheHint(t *testing.T) {
+	e := startCommands(t, nil)
+	svc, ctx := e.n.Service, context.Background()
+	put := func(id string, f app.CodeEntry) {
+		f.Kind, f.ClientID, f.ExpiresAt = app.CodeFlow, "idstream-dev", e.n.Clock.Now().Add(30*time.Minute)
+		if err := svc.PutCode(ctx, id, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signIn := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "code", Subject: "user-a", RedirectURI: "http://localhost:3000/after"}
+	put("reauth-flow", signIn)
+	if _, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "reauth-flow", Flow: signIn, UserID: "user-b"}); !errors.Is(err, app.ErrReauthenticationOtherUser) {
+		t.Fatalf("another user: %v", err)
+	}
+	if _, err := svc.Flow(ctx, "reauth-flow"); err != nil {
+		t.Fatalf("the refused flow is gone: %v", err)
+	}
+	iss, err := svc.SignUpAnonymous(ctx, app.SignUpAnonymous{ClientID: "idstream-dev", Kind: domain.SessionKindCookie})
+	if err != nil {
+		t.Fatal(err)
+	}
+	promo := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "none", Subject: iss.UserID, UserID: iss.UserID}
+	put("promo-flow", promo)
+	merged := app.Issued{UserID: "the-account", SessionID: "s"}
+	end, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "promo-flow", Flow: promo, UserID: merged.UserID, Started: &merged})
+	if err != nil || end.Session == nil || end.Session.UserID != "the-account" {
+		t.Fatalf("a hinted promotion ending as the merged account: %+v %v", end, err)
+	}
+	if _, err := svc.Flow(ctx, "promo-flow"); err == nil {
+		t.Fatal("an ended flow is still there")
+	}
+}

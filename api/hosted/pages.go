@@ -465,14 +465,14 @@ func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID strin
 // finishFlowAs is finishFlow for a user who signed in by the method: the
 // flow ends (app.EndFlow) and the browser goes back to the app.
 func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion, method string) {
-	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
-		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	end, err := s.Service.EndFlow(r.Context(), app.EndFlow{FlowID: flowID, Flow: f, UserID: userID, Started: started, Promotion: promotion,
 		Method: method, Meta: httpx.Meta(r)})
 	if err != nil {
 		s.flowEnded(w, r, err)
 		return
 	}
+	http.SetCookie(w, &http.Cookie{Name: flowCookie(flowID), Value: "", Path: "/flows/", HttpOnly: true, Secure: *s.cfg.Cookie.Secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if end.Session == nil {
 		s.respondToClient(w, r, f.RedirectURI, f.ResponseMode, url.Values{"code": {end.Code}}, f.State)
 		return

@@ -40,6 +40,9 @@ func (s *Server) codePageRoutes(r *mux.Router) {
 
 type codePageData struct {
 	pageData
+	// SignUpLink: the sign-in-code page of a project without passwords,
+	// which stands in for the sign-in page, links sign-up.
+	SignUpLink                                                  string
 	Sent, Notice, Action, CodeError, ResendHint, Back, BackText string
 	Minutes                                                     int
 	Reset                                                       bool
@@ -341,6 +344,13 @@ func (s *Server) loginIDStep(c loginIDPage) http.HandlerFunc {
 		}
 		d := codePageData{pageData: s.flowPage(flowID, f, modeSignIn), Action: "/flows/" + flowID + c.path, Back: "/flows/" + flowID,
 			BackText: c.backText}
+		if !d.PasswordOffered {
+			// No password anywhere: this page is the sign-in page.
+			d.Back = ""
+			if f.Subject == "" {
+				d.SignUpLink = "/flows/" + flowID + "?mode=signup"
+			}
+		}
 		d.Title = c.title
 		d.Lead = "Tell us the email address or phone number you sign in with. If it belongs to an account, we send a code to it."
 		if r.Method == http.MethodGet {
