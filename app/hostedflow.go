@@ -184,7 +184,11 @@ func (s *Accounts) ContinueHostedPromotion(ctx context.Context, in HostedPromoti
 	if f.SessionID != "" {
 		p.GuestSessionID = f.SessionID
 	}
-	return s.endHostedPromotion(ctx, f, p, ns, in.Meta)
+	res, err := s.endHostedPromotion(ctx, f, p, ns, in.Meta)
+	if err == nil && res.Started != nil {
+		commands.WithLabelValues("promote_by_code", "ok").Inc() // as CompletePromotionByCode counts it
+	}
+	return res, err
 }
 
 // HostedPromotionCode is a submission of a hosted promotion's code page.
