@@ -266,9 +266,17 @@ func TestWebhookDeliveryToSeveralReceivers(t *testing.T) {
 	ok := newReceiver(t, nil, 0)
 	slow := newReceiver(t, nil, 150*time.Millisecond)
 	// Fails its first five requests (503 with Retry-After: 1), then recovers.
+	// Requests from several lanes run at once, and the breaker counts
+	// consecutive results in the order they come back: the first success
+	// is answered a moment after the five failures (answers are serialised
+	// here), so that the breaker sees the failures in a row whatever order
+	// the lanes ran in.
 	flaky := newReceiver(t, func(i int) (int, string) {
 		if i <= 5 {
 			return 503, "1"
+		}
+		if i == 6 {
+			time.Sleep(300 * time.Millisecond)
 		}
 		return 200, ""
 	}, 0)
