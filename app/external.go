@@ -119,13 +119,8 @@ func (s *Accounts) registerExternal(ctx context.Context, clientID string, r doma
 		if err != nil {
 			return domain.User{}, err
 		}
-		evs := []pending{{subject: s.externalSubject(r), expected: xv, event: reg.Claim}}
-		var u domain.User
-		for _, ev := range reg.User {
-			evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
-			u = domain.EvolveUser(u, ev)
-		}
-		if err := s.appendEvents(ctx, meta, evs...); err != nil {
+		u, err := s.appendRegistration(ctx, meta, s.externalSubject(r), xv, reg.Claim, userID, reg.User)
+		if err != nil {
 			return domain.User{}, err
 		}
 		commands.WithLabelValues("register_user_external", "ok").Inc()

@@ -484,18 +484,27 @@ func (s *Accounts) register(ctx context.Context, clientID string, id loginid.ID,
 		if err != nil {
 			return domain.User{}, err
 		}
-		evs := []pending{{subject: s.loginIDSubject(id), expected: lv, event: reg.Claim}}
-		var u domain.User
-		for _, ev := range reg.User {
-			evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
-			u = domain.EvolveUser(u, ev)
-		}
-		if err := s.appendEvents(ctx, meta, evs...); err != nil {
+		u, err := s.appendRegistration(ctx, meta, s.loginIDSubject(id), lv, reg.Claim, userID, reg.User)
+		if err != nil {
 			return domain.User{}, err
 		}
 		commands.WithLabelValues("register_user", "ok").Inc()
 		return u, nil
 	})
+}
+
+// appendRegistration writes a new user's events and the claim that makes
+// its identity unique (on the login ID's or the external identity's
+// subject, at the version the decision saw), in one append, and returns
+// the user as they fold.
+func (s *core) appendRegistration(ctx context.Context, meta Meta, claimSubject string, claimVersion uint64, claim domain.Event, userID string, user []domain.Event) (domain.User, error) {
+	evs := []pending{{subject: claimSubject, expected: claimVersion, event: claim}}
+	var u domain.User
+	for _, ev := range user {
+		evs = append(evs, pending{subject: s.userSubject(userID), event: ev})
+		u = domain.EvolveUser(u, ev)
+	}
+	return u, s.appendEvents(ctx, meta, evs...)
 }
 
 // MergeGuest retires a guest into an existing account (conflict policy

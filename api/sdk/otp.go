@@ -61,13 +61,8 @@ type emptyRequest struct{}
 // to the signed-in user's email or phone login ID.
 func (s *Server) verificationStart(resend bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := httpx.DecodeJSON(r, &emptyRequest{}); err != nil {
-			s.WriteAPIError(w, r, err)
-			return
-		}
-		p, err := s.principal(r)
-		if err != nil {
-			s.WriteAPIError(w, r, err)
+		p, ok := s.signedIn(w, r, &emptyRequest{})
+		if !ok {
 			return
 		}
 		sent, err := s.Service.StartVerification(r.Context(), p, resend, s.CodeRequest(r))
@@ -87,13 +82,8 @@ type codeRequestBody struct {
 // verificationVerify is POST /api/verification/verify {"code"}.
 func (s *Server) verificationVerify(w http.ResponseWriter, r *http.Request) {
 	var req codeRequestBody
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		s.WriteAPIError(w, r, err)
-		return
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.WriteAPIError(w, r, err)
+	p, ok := s.signedIn(w, r, &req)
+	if !ok {
 		return
 	}
 	u, err := s.Service.CompleteVerification(r.Context(), p, req.Code, s.CodeRequest(r))
@@ -185,13 +175,8 @@ func (s *Server) promoteByCodeVerify(w http.ResponseWriter, r *http.Request) {
 // guestRequest decodes a code request of the signed-in guest (or user) and
 // its login ID; on failure it has answered.
 func (s *Server) guestRequest(w http.ResponseWriter, r *http.Request, req *promoteByCodeRequest) (app.Principal, loginid.ID, bool) {
-	if err := httpx.DecodeJSON(r, req); err != nil {
-		s.WriteAPIError(w, r, err)
-		return app.Principal{}, loginid.ID{}, false
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.WriteAPIError(w, r, err)
+	p, ok := s.signedIn(w, r, req)
+	if !ok {
 		return app.Principal{}, loginid.ID{}, false
 	}
 	id, err := s.Service.ParseLoginID(req.LoginIDType, req.LoginID)

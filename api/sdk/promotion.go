@@ -25,17 +25,27 @@ func (s *Server) principal(r *http.Request) (app.Principal, error) {
 	return app.Principal{}, httpx.ErrMissingToken
 }
 
-// promotionCode is POST /api/anonymous_user/promotion_code, as the SDK's
-// startPromoteAnonymousUser() calls it.
-func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
-	var req sessionRequest
-	if err := httpx.DecodeJSON(r, &req); err != nil {
+// signedIn decodes a JSON API request's body into req and finds who it acts
+// for (principal); on failure it has answered.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, req any) (app.Principal, bool) {
+	if err := httpx.DecodeJSON(r, req); err != nil {
 		s.WriteAPIError(w, r, err)
-		return
+		return app.Principal{}, false
 	}
 	p, err := s.principal(r)
 	if err != nil {
 		s.WriteAPIError(w, r, err)
+		return app.Principal{}, false
+	}
+	return p, true
+}
+
+// promotionCode is POST /api/anonymous_user/promotion_code, as the SDK's
+// startPromoteAnonymousUser() calls it.
+func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
+	var req sessionRequest
+	p, ok := s.signedIn(w, r, &req)
+	if !ok {
 		return
 	}
 	code, exp, err := s.Service.IssuePromotionCode(r.Context(), p)
@@ -59,13 +69,8 @@ type promoteRequest struct {
 // is replaced by a regular one of the same kind, returned as from sign-up.
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 	var req promoteRequest
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		s.WriteAPIError(w, r, err)
-		return
-	}
-	p, err := s.principal(r)
-	if err != nil {
-		s.WriteAPIError(w, r, err)
+	p, ok := s.signedIn(w, r, &req)
+	if !ok {
 		return
 	}
 	iss, err := s.Service.PromoteGuestHeadless(r.Context(), app.PromoteGuest{Guest: p, LoginIDType: req.LoginIDType, LoginID: req.LoginID,
