@@ -145,6 +145,8 @@ func (s *Server) portalAnonymous(w http.ResponseWriter, r *http.Request) {
 type rateLimitField struct {
 	Name, Label, Help string
 	Burst, Per        string
+	// Unit is what a burst counts ("requests", "codes").
+	Unit string
 }
 
 type rateLimitsData struct {
@@ -168,7 +170,7 @@ func (s *Server) portalRateLimits(w http.ResponseWriter, r *http.Request) {
 	d := rateLimitsData{Version: version}
 	ptrs := rateLimitPtrs(&cur.RateLimits)
 	for i, info := range rateLimitInfo {
-		d.Limits = append(d.Limits, rateLimitField{Name: info[0], Label: info[1], Help: info[2],
+		d.Limits = append(d.Limits, rateLimitField{Name: info[0], Label: info[1], Help: info[2], Unit: "requests",
 			Burst: strconv.Itoa(ptrs[i].Burst), Per: formatSeconds(ptrs[i].Per)})
 	}
 	page := portalPage{Title: "Rate limits", Section: "ratelimits", Data: &d}

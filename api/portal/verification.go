@@ -51,7 +51,7 @@ func (s *Server) verificationData(cur domain.Settings, version uint64) verificat
 	}
 	for i, rl := range []domain.RateLimitSetting{v.SendPerTarget, v.SendPerIP} {
 		info := verificationLimitInfo[i]
-		d.Limits = append(d.Limits, rateLimitField{Name: info[0], Label: info[1], Help: info[2], Burst: strconv.Itoa(rl.Burst), Per: formatSeconds(rl.Per)})
+		d.Limits = append(d.Limits, rateLimitField{Name: info[0], Label: info[1], Help: info[2], Unit: "codes", Burst: strconv.Itoa(rl.Burst), Per: formatSeconds(rl.Per)})
 	}
 	return d
 }
