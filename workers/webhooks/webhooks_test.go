@@ -488,17 +488,28 @@ func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 		t.Fatalf("replay all: %d %s", a.status, a.raw)
 	}
 	testenv.WaitFor(t, "every replayed delivery", 30*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == users })
-	// Each replay carries the webhook-id its failed attempts carried.
+	// Each replay carries the webhook-id its failed attempts carried: every
+	// request of an event, failed or replayed, has the event's id as its
+	// webhook-id, and every event that failed was delivered by a replay.
+	// (An event may also have been dead-lettered with no request at all,
+	// while the breaker was open.)
 	failedIDs := map[string]bool{}
 	for _, d := range r.deliveries() {
+		if d.header.Get("webhook-id") != d.p.ID {
+			t.Fatalf("webhook-id %s on a delivery of event %s", d.header.Get("webhook-id"), d.p.ID)
+		}
 		if d.status == 500 {
-			failedIDs[d.header.Get("webhook-id")] = true
+			failedIDs[d.p.ID] = true
 		}
 	}
 	f, _, _ = r.accepted()
+	replayed := map[string]bool{}
 	for _, d := range f {
-		if !failedIDs[d.header.Get("webhook-id")] {
-			t.Fatalf("replay with a new webhook-id %s", d.header.Get("webhook-id"))
+		replayed[d.p.ID] = true
+	}
+	for id := range failedIDs {
+		if !replayed[id] {
+			t.Fatalf("event %s failed and was never delivered by a replay", id)
 		}
 	}
 	testenv.WaitFor(t, "no dead letters left", 10*time.Second, func() bool {
