@@ -209,7 +209,7 @@ func TestHostedSignUpByCode(t *testing.T) {
 		}
 		before := apitest.LastSeq(t, e.n)
 		if r := c2.Submit(page2+"/signup-code", csrf2, url.Values{"action": {"verify"}, "code": {code2}}); r.Status != 409 || !strings.Contains(r.Raw, "already") ||
-			!strings.Contains(r.Raw, `role="alert"`) {
+			!strings.Contains(r.Raw, `role="alert"`) || strings.Contains(r.Raw, "Send a new code") || !strings.Contains(r.Raw, "Use a different email address") {
 			t.Fatalf("second, login ID taken: %d %s", r.Status, r.Raw)
 		}
 		if apitest.LastSeq(t, e.n) != before {

@@ -40,6 +40,10 @@ func (s *Server) codePageRoutes(r *mux.Router) {
 
 type codePageData struct {
 	pageData
+	// NoResend hides "Send a new code": the code was right and spent, but
+	// what it completes cannot be written (the login ID was claimed
+	// meanwhile); the way on is another login ID.
+	NoResend bool
 	// SignUpLink: the sign-in-code page of a project without passwords,
 	// which stands in for the sign-in page, links sign-up.
 	SignUpLink                                                  string
@@ -86,8 +90,9 @@ func (s *Server) codeFailed(w http.ResponseWriter, r *http.Request, name, redire
 	case httpx.FieldLoginID:
 		if name == "code" {
 			// The code page has no login ID field (a login ID claimed
-			// since the code was sent): the page's own error.
-			d.Error = text
+			// since the code was sent): the page's own error, and no new
+			// code (the spent one is gone; "Use a different …" is the way).
+			d.Error, d.NoResend = text, true
 			break
 		}
 		d.LoginIDError = text
