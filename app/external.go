@@ -128,12 +128,12 @@ func (s *Accounts) registerExternal(ctx context.Context, clientID string, r doma
 	})
 }
 
-// PrepareExternalPromotion decides a guest's promotion with an external
+// prepareExternalPromotion decides a guest's promotion with an external
 // identity without writing it (as PreparePromotion for login IDs): the
 // identity free, or, under the conflict policy "login", held by an account
 // the guest then merges into (the person just proved they own it at the
 // provider).
-func (s *Accounts) PrepareExternalPromotion(ctx context.Context, guestID, guestSessionID string, r domain.ExternalRef, ip string) (PendingPromotion, error) {
+func (s *Accounts) prepareExternalPromotion(ctx context.Context, guestID, guestSessionID string, r domain.ExternalRef, ip string) (PendingPromotion, error) {
 	if err := s.allowAccountCreation(ctx, ip, "external:"+r.Key(), guestID); err != nil {
 		return PendingPromotion{}, err
 	}
@@ -167,9 +167,9 @@ func (s *Accounts) PrepareExternalPromotion(ctx context.Context, guestID, guestS
 	return PendingPromotion{GuestID: guestID, GuestSessionID: guestSessionID, External: &r}, nil
 }
 
-// CompletePromotion writes a prepared promotion (or merge) at once, with
+// completePromotionTimed writes a prepared promotion (or merge) at once, with
 // the start of ns if given (cookie mode).
-func (s *Accounts) CompletePromotion(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
+func (s *Accounts) completePromotionTimed(ctx context.Context, p PendingPromotion, ns *NewSession, meta Meta) (Issued, error) {
 	t := timeCommand(&s.promotions)
 	iss, err := s.completePromotion(ctx, p, ns, meta)
 	t.done(err)

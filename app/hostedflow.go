@@ -93,7 +93,7 @@ func (s *Accounts) SubmitHostedPromotion(ctx context.Context, in HostedPromotion
 		return HostedPromotionResult{}, ErrGuestOfAnotherBrowser
 	}
 	if in.External != nil {
-		p, err := s.PrepareExternalPromotion(ctx, f.UserID, f.SessionID, *in.External, in.IP)
+		p, err := s.prepareExternalPromotion(ctx, f.UserID, f.SessionID, *in.External, in.IP)
 		if err != nil {
 			return HostedPromotionResult{}, err
 		}
@@ -124,7 +124,7 @@ func (s *Accounts) SubmitHostedPromotion(ctx context.Context, in HostedPromotion
 	if err != nil {
 		return HostedPromotionResult{}, err
 	}
-	s.SpendPromotionCode(ctx, f.PromotionCode)
+	s.spendPromotionCode(ctx, f.PromotionCode)
 	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
 }
 
@@ -138,10 +138,10 @@ func (s *Accounts) hostedPromotionByCode(ctx context.Context, in HostedPromotion
 	}
 	switch {
 	case st.Merged != nil:
-		s.SpendPromotionCode(ctx, in.Flow.PromotionCode)
+		s.spendPromotionCode(ctx, in.Flow.PromotionCode)
 		return HostedPromotionResult{UserID: st.Merged.UserID, Started: st.Merged}, nil
 	case st.Merge != nil:
-		s.SpendPromotionCode(ctx, in.Flow.PromotionCode)
+		s.spendPromotionCode(ctx, in.Flow.PromotionCode)
 		return HostedPromotionResult{UserID: st.Merge.MergeInto, Promotion: st.Merge}, nil
 	}
 	if err := s.SetFlowCodeLoginID(ctx, in.FlowID, string(in.LoginID.Type), in.LoginID.Value); err != nil {
@@ -226,14 +226,14 @@ func (s *Accounts) StartFlowCode(ctx context.Context, flowID string, f CodeEntry
 // it is written now, with the start of ns.
 func (s *Accounts) endHostedPromotion(ctx context.Context, f CodeEntry, p PendingPromotion, ns *NewSession, meta Meta) (HostedPromotionResult, error) {
 	if ns == nil {
-		s.SpendPromotionCode(ctx, f.PromotionCode)
+		s.spendPromotionCode(ctx, f.PromotionCode)
 		return HostedPromotionResult{UserID: cmp.Or(p.MergeInto, f.UserID), Promotion: &p}, nil
 	}
-	iss, err := s.CompletePromotion(ctx, p, ns, meta)
+	iss, err := s.completePromotionTimed(ctx, p, ns, meta)
 	if err != nil {
 		return HostedPromotionResult{}, err
 	}
-	s.SpendPromotionCode(ctx, f.PromotionCode)
+	s.spendPromotionCode(ctx, f.PromotionCode)
 	return HostedPromotionResult{UserID: iss.UserID, Started: &iss}, nil
 }
 
@@ -279,7 +279,7 @@ func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
 		reauth := ""
 		if in.Promotion == nil && method != domain.MethodExternal && f.Subject != "" && f.Subject == in.UserID {
 			var err error
-			if reauth, err = s.LiveSessionOf(ctx, f.ReauthSession, in.UserID, f.ClientID); err != nil {
+			if reauth, err = s.liveSessionOf(ctx, f.ReauthSession, in.UserID, f.ClientID); err != nil {
 				return FlowEnd{}, err
 			}
 		}

@@ -86,9 +86,9 @@ func (s *Sessions) idToken(ctx context.Context, lifetime time.Duration, u domain
 	})
 }
 
-// LiveSessionOf returns the session id when it names a live session of the
+// liveSessionOf returns the session id when it names a live session of the
 // user and client (a re-authentication's id_token_hint), else "".
-func (s *Sessions) LiveSessionOf(ctx context.Context, sessionID, userID, clientID string) (string, error) {
+func (s *Sessions) liveSessionOf(ctx context.Context, sessionID, userID, clientID string) (string, error) {
 	if sessionID == "" {
 		return "", nil
 	}

@@ -126,8 +126,8 @@ func (s *Accounts) PromotionCode(ctx context.Context, code string) (CodeEntry, e
 	return e, nil
 }
 
-// SpendPromotionCode removes a code after its promotion succeeded.
-func (s *Accounts) SpendPromotionCode(ctx context.Context, code string) { s.DeleteCode(ctx, code) }
+// spendPromotionCode removes a code after its promotion succeeded.
+func (s *Accounts) spendPromotionCode(ctx context.Context, code string) { s.DeleteCode(ctx, code) }
 
 // PromoteInput says who is promoted to what.
 type PromoteInput struct {
