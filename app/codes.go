@@ -184,7 +184,7 @@ func (s *core) Flow(ctx context.Context, id string) (CodeEntry, error) {
 
 // SetFlowCodeLoginID records in a live hosted-page flow the login ID a
 // one-time code was sent to (a conditional update: a flow changed
-// meanwhile is ErrCodeChanged).
+// meanwhile is ErrFlowChanged).
 func (s *core) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string) error {
 	e, rev, err := s.codes.Get(ctx, flowID)
 	if err == nil && (e.Kind != CodeFlow || !s.clock.Now().Before(e.ExpiresAt)) {
@@ -194,7 +194,12 @@ func (s *core) SetFlowCodeLoginID(ctx context.Context, flowID, typ, value string
 		return err
 	}
 	e.CodeLoginIDType, e.CodeLoginID = typ, value
-	return s.codes.Update(ctx, flowID, e, rev)
+	if err := s.codes.Update(ctx, flowID, e, rev); errors.Is(err, ErrCodeChanged) {
+		return ErrFlowChanged
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // DeleteCode removes a code entry whatever its revision.

@@ -153,6 +153,14 @@ func (s *Accounts) hostedPromotionByCode(ctx context.Context, in HostedPromotion
 // ErrNotAGuestFlow: a promotion submitted on a flow that has no guest.
 var ErrNotAGuestFlow = errors.New("this flow promotes no guest")
 
+// ErrFlowSpent: the hosted flow was ended meanwhile (a second submission
+// of its page: a double click, another tab) or has expired; it ends once.
+var ErrFlowSpent = errors.New("this sign-in page was already used or has expired")
+
+// ErrFlowChanged: the hosted flow changed between reading and writing it
+// (another tab of the same flow sent a code meanwhile).
+var ErrFlowChanged = errors.New("the sign-in page changed meanwhile")
+
 // ContinueHostedPromotion is the code page of a hosted promotion (the
 // code the submission sent): the sign-up link still good, the browser's
 // claim to the guest (cookie mode), then the code checked: in code mode the
@@ -273,7 +281,13 @@ func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
 		// and may end as the account the guest merged into.)
 		return FlowEnd{}, ErrReauthenticationOtherUser
 	}
-	s.DeleteCode(ctx, in.FlowID)
+	// Spent by a delete conditioned on the revision read: of two
+	// submissions ending the same flow (on any nodes) exactly one goes on.
+	if _, err := s.takeCode(ctx, in.FlowID, ErrFlowSpent, func(e CodeEntry) bool {
+		return e.Kind == CodeFlow && s.clock.Now().Before(e.ExpiresAt)
+	}); err != nil {
+		return FlowEnd{}, err
+	}
 	method := cmp.Or(in.Method, domain.MethodPassword)
 	if f.ResponseType == "code" {
 		reauth := ""

@@ -57,6 +57,15 @@ func (s *Accounts) OffersAuthenticator(loginIDType, authenticator string) bool {
 // policy, the login ID free) and sends a code to the login ID; nothing is
 // written or claimed until the code comes back.
 func (s *Accounts) StartRegistrationByCode(ctx context.Context, in RegistrationByCode) (CodeSent, error) {
+	// A taken login ID is answered no sooner than a code sent lately.
+	t := timeCommand(s.codeStart(in.Password))
+	sent, err := s.startRegistrationByCode(ctx, in)
+	t.done(err)
+	t.pad(ctx, err)
+	return sent, err
+}
+
+func (s *Accounts) startRegistrationByCode(ctx context.Context, in RegistrationByCode) (CodeSent, error) {
 	if in.Flow == "" {
 		return CodeSent{}, ErrNoCodePending
 	}

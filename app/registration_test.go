@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ type commandEnv struct {
 	outbox string
 }
 
-func startCommands(t *testing.T, configure func(*config.Config)) commandEnv {
+func startCommands(t testing.TB, configure func(*config.Config)) commandEnv {
 	t.Helper()
 	dir := t.TempDir()
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{NoProjections: true, Delivery: &delivery.Outbox{Dir: dir},
@@ -287,5 +289,33 @@ func TestEndFlowAndTheHint(t *testing.T) {
 	}
 	if _, err := svc.Flow(ctx, "promo-flow"); err == nil {
 		t.Fatal("an ended flow is still there")
+	}
+	if _, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "promo-flow", Flow: promo, UserID: merged.UserID, Started: &merged}); !errors.Is(err, app.ErrFlowSpent) {
+		t.Fatalf("an ended flow ended again: %v", err)
+	}
+	// Two submissions of one page (a double click, two tabs): exactly one
+	// ends the flow and gets an authorization code.
+	code := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "code", RedirectURI: "http://localhost:3000/after", CodeChallenge: "x"}
+	put("double-flow", code)
+	var ok, spent atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			end, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "double-flow", Flow: code, UserID: iss.UserID})
+			switch {
+			case err == nil && end.Code != "":
+				ok.Add(1)
+			case errors.Is(err, app.ErrFlowSpent):
+				spent.Add(1)
+			default:
+				t.Errorf("ending a flow: %+v %v", end, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || spent.Load() != 7 {
+		t.Fatalf("one flow ended %d times (%d refused)", ok.Load(), spent.Load())
 	}
 }

@@ -149,8 +149,10 @@ type Accounts struct {
 	*KeyPairs
 	delivery delivery.Sender
 	// promotions and registrations are how long those commands take lately
-	// (commandTimer).
+	// (commandTimer); codeStarts the sign-ups and promotions by code up to
+	// the code sent, with a password [0] and without [1].
 	promotions, registrations movingAverage
+	codeStarts                [2]movingAverage
 }
 
 // Lifetime runs the expiry of idle guests (see Service).

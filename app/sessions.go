@@ -159,21 +159,33 @@ func (s *Sessions) issue(ctx context.Context, atLifetime time.Duration, u domain
 
 // issueNonce is issue with the authorization request's nonce.
 func (s *Sessions) issueNonce(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token, nonce string) (Issued, error) {
-	at, exp, err := s.accessToken(ctx, atLifetime, u, sess)
-	if err != nil {
+	iss, err := s.issueAccess(ctx, atLifetime, u, sess, token)
+	if err != nil || sess.Kind() != domain.SessionKindRefreshToken {
+		return iss, err
+	}
+	if iss.IDToken, err = s.idToken(ctx, iss.ExpiresIn, u, sess, iss.AccessToken, nonce); err != nil {
 		return Issued{}, err
 	}
-	idt := ""
-	if sess.Kind() == domain.SessionKindRefreshToken {
-		if idt, err = s.idToken(ctx, exp, u, sess, at, nonce); err != nil {
-			return Issued{}, err
-		}
-	}
-	return Issued{
+	return iss, nil
+}
+
+// issueAccess packs the answer with the access token. A cookie session
+// gets no token signed at all: the cookie is its credential and no answer
+// carries a token for it (a signature is a tenth of a sign-up's CPU,
+// BENCHMARKS.md).
+func (s *Sessions) issueAccess(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
+	iss := Issued{
 		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),
-		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AccessToken: at, ExpiresIn: exp, IDToken: idt,
-		AuthTime: sess.AuthTime(), DPoPBound: sess.DPoPKey() != "",
-	}, nil
+		SessionToken: token, SessionExpiresAt: sess.ExpiresAt(), AuthTime: sess.AuthTime(), DPoPBound: sess.DPoPKey() != "",
+	}
+	if sess.Kind() != domain.SessionKindRefreshToken {
+		return iss, nil
+	}
+	var err error
+	if iss.AccessToken, iss.ExpiresIn, err = s.accessToken(ctx, atLifetime, u, sess); err != nil {
+		return Issued{}, err
+	}
+	return iss, nil
 }
 
 func (s *Sessions) accessToken(ctx context.Context, lifetime time.Duration, u domain.User, sess domain.Session) (string, time.Duration, error) {

@@ -137,6 +137,26 @@ func (s *Accounts) PromotionNeedsCode(id loginid.ID) bool {
 // guest at once: the password proved that account, and merged is the
 // session of ns (or the account id without ns).
 func (s *Accounts) StartPromotionByCode(ctx context.Context, in PromotionByCode) (CodePromotionStart, error) {
+	// A taken login ID is answered no sooner than a code sent lately.
+	t := timeCommand(s.codeStart(in.Password))
+	out, err := s.startPromotionByCode(ctx, in)
+	if out.Merged == nil && out.Merge == nil {
+		t.done(err)
+	}
+	t.pad(ctx, err)
+	return out, err
+}
+
+// codeStart is the moving average of the code-starting commands with a
+// password or without.
+func (s *Accounts) codeStart(password string) *movingAverage {
+	if password == "" {
+		return &s.codeStarts[1]
+	}
+	return &s.codeStarts[0]
+}
+
+func (s *Accounts) startPromotionByCode(ctx context.Context, in PromotionByCode) (CodePromotionStart, error) {
 	if err := codeTarget(in.LoginID); err != nil {
 		return CodePromotionStart{}, err
 	}

@@ -280,6 +280,10 @@ func Classify(err error) *Error {
 		return onField(wrap(BadRequest("PromotionLinkSpent", "invalid_request", "the sign-up link expired or was already used")), FieldFlow)
 	case errors.Is(err, app.ErrGuestOfAnotherBrowser):
 		return onField(wrap(NewError(403, "Forbidden", "GuestOfAnotherBrowser", "access_denied", "the sign-up link belongs to a guest of another browser")), FieldFlow)
+	case errors.Is(err, app.ErrFlowSpent):
+		return onField(wrap(BadRequest("FlowSpent", "invalid_request", "this sign-in page was already used or has expired")), FieldFlow)
+	case errors.Is(err, app.ErrFlowChanged):
+		return onField(wrap(NewError(409, "Conflict", "FlowChanged", "invalid_request", "the page changed meanwhile (another tab?); start again")), FieldFlow)
 	case errors.Is(err, app.ErrNotAGuestFlow):
 		return onField(wrap(BadRequest("NotAGuestFlow", "invalid_request", "this flow promotes no guest")), FieldFlow)
 	case errors.Is(err, app.ErrVerificationRequired):
@@ -318,7 +322,7 @@ const (
 // error that ends it (FieldFlow).
 func PageTitle(e *Error) string {
 	switch {
-	case e.Reason == "PromotionLinkSpent":
+	case e.Reason == "PromotionLinkSpent", e.Reason == "FlowSpent":
 		return "This page has expired"
 	case e.Status >= 500:
 		return "Temporarily unavailable"
@@ -350,6 +354,12 @@ func PageText(e *Error, audience, typed string) string {
 		return "Your sign-up link expired or was already used. Go back to the application and start again."
 	case "GuestOfAnotherBrowser":
 		return "This sign-up link belongs to a guest of another browser. Open it from the application on your own device."
+	case "FlowSpent":
+		return "This page was already used (in another tab, or by a second click) or has expired. Go back to the application and start again."
+	case "FlowChanged":
+		return "This page changed in another tab meanwhile. Go back to the application and start again."
+	case "VerificationRequired":
+		return "This service needs to confirm your " + LoginNoun(typed) + " with a code first. Go back and start again."
 	case "NotAGuestFlow":
 		return "This page does not create an account for a guest. Go back to the application and start again."
 	case "LoginIDTaken":
