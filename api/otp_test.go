@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -819,6 +820,11 @@ func TestHostedCodeSignIn(t *testing.T) {
 	if err != nil || byCode != 1 {
 		t.Fatalf("%d email-code sessions in %+v %v", byCode, d.Sessions, err)
 	}
+	// The password was chosen before the address was proved: the hosted
+	// sign-in by code ended it too (TestCodeSignInEndsAnUnprovenPassword).
+	if _, err := e.n.Service.AuthenticatePassword(context.Background(), "", "ada@example.com", apitest.GoodPassword, "192.0.2.1", app.Meta{}); !errors.Is(err, app.ErrInvalidCredentials) {
+		t.Fatalf("the unproven password after a hosted code sign-in: %v", err)
+	}
 	// Without codes offered, no link and no page.
 	e2 := startOTP(t, nil)
 	c2 := apitest.NewClient(t, e2.n)
@@ -870,5 +876,80 @@ func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
 	}
 	if apitest.LastSeq(t, e.n) != before {
 		t.Fatal("the refused sign-in wrote events")
+	}
+}
+
+// TestCodeSignInEndsAnUnprovenPassword: where verification is optional,
+// anybody may register somebody else's address with a password of their
+// own and wait. When the address's holder signs in by a code, that
+// password and every session it opened end (user.password.removed.v1), so
+// the account is the holder's alone; a password chosen after the address
+// was proved stays.
+func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	ctx := context.Background()
+	squatter := apitest.NewClient(t, e.n)
+	sub := apitest.RegularUser(t, squatter, "ada@example.com")
+	early, err := e.n.Service.StartSession(ctx, sub, app.NewSession{ClientID: "idstream-dev", Kind: domain.SessionKindRefreshToken, Method: domain.MethodPassword}, app.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RecordSecret("refresh token", early.SessionToken)
+
+	holder := apitest.NewClient(t, e.n)
+	signIn := func(n int) apitest.Response {
+		t.Helper()
+		if r := holder.PostJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"ada@example.com"}`, nil); r.Status != 200 {
+			t.Fatalf("start: %d %s", r.Status, r.Raw)
+		}
+		code := e.mail.WaitMail(t, n).Code()
+		return holder.PostJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"ada@example.com","code":"`+code+`","session_type":"refresh_token"}`, nil)
+	}
+	r := signIn(1)
+	if r.Status != 200 {
+		t.Fatalf("code sign-in: %d %s", r.Status, r.Raw)
+	}
+	at := apitest.Str(r.Result(), "access_token")
+	if info := holder.Userinfo(at); info.Status != 200 || apitest.Str(info.Body, "sub") != sub {
+		t.Fatalf("the holder's session: %d %s", info.Status, info.Raw)
+	}
+	if _, err := e.n.Service.AuthenticatePassword(ctx, "", "ada@example.com", apitest.GoodPassword, "192.0.2.1", app.Meta{}); !errors.Is(err, app.ErrInvalidCredentials) {
+		t.Fatalf("the unproven password still signs in: %v", err)
+	}
+	if r := apitest.Refresh(squatter, early.SessionToken); r.Status == 200 {
+		t.Fatalf("a session of the unproven password refreshed: %s", r.Raw)
+	}
+	userRecs, _, err := e.n.Store.Load(ctx, e.n.Store.Subject("user", sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, rec := range userRecs {
+		if rec.Type == domain.TypePasswordRemoved {
+			removed++
+		}
+	}
+	sessRecs, _, err := e.n.Store.Load(ctx, e.n.Store.Subject("session", early.SessionID))
+	if err != nil || len(sessRecs) == 0 {
+		t.Fatalf("the early session's events: %d %v", len(sessRecs), err)
+	}
+	if last := sessRecs[len(sessRecs)-1]; removed != 1 || last.Type != domain.TypeSessionRevoked || !strings.Contains(string(last.Data), `"reason":"password_removed"`) {
+		t.Fatalf("%d password removals; the early session ends with %s %s", removed, last.Type, last.Data)
+	}
+
+	// The holder sets a password of their own (reset), which stays through
+	// the next sign-in by code: the address is proved now.
+	if r := holder.PostJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"ada@example.com"}`, nil); r.Status != 200 {
+		t.Fatalf("forgot: %d %s", r.Status, r.Raw)
+	}
+	code := e.mail.WaitMail(t, 2).Code()
+	if r := holder.PostJSON("/api/password/reset", `{"client_id":"idstream-dev","login_id":"ada@example.com","code":"`+code+`","new_password":"the-holders-own-secret-9"}`, nil); r.Status != 200 {
+		t.Fatalf("reset: %d %s", r.Status, r.Raw)
+	}
+	if r := signIn(3); r.Status != 200 {
+		t.Fatalf("second code sign-in: %d %s", r.Status, r.Raw)
+	}
+	if _, err := e.n.Service.AuthenticatePassword(ctx, "", "ada@example.com", "the-holders-own-secret-9", "192.0.2.1", app.Meta{}); err != nil {
+		t.Fatalf("the holder's own password: %v", err)
 	}
 }

@@ -360,24 +360,20 @@ func (s *Accounts) CompleteCodeSignIn(ctx context.Context, clientID string, id l
 			return outcome{}, err
 		}
 		now := s.clock.Now()
-		verified, err := domain.DecideCodeSignIn(u, string(id.Type), id.Value, now)
-		if errors.Is(err, domain.ErrNotUsersLoginID) {
-			return outcome{}, ErrInvalidCode // the login ID changed hands since the code was sent
-		}
+		ps, rest, u, err := s.decideCodeSignIn(ctx, u, uv, id, now)
 		if err != nil {
 			return outcome{}, err
-		}
-		var ps []pending
-		for _, ev := range verified {
-			ps = append(ps, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev})
-			u = domain.EvolveUser(u, ev)
 		}
 		st, err := s.decideNewSession(u, ns, now)
 		if err != nil {
 			return outcome{}, err
 		}
 		ps = append(ps, s.startOn(uv, st)...)
-		return outcome{u, st}, s.appendEvents(ctx, r.Meta, ps...)
+		if err := s.appendEvents(ctx, r.Meta, ps...); err != nil {
+			return outcome{}, err
+		}
+		s.appendRevocations(ctx, rest, r.Meta)
+		return outcome{u, st}, nil
 	})
 	if err != nil {
 		return Issued{}, err
@@ -402,11 +398,48 @@ func (s *Accounts) CheckCodeSignIn(ctx context.Context, clientID string, id logi
 	if err != nil {
 		return domain.User{}, err
 	}
-	u, err := s.recordVerification(ctx, e.UserID, id, r.Meta)
+	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (domain.User, error) {
+		u, uv, err := s.LoadUser(ctx, e.UserID)
+		if err != nil {
+			return domain.User{}, err
+		}
+		ps, rest, u, err := s.decideCodeSignIn(ctx, u, uv, id, s.clock.Now())
+		if err != nil || len(ps) == 0 {
+			return u, err
+		}
+		if err := s.appendEvents(ctx, r.Meta, ps...); err != nil {
+			return domain.User{}, err
+		}
+		s.appendRevocations(ctx, rest, r.Meta)
+		return u, nil
+	})
+}
+
+// decideCodeSignIn decides a sign-in by code (domain.DecideCodeSignIn):
+// the user's events at version uv and, when the unproven password goes,
+// the end of every session the user had started, read from the log (rest:
+// those past one append, for right after it); next is the user with the
+// events applied.
+func (s *Accounts) decideCodeSignIn(ctx context.Context, u domain.User, uv uint64, id loginid.ID, now time.Time) (ps, rest []pending, next domain.User, err error) {
+	evs, err := domain.DecideCodeSignIn(u, string(id.Type), id.Value, now)
 	if errors.Is(err, domain.ErrNotUsersLoginID) {
-		return domain.User{}, ErrInvalidCode // the login ID changed hands since the code was sent
+		return nil, nil, domain.User{}, ErrInvalidCode // the login ID changed hands since the code was sent
 	}
-	return u, err
+	if err != nil {
+		return nil, nil, domain.User{}, err
+	}
+	var ended []pending
+	next = u
+	for _, ev := range evs {
+		if _, ok := ev.(domain.PasswordRemoved); ok {
+			if ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonPasswordRemoved, now); err != nil {
+				return nil, nil, domain.User{}, err
+			}
+		}
+		ps = append(ps, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev})
+		next = domain.EvolveUser(next, ev)
+	}
+	return append(ps, ended...), rest, next, nil
 }
 
 // OffersCodeSignIn reports whether any login ID type offers sign-in by

@@ -224,7 +224,7 @@ func EventTypes() []string {
 	return []string{TypeAnonymousUserCreated, TypeAnonymousKeyRegistered, TypeAnonymousKeyClaimed,
 		TypeUserPromoted, TypeUserRegistered, TypePasswordSet, TypeAnonymousKeyRemoved, TypeAnonymousUserMerged,
 		TypeLoginIDClaimed, TypeUserSignedIn, TypeAnonymousUserExpired, TypeUserDisabled, TypeUserEnabled, TypeUserDeleted,
-		TypeLoginIDReleased, TypeLoginIDVerified, TypePasswordReset, TypeExternalIdentityClaimed, TypeExternalIdentityReleased,
+		TypeLoginIDReleased, TypeLoginIDVerified, TypePasswordReset, TypePasswordRemoved, TypeExternalIdentityClaimed, TypeExternalIdentityReleased,
 		TypeUserExternalLinked, TypeUserExternalUnlinked, TypeSessionStarted, TypeSessionRefreshed, TypeSessionRevoked, TypeSessionReauthenticated,
 		TypeSettingsChanged}
 }
@@ -293,6 +293,8 @@ func decodeEvent(eventType string, data []byte, u unmarshaler) (Event, error) {
 		ev = decodeAs[LoginIDVerified](data, u)
 	case TypePasswordReset:
 		ev = decodeAs[PasswordReset](data, u)
+	case TypePasswordRemoved:
+		ev = decodeAs[PasswordRemoved](data, u)
 	case TypeExternalIdentityClaimed:
 		ev = decodeAs[ExternalIdentityClaimed](data, u)
 	case TypeExternalIdentityReleased:

@@ -236,6 +236,7 @@ const (
 	memberID     = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a05"
 	extGuestID   = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a06"
 	extMemberID  = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a07"
+	codeUserID   = "5f0b2c1e-8d4a-4c3b-9e21-7a6d5c4b3a08"
 	firstSession = "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c01"
 	clientID     = "web-app"
 )
@@ -373,6 +374,13 @@ func emittedSamples(t *testing.T) []domain.Event {
 	memberLogin := domain.EvolveLoginID(domain.LoginID{}, reg.Claim)
 	out = append(out, domain.PasswordSet{UserID: memberID, PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", Reason: "rehash",
 		SetAt: at}) // as app/promotion.go writes it
+	// Somebody registers an email with a password, unverified; its holder
+	// signs in by a code: the unproven password goes.
+	codeReg, err := domain.DecideRegister(domain.User{}, domain.LoginID{}, domain.Register{UserID: codeUserID, ClientID: clientID,
+		LoginIDType: "email", LoginID: "grace@example.com", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", Now: at})
+	codeUser := fold(domain.User{}, must(codeReg.User, err))
+	out = append(out, codeReg.Claim)
+	fold(codeUser, must(domain.DecideCodeSignIn(codeUser, "email", "grace@example.com", at.Add(time.Minute))))
 	mergeGuest := fold(domain.User{}, must(domain.DecideCreateAnonymousUser(domain.User{},
 		domain.CreateAnonymousUser{UserID: mergeGuestID, ClientID: clientID, Now: now})))
 	must(domain.DecideMerge(mergeGuest, memberID, at))

@@ -161,6 +161,9 @@ func FoldUser(u User, evs ...Event) User {
 			}
 		case PasswordReset:
 			u.endedBefore = len(u.sessionIDs)
+		case PasswordRemoved:
+			u.pwHash = ""
+			u.endedBefore = len(u.sessionIDs)
 		case AnonymousUserMerged:
 			u.mergedTo = e.IntoUserID
 		case UserDisabled:

@@ -16,6 +16,12 @@ const (
 	// TypePasswordReset: the user chose a new password with a code sent to
 	// a login ID; every session of the user ends with it.
 	TypePasswordReset = "user.password.reset.v1"
+	// TypePasswordRemoved: a sign-in by a code sent to the login ID of a
+	// user none of whose login IDs was verified removed the password:
+	// whoever chose it never proved they hold the login ID, so it may be
+	// somebody else's, set to wait for the owner (a pre-account takeover).
+	// Every session the user had started ends with it.
+	TypePasswordRemoved = "user.password.removed.v1"
 )
 
 // Sign-in (and verification) methods by one-time code.
@@ -30,6 +36,14 @@ const RevokeReasonPasswordReset = "password_reset"
 
 // PasswordReasonReset is the reason of the PasswordSet a reset writes.
 const PasswordReasonReset = "reset"
+
+// RevokeReasonPasswordRemoved ends the sessions of a user whose unproven
+// password was removed (PasswordRemoved).
+const RevokeReasonPasswordRemoved = "password_removed"
+
+// PasswordRemovedUnproven is the reason of a PasswordRemoved: the password
+// was chosen before any login ID of the user was proved.
+const PasswordRemovedUnproven = "unproven"
 
 // Errors of verification and recovery.
 var (
@@ -64,6 +78,18 @@ type PasswordReset struct {
 
 // EventType implements Event.
 func (PasswordReset) EventType() string { return TypePasswordReset }
+
+// PasswordRemoved: the user's password no longer signs in (see
+// TypePasswordRemoved); every session the user had started ends with it.
+type PasswordRemoved struct {
+	UserID string `json:"user_id"`
+	// Reason is PasswordRemovedUnproven.
+	Reason    string    `json:"reason"`
+	RemovedAt time.Time `json:"removed_at"`
+}
+
+// EventType implements Event.
+func (PasswordRemoved) EventType() string { return TypePasswordRemoved }
 
 // CodeMethod is the verification method of a login ID type: email by email
 // code, phone by SMS code; a username has none.
@@ -178,7 +204,20 @@ func DecideResetPassword(u User, c ResetPassword) ([]Event, error) {
 
 // DecideCodeSignIn: a user signs in with a code sent to its login ID; the
 // code proved it, so the answer is the verification to record with the
-// session's start (none when proved already).
+// session's start (none when it was verified already). When this is the
+// first login ID of the user ever proved and the user has a password, the
+// password goes too (PasswordRemoved): it was chosen by somebody who never
+// proved they hold the login ID (anyone may sign up with another person's
+// address where verification is optional), and it must not keep working
+// once the holder signs in. The caller ends the user's sessions with it.
+// The holder sets a password of their own with a reset.
 func DecideCodeSignIn(u User, typ, value string, now time.Time) ([]Event, error) {
-	return DecideVerifyLoginID(u, typ, value, now)
+	evs, err := DecideVerifyLoginID(u, typ, value, now)
+	if err != nil || len(evs) == 0 {
+		return evs, err
+	}
+	if !u.IsVerified() && u.PasswordHash() != "" {
+		evs = append(evs, PasswordRemoved{UserID: u.id, Reason: PasswordRemovedUnproven, RemovedAt: now.UTC()})
+	}
+	return evs, nil
 }

@@ -112,6 +112,45 @@ func TestPasswordResetEndsEverySessionAndVerifies(t *testing.T) {
 	}
 }
 
+func TestCodeSignInRemovesAnUnprovenPassword(t *testing.T) {
+	// Somebody promoted a guest to ada@example.com with a password, never
+	// proving the address; the address's holder signs in by a code.
+	unproven := given(domain.EvolveUser, promotedEvents(t, "email", "ada@example.com", false)...)
+	unproven = domain.EvolveUser(unproven, domain.UserSignedIn{UserID: "u1", SessionID: "s2", SignedInAt: t0})
+	evs, err := domain.DecideCodeSignIn(unproven, "email", "ada@example.com", t0.Add(time.Hour))
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("%v %v", evs, err)
+	}
+	if _, ok := evs[0].(domain.LoginIDVerified); !ok {
+		t.Fatalf("first %T", evs[0])
+	}
+	if r, ok := evs[1].(domain.PasswordRemoved); !ok || r.Reason != domain.PasswordRemovedUnproven || r.UserID != "u1" {
+		t.Fatalf("second %#v", evs[1])
+	}
+	after := unproven
+	for _, ev := range evs {
+		after = domain.EvolveUser(after, ev)
+	}
+	if after.PasswordHash() != "" || len(after.LiveSessionIDs()) != 0 || !after.IsVerified() {
+		t.Fatalf("hash %q live %v verified %v", after.PasswordHash(), after.LiveSessionIDs(), after.IsVerified())
+	}
+	// Proved already: nothing to record, the password stays.
+	proven := given(domain.EvolveUser, promotedEvents(t, "email", "ada@example.com", true)...)
+	if evs, err := domain.DecideCodeSignIn(proven, "email", "ada@example.com", t0.Add(time.Hour)); err != nil || len(evs) != 0 {
+		t.Fatalf("a proved address: %v %v", evs, err)
+	}
+	// Verified later by its signed-in holder: the password is theirs.
+	later := proven
+	if evs, err := domain.DecideVerifyLoginID(unproven, "email", "ada@example.com", t0); err != nil || len(evs) != 1 {
+		t.Fatalf("verification: %v %v", evs, err)
+	} else {
+		later = domain.EvolveUser(unproven, evs[0])
+	}
+	if later.PasswordHash() == "" {
+		t.Fatal("a verification by the signed-in user removed the password")
+	}
+}
+
 func TestPasswordlessPromotion(t *testing.T) {
 	guest := given(domain.EvolveUser, created())
 	if _, err := domain.DecidePromote(guest, domain.LoginID{}, domain.Promote{LoginIDType: "email", LoginID: "ada@example.com", Passwordless: true, Now: t0}); !errors.Is(err, domain.ErrInvalidCommand) {
