@@ -11,9 +11,9 @@
 # never contains it: e.g. `git clone https://github.com/supabase/auth &&
 # cd auth && go build -o /tmp/supabase-auth .`), alternating, each run on
 # fresh data, ROUNDS rounds (default 2), and prints the medians and ratios.
-# Supabase Auth gets a database of its own (supabase_bench, on the same
-# PostgreSQL unless SUPABASE_DATABASE_URL says otherwise), a pool of 32,
-# anonymous sign-ins on and its rate limits out of the way.
+# Supabase Auth gets a role and database of its own (supabase_auth_admin,
+# supabase_bench, on the same PostgreSQL; both dropped at the end), a pool
+# of 32, anonymous sign-ins on and its rate limits out of the way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(mktemp -d)/idstream
@@ -45,7 +45,16 @@ trap stop EXIT
 
 sb_port=19999
 sb_url=http://127.0.0.1:$sb_port
-sb_db=${SUPABASE_DATABASE_URL:-postgres://supabase_auth_admin:root@127.0.0.1:5432/supabase_bench?sslmode=disable}
+# A role and database of its own on this machine's PostgreSQL, made for the
+# run and dropped after it (the role's password is only ever a loopback
+# benchmark's).
+sb_db=postgres://supabase_auth_admin:root@127.0.0.1:5432/supabase_bench?sslmode=disable
+
+# drop_supabase removes the benchmark's database and role.
+drop_supabase() {
+  psql -h 127.0.0.1 -U postgres -d postgres -q \
+    -c "DROP DATABASE IF EXISTS supabase_bench WITH (FORCE)" -c "DROP ROLE IF EXISTS supabase_auth_admin" || true
+}
 
 # fresh_supabase starts Supabase Auth on a new, migrated database.
 fresh_supabase() {
@@ -117,6 +126,7 @@ side_by_side() {
 if [ "${1:-}" = "--supabase" ]; then
   supabase=${2:?"usage: scripts/bench.sh --supabase PATH-TO-SUPABASE-AUTH-BINARY [ROUNDS]"}
   [ -x "$supabase" ] || { echo "scripts/bench.sh: $supabase is not an executable" >&2; exit 2; }
+  trap 'stop; drop_supabase' EXIT
   side_by_side "${3:-2}"
   exit 0
 fi
