@@ -83,10 +83,8 @@ func (s *Accounts) SubmitHostedPromotion(ctx context.Context, in HostedPromotion
 	if f.UserID == "" {
 		return HostedPromotionResult{}, ErrNotAGuestFlow
 	}
-	if f.PromotionCode != "" {
-		if _, err := s.PromotionCode(ctx, f.PromotionCode); err != nil {
-			return HostedPromotionResult{}, ErrPromotionLinkSpent
-		}
+	if err := s.SignUpLinkGood(ctx, f); err != nil {
+		return HostedPromotionResult{}, err
 	}
 	cookieMode := f.ResponseType != "code"
 	if cookieMode && !in.HoldsGuestSession {
@@ -161,6 +159,22 @@ var ErrFlowSpent = errors.New("this sign-in page was already used or has expired
 // (another tab of the same flow sent a code meanwhile).
 var ErrFlowChanged = errors.New("the sign-in page changed meanwhile")
 
+// SignUpLinkGood checks the sign-up link (promotion code) of a guest's
+// flow, if it has one: expired, spent or its guest gone is
+// ErrPromotionLinkSpent, which ends the flow; a failure to read it is
+// answered as itself (a 503 to retry), not as a spent link.
+func (s *Accounts) SignUpLinkGood(ctx context.Context, f CodeEntry) error {
+	if f.PromotionCode == "" {
+		return nil
+	}
+	_, err := s.PromotionCode(ctx, f.PromotionCode)
+	switch {
+	case errors.Is(err, ErrInvalidPromotionCode), errors.Is(err, domain.ErrUserNotFound), errors.Is(err, domain.ErrSessionNotFound):
+		return ErrPromotionLinkSpent
+	}
+	return err
+}
+
 // ContinueHostedPromotion is the code page of a hosted promotion (the
 // code the submission sent): the sign-up link still good, the browser's
 // claim to the guest (cookie mode), then the code checked: in code mode the
@@ -172,10 +186,8 @@ func (s *Accounts) ContinueHostedPromotion(ctx context.Context, in HostedPromoti
 	if f.UserID == "" || f.CodeLoginID == "" {
 		return HostedPromotionResult{}, ErrNotAGuestFlow
 	}
-	if f.PromotionCode != "" {
-		if _, err := s.PromotionCode(ctx, f.PromotionCode); err != nil {
-			return HostedPromotionResult{}, ErrPromotionLinkSpent
-		}
+	if err := s.SignUpLinkGood(ctx, f); err != nil {
+		return HostedPromotionResult{}, err
 	}
 	var ns *NewSession
 	if f.ResponseType != "code" {

@@ -194,6 +194,23 @@ func TestSubmitHostedPromotionCommand(t *testing.T) {
 	}
 	id, _ := loginid.Parse(loginid.Email, "guest@example.com")
 
+	// The link's state: good; unreadable is not "spent" (a 5xx to retry);
+	// unknown is spent.
+	{
+		uid, sid, pc := guest()
+		if err := svc.SignUpLinkGood(ctx, codeFlow(uid, sid, pc)); err != nil {
+			t.Fatalf("a good link: %v", err)
+		}
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := svc.SignUpLinkGood(gone, codeFlow(uid, sid, pc)); err == nil || errors.Is(err, app.ErrPromotionLinkSpent) {
+			t.Fatalf("a link that could not be read: %v", err)
+		}
+		if err := svc.SignUpLinkGood(ctx, codeFlow(uid, sid, "no-such-code")); !errors.Is(err, app.ErrPromotionLinkSpent) {
+			t.Fatalf("an unknown link: %v", err)
+		}
+	}
+
 	// Code mode, with a password: decided, nothing written, the link spent.
 	uid, sid, pc := guest()
 	before := e.seq(t)

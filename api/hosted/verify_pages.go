@@ -209,8 +209,8 @@ func (s *Server) promotionCode() codePage {
 		},
 		guard: func(w http.ResponseWriter, r *http.Request, f app.CodeEntry) bool {
 			// A spent sign-up link sends no more codes.
-			if _, err := s.Service.PromotionCode(r.Context(), f.PromotionCode); f.PromotionCode != "" && err != nil {
-				s.flowEnded(w, r, app.ErrPromotionLinkSpent)
+			if err := s.Service.SignUpLinkGood(r.Context(), f); err != nil {
+				s.flowEnded(w, r, err)
 				return false
 			}
 			return true
