@@ -895,6 +895,11 @@ func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.RecordSecret("refresh token", early.SessionToken)
+	// …and links an account of theirs at an identity provider to it.
+	squattersGitHub := domain.ExternalRef{Provider: "github", Subject: "squatter-42"}
+	if err := e.n.Service.LinkExternal(ctx, sub, squattersGitHub, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
 
 	holder := apitest.NewClient(t, e.n)
 	signIn := func(n int) apitest.Response {
@@ -918,6 +923,11 @@ func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
 	}
 	if r := apitest.Refresh(squatter, early.SessionToken); r.Status == 200 {
 		t.Fatalf("a session of the unproven password refreshed: %s", r.Raw)
+	}
+	// The provider's identity was released with the password: signing in
+	// with it makes a new account, not the holder's.
+	if u, err := e.n.Service.SignInExternal(ctx, "idstream-dev", squattersGitHub, "192.0.2.9", app.Meta{}); err != nil || u.UserID() == sub {
+		t.Fatalf("the squatter's identity at the provider after the code sign-in: %v %v", u.UserID(), err)
 	}
 	userRecs, _, err := e.n.Store.Load(ctx, e.n.Store.Subject("user", sub))
 	if err != nil {

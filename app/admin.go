@@ -75,7 +75,7 @@ func (s *Admin) DeleteUser(ctx context.Context, userID, reason string, sessionID
 			if err != nil {
 				return nil, err
 			}
-			if ev := domain.ReleaseOnDelete(u, x, ref, now); ev != nil {
+			if ev := domain.ReleaseLost(u, x, ref, now); ev != nil {
 				evs = append(evs, pending{subject: s.externalSubject(ref), expected: xv, event: ev})
 			}
 		}

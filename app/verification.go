@@ -417,9 +417,10 @@ func (s *Accounts) CheckCodeSignIn(ctx context.Context, clientID string, id logi
 
 // decideCodeSignIn decides a sign-in by code (domain.DecideCodeSignIn):
 // the user's events at version uv and, when the unproven password goes,
-// the end of every session the user had started, read from the log (rest:
-// those past one append, for right after it); next is the user with the
-// events applied.
+// the release of the external identities that go with it and the end of
+// every session the user had started, read from the log (rest: those past
+// one append, for right after it); next is the user with the events
+// applied.
 func (s *Accounts) decideCodeSignIn(ctx context.Context, u domain.User, uv uint64, id loginid.ID, now time.Time) (ps, rest []pending, next domain.User, err error) {
 	evs, err := domain.DecideCodeSignIn(u, string(id.Type), id.Value, now)
 	if errors.Is(err, domain.ErrNotUsersLoginID) {
@@ -431,9 +432,19 @@ func (s *Accounts) decideCodeSignIn(ctx context.Context, u domain.User, uv uint6
 	var ended []pending
 	next = u
 	for _, ev := range evs {
-		if _, ok := ev.(domain.PasswordRemoved); ok {
+		switch e := ev.(type) {
+		case domain.PasswordRemoved:
 			if ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonPasswordRemoved, now); err != nil {
 				return nil, nil, domain.User{}, err
+			}
+		case domain.UserExternalUnlinked:
+			ref := domain.ExternalRef{Provider: e.Provider, Subject: e.Subject}
+			x, xv, err := s.loadExternal(ctx, ref)
+			if err != nil {
+				return nil, nil, domain.User{}, err
+			}
+			if rel := domain.ReleaseLost(u, x, ref, now); rel != nil {
+				ended = append(ended, pending{subject: s.externalSubject(ref), expected: xv, event: rel})
 			}
 		}
 		ps = append(ps, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev})

@@ -265,10 +265,12 @@ func DecideUnlinkExternal(u User, x ExternalIdentity, r ExternalRef, now time.Ti
 	}, nil
 }
 
-// ReleaseOnDelete is the release of one of a deleted user's external
-// identities (written with user.deleted.v1, so the identity may sign up
-// anew); nil if the user does not hold it.
-func ReleaseOnDelete(u User, x ExternalIdentity, r ExternalRef, now time.Time) Event {
+// ReleaseLost is the release of an external identity its user loses
+// without unlinking it: the user was deleted (written with
+// user.deleted.v1), or the identity went with an unproven password at a
+// sign-in by code (DecideCodeSignIn); the identity may sign up anew. nil
+// if the user does not hold it.
+func ReleaseLost(u User, x ExternalIdentity, r ExternalRef, now time.Time) Event {
 	if !x.claimed || x.userID != u.id {
 		return nil
 	}

@@ -86,10 +86,10 @@ func TestExternalIdentities(t *testing.T) {
 		t.Fatalf("unlink with a password left: %v", err)
 	}
 	// Deleting the user releases what it holds, and only that.
-	if ev := domain.ReleaseOnDelete(user, ghHeld, github, at); ev == nil {
+	if ev := domain.ReleaseLost(user, ghHeld, github, at); ev == nil {
 		t.Fatal("deletion does not release the user's identity")
 	}
-	if ev := domain.ReleaseOnDelete(user, held("u2"), google, at); ev != nil {
+	if ev := domain.ReleaseLost(user, held("u2"), google, at); ev != nil {
 		t.Fatalf("deletion releases another's identity: %+v", ev)
 	}
 }

@@ -209,7 +209,9 @@ func DecideResetPassword(u User, c ResetPassword) ([]Event, error) {
 // password goes too (PasswordRemoved): it was chosen by somebody who never
 // proved they hold the login ID (anyone may sign up with another person's
 // address where verification is optional), and it must not keep working
-// once the holder signs in. The caller ends the user's sessions with it.
+// once the holder signs in; so must the external identities linked while
+// it was the way in (UserExternalUnlinked for each). The caller ends the
+// user's sessions and releases those identities (ReleaseLost) with it.
 // The holder sets a password of their own with a reset.
 func DecideCodeSignIn(u User, typ, value string, now time.Time) ([]Event, error) {
 	evs, err := DecideVerifyLoginID(u, typ, value, now)
@@ -218,6 +220,11 @@ func DecideCodeSignIn(u User, typ, value string, now time.Time) ([]Event, error)
 	}
 	if !u.IsVerified() && u.PasswordHash() != "" {
 		evs = append(evs, PasswordRemoved{UserID: u.id, Reason: PasswordRemovedUnproven, RemovedAt: now.UTC()})
+		// Identities at upstream providers linked meanwhile were linked
+		// by whoever held the password: they go with it.
+		for _, r := range u.externals {
+			evs = append(evs, UserExternalUnlinked{UserID: u.id, Provider: r.Provider, Subject: r.Subject, UnlinkedAt: now.UTC()})
+		}
 	}
 	return evs, nil
 }

@@ -134,6 +134,19 @@ func TestCodeSignInRemovesAnUnprovenPassword(t *testing.T) {
 	if after.PasswordHash() != "" || len(after.LiveSessionIDs()) != 0 || !after.IsVerified() {
 		t.Fatalf("hash %q live %v verified %v", after.PasswordHash(), after.LiveSessionIDs(), after.IsVerified())
 	}
+	// An identity at a provider linked while the password was the way in
+	// goes with it.
+	linked := domain.EvolveUser(unproven, domain.UserExternalLinked{UserID: "u1", Provider: "github", Subject: "gh-7", LinkedAt: t0})
+	evs, err = domain.DecideCodeSignIn(linked, "email", "ada@example.com", t0.Add(time.Hour))
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("with a linked identity: %v %v", evs, err)
+	}
+	if un, ok := evs[2].(domain.UserExternalUnlinked); !ok || un.Provider != "github" || un.Subject != "gh-7" {
+		t.Fatalf("third %#v", evs[2])
+	}
+	if after := domain.FoldUser(linked, evs...); len(after.ExternalIdentities()) != 0 {
+		t.Fatalf("identities left: %v", after.ExternalIdentities())
+	}
 	// Proved already: nothing to record, the password stays.
 	proven := given(domain.EvolveUser, promotedEvents(t, "email", "ada@example.com", true)...)
 	if evs, err := domain.DecideCodeSignIn(proven, "email", "ada@example.com", t0.Add(time.Hour)); err != nil || len(evs) != 0 {
