@@ -455,6 +455,11 @@ func TestForgottenPassword(t *testing.T) {
 	}
 	testenv.RecordSecret("refresh token", iss.SessionToken)
 	testenv.RecordSecret("access token", iss.AccessToken)
+	// An identity at a provider linked while the address was unproved.
+	linked := domain.ExternalRef{Provider: "github", Subject: "linked-before-the-proof"}
+	if err := e.n.Service.LinkExternal(context.Background(), sub, linked, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
 
 	unknown := c.PostJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"nobody@example.com"}`, nil)
 	known := c.PostJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"Ada@Example.com"}`, nil)
@@ -496,6 +501,11 @@ func TestForgottenPassword(t *testing.T) {
 	u, err := e.n.Service.AuthenticatePassword(ctx, "", "ada@example.com", "a-brand-new-secret-7", "192.0.2.1", app.Meta{})
 	if err != nil || u.UserID() != sub || !u.IsVerified() {
 		t.Fatalf("new password: %v verified %v", err, u.IsVerified())
+	}
+	// The reset was the first proof of the address: the identity linked
+	// before it was released and signs up anew.
+	if other, err := e.n.Service.SignInExternal(ctx, "idstream-dev", linked, "192.0.2.9", app.Meta{}); err != nil || other.UserID() == sub {
+		t.Fatalf("the identity linked before the reset: %v %v", other.UserID(), err)
 	}
 	if n := len(e.mail.Mails()); n != 1 {
 		t.Fatalf("%d mails: a message went to an unknown address", n)

@@ -432,25 +432,41 @@ func (s *Accounts) decideCodeSignIn(ctx context.Context, u domain.User, uv uint6
 	var ended []pending
 	next = u
 	for _, ev := range evs {
-		switch e := ev.(type) {
-		case domain.PasswordRemoved:
+		if _, ok := ev.(domain.PasswordRemoved); ok {
 			if ended, rest, err = s.endSessions(ctx, u, domain.RevokeReasonPasswordRemoved, now); err != nil {
 				return nil, nil, domain.User{}, err
-			}
-		case domain.UserExternalUnlinked:
-			ref := domain.ExternalRef{Provider: e.Provider, Subject: e.Subject}
-			x, xv, err := s.loadExternal(ctx, ref)
-			if err != nil {
-				return nil, nil, domain.User{}, err
-			}
-			if rel := domain.ReleaseLost(u, x, ref, now); rel != nil {
-				ended = append(ended, pending{subject: s.externalSubject(ref), expected: xv, event: rel})
 			}
 		}
 		ps = append(ps, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev})
 		next = domain.EvolveUser(next, ev)
 	}
-	return append(ps, ended...), rest, next, nil
+	released, err := s.releaseUnlinked(ctx, u, evs, now)
+	if err != nil {
+		return nil, nil, domain.User{}, err
+	}
+	return append(append(ps, released...), ended...), rest, next, nil
+}
+
+// releaseUnlinked releases, on their own subjects, the identities at
+// upstream providers a decision unlinked from u without the user asking
+// (domain.ReleaseLost), so each may sign up anew.
+func (s *Accounts) releaseUnlinked(ctx context.Context, u domain.User, evs []domain.Event, now time.Time) ([]pending, error) {
+	var out []pending
+	for _, ev := range evs {
+		e, ok := ev.(domain.UserExternalUnlinked)
+		if !ok {
+			continue
+		}
+		ref := domain.ExternalRef{Provider: e.Provider, Subject: e.Subject}
+		x, xv, err := s.loadExternal(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if rel := domain.ReleaseLost(u, x, ref, now); rel != nil {
+			out = append(out, pending{subject: s.externalSubject(ref), expected: xv, event: rel})
+		}
+	}
+	return out, nil
 }
 
 // OffersCodeSignIn reports whether any login ID type offers sign-in by
@@ -509,11 +525,15 @@ func (s *Accounts) CompletePasswordReset(ctx context.Context, clientID string, i
 		for _, ev := range evs {
 			ps = append(ps, pending{subject: s.userSubject(u.UserID()), expected: uv, event: ev})
 		}
+		released, err := s.releaseUnlinked(ctx, u, evs, now)
+		if err != nil {
+			return struct{}{}, err
+		}
 		ended, rest, err := s.endSessions(ctx, u, domain.RevokeReasonPasswordReset, now)
 		if err != nil {
 			return struct{}{}, err
 		}
-		if err := s.appendEvents(ctx, r.Meta, append(ps, ended...)...); err != nil {
+		if err := s.appendEvents(ctx, r.Meta, append(append(ps, released...), ended...)...); err != nil {
 			return struct{}{}, err
 		}
 		s.appendRevocations(ctx, rest, r.Meta)

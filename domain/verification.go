@@ -178,7 +178,9 @@ type ResetPassword struct {
 
 // DecideResetPassword: a user who can sign in, holding the login ID the
 // code went to, gets the new password; the code proved the login ID, so it
-// is verified in the same write if it was not. The caller ends the
+// is verified in the same write if it was not, and if it is the user's
+// first proof, the identities at upstream providers linked before it are
+// unlinked (the caller releases them). The caller ends the
 // sessions (the reset's own event ends them in the user's state).
 func DecideResetPassword(u User, c ResetPassword) ([]Event, error) {
 	if c.PasswordHash == "" || c.Now.IsZero() {
@@ -199,7 +201,9 @@ func DecideResetPassword(u User, c ResetPassword) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(evs, v...), nil
+	// The first proof of a login ID: identities linked by whoever held
+	// the old password go with it (DecideCodeSignIn).
+	return append(append(evs, v...), unprovenLinks(u, now)...), nil
 }
 
 // DecideCodeSignIn: a user signs in with a code sent to its login ID; the
@@ -220,11 +224,23 @@ func DecideCodeSignIn(u User, typ, value string, now time.Time) ([]Event, error)
 	}
 	if !u.IsVerified() && u.PasswordHash() != "" {
 		evs = append(evs, PasswordRemoved{UserID: u.id, Reason: PasswordRemovedUnproven, RemovedAt: now.UTC()})
-		// Identities at upstream providers linked meanwhile were linked
-		// by whoever held the password: they go with it.
-		for _, r := range u.externals {
-			evs = append(evs, UserExternalUnlinked{UserID: u.id, Provider: r.Provider, Subject: r.Subject, UnlinkedAt: now.UTC()})
-		}
+		evs = append(evs, unprovenLinks(u, now)...)
 	}
 	return evs, nil
+}
+
+// unprovenLinks unlinks the identities at upstream providers of a user
+// none of whose login IDs was proved, as the first proof comes (a sign-in
+// by code, a reset): whoever held the account's password linked them, and
+// that may not be the login ID's holder. The caller releases each
+// (ReleaseLost).
+func unprovenLinks(u User, now time.Time) []Event {
+	if u.IsVerified() {
+		return nil
+	}
+	var evs []Event
+	for _, r := range u.externals {
+		evs = append(evs, UserExternalUnlinked{UserID: u.id, Provider: r.Provider, Subject: r.Subject, UnlinkedAt: now.UTC()})
+	}
+	return evs
 }

@@ -147,6 +147,15 @@ func TestCodeSignInRemovesAnUnprovenPassword(t *testing.T) {
 	if after := domain.FoldUser(linked, evs...); len(after.ExternalIdentities()) != 0 {
 		t.Fatalf("identities left: %v", after.ExternalIdentities())
 	}
+	// A reset is a first proof too: the new password is the holder's, the
+	// identity linked before goes.
+	evs, err = domain.DecideResetPassword(linked, domain.ResetPassword{LoginIDType: "email", LoginID: "ada@example.com", PasswordHash: hash, Now: t0.Add(time.Hour)})
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("reset with a linked identity: %v %v", evs, err)
+	}
+	if _, ok := evs[3].(domain.UserExternalUnlinked); !ok {
+		t.Fatalf("reset's fourth %#v", evs[3])
+	}
 	// Proved already: nothing to record, the password stays.
 	proven := given(domain.EvolveUser, promotedEvents(t, "email", "ada@example.com", true)...)
 	if evs, err := domain.DecideCodeSignIn(proven, "email", "ada@example.com", t0.Add(time.Hour)); err != nil || len(evs) != 0 {
