@@ -457,7 +457,7 @@ func TestForgottenPassword(t *testing.T) {
 	testenv.RecordSecret("access token", iss.AccessToken)
 	// An identity at a provider linked while the address was unproved.
 	linked := domain.ExternalRef{Provider: "github", Subject: "linked-before-the-proof"}
-	if err := e.n.Service.LinkExternal(context.Background(), sub, linked, app.Meta{}); err != nil {
+	if err := e.n.Service.LinkExternal(context.Background(), sub, 0, linked, app.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -907,9 +907,19 @@ func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
 	testenv.RecordSecret("refresh token", early.SessionToken)
 	// …and links an account of theirs at an identity provider to it.
 	squattersGitHub := domain.ExternalRef{Provider: "github", Subject: "squatter-42"}
-	if err := e.n.Service.LinkExternal(ctx, sub, squattersGitHub, app.Meta{}); err != nil {
+	if err := e.n.Service.LinkExternal(ctx, sub, 0, squattersGitHub, app.Meta{}); err != nil {
 		t.Fatal(err)
 	}
+	// They also hold, for later, an authorization code of a hosted
+	// sign-in and a link started (to their GitLab) but not finished.
+	verifier, challenge := apitest.PKCE()
+	heldCode, err := e.n.Service.IssueAuthorizationCode(ctx, app.AuthorizationRequest{ClientID: "idstream-dev",
+		RedirectURI: "http://localhost:3000/after", CodeChallenge: challenge, Scope: "openid offline_access", UserID: sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RecordSecret("authorization code", heldCode)
+	atStart := 0 // the squatter's CredentialEpoch when the link began
 
 	holder := apitest.NewClient(t, e.n)
 	signIn := func(n int) apitest.Response {
@@ -933,6 +943,13 @@ func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
 	}
 	if r := apitest.Refresh(squatter, early.SessionToken); r.Status == 200 {
 		t.Fatalf("a session of the unproven password refreshed: %s", r.Raw)
+	}
+	// What they held for later starts nothing now.
+	if r := squatter.Exchange(heldCode, verifier); r.Status != 400 || apitest.Str(r.Body, "error") != "invalid_grant" {
+		t.Fatalf("an authorization code issued before the code sign-in: %d %s", r.Status, r.Raw)
+	}
+	if err := e.n.Service.LinkExternal(ctx, sub, atStart, domain.ExternalRef{Provider: "gitlab", Subject: "squatter-43"}, app.Meta{}); !errors.Is(err, app.ErrSignInChanged) {
+		t.Fatalf("a link started before the code sign-in: %v", err)
 	}
 	// The provider's identity was released with the password: signing in
 	// with it makes a new account, not the holder's.

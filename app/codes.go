@@ -36,6 +36,9 @@ type CodeEntry struct {
 	SessionID string    `json:"session_id,omitempty"`
 	ClientID  string    `json:"client_id,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Epoch is the user's CredentialEpoch when an authorization code was
+	// issued: its exchange starts nothing at another.
+	Epoch int `json:"epoch,omitempty"`
 	// Authorization codes and hosted-page flows.
 	RedirectURI   string `json:"redirect_uri,omitempty"`
 	CodeChallenge string `json:"code_challenge,omitempty"`

@@ -32,6 +32,9 @@ type UpstreamState struct {
 	// LinkUser: the flow links the identity to this regular user (the
 	// settings page) instead of signing in.
 	LinkUser string `json:"link_user,omitempty"`
+	// LinkEpoch is LinkUser's CredentialEpoch when the link was started:
+	// a password reset or removed meanwhile refuses it (ErrSignInChanged).
+	LinkEpoch int `json:"link_epoch,omitempty"`
 	// Return is the page a link returns to (the settings page); empty: a
 	// page that says it is done.
 	Return string `json:"return,omitempty"`
@@ -226,13 +229,23 @@ func (s *Accounts) promoteExternal(ctx context.Context, p PendingPromotion, ns *
 	})
 }
 
+// ErrSignInChanged: what was started on the strength of a sign-in (a
+// link to an identity provider) is refused, because the user's password
+// was reset or removed since: that sign-in no longer holds.
+var ErrSignInChanged = errors.New("the account's password was reset or removed since this was started")
+
 // LinkExternal adds an external identity to a regular user (its settings
-// page); linking one it holds already changes nothing.
-func (s *Accounts) LinkExternal(ctx context.Context, userID string, r domain.ExternalRef, meta Meta) error {
+// page); linking one it holds already changes nothing. epoch is the
+// user's CredentialEpoch when the link was started (UpstreamState): at
+// another, the link is refused (ErrSignInChanged).
+func (s *Accounts) LinkExternal(ctx context.Context, userID string, epoch int, r domain.ExternalRef, meta Meta) error {
 	_, err := retryDecision(ctx, retryOptions{}, func(ctx context.Context) (struct{}, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return struct{}{}, err
+		}
+		if u.CredentialEpoch() != epoch {
+			return struct{}{}, ErrSignInChanged
 		}
 		x, xv, err := s.loadExternal(ctx, r)
 		if err != nil {
@@ -300,7 +313,7 @@ func (s *Accounts) IssueLinkCode(ctx context.Context, p Principal, provider stri
 	}
 	exp := s.clock.Now().Add(CodeTTL).Truncate(time.Second)
 	return code, exp, s.codes.Put(ctx, code, CodeEntry{Kind: CodeLink, UserID: p.User.UserID(), ClientID: p.Session.ClientID(), ExpiresAt: exp,
-		Upstream: &UpstreamState{Provider: provider, LinkUser: p.User.UserID()}})
+		Upstream: &UpstreamState{Provider: provider, LinkUser: p.User.UserID(), LinkEpoch: p.User.CredentialEpoch()}})
 }
 
 // LinkCode reads a live link code without spending it (the confirmation

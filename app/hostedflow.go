@@ -155,6 +155,25 @@ var ErrNotAGuestFlow = errors.New("this flow promotes no guest")
 // of its page: a double click, another tab) or has expired; it ends once.
 var ErrFlowSpent = errors.New("this sign-in page was already used or has expired")
 
+// spendFlow spends a live hosted flow by a delete conditioned on the
+// revision read: of two submissions ending the same flow (on any nodes)
+// exactly one goes on, the other gets ErrFlowSpent. A delete that lost to
+// a change of the flow (another tab recording where a code went) looks
+// again at what the flow is now.
+func (s *Accounts) spendFlow(ctx context.Context, flowID string) error {
+	live := func(e CodeEntry) bool { return e.Kind == CodeFlow && s.clock.Now().Before(e.ExpiresAt) }
+	for range maxAttempts {
+		_, rev, err := s.codeEntry(ctx, flowID, ErrFlowSpent, live)
+		if err != nil {
+			return err
+		}
+		if err := s.codes.Delete(ctx, flowID, rev); !errors.Is(err, ErrCodeChanged) {
+			return err
+		}
+	}
+	return ErrBusy
+}
+
 // ErrFlowChanged: the hosted flow changed between reading and writing it
 // (another tab of the same flow sent a code meanwhile).
 var ErrFlowChanged = errors.New("the sign-in page changed meanwhile")
@@ -293,11 +312,7 @@ func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
 		// and may end as the account the guest merged into.)
 		return FlowEnd{}, ErrReauthenticationOtherUser
 	}
-	// Spent by a delete conditioned on the revision read: of two
-	// submissions ending the same flow (on any nodes) exactly one goes on.
-	if _, err := s.takeCode(ctx, in.FlowID, ErrFlowSpent, func(e CodeEntry) bool {
-		return e.Kind == CodeFlow && s.clock.Now().Before(e.ExpiresAt)
-	}); err != nil {
+	if err := s.spendFlow(ctx, in.FlowID); err != nil {
 		return FlowEnd{}, err
 	}
 	method := cmp.Or(in.Method, domain.MethodPassword)

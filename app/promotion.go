@@ -195,6 +195,10 @@ type NewSession struct {
 	Nonce    string
 	// DPoPJKT binds the session to a DPoP key (the request's, Meta.DPoPJKT).
 	DPoPJKT string
+	// Epoch, when set, is the user's CredentialEpoch the session was
+	// granted at (an authorization code's): at another, nothing starts
+	// (ErrSignInChanged), decided on the state the start is written at.
+	Epoch *int
 }
 
 // Promote is the promotion of every entry point that writes at once (the
@@ -312,6 +316,9 @@ type startedSession struct {
 
 // decideNewSession decides the start of a session for u (not yet appended).
 func (s *Sessions) decideNewSession(u domain.User, ns NewSession, now time.Time) (*startedSession, error) {
+	if ns.Epoch != nil && u.CredentialEpoch() != *ns.Epoch {
+		return nil, ErrSignInChanged
+	}
 	cl, err := s.client(ns.ClientID)
 	if err != nil {
 		return nil, err
@@ -658,17 +665,33 @@ type AuthorizationRequest struct {
 	ReauthSession string
 	// DPoPJKT is the authorize request's dpop_jkt, if any.
 	DPoPJKT string
+	// Epoch is the user's CredentialEpoch at the sign-in the code stands
+	// for; nil: the user's now (a code issued right after its sign-in).
+	Epoch *int
 }
 
-// IssueAuthorizationCode makes a single-use, short-lived code.
+// IssueAuthorizationCode makes a single-use, short-lived code. It records
+// the user's CredentialEpoch: a password reset or removed before the
+// exchange makes the code start nothing.
 func (s *Accounts) IssueAuthorizationCode(ctx context.Context, r AuthorizationRequest) (string, error) {
+	epoch := 0
+	switch {
+	case r.Epoch != nil:
+		epoch = *r.Epoch
+	case r.Promotion == nil && r.UserID != "":
+		u, _, err := s.LoadUser(ctx, r.UserID)
+		if err != nil {
+			return "", err
+		}
+		epoch = u.CredentialEpoch()
+	}
 	code, err := s.newCode()
 	if err != nil {
 		return "", err
 	}
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
 		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
-		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method})
+		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method, Epoch: epoch})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -725,7 +748,10 @@ func (s *Accounts) ExchangeAuthorizationCode(ctx context.Context, clientID, code
 	// conditional update fails, finds the winner's session already in the
 	// log and revokes it with its own.
 	u, st, err := s.startSession(ctx, e.UserID, NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: cmp.Or(e.Method, domain.MethodPassword),
-		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}, meta)
+		Device: dev, Scope: &e.Scope, AuthTime: e.AuthTime, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT, Epoch: &e.Epoch}, meta)
+	if errors.Is(err, ErrSignInChanged) {
+		return Issued{}, ErrInvalidAuthzCode // issued before the password was reset or removed
+	}
 	if err != nil {
 		return Issued{}, err
 	}

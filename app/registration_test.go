@@ -310,6 +310,15 @@ func TestEndFlowAndTheHint(t *testing.T) {
 	if _, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "promo-flow", Flow: promo, UserID: merged.UserID, Started: &merged}); !errors.Is(err, app.ErrFlowSpent) {
 		t.Fatalf("an ended flow ended again: %v", err)
 	}
+	// A flow another tab changed (a code sent) still ends, once.
+	changed := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "code", RedirectURI: "http://localhost:3000/after", CodeChallenge: "x"}
+	put("changed-flow", changed)
+	if err := svc.SetFlowCodeLoginID(ctx, "changed-flow", "email", "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := svc.EndFlow(ctx, app.EndFlow{FlowID: "changed-flow", Flow: changed, UserID: iss.UserID}); err != nil || end.Code == "" {
+		t.Fatalf("a changed flow: %+v %v", end, err)
+	}
 	// Two submissions of one page (a double click, two tabs): exactly one
 	// ends the flow and gets an authorization code.
 	code := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "code", RedirectURI: "http://localhost:3000/after", CodeChallenge: "x"}

@@ -171,8 +171,8 @@ func (s *Sessions) issueNonce(ctx context.Context, atLifetime time.Duration, u d
 
 // issueAccess packs the answer with the access token. A cookie session
 // gets no token signed at all: the cookie is its credential and no answer
-// carries a token for it (a signature is a tenth of a sign-up's CPU,
-// BENCHMARKS.md).
+// carries a token for it (the two signatures of a token-mode sign-up are
+// about a fifth of its server CPU, BENCHMARKS.md).
 func (s *Sessions) issueAccess(ctx context.Context, atLifetime time.Duration, u domain.User, sess domain.Session, token string) (Issued, error) {
 	iss := Issued{
 		UserID: u.UserID(), SessionID: sess.SessionID(), Kind: sess.Kind(), IsAnonymous: u.IsAnonymous(),

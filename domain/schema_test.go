@@ -318,7 +318,7 @@ func emittedSamples(t *testing.T) []domain.Event {
 	}
 	for _, reason := range []string{domain.RevokeReasonLogout, domain.RevokeReasonRevoked, domain.RevokeReasonTokenReuse,
 		domain.RevokeReasonAdminRevoked, domain.RevokeReasonPromoted, domain.RevokeReasonMerged, domain.RevokeReasonCodeReuse,
-		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted, domain.RevokeReasonPasswordReset} {
+		domain.RevokeReasonUserExpired, domain.RevokeReasonUserDisabled, domain.RevokeReasonUserDeleted, domain.RevokeReasonPasswordReset, domain.RevokeReasonPasswordRemoved} {
 		must(domain.DecideRevokeSession(sess, domain.RevokeSession{Reason: reason, Now: now.Add(3 * time.Minute)}))
 	}
 

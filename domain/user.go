@@ -32,6 +32,10 @@ type User struct {
 	// endedBefore: the sessions listed before this index were ended by a
 	// promotion or a disable (whatever their own subjects say yet).
 	endedBefore int
+	// credentials counts the resets and removals of the password: a code
+	// issued for the user at another count (an authorization code, a link
+	// started) stands for a sign-in that no longer holds.
+	credentials int
 	lastSignIn  time.Time
 	expired     bool
 	// externals are the user's external identities (issue 19).
@@ -94,6 +98,12 @@ func (u User) SessionEnded(sessionID string) bool {
 	i := slices.Index(u.sessionIDs, sessionID)
 	return i >= 0 && i < u.endedBefore
 }
+
+// CredentialEpoch counts the password's resets and removals
+// (PasswordReset, PasswordRemoved). What was issued on the strength of a
+// sign-in (an authorization code, a link to an identity provider) records
+// it, and is refused at another: the sign-in it stood for no longer holds.
+func (u User) CredentialEpoch() int { return u.credentials }
 
 // LiveSessionIDs are the sessions the user started after its last
 // promotion or disable (a copy).
@@ -161,9 +171,11 @@ func FoldUser(u User, evs ...Event) User {
 			}
 		case PasswordReset:
 			u.endedBefore = len(u.sessionIDs)
+			u.credentials++
 		case PasswordRemoved:
 			u.pwHash = ""
 			u.endedBefore = len(u.sessionIDs)
+			u.credentials++
 		case AnonymousUserMerged:
 			u.mergedTo = e.IntoUserID
 		case UserDisabled:

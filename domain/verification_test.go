@@ -161,15 +161,22 @@ func TestCodeSignInRemovesAnUnprovenPassword(t *testing.T) {
 	if evs, err := domain.DecideCodeSignIn(proven, "email", "ada@example.com", t0.Add(time.Hour)); err != nil || len(evs) != 0 {
 		t.Fatalf("a proved address: %v %v", evs, err)
 	}
-	// Verified later by its signed-in holder: the password is theirs.
-	later := proven
-	if evs, err := domain.DecideVerifyLoginID(unproven, "email", "ada@example.com", t0); err != nil || len(evs) != 1 {
-		t.Fatalf("verification: %v %v", evs, err)
-	} else {
-		later = domain.EvolveUser(unproven, evs[0])
+	// Verified later by its signed-in holder (who holds the password):
+	// a code sign-in afterwards leaves the password alone.
+	v, err := domain.DecideVerifyLoginID(unproven, "email", "ada@example.com", t0)
+	if err != nil || len(v) != 1 {
+		t.Fatalf("verification: %v %v", v, err)
 	}
-	if later.PasswordHash() == "" {
-		t.Fatal("a verification by the signed-in user removed the password")
+	later := domain.EvolveUser(unproven, domain.UserSignedIn{UserID: "u1", SessionID: "s3", SignedInAt: t0})
+	later = domain.FoldUser(later, v...)
+	if evs, err := domain.DecideCodeSignIn(later, "email", "ada@example.com", t0.Add(time.Hour)); err != nil || len(evs) != 0 {
+		t.Fatalf("a code sign-in after the holder's verification: %v %v", evs, err)
+	}
+	if later.PasswordHash() == "" || len(later.LiveSessionIDs()) == 0 || later.CredentialEpoch() != 0 {
+		t.Fatalf("after the holder's verification: hash %q live %v epoch %d", later.PasswordHash(), later.LiveSessionIDs(), later.CredentialEpoch())
+	}
+	if after.CredentialEpoch() != 1 {
+		t.Fatalf("a removal's credential epoch: %d", after.CredentialEpoch())
 	}
 }
 

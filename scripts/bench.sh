@@ -126,6 +126,12 @@ side_by_side() {
 if [ "${1:-}" = "--supabase" ]; then
   supabase=${2:?"usage: scripts/bench.sh --supabase PATH-TO-SUPABASE-AUTH-BINARY [ROUNDS]"}
   [ -x "$supabase" ] || { echo "scripts/bench.sh: $supabase is not an executable" >&2; exit 2; }
+  # The role and database are the script's own, made and dropped here:
+  # never one that was there before (a real Supabase's role of that name).
+  if [ -n "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin'")" ]; then
+    echo "scripts/bench.sh: a role supabase_auth_admin exists on this PostgreSQL; the side by side makes and drops its own, so it will not touch that one" >&2
+    exit 2
+  fi
   trap 'stop; drop_supabase' EXIT
   side_by_side "${3:-2}"
   exit 0

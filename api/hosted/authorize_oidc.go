@@ -136,9 +136,10 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 		s.respondToClient(w, r, flow.RedirectURI, o.responseMode, url.Values{}, flow.State)
 		return
 	}
+	epoch := p.User.CredentialEpoch()
 	code, err := s.Service.IssueAuthorizationCode(r.Context(), app.AuthorizationRequest{ClientID: cl.ClientID, RedirectURI: flow.RedirectURI,
 		CodeChallenge: flow.CodeChallenge, Scope: flow.Scope, UserID: p.User.UserID(), Nonce: o.nonce, AuthTime: p.Session.AuthTime(),
-		DPoPJKT: flow.DPoPJKT, Method: flow.Method})
+		DPoPJKT: flow.DPoPJKT, Method: flow.Method, Epoch: &epoch})
 	if err != nil {
 		fail("temporarily_unavailable", "please try again in a moment")
 		return

@@ -117,5 +117,5 @@ func (s *Server) settingsLink(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	s.beginUpstream(w, r, pr, p.Session.ClientID(), app.UpstreamState{Provider: pr.ID, LinkUser: p.User.UserID(), Return: "/settings/identities?done=linked"}, fail)
+	s.beginUpstream(w, r, pr, p.Session.ClientID(), app.UpstreamState{Provider: pr.ID, LinkUser: p.User.UserID(), LinkEpoch: p.User.CredentialEpoch(), Return: "/settings/identities?done=linked"}, fail)
 }

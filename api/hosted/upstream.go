@@ -293,7 +293,7 @@ func (s *Server) upstreamLinkDone(w http.ResponseWriter, r *http.Request, e app.
 	}
 	id, err := s.upstream.Complete(ctx, p, upstream.Request{RedirectURI: s.callbackURL(), State: state, Nonce: up.Nonce, Verifier: up.Verifier}, q.Get("code"))
 	if err == nil {
-		err = s.Service.LinkExternal(ctx, up.LinkUser, domain.ExternalRef{Provider: id.Provider, Subject: id.Subject, Email: id.Email}, httpx.Meta(r))
+		err = s.Service.LinkExternal(ctx, up.LinkUser, up.LinkEpoch, domain.ExternalRef{Provider: id.Provider, Subject: id.Subject, Email: id.Email}, httpx.Meta(r))
 	}
 	if err != nil {
 		s.Log.InfoContext(ctx, "upstream link refused", "request_id", httpx.RequestID(ctx), "provider", p.ID, "error", err)

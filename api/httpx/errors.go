@@ -280,6 +280,8 @@ func Classify(err error) *Error {
 		return onField(wrap(BadRequest("PromotionLinkSpent", "invalid_request", "the sign-up link expired or was already used")), FieldFlow)
 	case errors.Is(err, app.ErrGuestOfAnotherBrowser):
 		return onField(wrap(NewError(403, "Forbidden", "GuestOfAnotherBrowser", "access_denied", "the sign-up link belongs to a guest of another browser")), FieldFlow)
+	case errors.Is(err, app.ErrSignInChanged):
+		return onField(wrap(BadRequest("SignInChanged", "invalid_grant", "the account's password was reset or removed since this was started; sign in again")), FieldFlow)
 	case errors.Is(err, app.ErrFlowSpent):
 		return onField(wrap(BadRequest("FlowSpent", "invalid_request", "this sign-in page was already used or has expired")), FieldFlow)
 	case errors.Is(err, app.ErrFlowChanged):
@@ -354,12 +356,18 @@ func PageText(e *Error, audience, typed string) string {
 		return "Your sign-up link expired or was already used. Go back to the application and start again."
 	case "GuestOfAnotherBrowser":
 		return "This sign-up link belongs to a guest of another browser. Open it from the application on your own device."
+	case "SignInChanged":
+		return "The account's password was reset or removed since you started this. Sign in again and start over."
 	case "FlowSpent":
 		return "This page was already used (in another tab, or by a second click) or has expired. Go back to the application and start again."
 	case "FlowChanged":
 		return "This page changed in another tab meanwhile. Go back to the application and start again."
 	case "VerificationRequired":
-		return "This service needs to confirm your " + LoginNoun(typed) + " with a code first. Go back and start again."
+		noun := "email address or phone number"
+		if typed != "" {
+			noun = LoginNoun(typed)
+		}
+		return "This service needs to confirm your " + noun + " with a code first. Go back and start again."
 	case "NotAGuestFlow":
 		return "This page does not create an account for a guest. Go back to the application and start again."
 	case "LoginIDTaken":
