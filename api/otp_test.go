@@ -951,6 +951,15 @@ func TestCodeSignInEndsAnUnprovenPassword(t *testing.T) {
 	if err := e.n.Service.LinkExternal(ctx, sub, atStart, domain.ExternalRef{Provider: "gitlab", Subject: "squatter-43"}, app.Meta{}); !errors.Is(err, app.ErrSignInChanged) {
 		t.Fatalf("a link started before the code sign-in: %v", err)
 	}
+	// A hosted sign-in with the old password that ends its flow after the
+	// code sign-in (the two at once) starts no cookie session.
+	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: "idstream-dev", ResponseType: "none", ExpiresAt: e.n.Clock.Now().Add(time.Minute)}
+	if err := e.n.Service.PutCode(ctx, "late-flow", flow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.n.Service.EndFlow(ctx, app.EndFlow{FlowID: "late-flow", Flow: flow, UserID: sub, Epoch: &atStart}); !errors.Is(err, app.ErrSignInChanged) {
+		t.Fatalf("a flow ended on the old password's sign-in: %v", err)
+	}
 	// The provider's identity was released with the password: signing in
 	// with it makes a new account, not the holder's.
 	if u, err := e.n.Service.SignInExternal(ctx, "idstream-dev", squattersGitHub, "192.0.2.9", app.Meta{}); err != nil || u.UserID() == sub {

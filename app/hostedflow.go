@@ -281,9 +281,12 @@ func (s *Accounts) endHostedPromotion(ctx context.Context, f CodeEntry, p Pendin
 // decided for the authorization code to write, Method the sign-in method
 // (empty: password).
 type EndFlow struct {
-	FlowID    string
-	Flow      CodeEntry
-	UserID    string
+	FlowID string
+	Flow   CodeEntry
+	UserID string
+	// Epoch is the user's credential epoch at the sign-in that ends the
+	// flow (nil: read when the code is issued).
+	Epoch     *int
 	Started   *Issued
 	Promotion *PendingPromotion
 	Method    string
@@ -326,13 +329,13 @@ func (s *Accounts) EndFlow(ctx context.Context, in EndFlow) (FlowEnd, error) {
 		}
 		code, err := s.IssueAuthorizationCode(ctx, AuthorizationRequest{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
 			CodeChallenge: f.CodeChallenge, Scope: f.Scope, UserID: in.UserID, Promotion: in.Promotion, Nonce: f.Nonce,
-			ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: method})
+			ReauthSession: reauth, DPoPJKT: f.DPoPJKT, Method: method, Epoch: in.Epoch})
 		return FlowEnd{Code: code}, err
 	}
 	if in.Started != nil {
 		return FlowEnd{Session: in.Started}, nil
 	}
-	iss, err := s.StartSession(ctx, in.UserID, NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: method}, in.Meta)
+	iss, err := s.StartSession(ctx, in.UserID, NewSession{ClientID: f.ClientID, Kind: domain.SessionKindCookie, Method: method, Epoch: in.Epoch}, in.Meta)
 	if err != nil {
 		return FlowEnd{}, err
 	}

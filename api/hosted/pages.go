@@ -400,6 +400,7 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var userID string
+	var epoch *int
 	var started *app.Issued
 	var promotion *app.PendingPromotion
 	switch mode {
@@ -426,16 +427,23 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			fail(err)
 			return
 		}
-		userID = user.UserID()
+		userID, epoch = user.UserID(), epochOf(user)
 	default:
 		user, err := s.Service.SignInToFlow(ctx, f, d.LoginID, pw, s.ClientIP(r), httpx.Meta(r))
 		if err != nil {
 			fail(err)
 			return
 		}
-		userID = user.UserID()
+		userID, epoch = user.UserID(), epochOf(user)
 	}
-	s.finishFlow(w, r, flowID, f, userID, started, promotion)
+	s.finishFlow(w, r, flowID, f, userID, epoch, started, promotion)
+}
+
+// epochOf is the credential epoch of a user who just signed in, for the
+// authorization code the flow's end issues (app.AuthorizationRequest).
+func epochOf(u domain.User) *int {
+	e := u.CredentialEpoch()
+	return &e
 }
 
 // holdsGuestSession reports whether the request carries the session cookie
@@ -458,14 +466,16 @@ func joinOr(words []string) string {
 
 // finishFlow ends a flow: an authorization code back to the app, or (cookie
 // mode) a session cookie and a plain return.
-func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion) {
-	s.finishFlowAs(w, r, flowID, f, userID, started, promotion, f.Method)
+func (s *Server) finishFlow(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, epoch *int, started *app.Issued, promotion *app.PendingPromotion) {
+	s.finishFlowAs(w, r, flowID, f, userID, epoch, started, promotion, f.Method)
 }
 
 // finishFlowAs is finishFlow for a user who signed in by the method: the
-// flow ends (app.EndFlow) and the browser goes back to the app.
-func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, started *app.Issued, promotion *app.PendingPromotion, method string) {
-	end, err := s.Service.EndFlow(r.Context(), app.EndFlow{FlowID: flowID, Flow: f, UserID: userID, Started: started, Promotion: promotion,
+// flow ends (app.EndFlow) and the browser goes back to the app. epoch is
+// the user's credential epoch at that sign-in (nil: read when the code is
+// issued).
+func (s *Server) finishFlowAs(w http.ResponseWriter, r *http.Request, flowID string, f app.CodeEntry, userID string, epoch *int, started *app.Issued, promotion *app.PendingPromotion, method string) {
+	end, err := s.Service.EndFlow(r.Context(), app.EndFlow{FlowID: flowID, Flow: f, UserID: userID, Epoch: epoch, Started: started, Promotion: promotion,
 		Method: method, Meta: httpx.Meta(r)})
 	if err != nil {
 		s.flowEnded(w, r, err)

@@ -261,7 +261,7 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 			s.flowError(w, r, flowID, f, err)
 			return
 		}
-		s.finishFlowAs(w, r, flowID, f, u.UserID(), nil, nil, domain.MethodExternal)
+		s.finishFlowAs(w, r, flowID, f, u.UserID(), epochOf(u), nil, nil, domain.MethodExternal)
 		return
 	}
 	// A guest's promotion, with the same rules as by password.
@@ -271,7 +271,7 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 		s.flowError(w, r, flowID, f, err)
 		return
 	}
-	s.finishFlowAs(w, r, flowID, f, res.UserID, res.Started, res.Promotion, domain.MethodExternal)
+	s.finishFlowAs(w, r, flowID, f, res.UserID, nil, res.Started, res.Promotion, domain.MethodExternal)
 }
 
 // upstreamLinkDone ends a link: the identity is added to the user.

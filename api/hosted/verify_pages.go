@@ -227,7 +227,7 @@ func (s *Server) promotionCode() codePage {
 				s.codeFailed(w, r, "code", f.RedirectURI, d, f.CodeLoginID, err)
 				return
 			}
-			s.finishFlow(w, r, flowID, f, res.UserID, res.Started, res.Promotion)
+			s.finishFlow(w, r, flowID, f, res.UserID, nil, res.Started, res.Promotion)
 		},
 	}
 }
@@ -260,7 +260,7 @@ func (s *Server) signUpCode() codePage {
 				// A passwordless account signed in by the code it just proved.
 				f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
 			}
-			s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
+			s.finishFlow(w, r, flowID, f, u.UserID(), epochOf(u), nil, nil)
 		},
 	}
 }
@@ -322,7 +322,7 @@ func (s *Server) codeSignInCode() codePage {
 				return
 			}
 			f.Method, _ = domain.CodeMethod(f.CodeLoginIDType)
-			s.finishFlow(w, r, flowID, f, u.UserID(), nil, nil)
+			s.finishFlow(w, r, flowID, f, u.UserID(), epochOf(u), nil, nil)
 		},
 	}
 }
