@@ -288,3 +288,35 @@ func TestCodeSignInReauthenticatesOnlyTheHintsUser(t *testing.T) {
 		t.Fatalf("code sign-in as another user: %d %v %s", r.Status, r.Header, r.Raw)
 	}
 }
+
+// TestHostedPasswordForACodeOnlyType: where email addresses sign in by code
+// only but usernames take passwords, the sign-up page has a password field;
+// a password typed beside an email address is refused with words, not
+// dropped (the account would have been passwordless without saying so).
+func TestHostedPasswordForACodeOnlyType(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		c.LoginIDTypes = []string{"email", "username"}
+		c.Verification.Authenticators = map[string][]string{"email": {"oob_otp"}, "username": {"password"}}
+	})
+	c := apitest.NewClient(t, e.n)
+	_, challenge := apitest.PKCE()
+	r := c.Do(http.MethodGet, "/oauth2/authorize?"+emailScope(challenge, "").Encode(), "", "", nil)
+	page := r.Header.Get("Location")
+	p := c.Do(http.MethodGet, page+"?mode=signup", "", "", nil)
+	m := apitest.CSRFRe.FindStringSubmatch(p.Raw)
+	if p.Status != 200 || m == nil || !strings.Contains(p.Raw, `id="password"`) {
+		t.Fatalf("sign-up page: %d %s", p.Status, p.Raw)
+	}
+	csrf := html.UnescapeString(m[1])
+	if r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"noether@example.com"}, "password": {apitest.GoodPassword}}); r.Status != 400 ||
+		!strings.Contains(r.Raw, "cannot be used this way") {
+		t.Fatalf("a password for a code-only email: %d %s", r.Status, r.Raw)
+	}
+	if n := len(e.mail.Mails()); n != 0 {
+		t.Fatalf("%d mails sent for a refused sign-up", n)
+	}
+	// Without the password, the same address goes on to its code.
+	if r := c.Submit(page, csrf, url.Values{"mode": {"signup"}, "login_id": {"noether@example.com"}}); r.Status != 303 || r.Header.Get("Location") != page+"/signup-code" {
+		t.Fatalf("without a password: %d %s", r.Status, r.Raw)
+	}
+}

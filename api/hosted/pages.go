@@ -392,9 +392,16 @@ func (s *Server) flowPost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// "Create account with a code instead", or a login ID type that
-		// offers no password: the account is passwordless.
-		byCode = r.PostForm.Get("authenticator") == domain.AuthenticatorCode ||
-			!s.Service.OffersAuthenticator(string(id.Type), domain.AuthenticatorPassword)
+		// offers no password: the account is passwordless. A password
+		// typed for such a type (the field is there for the others) is
+		// refused rather than silently dropped.
+		asked := r.PostForm.Get("authenticator") == domain.AuthenticatorCode
+		offersPassword := s.Service.OffersAuthenticator(string(id.Type), domain.AuthenticatorPassword)
+		if !asked && !offersPassword && pw != "" {
+			fail(app.ErrAuthenticatorNotOffered)
+			return
+		}
+		byCode = asked || !offersPassword
 		if byCode {
 			pw = ""
 		}
