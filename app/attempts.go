@@ -118,15 +118,18 @@ func (s *core) takenAnswered(ctx context.Context, loginIDKey string, err error) 
 	}
 }
 
-// movingAverage is a moving average of durations.
-type movingAverage struct{ ns atomic.Int64 }
+// movingAverage is a moving average of durations, with the moving average
+// of how much the pauses made to it overslept (a pad asks that much less).
+type movingAverage struct{ ns, over atomic.Int64 }
 
-func (m *movingAverage) observe(d time.Duration) {
-	old := m.ns.Load()
-	m.ns.Store(old + (int64(d)-old)/8)
-}
+func (m *movingAverage) observe(d time.Duration) { ewma(&m.ns, d) }
 
 func (m *movingAverage) value() time.Duration { return time.Duration(m.ns.Load()) }
+
+func ewma(v *atomic.Int64, d time.Duration) {
+	old := v.Load()
+	v.Store(old + (int64(d)-old)/8)
+}
 
 // commandTimer times an account-creating command (promotion, sign-up)
 // from its start: done observes a success (limits, hashing, decision,
@@ -147,8 +150,21 @@ func (t commandTimer) done(err error) {
 	}
 }
 
+// pad sleeps a "taken" answer up to the recent successes' duration, less
+// what such pauses lately overslept (a wake-up on a busy machine comes
+// late: without this a taken login ID answered measurably slower than a
+// free one, BENCHMARKS.md).
 func (t commandTimer) pad(ctx context.Context, err error) {
-	if errors.Is(err, domain.ErrLoginIDTaken) {
-		clock.Sleep(ctx, t.avg.value()-time.Since(t.start))
+	if !errors.Is(err, domain.ErrLoginIDTaken) {
+		return
+	}
+	want := t.avg.value() - time.Since(t.start) - time.Duration(t.avg.over.Load())
+	if want <= 0 {
+		return
+	}
+	before := time.Now()
+	clock.Sleep(ctx, want)
+	if ctx.Err() == nil {
+		ewma(&t.avg.over, time.Since(before)-want)
 	}
 }
