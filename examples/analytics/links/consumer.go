@@ -241,6 +241,13 @@ func (c *Consumer) CatchUp(ctx context.Context) (Stats, error) {
 	if err := c.migrate(ctx); err != nil {
 		return st, err
 	}
+	// The last event for us now: an append's acknowledgement comes before
+	// the server tells the consumer, so for a moment the consumer may count
+	// nothing pending although the event is stored.
+	target, err := c.lastEvent(ctx)
+	if err != nil {
+		return st, err
+	}
 	s, err := c.attach(ctx)
 	if err != nil {
 		return st, err
@@ -265,17 +272,38 @@ func (c *Consumer) CatchUp(ctx context.Context) (Stats, error) {
 			return st, fmt.Errorf("links: consumer info: %w", err)
 		}
 		if info.NumPending == 0 && info.NumAckPending == 0 {
-			st.Position, err = c.Position(ctx)
-			return st, err
+			pos, err := c.Position(ctx)
+			if err != nil || pos >= target {
+				st.Position = pos
+				return st, err
+			}
 		}
-		// Our acks are still on their way, or a delivery was lost and will
-		// come back (and be seen as a gap).
+		// Our acks are still on their way, a delivery was lost and will
+		// come back (and be seen as a gap), or the consumer has not yet
+		// been told of the last event.
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lastEvent is the stream sequence of the last event the filter matches, 0
+// when there is none.
+func (c *Consumer) lastEvent(ctx context.Context) (uint64, error) {
+	stream, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		return 0, fmt.Errorf("links: stream: %w", err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, c.cfg.FilterSubjects()[0])
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("links: last event: %w", err)
+	}
+	return m.Sequence, nil
 }
 
 // Run follows the stream until ctx ends. While another instance holds the
