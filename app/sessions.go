@@ -44,6 +44,10 @@ type SignUpAnonymous struct {
 	Meta           Meta
 }
 
+// ErrTokenOtherClient: an access token presented to a client application
+// that it was not issued to.
+var ErrTokenOtherClient = errors.New("the access token was issued to another client application")
+
 // SignUpOrResume is what the SDK's authenticateAnonymously() asks for: a
 // guest that already has a session (a bearer token in token mode, the
 // cookie in cookie mode) gets it back, as Authgear does; otherwise a new
@@ -80,7 +84,10 @@ func (s *Sessions) SignUpOrResume(ctx context.Context, c SignUpOrResume) (iss Is
 		if c.Kind == domain.SessionKindCookie {
 			return Issued{Kind: c.Kind, UserID: p.User.UserID(), SessionID: p.Session.SessionID(), IsAnonymous: true}, true, nil
 		}
-		iss, err := s.AccessTokenFor(ctx, p)
+		if p.Session.ClientID() != c.ClientID {
+			return Issued{}, false, ErrTokenOtherClient
+		}
+		iss, err := s.accessTokenFor(ctx, p)
 		iss.SessionToken = ""
 		return iss, err == nil, err
 	}
@@ -306,6 +313,9 @@ func (s *Sessions) RevokeSession(ctx context.Context, sessionID, reason string, 
 type Principal struct {
 	User    domain.User
 	Session domain.Session
+	// AccessExpiresAt is when the access token that authenticated the
+	// request expires (zero for a cookie).
+	AccessExpiresAt time.Time
 }
 
 // activityResolution bounds how often a cookie session's activity is
@@ -387,6 +397,9 @@ func (s *Sessions) verifyAccess(ctx context.Context, raw string) (Principal, str
 		return Principal{}, "", err
 	}
 	p, err := s.principal(ctx, sess)
+	if claims.Expiry != nil {
+		p.AccessExpiresAt = claims.Expiry.Time()
+	}
 	return p, claims.BoundKey(), err
 }
 
@@ -404,14 +417,25 @@ func (s *Sessions) principal(ctx context.Context, sess domain.Session) (Principa
 	return Principal{User: u, Session: sess}, nil
 }
 
-// AccessTokenFor issues a new access token for a live session (a guest
-// calling anonymous sign-up again with its token).
-func (s *Sessions) AccessTokenFor(ctx context.Context, p Principal) (Issued, error) {
+// accessTokenFor issues a new access token for a live session (a guest
+// calling anonymous sign-up again with its token), expiring no later than
+// the token that authenticated the request.
+func (s *Sessions) accessTokenFor(ctx context.Context, p Principal) (Issued, error) {
 	cl, err := s.client(p.Session.ClientID())
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.issue(ctx, cl.AccessTokenLifetime.Duration(), p.User, p.Session, "")
+	lifetime := cl.AccessTokenLifetime.Duration()
+	if !p.AccessExpiresAt.IsZero() {
+		// Never past the token presented: otherwise each token would buy
+		// the next, and a stolen one would outlive its expiry by as long
+		// as the session lives, with no refresh token ever shown.
+		lifetime = min(lifetime, p.AccessExpiresAt.Sub(s.clock.Now()))
+		if lifetime <= 0 {
+			return Issued{}, tokens.ErrExpiredAccessToken
+		}
+	}
+	return s.issue(ctx, lifetime, p.User, p.Session, "")
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -210,6 +210,8 @@ func Classify(err error) *Error {
 		return wrap(NewError(400, "Invalid", "KeyMismatch", "invalid_grant", "the jwk in the header differs from the registered key"))
 	case errors.Is(err, app.ErrKeyNotUsable):
 		return wrap(NewError(400, "Invalid", "KeyNotUsable", "invalid_grant", "this key can no longer sign in"))
+	case errors.Is(err, app.ErrTokenOtherClient):
+		return wrap(NewError(400, "Invalid", "TokenOtherClient", "invalid_grant", "this access token was issued to another client application"))
 	case errors.Is(err, app.ErrKeyOtherClient):
 		return wrap(NewError(400, "Invalid", "KeyOtherClient", "invalid_grant", "this key was registered by another client application"))
 	case errors.Is(err, domain.ErrKeyTaken):

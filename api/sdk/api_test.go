@@ -313,6 +313,69 @@ func TestExistingGuestKeepsSub(t *testing.T) {
 	}
 }
 
+// A token bought with a token never outlives it: calling sign-up again with
+// an access token cannot chain a stolen one past its expiry (no refresh
+// token is shown on that path), and another client's token buys nothing.
+func TestResumedGuestTokenExpiresWithThePresentedOne(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		other := c.Clients[0]
+		other.ClientID, other.Name = "other-app", "other-app"
+		c.Clients = append(c.Clients, other)
+	}})
+	c := apitest.NewClient(t, n)
+	at, _ := apitest.Signup(t, c)
+	expiry := func(raw string) time.Time {
+		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cl jwt.Claims
+		if err := tok.UnsafeClaimsWithoutVerification(&cl); err != nil {
+			t.Fatal(err)
+		}
+		return cl.Expiry.Time()
+	}
+	first := expiry(at)
+	resume := func(token, body string) apitest.Response {
+		return c.PostJSON("/api/anonymous_user/signup", body, map[string]string{"Authorization": "Bearer " + token})
+	}
+	n.Clock.Advance(10 * time.Minute)
+	for i := 0; i < 3; i++ {
+		r := resume(at, apitest.TokenSignup)
+		next := apitest.Str(r.Result(), "access_token")
+		if r.Status != 200 || next == "" {
+			t.Fatalf("resume %d: %d %s", i, r.Status, r.Raw)
+		}
+		if exp := expiry(next); exp.After(first) {
+			t.Fatalf("resume %d: the new token expires at %s, after the presented one's %s", i, exp, first)
+		}
+		if got := r.Result()["expires_in"].(float64); time.Duration(got)*time.Second > first.Sub(n.Clock.Now()) {
+			t.Fatalf("resume %d: expires_in %v past the presented token", i, got)
+		}
+		at = next
+		n.Clock.Advance(5 * time.Minute)
+	}
+	// Within the verification leeway of the last token, which expired with
+	// the first: nothing more to give.
+	n.Clock.Advance(first.Sub(n.Clock.Now()) + time.Second)
+	if r := resume(at, apitest.TokenSignup); r.Status != 401 || r.Reason() != "AccessTokenExpired" {
+		t.Fatalf("a chain past the first token's expiry: %d %s", r.Status, r.Raw)
+	}
+	n.Clock.Advance(time.Minute)
+	if r := c.Userinfo(at); r.Status != 401 {
+		t.Fatalf("the chained token after the first one's expiry: %d %s", r.Status, r.Raw)
+	}
+
+	fresh, _ := apitest.Signup(t, c)
+	before := apitest.LastSeq(t, n)
+	if r := resume(fresh, `{"client_id":"other-app","session_type":"refresh_token"}`); r.Status != 400 || r.Reason() != "TokenOtherClient" {
+		t.Fatalf("another client's token: %d %s", r.Status, r.Raw)
+	}
+	if apitest.LastSeq(t, n) != before {
+		t.Fatal("a refused resume wrote events")
+	}
+}
+
 func TestKeyRotationAcrossNodes(t *testing.T) {
 	ns := testenv.StartNATS(t)
 	dbURL, _ := testenv.Database(t)
