@@ -789,6 +789,56 @@ func emailCodes(c *config.Config) {
 	c.Verification.Authenticators = map[string][]string{"email": {"password", "oob_otp"}, "phone": {"password"}, "username": {"password"}}
 }
 
+// TestCodeSignInRefusesAHeldMergeCode: under the policy "login", whoever
+// registered somebody else's address with a password can merge a guest of
+// theirs into that account on the hosted page and keep the authorization
+// code; once the holder signs in by code (the password removed), that code
+// starts nothing, and the guest is left as it was.
+func TestCodeSignInRefusesAHeldMergeCode(t *testing.T) {
+	e := startOTP(t, func(c *config.Config) {
+		emailCodes(c)
+		c.Promotion.ConflictPolicy = "login"
+	})
+	squatter := apitest.NewClient(t, e.n)
+	apitest.RegularUser(t, squatter, "ada@example.com")
+	atGuest, rtGuest := apitest.Signup(t, squatter)
+	guest := apitest.Str(squatter.Userinfo(atGuest).Body, "sub")
+	pc := squatter.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, bearerH(atGuest))
+	verifier, challenge := apitest.PKCE()
+	page, csrf, _ := squatter.HostedFlow(apitest.AuthorizeParams(challenge, apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code"))))
+	r := squatter.Submit(page, csrf, url.Values{"login_id": {"ada@example.com"}, "password": {apitest.GoodPassword}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	held := loc.Query().Get("code")
+	if r.Status != 302 || held == "" {
+		t.Fatalf("merge submit: %d %s", r.Status, r.Raw)
+	}
+	testenv.RecordSecret("authorization code", held)
+
+	holder := apitest.NewClient(t, e.n)
+	if r := holder.PostJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"ada@example.com"}`, nil); r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+	if r := holder.PostJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"ada@example.com","code":"`+code+`","session_type":"refresh_token"}`, nil); r.Status != 200 {
+		t.Fatalf("code sign-in: %d %s", r.Status, r.Raw)
+	}
+	if tok := squatter.Exchange(held, verifier); tok.Status != 400 || apitest.Str(tok.Body, "error") != "invalid_grant" {
+		t.Fatalf("a merge code issued before the holder's code sign-in: %d %s", tok.Status, tok.Raw)
+	}
+	recs, _, err := e.n.Store.Load(context.Background(), e.n.Store.Subject("user", guest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if rec.Type == domain.TypeAnonymousUserMerged {
+			t.Fatal("the guest was merged into the holder's account")
+		}
+	}
+	if r := apitest.Refresh(squatter, rtGuest); r.Status != 200 {
+		t.Fatalf("the guest lost its session: %d %s", r.Status, r.Raw)
+	}
+}
+
 // TestHostedCodeSignIn: "Sign in with a code instead" on the sign-in page
 // when email offers codes; the session the exchange starts is an email
 // code sign-in, and the address is verified by it.

@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
@@ -286,6 +288,93 @@ func TestCodeSignInReauthenticatesOnlyTheHintsUser(t *testing.T) {
 	r = c.Submit(page+"/signin-code/verify", csrf, url.Values{"action": {"verify"}, "code": {code}})
 	if r.Status != 400 || !strings.Contains(r.Raw, "re-authenticating") || r.Header.Get("Location") != "" {
 		t.Fatalf("code sign-in as another user: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+}
+
+// TestCodeReauthentication: an OpenID re-authentication signed in to by
+// code as the hint's user records how (method email_code, as the schema
+// says); a re-authentication code held across a password reset gives
+// nothing.
+func TestCodeReauthentication(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	c := apitest.NewClient(t, e.n)
+	apitest.RegularUser(t, c, "ada@example.com")
+	mails := 0
+	reset := func(password string) {
+		t.Helper()
+		if r := c.PostJSON("/api/password/forgot", `{"client_id":"idstream-dev","login_id":"ada@example.com"}`, nil); r.Status != 200 {
+			t.Fatalf("forgot: %d %s", r.Status, r.Raw)
+		}
+		mails++
+		code := e.mail.WaitMail(t, mails).Code()
+		if r := c.PostJSON("/api/password/reset", `{"client_id":"idstream-dev","login_id":"ada@example.com","code":"`+code+`","new_password":"`+password+`"}`, nil); r.Status != 200 {
+			t.Fatalf("reset: %d %s", r.Status, r.Raw)
+		}
+	}
+	// The address proved (a reset by code), so signing in by code later
+	// keeps the password and the sessions.
+	const pw = "a-new-secret-for-ada-7"
+	reset(pw)
+	verifier, challenge := apitest.PKCE()
+	page, csrf, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	r := c.Submit(page, csrf, url.Values{"login_id": {"ada@example.com"}, "password": {pw}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	tok := c.Exchange(loc.Query().Get("code"), verifier)
+	hint := apitest.Str(tok.Body, "id_token")
+	var idt struct {
+		SID string `json:"sid"`
+	}
+	if parts := strings.Split(hint, "."); len(parts) == 3 {
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		_ = json.Unmarshal(raw, &idt)
+	}
+	sid := idt.SID
+	if hint == "" || sid == "" {
+		t.Fatalf("no ID token: %s", tok.Raw)
+	}
+	reauth := func() (page, csrf, verifier string) {
+		t.Helper()
+		verifier, challenge := apitest.PKCE()
+		params := apitest.AuthorizeParams(challenge, "")
+		params.Set("id_token_hint", hint)
+		params.Set("prompt", "login")
+		page, csrf, _ = c.HostedFlow(params)
+		return page, csrf, verifier
+	}
+	page, csrf, verifier = reauth()
+	if r := c.Submit(page+"/signin-code", csrf, url.Values{"login_id": {"ada@example.com"}}); r.Status != 303 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	mails++
+	code := e.mail.WaitMail(t, mails).Code()
+	r = c.Submit(page+"/signin-code/verify", csrf, url.Values{"action": {"verify"}, "code": {code}})
+	loc, _ = url.Parse(r.Header.Get("Location"))
+	if r.Status != 302 || loc.Query().Get("code") == "" {
+		t.Fatalf("re-authentication by code: %d %s", r.Status, r.Raw)
+	}
+	if tok := c.Exchange(loc.Query().Get("code"), verifier); tok.Status != 200 {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	recs, _, err := e.n.Store.Load(context.Background(), e.n.Store.Subject("session", sid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	if last.Type != "session.reauthenticated.v1" || !strings.Contains(string(last.Data), `"method":"email_code"`) {
+		t.Fatalf("the session's last event: %s %s", last.Type, last.Data)
+	}
+
+	// Signed in again by password, the code held; then the password is reset.
+	page, csrf, verifier = reauth()
+	r = c.Submit(page, csrf, url.Values{"login_id": {"ada@example.com"}, "password": {pw}})
+	loc, _ = url.Parse(r.Header.Get("Location"))
+	held := loc.Query().Get("code")
+	if r.Status != 302 || held == "" {
+		t.Fatalf("re-authentication by password: %d %s", r.Status, r.Raw)
+	}
+	reset("yet-another-secret-for-ada-8")
+	if tok := c.Exchange(held, verifier); tok.Status < 400 || tok.Status >= 500 || apitest.Str(tok.Body, "error") != "invalid_grant" {
+		t.Fatalf("a re-authentication code held across a reset: %d %s", tok.Status, tok.Raw)
 	}
 }
 

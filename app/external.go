@@ -162,7 +162,8 @@ func (s *Accounts) prepareExternalPromotion(ctx context.Context, guestID, guestS
 		if _, err := domain.DecideMerge(u, owner.UserID(), now); err != nil {
 			return PendingPromotion{}, err
 		}
-		return PendingPromotion{GuestID: guestID, GuestSessionID: guestSessionID, MergeInto: owner.UserID(), External: &r}, nil
+		epoch := owner.CredentialEpoch()
+		return PendingPromotion{GuestID: guestID, GuestSessionID: guestSessionID, MergeInto: owner.UserID(), MergeEpoch: &epoch, External: &r}, nil
 	}
 	if err != nil {
 		return PendingPromotion{}, err

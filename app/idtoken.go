@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -131,7 +132,8 @@ func (s *Sessions) exchangeReauthentication(ctx context.Context, code string, e 
 		}
 		// The user authenticated on the page, when the code was made.
 		at := e.ExpiresAt.Add(-CodeTTL)
-		evs, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: e.UserID, Method: domain.MethodPassword, Now: at})
+		evs, err := domain.DecideReauthenticateSession(sess, domain.ReauthenticateSession{UserID: e.UserID,
+			Method: cmp.Or(e.Method, domain.MethodPassword), Now: at})
 		if err != nil {
 			return Issued{}, err
 		}
@@ -141,6 +143,17 @@ func (s *Sessions) exchangeReauthentication(ctx context.Context, code string, e 
 		}
 		if err := u.CanSignIn(); err != nil {
 			return Issued{}, err
+		}
+		// The user's log decides, not the session's own events alone: a
+		// session ended by the user's event (a reset of a user with more
+		// sessions than one append revokes) whose revocation is not
+		// written yet, or a password reset or removed since the sign-in on
+		// the page, gives nothing.
+		if u.SessionEnded(sess.SessionID()) {
+			return Issued{}, domain.ErrSessionRevoked
+		}
+		if u.CredentialEpoch() != e.Epoch {
+			return Issued{}, ErrInvalidAuthzCode
 		}
 		if err := s.appendEvents(ctx, meta, pending{subject: s.sessionSubject(sess.SessionID()), expected: version, event: evs[0]}); err != nil {
 			return Issued{}, err

@@ -235,7 +235,7 @@ func (s *Accounts) completePromotion(ctx context.Context, p PendingPromotion, ns
 			}
 			ns = &m
 		}
-		return s.MergeGuest(ctx, p.GuestID, p.GuestSessionID, p.MergeInto, ns, meta)
+		return s.mergeGuest(ctx, p, ns, meta)
 	}
 	if p.External != nil {
 		return s.promoteExternal(ctx, p, ns, meta)
@@ -514,32 +514,38 @@ func (s *core) appendRegistration(ctx context.Context, meta Meta, claimSubject s
 	return u, s.appendEvents(ctx, meta, evs...)
 }
 
-// MergeGuest retires a guest into an existing account (conflict policy
-// "login") and ends every session of the guest, in one append; with start,
-// the same append starts the account's session.
-func (s *Accounts) MergeGuest(ctx context.Context, guestID, guestSessionID, into string, start *NewSession, meta Meta) (Issued, error) {
+// mergeGuest retires a guest into an existing account (conflict policy
+// "login", p.MergeInto) and ends every session of the guest, in one append;
+// with start, the same append starts the account's session. The account is
+// looked at again first: it must still be able to sign in, with the
+// credentials the merge was decided on (p.MergeEpoch) and, for a merge by
+// an external identity, still holding that identity; otherwise
+// ErrSignInChanged.
+func (s *Accounts) mergeGuest(ctx context.Context, p PendingPromotion, start *NewSession, meta Meta) (Issued, error) {
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
-		g, gv, err := s.LoadUser(ctx, guestID)
+		g, gv, err := s.LoadUser(ctx, p.GuestID)
 		if err != nil {
 			return Issued{}, err
 		}
 		now := s.clock.Now()
-		merged, err := domain.DecideMerge(g, into, now)
+		merged, err := domain.DecideMerge(g, p.MergeInto, now)
 		if err != nil {
 			return Issued{}, err
 		}
-		ended, rest, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, guestSessionID)
+		owner, ov, err := s.LoadUser(ctx, p.MergeInto)
 		if err != nil {
 			return Issued{}, err
 		}
-		evs := append([]pending{{subject: s.userSubject(guestID), expected: gv, event: merged[0]}}, ended...)
-		var owner domain.User
+		if err := s.mergeTargetHolds(ctx, owner, p); err != nil {
+			return Issued{}, err
+		}
+		ended, rest, err := s.endSessions(ctx, g, domain.RevokeReasonMerged, now, p.GuestSessionID)
+		if err != nil {
+			return Issued{}, err
+		}
+		evs := append([]pending{{subject: s.userSubject(p.GuestID), expected: gv, event: merged[0]}}, ended...)
 		var st *startedSession
 		if start != nil {
-			var ov uint64
-			if owner, ov, err = s.LoadUser(ctx, into); err != nil {
-				return Issued{}, err
-			}
 			if st, err = s.decideNewSession(owner, *start, now); err != nil {
 				return Issued{}, err
 			}
@@ -551,10 +557,31 @@ func (s *Accounts) MergeGuest(ctx context.Context, guestID, guestSessionID, into
 		s.appendRevocations(ctx, rest, meta)
 		commands.WithLabelValues("merge_guest", "ok").Inc()
 		if st == nil {
-			return Issued{UserID: into}, nil
+			return Issued{UserID: p.MergeInto}, nil
 		}
 		return s.issueStarted(ctx, owner, st)
 	})
+}
+
+// mergeTargetHolds checks that the account a prepared merge goes into is
+// still the one it was decided on.
+func (s *Accounts) mergeTargetHolds(ctx context.Context, owner domain.User, p PendingPromotion) error {
+	if err := owner.CanSignIn(); err != nil {
+		return err
+	}
+	if p.MergeEpoch != nil && owner.CredentialEpoch() != *p.MergeEpoch {
+		return ErrSignInChanged
+	}
+	if p.External != nil {
+		x, _, err := s.loadExternal(ctx, *p.External)
+		if err != nil {
+			return err
+		}
+		if !x.Claimed() || x.UserID() != p.MergeInto {
+			return ErrSignInChanged // unlinked (or released and taken by another) meanwhile
+		}
+	}
+	return nil
 }
 
 // PendingPromotion is a promotion decided on the hosted page and carried by
@@ -574,6 +601,11 @@ type PendingPromotion struct {
 	// MergeInto: the login ID belongs to this account and the person proved
 	// its password (conflict policy "login"); the guest merges into it.
 	MergeInto string `json:"merge_into,omitempty"`
+	// MergeEpoch is the credential epoch of MergeInto when the merge was
+	// decided: a password reset or removal before it is written (the
+	// holder's first sign-in by code evicting whoever knew the password)
+	// refuses it (ErrSignInChanged).
+	MergeEpoch *int `json:"merge_epoch,omitempty"`
 	// Passwordless: no password; codes sent to the login ID sign in.
 	Passwordless bool `json:"passwordless,omitempty"`
 	// Verified: a code sent to the login ID came back (the promotion is
@@ -631,7 +663,8 @@ func (s *Accounts) PreparePromotion(ctx context.Context, in PromoteInput) (Pendi
 		if _, err := domain.DecideMerge(u, owner.UserID(), now); err != nil {
 			return PendingPromotion{}, err
 		}
-		return PendingPromotion{GuestID: in.UserID, GuestSessionID: in.OldSessionID, MergeInto: owner.UserID()}, nil
+		epoch := owner.CredentialEpoch()
+		return PendingPromotion{GuestID: in.UserID, GuestSessionID: in.OldSessionID, MergeInto: owner.UserID(), MergeEpoch: &epoch}, nil
 	}
 	// A refusal for a taken login ID costs what a success does here: the
 	// same loads and hashing, and no write (a success writes at the
@@ -718,10 +751,7 @@ func (s *Accounts) ExchangeAuthorizationCode(ctx context.Context, clientID, code
 	if err != nil {
 		return Issued{}, err
 	}
-	if e.Used {
-		return Issued{}, s.revokeReusedCode(ctx, e, meta)
-	}
-	if e.ClientID != clientID || e.RedirectURI != redirectURI || !s.clock.Now().Before(e.ExpiresAt) {
+	if e.ClientID != clientID || e.RedirectURI != redirectURI {
 		return Issued{}, ErrInvalidAuthzCode
 	}
 	if e.CodeChallenge == "" {
@@ -736,6 +766,16 @@ func (s *Accounts) ExchangeAuthorizationCode(ctx context.Context, clientID, code
 	}
 	if err := checkCodeBinding(e, meta); err != nil {
 		return Issued{}, err
+	}
+	// Reuse ends the session the code gave (RFC 6749 §10.5), but only when
+	// asked by whoever could have exchanged it (the client, its redirect
+	// URI, the verifier, the DPoP key): a code read from a URL or a log
+	// alone ends nobody's session.
+	if e.Used {
+		return Issued{}, s.revokeReusedCode(ctx, e, meta)
+	}
+	if !s.clock.Now().Before(e.ExpiresAt) {
+		return Issued{}, ErrInvalidAuthzCode
 	}
 	if e.Promotion != nil {
 		return s.exchangePromotion(ctx, clientID, code, e, rev, dev, meta)
@@ -794,6 +834,9 @@ func (s *Accounts) exchangePromotion(ctx context.Context, clientID, code string,
 		ns.Method = domain.MethodExternal
 	}
 	iss, err := s.completePromotion(ctx, *p, &ns, meta)
+	if errors.Is(err, ErrSignInChanged) {
+		return Issued{}, ErrInvalidAuthzCode // the account it merges into changed its credentials meanwhile
+	}
 	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
 		// Refused (the guest promoted, the login ID taken, ...): if the
 		// session this code gives is in the log, another exchange of the

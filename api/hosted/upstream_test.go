@@ -18,6 +18,7 @@ import (
 
 	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/api/hosted"
+	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -329,6 +330,36 @@ func TestUpstreamPromotionConflict(t *testing.T) {
 				t.Fatal("no merge event")
 			}
 		})
+	}
+}
+
+// TestUpstreamMergeCodeAfterUnlink: under the policy "login", the code of a
+// guest's merge into the account holding an identity starts nothing once
+// that account has unlinked the identity (the code was issued while it
+// held it); the guest is left as it was.
+func TestUpstreamMergeCodeAfterUnlink(t *testing.T) {
+	e := startIdP(t, idpOptions{policy: "login"})
+	ctx := context.Background()
+	owner := apitest.RegularUser(t, apitest.NewClient(t, e.n), "carol@example.com")
+	ref := domain.ExternalRef{Provider: "acme", Subject: "carol"}
+	if err := e.n.Service.LinkExternal(ctx, owner, 0, ref, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	e.op.SetUser(upstream.User{Subject: "carol", Email: "carol@acme.test", EmailVerified: upstream.Verified(true)})
+	c := apitest.NewClient(t, e.n)
+	page, _, rt, verifier := promotionFlow(t, c)
+	code := codeOf(t, c.Do(http.MethodGet, toProvider(t, c, page, nil), "", "", nil))
+	if err := e.n.Service.UnlinkExternal(ctx, owner, ref, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tok := c.Exchange(code, verifier); tok.Status != 400 || apitest.Str(tok.Body, "error") != "invalid_grant" {
+		t.Fatalf("a merge code after the identity was unlinked: %d %s", tok.Status, tok.Raw)
+	}
+	if countType(events(t, e.n), domain.TypeAnonymousUserMerged) != 0 {
+		t.Fatal("the guest was merged")
+	}
+	if r := apitest.Refresh(c, rt); r.Status != 200 {
+		t.Fatalf("the guest lost its session: %d %s", r.Status, r.Raw)
 	}
 }
 

@@ -239,6 +239,29 @@ func TestHostedPromotionAndSignIn(t *testing.T) {
 		!strings.Contains(r.Header.Get("Location"), "error=invalid_request") {
 		t.Fatalf("reused promotion code: %d %v", r.Status, r.Header)
 	}
+	// A used code sent by whoever read it from a URL (no verifier, another
+	// verifier, another redirect URI) is refused and ends nothing.
+	for name, form := range map[string]url.Values{
+		"no verifier":    {"code_verifier": nil},
+		"wrong verifier": {"code_verifier": {"not-the-verifier-not-the-verifier-not-the-verifier"}},
+		"other redirect": {"redirect_uri": {"https://evil.example/"}},
+	} {
+		v := url.Values{"grant_type": {"authorization_code"}, "client_id": {"idstream-dev"}, "code": {authz},
+			"redirect_uri": {"http://localhost:3000/after"}, "code_verifier": {verifier}}
+		for k, val := range form {
+			if val == nil {
+				v.Del(k)
+			} else {
+				v[k] = val
+			}
+		}
+		if r := c.PostForm("/oauth2/token", v); r.Status != 400 || apitest.Str(r.Body, "error") != "invalid_grant" || r.Reason() == "AuthorizationCodeReused" {
+			t.Fatalf("used code, %s: %d %s", name, r.Status, r.Raw)
+		}
+		if info := c.Userinfo(apitest.Str(tok.Body, "access_token")); info.Status != 200 {
+			t.Fatalf("used code, %s, ended the session it gave: %d %s", name, info.Status, info.Raw)
+		}
+	}
 	// A reused authorization code fails and revokes what it issued.
 	if r := c.Exchange(authz, verifier); r.Reason() != "AuthorizationCodeReused" {
 		t.Fatalf("reused code: %s", r.Raw)
