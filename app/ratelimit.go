@@ -43,6 +43,12 @@ func (s *KeyPairs) AllowChallenge(ctx context.Context, ip string) error {
 	return s.fastLimiter.Allow(ctx, "challenge:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.Challenge), s.clock.Now())
 }
 
+// AllowAuthorize checks the rate of hosted-page flows a client IP starts:
+// each is an entry in the codes bucket for its lifetime.
+func (s *Accounts) AllowAuthorize(ctx context.Context, ip string) error {
+	return s.fastLimiter.Allow(ctx, "authorize:ip:"+addressKey(ip), limitOf(s.Settings().RateLimits.Authorize), s.clock.Now())
+}
+
 // Limiter checks request rates per key, shared by every node (the rate
 // buckets in projections): a refusal is how long to wait.
 type Limiter interface {

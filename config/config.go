@@ -139,6 +139,7 @@ type Config struct {
 		Challenge        RateLimit `yaml:"challenge"`
 		SignInPerIP      RateLimit `yaml:"sign_in_per_ip"`
 		SignInPerLoginID RateLimit `yaml:"sign_in_per_login_id"`
+		Authorize        RateLimit `yaml:"authorize"`
 	} `yaml:"rate_limits"`
 	// AdminAPIKeys authorise the admin API (bearer); none configured turns
 	// the admin API off.
@@ -297,7 +298,7 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	}
 	for name, dst := range map[string]*RateLimit{"IDSTREAM_SIGNUP_RATE_LIMIT": &c.RateLimits.AnonymousSignup,
 		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge, "IDSTREAM_SIGNIN_IP_RATE_LIMIT": &c.RateLimits.SignInPerIP,
-		"IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT": &c.RateLimits.SignInPerLoginID} {
+		"IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT": &c.RateLimits.SignInPerLoginID, "IDSTREAM_AUTHORIZE_RATE_LIMIT": &c.RateLimits.Authorize} {
 		if v := getenv(name); v != "" {
 			rl, err := ParseRateLimit(v)
 			if err != nil {
@@ -416,6 +417,7 @@ func (c *Config) applyDefaults() {
 	c.RateLimits.Challenge.fill(60, time.Minute)
 	c.RateLimits.SignInPerIP.fill(100, 15*time.Minute)
 	c.RateLimits.SignInPerLoginID.fill(10, 15*time.Minute)
+	c.RateLimits.Authorize.fill(120, time.Minute)
 	if c.Dev && len(c.Clients) == 0 {
 		c.Clients = []Client{{
 			ClientID:       DevClientID,
@@ -516,7 +518,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("guests: durations must not be negative, and the reaper interval and batch must be positive"))
 	}
 	for name, r := range map[string]RateLimit{"anonymous_signup": c.RateLimits.AnonymousSignup, "challenge": c.RateLimits.Challenge,
-		"sign_in_per_ip": c.RateLimits.SignInPerIP, "sign_in_per_login_id": c.RateLimits.SignInPerLoginID} {
+		"sign_in_per_ip": c.RateLimits.SignInPerIP, "sign_in_per_login_id": c.RateLimits.SignInPerLoginID, "authorize": c.RateLimits.Authorize} {
 		if *r.Burst < 0 || r.Per.D() < time.Second {
 			errs = append(errs, fmt.Errorf("rate_limits.%s: the burst must not be negative and the period at least 1s", name))
 		}
@@ -632,6 +634,7 @@ func (c *Config) Settings() domain.Settings {
 		RateLimits: domain.RateLimitSettings{
 			AnonymousSignup: rl(c.RateLimits.AnonymousSignup), Challenge: rl(c.RateLimits.Challenge),
 			SignInPerIP: rl(c.RateLimits.SignInPerIP), SignInPerLoginID: rl(c.RateLimits.SignInPerLoginID),
+			Authorize: rl(c.RateLimits.Authorize),
 		},
 		Clients:      make([]domain.ClientSettings, 0, len(c.Clients)),
 		Verification: c.Verification,

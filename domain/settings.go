@@ -29,6 +29,9 @@ type RateLimitSettings struct {
 	Challenge        RateLimitSetting `json:"challenge"`
 	SignInPerIP      RateLimitSetting `json:"sign_in_per_ip"`
 	SignInPerLoginID RateLimitSetting `json:"sign_in_per_login_id"`
+	// Authorize: hosted-page flows started (GET /oauth2/authorize) per
+	// client IP; absent from settings written before it, which is off.
+	Authorize RateLimitSetting `json:"authorize,omitzero"`
 }
 
 // Session types of a client application.
@@ -245,11 +248,12 @@ func ValidateSettings(s Settings) error {
 	for name, rl := range map[string]RateLimitSetting{
 		"anonymous_signup": s.RateLimits.AnonymousSignup, "challenge": s.RateLimits.Challenge,
 		"sign_in_per_ip": s.RateLimits.SignInPerIP, "sign_in_per_login_id": s.RateLimits.SignInPerLoginID,
+		"authorize": s.RateLimits.Authorize,
 	} {
 		if rl.Burst < 0 {
 			bad["rate_limits."+name+".burst"] = "must not be negative (0 turns the limit off)"
 		}
-		if rl.Per <= 0 {
+		if rl.Per <= 0 && (name != "authorize" || rl.Burst != 0) {
 			bad["rate_limits."+name+".per"] = "must be at least one second"
 		}
 	}

@@ -46,12 +46,14 @@ type KVOptions struct {
 	Bucket, Description string
 	TTL                 time.Duration
 	Replicas            int
+	// MaxValueSize bounds one value in bytes (0: the server's limit).
+	MaxValueSize int32
 }
 
 // OpenSecretValues opens (or creates) the bucket.
 func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) (*SecretValues, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
-		Storage: jetstream.MemoryStorage, Replicas: o.Replicas, History: 1})
+		Storage: jetstream.MemoryStorage, Replicas: o.Replicas, History: 1, MaxValueSize: o.MaxValueSize})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
 	}

@@ -108,6 +108,10 @@ func (s *Server) stylesheet(w http.ResponseWriter, _ *http.Request) {
 
 var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9_-]{43,128}$`)
 
+// maxState bounds an authorization request's state, which its flow keeps
+// (RFC 6749 sets no limit; 2 KiB is far more than any client sends).
+const maxState = 2048
+
 // dpopThumbprint is a dpop_jkt: an RFC 7638 SHA-256 thumbprint, base64url.
 var dpopThumbprint = regexp.MustCompile(`^[-A-Za-z0-9_]{43}$`)
 
@@ -129,6 +133,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := q.Get("state")
+	if len(state) > maxState {
+		// Not echoed back either: the flow would keep it for its lifetime.
+		s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The application sent a sign-in request this service cannot accept (its state is longer than 2,048 characters).")
+		return
+	}
 	o, oerr, odesc := s.parseOIDC(r, q, cl.ClientID)
 	fail := func(code, desc string) {
 		s.respondToClient(w, r, redirectURI, o.responseMode, url.Values{"error": {code}, "error_description": {desc}}, state)
@@ -157,6 +166,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	jkt := q.Get("dpop_jkt")
 	if jkt != "" && !dpopThumbprint.MatchString(jkt) {
 		fail("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
+		return
+	}
+	// Every flow is an entry in the codes bucket for its lifetime: an
+	// address may start only so many.
+	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
+		e := s.LogError(r, err)
+		httpx.SetRetryAfter(w, e)
+		s.messagePage(w, e.Status, httpx.PageTitle(e), httpx.PageText(e, httpx.AudienceFlow, ""))
 		return
 	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,

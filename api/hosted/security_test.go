@@ -1,10 +1,12 @@
 package hosted_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/config"
@@ -288,4 +290,53 @@ func redactCookie(raw string) string {
 	name, rest, _ := strings.Cut(raw, "=")
 	_, attrs, _ := strings.Cut(rest, ";")
 	return name + "=…;" + attrs
+}
+
+// TestAuthorizeBounds: each authorization request keeps a flow in the
+// shared codes bucket for its lifetime, so a state longer than 2 KiB is
+// refused (and not echoed back), and one address may start only
+// rate_limits.authorize flows; past it a page says to wait, with
+// Retry-After, and no flow is kept.
+func TestAuthorizeBounds(t *testing.T) {
+	burst := 3
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		c.RateLimits.Authorize = config.RateLimit{Burst: &burst, Per: config.Duration(time.Minute)}
+	}})
+	c := apitest.NewClient(t, n)
+	_, challenge := apitest.PKCE()
+	long := apitest.AuthorizeParams(challenge, "")
+	long.Set("state", strings.Repeat("s", 2049))
+	if r := c.Do(http.MethodGet, "/oauth2/authorize?"+long.Encode(), "", "", nil); r.Status != 400 || r.Header.Get("Location") != "" ||
+		!strings.Contains(r.Raw, "state is longer") || strings.Contains(r.Raw, "sssssssss") {
+		t.Fatalf("a 2049-character state: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	ok := apitest.AuthorizeParams(challenge, "")
+	ok.Set("state", strings.Repeat("s", 2048))
+	for i := range burst {
+		if r := c.Do(http.MethodGet, "/oauth2/authorize?"+ok.Encode(), "", "", nil); r.Status != 302 || !strings.HasPrefix(r.Header.Get("Location"), "/flows/") {
+			t.Fatalf("flow %d: %d %v %s", i, r.Status, r.Header, r.Raw)
+		}
+	}
+	r := c.Do(http.MethodGet, "/oauth2/authorize?"+ok.Encode(), "", "", nil)
+	if r.Status != 429 || r.Header.Get("Retry-After") == "" || r.Header.Get("Location") != "" || !strings.Contains(r.Raw, "Wait a while") {
+		t.Fatalf("past the limit: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	// Nodes settle with the shared bucket every 50 ms, charging what they
+	// admitted at the time of the settling: settle before the clock jumps.
+	if err := n.Limiter.Flush(context.Background(), n.Clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n.Clock.Advance(time.Minute)
+	// A settling in flight still counts what it carries: the refill shows
+	// within a few.
+	var last apitest.Response
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if last = c.Do(http.MethodGet, "/oauth2/authorize?"+ok.Encode(), "", "", nil); last.Status != 429 {
+			break
+		}
+	}
+	if last.Status != 302 {
+		t.Fatalf("a minute later: %d %v", last.Status, last.Header)
+	}
 }

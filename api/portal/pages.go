@@ -155,7 +155,7 @@ type rateLimitsData struct {
 }
 
 func rateLimitPtrs(rl *domain.RateLimitSettings) []*domain.RateLimitSetting {
-	return []*domain.RateLimitSetting{&rl.AnonymousSignup, &rl.Challenge, &rl.SignInPerIP, &rl.SignInPerLoginID}
+	return []*domain.RateLimitSetting{&rl.AnonymousSignup, &rl.Challenge, &rl.SignInPerIP, &rl.SignInPerLoginID, &rl.Authorize}
 }
 
 var rateLimitInfo = [][3]string{
@@ -163,6 +163,7 @@ var rateLimitInfo = [][3]string{
 	{"challenge", "Key-pair challenges per client IP", "Challenges one IP address may ask for (key-pair guests)."},
 	{"sign_in_per_ip", "Sign-in attempts per client IP", "Password sign-in attempts (users and portal operators) from one IP address."},
 	{"sign_in_per_login_id", "Sign-in attempts per login ID", "Password sign-in attempts for one login ID or operator name."},
+	{"authorize", "Hosted sign-in pages per client IP", "Sign-in, sign-up and promotion pages (authorization requests) one IP address may open."},
 }
 
 func (s *Server) portalRateLimits(w http.ResponseWriter, r *http.Request) {
