@@ -74,20 +74,23 @@ type PortalSessions struct{ Pool *pgxpool.Pool }
 // ErrNoPortalSession: no live session has the token.
 var ErrNoPortalSession = errors.New("no such portal session")
 
-// Find returns the operator and CSRF token of a live session.
-func (p PortalSessions) Find(ctx context.Context, tokenHash []byte, now time.Time) (operator, csrf string, err error) {
-	err = p.Pool.QueryRow(ctx, `SELECT operator, csrf_token FROM portal_sessions WHERE token_hash = $1 AND expires_at > $2`,
-		tokenHash, now).Scan(&operator, &csrf)
+// Find returns the operator, CSRF token and operator credential
+// fingerprint (nil for a session from before they were kept) of a live
+// session.
+func (p PortalSessions) Find(ctx context.Context, tokenHash []byte, now time.Time) (operator, csrf string, credential []byte, err error) {
+	err = p.Pool.QueryRow(ctx, `SELECT operator, csrf_token, credential FROM portal_sessions WHERE token_hash = $1 AND expires_at > $2`,
+		tokenHash, now).Scan(&operator, &csrf, &credential)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", "", ErrNoPortalSession
+		return "", "", nil, ErrNoPortalSession
 	}
-	return operator, csrf, err
+	return operator, csrf, credential, err
 }
 
-// Create stores a new session, and clears expired ones now and then.
-func (p PortalSessions) Create(ctx context.Context, tokenHash []byte, operator, csrf string, now, expires time.Time) error {
-	if _, err := p.Pool.Exec(ctx, `INSERT INTO portal_sessions (token_hash, operator, csrf_token, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5)`, tokenHash, operator, csrf, now, expires); err != nil {
+// Create stores a new session bound to the operator's credential
+// fingerprint, and clears expired ones now and then.
+func (p PortalSessions) Create(ctx context.Context, tokenHash []byte, operator, csrf string, credential []byte, now, expires time.Time) error {
+	if _, err := p.Pool.Exec(ctx, `INSERT INTO portal_sessions (token_hash, operator, csrf_token, credential, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, tokenHash, operator, csrf, credential, now, expires); err != nil {
 		return err
 	}
 	_, _ = p.Pool.Exec(ctx, `DELETE FROM portal_sessions WHERE expires_at < $1`, now)

@@ -243,11 +243,20 @@ func (s *Server) lookupPortalSession(r *http.Request) (portalSession, bool) {
 		return portalSession{}, false
 	}
 	var p portalSession
-	p.Operator, p.CSRF, err = s.PortalSessions.Find(r.Context(), tokenHash(c.Value), s.Service.Now())
+	var credential []byte
+	p.Operator, p.CSRF, credential, err = s.PortalSessions.Find(r.Context(), tokenHash(c.Value), s.Service.Now())
 	if err != nil {
 		if !errors.Is(err, projections.ErrNoPortalSession) {
 			s.Log.Warn("portal session lookup failed", "error", err)
 		}
+		return portalSession{}, false
+	}
+	// The operator must still be configured, with the credential the
+	// session began under: removing an operator or changing its password
+	// (and restarting) ends its sessions.
+	if now, ok := s.Service.OperatorCredential(p.Operator); !ok || subtle.ConstantTimeCompare(now, credential) != 1 {
+		_ = s.PortalSessions.Delete(r.Context(), tokenHash(c.Value))
+		s.Log.Info("portal session of a removed or changed operator ended", "operator", p.Operator)
 		return portalSession{}, false
 	}
 	return p, true
@@ -309,7 +318,8 @@ func (s *Server) portalSignIn(w http.ResponseWriter, r *http.Request) {
 	token, csrf := randomToken(), randomToken()
 	now := s.Service.Now()
 	life := s.cfg.Portal.SessionLifetime.D()
-	if err := s.PortalSessions.Create(r.Context(), tokenHash(token), d.Username, csrf, now, now.Add(life)); err != nil {
+	credential, _ := s.Service.OperatorCredential(d.Username)
+	if err := s.PortalSessions.Create(r.Context(), tokenHash(token), d.Username, csrf, credential, now, now.Add(life)); err != nil {
 		s.Log.Error("portal session not stored", "error", err)
 		s.renderSignIn(w, r, http.StatusServiceUnavailable, d, "Signing in is not possible right now. Try again in a moment.")
 		return

@@ -1,6 +1,7 @@
 package portal_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -334,5 +335,54 @@ func BenchmarkSettingsPropagation(b *testing.B) {
 			<-changed
 			changed = nb.Service.SettingsChanged()
 		}
+	}
+}
+
+// TestPortalSessionsEndWithTheirOperator: a portal session is bound to its
+// operator's credential as configured. Another node with the same
+// configuration (a plain password, hashed there with a salt of its own)
+// accepts it; a node where the operator's password changed, or where the
+// operator is gone, refuses it and ends it.
+func TestPortalSessionsEndWithTheirOperator(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	dbURL, _ := testenv.Database(t)
+	a := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: apitest.WithOperator})
+	same := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: apitest.WithOperator})
+	changed := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		c.Portal.Operators = []config.Operator{{Username: apitest.PortalUser, Password: "a new password for ops 9"}}
+	}})
+	gone := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		c.Portal.Operators = []config.Operator{{Username: "someone-else", Password: apitest.PortalPassword}}
+	}})
+	on := func(c *apitest.Client, n *testenv.Node) apitest.Response {
+		c.Base = n.URL // the cookie jar keys by host, not port: the same cookie
+		return c.Get("/portal/operations")
+	}
+	signedIn := func(r apitest.Response) bool { return r.Status == 200 && strings.Contains(r.Raw, "Sign out") }
+
+	c := apitest.PortalClient(t, a)
+	if r := on(c, same); !signedIn(r) {
+		t.Fatalf("a node configured alike: %d %v", r.Status, r.Header)
+	}
+	if r := on(c, changed); signedIn(r) || r.Status != 303 {
+		t.Fatalf("a node where the password changed: %d %v", r.Status, r.Header)
+	}
+	if r := on(c, a); signedIn(r) {
+		t.Fatalf("the session refused for a changed password still works on its own node: %d", r.Status)
+	}
+
+	c = apitest.PortalClient(t, a)
+	if r := on(c, gone); signedIn(r) || r.Status != 303 {
+		t.Fatalf("a node without the operator: %d %v", r.Status, r.Header)
+	}
+	// A session from before credentials were kept (no fingerprint) ends too.
+	c = apitest.PortalClient(t, a)
+	if _, err := a.Pool.Exec(context.Background(), `UPDATE portal_sessions SET credential = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if r := on(c, a); signedIn(r) {
+		t.Fatalf("a session without a credential fingerprint: %d", r.Status)
 	}
 }
