@@ -939,6 +939,49 @@ func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
 	}
 }
 
+// TestCodeStartsAnswerAlikeWhileDeliveryFails: a code sign-in start is
+// answered before the code is sent, as for a login ID nobody holds; when
+// the sending then fails, a second start within the cooldown still answers
+// as it does for nobody's (ResendTooSoon), and the code sent to nobody
+// works for nothing.
+func TestCodeStartsAnswerAlikeWhileDeliveryFails(t *testing.T) {
+	e := startOTP(t, passwordlessPhone)
+	c := apitest.NewClient(t, e.n)
+	at, _ := apitest.Signup(t, c)
+	if r := c.PostJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	text := e.sms.wait(t, 1)
+	if r := c.PostJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("verify: %d %s", r.Status, r.Raw)
+	}
+	// The holder's number now refuses texts (an outage, a relay's refusal).
+	e.sms.mu.Lock()
+	e.sms.refuse["+14155552671"] = true
+	e.sms.mu.Unlock()
+	start := func(number string) apitest.Response {
+		return c.PostJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"`+number+`"}`, nil)
+	}
+	for _, number := range []string{"+14155552671", "+14155559999"} {
+		if r := start(number); r.Status != 200 {
+			t.Fatalf("first start for %s: %d %s", number, r.Status, r.Raw)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(e.n.Logs.String(), "sending a one-time code failed"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the failed send was not recorded")
+		}
+	}
+	known, unknown := start("+14155552671"), start("+14155559999")
+	if known.Status != unknown.Status || known.Reason() != unknown.Reason() || known.Reason() != "ResendTooSoon" {
+		t.Fatalf("second start: the holder's %d %s, nobody's %d %s", known.Status, known.Raw, unknown.Status, unknown.Raw)
+	}
+	// The code that never arrived matches nothing, whatever it was.
+	if r := c.PostJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"+14155552671","code":"000000","session_type":"refresh_token"}`, nil); r.Status == 200 {
+		t.Fatalf("a disarmed code signed in: %s", r.Raw)
+	}
+}
+
 // TestCodeSignInEndsAnUnprovenPassword: where verification is optional,
 // anybody may register somebody else's address with a password of their
 // own and wait. When the address's holder signs in by a code, that

@@ -160,6 +160,15 @@ func (s *Accounts) otpStore(ctx context.Context, key string, e otpEntry, rev uin
 }
 
 // otpDrop removes the entry if it still is the one with hash.
+// otpDisarm makes the code of a binding match nothing, if it is still the
+// one with hash, keeping the entry (and its resend cooldown).
+func (s *Accounts) otpDisarm(ctx context.Context, key, hash string) {
+	if e, rev, err := s.otpGet(ctx, key); err == nil && e.Hash == hash {
+		e.Hash = ""
+		_ = s.otpStore(ctx, key, e, rev, true)
+	}
+}
+
 func (s *Accounts) otpDrop(ctx context.Context, key, hash string) {
 	if e, rev, err := s.otpGet(ctx, key); err == nil && e.Hash == hash {
 		_ = s.codes.store.Delete(ctx, key, rev)
@@ -266,7 +275,14 @@ func (s *Accounts) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
 	deliver := func(ctx context.Context) error {
 		err := s.delivery.Send(ctx, msg)
 		if err != nil {
-			s.otpDrop(ctx, o.key, e.Hash)
+			if o.async {
+				// The caller was answered as a decoy is: keep the entry,
+				// and with it the resend cooldown a decoy has, so a second
+				// start answers alike too; only the code stops working.
+				s.otpDisarm(ctx, o.key, e.Hash)
+			} else {
+				s.otpDrop(ctx, o.key, e.Hash) // the caller is told; it may start again at once
+			}
 			otpSends.WithLabelValues(string(channel), "failed").Inc()
 			// Never the code, nor the address: the reason and the request.
 			s.log.Warn("sending a one-time code failed; the code was removed", "purpose", e.Purpose, "channel", channel,
