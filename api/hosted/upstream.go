@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -122,14 +123,36 @@ func (s *Server) upstreamLinkConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: linkCookie, Value: token, Path: "/oauth2/upstream/link/", HttpOnly: true,
 		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: int(flowTTL / time.Second)})
-	_, account := u.LoginID()
-	if account == "" {
-		account = "your account"
-	}
+	account := s.accountName(u, e.ClientID)
 	s.renderPage(w, http.StatusOK, "link", "", pageData{Title: "Link " + p.Name + "?", FlowID: code, CSRF: token,
 		Submit: "Continue with " + p.Name,
 		Lead: "This links your " + p.Name + " account to " + account + " on this service, so that " + p.Name +
 			" signs you in to it. If that is not your account, or you did not ask for this, close this page."})
+}
+
+// accountName says which account a link goes to, so that the person who
+// opens a link mailed by someone else can tell it is not theirs: its login
+// ID, or else the identities it signs in with and when it was made.
+func (s *Server) accountName(u domain.User, clientID string) string {
+	if _, id := u.LoginID(); id != "" {
+		return id
+	}
+	var ways []string
+	for _, x := range u.ExternalIdentities() {
+		name := x.Provider
+		if p, err := s.upstream.Provider(x.Provider, clientID); err == nil {
+			name = p.Name
+		}
+		if x.Email != "" {
+			name += " (" + x.Email + ")"
+		}
+		ways = append(ways, name)
+	}
+	made := "made on " + u.CreatedAt().UTC().Format("2 January 2006")
+	if len(ways) == 0 {
+		return "an account " + made
+	}
+	return "the account that signs in with " + strings.Join(ways, ", ") + ", " + made + ","
 }
 
 // upstreamLinkStart is the confirmation's form: with its CSRF token, the

@@ -333,6 +333,29 @@ func TestUpstreamPromotionConflict(t *testing.T) {
 	}
 }
 
+// TestUpstreamLinkNamesAnAccountWithoutLoginID: the link confirmation of an
+// account made with "Continue with Acme" (no login ID) names it by that
+// identity and its day of creation, not as "your account": a link mailed
+// by its owner to someone else says whose it is.
+func TestUpstreamLinkNamesAnAccountWithoutLoginID(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	e.op.SetUser(upstream.User{Subject: "mallory", Email: "mallory@acme.test", EmailVerified: upstream.Verified(true)})
+	_, at := signUpWithAcme(t, e)
+	c := apitest.NewClient(t, e.n)
+	link := c.PostJSON("/api/external_identities/acme/link", "", map[string]string{"Authorization": "Bearer " + at})
+	u, err := url.Parse(apitest.Str(link.Result(), "url"))
+	if link.Status != 200 || err != nil || u.Path == "" {
+		t.Fatalf("link: %d %s", link.Status, link.Raw)
+	}
+	victim := apitest.NewClient(t, e.n)
+	confirm := victim.Do(http.MethodGet, u.Path, "", "", nil)
+	page := html.UnescapeString(confirm.Raw)
+	if confirm.Status != 200 || strings.Contains(page, "to your account on") || !strings.Contains(page, "Acme (mallory@acme.test)") ||
+		!strings.Contains(page, e.n.Clock.Now().UTC().Format("2 January 2006")) {
+		t.Fatalf("link confirmation: %d %s", confirm.Status, confirm.Raw)
+	}
+}
+
 // TestUpstreamMergeCodeAfterUnlink: under the policy "login", the code of a
 // guest's merge into the account holding an identity starts nothing once
 // that account has unlinked the identity (the code was issued while it
