@@ -231,7 +231,20 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request) {
 			s.messagePage(w, http.StatusBadRequest, "Cannot continue", "The answer could not be read. Go back to the application and start again.")
 			return
 		}
-		q = r.PostForm
+		// A provider's answer posted cross-site (form_post: Apple) carries
+		// only SameSite=None cookies: not the guest's session cookie a
+		// cookie-mode promotion needs. The same answer comes back as a
+		// top-level GET, which carries Lax cookies too; nothing is spent
+		// before it.
+		back := url.Values{}
+		for _, k := range []string{"state", "code", "error", "error_description"} {
+			if v := r.PostForm.Get(k); v != "" && len(v) <= 4096 {
+				back.Set(k, v)
+			}
+		}
+		httpx.NoStore(w)
+		http.Redirect(w, r, CallbackPath+"?"+back.Encode(), http.StatusSeeOther)
+		return
 	}
 	state := q.Get("state")
 	if len(state) < 12 {
