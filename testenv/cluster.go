@@ -78,7 +78,7 @@ func (c *Cluster) WaitJetStream(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		leaders, current := 0, 0
+		leaders, current, online := 0, 0, 0
 		running := 0
 		for _, s := range c.Servers {
 			if s == nil || !s.Running() {
@@ -87,16 +87,20 @@ func (c *Cluster) WaitJetStream(t testing.TB) {
 			running++
 			if s.JetStreamIsLeader() {
 				leaders++
+				// The peers the leader would place a stream on: online,
+				// with JetStream, their stats received (a stream created
+				// before is refused "no suitable peers for placement").
+				online = len(s.JetStreamClusterPeers())
 			}
 			if s.JetStreamIsCurrent() {
 				current++
 			}
 		}
-		if leaders == 1 && current == running {
+		if leaders == 1 && current == running && online >= running {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("JetStream cluster not ready: %d leaders, %d of %d current", leaders, current, running)
+			t.Fatalf("JetStream cluster not ready: %d leaders, %d of %d current, %d online at the leader", leaders, current, running, online)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
