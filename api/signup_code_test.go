@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/google/uuid"
+	"github.com/idstream/idstream/eventstore"
 	"html"
 	"net/http"
 	"net/url"
@@ -298,7 +300,7 @@ func TestCodeSignInReauthenticatesOnlyTheHintsUser(t *testing.T) {
 func TestCodeReauthentication(t *testing.T) {
 	e := startOTP(t, emailCodes)
 	c := apitest.NewClient(t, e.n)
-	apitest.RegularUser(t, c, "ada@example.com")
+	sub := apitest.RegularUser(t, c, "ada@example.com")
 	mails := 0
 	reset := func(password string) {
 		t.Helper()
@@ -372,8 +374,21 @@ func TestCodeReauthentication(t *testing.T) {
 	if r.Status != 302 || held == "" {
 		t.Fatalf("re-authentication by password: %d %s", r.Status, r.Raw)
 	}
-	reset("yet-another-secret-for-ada-8")
-	if tok := c.Exchange(held, verifier); tok.Status < 400 || tok.Status >= 500 || apitest.Str(tok.Body, "error") != "invalid_grant" {
+	// A reset lands whose session revocations are not written yet (a user
+	// with more sessions than one append revokes): only the user's own
+	// event says the session ended, and the exchange reads it there.
+	ctx := context.Background()
+	userSubject := e.n.Store.Subject("user", sub)
+	_, version, err := e.n.Store.Load(ctx, userSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(domain.PasswordReset{UserID: sub, LoginIDType: "email", LoginID: "ada@example.com", ResetAt: e.n.Clock.Now()})
+	if _, err := e.n.Store.Append(ctx, eventstore.Message{Subject: userSubject, ExpectedLastSubjectSequence: version,
+		Envelope: eventstore.Envelope{ID: uuid.NewString(), Type: domain.TypePasswordReset, OccurredAt: e.n.Clock.Now(), Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	if tok := c.Exchange(held, verifier); tok.Status != 400 || apitest.Str(tok.Body, "error") != "invalid_grant" || tok.Reason() != "SessionRevoked" {
 		t.Fatalf("a re-authentication code held across a reset: %d %s", tok.Status, tok.Raw)
 	}
 }

@@ -159,7 +159,6 @@ func (s *Accounts) otpStore(ctx context.Context, key string, e otpEntry, rev uin
 	return s.codes.store.Put(ctx, key, raw)
 }
 
-// otpDrop removes the entry if it still is the one with hash.
 // otpDisarm makes the code of a binding match nothing, if it is still the
 // one with hash, keeping the entry (and its resend cooldown).
 func (s *Accounts) otpDisarm(ctx context.Context, key, hash string) {
@@ -169,6 +168,7 @@ func (s *Accounts) otpDisarm(ctx context.Context, key, hash string) {
 	}
 }
 
+// otpDrop removes the entry if it still is the one with hash.
 func (s *Accounts) otpDrop(ctx context.Context, key, hash string) {
 	if e, rev, err := s.otpGet(ctx, key); err == nil && e.Hash == hash {
 		_ = s.codes.store.Delete(ctx, key, rev)
@@ -207,7 +207,9 @@ type CodeSent struct {
 // entry. Limits come before any code is made; the delivery before the
 // answer: a delivery that fails removes the code (nothing half-done).
 // async sends after answering, for flows whose answer must not tell
-// whether the login ID exists (sign-in, reset).
+// whether the login ID exists (sign-in, reset); a delivery that then fails
+// disarms the code and keeps its entry, so the resend cooldown answers as
+// a decoy's does.
 type otpSend struct {
 	key    string
 	base   otpEntry
@@ -285,7 +287,7 @@ func (s *Accounts) sendCode(ctx context.Context, o otpSend) (CodeSent, error) {
 			}
 			otpSends.WithLabelValues(string(channel), "failed").Inc()
 			// Never the code, nor the address: the reason and the request.
-			s.log.Warn("sending a one-time code failed; the code was removed", "purpose", e.Purpose, "channel", channel,
+			s.log.Warn("sending a one-time code failed; the code no longer works", "purpose", e.Purpose, "channel", channel,
 				"error", err, "correlation_id", o.meta.CorrelationID)
 			return err
 		}

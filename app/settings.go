@@ -88,6 +88,22 @@ func (s *SettingsService) InitSettings(ctx context.Context) error {
 		if err != nil {
 			return struct{}{}, err
 		}
+		if p.Initialized && p.Settings.RateLimits.Authorize == (domain.RateLimitSetting{}) &&
+			s.seedSettings.RateLimits.Authorize != (domain.RateLimitSetting{}) {
+			// Settings written before the authorize limit existed: it comes
+			// from the configuration once, written as a change so every node
+			// (and the log's history) has it.
+			next := p.Settings
+			next.RateLimits.Authorize = s.seedSettings.RateLimits.Authorize
+			evs, err := domain.DecideSettingsChange(p, next, "config-file", s.clock.Now())
+			if err != nil {
+				return struct{}{}, fmt.Errorf("settings: the authorize limit from the configuration: %w", err)
+			}
+			if err := s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: v, event: evs[0]}); err != nil {
+				return struct{}{}, err
+			}
+			return struct{}{}, errDecideAgain
+		}
 		if p.Initialized {
 			if !reflect.DeepEqual(p.Settings, s.seedSettings) {
 				s.log.Warn("the settings in the log differ from the configuration file; the log wins (change settings in the portal)",

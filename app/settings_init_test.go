@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
@@ -30,7 +31,22 @@ func TestInitSettingsOnAnEmptyLogRunsAtTheLogsVersion(t *testing.T) {
 	}
 	// A second service on the same log, as an operator command builds one,
 	// reads them.
-	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1})
+	other := secondService(t, n)
+	if err := other.InitSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, v := other.SettingsVersion(); v != logVersion {
+		t.Fatalf("a node starting on written settings runs version %d, the log has %d", v, logVersion)
+	}
+}
+
+// secondService is another service on n's log and database, as an operator
+// command (or a node started later) builds one; its settings are not yet
+// initialised.
+func secondService(t *testing.T, n *testenv.Node) *app.Service {
+	t.Helper()
+	ctx := context.Background()
+	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1, MaxValueSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +59,38 @@ func TestInitSettingsOnAnEmptyLogRunsAtTheLogsVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return other
+}
+
+// Settings written before the authorize limit existed have none: a node
+// starting on them writes the configuration's limit once, as a change, and
+// runs with it (a node after it finds it there and writes nothing).
+func TestInitSettingsAddsTheAuthorizeLimit(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	ctx := context.Background()
+	seed := n.Service.Settings().RateLimits.Authorize
+	if seed.Burst != 120 || seed.Per.Duration() != time.Minute {
+		t.Fatalf("the default authorize limit: %+v", seed)
+	}
+	old, v := n.Service.SettingsVersion()
+	old.RateLimits.Authorize = domain.RateLimitSetting{} // as an event written before the field
+	v, err := n.Service.ChangeSettings(ctx, v, old, "test", app.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := secondService(t, n)
 	if err := other.InitSettings(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, v := other.SettingsVersion(); v != logVersion {
-		t.Fatalf("a node starting on written settings runs version %d, the log has %d", v, logVersion)
+	got, ov := other.SettingsVersion()
+	if got.RateLimits.Authorize != seed || ov != v+1 {
+		t.Fatalf("after start on old settings: %+v at version %d (old settings at %d)", got.RateLimits.Authorize, ov, v)
+	}
+	third := secondService(t, n)
+	if err := third.InitSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, tv := third.SettingsVersion(); tv != ov {
+		t.Fatalf("a later start wrote again: version %d, want %d", tv, ov)
 	}
 }

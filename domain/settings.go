@@ -30,7 +30,8 @@ type RateLimitSettings struct {
 	SignInPerIP      RateLimitSetting `json:"sign_in_per_ip"`
 	SignInPerLoginID RateLimitSetting `json:"sign_in_per_login_id"`
 	// Authorize: hosted-page flows started (GET /oauth2/authorize) per
-	// client IP; absent from settings written before it, which is off.
+	// client IP; settings written before it have none, and InitSettings
+	// writes the configuration's once.
 	Authorize RateLimitSetting `json:"authorize,omitzero"`
 }
 

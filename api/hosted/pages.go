@@ -168,14 +168,6 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
 		return
 	}
-	// Every flow is an entry in the codes bucket for its lifetime: an
-	// address may start only so many.
-	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
-		e := s.LogError(r, err)
-		httpx.SetRetryAfter(w, e)
-		s.messagePage(w, e.Status, httpx.PageTitle(e), httpx.PageText(e, httpx.AudienceFlow, ""))
-		return
-	}
 	flow := app.CodeEntry{Kind: app.CodeFlow, ClientID: cl.ClientID, RedirectURI: redirectURI, ResponseType: rt, State: state,
 		CodeChallenge: q.Get("code_challenge"), Scope: q.Get("scope"), Nonce: o.nonce, ResponseMode: o.responseMode, Subject: o.subject,
 		ReauthSession: o.hintSession, DPoPJKT: jkt}
@@ -216,7 +208,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if o.none {
+		// No flow is kept (a code only for a live cookie session), and the
+		// answer must be a redirect: not under the flow limit.
 		s.silentAuthorize(w, r, cl, flow, o)
+		return
+	}
+	// Every flow is an entry in the codes bucket for its lifetime (a page a
+	// person reads, so a page says to wait): an address may start only so
+	// many.
+	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
+		e := s.LogError(r, err)
+		httpx.SetRetryAfter(w, e)
+		s.messagePage(w, e.Status, httpx.PageTitle(e), httpx.PageText(e, httpx.AudienceFlow, ""))
 		return
 	}
 	flowID, err1 := s.Service.NewCode()

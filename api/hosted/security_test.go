@@ -322,6 +322,14 @@ func TestAuthorizeBounds(t *testing.T) {
 	if r.Status != 429 || r.Header.Get("Retry-After") == "" || r.Header.Get("Location") != "" || !strings.Contains(r.Raw, "Wait a while") {
 		t.Fatalf("past the limit: %d %v %s", r.Status, r.Header, r.Raw)
 	}
+	// A silent request (prompt=none) keeps no flow: past the limit it still
+	// goes back to the application, with an answer it can act on.
+	silent := apitest.AuthorizeParams(challenge, "")
+	silent.Set("prompt", "none")
+	if r := c.Do(http.MethodGet, "/oauth2/authorize?"+silent.Encode(), "", "", nil); r.Status != 302 ||
+		!strings.HasPrefix(r.Header.Get("Location"), "http://localhost:3000/after") || !strings.Contains(r.Header.Get("Location"), "error=login_required") {
+		t.Fatalf("prompt=none past the limit: %d %v", r.Status, r.Header)
+	}
 	// Nodes settle with the shared bucket every 50 ms, charging what they
 	// admitted at the time of the settling: settle before the clock jumps.
 	if err := n.Limiter.Flush(context.Background(), n.Clock.Now()); err != nil {
