@@ -916,19 +916,12 @@ func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
 		c.Clients = append(c.Clients, cl)
 	})
 	c := apitest.NewClient(t, e.n)
-	at, _ := apitest.Signup(t, c)
-	if r := c.PostJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671"}`, bearerH(at)); r.Status != 200 {
-		t.Fatalf("start: %d %s", r.Status, r.Raw)
-	}
-	text := e.sms.wait(t, 1)
-	if r := c.PostJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at)); r.Status != 200 {
-		t.Fatalf("promote: %d %s", r.Status, r.Raw)
-	}
+	phoneHolder(t, e, c)
 	other := apitest.NewClient(t, e.n)
 	if r := other.PostJSON("/api/signin/code/start", `{"client_id":"server-app","login_id":"+14155552671"}`, nil); r.Status != 200 {
 		t.Fatalf("code start: %d %s", r.Status, r.Raw)
 	}
-	text = e.sms.wait(t, 2)
+	text := e.sms.wait(t, 2)
 	before := apitest.LastSeq(t, e.n)
 	r := other.PostJSON("/api/signin/code/verify", `{"client_id":"server-app","login_id":"+14155552671","code":"`+text["code"]+`","session_type":"refresh_token"}`, nil)
 	if r.Status != 400 || r.Reason() != "ConfidentialClient" || apitest.Str(r.Result(), "access_token") != "" {
@@ -936,6 +929,20 @@ func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
 	}
 	if apitest.LastSeq(t, e.n) != before {
 		t.Fatal("the refused sign-in wrote events")
+	}
+}
+
+// phoneHolder promotes a guest of c to +14155552671 by the code texted to
+// it (the first text of e's inbox).
+func phoneHolder(t *testing.T, e otpEnv, c *apitest.Client) {
+	t.Helper()
+	at, _ := apitest.Signup(t, c)
+	if r := c.PostJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	text := e.sms.wait(t, 1)
+	if r := c.PostJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at)); r.Status != 200 {
+		t.Fatalf("promote: %d %s", r.Status, r.Raw)
 	}
 }
 
@@ -947,14 +954,7 @@ func TestCodeSignInRefusesConfidentialClients(t *testing.T) {
 func TestCodeStartsAnswerAlikeWhileDeliveryFails(t *testing.T) {
 	e := startOTP(t, passwordlessPhone)
 	c := apitest.NewClient(t, e.n)
-	at, _ := apitest.Signup(t, c)
-	if r := c.PostJSON("/api/anonymous_user/promote/start", `{"login_id":"+14155552671"}`, bearerH(at)); r.Status != 200 {
-		t.Fatalf("start: %d %s", r.Status, r.Raw)
-	}
-	text := e.sms.wait(t, 1)
-	if r := c.PostJSON("/api/anonymous_user/promote/verify", `{"login_id":"+14155552671","code":"`+text["code"]+`"}`, bearerH(at)); r.Status != 200 {
-		t.Fatalf("verify: %d %s", r.Status, r.Raw)
-	}
+	phoneHolder(t, e, c)
 	// The holder's number now refuses texts (an outage, a relay's refusal).
 	e.sms.mu.Lock()
 	e.sms.refuse["+14155552671"] = true
