@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/idstream/idstream/domain"
@@ -25,19 +26,35 @@ func (s *Lifetime) LifetimeRules() domain.LifetimeRules {
 // expiry at the version it saw, so a guest promoted or signed in a moment ago
 // is not expired. With dryRun it decides and writes nothing. A user that is
 // still active yields domain.ErrStillActive with NotBefore set.
-func (s *Lifetime) ExpireAnonymousUser(ctx context.Context, userID string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
+//
+// sessionIDs are the user's sessions as the read model lists them: a guest
+// created before its first session was recorded on the user (events
+// without session_id) lists none on its subject, so these are loaded from
+// the log too (the session's own events decide, and only sessions of this
+// user count), as disable and delete do.
+func (s *Lifetime) ExpireAnonymousUser(ctx context.Context, userID string, sessionIDs []string, dryRun bool, meta Meta) (ExpiryOutcome, error) {
 	rules := s.LifetimeRules()
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (ExpiryOutcome, error) {
 		u, uv, err := s.LoadUser(ctx, userID)
 		if err != nil {
 			return ExpiryOutcome{}, err
 		}
-		sessions := make([]domain.SessionActivity, 0, len(u.SessionIDs()))
+		own := u.SessionIDs()
+		ids := slices.Clone(own)
+		for _, id := range sessionIDs {
+			if id != "" && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		sessions := make([]domain.SessionActivity, 0, len(ids))
 		versions := map[string]uint64{}
-		for _, id := range u.SessionIDs() {
+		for _, id := range ids {
 			sess, v, err := s.LoadSession(ctx, id)
 			if err != nil {
 				return ExpiryOutcome{}, err
+			}
+			if !slices.Contains(own, id) && (!sess.Exists() || sess.UserID() != userID) {
+				continue // the read model's, and not this user's
 			}
 			var act time.Time
 			if sess.Kind() == domain.SessionKindCookie {

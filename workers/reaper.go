@@ -178,7 +178,15 @@ func (r *Reaper) Tick(ctx context.Context, dryRun bool) (TickSummary, error) {
 
 // decide sends one candidate the expiry command.
 func (r *Reaper) decide(ctx context.Context, id string, dryRun bool, now time.Time) (*Verdict, string) {
-	out, err := r.svc.ExpireAnonymousUser(ctx, id, dryRun, app.Meta{CorrelationID: "reaper"})
+	// The read model's sessions too: guests from before their first
+	// session was recorded on the user list none on their subject.
+	sessions, err := projections.Reads{Pool: r.pool}.SessionIDs(ctx, id)
+	if err != nil {
+		reaperErrors.Inc()
+		r.log.Warn("reaper could not list a guest's sessions", "user_id", id, "error", err)
+		return nil, "error"
+	}
+	out, err := r.svc.ExpireAnonymousUser(ctx, id, sessions, dryRun, app.Meta{CorrelationID: "reaper"})
 	switch {
 	case errors.Is(err, domain.ErrStillActive):
 		reaperSkipped.Inc()

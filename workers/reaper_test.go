@@ -2,6 +2,7 @@ package workers_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -18,8 +19,10 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/loginid"
 	"github.com/idstream/idstream/testenv"
+	"github.com/idstream/idstream/tokens"
 	"github.com/idstream/idstream/workers"
 )
 
@@ -266,7 +269,7 @@ func TestPromotionRacingReaper(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			out, err := n.Service.ExpireAnonymousUser(ctx, ids[i], false, app.Meta{})
+			out, err := n.Service.ExpireAnonymousUser(ctx, ids[i], nil, false, app.Meta{})
 			if err != nil && !errors.Is(err, domain.ErrStillActive) {
 				t.Errorf("expire %d: %v", i, err)
 			}
@@ -332,4 +335,61 @@ func TestOneReaperAcrossNodes(t *testing.T) {
 	// Shut one node down: the other holds the lease.
 	holder.Close(context.Background())
 	waitHolders(func(bool, bool) bool { return other.Reaper.Holding() })
+}
+
+// TestReaperKeepsAnOldFormatGuestInUse: a guest created before its first
+// session was recorded on the user (user.anonymous.created.v1 without
+// session_id) lists no session on its subject. Its cookie session, used
+// every few days (activity kept in the bucket only, so the read model's
+// last activity stays at the start), keeps it: the reaper gives the expiry
+// command the read model's sessions, each decided on its own events.
+func TestReaperKeepsAnOldFormatGuestInUse(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	ctx := context.Background()
+	userID, sessionID := uuid.NewString(), uuid.NewString()
+	token, hash, err := tokens.NewOpaque(rand.Reader, sessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := n.Clock.Now()
+	msg := func(kind, id string, ev domain.Event) eventstore.Message {
+		data, _ := json.Marshal(ev)
+		return eventstore.Message{Subject: n.Store.Subject(kind, id),
+			Envelope: eventstore.Envelope{ID: uuid.NewString(), Type: ev.EventType(), OccurredAt: now, Data: data}}
+	}
+	if _, err := n.Store.Append(ctx,
+		msg("user", userID, domain.AnonymousUserCreated{UserID: userID, ClientID: "idstream-dev", CreatedAt: now}),
+		msg("session", sessionID, domain.SessionStarted{SessionID: sessionID, UserID: userID, ClientID: "idstream-dev",
+			Kind: domain.SessionKindCookie, Method: domain.MethodAnonymous, TokenHash: hash,
+			IdleTimeout: domain.SecondsOf(30 * day), Lifetime: domain.SecondsOf(364 * day), StartedAt: now})); err != nil {
+		t.Fatal(err)
+	}
+	cookie := n.Config.Cookie.Name + "=" + token
+	use := func() {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, n.URL+"/oauth2/userinfo", nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("the guest's cookie: %d", resp.StatusCode)
+		}
+	}
+	for range 3 {
+		n.Clock.Advance(12 * day)
+		use()
+	}
+	n.Clock.Advance(5 * day) // 41 days after the start, 5 after the last use
+	if sum := tick(t, n, false); sum.Expired != 0 || expired(t, n, userID) {
+		t.Fatalf("an old-format guest in use was expired: %+v", sum)
+	}
+	use()
+	// Unused, it goes as any web guest does: idle 30 days, then the grace.
+	n.Clock.Advance(30*day + 25*time.Hour)
+	if sum := tick(t, n, false); sum.Expired != 1 || !expired(t, n, userID) {
+		t.Fatalf("the old-format guest, unused: %+v", sum)
+	}
 }

@@ -107,7 +107,7 @@ func TestGuestAndMemberActivityIsOnePerson(t *testing.T) {
 	b.logout(rtC)
 	n.Clock.Advance(25 * time.Hour)
 	expiredC := n.Clock.Now()
-	if _, err := n.Service.ExpireAnonymousUser(ctx, subC, false, app.Meta{}); err != nil {
+	if _, err := n.Service.ExpireAnonymousUser(ctx, subC, nil, false, app.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 
