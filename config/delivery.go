@@ -115,6 +115,9 @@ func (c *Config) validateDelivery() []error {
 	case "webhook":
 		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, errors.New("sms (webhook): url must be an http(s) URL"))
+		} else if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+			// Every code would cross the network in the clear.
+			errs = append(errs, errors.New("sms (webhook): url must be https (plain http only to a loopback address)"))
 		}
 		if len(s.WebhookSecret) < 32 {
 			errs = append(errs, errors.New("sms (webhook): webhook_secret needs at least 32 characters"))

@@ -340,6 +340,33 @@ func TestSignedWebhook(t *testing.T) {
 	if err := (delivery.Webhook{URL: ts.URL, Secret: "short"}).Validate(); err == nil {
 		t.Fatal("a short secret was accepted")
 	}
+	// Codes and credentials travel in these requests: https, or plain http
+	// to this machine only.
+	for raw, ok := range map[string]bool{"https://sms.example/send": true, "http://127.0.0.1:9/send": true, "http://localhost/x": true,
+		"http://[::1]:8/x": true, "http://sms.example/send": false, "http://10.0.0.7/send": false, "ftp://sms.example/": false} {
+		if err := (delivery.Webhook{URL: raw, Secret: secret}).Validate(); (err == nil) != ok {
+			t.Errorf("webhook %s: %v", raw, err)
+		}
+		tw := delivery.Twilio{AccountSID: "AC1", AuthToken: "token", From: "+15005550006", BaseURL: raw}
+		if err := tw.Validate(); (err == nil) != ok {
+			t.Errorf("twilio %s: %v", raw, err)
+		}
+	}
+	<-got // the 502's
+	// A redirect is not followed: the message would be posted wherever it
+	// points.
+	moved := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, ts.URL, http.StatusTemporaryRedirect)
+	}))
+	defer moved.Close()
+	if err := (delivery.TextSender{Provider: delivery.Webhook{URL: moved.URL, Secret: secret}}).Send(context.Background(), msg); err == nil {
+		t.Fatal("a 307 counted as sent")
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("the redirect was followed: %s", r.body)
+	case <-time.After(100 * time.Millisecond):
+	}
 }
 
 func TestOutboxIsMarkedDevelopmentMode(t *testing.T) {

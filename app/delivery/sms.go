@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -60,11 +61,32 @@ func e164(v string) bool {
 // httpTimeout bounds one provider call when the client has none.
 const httpTimeout = 10 * time.Second
 
+// httpClient follows no redirect: a provider that answers 307 would have
+// the message (its code, the credentials) posted wherever it points.
 func httpClient(c *http.Client) *http.Client {
 	if c != nil {
 		return c
 	}
-	return &http.Client{Timeout: httpTimeout}
+	return &http.Client{Timeout: httpTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// providerURL checks a provider's URL: https, or plain http to a loopback
+// address only (a relay on the same machine, tests), since codes and
+// credentials travel in its requests.
+func providerURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if u.Scheme == "https" {
+		return true
+	}
+	if u.Scheme != "http" {
+		return false
+	}
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // Twilio sends through Twilio's Messages API, or any service that speaks
@@ -86,8 +108,8 @@ func (t Twilio) Validate() error {
 		return errors.New("sms twilio: account SID, auth token and from are required")
 	}
 	if t.BaseURL != "" {
-		if u, err := url.Parse(t.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return errors.New("sms twilio: base URL must be an http(s) URL")
+		if !providerURL(t.BaseURL) {
+			return errors.New("sms twilio: base URL must be https (plain http only to a loopback address)")
 		}
 	}
 	return nil
@@ -152,9 +174,8 @@ const SignatureHeader = "Idstream-Signature"
 
 // Validate checks the webhook's settings.
 func (w Webhook) Validate() error {
-	u, err := url.Parse(w.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return errors.New("sms webhook: URL must be an http(s) URL")
+	if !providerURL(w.URL) {
+		return errors.New("sms webhook: URL must be https (plain http only to a loopback address)")
 	}
 	if len(w.Secret) < 32 {
 		return errors.New("sms webhook: the signing secret must have at least 32 characters")
