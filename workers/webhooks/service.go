@@ -507,6 +507,9 @@ func (s *Service) Replay(ctx context.Context, id string, deadID uint64) error {
 	if _, err := s.reg.get(ctx, id); err != nil {
 		return err
 	}
+	if deadID == 0 {
+		return ErrNoSuchDeadLetter // stream sequences start at 1 (the server refuses 0 as a bad request)
+	}
 	st, err := s.js.Stream(ctx, deadStream)
 	if err != nil {
 		return err

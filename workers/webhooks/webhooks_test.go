@@ -483,6 +483,9 @@ func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 	if a := call(t, http.MethodPost, fmt.Sprintf("%s/admin/webhooks/%s/dead_letters/%d/replay", n.URL, id, int64(first["id"].(float64))), "", "", adminKey); a.status != 404 {
 		t.Fatalf("replaying a replayed dead letter: %d %s", a.status, a.raw)
 	}
+	if a := call(t, http.MethodPost, fmt.Sprintf("%s/admin/webhooks/%s/dead_letters/0/replay", n.URL, id), "", "", adminKey); a.status != 404 {
+		t.Fatalf("replaying dead letter 0: %d %s", a.status, a.raw)
+	}
 	a = call(t, http.MethodPost, n.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey)
 	if a.status != 202 || a.body["replayed"].(float64) != users-1 {
 		t.Fatalf("replay all: %d %s", a.status, a.raw)
