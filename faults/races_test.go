@@ -171,7 +171,10 @@ func TestReaperVersusPromotion(t *testing.T) {
 		id, _ := loginid.Parse(loginid.Email, fmt.Sprintf("reap%d@example.com", i))
 		var x app.ExpiryOutcome
 		errs := parallel(
-			func() (err error) { x, err = n.Service.ExpireAnonymousUser(ctx, g.UserID, nil, false, app.Meta{}); return },
+			func() (err error) {
+				x, err = n.Service.ExpireAnonymousUser(ctx, g.UserID, nil, false, app.Meta{})
+				return
+			},
 			func() error {
 				_, err := n.Service.Promote(ctx, app.PromoteInput{UserID: g.UserID, LoginID: id, Password: password})
 				return err
