@@ -19,7 +19,7 @@ type Webhooks struct {
 	// InitialBackoff and MaxBackoff shape the retries (default 1s, 10m).
 	InitialBackoff Duration `yaml:"initial_backoff"`
 	MaxBackoff     Duration `yaml:"max_backoff"`
-	// Lanes: users whose events one endpoint receives at once (default 8).
+	// Lanes: requests one endpoint has in flight at once (default 8).
 	Lanes int `yaml:"lanes"`
 	// BreakerFailures consecutive failed attempts open an endpoint's
 	// circuit for BreakerCooldown (default 10, 30s).

@@ -21,7 +21,7 @@ import (
 )
 
 // BenchmarkWebhookDelivery appends b.N guest creations at once (each its
-// own user, so all lanes work) and waits until a loopback receiver
+// own user, so all lanes of requests work) and waits until a loopback receiver
 // answering 204 has them all: deliveries per second (the delays include
 // the queue the burst builds).
 //

@@ -41,6 +41,11 @@ type runner struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
+	// posts bounds the requests in flight to the endpoint (Config.Lanes).
+	// It is taken around each POST only: a delivery waiting out its
+	// backoff holds no place, so users whose events keep failing cannot
+	// stop the others'.
+	posts chan struct{}
 
 	mu        sync.Mutex
 	delivered int64
@@ -82,9 +87,10 @@ func (s *Service) replayConsumer(ep Endpoint) jetstream.ConsumerConfig {
 }
 
 func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error) {
-	r := &runner{svc: s, client: s.client, log: s.log.With("webhook_endpoint", ep.ID), done: make(chan struct{}), circuit: "closed"}
+	r := &runner{svc: s, client: s.client, log: s.log.With("webhook_endpoint", ep.ID), done: make(chan struct{}), circuit: "closed",
+		posts: make(chan struct{}, s.cfg.Lanes)}
 	r.ep.Store(&ep)
-	sub := &jsSubscriber{js: s.js, lanes: s.cfg.Lanes, ackWait: s.cfg.AckWait, log: r.log, sources: map[string]source{
+	sub := &jsSubscriber{js: s.js, ackWait: s.cfg.AckWait, log: r.log, sources: map[string]source{
 		consumerName(ep.ID): {stream: s.store.StreamName(), consumer: s.logConsumer(ep), key: logKey, convert: r.convertLog},
 		replayConsumerName(ep.ID): {stream: replayStream, consumer: s.replayConsumer(ep),
 			key: func(m jetstream.Msg) string { return m.Headers().Get(metaSub) }, convert: r.convertReplay},
@@ -205,6 +211,12 @@ func (r *runner) convertReplay(_ context.Context, m jetstream.Msg) (*message.Mes
 
 // deliver is the handler: one signed POST, bounded by the timeout.
 func (r *runner) deliver(msg *message.Message) error {
+	select {
+	case r.posts <- struct{}{}:
+		defer func() { <-r.posts }()
+	case <-msg.Context().Done():
+		return msg.Context().Err()
+	}
 	ep := r.ep.Load()
 	ctx, cancel := context.WithTimeout(msg.Context(), r.svc.cfg.Timeout)
 	defer cancel()

@@ -59,7 +59,7 @@ type Config struct {
 	Timeout time.Duration
 	// InitialBackoff and MaxBackoff shape the exponential backoff.
 	InitialBackoff, MaxBackoff time.Duration
-	// Lanes: how many users' events are delivered at once per endpoint.
+	// Lanes: how many requests one endpoint has in flight at once.
 	Lanes int
 	// BreakerFailures consecutive failures open the circuit for
 	// BreakerCooldown.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,16 +29,16 @@ type source struct {
 }
 
 // jsSubscriber is a Watermill subscriber over JetStream durable consumers.
-// Messages are spread over lanes by their ordering key (the user's sub):
-// a lane hands the router one message at a time and waits for its ack, so
+// Messages are queued by their ordering key (the user's sub): each key's
+// queue hands the router one message at a time and waits for its ack, so
 // the events of one user go out in log order while different users
-// interleave. A message is acked on JetStream only once the router acked it
+// interleave (how many requests run at once is the runner's limit, taken
+// around each POST, not around a message's retries). A message is acked on JetStream only once the router acked it
 // (delivered, or dead-lettered); messages held longer than the ack wait are
 // kept alive with in-progress acks.
 type jsSubscriber struct {
 	js      jetstream.JetStream
 	sources map[string]source
-	lanes   int
 	ackWait time.Duration
 	log     *slog.Logger
 
@@ -179,6 +178,48 @@ type laneItem struct {
 	msg jetstream.Msg
 }
 
+// queues holds, per ordering key, the messages read and not yet handed to
+// the router. A key present in the map has a goroutine draining it (one at
+// a time, in read order); the goroutine removes the key when its queue is
+// empty. The reader only appends, so one user whose event a receiver keeps
+// refusing holds back that user's later events and nobody else's. What is
+// held in all is bounded by the consumer's MaxAckPending: the server sends
+// no more while that many are unacknowledged.
+type queues struct {
+	mu   sync.Mutex
+	byID map[string][]laneItem
+}
+
+// push appends it to key's queue and reports whether the key was idle (the
+// caller then starts a drain for it).
+func (q *queues) push(key string, it laneItem) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cur, busy := q.byID[key]
+	q.byID[key] = append(cur, it)
+	return !busy
+}
+
+// next pops key's oldest message; ok false means the queue was empty and
+// the key is now idle.
+func (q *queues) next(key string) (laneItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cur := q.byID[key]
+	if len(cur) == 0 {
+		delete(q.byID, key)
+		return laneItem{}, false
+	}
+	it := cur[0]
+	cur[0] = laneItem{}
+	if len(cur) == 1 {
+		q.byID[key] = cur[:0:0]
+	} else {
+		q.byID[key] = cur[1:]
+	}
+	return it, true
+}
+
 func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src source, out chan<- *message.Message) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
@@ -187,13 +228,8 @@ func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src sou
 	}
 	go func() { <-ctx.Done(); it.Stop() }()
 	h := &held{msgs: map[uint64]jetstream.Msg{}}
+	q := &queues{byID: map[string][]laneItem{}}
 	var wg sync.WaitGroup
-	lanes := make([]chan laneItem, s.lanes)
-	for i := range lanes {
-		lanes[i] = make(chan laneItem, 64)
-		wg.Add(1)
-		go func() { defer wg.Done(); s.lane(ctx, src, h, lanes[i], out) }()
-	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.keepAlive(ctx, h) }()
 	defer wg.Wait()
@@ -221,71 +257,69 @@ func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src sou
 			continue
 		}
 		key := src.key(m)
-		select {
-		case lanes[laneOf(key, s.lanes)] <- laneItem{seq: seq, msg: m}:
-		case <-ctx.Done():
+		if q.push(key, laneItem{seq: seq, msg: m}) {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.drain(ctx, src, h, q, key, out) }()
+		}
+	}
+}
+
+// drain hands key's messages to the router one at a time, each once the
+// previous one was acked (delivered or dead-lettered), until the key's
+// queue is empty.
+func (s *jsSubscriber) drain(ctx context.Context, src source, h *held, q *queues, key string, out chan<- *message.Message) {
+	for {
+		it, ok := q.next(key)
+		if !ok {
+			return
+		}
+		if !s.handOver(ctx, src, h, it, out) {
 			return
 		}
 	}
 }
 
-func laneOf(key string, n int) int {
-	f := fnv.New32a()
-	_, _ = f.Write([]byte(key))
-	return int(f.Sum32() % uint32(n))
-}
-
-func (s *jsSubscriber) lane(ctx context.Context, src source, h *held, in <-chan laneItem, out chan<- *message.Message) {
-	for {
-		var it laneItem
+// handOver gives one message to the router until it is acked; false means
+// the subscription is stopping.
+func (s *jsSubscriber) handOver(ctx context.Context, src source, h *held, it laneItem, out chan<- *message.Message) bool {
+	wm, err := src.convert(ctx, it.msg)
+	for err != nil {
+		// The payload could not be made (the log unreadable for a
+		// moment): try again, in order.
+		s.log.Warn("webhook payload not built; retrying", "consumer", src.consumer.Durable, "seq", it.seq, "error", err)
 		select {
-		case it = <-in:
 		case <-ctx.Done():
-			return
+			return false
+		case <-time.After(time.Second):
 		}
-		wm, err := src.convert(ctx, it.msg)
-		for err != nil {
-			// The payload could not be made (the log unreadable for a
-			// moment): try again, in order.
-			s.log.Warn("webhook payload not built; retrying", "consumer", src.consumer.Durable, "seq", it.seq, "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			wm, err = src.convert(ctx, it.msg)
+		wm, err = src.convert(ctx, it.msg)
+	}
+	if wm == nil {
+		_ = h.take(it.seq).Ack()
+		return true
+	}
+	for {
+		m := wm.Copy()
+		m.SetContext(ctx)
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return false
 		}
-		if wm == nil {
-			_ = h.take(it.seq).Ack()
-			continue
+		select {
+		case <-m.Acked():
+			if jm := h.take(it.seq); jm != nil {
+				_ = jm.Ack()
+			}
+			return true
+		case <-m.Nacked():
+		case <-ctx.Done():
+			return false
 		}
-		for {
-			m := wm.Copy()
-			m.SetContext(ctx)
-			select {
-			case out <- m:
-			case <-ctx.Done():
-				return
-			}
-			acked := false
-			select {
-			case <-m.Acked():
-				acked = true
-			case <-m.Nacked():
-			case <-ctx.Done():
-				return
-			}
-			if acked {
-				if jm := h.take(it.seq); jm != nil {
-					_ = jm.Ack()
-				}
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
 		}
 	}
 }
