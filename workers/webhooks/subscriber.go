@@ -33,9 +33,10 @@ type source struct {
 // queue hands the router one message at a time and waits for its ack, so
 // the events of one user go out in log order while different users
 // interleave (how many requests run at once is the runner's limit, taken
-// around each POST, not around a message's retries). A message is acked on JetStream only once the router acked it
-// (delivered, or dead-lettered); messages held longer than the ack wait are
-// kept alive with in-progress acks.
+// around each POST, not around a message's retries). A message is acked on
+// JetStream only once the router acked it (delivered, or dead-lettered);
+// messages held longer than the ack wait are kept alive with in-progress
+// acks.
 type jsSubscriber struct {
 	js      jetstream.JetStream
 	sources map[string]source
@@ -173,7 +174,7 @@ func (h *held) all() []jetstream.Msg {
 	return out
 }
 
-type laneItem struct {
+type queued struct {
 	seq uint64
 	msg jetstream.Msg
 }
@@ -187,12 +188,12 @@ type laneItem struct {
 // no more while that many are unacknowledged.
 type queues struct {
 	mu   sync.Mutex
-	byID map[string][]laneItem
+	byID map[string][]queued
 }
 
 // push appends it to key's queue and reports whether the key was idle (the
 // caller then starts a drain for it).
-func (q *queues) push(key string, it laneItem) bool {
+func (q *queues) push(key string, it queued) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	cur, busy := q.byID[key]
@@ -202,21 +203,17 @@ func (q *queues) push(key string, it laneItem) bool {
 
 // next pops key's oldest message; ok false means the queue was empty and
 // the key is now idle.
-func (q *queues) next(key string) (laneItem, bool) {
+func (q *queues) next(key string) (queued, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	cur := q.byID[key]
 	if len(cur) == 0 {
 		delete(q.byID, key)
-		return laneItem{}, false
+		return queued{}, false
 	}
 	it := cur[0]
-	cur[0] = laneItem{}
-	if len(cur) == 1 {
-		q.byID[key] = cur[:0:0]
-	} else {
-		q.byID[key] = cur[1:]
-	}
+	cur[0] = queued{}
+	q.byID[key] = cur[1:]
 	return it, true
 }
 
@@ -228,7 +225,7 @@ func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src sou
 	}
 	go func() { <-ctx.Done(); it.Stop() }()
 	h := &held{msgs: map[uint64]jetstream.Msg{}}
-	q := &queues{byID: map[string][]laneItem{}}
+	q := &queues{byID: map[string][]queued{}}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.keepAlive(ctx, h) }()
@@ -257,7 +254,7 @@ func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src sou
 			continue
 		}
 		key := src.key(m)
-		if q.push(key, laneItem{seq: seq, msg: m}) {
+		if q.push(key, queued{seq: seq, msg: m}) {
 			wg.Add(1)
 			go func() { defer wg.Done(); s.drain(ctx, src, h, q, key, out) }()
 		}
@@ -281,7 +278,7 @@ func (s *jsSubscriber) drain(ctx context.Context, src source, h *held, q *queues
 
 // handOver gives one message to the router until it is acked; false means
 // the subscription is stopping.
-func (s *jsSubscriber) handOver(ctx context.Context, src source, h *held, it laneItem, out chan<- *message.Message) bool {
+func (s *jsSubscriber) handOver(ctx context.Context, src source, h *held, it queued, out chan<- *message.Message) bool {
 	wm, err := src.convert(ctx, it.msg)
 	for err != nil {
 		// The payload could not be made (the log unreadable for a
