@@ -76,6 +76,10 @@ func TestKeyPairDeviceInfo(t *testing.T) {
 		AND app_version = '2.3.1 (451)'`, sub)
 	waitRow(t, n, `SELECT count(*) FROM sessions WHERE user_id::text = $1 AND device_model = 'Google Pixel 8' AND device_os = 'Android 14'
 		AND app_version = '2.3.1'`, sub)
+	// The admin API reads the users read model, projected apart from the
+	// sessions: wait for every projection, or the lookup may lag (a CI run
+	// saw 404 UserNotFound here).
+	apitest.WaitProjected(t, c)
 	a := c.Do(http.MethodGet, "/admin/users/"+sub, "", "", map[string]string{"Authorization": "Bearer " + apitest.AdminKey})
 	if a.Status != 200 || !strings.Contains(a.Raw, `"device_model":"iPhone15,2"`) || !strings.Contains(a.Raw, `"device_os":"Android 14"`) {
 		t.Fatalf("admin API sessions: %d %s", a.Status, a.Raw)
