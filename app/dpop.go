@@ -29,6 +29,23 @@ type DPoPRequest struct {
 	// Several is set when the request carried more than one DPoP header
 	// (RFC 9449 §4.3: refused).
 	Several bool
+	// NonceRequired: the client must put a nonce this service gave it in
+	// its proofs (the client's dpop_nonce_required; RFC 9449 §8, §9).
+	NonceRequired bool
+}
+
+// DPoPNonce is the DPoP nonce of the moment, the same on every node: the
+// answer to a client that must send nonces carries it as DPoP-Nonce.
+func (s *Sessions) DPoPNonce(ctx context.Context) string {
+	return s.keys.DPoPNonce(ctx, s.clock.Now())
+}
+
+// NonceRequired reports whether the client must send server-provided
+// nonces in its DPoP proofs; an unknown client does not (it is refused
+// later, on its own terms).
+func (s *Sessions) NonceRequired(clientID string) bool {
+	cl, err := s.client(clientID)
+	return err == nil && cl.DPoPNonceRequired
 }
 
 // VerifyDPoP checks a request's DPoP proof (RFC 9449 §4.3) and spends its
@@ -47,6 +64,16 @@ func (s *Sessions) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken st
 		RequireATH: requireATH, Now: s.clock.Now()})
 	if err != nil {
 		return "", err
+	}
+	// A missing or stale nonce is answered with a fresh one before the jti
+	// is spent: the client signs a new proof anyway.
+	if r.NonceRequired && !s.keys.CheckDPoPNonce(ctx, p.Nonce, s.clock.Now()) {
+		commands.WithLabelValues("dpop_proof", "nonce").Inc()
+		detail := "the proof carries no nonce; sign it again with the DPoP-Nonce given"
+		if p.Nonce != "" {
+			detail = "the proof's nonce is not current; sign it again with the DPoP-Nonce given"
+		}
+		return "", &tokens.DPoPError{Reason: tokens.DPoPNonce, Detail: detail, Nonce: s.DPoPNonce(ctx)}
 	}
 	// jti is unique per key (RFC 9449 §11.1): scoped by the key, one
 	// client cannot spend another's.
@@ -94,6 +121,7 @@ func (s *Sessions) AuthenticateAccess(ctx context.Context, a AccessRequest) (Pri
 	if a.DPoP.Proof == "" && !a.DPoP.Several {
 		return Principal{}, domain.ErrDPoPProofRequired
 	}
+	a.DPoP.NonceRequired = s.NonceRequired(p.Session.ClientID())
 	jkt, err := s.VerifyDPoP(ctx, a.DPoP, a.Token, a.DPoPScheme)
 	if err != nil {
 		return Principal{}, err

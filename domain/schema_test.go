@@ -442,6 +442,7 @@ func emittedSamples(t *testing.T) []domain.Event {
 	next := sampleSettings()
 	next.AnonymousEnabled = false
 	next.Clients[0].RefreshTokenLifetime = 7 * 24 * 3600
+	next.Clients[0].DPoPNonceRequired = true
 	must(domain.DecideSettingsChange(domain.EvolveSettings(domain.ProjectSettings{}, first[0]), next, "portal:admin", later))
 	return out
 }

@@ -72,6 +72,11 @@ type ClientSettings struct {
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty" yaml:"token_endpoint_auth_method"`
 	// PostLogoutRedirectURIs are where RP-initiated logout may return to.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty" yaml:"post_logout_redirect_uris"`
+	// DPoPNonceRequired: the client's DPoP proofs must carry a nonce this
+	// service gave it (DPoP-Nonce, RFC 9449 §8 and §9), so a proof cannot be
+	// made ahead of time. For clients whose library answers use_dpop_nonce
+	// (openid-client, oauth4webapi); the Authgear SDKs do not.
+	DPoPNonceRequired bool `json:"dpop_nonce_required,omitempty" yaml:"dpop_nonce_required"`
 }
 
 // Client authentication methods at the token endpoint.

@@ -26,7 +26,8 @@ const e2eAdminKey = "e2e-admin-key-0123456789abcdef0123456789"
 // and verified (nonce, max_age, at_hash), userinfo, introspection, refresh,
 // prompt=login, response_mode=form_post, prompt=none and RP-initiated
 // logout; and a framework login, Express with passport-openidconnect (which
-// sends no PKCE: a confidential client may do without).
+// sends no PKCE: a confidential client may do without); and a public
+// client with DPoP whose settings require nonces.
 func TestOpenIDClientInBrowser(t *testing.T) {
 	dir := browserDir(t)
 	ln, err := net.Listen("tcp", "localhost:0")
@@ -46,6 +47,11 @@ func TestOpenIDClientInBrowser(t *testing.T) {
 			cl.TokenEndpointAuthMethod = rp.method
 			c.Clients = append(c.Clients, cl)
 		}
+		// A public client that must send DPoP nonces (issue 17).
+		cl := c.Clients[0]
+		cl.ClientID, cl.Name, cl.SessionType, cl.AllowedOrigins = "rp-dpop", "rp-dpop", domain.SessionTypeRefreshToken, nil
+		cl.RedirectURIs, cl.DPoPNonceRequired = []string{rpBase + "/callback"}, true
+		c.Clients = append(c.Clients, cl)
 	}})
 	const loginID, password = "openid-client@example.com", "violet-tangerine-42"
 	guest := postJSON(t, n.URL+"/api/anonymous_user/signup", "", `{"client_id":"idstream-dev","session_type":"refresh_token"}`, 200)

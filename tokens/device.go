@@ -65,6 +65,8 @@ type DeviceProof struct {
 	JTI         string
 	IssuedAt    time.Time
 	AccessToken string
+	// Nonce is the server-provided nonce (DPoP-Nonce), "" for none.
+	Nonce string
 }
 
 // SignDPoPProof makes the DPoP proof JWT.
@@ -79,6 +81,9 @@ func SignDPoPProof(p DeviceProof) (string, error) {
 	claims := map[string]any{"iat": p.IssuedAt.Unix(), "exp": p.IssuedAt.Unix() + 300, "jti": p.JTI, "htm": p.Method, "htu": p.URL}
 	if p.AccessToken != "" {
 		claims["ath"] = AccessTokenHash(p.AccessToken)
+	}
+	if p.Nonce != "" {
+		claims["nonce"] = p.Nonce
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 type DPoPError struct {
 	Reason string
 	Detail string
+	// Nonce, for Reason DPoPNonce, is the nonce the client is to use: the
+	// answer carries it as DPoP-Nonce (RFC 9449 §8).
+	Nonce string
 }
 
 func (e *DPoPError) Error() string { return "tokens: DPoP proof refused: " + e.Detail }
@@ -35,6 +38,9 @@ const (
 	DPoPATH       = "DPoPAccessTokenHash"
 	DPoPRequired  = "DPoPProofRequired"
 	DPoPMismatch  = "DPoPKeyMismatch"
+	// DPoPNonce is answered use_dpop_nonce, not invalid_dpop_proof: the
+	// client must sign again with the nonce it is given.
+	DPoPNonce = "UseDPoPNonce"
 )
 
 func dpopErr(reason, detail string) error { return &DPoPError{Reason: reason, Detail: detail} }
@@ -72,6 +78,9 @@ type DPoPProof struct {
 	JKT      string
 	JTI      string
 	IssuedAt time.Time
+	// Nonce is the proof's nonce claim, "" when it has none; the caller
+	// checks it when the client must send one.
+	Nonce string
 }
 
 type dpopClaims struct {
@@ -81,6 +90,8 @@ type dpopClaims struct {
 	IAT json.RawMessage `json:"iat"`
 	EXP json.RawMessage `json:"exp"`
 	ATH *string         `json:"ath"`
+	// Nonce is a string when present; another type fails to decode.
+	Nonce string `json:"nonce"`
 }
 
 // ParseDPoPProof verifies a DPoP proof JWT against the request: typ
@@ -144,6 +155,9 @@ func ParseDPoPProof(raw string, c DPoPCheck) (DPoPProof, error) {
 	if cl.JTI == "" || len(cl.JTI) > 256 {
 		return DPoPProof{}, dpopErr(DPoPMalformed, "the proof's jti is missing or too long")
 	}
+	if len(cl.Nonce) > 256 {
+		return DPoPProof{}, dpopErr(DPoPMalformed, "the proof's nonce is too long")
+	}
 	if cl.HTM != c.Method {
 		return DPoPProof{}, dpopErr(DPoPMethod, "the proof's htm is not this request's method")
 	}
@@ -182,7 +196,7 @@ func ParseDPoPProof(raw string, c DPoPCheck) (DPoPProof, error) {
 	if err != nil {
 		return DPoPProof{}, dpopErr(DPoPKey, "the proof's jwk has no thumbprint")
 	}
-	return DPoPProof{JKT: jkt, JTI: cl.JTI, IssuedAt: iat}, nil
+	return DPoPProof{JKT: jkt, JTI: cl.JTI, IssuedAt: iat, Nonce: cl.Nonce}, nil
 }
 
 // AccessTokenHash is a proof's ath for an access token: base64url of its

@@ -88,6 +88,9 @@ type Keys struct {
 	signer   jose.Signer
 	// idSigner signs ID tokens (typ JWT) with the same key.
 	idSigner jose.Signer
+	// nonceKeys MAC DPoP nonces, derived from the ring's keys, the active
+	// key's first (dpopnonce.go).
+	nonceKeys [][]byte
 	// missLimit bounds reloads caused by unknown key ids, which anyone can
 	// send.
 	missLimit *rate.Limiter
@@ -213,6 +216,17 @@ func (k *Keys) Reload(ctx context.Context) error {
 	if active == nil {
 		return errors.New("tokens: no active signing key")
 	}
+	nonceKeys := make([][]byte, 0, len(ring))
+	for _, kk := range append([]*key{active}, ring...) {
+		if kk == active && len(nonceKeys) > 0 {
+			continue
+		}
+		nk, err := nonceKey(kk)
+		if err != nil {
+			return fmt.Errorf("tokens: key %s: %w", kk.kid, err)
+		}
+		nonceKeys = append(nonceKeys, nk)
+	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: active.private},
 		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader(jose.HeaderKey("kid"), active.kid))
 	if err != nil {
@@ -226,7 +240,7 @@ func (k *Keys) Reload(ctx context.Context) error {
 	k.mu.Lock()
 	// loadedAt paces reloads, an operational matter: real time, not the
 	// (possibly fake) clock that decides token validity.
-	k.active, k.verify, k.jwks, k.signer, k.idSigner, k.loadedAt = active, verify, set, signer, idSigner, time.Now()
+	k.active, k.verify, k.jwks, k.signer, k.idSigner, k.nonceKeys, k.loadedAt = active, verify, set, signer, idSigner, nonceKeys, time.Now()
 	k.mu.Unlock()
 	return nil
 }

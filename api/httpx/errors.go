@@ -137,6 +137,9 @@ func Classify(err error) *Error {
 	case errors.As(err, new(*tokens.DPoPError)):
 		var de *tokens.DPoPError
 		errors.As(err, &de)
+		if de.Reason == tokens.DPoPNonce {
+			return wrap(BadRequest(de.Reason, "use_dpop_nonce", de.Detail))
+		}
 		return wrap(BadRequest(de.Reason, "invalid_dpop_proof", "the DPoP proof was refused: "+de.Detail))
 	case errors.Is(err, domain.ErrDPoPProofRequired):
 		return wrap(BadRequest(tokens.DPoPRequired, "invalid_dpop_proof", "the token is bound to a DPoP key; send a DPoP proof signed with it"))
@@ -450,6 +453,15 @@ type apiErrorFields struct {
 	Code    int    `json:"code"`
 }
 
+// setDPoPNonce sends the nonce a use_dpop_nonce refusal gives the client
+// (RFC 9449 §8, §9).
+func setDPoPNonce(w http.ResponseWriter, err error) {
+	var de *tokens.DPoPError
+	if errors.As(err, &de) && de.Nonce != "" {
+		w.Header().Set("DPoP-Nonce", de.Nonce)
+	}
+}
+
 // SetRetryAfter sends Retry-After for an error that carries one.
 func SetRetryAfter(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
@@ -461,6 +473,7 @@ func SetRetryAfter(w http.ResponseWriter, e *Error) {
 func (b *Base) WriteAPIError(w http.ResponseWriter, r *http.Request, err error) {
 	e := b.LogError(r, err)
 	SetRetryAfter(w, e)
+	setDPoPNonce(w, err)
 	WriteJSON(w, e.Status, apiErrorBody{Error: apiErrorFields{Name: e.Name, Reason: e.Reason, Message: e.Message, Code: e.Status}})
 }
 
@@ -468,6 +481,7 @@ func (b *Base) WriteAPIError(w http.ResponseWriter, r *http.Request, err error) 
 func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error) {
 	e := b.LogError(r, err)
 	SetRetryAfter(w, e)
+	setDPoPNonce(w, err)
 	status := e.Status
 	if e.Status != http.StatusTooManyRequests && e.Status < 500 && (e.Status != http.StatusUnauthorized || e.OAuth != "invalid_client") {
 		// RFC 6749 §5.2: token errors are 400, but a failed client
@@ -496,9 +510,14 @@ func (b *Base) WriteResourceError(w http.ResponseWriter, r *http.Request, err er
 		return
 	}
 	oauth, challenge := "invalid_token", `Bearer error="invalid_token"`
-	if e.OAuth == "invalid_dpop_proof" {
+	switch e.OAuth {
+	case "invalid_dpop_proof":
 		oauth = e.OAuth
 		challenge = `DPoP error="invalid_dpop_proof", algs="` + strings.Join(dpopAlgs, " ") + `"`
+	case "use_dpop_nonce":
+		oauth = e.OAuth
+		challenge = `DPoP error="use_dpop_nonce", error_description="the DPoP proof must carry the DPoP-Nonce given", algs="` + strings.Join(dpopAlgs, " ") + `"`
+		setDPoPNonce(w, err)
 	}
 	e = (&Error{Status: http.StatusUnauthorized, Name: e.Name, Reason: e.Reason, Message: e.Message, OAuth: oauth}).WithCause(err)
 	b.LogError(r, e)

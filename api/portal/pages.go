@@ -223,6 +223,7 @@ type applicationData struct {
 	RefreshTokenIdleTimeout, RefreshTokenLifetime string
 	RefreshTokenReuseInterval                     string
 	AccessTokenLifetime                           string
+	DPoPNonceRequired                             bool
 	// OpenID Connect: how the client authenticates, where logout may return
 	// to, and its secrets (never their values).
 	TokenEndpointAuthMethod, PostLogoutRedirectURIs string
@@ -235,7 +236,8 @@ func applicationForm(c domain.ClientSettings) applicationData {
 		CookieIdleTimeout: formatSeconds(c.CookieIdleTimeout), CookieLifetime: formatSeconds(c.CookieLifetime),
 		RefreshTokenIdleTimeout: formatSeconds(c.RefreshTokenIdleTimeout), RefreshTokenLifetime: formatSeconds(c.RefreshTokenLifetime),
 		RefreshTokenReuseInterval: formatSeconds(c.RefreshTokenReuseInterval), AccessTokenLifetime: formatSeconds(c.AccessTokenLifetime),
-		TokenEndpointAuthMethod: c.AuthMethod(), PostLogoutRedirectURIs: strings.Join(c.PostLogoutRedirectURIs, "\n")}
+		TokenEndpointAuthMethod: c.AuthMethod(), PostLogoutRedirectURIs: strings.Join(c.PostLogoutRedirectURIs, "\n"),
+		DPoPNonceRequired: c.DPoPNonceRequired}
 }
 
 func lines(v string) []string {
@@ -295,9 +297,11 @@ func (s *Server) portalApplication(w http.ResponseWriter, r *http.Request) {
 	d.RefreshTokenIdleTimeout, d.RefreshTokenLifetime = f.Get("refresh_token_idle_timeout"), f.Get("refresh_token_lifetime")
 	d.AccessTokenLifetime, d.RefreshTokenReuseInterval = f.Get("access_token_lifetime"), f.Get("refresh_token_reuse_interval")
 	d.TokenEndpointAuthMethod, d.PostLogoutRedirectURIs = f.Get("token_endpoint_auth_method"), f.Get("post_logout_redirect_uris")
+	d.DPoPNonceRequired = f.Get("dpop_nonce_required") != ""
 	c := domain.ClientSettings{ClientID: d.ClientID, Name: d.Name, SessionType: d.SessionType,
 		AllowedOrigins: lines(d.AllowedOrigins), RedirectURIs: lines(d.RedirectURIs),
-		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod, PostLogoutRedirectURIs: lines(d.PostLogoutRedirectURIs)}
+		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod, PostLogoutRedirectURIs: lines(d.PostLogoutRedirectURIs),
+		DPoPNonceRequired: d.DPoPNonceRequired}
 	if c.TokenEndpointAuthMethod == domain.AuthMethodNone {
 		c.TokenEndpointAuthMethod = "" // the default, as the configuration file leaves it
 	}

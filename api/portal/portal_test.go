@@ -260,6 +260,21 @@ func TestPortalApplicationsAndLifetimes(t *testing.T) {
 	if r := apitest.Refresh(c, oldRT); r.Status != 200 {
 		t.Fatalf("a session started before the change lost its lifetime: %d %s", r.Status, r.Raw)
 	}
+
+	// DPoP nonces (issue 17): the box turns them on, a later save that
+	// leaves it alone keeps them, clearing it turns them off.
+	nonces := func() bool { return n.Service.NonceRequired("mobile-app") }
+	if r := p.Save("/portal/applications/mobile-app", map[string]string{"dpop_nonce_required": "on"}); r.Status != 303 || !nonces() {
+		t.Fatalf("require DPoP nonces: %d %v", r.Status, nonces())
+	}
+	if r := p.Save("/portal/applications/mobile-app", map[string]string{"name": "Mobile app 2"}); r.Status != 303 || !nonces() {
+		t.Fatalf("another change dropped the DPoP nonce setting: %d %v", r.Status, nonces())
+	}
+	f := apitest.FormOf(t, p.Get("/portal/applications/mobile-app"))
+	f.Del("dpop_nonce_required")
+	if r := p.PostForm("/portal/applications/mobile-app", f); r.Status != 303 || nonces() {
+		t.Fatalf("clear DPoP nonces: %d %v", r.Status, nonces())
+	}
 }
 
 func TestPortalUsersOperationsAndRevoke(t *testing.T) {

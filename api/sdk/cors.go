@@ -53,6 +53,6 @@ func (s *Server) CORS(w http.ResponseWriter, r *http.Request) bool {
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	}
-	h.Set("Access-Control-Expose-Headers", "X-Request-Id")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, DPoP-Nonce, WWW-Authenticate")
 	return false
 }

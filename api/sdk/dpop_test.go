@@ -20,14 +20,20 @@ import (
 )
 
 // dpop signs a proof with key for method and path on c's node; ath when at
-// is set. Proofs are secrets to the log scan.
+// is set.
 func dpop(c *apitest.Client, key device, method, path, at string, now time.Time) string {
+	return dpopNonce(c, key, method, path, at, "", now)
+}
+
+// dpopNonce signs a proof, with a server-provided nonce when nonce is set.
+// Proofs are secrets to the log scan.
+func dpopNonce(c *apitest.Client, key device, method, path, at, nonce string, now time.Time) string {
 	base := c.Base
 	if c.Public != "" {
 		base = c.Public
 	}
 	p, err := tokens.SignDPoPProof(tokens.DeviceProof{Key: key.Key, Algorithm: key.Alg, KeyID: key.KeyID, Method: method, URL: base + path,
-		JTI: uuid.NewString(), IssuedAt: now, AccessToken: at})
+		JTI: uuid.NewString(), IssuedAt: now, AccessToken: at, Nonce: nonce})
 	if err != nil {
 		panic(err)
 	}

@@ -36,9 +36,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A DPoP proof (the mobile SDKs send one on every request) binds what
-	// is issued to its key; a bad one is refused before anything else.
+	// is issued to its key; a bad one is refused before anything else. A
+	// client that must send server-provided nonces gets the current one
+	// with every answer, refusals included (RFC 9449 §8).
 	m := httpx.Meta(r)
-	if m.DPoPJKT, err = s.Service.VerifyDPoP(r.Context(), s.dpopRequest(r), "", false); err != nil {
+	dr := s.dpopRequest(r)
+	if id, _, _, err := clientCredentials(r, form); err == nil && s.Service.NonceRequired(id) {
+		dr.NonceRequired = true
+		w.Header().Set("DPoP-Nonce", s.Service.DPoPNonce(r.Context()))
+	}
+	if m.DPoPJKT, err = s.Service.VerifyDPoP(r.Context(), dr, "", false); err != nil {
 		s.WriteOAuthError(w, r, err)
 		return
 	}

@@ -24,6 +24,10 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		s.WriteResourceError(w, r, err, dpopAlgorithms())
 		return
 	}
+	if r.Header.Get("DPoP") != "" && s.Service.NonceRequired(p.Session.ClientID()) {
+		// The nonce to sign the next proof with (RFC 9449 §9).
+		w.Header().Set("DPoP-Nonce", s.Service.DPoPNonce(r.Context()))
+	}
 	u := p.User
 	out := map[string]any{
 		"sub":          u.UserID(),

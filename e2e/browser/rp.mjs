@@ -27,6 +27,27 @@ const insecure = { execute: [client.allowInsecureRequests] }; // the test server
 const rps = {
   "rp-basic": await client.discovery(issuer, "rp-basic", undefined, client.ClientSecretBasic(process.env.RP_BASIC_SECRET), insecure),
   "rp-post": await client.discovery(issuer, "rp-post", undefined, client.ClientSecretPost(process.env.RP_POST_SECRET), insecure),
+  // A public client (PKCE only) whose settings require DPoP nonces.
+  "rp-dpop": await client.discovery(issuer, "rp-dpop", undefined, client.None(), insecure),
+};
+
+// rp-dpop's DPoP key and handle (openid-client keeps the server's latest
+// DPoP-Nonce in it and, on use_dpop_nonce, signs again once with it), and
+// what idstream answered it: every use_dpop_nonce refusal, by endpoint.
+const dpopKeys = await client.randomDPoPKeyPair("ES256");
+const dpopHandle = client.getDPoPHandle(rps["rp-dpop"], dpopKeys);
+const nonceRefusals = [];
+rps["rp-dpop"][client.customFetch] = async (url, options) => {
+  const res = await fetch(url, options);
+  const www = res.headers.get("www-authenticate") || "";
+  let refused = /error="use_dpop_nonce"/.test(www);
+  if (!refused && res.status === 400) {
+    refused = (await res.clone().json().catch(() => ({}))).error === "use_dpop_nonce";
+  }
+  if (refused) {
+    nonceRefusals.push({ path: new URL(url).pathname, nonceGiven: !!res.headers.get("dpop-nonce") });
+  }
+  return res;
 };
 
 // The RP's pending logins (by state) and results (by state too).
@@ -39,6 +60,9 @@ async function login(res, rpName, extra) {
   const state = client.randomState();
   const nonce = client.randomNonce();
   pending.set(state, { rpName, verifier, nonce, maxAge: extra.max_age !== undefined ? Number(extra.max_age) : undefined });
+  if (rpName === "rp-dpop") {
+    extra = { ...extra, dpop_jkt: await dpopHandle.calculateThumbprint() }; // binds the code (RFC 9449 §10)
+  }
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: callback, scope: "openid email offline_access", state, nonce,
     code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
@@ -64,6 +88,12 @@ async function finishLogin(req, res) {
   try {
     check(p, "unknown state");
     const config = rps[p.rpName];
+    if (p.rpName === "rp-dpop") {
+      Object.assign(out, await finishDPoPLogin(config, request, p, state));
+      results.set(state, out);
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html><title>done</title><pre id="result">${state}</pre>`);
+      return;
+    }
     const tokens = await client.authorizationCodeGrant(config, request, {
       pkceCodeVerifier: p.verifier, expectedNonce: p.nonce, expectedState: state, idTokenExpected: true, maxAge: p.maxAge,
     });
@@ -82,6 +112,32 @@ async function finishLogin(req, res) {
   }
   results.set(state, out);
   res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html><title>done</title><pre id="result">${state}</pre>`);
+}
+
+// finishDPoPLogin exchanges rp-dpop's code with DPoP proofs, then calls
+// userinfo and refreshes with them, and tries its bound access token
+// without a proof.
+async function finishDPoPLogin(config, request, p, state) {
+  const opts = { DPoP: dpopHandle };
+  const tokens = await client.authorizationCodeGrant(config, request, {
+    pkceCodeVerifier: p.verifier, expectedNonce: p.nonce, expectedState: state, idTokenExpected: true,
+  }, undefined, opts);
+  const claims = tokens.claims();
+  const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub, opts);
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, opts);
+  const again = await client.fetchUserInfo(config, refreshed.access_token, claims.sub, opts);
+  let bearer = "accepted";
+  try {
+    await client.fetchUserInfo(config, refreshed.access_token, claims.sub); // no DPoP: a Bearer request
+  } catch (e) {
+    bearer = `${e.name}: ${e.code || ""} ${e.error || e.cause?.error || ""}`;
+  }
+  const cnf = (at) => JSON.parse(Buffer.from(at.split(".")[1], "base64url").toString()).cnf;
+  return {
+    ok: true, rp: p.rpName, claims, userinfo, again, bearer, jkt: await dpopHandle.calculateThumbprint(),
+    tokenTypes: [tokens.token_type, refreshed.token_type], cnfs: [cnf(tokens.access_token), cnf(refreshed.access_token)],
+    nonceRefusals: [...nonceRefusals],
+  };
 }
 
 // A framework login: Express with Passport's OpenID Connect strategy (no
@@ -180,6 +236,18 @@ await scenario("openid-client: prompt=none without a session is login_required",
   const state = await h.page.locator("#result").textContent();
   const r = results.get(state);
   check(r && !r.ok && /login_required/.test(r.error), `prompt=none: ${JSON.stringify(r)}`);
+});
+
+await scenario("openid-client with DPoP (RFC 9449), nonces required: code bound by dpop_jkt, DPoP-bound tokens, use_dpop_nonce answered by the library", async (h) => {
+  const r = await signIn(h, { rp: "rp-dpop" });
+  check(r.claims.aud === "rp-dpop" && r.userinfo.sub === r.claims.sub && r.again.sub === r.claims.sub, `DPoP login ${JSON.stringify(r)}`);
+  check(r.tokenTypes.every((t) => t.toLowerCase() === "dpop"), `token_type ${r.tokenTypes}`);
+  check(r.cnfs.every((c) => c && c.jkt === r.jkt), `cnf.jkt ${JSON.stringify(r.cnfs)}, want ${r.jkt}`);
+  check(/invalid_dpop_proof|WWWAuthenticateChallengeError/.test(r.bearer), `the bound token without a proof: ${r.bearer}`);
+  // The first token request had no nonce yet: refused once, with a nonce,
+  // which the library used from then on (userinfo and refresh included).
+  check(r.nonceRefusals.length === 1 && r.nonceRefusals[0].path === "/oauth2/token" && r.nonceRefusals[0].nonceGiven,
+    `use_dpop_nonce refusals ${JSON.stringify(r.nonceRefusals)}`);
 });
 
 await scenario("passport-openidconnect (Express): sign in, ID token checked by the strategy, userinfo profile", async (h) => {
