@@ -255,9 +255,22 @@ func (l *ledger) report(t *testing.T, lost int) {
 	}
 }
 
-// longestGap is the longest time without an acknowledged sign-up after
-// from (the failover time when from is the moment of a fault).
-func (l *ledger) longestGap(from time.Time) time.Duration {
+// lastAck is when the latest sign-up was acknowledged.
+func (l *ledger) lastAck() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var last time.Time
+	for _, at := range l.ackTimes {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// longestGap is the longest time without an acknowledged sign-up between
+// from and until (the failover time when from is the moment of a fault).
+func (l *ledger) longestGap(from, until time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := append([]time.Time(nil), l.ackTimes...)
@@ -270,5 +283,7 @@ func (l *ledger) longestGap(from time.Time) time.Duration {
 		gap = max(gap, at.Sub(prev))
 		prev = at
 	}
-	return gap
+	// The time since the last acknowledgement is a gap too: with none
+	// after from, the gap is all of it.
+	return max(gap, until.Sub(prev))
 }

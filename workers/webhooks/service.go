@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,12 +121,21 @@ type Service struct {
 	reg    registry
 	client *http.Client
 	held   atomic.Bool
+	// runs are the endpoints this node has a runner for (Running).
+	runs sync.Map
 	// states is shared by the endpoints: one read of a user per event.
 	states userStates
 }
 
 // Delivering reports whether this node holds the webhook lease.
 func (s *Service) Delivering() bool { return s.held.Load() }
+
+// Running reports whether this node runs a delivery for the endpoint now
+// (a paused or disabled endpoint's runner stops at the next poll).
+func (s *Service) Running(id string) bool {
+	_, ok := s.runs.Load(id)
+	return ok
+}
 
 // New checks the configuration and makes the webhook streams.
 func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk clock.Clock, random io.Reader, log *slog.Logger,
@@ -175,8 +185,9 @@ func (s *Service) dispatch(ctx context.Context) error {
 	s.log.Info("webhook lease taken: this node delivers")
 	running := map[string]*runner{}
 	defer func() {
-		for _, r := range running {
+		for id, r := range running {
 			r.stop()
+			s.runs.Delete(id)
 		}
 	}()
 	t := time.NewTicker(s.cfg.Poll)
@@ -195,6 +206,7 @@ func (s *Service) dispatch(ctx context.Context) error {
 					if r != nil {
 						r.stop()
 						delete(running, ep.ID)
+						s.runs.Delete(ep.ID)
 					}
 					continue
 				}
@@ -212,11 +224,13 @@ func (s *Service) dispatch(ctx context.Context) error {
 					continue
 				}
 				running[ep.ID] = nr
+				s.runs.Store(ep.ID, true)
 			}
 			for id, r := range running {
 				if !seen[id] {
 					r.stop()
 					delete(running, id)
+					s.runs.Delete(id)
 				}
 			}
 		}
