@@ -22,7 +22,15 @@ var (
 	})
 	groupRetries = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "idstream_eventstore_group_retries_total",
-		Help: "Grouped batches rejected as a whole and retried command by command.",
+		Help: "Grouped batches rejected as a whole and committed again in halves, down to the command at fault.",
+	})
+	commits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "idstream_eventstore_commits_total",
+		Help: "Writes sent to the stream: atomic batches and one-message publishes, each acknowledged after its fsync.",
+	})
+	heldConflicts = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "idstream_eventstore_held_conflicts_total",
+		Help: "Commands answered conflict without being sent: held back from a batch in which another command wrote one of their subjects, and that command was written.",
 	})
 	leaderChecked = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "idstream_eventstore_leader_checked_loads_total",

@@ -89,6 +89,8 @@ type appendReq struct {
 	ctx  context.Context
 	msgs []prepared
 	res  chan appendResult
+	// written is set by the committer once the command is written.
+	written bool
 }
 
 type appendResult struct {
@@ -98,6 +100,22 @@ type appendResult struct {
 
 // Open makes sure the stream exists and starts the group committers.
 func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	s, err := open(ctx, nc, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.startCommitters()
+	return s, nil
+}
+
+func (s *Store) startCommitters() {
+	for range s.opts.Committers {
+		s.wg.Add(1)
+		go s.committer()
+	}
+}
+
+func open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if nc == nil {
 		return nil, errors.New("eventstore: nil NATS connection")
 	}
@@ -124,10 +142,6 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s.inSub, err = nc.Subscribe(s.inbox+"*", s.route)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: inbox: %w", err)
-	}
-	for range opts.Committers {
-		s.wg.Add(1)
-		go s.committer()
 	}
 	return s, nil
 }
@@ -259,37 +273,96 @@ func (s *Store) prepare(m Message, check bool) (prepared, error) {
 	return prepared{subject: m.Subject, header: h, data: data}, nil
 }
 
+// group is the commands of one atomic batch being formed, and those held
+// back from it because a member writes one of their subjects.
+type group struct {
+	members  []*appendReq
+	n        int // messages
+	subjects map[string]*appendReq
+	held     []heldReq
+}
+
+// heldReq is a command that writes a subject a member of the group writes:
+// every first message of a command on a subject checks the subject's last
+// sequence, so both cannot be written; in one batch, the second would fail
+// the whole batch. It waits for the member's outcome instead: once the
+// member is written, the subject's last sequence is one the held command
+// cannot have read (it was read before the member was committed), so its
+// check would fail, and it is answered ErrConflict without being sent;
+// otherwise it goes into the next batch.
+type heldReq struct {
+	req, behind *appendReq
+}
+
+// add puts r into the group, holds it back behind a member that writes one
+// of its subjects, or reports that it does not fit (the batch would exceed
+// max messages).
+func (g *group) add(r *appendReq, max int) bool {
+	for _, m := range r.msgs {
+		if member := g.subjects[m.subject]; member != nil {
+			g.held = append(g.held, heldReq{req: r, behind: member})
+			return true
+		}
+	}
+	if len(g.members) > 0 && g.n+len(r.msgs) > max {
+		return false
+	}
+	g.members = append(g.members, r)
+	g.n += len(r.msgs)
+	for _, m := range r.msgs {
+		g.subjects[m.subject] = r
+	}
+	return true
+}
+
 func (s *Store) committer() {
 	defer s.wg.Done()
-	var carry *appendReq
+	var carry []*appendReq
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
+		if len(carry) == 0 {
 			select {
-			case first = <-s.queue:
+			case r := <-s.queue:
+				carry = append(carry, r)
 			case <-s.closing:
 				return
 			}
 		}
-		group := []*appendReq{first}
-		n := len(first.msgs)
+		g := group{subjects: make(map[string]*appendReq)}
+		var next []*appendReq
+		for _, r := range carry {
+			if !g.add(r, s.opts.MaxBatch) {
+				next = append(next, r)
+			}
+		}
 	drain:
-		for n < s.opts.MaxBatch {
+		for len(next) == 0 && g.n < s.opts.MaxBatch {
 			select {
 			case r := <-s.queue:
-				if n+len(r.msgs) > s.opts.MaxBatch {
-					carry = r
-					break drain
+				if !g.add(r, s.opts.MaxBatch) {
+					next = append(next, r)
 				}
-				group = append(group, r)
-				n += len(r.msgs)
 			default:
 				break drain
 			}
 		}
-		s.commitGroup(group)
+		s.commitGroup(g.members)
+		var again []*appendReq
+		for _, h := range g.held {
+			if h.behind.written {
+				heldConflicts.Inc()
+				h.req.answer(appendResult{err: fmt.Errorf("%w: a command committed just before wrote %s", ErrConflict, h.req.msgs[0].subject)})
+				continue
+			}
+			again = append(again, h.req)
+		}
+		carry = append(again, next...)
 	}
+}
+
+// answer sends r its result; written records that it was written.
+func (r *appendReq) answer(res appendResult) {
+	r.written = res.err == nil
+	r.res <- res
 }
 
 // commitGroup commits the commands of a group as one atomic batch.
@@ -298,7 +371,7 @@ func (s *Store) commitGroup(group []*appendReq) {
 	live := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.res <- appendResult{err: fmt.Errorf("%w: %v (nothing written)", ErrUnavailable, err)}
+			r.answer(appendResult{err: fmt.Errorf("%w: %v (nothing written)", ErrUnavailable, err)})
 			continue
 		}
 		live = append(live, r)
@@ -307,55 +380,50 @@ func (s *Store) commitGroup(group []*appendReq) {
 	if len(group) == 0 {
 		return
 	}
-	if len(group) == 1 {
-		seqs, err := s.commitRetryingIncomplete(group[0].msgs)
-		group[0].res <- appendResult{seqs: seqs, err: err}
-		return
+	if len(group) > 1 {
+		var n int
+		for _, r := range group {
+			n += len(r.msgs)
+		}
+		batchSize.Observe(float64(n))
 	}
+	s.commitSplitting(group, false)
+}
+
+// commitSplitting commits the commands as one atomic batch. If the server
+// refuses the batch, nothing of it was written, and one command (or a few)
+// does not fit: the commands are committed again in two halves, each split
+// again if refused, down to the command at fault, which gets the refusal
+// (about 2·log2(n) batches for one bad command among n, not n).
+func (s *Store) commitSplitting(group []*appendReq, retried bool) {
 	var all []prepared
 	for _, r := range group {
 		all = append(all, r.msgs...)
 	}
-	batchSize.Observe(float64(len(all)))
-	seqs, err := s.commit(all)
+	seqs, err := s.commitRetryingIncomplete(all)
 	if err == nil {
 		i := 0
 		for _, r := range group {
-			r.res <- appendResult{seqs: seqs[i : i+len(r.msgs)]}
+			r.answer(appendResult{seqs: seqs[i : i+len(r.msgs)]})
 			i += len(r.msgs)
 		}
 		return
 	}
-	if errors.Is(err, ErrUnavailable) {
-		// The outcome is unknown; retrying could write twice.
+	if len(group) == 1 || errors.Is(err, ErrUnavailable) {
+		// A command's own answer; or the outcome is unknown, and retrying
+		// could write twice.
 		for _, r := range group {
-			r.res <- appendResult{err: err}
+			r.answer(appendResult{err: err})
 		}
 		return
 	}
-	// The batch was rejected as a whole, so nothing of it was written: commit
-	// each command on its own to find the one that does not fit, a bounded
-	// number at once (the server abandons atomic batches beyond its
-	// in-flight limit per stream, 50 by default, as incomplete).
-	groupRetries.Inc()
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, fallbackConcurrency)
-	for _, r := range group {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			seqs, err := s.commitRetryingIncomplete(r.msgs)
-			r.res <- appendResult{seqs: seqs, err: err}
-		}()
+	if !retried {
+		groupRetries.Inc()
 	}
-	wg.Wait()
+	half := len(group) / 2
+	s.commitSplitting(group[:half], true)
+	s.commitSplitting(group[half:], true)
 }
-
-// fallbackConcurrency bounds the commands committed one by one at once after
-// a grouped batch was refused.
-const fallbackConcurrency = 16
 
 // commitRetryingIncomplete commits msgs; a batch the server abandoned as
 // incomplete (it arrived too slowly under load, or beyond the in-flight
@@ -380,6 +448,7 @@ type pubAck struct {
 // commit writes msgs atomically: a single message as a plain publish, more as
 // a JetStream atomic batch whose last message carries the commit.
 func (s *Store) commit(msgs []prepared) ([]uint64, error) {
+	commits.Inc()
 	batchID := ""
 	if len(msgs) > 1 {
 		batchID = nuid.Next()

@@ -327,3 +327,129 @@ func TestLoadAfter(t *testing.T) {
 		})
 	}
 }
+
+// Commands of one group that write the same subject: all but the first are
+// held back from the batch (in it, the second would make the server refuse
+// the whole batch, and every command be committed again) and, once the
+// first is written, answered ErrConflict without being sent; the others of
+// the group are written in one batch. Issue 22: under key-pair re-logins at
+// 128 clients, such refusals took the committer for about a third of the
+// time.
+func TestGroupHoldsBackCommandsOnASubjectTaken(t *testing.T) {
+	nc := testenv.StartNATS(t).Connect(t)
+	s, queued, start, err := eventstore.OpenHeld(context.Background(), nc, eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	const subjects, contenders, others = 10, 4, 40
+	var wins, conflicts, ok atomic.Int32
+	var wg sync.WaitGroup
+	for i := range subjects * contenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Append(ctx, msg(s.Subject("user", fmt.Sprintf("contended-%d", i%subjects)), 0, i),
+				msg(s.Subject("session", uuid.NewString()), 0, i))
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, eventstore.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	for i := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Append(ctx, msg(s.Subject("user", uuid.NewString()), 0, i), msg(s.Subject("session", uuid.NewString()), 0, i)); err != nil {
+				t.Errorf("an uncontended append: %v", err)
+			} else {
+				ok.Add(1)
+			}
+		}()
+	}
+	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == subjects*contenders+others })
+	retries, held, _ := eventstore.GroupCounters()
+	start()
+	wg.Wait()
+	if wins.Load() != subjects || conflicts.Load() != subjects*(contenders-1) || ok.Load() != others {
+		t.Fatalf("%d wins, %d conflicts, %d others written; want %d, %d, %d", wins.Load(), conflicts.Load(), ok.Load(),
+			subjects, subjects*(contenders-1), others)
+	}
+	r2, h2, _ := eventstore.GroupCounters()
+	if r2 != retries || h2-held != subjects*(contenders-1) {
+		t.Fatalf("group retries +%v (want 0), held conflicts +%v (want %d)", r2-retries, h2-held, subjects*(contenders-1))
+	}
+	for i := range subjects {
+		if recs, _, _ := s.Load(ctx, s.Subject("user", fmt.Sprintf("contended-%d", i))); len(recs) != 1 {
+			t.Fatalf("subject %d: %d events", i, len(recs))
+		}
+	}
+}
+
+// A command that conflicts with the log fails its group's batch; the group
+// is committed again in halves down to it, not command by command.
+func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
+	nc := testenv.StartNATS(t).Connect(t)
+	s, queued, start, err := eventstore.OpenHeld(context.Background(), nc, eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	taken := s.Subject("user", "taken")
+	direct, err := eventstore.Open(ctx, nc, eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.Close)
+	if _, err := direct.Append(ctx, msg(taken, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	var ok, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subj := s.Subject("user", uuid.NewString())
+			if i == n/3 {
+				subj = taken // expects no event: refused by the server
+			}
+			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, eventstore.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == n })
+	retries, _, sent := eventstore.GroupCounters()
+	start()
+	wg.Wait()
+	if ok.Load() != n-1 || conflicts.Load() != 1 {
+		t.Fatalf("%d ok, %d conflicts", ok.Load(), conflicts.Load())
+	}
+	// The refused batch, then two halves at each of log2(64) = 6 levels: 13
+	// commits (a few more if the server abandoned a batch as incomplete and
+	// it was sent again), where one by one took 65.
+	r2, _, sent2 := eventstore.GroupCounters()
+	if r2-retries != 1 || sent2-sent < 13 || sent2-sent > 16 {
+		t.Fatalf("group retries +%v (want 1), commits +%v (want 13)", r2-retries, sent2-sent)
+	}
+	// Nothing written twice: the one event before, and 63 commands of two.
+	last, _ := s.LastSequence(ctx)
+	if last != 1+2*(n-1) {
+		t.Fatalf("last sequence %d, want %d", last, 1+2*(n-1))
+	}
+}
