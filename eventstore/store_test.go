@@ -328,6 +328,17 @@ func TestLoadAfter(t *testing.T) {
 	}
 }
 
+// openHeld opens a store whose committer starts when start is called.
+func openHeld(t *testing.T, nc *nats.Conn) (*eventstore.Store, func() int, func()) {
+	t.Helper()
+	s, queued, start, err := eventstore.OpenHeld(context.Background(), nc, eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, queued, start
+}
+
 // Commands of one group that write the same subject: all but the first are
 // held back from the batch (in it, the second would make the server refuse
 // the whole batch, and every command be committed again) and, once the
@@ -337,11 +348,7 @@ func TestLoadAfter(t *testing.T) {
 // time.
 func TestGroupHoldsBackCommandsOnASubjectTaken(t *testing.T) {
 	nc := testenv.StartNATS(t).Connect(t)
-	s, queued, start, err := eventstore.OpenHeld(context.Background(), nc, eventstore.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s, queued, start := openHeld(t, nc)
 	ctx := context.Background()
 	const subjects, contenders, others = 10, 4, 40
 	var wins, conflicts, ok atomic.Int32
@@ -396,11 +403,7 @@ func TestGroupHoldsBackCommandsOnASubjectTaken(t *testing.T) {
 // is committed again in halves down to it, not command by command.
 func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
 	nc := testenv.StartNATS(t).Connect(t)
-	s, queued, start, err := eventstore.OpenHeld(context.Background(), nc, eventstore.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s, queued, start := openHeld(t, nc)
 	ctx := context.Background()
 	taken := s.Subject("user", "taken")
 	direct, err := eventstore.Open(ctx, nc, eventstore.DefaultOptions())
