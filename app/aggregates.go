@@ -190,6 +190,20 @@ func loadAggregate[S any](ctx context.Context, store Store, cache *aggregateCach
 	return state, v, nil
 }
 
+// loadFinal is loadAggregate for an aggregate whose states include final
+// ones: a state the subject can never leave, because nothing is ever
+// appended after it. A cached final state is returned as it is, without
+// reading the log. An anonymous key is such an aggregate: its subject
+// holds one event, the claim, written only at version 0 (a second claim
+// expects 0 and is refused), and the stream denies delete and purge.
+func loadFinal[S any](ctx context.Context, store Store, cache *aggregateCache, subject string, fold func(S, ...domain.Event) S, final func(S) bool) (S, uint64, error) {
+	if cached, v, hit := cache.get(subject, reflect.TypeFor[S]()); hit && final(cached.(S)) {
+		aggregateLoads.WithLabelValues("final").Inc()
+		return cached.(S), v, nil
+	}
+	return loadAggregate(ctx, store, cache, subject, fold)
+}
+
 // each is a fold that applies evolve to one event at a time.
 func each[S any](evolve func(S, domain.Event) S) func(S, ...domain.Event) S {
 	return func(state S, evs ...domain.Event) S {

@@ -24,9 +24,11 @@ type countingStore struct {
 	Store
 	records atomic.Int64
 	fromTop atomic.Int64 // loads that started at the subject's first event
+	reads   atomic.Int64 // loads that asked the log
 }
 
 func (c *countingStore) LoadAfter(ctx context.Context, subject string, after uint64) ([]eventstore.Record, uint64, error) {
+	c.reads.Add(1)
 	recs, v, err := c.Store.LoadAfter(ctx, subject, after)
 	c.records.Add(int64(len(recs)))
 	if after == 0 {
@@ -342,5 +344,47 @@ func TestAppendedFoldsOnlyWhatFollowsTheCachedVersion(t *testing.T) {
 	c.appended([]eventstore.Message{bad}, []uint64{16})
 	if _, _, ok := c.get("u", user); ok {
 		t.Fatal("a state past an event it cannot decode was kept")
+	}
+}
+
+// A claimed key is final: once cached, it is returned without asking the
+// log; an unclaimed one is read every time (another node may claim it).
+func TestClaimedKeyIsFinal(t *testing.T) {
+	s, spy := aggregateService(t)
+	ctx := context.Background()
+	k := &KeyPairs{Sessions: &Sessions{core: s}}
+	kid := "kid-" + uuid.NewString()
+	for range 2 {
+		before := spy.reads.Load()
+		if key, v, err := k.loadKey(ctx, kid); err != nil || key.Claimed() || v != 0 {
+			t.Fatalf("unclaimed key: %+v %d %v", key, v, err)
+		}
+		if spy.reads.Load() != before+1 {
+			t.Fatal("an unclaimed key was not read from the log")
+		}
+	}
+	claim := domain.AnonymousKeyClaimed{KeyID: kid, UserID: uuid.NewString(), Algorithm: "ES256", JWK: []byte(`{"kty":"EC"}`), Thumbprint: "tp", ClaimedAt: s.clock.Now()}
+	// Claimed by another node (a cache of its own): this one reads it once.
+	s2 := &core{store: s.store, clock: s.clock, aggregates: newAggregateCache(1000)}
+	if err := s2.appendEvents(ctx, Meta{}, pending{subject: k.keySubject(kid), event: claim}); err != nil {
+		t.Fatal(err)
+	}
+	before := spy.reads.Load()
+	first, fv, err := k.loadKey(ctx, kid)
+	if err != nil || !first.Claimed() || first.UserID() != claim.UserID || spy.reads.Load() != before+1 {
+		t.Fatalf("first load of the claim: %+v %v (%d reads)", first, err, spy.reads.Load()-before)
+	}
+	for range 3 {
+		again, v, err := k.loadKey(ctx, kid)
+		if err != nil || v != fv || !reflect.DeepEqual(again, first) {
+			t.Fatalf("cached claim: %+v %d %v", again, v, err)
+		}
+	}
+	if spy.reads.Load() != before+1 {
+		t.Fatalf("a cached claim was read again (%d reads)", spy.reads.Load()-before)
+	}
+	// Nothing can follow the claim: a second one expects version 0.
+	if err := s2.appendEvents(ctx, Meta{}, pending{subject: k.keySubject(kid), event: claim}); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("a second claim: %v", err)
 	}
 }

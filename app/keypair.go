@@ -60,6 +60,12 @@ func (s *KeyPairs) IssueChallenge(ctx context.Context, purpose string) (string, 
 func (s *KeyPairs) keySubject(kid string) string       { return s.store.Subject("anonkey", kid) }
 func (s *KeyPairs) thumbprintSubject(tp string) string { return s.store.Subject("anonkeytp", tp) }
 
+// loadKey rebuilds a key id's claim; a claim once cached is final (see
+// loadFinal), so a known key's sign-in does not read it again.
+func (s *KeyPairs) loadKey(ctx context.Context, kid string) (domain.AnonymousKey, uint64, error) {
+	return loadFinal(ctx, s.store, s.aggregates, s.keySubject(kid), each(domain.EvolveAnonymousKey), domain.AnonymousKey.Claimed)
+}
+
 // SignInWithKey runs the anonymous-request grant: a device proves it holds a
 // key by signing a fresh challenge. An unknown key id with its public key in
 // the header creates a guest; a known one signs the same guest in again. The
@@ -90,7 +96,7 @@ func (s *KeyPairs) SignInWithKey(ctx context.Context, clientID, rawJWT, deviceIn
 	// sign-ins of one device conflict: retry more, with a little jitter.
 	leaderChecked := false
 	return retryDecision(ctx, retryOptions{attempts: 3 * maxAttempts, jitter: true}, func(ctx context.Context) (Issued, error) {
-		key, keyVersion, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), each(domain.EvolveAnonymousKey))
+		key, keyVersion, err := s.loadKey(ctx, req.KeyID)
 		if err != nil {
 			return Issued{}, err
 		}
@@ -149,7 +155,7 @@ func (s *KeyPairs) VerifyPromoteRequest(ctx context.Context, clientID, rawJWT st
 	if err != nil {
 		return "", err
 	}
-	key, _, err := loadAggregate(ctx, s.store, s.aggregates, s.keySubject(req.KeyID), each(domain.EvolveAnonymousKey))
+	key, _, err := s.loadKey(ctx, req.KeyID)
 	if err != nil {
 		return "", err
 	}
