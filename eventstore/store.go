@@ -543,7 +543,26 @@ func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]
 
 	var recs []Record
 	next := after + 1
-	for {
+	if after > 0 {
+		// A load from a cached version mostly finds nothing new: ask for
+		// the one next message first, which spares the server counting the
+		// subject's pending messages, as a batched get does (a profile of
+		// key-pair re-logins: 7 % of the server's CPU).
+		body, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subject})
+		if err := s.nc.PublishRequest(s.directSubj, inbox, body); err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		rec, found, err := s.readDirectOne(ctx, ch)
+		if err != nil {
+			return nil, 0, err
+		}
+		next = 0 // nothing new
+		if found {
+			recs = append(recs, rec)
+			next = rec.Sequence + 1
+		}
+	}
+	for next > 0 {
 		body, _ := json.Marshal(directGetRequest{Seq: next, NextFor: subject, Batch: loadBatch})
 		if err := s.nc.PublishRequest(s.directSubj, inbox, body); err != nil {
 			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -568,6 +587,26 @@ func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]
 		version = recs[len(recs)-1].Sequence
 	}
 	return recs, version, nil
+}
+
+// readDirectOne reads a direct-get answer of one message: the record, or
+// found false when the subject has no message at or after the sequence.
+func (s *Store) readDirectOne(ctx context.Context, ch <-chan *nats.Msg) (rec Record, found bool, err error) {
+	var m *nats.Msg
+	select {
+	case m = <-ch:
+	case <-ctx.Done():
+		return Record{}, false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, ctx.Err())
+	}
+	switch status := m.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return Record{}, false, nil
+	default:
+		return Record{}, false, fmt.Errorf("eventstore: direct get answered %s %s", status, m.Header.Get("Description"))
+	}
+	rec, err = decodeDirect(m)
+	return rec, err == nil, err
 }
 
 // readDirectBatch reads one batched direct-get answer; more reports whether

@@ -99,6 +99,11 @@ func TestLoadManyEvents(t *testing.T) {
 	if len(recs) != 1200 || version != v {
 		t.Fatalf("loaded %d events, version %d want %d", len(recs), version, v)
 	}
+	// From a cached version: the one next event first, then batches.
+	later, lv, err := s.LoadAfter(ctx, subj, recs[0].Sequence)
+	if err != nil || len(later) != 1199 || lv != v || later[0].Sequence != recs[1].Sequence {
+		t.Fatalf("loaded %d events after the first (version %d), %v", len(later), lv, err)
+	}
 }
 
 // One winner among concurrent appends on one subject: one-message appends
