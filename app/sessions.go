@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"reflect"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -241,17 +240,9 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 	attempt := 0
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		attempt++
-		// The guest is read while the session is and while the rotation
-		// commits, not after: each read waits for the stream's write in
-		// flight, so one after the other they wait twice. A session's user
-		// never changes, so a cached state of the session names it.
-		user := s.startUserLoad(ctx, s.cachedSessionUser(sessionID))
 		sess, version, err := s.LoadSession(ctx, sessionID)
 		if err != nil {
 			return Issued{}, err
-		}
-		if user.id != sess.UserID() {
-			user = s.startUserLoad(ctx, sess.UserID())
 		}
 		token, hash, err := tokens.NewOpaque(s.random, sessionID)
 		if err != nil {
@@ -276,7 +267,7 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 			commands.WithLabelValues("refresh_session", "rejected").Inc()
 			return Issued{}, decided
 		}
-		u, err := user.wait()
+		u, _, err := s.LoadUser(ctx, sess.UserID())
 		if err == nil && errors.Is(u.CanSignIn(), domain.ErrUserNotFound) && s.replicated() {
 			// The rotation is written, so this refresh must not end in a
 			// miss that Refresh repeats (the repeat would see the token
@@ -296,43 +287,6 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 		commands.WithLabelValues("refresh_session", "ok").Inc()
 		return s.issue(ctx, cl.AccessTokenLifetime.Duration(), u, domain.EvolveSession(sess, evs[0]), token)
 	})
-}
-
-// userLoad is a user being rebuilt beside other work.
-type userLoad struct {
-	id   string
-	done chan struct{}
-	u    domain.User
-	err  error
-}
-
-// startUserLoad starts rebuilding user id (none when id is "").
-func (s *Sessions) startUserLoad(ctx context.Context, id string) *userLoad {
-	l := &userLoad{id: id, done: make(chan struct{})}
-	if id == "" {
-		close(l.done)
-		return l
-	}
-	go func() {
-		defer close(l.done)
-		l.u, _, l.err = s.LoadUser(ctx, id)
-	}()
-	return l
-}
-
-func (l *userLoad) wait() (domain.User, error) {
-	<-l.done
-	return l.u, l.err
-}
-
-// cachedSessionUser is the user of a session this node has rebuilt, "" when
-// it holds no state of the session (nothing is read).
-func (s *Sessions) cachedSessionUser(sessionID string) string {
-	st, _, ok := s.aggregates.get(s.sessionSubject(sessionID), reflect.TypeFor[domain.Session]())
-	if !ok {
-		return ""
-	}
-	return st.(domain.Session).UserID()
 }
 
 // RevokeSession ends a session (logout, revocation).
