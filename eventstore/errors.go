@@ -23,6 +23,9 @@ const (
 	jsErrWrongLastSequenceConstant = 10164
 	jsErrAtomicDuplicateMsgID      = 10201
 	jsErrDuplicateInProcess        = 10158
+	// jsErrBatchIncomplete: the server abandoned an atomic batch (too slow
+	// under load, or beyond its in-flight limit); nothing of it was written.
+	jsErrBatchIncomplete = 10176
 )
 
 // APIError is an error answered by JetStream.

@@ -31,3 +31,9 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// IncompleteBatch and Classify expose the error handling of commits.
+var (
+	IncompleteBatch = incompleteBatch
+	Classify        = classify
+)

@@ -394,13 +394,37 @@ func (s *Store) commitGroup(group []*appendReq) {
 // refuses the batch, nothing of it was written, and one command (or a few)
 // does not fit: the commands are committed again in two halves, each split
 // again if refused, down to the command at fault, which gets the refusal
-// (about 2·log2(n) batches for one bad command among n, not n).
+// (about 2·log2(n) batches for one bad command among n, not n). The
+// members of a group write disjoint subjects (commands on a subject another
+// member writes are held back), so the halves are committed side by side,
+// at most fallbackConcurrency batches at once.
 func (s *Store) commitSplitting(group []*appendReq, retried bool) {
+	slots := make(chan struct{}, fallbackConcurrency)
+	slots <- struct{}{}
+	s.commitPart(group, retried, slots)
+}
+
+func (s *Store) commitPart(group []*appendReq, retried bool, slots chan struct{}) {
+	// A caller that gave up while its batch was split gets nothing written.
+	live := group[:0:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil && retried {
+			r.answer(appendResult{err: fmt.Errorf("%w: %v (nothing written)", ErrUnavailable, err)})
+			continue
+		}
+		live = append(live, r)
+	}
+	group = live
+	if len(group) == 0 {
+		<-slots
+		return
+	}
 	var all []prepared
 	for _, r := range group {
 		all = append(all, r.msgs...)
 	}
 	seqs, err := s.commitRetryingIncomplete(all)
+	<-slots
 	if err == nil {
 		i := 0
 		for _, r := range group {
@@ -421,9 +445,22 @@ func (s *Store) commitSplitting(group []*appendReq, retried bool) {
 		groupRetries.Inc()
 	}
 	half := len(group) / 2
-	s.commitSplitting(group[:half], true)
-	s.commitSplitting(group[half:], true)
+	var wg sync.WaitGroup
+	for _, part := range [][]*appendReq{group[:half], group[half:]} {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			s.commitPart(part, true, slots)
+		}()
+	}
+	wg.Wait()
 }
+
+// fallbackConcurrency bounds the batches in flight while a refused group
+// is split (the server abandons atomic batches beyond its in-flight limit
+// per stream, 50 by default, as incomplete).
+const fallbackConcurrency = 16
 
 // commitRetryingIncomplete commits msgs; a batch the server abandoned as
 // incomplete (it arrived too slowly under load, or beyond the in-flight
@@ -433,6 +470,10 @@ func (s *Store) commitRetryingIncomplete(msgs []prepared) ([]uint64, error) {
 	for try := 1; try <= 5 && incompleteBatch(err); try++ {
 		time.Sleep(time.Duration(try*try) * 10 * time.Millisecond)
 		seqs, err = s.commit(msgs)
+	}
+	if incompleteBatch(err) {
+		// Nothing was written, and the server is too busy to take it now.
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return seqs, err
 }
@@ -491,7 +532,8 @@ func (s *Store) commit(msgs []prepared) ([]uint64, error) {
 		return nil, ErrDuplicate
 	}
 	if ack.Sequence < uint64(len(msgs)) || (batchID != "" && ack.Count != len(msgs)) {
-		return nil, fmt.Errorf("eventstore: unexpected publish ack (seq %d, count %d for %d messages)", ack.Sequence, ack.Count, len(msgs))
+		// Something was written, but not as asked: the outcome is unknown.
+		return nil, fmt.Errorf("%w: unexpected publish ack (seq %d, count %d for %d messages)", ErrUnavailable, ack.Sequence, ack.Count, len(msgs))
 	}
 	// An atomic batch is stored contiguously, ending at the acked sequence.
 	seqs := make([]uint64, len(msgs))
@@ -682,6 +724,10 @@ func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 
 // incompleteBatch is JetStream's "atomic publish batch is incomplete" (10176).
 func incompleteBatch(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10176
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrCode == jsErrBatchIncomplete
+	}
+	var jsErr *jetstream.APIError
+	return errors.As(err, &jsErr) && jsErr.ErrorCode == jsErrBatchIncomplete
 }

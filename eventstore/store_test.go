@@ -461,3 +461,66 @@ func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
 		t.Fatalf("last sequence %d, want %d", last, 1+2*(n-1))
 	}
 }
+
+// The server's "batch incomplete" answer (nothing written) is recognised as
+// such once classified, so the batch is sent again rather than split.
+func TestIncompleteBatchIsRecognised(t *testing.T) {
+	err := eventstore.Classify(&eventstore.APIError{Code: 400, ErrCode: 10176, Description: "atomic publish batch is incomplete"})
+	if !eventstore.IncompleteBatch(err) {
+		t.Fatalf("%v not recognised as an incomplete batch", err)
+	}
+	if eventstore.IncompleteBatch(eventstore.Classify(&eventstore.APIError{Code: 400, ErrCode: 10071, Description: "wrong last sequence"})) {
+		t.Fatal("a conflict taken for an incomplete batch")
+	}
+}
+
+// Many stale commands in one group: the halves are committed side by side;
+// every other command is written once, every stale one refused.
+func TestRefusedGroupWithManyStaleCommands(t *testing.T) {
+	nc := testenv.StartNATS(t).Connect(t)
+	s, queued, start := openHeld(t, nc)
+	ctx := context.Background()
+	direct, err := eventstore.Open(ctx, nc, eventstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.Close)
+	const n, stale = 240, 60
+	taken := make([]string, stale)
+	for i := range taken {
+		taken[i] = s.Subject("user", uuid.NewString())
+		if _, err := direct.Append(ctx, msg(taken[i], 0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ok, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subj := s.Subject("user", uuid.NewString())
+			if i%(n/stale) == 0 {
+				subj = taken[i/(n/stale)]
+			}
+			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, eventstore.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == n })
+	start()
+	wg.Wait()
+	if ok.Load() != n-stale || conflicts.Load() != stale {
+		t.Fatalf("%d ok, %d conflicts; want %d, %d", ok.Load(), conflicts.Load(), n-stale, stale)
+	}
+	if last, _ := s.LastSequence(ctx); last != uint64(stale+2*(n-stale)) {
+		t.Fatalf("last sequence %d, want %d (nothing written twice)", last, stale+2*(n-stale))
+	}
+}
