@@ -59,9 +59,10 @@ func (k *Keys) DPoPNonce(ctx context.Context, now time.Time) string {
 }
 
 // CheckDPoPNonce reports whether nonce is one this service (any node) made
-// for a window still accepted at now, with any key of the ring (a node that
-// has not yet loaded a new key, or a key retired a moment ago). The MAC is
-// compared in constant time.
+// for a window still accepted at now, with any key of the ring (a key
+// retired a moment ago; one created on another node a moment ago is loaded
+// on the first miss, at most as often as an unknown kid reloads). The MAC
+// is compared in constant time.
 func (k *Keys) CheckDPoPNonce(ctx context.Context, nonce string, now time.Time) bool {
 	raw, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(raw) != dpopNonceLen {
@@ -72,6 +73,22 @@ func (k *Keys) CheckDPoPNonce(ctx context.Context, nonce string, now time.Time) 
 		return false
 	}
 	k.maybeReload(ctx)
+	if k.nonceMatches(raw, w) {
+		return true
+	}
+	// Made by a node with a key this one has not loaded yet (a rotation a
+	// moment ago): reload, as for an unknown kid, within the same bound.
+	if k.missLimit.Allow() {
+		if err := k.Reload(ctx); err != nil {
+			k.log.Warn("reloading signing keys failed; using the loaded ones", "error", err)
+		}
+		return k.nonceMatches(raw, w)
+	}
+	return false
+}
+
+// nonceMatches compares the nonce's MAC with each key's, in constant time.
+func (k *Keys) nonceMatches(raw []byte, w uint64) bool {
 	k.mu.RLock()
 	keys := k.nonceKeys
 	k.mu.RUnlock()

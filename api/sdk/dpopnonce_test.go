@@ -2,6 +2,10 @@ package sdk_test
 
 import (
 	"context"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,14 +51,32 @@ func TestDPoPNonces(t *testing.T) {
 	if apitest.LastSeq(t, a) != before {
 		t.Fatal("a proof refused for its nonce wrote to the log")
 	}
-	// Made up, or altered: refused the same way.
-	forged := []byte(nonce)
-	forged[len(forged)-1] ^= 1
-	for name, n := range map[string]string{"made up": "bm9uY2U", "altered": string(forged)} {
+	// Made up, or altered (a well-formed nonce with another MAC, or another
+	// window under the same MAC): refused the same way.
+	raw, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(raw) != 24 {
+		t.Fatalf("nonce %q is not 24 bytes of base64url", nonce)
+	}
+	otherMAC, otherWindow := slices.Clone(raw), slices.Clone(raw)
+	otherMAC[20] ^= 0x40
+	otherWindow[7]++ // the next window: one still accepted, were it genuine
+	for name, n := range map[string]string{"made up": "bm9uY2U", "another MAC": base64.RawURLEncoding.EncodeToString(otherMAC),
+		"another window": base64.RawURLEncoding.EncodeToString(otherWindow)} {
 		r := keyGrantWith(ca, d.JWT(t, ca.Challenge(), true, now()), map[string]string{"DPoP": dpopNonce(ca, key, "POST", "/oauth2/token", "", n, now())})
 		if r.Status != 400 || oauthReason(r) != useNonce || r.Header.Get("DPoP-Nonce") == "" {
 			t.Errorf("%s nonce: %d %s", name, r.Status, r.Raw)
 		}
+	}
+
+	// A request that names the client in the form but fails its client
+	// authentication (a secret beside HTTP Basic of another client) still
+	// must carry a nonce: the key-pair grant goes by the form's client_id.
+	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"},
+		"client_secret": {"x"}, "jwt": {d.JWT(t, ca.Challenge(), true, now())}}
+	r = ca.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), map[string]string{
+		"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("foo:bar")), "DPoP": dpop(ca, key, "POST", "/oauth2/token", "", now())})
+	if r.Status != 400 || oauthReason(r) != useNonce {
+		t.Fatalf("nonce skipped by a failing client authentication: %d %s", r.Status, r.Raw)
 	}
 
 	// Node A's nonce signs up on node B; the answer carries a nonce too.
@@ -96,6 +118,18 @@ func TestDPoPNonces(t *testing.T) {
 	a.Clock.Advance(tokens.DPoPNonceWindow)
 	if r := refreshWith(ca, rt, map[string]string{"DPoP": dpopNonce(ca, key, "POST", "/oauth2/token", "", nonce, now())}); r.Status != 200 {
 		t.Fatalf("refresh a window on, after a key rotation: %d %s", r.Status, r.Raw)
+	} else {
+		rt = apitest.Str(r.Body, "refresh_token")
+	}
+	// A nonce made with the new key on node A is good on node B at once (B
+	// loads the key on the first nonce it cannot match).
+	r = refreshWith(ca, rt, map[string]string{"DPoP": dpop(ca, key, "POST", "/oauth2/token", "", now())})
+	newKeyNonce := r.Header.Get("DPoP-Nonce")
+	if r.Status != 400 || newKeyNonce == "" || newKeyNonce == nonce {
+		t.Fatalf("a nonce after the rotation: %d %s", r.Status, r.Raw)
+	}
+	if r := refreshWith(cb, rt, map[string]string{"DPoP": dpopNonce(cb, key, "POST", "/oauth2/token", "", newKeyNonce, now())}); r.Status != 200 {
+		t.Fatalf("node B refused node A's nonce made with the new key: %d %s", r.Status, r.Raw)
 	} else {
 		rt = apitest.Str(r.Body, "refresh_token")
 	}

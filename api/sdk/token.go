@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/idstream/idstream/api/httpx"
@@ -19,6 +20,26 @@ func (s *Server) dpopRequest(r *http.Request) app.DPoPRequest {
 		d.Proof = proofs[0]
 	}
 	return d
+}
+
+// nonceRequired reports whether a client the token request names must send
+// DPoP nonces. It fails closed: any client the request names (the form's
+// client_id, the HTTP Basic user), whether or not its authentication is
+// valid, since a grant may go by the form's client_id alone.
+func (s *Server) nonceRequired(r *http.Request, form url.Values) bool {
+	ids := []string{form.Get("client_id")}
+	if user, _, ok := r.BasicAuth(); ok {
+		ids = append(ids, user)
+		if id, err := url.QueryUnescape(user); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		if id != "" && s.Service.NonceRequired(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // grantAnonymousRequest is Authgear's key-pair grant.
@@ -41,7 +62,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	// with every answer, refusals included (RFC 9449 §8).
 	m := httpx.Meta(r)
 	dr := s.dpopRequest(r)
-	if id, _, _, err := clientCredentials(r, form); err == nil && s.Service.NonceRequired(id) {
+	if s.nonceRequired(r, form) {
 		dr.NonceRequired = true
 		w.Header().Set("DPoP-Nonce", s.Service.DPoPNonce(r.Context()))
 	}
