@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -311,4 +312,42 @@ func TestKeyPairGuestPromotesOnTheHostedPage(t *testing.T) {
 	// is there, the key's row being gone means something.
 	waitRow(t, n, `SELECT count(*) FROM identities WHERE user_id::text = $1 AND type = 'username'`, sub)
 	waitRow(t, n, `SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END FROM identities WHERE key_id = $1`, d.KeyID)
+}
+
+// The key-pair grant is a public client's: client credentials sent with it
+// are refused (invalid_client when they do not even agree, unauthorized_client
+// otherwise), never ignored, and nothing is written.
+func TestKeyPairGrantRefusesClientCredentials(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	c := apitest.NewClient(t, n)
+	d := apitest.NewDevice(t, jose.ES256)
+	before := apitest.LastSeq(t, n)
+	basic := func(id, secret string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+	}
+	for name, tc := range map[string]struct {
+		secret, auth, want string
+	}{
+		"client_secret in the form":       {secret: "x", want: "unauthorized_client/ConfidentialClient"},
+		"HTTP Basic of the client":        {auth: basic("idstream-dev", "x"), want: "unauthorized_client/ConfidentialClient"},
+		"HTTP Basic of another client":    {auth: basic("foo", "bar"), want: "invalid_client/InvalidClient"},
+		"HTTP Basic and a secret as well": {secret: "x", auth: basic("foo", "bar"), want: "invalid_request/MultipleClientAuthentication"},
+	} {
+		form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"},
+			"jwt": {d.JWT(t, c.Challenge(), true, n.Clock.Now())}}
+		if tc.secret != "" {
+			form.Set("client_secret", tc.secret)
+		}
+		h := map[string]string{}
+		if tc.auth != "" {
+			h["Authorization"] = tc.auth
+		}
+		r := c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), h)
+		if got := apitest.Str(r.Body, "error") + "/" + r.Reason(); r.Status/100 != 4 || got != tc.want {
+			t.Errorf("%s: %d %s, want %s", name, r.Status, r.Raw, tc.want)
+		}
+	}
+	if apitest.LastSeq(t, n) != before {
+		t.Fatal("a refused key-pair grant wrote to the log")
+	}
 }

@@ -106,6 +106,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
 			return
 		}
+		// The key-pair grant is a public client's (the SDKs send client_id
+		// alone): credentials beside it are refused, not ignored.
+		if _, method, _, err := clientCredentials(r, form); err != nil {
+			s.WriteOAuthError(w, r, err)
+			return
+		} else if method != domain.AuthMethodNone {
+			s.WriteOAuthError(w, r, app.ErrConfidentialClient)
+			return
+		}
 		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), m)
 		if err != nil {
 			s.WriteOAuthError(w, r, err)
