@@ -47,6 +47,7 @@ clients:
     redirect_uris: ["https://app.example.com/after"]
     refresh_token_idle_timeout: 1h
     refresh_token_lifetime: 24h
+    dpop_nonce_required: true
 `), 0o600)
 	c, err := config.LoadFrom(env(map[string]string{"IDSTREAM_CONFIG": file, "DATABASE_URL": "postgres://x@db/y", "IDSTREAM_NATS_REPLICAS": "3"}))
 	if err != nil {
@@ -59,7 +60,8 @@ clients:
 	}
 	// The file seeds the settings; a client without a name is named by its id.
 	s := c.Settings()
-	if sc, ok := s.Client("web"); !ok || sc.Name != "web" || sc.RefreshTokenIdleTimeout != 3600 || sc.SessionType != "any" || !s.AnonymousEnabled {
+	if sc, ok := s.Client("web"); !ok || sc.Name != "web" || sc.RefreshTokenIdleTimeout != 3600 || sc.SessionType != "any" || !s.AnonymousEnabled ||
+		!sc.DPoPNonceRequired {
 		t.Fatalf("settings: %+v", s)
 	}
 }
