@@ -344,6 +344,36 @@ func openHeld(t *testing.T, nc *nats.Conn) (*eventstore.Store, func() int, func(
 	return s, queued, start
 }
 
+// appendQueued makes n two-message appends on a held store (a user subject
+// subjectOf(i) expecting no event, and a new session), starts its
+// committer once all are queued (after before), and counts the outcomes.
+func appendQueued(t *testing.T, s *eventstore.Store, queued func() int, start func(), n int, subjectOf func(i int) string, before func()) (ok, conflicts int) {
+	t.Helper()
+	ctx := context.Background()
+	var oks, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Append(ctx, msg(subjectOf(i), 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
+			switch {
+			case err == nil:
+				oks.Add(1)
+			case errors.Is(err, eventstore.ErrConflict):
+				refused.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == n })
+	before()
+	start()
+	wg.Wait()
+	return int(oks.Load()), int(refused.Load())
+}
+
 // Commands of one group that write the same subject: all but the first are
 // held back from the batch (in it, the second would make the server refuse
 // the whole batch, and every command be committed again) and, once the
@@ -356,42 +386,15 @@ func TestGroupHoldsBackCommandsOnASubjectTaken(t *testing.T) {
 	s, queued, start := openHeld(t, nc)
 	ctx := context.Background()
 	const subjects, contenders, others = 10, 4, 40
-	var wins, conflicts, ok atomic.Int32
-	var wg sync.WaitGroup
-	for i := range subjects * contenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.Append(ctx, msg(s.Subject("user", fmt.Sprintf("contended-%d", i%subjects)), 0, i),
-				msg(s.Subject("session", uuid.NewString()), 0, i))
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.Is(err, eventstore.ErrConflict):
-				conflicts.Add(1)
-			default:
-				t.Errorf("unexpected: %v", err)
-			}
-		}()
-	}
-	for i := range others {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.Append(ctx, msg(s.Subject("user", uuid.NewString()), 0, i), msg(s.Subject("session", uuid.NewString()), 0, i)); err != nil {
-				t.Errorf("an uncontended append: %v", err)
-			} else {
-				ok.Add(1)
-			}
-		}()
-	}
-	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == subjects*contenders+others })
-	retries, held, _ := eventstore.GroupCounters()
-	start()
-	wg.Wait()
-	if wins.Load() != subjects || conflicts.Load() != subjects*(contenders-1) || ok.Load() != others {
-		t.Fatalf("%d wins, %d conflicts, %d others written; want %d, %d, %d", wins.Load(), conflicts.Load(), ok.Load(),
-			subjects, subjects*(contenders-1), others)
+	var retries, held float64
+	ok, conflicts := appendQueued(t, s, queued, start, subjects*contenders+others, func(i int) string {
+		if i < subjects*contenders {
+			return s.Subject("user", fmt.Sprintf("contended-%d", i%subjects))
+		}
+		return s.Subject("user", uuid.NewString())
+	}, func() { retries, held, _ = eventstore.GroupCounters() })
+	if ok != subjects+others || conflicts != subjects*(contenders-1) {
+		t.Fatalf("%d written, %d conflicts; want %d, %d", ok, conflicts, subjects+others, subjects*(contenders-1))
 	}
 	r2, h2, _ := eventstore.GroupCounters()
 	if r2 != retries || h2-held != subjects*(contenders-1) {
@@ -404,49 +407,42 @@ func TestGroupHoldsBackCommandsOnASubjectTaken(t *testing.T) {
 	}
 }
 
-// A command that conflicts with the log fails its group's batch; the group
-// is committed again in halves down to it, not command by command.
-func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
-	nc := testenv.StartNATS(t).Connect(t)
-	s, queued, start := openHeld(t, nc)
+// staleSubjects writes one event on each of n new user subjects, through
+// another store, so that a command expecting none of them is stale.
+func staleSubjects(t *testing.T, nc *nats.Conn, n int) []string {
+	t.Helper()
 	ctx := context.Background()
-	taken := s.Subject("user", "taken")
 	direct, err := eventstore.Open(ctx, nc, eventstore.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(direct.Close)
-	if _, err := direct.Append(ctx, msg(taken, 0, 0)); err != nil {
-		t.Fatal(err)
+	defer direct.Close()
+	out := make([]string, n)
+	for i := range out {
+		out[i] = direct.Subject("user", uuid.NewString())
+		if _, err := direct.Append(ctx, msg(out[i], 0, i)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return out
+}
+
+// A command that conflicts with the log fails its group's batch; the group
+// is committed again in halves down to it, not command by command.
+func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
+	nc := testenv.StartNATS(t).Connect(t)
+	taken := staleSubjects(t, nc, 1)[0]
+	s, queued, start := openHeld(t, nc)
 	const n = 64
-	var ok, conflicts atomic.Int32
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			subj := s.Subject("user", uuid.NewString())
-			if i == n/3 {
-				subj = taken // expects no event: refused by the server
-			}
-			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
-			switch {
-			case err == nil:
-				ok.Add(1)
-			case errors.Is(err, eventstore.ErrConflict):
-				conflicts.Add(1)
-			default:
-				t.Errorf("unexpected: %v", err)
-			}
-		}()
-	}
-	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == n })
-	retries, _, sent := eventstore.GroupCounters()
-	start()
-	wg.Wait()
-	if ok.Load() != n-1 || conflicts.Load() != 1 {
-		t.Fatalf("%d ok, %d conflicts", ok.Load(), conflicts.Load())
+	var retries, sent float64
+	ok, conflicts := appendQueued(t, s, queued, start, n, func(i int) string {
+		if i == n/3 {
+			return taken
+		}
+		return s.Subject("user", uuid.NewString())
+	}, func() { retries, _, sent = eventstore.GroupCounters() })
+	if ok != n-1 || conflicts != 1 {
+		t.Fatalf("%d ok, %d conflicts", ok, conflicts)
 	}
 	// The refused batch, then two halves at each of log2(64) = 6 levels: 13
 	// commits (a few more if the server abandoned a batch as incomplete and
@@ -456,9 +452,29 @@ func TestRefusedGroupIsSplitDownToTheCommandAtFault(t *testing.T) {
 		t.Fatalf("group retries +%v (want 1), commits +%v (want 13)", r2-retries, sent2-sent)
 	}
 	// Nothing written twice: the one event before, and 63 commands of two.
-	last, _ := s.LastSequence(ctx)
-	if last != 1+2*(n-1) {
+	if last, _ := s.LastSequence(context.Background()); last != 1+2*(n-1) {
 		t.Fatalf("last sequence %d, want %d", last, 1+2*(n-1))
+	}
+}
+
+// Many stale commands in one group: the halves are committed side by side;
+// every other command is written once, every stale one refused.
+func TestRefusedGroupWithManyStaleCommands(t *testing.T) {
+	nc := testenv.StartNATS(t).Connect(t)
+	const n, stale = 240, 60
+	taken := staleSubjects(t, nc, stale)
+	s, queued, start := openHeld(t, nc)
+	ok, conflicts := appendQueued(t, s, queued, start, n, func(i int) string {
+		if i%(n/stale) == 0 {
+			return taken[i/(n/stale)]
+		}
+		return s.Subject("user", uuid.NewString())
+	}, func() {})
+	if ok != n-stale || conflicts != stale {
+		t.Fatalf("%d ok, %d conflicts; want %d, %d", ok, conflicts, n-stale, stale)
+	}
+	if last, _ := s.LastSequence(context.Background()); last != uint64(stale+2*(n-stale)) {
+		t.Fatalf("last sequence %d, want %d (nothing written twice)", last, stale+2*(n-stale))
 	}
 }
 
@@ -471,56 +487,5 @@ func TestIncompleteBatchIsRecognised(t *testing.T) {
 	}
 	if eventstore.IncompleteBatch(eventstore.Classify(&eventstore.APIError{Code: 400, ErrCode: 10071, Description: "wrong last sequence"})) {
 		t.Fatal("a conflict taken for an incomplete batch")
-	}
-}
-
-// Many stale commands in one group: the halves are committed side by side;
-// every other command is written once, every stale one refused.
-func TestRefusedGroupWithManyStaleCommands(t *testing.T) {
-	nc := testenv.StartNATS(t).Connect(t)
-	s, queued, start := openHeld(t, nc)
-	ctx := context.Background()
-	direct, err := eventstore.Open(ctx, nc, eventstore.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(direct.Close)
-	const n, stale = 240, 60
-	taken := make([]string, stale)
-	for i := range taken {
-		taken[i] = s.Subject("user", uuid.NewString())
-		if _, err := direct.Append(ctx, msg(taken[i], 0, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var ok, conflicts atomic.Int32
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			subj := s.Subject("user", uuid.NewString())
-			if i%(n/stale) == 0 {
-				subj = taken[i/(n/stale)]
-			}
-			_, err := s.Append(ctx, msg(subj, 0, i), msg(s.Subject("session", uuid.NewString()), 0, i))
-			switch {
-			case err == nil:
-				ok.Add(1)
-			case errors.Is(err, eventstore.ErrConflict):
-				conflicts.Add(1)
-			default:
-				t.Errorf("unexpected: %v", err)
-			}
-		}()
-	}
-	testenv.WaitFor(t, "every append queued", 10*time.Second, func() bool { return queued() == n })
-	start()
-	wg.Wait()
-	if ok.Load() != n-stale || conflicts.Load() != stale {
-		t.Fatalf("%d ok, %d conflicts; want %d, %d", ok.Load(), conflicts.Load(), n-stale, stale)
-	}
-	if last, _ := s.LastSequence(ctx); last != uint64(stale+2*(n-stale)) {
-		t.Fatalf("last sequence %d, want %d (nothing written twice)", last, stale+2*(n-stale))
 	}
 }
