@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idstream/idstream/testenv"
 )
 
 // idstreamBinary is cmd/idstream built from this tree.
@@ -29,7 +31,7 @@ type idstreamProc struct {
 
 func newIdstreamProc(t *testing.T, natsURL, databaseURL string) *idstreamProc {
 	t.Helper()
-	p := &idstreamProc{t: t, bin: idstreamBinary(t), dir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	p := &idstreamProc{t: t, bin: idstreamBinary(t), dir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
 	// The process's configuration is this test's, whatever the environment
 	// running the tests says.
 	for _, kv := range os.Environ() {

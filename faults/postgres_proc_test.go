@@ -20,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idstream/idstream/migrations"
+
+	"github.com/idstream/idstream/testenv"
 )
 
 // pgProc is a private PostgreSQL server, an OS process this test may stop,
@@ -71,7 +73,7 @@ func startPostgresProc(t *testing.T) *pgProc {
 	if err != nil {
 		t.Skip("PostgreSQL binaries needed for a private server: " + err.Error())
 	}
-	p := &pgProc{t: t, bin: bin, port: freePort(t)}
+	p := &pgProc{t: t, bin: bin, port: testenv.FreePort(t)}
 	if os.Geteuid() == 0 {
 		// initdb and postgres refuse to run as root.
 		u, err := user.Lookup("postgres")

@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idstream/idstream/testenv"
 )
 
 // builtBinary builds a Go package into a temporary directory, once per
@@ -64,19 +65,9 @@ type natsProc struct {
 	cmd     *exec.Cmd
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func startNATSProc(t *testing.T) *natsProc {
 	t.Helper()
-	p := &natsProc{t: t, bin: natsServerBinary(t), dir: t.TempDir(), port: freePort(t), monPort: freePort(t)}
+	p := &natsProc{t: t, bin: natsServerBinary(t), dir: t.TempDir(), port: testenv.FreePort(t), monPort: testenv.FreePort(t)}
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\nserver_name: faults\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
 		p.port, p.monPort, filepath.Join(p.dir, "js"))
 	if err := os.WriteFile(filepath.Join(p.dir, "nats.conf"), []byte(conf), 0o600); err != nil {

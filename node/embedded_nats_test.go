@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -135,21 +134,11 @@ func TestEmbeddedNATSRefusesLooseKeyFile(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // An operator command (projections replay, reap, …) reaches the running
 // server's embedded NATS with the key in the shared data directory; from
 // another directory it cannot.
 func TestOperatorCommandConnectsWithKeyFile(t *testing.T) {
-	env := embeddedEnv(t, freePort(t))
+	env := embeddedEnv(t, testenv.FreePort(t))
 	env["DATABASE_URL"], _ = testenv.Database(t)
 	serveNATS(t, devConfig(t, env))
 

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,7 +28,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	c := &Cluster{}
 	for range n {
 		c.dirs = append(c.dirs, t.TempDir())
-		c.ports = append(c.ports, freePort(t))
+		c.ports = append(c.ports, FreePort(t))
 	}
 	for _, p := range c.ports {
 		c.routes = append(c.routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -48,15 +47,6 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 	})
 	return c
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Start (re)starts server i on its directory.

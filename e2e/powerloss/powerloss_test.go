@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -179,7 +178,7 @@ func runScenario(t *testing.T, syncMode string, mode cutMode, cuts int) result {
 	if err := lazyfs.Available(); err != nil {
 		t.Skipf("the power-loss test mounts a FUSE filesystem: %v", err)
 	}
-	r := &rig{t: t, dataDir: t.TempDir(), sync: syncMode, natsPort: freePort(t)}
+	r := &rig{t: t, dataDir: t.TempDir(), sync: syncMode, natsPort: testenv.FreePort(t)}
 	r.dbURL, _ = testenv.Database(t)
 	var err error
 	r.fsys, err = lazyfs.New(t.TempDir(), lazyfs.Options{CutOnWrite: r.cutOnWrite, Writeback: r.keepUnsynced})
@@ -226,15 +225,6 @@ func runScenario(t *testing.T, syncMode string, mode cutMode, cuts int) result {
 	res.ops = led.counts
 	led.mu.Unlock()
 	return res
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // cutOnWrite is the filesystem's hook: armed for a mid-batch cut, it cuts
