@@ -21,7 +21,9 @@ type Options struct {
 	// MaxBatch is the most messages one atomic batch carries (the server's
 	// limit is 1000).
 	MaxBatch int
-	// Committers is how many atomic batches may be in flight at once.
+	// Committers is how many groups of appends are formed and committed at
+	// once, each one atomic batch, or more while a refused one is split (at
+	// most fallbackConcurrency batches in flight for the store in all).
 	Committers int
 	// Timeout bounds one publish or read round trip.
 	Timeout time.Duration
@@ -66,6 +68,9 @@ type Store struct {
 	opts       Options
 	directSubj string
 	queue      chan *appendReq
+	// splitSlots bounds the batches committed at once by all committers
+	// while groups are split (commitSplitting).
+	splitSlots chan struct{}
 	closing    chan struct{}
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
@@ -135,6 +140,7 @@ func open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		opts:       opts,
 		directSubj: "$JS.API.DIRECT.GET." + opts.Stream.Name,
 		queue:      make(chan *appendReq, 4096),
+		splitSlots: make(chan struct{}, fallbackConcurrency),
 		closing:    make(chan struct{}),
 	}
 	s.inbox = nc.NewInbox() + "."
@@ -397,11 +403,11 @@ func (s *Store) commitGroup(group []*appendReq) {
 // (about 2·log2(n) batches for one bad command among n, not n). The
 // members of a group write disjoint subjects (commands on a subject another
 // member writes are held back), so the halves are committed side by side,
-// at most fallbackConcurrency batches at once.
+// at most fallbackConcurrency batches at once for the whole store (every
+// committer's first try of a group included).
 func (s *Store) commitSplitting(group []*appendReq, retried bool) {
-	slots := make(chan struct{}, fallbackConcurrency)
-	slots <- struct{}{}
-	s.commitPart(group, retried, slots)
+	s.splitSlots <- struct{}{}
+	s.commitPart(group, retried, s.splitSlots)
 }
 
 func (s *Store) commitPart(group []*appendReq, retried bool, slots chan struct{}) {

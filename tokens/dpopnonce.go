@@ -61,8 +61,7 @@ func (k *Keys) DPoPNonce(ctx context.Context, now time.Time) string {
 // CheckDPoPNonce reports whether nonce is one this service (any node) made
 // for a window still accepted at now, with any key of the ring (a key
 // retired a moment ago; one created on another node a moment ago is loaded
-// on the first miss, at most as often as an unknown kid reloads). The MAC
-// is compared in constant time.
+// on a miss, at most once a second). The MAC is compared in constant time.
 func (k *Keys) CheckDPoPNonce(ctx context.Context, nonce string, now time.Time) bool {
 	raw, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(raw) != dpopNonceLen {
@@ -77,8 +76,9 @@ func (k *Keys) CheckDPoPNonce(ctx context.Context, nonce string, now time.Time) 
 		return true
 	}
 	// Made by a node with a key this one has not loaded yet (a rotation a
-	// moment ago): reload, as for an unknown kid, within the same bound.
-	if k.missLimit.Allow() {
+	// moment ago): reload, within a bound of its own (anyone can send a
+	// nonce of the current window with a MAC of their choosing).
+	if k.nonceMissLimit.Allow() {
 		if err := k.Reload(ctx); err != nil {
 			k.log.Warn("reloading signing keys failed; using the loaded ones", "error", err)
 		}

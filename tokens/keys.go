@@ -94,6 +94,13 @@ type Keys struct {
 	// missLimit bounds reloads caused by unknown key ids, which anyone can
 	// send.
 	missLimit *rate.Limiter
+	// nonceMissLimit bounds reloads caused by DPoP nonces no loaded key
+	// made, apart: anyone can send those too, and spending missLimit would
+	// leave tokens of a new key refused until the next periodic reload.
+	nonceMissLimit *rate.Limiter
+	// loadStarted is when the installed ring's reload began: a slower
+	// reload that began earlier does not replace it.
+	loadStarted time.Time
 }
 
 const keysLock = 7230012
@@ -106,7 +113,7 @@ func NewKeys(ctx context.Context, pool *pgxpool.Pool, clk clock.Clock, log *slog
 	if cfg.Issuer == "" || cfg.PublishRetiredFor <= 0 || cfg.ReloadEvery <= 0 {
 		return nil, errors.New("tokens: issuer, retired-key publication and reload interval are required")
 	}
-	k := &Keys{pool: pool, clock: clk, cfg: cfg, log: log, missLimit: rate.NewLimiter(10, 10)}
+	k := &Keys{pool: pool, clock: clk, cfg: cfg, log: log, missLimit: rate.NewLimiter(10, 10), nonceMissLimit: rate.NewLimiter(1, 2)}
 	if err := k.ensureKey(ctx); err != nil {
 		return nil, err
 	}
@@ -176,6 +183,7 @@ func (k *Keys) Rotate(ctx context.Context) (string, error) {
 
 // Reload reads the ring from PostgreSQL.
 func (k *Keys) Reload(ctx context.Context) error {
+	started := time.Now()
 	now := k.clock.Now()
 	rows, err := k.pool.Query(ctx, `SELECT kid, private_jwk, created_at, retired_at FROM signing_keys
 		WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at`, now.Add(-k.cfg.PublishRetiredFor))
@@ -238,10 +246,14 @@ func (k *Keys) Reload(ctx context.Context) error {
 		return err
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	if started.Before(k.loadStarted) {
+		return nil // a reload that began later has installed a newer ring
+	}
 	// loadedAt paces reloads, an operational matter: real time, not the
 	// (possibly fake) clock that decides token validity.
 	k.active, k.verify, k.jwks, k.signer, k.idSigner, k.nonceKeys, k.loadedAt = active, verify, set, signer, idSigner, nonceKeys, time.Now()
-	k.mu.Unlock()
+	k.loadStarted = started
 	return nil
 }
 

@@ -69,10 +69,9 @@ func TestDPoPNonces(t *testing.T) {
 	}
 
 	// A request that names the client in the form but fails its client
-	// authentication (a secret beside HTTP Basic of another client) still
-	// must carry a nonce: the key-pair grant goes by the form's client_id.
-	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"},
-		"client_secret": {"x"}, "jwt": {d.JWT(t, ca.Challenge(), true, now())}}
+	// authentication (a secret beside HTTP Basic of another client) must
+	// still carry a nonce: the check does not depend on it.
+	form := url.Values{"grant_type": {"authorization_code"}, "client_id": {"idstream-dev"}, "client_secret": {"x"}, "code": {"nonsense"}}
 	r = ca.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), map[string]string{
 		"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("foo:bar")), "DPoP": dpop(ca, key, "POST", "/oauth2/token", "", now())})
 	if r.Status != 400 || oauthReason(r) != useNonce {

@@ -350,4 +350,19 @@ func TestKeyPairGrantRefusesClientCredentials(t *testing.T) {
 	if apitest.LastSeq(t, n) != before {
 		t.Fatal("a refused key-pair grant wrote to the log")
 	}
+	// A refusal for credentials comes before the DPoP proof is spent; a
+	// bearer token beside the grant (the iOS SDK may send the signed-in
+	// user's) is not client authentication.
+	c.Public = c.Base
+	proof := dpop(c, apitest.NewDevice(t, jose.ES256), "POST", "/oauth2/token", "", n.Clock.Now())
+	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"},
+		"jwt": {d.JWT(t, c.Challenge(), true, n.Clock.Now())}, "client_secret": {"x"}}
+	if r := c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), map[string]string{"DPoP": proof}); r.Reason() != "ConfidentialClient" {
+		t.Fatalf("client_secret with a proof: %d %s", r.Status, r.Raw)
+	}
+	form.Del("client_secret")
+	if r := c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(),
+		map[string]string{"Authorization": "Bearer some-access-token", "DPoP": proof}); r.Status != 200 {
+		t.Fatalf("key-pair grant with a bearer token beside it, and the proof the refusal left unspent: %d %s", r.Status, r.Raw)
+	}
 }

@@ -66,6 +66,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		dr.NonceRequired = true
 		w.Header().Set("DPoP-Nonce", s.Service.DPoPNonce(r.Context()))
 	}
+	// The key-pair grant is a public client's (the SDKs send client_id
+	// alone): credentials beside it are refused, not ignored, before the
+	// proof's jti is spent.
+	if form.Get("grant_type") == grantAnonymousRequest {
+		if _, method, _, err := clientCredentials(r, form); err != nil && form.Get("client_id") != "" {
+			s.WriteOAuthError(w, r, err)
+			return
+		} else if err == nil && method != domain.AuthMethodNone {
+			s.WriteOAuthError(w, r, app.ErrConfidentialClient)
+			return
+		}
+	}
 	if m.DPoPJKT, err = s.Service.VerifyDPoP(r.Context(), dr, "", false); err != nil {
 		s.WriteOAuthError(w, r, err)
 		return
@@ -104,15 +116,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case grantAnonymousRequest:
 		if form.Get("client_id") == "" || form.Get("jwt") == "" {
 			s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
-			return
-		}
-		// The key-pair grant is a public client's (the SDKs send client_id
-		// alone): credentials beside it are refused, not ignored.
-		if _, method, _, err := clientCredentials(r, form); err != nil {
-			s.WriteOAuthError(w, r, err)
-			return
-		} else if method != domain.AuthMethodNone {
-			s.WriteOAuthError(w, r, app.ErrConfidentialClient)
 			return
 		}
 		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), m)
