@@ -731,9 +731,5 @@ func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 // incompleteBatch is JetStream's "atomic publish batch is incomplete" (10176).
 func incompleteBatch(err error) bool {
 	var apiErr *APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrCode == jsErrBatchIncomplete
-	}
-	var jsErr *jetstream.APIError
-	return errors.As(err, &jsErr) && jsErr.ErrorCode == jsErrBatchIncomplete
+	return errors.As(err, &apiErr) && apiErr.ErrCode == jsErrBatchIncomplete
 }

@@ -41,6 +41,24 @@ func dpopNonce(c *apitest.Client, key device, method, path, at, nonce string, no
 	return p
 }
 
+// nodesBehindOneURL starts two nodes on one log, database and clock,
+// behind one public URL as behind a load balancer (a proof's htu is that
+// URL), with a client of each.
+func nodesBehindOneURL(t *testing.T, ns *testenv.NATS, configure func(*config.Config)) (a, b *testenv.Node, ca, cb *apitest.Client) {
+	t.Helper()
+	dbURL, _ := testenv.Database(t)
+	const public = "http://id.example.test"
+	behind := func(c *config.Config) {
+		c.PublicURL = public
+		configure(c)
+	}
+	a = testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: behind})
+	b = testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock, Configure: behind})
+	ca, cb = apitest.NewClient(t, a), apitest.NewClient(t, b)
+	ca.Public, cb.Public = public, public
+	return a, b, ca, cb
+}
+
 func keyGrantWith(c *apitest.Client, jwt string, headers map[string]string) apitest.Response {
 	form := url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"}, "client_id": {"idstream-dev"}, "jwt": {jwt}}
 	return c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), headers)
@@ -81,15 +99,7 @@ func cnfOf(t *testing.T, at string) string {
 // without the key; clients without DPoP (the web SDK) are unchanged.
 func TestDPoPBindsSessionsAcrossNodes(t *testing.T) {
 	ns := testenv.StartNATS(t)
-	dbURL, _ := testenv.Database(t)
-	// Two nodes behind one public URL, as behind a load balancer: a
-	// proof's htu is that URL.
-	const public = "http://id.example.test"
-	behind := func(c *config.Config) { c.PublicURL = public }
-	a := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: behind})
-	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock, Configure: behind})
-	ca, cb := apitest.NewClient(t, a), apitest.NewClient(t, b)
-	ca.Public, cb.Public = public, public
+	a, _, ca, cb := nodesBehindOneURL(t, ns, func(*config.Config) {})
 	now := a.Clock.Now
 	d := apitest.NewDevice(t, jose.RS256)
 	// The SDKs keep a DPoP key apart from the anonymous key: ES256 on iOS

@@ -26,16 +26,7 @@ import (
 // carries the current nonce. A client without the setting is unchanged.
 func TestDPoPNonces(t *testing.T) {
 	ns := testenv.StartNATS(t)
-	dbURL, _ := testenv.Database(t)
-	const public = "http://id.example.test"
-	requireNonces := func(c *config.Config) {
-		c.PublicURL = public
-		c.Clients[0].DPoPNonceRequired = true
-	}
-	a := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Configure: requireNonces})
-	b := testenv.StartNode(t, ns, testenv.NodeOptions{DatabaseURL: dbURL, Clock: a.Clock, Configure: requireNonces})
-	ca, cb := apitest.NewClient(t, a), apitest.NewClient(t, b)
-	ca.Public, cb.Public = public, public
+	a, _, ca, cb := nodesBehindOneURL(t, ns, func(c *config.Config) { c.Clients[0].DPoPNonceRequired = true })
 	now := a.Clock.Now
 	d := apitest.NewDevice(t, jose.RS256)
 	key := apitest.NewDevice(t, jose.ES256)
