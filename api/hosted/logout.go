@@ -3,6 +3,7 @@ package hosted
 import (
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/idstream/idstream/api/httpx"
@@ -57,7 +58,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: logoutCookie, Value: "", Path: "/oauth2/end_session", HttpOnly: true,
 			Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	} else if site := r.Header.Get("Sec-Fetch-Site"); !hinted && site != "same-origin" && site != "same-site" && site != "none" {
-		s.confirmLogout(w, r, l, target)
+		s.confirmLogout(w, r, l, params)
 		return
 	}
 	if cookieSession != nil {
@@ -92,8 +93,16 @@ func (s *Server) registeredLogoutTarget(target string) bool {
 	return false
 }
 
+// logoutForm is an RP-initiated logout request carried through its
+// confirmation page: the POST is read as the GET was (the hint verified
+// again), so confirming ends the session the relying party named and
+// returns its state.
+type logoutForm struct {
+	ClientID, IDTokenHint, Target, State string
+}
+
 // confirmLogout asks the person to confirm signing out.
-func (s *Server) confirmLogout(w http.ResponseWriter, r *http.Request, l rpLogout, target string) {
+func (s *Server) confirmLogout(w http.ResponseWriter, r *http.Request, l rpLogout, params url.Values) {
 	token, err := s.Service.NewCode()
 	if err != nil {
 		s.flowEnded(w, r, err)
@@ -101,13 +110,16 @@ func (s *Server) confirmLogout(w http.ResponseWriter, r *http.Request, l rpLogou
 	}
 	http.SetCookie(w, &http.Cookie{Name: logoutCookie, Value: token, Path: "/oauth2/end_session", HttpOnly: true,
 		Secure: *s.cfg.Cookie.Secure, SameSite: http.SameSiteStrictMode, MaxAge: int(flowTTL / time.Second)})
-	if !s.allowsTarget(l, target) {
-		target = ""
-	}
-	d := pageData{Title: "Sign out?", CSRF: token, LoginHint: target, Submit: "Sign out",
-		Lead: "Do you want to sign out of this service? If you did not ask to, close this page."}
+	form := logoutForm{IDTokenHint: params.Get("id_token_hint"), State: params.Get("state")}
 	if l.client != nil {
-		d.ClientID = l.client.ClientID
+		form.ClientID = l.client.ClientID
 	}
-	s.renderPage(w, http.StatusOK, "logout", target, d)
+	if target := params.Get("post_logout_redirect_uri"); s.allowsTarget(l, target) {
+		form.Target = target
+	} else {
+		form.State = ""
+	}
+	d := pageData{Title: "Sign out?", CSRF: token, LoginHint: form.Target, Submit: "Sign out", Logout: form,
+		Lead: "Do you want to sign out of this service? If you did not ask to, close this page."}
+	s.renderPage(w, http.StatusOK, "logout", form.Target, d)
 }

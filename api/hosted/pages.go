@@ -58,8 +58,9 @@ type pageData struct {
 	CodeSignIn      bool
 	PasswordOffered bool
 	CodeSubmit      string
-	// ClientID is the logout confirmation's client (RP-initiated logout).
-	ClientID string
+	// Logout is what the logout confirmation's form posts back (RP-initiated
+	// logout): the request as the relying party sent it.
+	Logout logoutForm
 	// Upstream are the "Continue with <provider>" links (upstream.go);
 	// Refs, Identities (named for people) and HasPassword the settings
 	// page's (settings.go).

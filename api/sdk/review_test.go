@@ -522,6 +522,66 @@ func TestCrossSiteLogoutNeedsConfirmation(t *testing.T) {
 	}
 }
 
+// A relying party's logout with an id_token_hint of another user than the
+// browser's asks the person; confirming posts the request back as the
+// relying party sent it, so the hinted session ends (its refresh token stops
+// working) with the browser's own, and the return carries the state.
+func TestConfirmedLogoutEndsTheHintedSession(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	rp := apitest.NewClient(t, n)
+	b := rp.PostJSON("/api/anonymous_user/signup", apitest.TokenSignup, nil)
+	hint, rt := apitest.Str(b.Result(), "id_token"), apitest.Str(b.Result(), "refresh_token")
+	if b.Status != 200 || hint == "" {
+		t.Fatalf("token sign-up: %d %s", b.Status, b.Raw)
+	}
+	browser := apitest.NewClient(t, n)
+	if r := browser.PostJSON("/api/anonymous_user/signup", apitest.CookieSignup, nil); r.Status != 200 {
+		t.Fatalf("cookie sign-up: %d %s", r.Status, r.Raw)
+	}
+	target := "http://localhost:3000/logged-out"
+	q := url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {target}, "state": {"rp-state"}}
+	page := browser.Do(http.MethodGet, "/oauth2/end_session?"+q.Encode(), "", "", map[string]string{"Sec-Fetch-Site": "cross-site"})
+	if page.Status != 200 || !strings.Contains(page.Raw, "Sign out?") {
+		t.Fatalf("another user's hint: want a confirmation page, got %d %s", page.Status, page.Raw)
+	}
+	rr := apitest.Refresh(rp, rt)
+	if rr.Status != 200 {
+		t.Fatalf("the page alone ended the hinted session: %d %s", rr.Status, rr.Raw)
+	}
+	rt = apitest.Str(rr.Body, "refresh_token")
+	// A hint changed on the way (the form is the browser's to edit) is
+	// checked again: no session ends by it.
+	forged := apitest.FormOf(t, page)
+	forged.Set("id_token_hint", hint[:len(hint)-4]+"AAAA")
+	r := browser.PostForm("/oauth2/end_session", forged)
+	if r.Status != 302 || r.Header.Get("Location") != target+"?state=rp-state" {
+		t.Fatalf("confirmed with a forged hint: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	next := apitest.Refresh(rp, rt)
+	if next.Status != 200 {
+		t.Fatalf("a forged hint ended the session: %d %s", next.Status, next.Raw)
+	}
+	rt = apitest.Str(next.Body, "refresh_token")
+	if u := browser.Userinfo(""); u.Status != 401 {
+		t.Fatalf("the confirmed logout left the browser's session: %d", u.Status)
+	}
+	// The person confirms the relying party's own request.
+	if r := browser.PostJSON("/api/anonymous_user/signup", apitest.CookieSignup, nil); r.Status != 200 {
+		t.Fatalf("cookie sign-up: %d %s", r.Status, r.Raw)
+	}
+	page = browser.Do(http.MethodGet, "/oauth2/end_session?"+q.Encode(), "", "", map[string]string{"Sec-Fetch-Site": "cross-site"})
+	r = browser.PostForm("/oauth2/end_session", apitest.FormOf(t, page))
+	if r.Status != 302 || r.Header.Get("Location") != target+"?state=rp-state" {
+		t.Fatalf("confirmed logout: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	if rr := apitest.Refresh(rp, rt); rr.Status == 200 {
+		t.Fatal("the session the id_token_hint named still refreshes after the confirmed logout")
+	}
+	if u := browser.Userinfo(""); u.Status != 401 {
+		t.Fatalf("the confirmed logout left the browser's session: %d", u.Status)
+	}
+}
+
 // The conflict policy "login" applies to the headless endpoint as to the
 // hosted page (issue 16): a taken login ID with its account's password
 // merges the guest into that account and signs it in.
