@@ -898,6 +898,37 @@ func TestHostedCodeSignIn(t *testing.T) {
 	}
 }
 
+// TestSilentAuthorizeKeepsTheSessionsMethod: prompt=none on a cookie
+// session signed in to by an email code starts a session of that method,
+// and its ID token says so (amr otp), not a password the user never gave.
+func TestSilentAuthorizeKeepsTheSessionsMethod(t *testing.T) {
+	e := startOTP(t, emailCodes)
+	apitest.RegularUser(t, apitest.NewClient(t, e.n), "amr@example.com")
+	browser := apitest.NewClient(t, e.n)
+	if r := browser.PostJSON("/api/signin/code/start", `{"client_id":"idstream-dev","login_id":"amr@example.com"}`, nil); r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Raw)
+	}
+	code := e.mail.WaitMail(t, 1).Code()
+	if r := browser.PostJSON("/api/signin/code/verify", `{"client_id":"idstream-dev","login_id":"amr@example.com","code":"`+code+`","session_type":"cookie"}`, nil); r.Status != 200 {
+		t.Fatalf("code sign-in: %d %s", r.Status, r.Raw)
+	}
+	verifier, challenge := apitest.PKCE()
+	p := apitest.AuthorizeParams(challenge, "")
+	p.Set("prompt", "none")
+	r := browser.Get("/oauth2/authorize?" + p.Encode())
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.Status != 302 || loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("prompt=none: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	tok := browser.Exchange(loc.Query().Get("code"), verifier)
+	if tok.Status != 200 {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	if amr := fmt.Sprint(apitest.Claims(t, apitest.Str(tok.Body, "id_token"))["amr"]); amr != "[otp]" {
+		t.Fatalf("amr %s after prompt=none on an email-code session, want [otp]", amr)
+	}
+}
+
 // withScope sets an authorization request's scope.
 func withScope(v url.Values, scope string) url.Values {
 	v.Set("scope", scope)

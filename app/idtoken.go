@@ -14,12 +14,17 @@ import (
 )
 
 // amrOf is the ID token's amr (RFC 8176) for a sign-in method: a password
-// ("pwd", promotion included: the user set one in the flow) or a device key
-// held by the app ("swk"); a web guest proved nothing, and has none.
+// ("pwd", promotion included: the user set one in the flow), a one-time code
+// ("otp", with "sms" when it came by text message) or a device key held by
+// the app ("swk"); a web guest proved nothing, and has none.
 func amrOf(method string) []string {
 	switch method {
 	case domain.MethodPassword, domain.MethodPromotion:
 		return []string{"pwd"}
+	case domain.MethodEmailCode:
+		return []string{"otp"}
+	case domain.MethodSMSCode:
+		return []string{"otp", "sms"}
 	case domain.MethodAnonymousKey:
 		return []string{"swk"}
 	case domain.MethodExternal:

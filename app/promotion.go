@@ -722,9 +722,13 @@ func (s *Accounts) IssueAuthorizationCode(ctx context.Context, r AuthorizationRe
 	if err != nil {
 		return "", err
 	}
+	// auth_time is when the person signed in (OpenID Connect Core §2): a
+	// code issued as a sign-in ends was signed in to now, not when the
+	// client exchanges it, up to CodeTTL later.
+	now := s.clock.Now()
 	return code, s.codes.Put(ctx, code, CodeEntry{Kind: CodeAuthorization, ClientID: r.ClientID, RedirectURI: r.RedirectURI,
-		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: s.clock.Now().Add(CodeTTL),
-		Nonce: r.Nonce, AuthTime: r.AuthTime, ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method, Epoch: epoch})
+		CodeChallenge: r.CodeChallenge, Scope: r.Scope, UserID: r.UserID, Promotion: r.Promotion, ExpiresAt: now.Add(CodeTTL),
+		Nonce: r.Nonce, AuthTime: cmp.Or(r.AuthTime, now), ReauthSession: r.ReauthSession, DPoPJKT: r.DPoPJKT, Method: r.Method, Epoch: epoch})
 }
 
 // S256 is the PKCE code challenge of a verifier.
@@ -829,7 +833,8 @@ func (s *Accounts) spendExchanged(ctx context.Context, code string, e CodeEntry,
 func (s *Accounts) exchangePromotion(ctx context.Context, clientID, code string, e CodeEntry, rev uint64, dev *domain.Device, meta Meta) (Issued, error) {
 	p := e.Promotion
 	ns := NewSession{ClientID: clientID, Kind: domain.SessionKindRefreshToken, Method: domain.MethodPromotion,
-		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT}
+		SessionID: uuid.NewSHA1(codeSessions, []byte(codeKey(code))).String(), Device: dev, Scope: &e.Scope, Nonce: e.Nonce, DPoPJKT: meta.DPoPJKT,
+		AuthTime: e.AuthTime}
 	if p.External != nil {
 		ns.Method = domain.MethodExternal
 	}

@@ -139,7 +139,7 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 	epoch := p.User.CredentialEpoch()
 	code, err := s.Service.IssueAuthorizationCode(r.Context(), app.AuthorizationRequest{ClientID: cl.ClientID, RedirectURI: flow.RedirectURI,
 		CodeChallenge: flow.CodeChallenge, Scope: flow.Scope, UserID: p.User.UserID(), Nonce: o.nonce, AuthTime: p.Session.AuthTime(),
-		DPoPJKT: flow.DPoPJKT, Method: flow.Method, Epoch: &epoch})
+		DPoPJKT: flow.DPoPJKT, Method: p.Session.Method(), Epoch: &epoch})
 	if err != nil {
 		fail("temporarily_unavailable", "please try again in a moment")
 		return

@@ -131,23 +131,6 @@ func codeOf(t *testing.T, r apitest.Response) string {
 	return loc.Query().Get("code")
 }
 
-func claimsOf(t *testing.T, jwt string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", jwt)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // events are the log's events (type and payload), in order.
 func events(t *testing.T, n *testenv.Node) []eventstore.Record {
 	t.Helper()
@@ -190,7 +173,7 @@ func signUpWithAcme(t *testing.T, e idpEnv) (sub, at string) {
 	if tok.Status != 200 {
 		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
 	}
-	idt := claimsOf(t, apitest.Str(tok.Body, "id_token"))
+	idt := apitest.Claims(t, apitest.Str(tok.Body, "id_token"))
 	if amr, _ := idt["amr"].([]any); len(amr) != 1 || amr[0] != "fed" || idt["nonce"] != "rp-nonce-1" {
 		t.Fatalf("ID token of an upstream sign-in: %v", idt)
 	}

@@ -582,6 +582,32 @@ func TestConfirmedLogoutEndsTheHintedSession(t *testing.T) {
 	}
 }
 
+// auth_time is when the person signed in on the hosted page (OpenID
+// Connect Core §2), not when the client exchanged the code, up to its five
+// minutes later: a relying party checking max_age must not take an older
+// sign-in for a newer one.
+func TestAuthTimeIsTheSignIn(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	apitest.RegularUser(t, apitest.NewClient(t, n), "authtime@example.com")
+	verifier, challenge := apitest.PKCE()
+	browser := apitest.NewClient(t, n)
+	page, csrf, _ := browser.HostedFlow(apitest.AuthorizeParams(challenge, ""))
+	signedIn := n.Clock.Now().Unix()
+	r := browser.Submit(page, csrf, url.Values{"login_id": {"authtime@example.com"}, "password": {apitest.GoodPassword}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.Status != 302 || loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("sign-in: %d %s", r.Status, r.Raw)
+	}
+	n.Clock.Advance(4*time.Minute + 50*time.Second)
+	tok := browser.Exchange(loc.Query().Get("code"), verifier)
+	if tok.Status != 200 {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	if at := int64(apitest.Claims(t, apitest.Str(tok.Body, "id_token"))["auth_time"].(float64)); at != signedIn {
+		t.Fatalf("auth_time %d, want the sign-in's %d (%d s off)", at, signedIn, at-signedIn)
+	}
+}
+
 // The conflict policy "login" applies to the headless endpoint as to the
 // hosted page (issue 16): a taken login ID with its account's password
 // merges the guest into that account and signs it in.
