@@ -237,8 +237,15 @@ func (c *Config) PrepareProviders(getenv func(string) string) error {
 			bad("response_mode must be query or form_post")
 		}
 		for _, u := range []string{p.Issuer, p.AuthURL, p.TokenURL, p.JWKSURL, p.UserInfoURL, p.EmailsURL} {
-			if pu, err := url.Parse(u); u != "" && (err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "") {
+			pu, err := url.Parse(u)
+			switch {
+			case u == "":
+			case err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "":
 				bad("%q is not an absolute http(s) URL", u)
+			case pu.Scheme == "http" && !loopbackHost(pu.Hostname()):
+				// The client secret and every authorization code go to
+				// the token URL; the rest carry tokens or what they check.
+				bad("%q must be https (plain http only to a loopback address)", u)
 			}
 		}
 		for _, id := range p.Clients {

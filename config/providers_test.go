@@ -83,12 +83,24 @@ func TestProviderConfigRefused(t *testing.T) {
 		"no openid scope": {config.Provider{ID: "a", ClientID: "x", Issuer: "https://a.example", Scopes: []string{"email"}}, "openid"},
 		"bad url":         {config.Provider{ID: "a", ClientID: "x", Issuer: "ftp://a.example"}, "not an absolute http(s) URL"},
 		"bad mode":        {config.Provider{ID: "a", ClientID: "x", Issuer: "https://a.example", ResponseMode: "fragment"}, "response_mode"},
+		"plain http":      {config.Provider{ID: "a", ClientID: "x", Issuer: "http://sso.example.com"}, "must be https"},
+		"plain http token url": {config.Provider{ID: "a", ClientID: "x", Kind: config.ProviderOAuth2, AuthURL: "https://sso.example.com/authorize",
+			TokenURL: "http://sso.example.com/token", UserInfoURL: "https://sso.example.com/userinfo"}, "must be https"},
 	} {
 		c := devConfig(t)
 		c.Providers = []config.Provider{tc.p}
 		err := c.PrepareProviders(func(string) string { return "" })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	// Plain http to a provider on loopback (a local test provider) is fine.
+	for _, host := range []string{"127.0.0.1:9000", "[::1]:9000", "localhost:9000"} {
+		c := devConfig(t)
+		c.Providers = []config.Provider{{ID: "a", ClientID: "x", Kind: config.ProviderOAuth2, AuthURL: "http://" + host + "/authorize",
+			TokenURL: "http://" + host + "/token", UserInfoURL: "http://" + host + "/userinfo"}}
+		if err := c.PrepareProviders(func(string) string { return "" }); err != nil {
+			t.Errorf("a provider on %s: %v", host, err)
 		}
 	}
 }

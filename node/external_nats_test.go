@@ -182,3 +182,29 @@ func TestNodeOnAuthenticatedNATSLogsNoSecret(t *testing.T) {
 		})
 	}
 }
+
+// TestNkeySeedNeverInAnError: NATS_NKEY_SEED names a file; an operator who
+// puts the seed itself there (or names a file that holds something else)
+// gets an error that says so without printing the seed or the path.
+func TestNkeySeedNeverInAnError(t *testing.T) {
+	user, _ := nkeys.CreateUser()
+	seed := nkeySeed(t, user)
+	for name, value := range map[string]string{
+		"the seed itself":       seed,
+		"a file of other stuff": writeFile(t, "not-a-seed.nk", "hello "+seed[:10]+"\n"),
+	} {
+		cfg, err := config.LoadFrom(func(k string) string {
+			return map[string]string{"NATS_URL": "nats://127.0.0.1:1", "NATS_NKEY_SEED": value}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = node.ConnectNATS(cfg, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), "NATS_NKEY_SEED") {
+			t.Fatalf("%s: want an error naming NATS_NKEY_SEED, got %v", name, err)
+		}
+		if strings.Contains(err.Error(), seed[:10]) || strings.Contains(err.Error(), value) {
+			t.Fatalf("%s: the error carries the seed or the path: %v", name, err)
+		}
+	}
+}

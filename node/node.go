@@ -206,7 +206,14 @@ func externalAuth(cfg *config.Config) ([]nats.Option, error) {
 	case c.NkeySeed != "":
 		o, err := nats.NkeyOptionFromSeed(c.NkeySeed)
 		if err != nil {
-			return nil, fmt.Errorf("nats.nkey_seed %s: %w", c.NkeySeed, err)
+			// The error names neither the path nor what it holds (nats.go's
+			// names the path): an operator who put the seed itself in
+			// NATS_NKEY_SEED would see it printed.
+			why := "the file it names holds no nkey seed"
+			if errors.Is(err, fs.ErrNotExist) {
+				why = "it names no file (it is the path of a file holding the seed)"
+			}
+			return nil, errors.New("nats.nkey_seed (NATS_NKEY_SEED): " + why)
 		}
 		return []nats.Option{o}, nil
 	case c.User != "":

@@ -105,6 +105,10 @@ func TestSMTPInternationalisedDomainIsPunycode(t *testing.T) {
 	if _, err := delivery.EmailAddress("a@exa mple.com"); !errors.Is(err, delivery.ErrInvalidRecipient) {
 		t.Fatalf("a space in the domain: %v", err)
 	}
+	// The error reaches the log, which never names an address.
+	if _, err := delivery.EmailAddress("a@foo_bar.com"); !errors.Is(err, delivery.ErrInvalidRecipient) || strings.Contains(err.Error(), "foo_bar") {
+		t.Fatalf("an underscore in the domain: %v", err)
+	}
 	if _, err := delivery.EmailAddress("a@-bad-.xn--"); !errors.Is(err, delivery.ErrInvalidRecipient) {
 		t.Fatalf("a bad IDN: %v", err)
 	}

@@ -111,7 +111,9 @@ func EmailAddress(addr string) (string, error) {
 	}
 	ascii, err := idna.Lookup.ToASCII(domain)
 	if err != nil {
-		return "", fmt.Errorf("%w: the domain %q is not a valid internationalised domain name", ErrInvalidRecipient, domain)
+		// Not the domain itself: this error reaches the log, which never
+		// names an address.
+		return "", fmt.Errorf("%w: the domain is not a valid internationalised domain name", ErrInvalidRecipient)
 	}
 	out := local + "@" + ascii
 	if _, err := mail.ParseAddress(out); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -53,7 +54,11 @@ func serve(ctx context.Context) error {
 			" allows http://localhost:* and http://127.0.0.1:*, cookies without Secure")
 	}
 	if addr := os.Getenv("IDSTREAM_PPROF_ADDR"); addr != "" {
-		// Profiling for operators, on a separate (loopback) listener.
+		// Profiling for operators, on a separate listener: loopback only,
+		// since it asks for no credential and a profile costs CPU.
+		if !loopbackAddr(addr) {
+			return fmt.Errorf("IDSTREAM_PPROF_ADDR %q: must be a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT)", addr)
+		}
 		go func() { log.Warn("pprof listener stopped", "error", http.ListenAndServe(addr, nil)) }()
 	}
 	n, err := node.Start(ctx, node.Options{Config: cfg, Log: log})
@@ -167,4 +172,14 @@ func rotateKeys(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "new signing key:", kid)
 	return nil
+}
+
+// loopbackAddr reports whether a host:port listens on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
