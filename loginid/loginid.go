@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -78,34 +79,94 @@ func Parse(t Type, raw string) (ID, error) {
 	return ID{}, fmt.Errorf("%w: %q", ErrUnknownType, t)
 }
 
-// normaliseEmail NFKC-normalises and lower-cases the whole address, then
+// normaliseEmail NFKC-normalises and lower-cases the whole address, maps
+// the domain as mail to it is routed (IDNA, RFC 5891 lookup: the domain
+// codes are delivered to is the one whose uniqueness is enforced), then
 // validates the result: uniqueness is case-insensitive (mail providers treat
 // local parts that way in practice, and two accounts differing only in case
 // help no one), and validating the normalised form keeps Parse idempotent.
+// Characters that show as nothing (format characters such as a zero-width
+// space or a soft hyphen, variation selectors, other default-ignorable code
+// points) are refused anywhere: an address written with them looks like
+// another person's.
 func normaliseEmail(raw string) (string, error) {
 	if raw == "" || len(raw) > 254 || !utf8.ValidString(raw) {
 		return "", ErrInvalidEmail
 	}
 	v := norm.NFKC.String(strings.ToLower(norm.NFKC.String(raw)))
-	if len(v) > 254 {
-		return "", ErrInvalidEmail
-	}
 	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || invisible(r) {
 			return "", ErrInvalidEmail
 		}
+	}
+	at := strings.LastIndexByte(v, '@')
+	if at <= 0 || at == len(v)-1 {
+		return "", ErrInvalidEmail
+	}
+	ascii, err := idna.Lookup.ToASCII(v[at+1:])
+	if err != nil {
+		return "", ErrInvalidEmail
+	}
+	domain, err := idna.Lookup.ToUnicode(ascii)
+	if err != nil {
+		return "", ErrInvalidEmail
+	}
+	local := v[:at]
+	v = local + "@" + domain
+	if len(v) > 254 || len(local)+1+len(ascii) > 254 {
+		return "", ErrInvalidEmail
 	}
 	addr, err := mail.ParseAddress(v)
 	if err != nil || addr.Address != v || addr.Name != "" {
 		return "", ErrInvalidEmail
 	}
-	at := strings.LastIndexByte(v, '@')
-	local, domain := v[:at], v[at+1:]
-	if local == "" || domain == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
 		strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", ErrInvalidEmail
 	}
 	return v, nil
+}
+
+// invisible reports whether r shows as nothing: a format character
+// (general category Cf), a variation selector or another default-ignorable
+// code point.
+func invisible(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Variation_Selector, r) ||
+		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r)
+}
+
+// Revealing is the ID as a person can tell it from a look-alike: as it is
+// when it is plain ASCII; otherwise an email's domain in its ASCII form
+// (punycode) and every other non-ASCII character as U+XXXX. For pages that
+// ask a person to recognise an account as theirs.
+func (id ID) Revealing() string {
+	v := id.Value
+	ascii := true
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return v
+	}
+	tail := ""
+	if id.Type == Email {
+		at := strings.LastIndexByte(v, '@')
+		if d, err := idna.Lookup.ToASCII(v[at+1:]); at > 0 && err == nil {
+			v, tail = v[:at], "@"+d
+		}
+	}
+	var b strings.Builder
+	for _, r := range v {
+		if r < utf8.RuneSelf {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, "U+%04X", r)
+		}
+	}
+	return b.String() + tail
 }
 
 // normalisePhone accepts an international number and returns E.164.

@@ -56,6 +56,54 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestEmailLooksLikeWhatItIs: an address that shows as another person's
+// (characters that show as nothing) is refused, and one whose domain mail
+// routes to another domain's mailbox is that domain's login ID: one mailbox,
+// one login ID.
+func TestEmailLooksLikeWhatItIs(t *testing.T) {
+	for _, raw := range []string{
+		"victim\u200b@example.com",     // zero-width space
+		"vic\u00adtim@example.com",     // soft hyphen
+		"victim\u2060@example.com",     // word joiner
+		"victim@exam\u00adple.com",     // soft hyphen in the domain
+		"victim@exa\u200bmple.com",     // zero-width space in the domain
+		"victim@example\ufe0f.com",     // variation selector
+		"victim\U000E0041@example.com", // tag character
+		"victim\u200d@example.com",     // zero-width joiner
+		"\ufeffvictim@example.com",     // byte order mark
+		"victim@foo_bar.com",           // no mail goes to it (STD3)
+		"victim@-example.com",          // nor to this
+		"victim@xn--zz.example",        // not punycode
+	} {
+		if id, err := loginid.Parse(loginid.Email, raw); !errors.Is(err, loginid.ErrInvalidEmail) {
+			t.Errorf("Parse(%+q) = %+q, %v; want ErrInvalidEmail", raw, id.Value, err)
+		}
+	}
+	plain, _ := loginid.Parse(loginid.Email, "victim@mail.example.com")
+	for _, raw := range []string{"victim@mail.example\u3002com", "victim@mail.example\uff0ecom", "Victim@MAIL.example.com"} {
+		id, err := loginid.Parse(loginid.Email, raw)
+		if err != nil || id != plain || id.Key() != plain.Key() {
+			t.Errorf("Parse(%+q) = %+q, %v; want %q, the mailbox mail to it reaches", raw, id.Value, err, plain.Value)
+		}
+	}
+	uni, err := loginid.Parse(loginid.Email, "J\u00fcrgen@B\u00dcCHER.example")
+	puny, err2 := loginid.Parse(loginid.Email, "j\u00fcrgen@xn--bcher-kva.example")
+	if err != nil || err2 != nil || uni != puny || uni.Value != "j\u00fcrgen@b\u00fccher.example" {
+		t.Errorf("an internationalised domain: %+q %v; its punycode: %+q %v", uni.Value, err, puny.Value, err2)
+	}
+	if got := uni.Revealing(); got != "jU+00FCrgen@xn--bcher-kva.example" {
+		t.Errorf("Revealing() = %q", got)
+	}
+	if got := plain.Revealing(); got != "victim@mail.example.com" {
+		t.Errorf("Revealing() of plain ASCII = %q", got)
+	}
+	// A Cyrillic "с" looks like a Latin "c": Revealing tells them apart.
+	look, err := loginid.Parse(loginid.Email, "vi\u0441tim@example.com")
+	if err != nil || look.Revealing() != "viU+0441tim@example.com" {
+		t.Errorf("a look-alike: %+q %v, revealing %q", look.Value, err, look.Revealing())
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "+14155552671", "carol_99", " A@B.CO ", "+", "@", ""} {
 		f.Add(s)

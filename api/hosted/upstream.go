@@ -15,6 +15,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
+	"github.com/idstream/idstream/loginid"
 )
 
 // "Continue with <provider>" (issue 19). A flow page links to
@@ -134,7 +135,12 @@ func (s *Server) upstreamLinkConfirm(w http.ResponseWriter, r *http.Request) {
 // opens a link mailed by someone else can tell it is not theirs: its login
 // ID, or else the identities it signs in with and when it was made.
 func (s *Server) accountName(u domain.User, clientID string) string {
-	if _, id := u.LoginID(); id != "" {
+	if typ, id := u.LoginID(); id != "" {
+		// A look-alike (a Cyrillic letter for a Latin one, another
+		// script's domain) is shown for what it is.
+		if shown := (loginid.ID{Type: loginid.Type(typ), Value: id}).Revealing(); shown != id {
+			return id + " (written " + shown + ")"
+		}
 		return id
 	}
 	var ways []string

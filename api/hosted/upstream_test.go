@@ -339,6 +339,34 @@ func TestUpstreamLinkNamesAnAccountWithoutLoginID(t *testing.T) {
 	}
 }
 
+// TestUpstreamLinkShowsALookAlikeForWhatItIs: an account whose login ID
+// looks like someone else's cannot hide it on the link confirmation page a
+// victim is mailed: an address written with characters that show as
+// nothing is no login ID at all, and one with a letter of another script is
+// shown with that letter spelled out.
+func TestUpstreamLinkShowsALookAlikeForWhatItIs(t *testing.T) {
+	e := startIdP(t, idpOptions{})
+	apitest.RegularUser(t, apitest.NewClient(t, e.n), "victim@example.com")
+	mallory := apitest.NewClient(t, e.n)
+	gat, _ := apitest.Signup(t, mallory)
+	if r := mallory.Promote(gat, "victim\u200b@example.com", apitest.GoodPassword); r.Status != 400 || r.Reason() != "InvalidEmail" {
+		t.Fatalf("a zero-width space in the login ID: %d %s", r.Status, r.Raw)
+	}
+	prom := mallory.Promote(gat, "vi\u0441tim@example.com", apitest.GoodPassword) // a Cyrillic "с"
+	if prom.Status != 200 {
+		t.Fatalf("promote: %d %s", prom.Status, prom.Raw)
+	}
+	link := mallory.PostJSON("/api/external_identities/acme/link", "", map[string]string{"Authorization": "Bearer " + apitest.Str(prom.Result(), "access_token")})
+	u, err := url.Parse(apitest.Str(link.Result(), "url"))
+	if link.Status != 200 || err != nil || u.Path == "" {
+		t.Fatalf("link: %d %s", link.Status, link.Raw)
+	}
+	confirm := apitest.NewClient(t, e.n).Do(http.MethodGet, u.Path, "", "", nil)
+	if page := html.UnescapeString(confirm.Raw); confirm.Status != 200 || !strings.Contains(page, "(written viU+0441tim@example.com)") {
+		t.Fatalf("link confirmation: %d %s", confirm.Status, confirm.Raw)
+	}
+}
+
 // TestUpstreamMergeCodeAfterUnlink: under the policy "login", the code of a
 // guest's merge into the account holding an identity starts nothing once
 // that account has unlinked the identity (the code was issued while it
