@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,8 +218,45 @@ var operatorName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // DevClientID is the client application of development mode.
 const DevClientID = "idstream-dev"
 
-// Load reads the configuration from the environment (and the file it names).
-func Load() (*Config, error) { return LoadFrom(os.Getenv) }
+// Load reads the configuration from the environment (and the file it
+// names). It refuses an IDSTREAM_ variable it does not read: a misspelt
+// name (IDSTREAM_CONFIG_FILE for IDSTREAM_CONFIG, a singular
+// IDSTREAM_ADMIN_API_KEY) would otherwise leave its setting at the default
+// without a word, which for the file is development mode.
+func Load() (*Config, error) { return LoadEnviron(os.Environ()) }
+
+// OtherVariables are IDSTREAM_ variables that are not the configuration's
+// but are read by the commands (logging, profiling) or by this project's
+// test scripts: present in a server's environment, they are no mistake.
+var OtherVariables = []string{"IDSTREAM_LOG_LEVEL", "IDSTREAM_PPROF_ADDR",
+	"IDSTREAM_FUZZ_TIME", "IDSTREAM_POWERLOSS_CUTS", "IDSTREAM_POWERLOSS_CHILD", "IDSTREAM_URL", "IDSTREAM_URL_B"}
+
+// LoadEnviron is Load with the environment given as KEY=value pairs.
+func LoadEnviron(environ []string) (*Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	read := map[string]bool{}
+	c, err := LoadFrom(func(k string) string { read[k] = true; return env[k] })
+	if err != nil {
+		return nil, err
+	}
+	var unknown []string
+	for k := range env {
+		if strings.HasPrefix(k, "IDSTREAM_") && !read[k] && !slices.Contains(OtherVariables, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, fmt.Errorf("config: %s: not a variable this configuration reads (misspelt? README, Configuration, lists them; a provider's secret variable is read only for a provider the file configures without client_secret_file)",
+			strings.Join(unknown, ", "))
+	}
+	return c, nil
+}
 
 // LoadFrom is Load with the environment given as a function.
 func LoadFrom(getenv func(string) string) (*Config, error) {
@@ -258,12 +296,11 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	if v := getenv("IDSTREAM_ADMIN_API_KEYS"); v != "" {
 		c.AdminAPIKeys = strings.Split(v, ",")
 	}
-	if pw, hash := getenv("IDSTREAM_PORTAL_PASSWORD"), getenv("IDSTREAM_PORTAL_PASSWORD_HASH"); pw != "" || hash != "" {
-		name := getenv("IDSTREAM_PORTAL_USERNAME")
-		if name == "" {
-			name = "admin"
-		}
-		c.Portal.Operators = append(c.Portal.Operators, Operator{Username: name, Password: pw, PasswordHash: hash})
+	name, pw, hash := getenv("IDSTREAM_PORTAL_USERNAME"), getenv("IDSTREAM_PORTAL_PASSWORD"), getenv("IDSTREAM_PORTAL_PASSWORD_HASH")
+	if pw != "" || hash != "" {
+		c.Portal.Operators = append(c.Portal.Operators, Operator{Username: cmpOr(name, "admin"), Password: pw, PasswordHash: hash})
+	} else if name != "" {
+		return nil, errors.New("config: IDSTREAM_PORTAL_USERNAME without IDSTREAM_PORTAL_PASSWORD or IDSTREAM_PORTAL_PASSWORD_HASH names an operator who cannot sign in")
 	}
 	for name, dst := range map[string]**bool{
 		"IDSTREAM_ANONYMOUS_ENABLED": &c.Anonymous.Enabled,

@@ -127,3 +127,43 @@ func TestMetricsSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownVariablesRefused: a variable the configuration does not read
+// is a mistake to be told of, not a default to be kept quietly: a
+// misspelt IDSTREAM_CONFIG would run a production server in development
+// mode. The commands' and test scripts' own variables are not mistakes.
+func TestUnknownVariablesRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "idstream.yaml")
+	if err := os.WriteFile(file, []byte("anonymous_users:\n  enabled: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		environ []string
+		want    string
+	}{
+		"the file's variable misspelt":      {[]string{"IDSTREAM_CONFIG_FILE=" + file, "IDSTREAM_PUBLIC_URL=https://id.example.com"}, "IDSTREAM_CONFIG_FILE"},
+		"a singular admin key":              {[]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADMIN_API_KEY=0123456789abcdef0123456789abcdef"}, "IDSTREAM_ADMIN_API_KEY"},
+		"an empty one":                      {[]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ANONYMOUS=", "IDSTREAM_SMTP_HOSTNAME=mail"}, "IDSTREAM_ANONYMOUS, IDSTREAM_SMTP_HOSTNAME"},
+		"an unconfigured provider's secret": {[]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_IDP_GOOGLE_CLIENT_SECRET=s3cret"}, "IDSTREAM_IDP_GOOGLE_CLIENT_SECRET"},
+		"a portal user without a password":  {[]string{"IDSTREAM_PORTAL_USERNAME=ops"}, "cannot sign in"},
+	} {
+		_, err := config.LoadEnviron(tc.environ)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the error carries a value: %v", name, err)
+		}
+	}
+	c, err := config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"},
+		func() []string {
+			var out []string
+			for _, k := range config.OtherVariables {
+				out = append(out, k+"=1")
+			}
+			return out
+		}()...))
+	if err != nil || c.Dev || c.Addr != "127.0.0.1:9999" {
+		t.Fatalf("known variables: %v %+v", err, c)
+	}
+}
