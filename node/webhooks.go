@@ -40,7 +40,9 @@ func startWebhooks(ctx context.Context, n *Node, o Options) (*webhooks.Service, 
 	if err != nil {
 		return nil, err
 	}
-	if len(w.Endpoints) > 0 && !o.Tool {
+	if !o.Tool {
+		// Even with none listed: an endpoint the file no longer lists is
+		// disabled.
 		eps := make([]webhooks.ConfiguredEndpoint, 0, len(w.Endpoints))
 		for _, e := range w.Endpoints {
 			eps = append(eps, webhooks.ConfiguredEndpoint{ID: e.ID, URL: e.URL, Secret: e.Secret, StartFrom: e.StartFrom,

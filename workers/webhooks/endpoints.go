@@ -299,21 +299,45 @@ func (r registry) insert(ctx context.Context, e Endpoint) error {
 	return nil
 }
 
+// removedFromConfig is the state reason of a configured endpoint the
+// configuration file no longer lists.
+const removedFromConfig = "no longer in the configuration file"
+
 // upsertConfig writes an endpoint from configuration: its URL, filters
-// and secret follow the file; its state and position stay.
+// and secret follow the file; its state and position stay, except that one
+// disabled for having left the file is enabled again when it is back.
 func (r registry) upsertConfig(ctx context.Context, e Endpoint) error {
 	_, err := r.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, event_types, client_ids, state, start_from, created_seq,
 		source, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'config', $8, $9, $9)
 		ON CONFLICT (id) DO UPDATE SET url = excluded.url, event_types = excluded.event_types, client_ids = excluded.client_ids,
 		source = 'config', secret = excluded.secret,
-		updated_at = CASE WHEN (webhook_endpoints.url, webhook_endpoints.event_types, webhook_endpoints.client_ids, webhook_endpoints.secret)
-			IS DISTINCT FROM (excluded.url, excluded.event_types, excluded.client_ids, excluded.secret)
+		state = CASE WHEN webhook_endpoints.state_reason = $10 THEN 'enabled' ELSE webhook_endpoints.state END,
+		state_reason = CASE WHEN webhook_endpoints.state_reason = $10 THEN '' ELSE webhook_endpoints.state_reason END,
+		updated_at = CASE WHEN (webhook_endpoints.url, webhook_endpoints.event_types, webhook_endpoints.client_ids, webhook_endpoints.secret,
+			webhook_endpoints.state_reason = $10)
+			IS DISTINCT FROM (excluded.url, excluded.event_types, excluded.client_ids, excluded.secret, false)
 			THEN excluded.updated_at ELSE webhook_endpoints.updated_at END`,
-		e.ID, e.URL, e.EventTypes, e.ClientIDs, e.State, e.StartFrom, int64(e.CreatedSeq), e.secrets.current, e.CreatedAt)
+		e.ID, e.URL, e.EventTypes, e.ClientIDs, e.State, e.StartFrom, int64(e.CreatedSeq), e.secrets.current, e.CreatedAt, removedFromConfig)
 	if err != nil {
 		return fmt.Errorf("webhooks: configured endpoint %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// disableUnlisted disables the configured endpoints whose ids are not in
+// keep (those the file no longer lists), and returns their ids.
+func (r registry) disableUnlisted(ctx context.Context, keep []string, now time.Time) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `UPDATE webhook_endpoints SET state = 'disabled', state_reason = $2, updated_at = $3
+		WHERE source = 'config' AND NOT (id::text = ANY($1)) AND state_reason IS DISTINCT FROM $2 RETURNING id::text`,
+		keep, removedFromConfig, now)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: disable endpoints no longer configured: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: disable endpoints no longer configured: %w", err)
+	}
+	return ids, nil
 }
 
 func (r registry) update(ctx context.Context, id string, s Spec, now time.Time) (Endpoint, error) {

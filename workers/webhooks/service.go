@@ -259,8 +259,16 @@ type ConfiguredEndpoint struct {
 	EventTypes, ClientIDs      []string
 }
 
-// SyncConfigured writes the configured endpoints (called at start).
+// SyncConfigured writes the configured endpoints (called at start, with
+// none when the file lists none): each follows the file, and one the file
+// no longer lists is disabled (state reason "no longer in the
+// configuration file"), its position and dead letters kept, so that a
+// receiver taken out of the file gets nothing more.
 func (s *Service) SyncConfigured(ctx context.Context, eps []ConfiguredEndpoint) error {
+	keep := make([]string, 0, len(eps))
+	for _, c := range eps {
+		keep = append(keep, c.ID)
+	}
 	for _, c := range eps {
 		if _, err := uuid.Parse(c.ID); err != nil {
 			return fmt.Errorf("%w: configured endpoint id %q is not a UUID", ErrInvalidEndpoint, c.ID)
@@ -281,6 +289,14 @@ func (s *Service) SyncConfigured(ctx context.Context, eps []ConfiguredEndpoint) 
 		if err := s.reg.upsertConfig(ctx, ep); err != nil {
 			return err
 		}
+	}
+	gone, err := s.reg.disableUnlisted(ctx, keep, s.now())
+	if err != nil {
+		return err
+	}
+	for _, id := range gone {
+		s.log.Warn("webhook endpoint disabled: the configuration file no longer lists it (delete it with the admin API, or list it again)",
+			"webhook_endpoint", id)
 	}
 	return nil
 }
