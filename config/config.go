@@ -122,7 +122,7 @@ type Config struct {
 		// live session for this long (default 24h).
 		WebGuestGrace Duration `yaml:"web_guest_grace"`
 		// KeyGuestInactivity: a key-pair guest expires this long after its
-		// last sign-in (default 90 days); "0s" means never.
+		// last activity: key sign-in or session use (default 90 days); "0s" means never.
 		KeyGuestInactivity *Duration `yaml:"key_guest_inactivity"`
 		// ReaperInterval and ReaperBatch pace the reaper.
 		ReaperInterval Duration `yaml:"reaper_interval"`

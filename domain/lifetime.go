@@ -47,8 +47,9 @@ type LifetimeRules struct {
 	// WebGuestGrace: a guest without a key expires once it has had no live
 	// session for this long.
 	WebGuestGrace time.Duration
-	// KeyGuestInactivity: a guest with a key expires this long after its
-	// last sign-in; 0 means never.
+	// KeyGuestInactivity: a guest with a key expires this long after it was
+	// last active: its last sign-in, or the last use (a refresh, a cookie
+	// request) of any of its sessions; 0 means never.
 	KeyGuestInactivity time.Duration
 }
 
@@ -117,17 +118,6 @@ func DecideExpire(u User, sessions []SessionActivity, rules LifetimeRules, now t
 		}
 		return x
 	}
-	if len(u.keyIDs) > 0 {
-		if rules.KeyGuestInactivity <= 0 {
-			return Expiry{}, fmt.Errorf("%w: key guests never expire", ErrStillActive)
-		}
-		due := u.lastSignIn.Add(rules.KeyGuestInactivity)
-		if now.Before(due) {
-			return Expiry{NotBefore: due}, ErrStillActive
-		}
-		return expire(ExpiryInactiveKey, u.lastSignIn), nil
-	}
-	// A web guest is reachable only through its sessions.
 	deadSince, lastActive := u.createdAt, u.createdAt
 	for _, s := range sessions {
 		until := s.Session.LiveUntil(s.Activity)
@@ -138,6 +128,20 @@ func DecideExpire(u User, sessions []SessionActivity, rules LifetimeRules, now t
 			lastActive = a
 		}
 	}
+	if len(u.keyIDs) > 0 {
+		if rules.KeyGuestInactivity <= 0 {
+			return Expiry{}, fmt.Errorf("%w: key guests never expire", ErrStillActive)
+		}
+		// A device that signed in once and has refreshed its session since
+		// is in use: activity is the later of the two.
+		last := maxTime(u.lastSignIn, lastActive)
+		due := last.Add(rules.KeyGuestInactivity)
+		if now.Before(due) {
+			return Expiry{NotBefore: due}, ErrStillActive
+		}
+		return expire(ExpiryInactiveKey, last), nil
+	}
+	// A web guest is reachable only through its sessions.
 	due := deadSince.Add(rules.WebGuestGrace)
 	if now.Before(due) {
 		return Expiry{NotBefore: due}, ErrStillActive

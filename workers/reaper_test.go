@@ -223,6 +223,56 @@ func TestKeyGuestExpiresAfterInactivityPromotedNever(t *testing.T) {
 	}
 }
 
+// TestKeyGuestInUseByRefreshIsKept: the SDKs sign a device in with its key
+// once and then keep the session alive by refreshing it. Such a guest is
+// in use: it is kept while it refreshes, and expires its inactivity period
+// after the last refresh, not after the sign-in.
+func TestKeyGuestInUseByRefreshIsKept(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	d := newDevice(t)
+	ctx := context.Background()
+	ch, _, err := n.Service.IssueChallenge(ctx, app.ChallengePurposeAnonymousRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", d.JWT(t, ch, true, n.Clock.Now()), "", app.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := iss.SessionToken
+	for range 12 { // every 10 days for 120 days: inside the idle timeout, past the 90 days of inactivity
+		n.Clock.Advance(10 * day)
+		st, m := post(t, n, "/oauth2/token", "application/x-www-form-urlencoded",
+			url.Values{"grant_type": {"refresh_token"}, "client_id": {"idstream-dev"}, "refresh_token": {rt}}.Encode(), nil)
+		if st != 200 {
+			t.Fatalf("refresh: %d %v", st, m)
+		}
+		rt = m["refresh_token"].(string)
+		if sum := tick(t, n, false); sum.Expired != 0 || expired(t, n, iss.UserID) {
+			t.Fatalf("a key guest refreshing its session expired: %+v", sum)
+		}
+	}
+	lastUse := n.Clock.Now()
+	n.Clock.Advance(89 * day)
+	if sum := tick(t, n, false); sum.Expired != 0 {
+		t.Fatalf("expired before 90 days without use: %+v", sum)
+	}
+	n.Clock.Advance(2 * day)
+	sum := tick(t, n, false)
+	if sum.Expired != 1 || !expired(t, n, iss.UserID) || sum.Verdicts[0].Reason != domain.ExpiryInactiveKey {
+		t.Fatalf("90 days after its last use: %+v", sum)
+	}
+	recs, _, err := n.Store.Load(ctx, n.Store.Subject("user", iss.UserID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	var ev domain.AnonymousUserExpired
+	if err := json.Unmarshal(last.Data, &ev); err != nil || last.Type != domain.TypeAnonymousUserExpired || !ev.LastActivityAt.Equal(lastUse.UTC()) {
+		t.Fatalf("expiry event %s %+v %v, want last_activity_at %s", last.Type, ev, err, lastUse.UTC())
+	}
+}
+
 func TestPromotionRacingReaper(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
 		testenv.CheapHashes(c)
