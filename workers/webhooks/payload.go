@@ -36,8 +36,12 @@ type Payload struct {
 	AnonymousUser *UserRef `json:"anonymous_user,omitempty"`
 	User          *UserRef `json:"user,omitempty"`
 	// Tombstone marks a deletion: the user is gone, and data is empty.
-	Tombstone bool            `json:"tombstone,omitempty"`
-	Data      json.RawMessage `json:"data"`
+	Tombstone bool `json:"tombstone,omitempty"`
+	// Redacted: the user was deleted before this delivery was made (a
+	// backfill, a retry, a replay), so the event goes out without its data
+	// (login IDs, addresses, device details): the envelope only.
+	Redacted bool            `json:"redacted,omitempty"`
+	Data     json.RawMessage `json:"data"`
 }
 
 // UserRef names a user in a promotion or merge.
@@ -81,8 +85,10 @@ type userLoader interface {
 }
 
 // userStates remembers, per event, the user's state the payload needs, so
-// that endpoints taking the same event read the user's history once. It is
-// bounded: when full it starts again.
+// that endpoints taking the same event at about the same time read the
+// user's history once. It is bounded (when full it starts again), and an
+// entry serves for userStateTTL only: a deletion since is seen by every
+// payload built later than that.
 type userStates struct {
 	mu sync.Mutex
 	m  map[uint64]userState
@@ -91,24 +97,30 @@ type userStates struct {
 type userState struct {
 	anonymous bool
 	clientID  string
+	// deleted: the log held the user's deletion when this was read.
+	deleted bool
+	read    time.Time
 }
 
-const maxUserStates = 16384
+const (
+	maxUserStates = 16384
+	userStateTTL  = time.Minute
+)
 
 func (c *userStates) get(ctx context.Context, users userLoader, sub string, seq uint64) (userState, error) {
 	if c != nil {
 		c.mu.Lock()
 		st, ok := c.m[seq]
 		c.mu.Unlock()
-		if ok {
+		if ok && time.Since(st.read) < userStateTTL {
 			return st, nil
 		}
 	}
-	u, err := userAt(ctx, users, sub, seq)
+	u, deleted, err := userAt(ctx, users, sub, seq)
 	if err != nil {
 		return userState{}, err
 	}
-	st := userState{anonymous: u.IsAnonymous(), clientID: u.ClientID()}
+	st := userState{anonymous: u.IsAnonymous(), clientID: u.ClientID(), deleted: deleted, read: time.Now()}
 	if c != nil {
 		c.mu.Lock()
 		if c.m == nil || len(c.m) >= maxUserStates {
@@ -155,26 +167,34 @@ func buildPayload(ctx context.Context, users userLoader, states *userStates, rec
 		if p.ClientID == "" {
 			p.ClientID = u.clientID
 		}
+		if u.deleted && !p.Tombstone {
+			p.Redacted, p.Data = true, json.RawMessage(`{}`)
+		}
 	}
 	return p, nil
 }
 
-// userAt folds the user's events up to and including seq.
-func userAt(ctx context.Context, users userLoader, sub string, seq uint64) (domain.User, error) {
+// userAt folds the user's events up to and including seq, and reports
+// whether the log holds the user's deletion (at any position).
+func userAt(ctx context.Context, users userLoader, sub string, seq uint64) (domain.User, bool, error) {
 	recs, _, err := users.Load(ctx, users.Subject("user", sub))
 	if err != nil {
-		return domain.User{}, fmt.Errorf("webhooks: load user: %w", err)
+		return domain.User{}, false, fmt.Errorf("webhooks: load user: %w", err)
 	}
 	var u domain.User
+	deleted := false
 	for _, r := range recs {
+		if r.Type == domain.TypeUserDeleted {
+			deleted = true
+		}
 		if r.Sequence > seq {
-			break
+			continue
 		}
 		ev, err := domain.DecodeEvent(r.Type, r.Data)
 		if err != nil {
-			return domain.User{}, fmt.Errorf("webhooks: user event %d: %w", r.Sequence, err)
+			return domain.User{}, false, fmt.Errorf("webhooks: user event %d: %w", r.Sequence, err)
 		}
 		u = domain.FoldUser(u, ev)
 	}
-	return u, nil
+	return u, deleted, nil
 }

@@ -658,6 +658,21 @@ func TestWebhookPayloadOfPromotionMergeDeletionAndBackfill(t *testing.T) {
 		pr[0].IsAnonymous || pr[0].AuthgearType != "user.anonymous.promoted" || pr[0].Sub != a.sub {
 		t.Fatalf("promotion payload: %+v", pr)
 	}
+	// The promoted user was deleted before the endpoint was made: its
+	// history goes out as envelopes, without the login ID or any data.
+	for _, d := range f {
+		if d.p.Sub == a.sub && d.p.Type != "user.deleted.v1" && (!d.p.Redacted || string(d.p.Data) != "{}") {
+			t.Fatalf("a deleted user's %s went out with its data: %s", d.p.Type, d.body)
+		}
+		if d.p.Sub != a.sub && d.p.Redacted {
+			t.Fatalf("a user who was not deleted had %s redacted: %s", d.p.Type, d.body)
+		}
+	}
+	for _, d := range rec.deliveries() {
+		if strings.Contains(string(d.body), "ada@example.com") && strings.Contains(string(d.body), a.sub) {
+			t.Fatalf("the deleted user's login ID went out: %s", d.body)
+		}
+	}
 	mg := byType["user.anonymous.merged.v1"]
 	if len(mg) != 1 || mg[0].AnonymousUser.Sub != b.sub || mg[0].User.Sub != a.sub || mg[0].Sub != b.sub {
 		t.Fatalf("merge payload: %+v", mg)
