@@ -21,6 +21,10 @@ type Webhooks struct {
 	MaxBackoff     Duration `yaml:"max_backoff"`
 	// Lanes: requests one endpoint has in flight at once (default 8).
 	Lanes int `yaml:"lanes"`
+	// MaxDeadLetters: dead letters kept per endpoint (default 100,000).
+	// Once an endpoint has that many, a delivery that gives up waits (and
+	// is tried again) instead of being dropped or dropping an older one.
+	MaxDeadLetters int `yaml:"max_dead_letters"`
 	// BreakerFailures consecutive failed attempts open an endpoint's
 	// circuit for BreakerCooldown (default 10, 30s).
 	BreakerFailures int      `yaml:"breaker_failures"`
@@ -59,6 +63,9 @@ func (w Webhooks) validate() []error {
 	}
 	if w.Lanes < 0 || w.Lanes > 256 {
 		errs = append(errs, fmt.Errorf("webhooks.lanes must be 0 (default) to 256"))
+	}
+	if w.MaxDeadLetters < 0 {
+		errs = append(errs, fmt.Errorf("webhooks.max_dead_letters must not be negative"))
 	}
 	if w.BreakerFailures < 0 {
 		errs = append(errs, fmt.Errorf("webhooks.breaker_failures must not be negative"))

@@ -26,6 +26,10 @@ func startWebhooks(ctx context.Context, n *Node, o Options) (*webhooks.Service, 
 		LeasePoll:       def.LeasePoll,
 		Replicas:        n.Config.NATS.Replicas,
 		RotationOverlap: def.RotationOverlap,
+		MaxDeadLetters:  def.MaxDeadLetters,
+	}
+	if w.MaxDeadLetters > 0 {
+		cfg.MaxDeadLetters = w.MaxDeadLetters
 	}
 	if w.Lanes > 0 {
 		cfg.Lanes = w.Lanes

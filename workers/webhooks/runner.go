@@ -103,7 +103,7 @@ func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error)
 	if err != nil {
 		return nil, err
 	}
-	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
+	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, log: r.log, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
 		func(err error) bool { var g *gaveUp; return errors.As(err, &g) })
 	if err != nil {
 		return nil, err
@@ -404,6 +404,7 @@ func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // headers.
 type deadPublisher struct {
 	js      jetstream.JetStream
+	log     *slog.Logger
 	onPoint func()
 }
 
@@ -414,6 +415,10 @@ func (p deadPublisher) Publish(topic string, msgs ...*message.Message) error {
 			nm.Header.Set(k, v)
 		}
 		if _, err := p.js.PublishMsg(context.Background(), nm); err != nil {
+			if p.log != nil {
+				p.log.Warn("webhook dead letter refused (the endpoint's dead letters are full?): the delivery is tried again, and holds back its user's later events, until dead letters are replayed",
+					"error", err)
+			}
 			return fmt.Errorf("webhooks: dead letter: %w", err)
 		}
 		if p.onPoint != nil {

@@ -74,13 +74,18 @@ type Config struct {
 	Replicas        int
 	// RotationOverlap is how long a replaced secret still signs by default.
 	RotationOverlap time.Duration
+	// MaxDeadLetters per endpoint: a delivery that gives up once an endpoint
+	// has this many is not dead-lettered (nothing is dropped, neither it
+	// nor an older one) but tried again, holding back its user's later
+	// events, until dead letters are replayed or the endpoint deleted.
+	MaxDeadLetters int
 }
 
 // DefaultConfig is the configuration of `idstream serve`.
 func DefaultConfig() Config {
 	return Config{MaxAge: 24 * time.Hour, Timeout: 10 * time.Second, InitialBackoff: time.Second, MaxBackoff: 10 * time.Minute,
 		Lanes: 8, BreakerFailures: 10, BreakerCooldown: 30 * time.Second, AckWait: 30 * time.Second, Poll: time.Second,
-		LeasePoll: 2 * time.Second, Replicas: 1, RotationOverlap: 24 * time.Hour}
+		LeasePoll: 2 * time.Second, Replicas: 1, RotationOverlap: 24 * time.Hour, MaxDeadLetters: 100000}
 }
 
 // Validate reports a configuration that cannot work.
@@ -90,6 +95,8 @@ func (c Config) Validate() error {
 		return errors.New("webhooks: max age, timeout and backoff must be positive (max backoff at least the initial)")
 	case c.Lanes < 1 || c.Lanes > 256:
 		return errors.New("webhooks: lanes must be 1 to 256")
+	case c.MaxDeadLetters < 1:
+		return errors.New("webhooks: max dead letters must be positive")
 	case c.BreakerFailures < 1 || c.BreakerCooldown <= 0:
 		return errors.New("webhooks: breaker failures and cooldown must be positive")
 	case c.AckWait < time.Second || c.Poll <= 0 || c.LeasePoll <= 0 || c.Replicas < 1:
@@ -149,8 +156,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk c
 	js := store.JetStream()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: deadStream, Subjects: []string{deadPrefix + ">"},
 		Description: "webhook deliveries that gave up, per endpoint, until replayed or the endpoint is deleted",
-		Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Replicas: cfg.Replicas, MaxMsgsPerSubject: 100000,
-		Discard: jetstream.DiscardOld}); err != nil {
+		Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Replicas: cfg.Replicas,
+		// Full is full: a new dead letter is refused (and its delivery
+		// tried again), never an old one dropped to make room.
+		MaxMsgsPerSubject: int64(cfg.MaxDeadLetters), Discard: jetstream.DiscardNew, DiscardNewPerSubject: true}); err != nil {
 		return nil, fmt.Errorf("webhooks: dead-letter stream: %w", err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: replayStream, Subjects: []string{replayPrefix + ">"},

@@ -532,6 +532,57 @@ func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 	})
 }
 
+// TestWebhookDeadLettersFullLoseNothing: once an endpoint has as many dead
+// letters as it may keep, a delivery that gives up is neither dropped nor
+// makes room by dropping an older one: it is tried again, and delivered
+// when the receiver is back; the dead letters kept are all replayed.
+func TestWebhookDeadLettersFullLoseNothing(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		configure(1500 * time.Millisecond)(c)
+		c.Webhooks.MaxDeadLetters = 2
+	}})
+	var mu sync.Mutex
+	down := true
+	r := newReceiver(t, func(int) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return 500, ""
+		}
+		return 204, ""
+	}, 0)
+	id, _ := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
+	subs := map[string]bool{}
+	for range 3 {
+		subs[guest(t, n.URL, 0)] = true
+	}
+	testenv.WaitFor(t, "two dead letters", 60*time.Second, func() bool {
+		return getEndpoint(t, n.URL, id)["dead_letters"].(float64) == 2
+	})
+	time.Sleep(3 * time.Second) // past the third's retry window (1.5 s): it would have been dead-lettered by now
+	if got := getEndpoint(t, n.URL, id)["dead_letters"].(float64); got != 2 {
+		t.Fatalf("%v dead letters kept, the limit is 2", got)
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	testenv.WaitFor(t, "the delivery that found the dead letters full", 30*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 1 })
+	if a := call(t, http.MethodPost, n.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 || a.body["replayed"].(float64) != 2 {
+		t.Fatalf("replay all: %d %s", a.status, a.raw)
+	}
+	testenv.WaitFor(t, "every user's event", 30*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 3 })
+	f, _, _ := r.accepted()
+	for _, d := range f {
+		if !subs[d.p.Sub] {
+			t.Fatalf("a delivery of an unknown user: %+v", d.p)
+		}
+		delete(subs, d.p.Sub)
+	}
+	if len(subs) != 0 {
+		t.Fatalf("never delivered: %v", subs)
+	}
+}
+
 // TestWebhookDeliveringNodeLost: two nodes share the database and NATS;
 // the one delivering is stopped mid-burst, the other takes the lease and
 // goes on from the consumer's ack floor. Nothing is lost, no user's events
