@@ -136,6 +136,14 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 		s.respondToClient(w, r, flow.RedirectURI, o.responseMode, url.Values{}, flow.State)
 		return
 	}
+	if err := s.Service.AllowSilentAuthorize(r.Context(), p.Session.SessionID()); err != nil {
+		if s.LogError(r, err).Status >= 500 {
+			fail("temporarily_unavailable", "please try again in a moment")
+		} else {
+			fail("temporarily_unavailable", "too many sign-ins without interaction from this session; try again later")
+		}
+		return
+	}
 	epoch := p.User.CredentialEpoch()
 	code, err := s.Service.IssueAuthorizationCode(r.Context(), app.AuthorizationRequest{ClientID: cl.ClientID, RedirectURI: flow.RedirectURI,
 		CodeChallenge: flow.CodeChallenge, Scope: flow.Scope, UserID: p.User.UserID(), Nonce: o.nonce, AuthTime: p.Session.AuthTime(),

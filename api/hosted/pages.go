@@ -209,8 +209,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if o.none {
-		// No flow is kept (a code only for a live cookie session), and the
-		// answer must be a redirect: not under the flow limit.
+		// No flow is kept, and the answer must be a redirect: not under
+		// the address's flow limit, but a code (for a live cookie session)
+		// is under its session's (silentAuthorize).
 		s.silentAuthorize(w, r, cl, flow, o)
 		return
 	}

@@ -608,6 +608,54 @@ func TestAuthTimeIsTheSignIn(t *testing.T) {
 	}
 }
 
+// prompt=none keeps no flow, but each code it issues is an entry in the
+// codes bucket: a browser session gets as many as rate_limits.authorize
+// allows an address's flows, then temporarily_unavailable at the redirect
+// URI; another session is not held back by it.
+func TestSilentAuthorizeIsLimitedPerSession(t *testing.T) {
+	burst := 2
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		c.RateLimits.Authorize = config.RateLimit{Burst: &burst, Per: config.Duration(time.Hour)}
+	}})
+	silent := func(c *apitest.Client) url.Values {
+		_, challenge := apitest.PKCE()
+		p := apitest.AuthorizeParams(challenge, "")
+		p.Set("prompt", "none")
+		r := c.Get("/oauth2/authorize?" + p.Encode())
+		loc, err := url.Parse(r.Header.Get("Location"))
+		if r.Status != 302 || err != nil {
+			t.Fatalf("prompt=none: %d %v %s", r.Status, r.Header, r.Raw)
+		}
+		if code := loc.Query().Get("code"); code != "" {
+			testenv.RecordSecret("authorization code", code)
+		}
+		return loc.Query()
+	}
+	signedIn := func(loginID string) *apitest.Client {
+		c := apitest.NewClient(t, n)
+		if r := c.PostJSON("/api/anonymous_user/signup", apitest.CookieSignup, nil); r.Status != 200 {
+			t.Fatalf("cookie sign-up: %d", r.Status)
+		}
+		if r := c.PostJSON("/api/anonymous_user/promote", apitest.PromoteBody(loginID, apitest.GoodPassword), nil); r.Status != 200 {
+			t.Fatalf("promote: %d %s", r.Status, r.Raw)
+		}
+		return c
+	}
+	a := signedIn("silent-a@example.com")
+	for i := range burst {
+		if q := silent(a); q.Get("code") == "" {
+			t.Fatalf("prompt=none %d within the limit: %v", i+1, q)
+		}
+	}
+	if q := silent(a); q.Get("code") != "" || q.Get("error") != "temporarily_unavailable" {
+		t.Fatalf("prompt=none past the session's limit: %v", q)
+	}
+	if q := silent(signedIn("silent-b@example.com")); q.Get("code") == "" {
+		t.Fatalf("another session held back by the first one's limit: %v", q)
+	}
+}
+
 // The conflict policy "login" applies to the headless endpoint as to the
 // hosted page (issue 16): a taken login ID with its account's password
 // merges the guest into that account and signs it in.
