@@ -47,6 +47,43 @@ func TestHostedPromotionEndsCleanly(t *testing.T) {
 		}
 	})
 
+	t.Run("the link opened with another challenge", func(t *testing.T) {
+		// The app opens its promotion link; whoever reads the link (a
+		// history, a shared URL) and opens it with a PKCE challenge of
+		// their own, to exchange the code themselves, is refused before
+		// any page.
+		c := apitest.NewClient(t, n)
+		at, rt := apitest.Signup(t, c)
+		pc := c.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, bearerH(at))
+		hint := apitest.PromotionHint(apitest.Str(pc.Result(), "promotion_code"))
+		verifier, challenge := apitest.PKCE()
+		params := apitest.AuthorizeParams(challenge, hint)
+		page, csrf, _ := c.HostedFlow(params)
+		_, theirs := apitest.PKCE()
+		reader := apitest.NewClient(t, n)
+		r := reader.Do(http.MethodGet, "/oauth2/authorize?"+apitest.AuthorizeParams(theirs, hint).Encode(), "", "", nil)
+		if loc, _ := url.Parse(r.Header.Get("Location")); r.Status != 302 || loc == nil || loc.Query().Get("error") != "invalid_request" ||
+			!strings.Contains(loc.Query().Get("error_description"), "in use by another sign-in") {
+			t.Fatalf("the link with another challenge: %d %v", r.Status, r.Header)
+		}
+		// With the app's own challenge it opens (a reload), and only the
+		// app's verifier exchanges the code it gives.
+		if _, _, again := reader.HostedFlow(params); again.Status != 200 {
+			t.Fatalf("the link reopened as the app opened it: %d %s", again.Status, again.Raw)
+		}
+		done := c.Submit(page, csrf, url.Values{"login_id": {"owner@example.com"}, "password": {apitest.GoodPassword}})
+		loc, _ := url.Parse(done.Header.Get("Location"))
+		if done.Status != 302 || loc == nil || loc.Query().Get("code") == "" {
+			t.Fatalf("the app's promotion: %d %s", done.Status, done.Raw)
+		}
+		if tok := c.Exchange(loc.Query().Get("code"), verifier); tok.Status != 200 {
+			t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+		}
+		if r := apitest.Refresh(c, rt); r.Status == 200 {
+			t.Fatal("the guest's session outlived its promotion")
+		}
+	})
+
 	t.Run("link spent meanwhile", func(t *testing.T) {
 		c := apitest.NewClient(t, n)
 		at, _ := apitest.Signup(t, c)

@@ -80,6 +80,9 @@ type CodeEntry struct {
 	ReauthSession string `json:"reauth_session,omitempty"`
 	// Upstream is an upstream authorization request's state (issue 19).
 	Upstream *UpstreamState `json:"upstream,omitempty"`
+	// ClaimedBy: the authorization request a promotion code was first
+	// opened by (ClaimPromotionCode).
+	ClaimedBy string `json:"claimed_by,omitempty"`
 }
 
 // Codes stores short-lived values under secret codes where every node sees

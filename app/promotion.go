@@ -23,10 +23,13 @@ import (
 // Errors of promotion, sign-in and the authorization code flow.
 var (
 	ErrInvalidPromotionCode = errors.New("the promotion code is unknown, expired or already used")
-	ErrInvalidCredentials   = errors.New("the login ID or password is not right")
-	ErrInvalidAuthzCode     = errors.New("the authorization code is unknown, expired or was issued for another client or redirect URI")
-	ErrAuthzCodeReused      = errors.New("the authorization code was already used; what it issued is revoked")
-	ErrPKCEMismatch         = errors.New("code_verifier does not match code_challenge")
+	// ErrPromotionCodeTaken: the code was first opened by another
+	// authorization request (another PKCE challenge or redirect URI).
+	ErrPromotionCodeTaken = errors.New("the promotion code is in use by another sign-in: start the promotion again from the app")
+	ErrInvalidCredentials = errors.New("the login ID or password is not right")
+	ErrInvalidAuthzCode   = errors.New("the authorization code is unknown, expired or was issued for another client or redirect URI")
+	ErrAuthzCodeReused    = errors.New("the authorization code was already used; what it issued is revoked")
+	ErrPKCEMismatch       = errors.New("code_verifier does not match code_challenge")
 )
 
 // CodeTTL is the life of promotion and authorization codes (Authgear: 5
@@ -100,30 +103,76 @@ func (s *Accounts) IssuePromotionCode(ctx context.Context, p Principal) (string,
 // whichever path, ends every session of the guest in its append, and so
 // every code outstanding for it at the same moment.
 func (s *Accounts) PromotionCode(ctx context.Context, code string) (CodeEntry, error) {
-	e, _, err := s.codes.Get(ctx, code)
+	e, _, err := s.promotionCode(ctx, code)
+	return e, err
+}
+
+func (s *Accounts) promotionCode(ctx context.Context, code string) (CodeEntry, uint64, error) {
+	e, rev, err := s.codes.Get(ctx, code)
 	if errors.Is(err, ErrCodeNotFound) || (err == nil && (e.Kind != CodePromotion || !s.clock.Now().Before(e.ExpiresAt))) {
-		return CodeEntry{}, ErrInvalidPromotionCode
+		return CodeEntry{}, 0, ErrInvalidPromotionCode
 	}
 	if err != nil {
-		return CodeEntry{}, err
+		return CodeEntry{}, 0, err
 	}
 	u, _, err := s.LoadUser(ctx, e.UserID)
 	if err != nil {
-		return CodeEntry{}, err
+		return CodeEntry{}, 0, err
 	}
 	if !u.IsAnonymous() || u.CanSignIn() != nil {
-		return CodeEntry{}, ErrInvalidPromotionCode
+		return CodeEntry{}, 0, ErrInvalidPromotionCode
 	}
 	if e.SessionID != "" {
 		sess, _, err := s.LoadSession(ctx, e.SessionID)
 		if err != nil {
-			return CodeEntry{}, err
+			return CodeEntry{}, 0, err
 		}
 		if !sess.Exists() || sess.UserID() != e.UserID || sess.Revoked() || !s.clock.Now().Before(sess.ExpiresAt()) {
-			return CodeEntry{}, ErrInvalidPromotionCode
+			return CodeEntry{}, 0, ErrInvalidPromotionCode
 		}
 	}
-	return e, nil
+	return e, rev, nil
+}
+
+// ClaimPromotionCode looks a promotion code up for an authorization request
+// of its client and binds it to that request: the first request that opens
+// it (its response type, PKCE challenge and redirect URI) is the only one
+// it works for. A promotion link read by someone else (from a history, a
+// shared URL, a log) then cannot be opened with their own challenge, so
+// that they exchange the code and promote the guest to a login ID of
+// theirs; with the app's own challenge they cannot exchange it, and in
+// cookie mode the promotion needs the guest's cookie. Opening the same
+// request again (a reload) works.
+func (s *Accounts) ClaimPromotionCode(ctx context.Context, code, clientID, responseType, codeChallenge, redirectURI string) (CodeEntry, error) {
+	request := responseType + " " + codeChallenge + " " + redirectURI
+	for {
+		e, rev, err := s.promotionCode(ctx, code)
+		if err != nil {
+			return CodeEntry{}, err
+		}
+		if e.ClientID != clientID {
+			return CodeEntry{}, ErrInvalidPromotionCode
+		}
+		switch e.ClaimedBy {
+		case request:
+			return e, nil
+		case "":
+		default:
+			return CodeEntry{}, ErrPromotionCodeTaken
+		}
+		e.ClaimedBy = request
+		switch err := s.codes.Update(ctx, code, e, rev); {
+		case err == nil:
+			return e, nil
+		case errors.Is(err, ErrCodeChanged):
+			if err := ctx.Err(); err != nil {
+				return CodeEntry{}, err
+			}
+			// Another request claimed (or spent) it meanwhile: read again.
+		default:
+			return CodeEntry{}, err
+		}
+	}
 }
 
 // spendPromotionCode removes a code after its promotion succeeded.

@@ -192,13 +192,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			}
 			flow.UserID = userID
 		} else {
-			pc, err := s.Service.PromotionCode(r.Context(), code)
-			if err != nil {
-				fail("invalid_request", "the promotion code is unknown, expired or already used")
+			pc, err := s.Service.ClaimPromotionCode(r.Context(), code, cl.ClientID, rt, flow.CodeChallenge, redirectURI)
+			switch {
+			case errors.Is(err, app.ErrPromotionCodeTaken):
+				fail("invalid_request", err.Error())
 				return
-			}
-			if pc.ClientID != cl.ClientID {
-				fail("invalid_request", "the promotion code was issued to another application")
+			case err != nil && httpx.Classify(err).Status >= 500:
+				fail("temporarily_unavailable", "please try again in a moment")
+				return
+			case err != nil:
+				fail("invalid_request", "the promotion code is unknown, expired, already used or issued to another application")
 				return
 			}
 			flow.PromotionCode, flow.UserID, flow.SessionID = code, pc.UserID, pc.SessionID
