@@ -126,7 +126,14 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 		return c, nil
 	}
 	next := info.Config
-	if info.AckFloor.Stream > 0 {
+	workQueue := false
+	if st, err := js.Stream(ctx, stream); err == nil {
+		workQueue = st.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy
+	}
+	// A work queue (the replays) keeps only what is not yet acknowledged:
+	// delivering all of it is starting at the floor, and the only start it
+	// allows.
+	if info.AckFloor.Stream > 0 && !workQueue {
 		next.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		next.OptStartSeq = info.AckFloor.Stream + 1
 		next.OptStartTime = nil
