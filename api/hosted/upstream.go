@@ -197,6 +197,13 @@ func (s *Server) upstreamLinkStart(w http.ResponseWriter, r *http.Request) {
 // continues, keeps them under the state, binds them to this browser and
 // sends it to the provider.
 func (s *Server) beginUpstream(w http.ResponseWriter, r *http.Request, p config.Provider, clientID string, st app.UpstreamState, fail func(error)) {
+	// Each start is an entry in the codes bucket for its lifetime, as a
+	// hosted flow is: under the same limit per address.
+	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
+		httpx.SetRetryAfter(w, httpx.Classify(err))
+		fail(err)
+		return
+	}
 	state, err1 := s.Service.NewCode()
 	nonce, err2 := s.Service.NewCode()
 	verifier, err3 := s.Service.NewCode()

@@ -39,6 +39,8 @@ type idpOptions struct {
 	// provider changes the provider's configuration (given the running
 	// OP) before the node starts.
 	provider func(*config.Provider, *upstream.Provider)
+	// authorizeBurst, when set, is rate_limits.authorize's burst (per hour).
+	authorizeBurst int
 }
 
 func startIdP(t *testing.T, o idpOptions) idpEnv {
@@ -49,6 +51,9 @@ func startIdP(t *testing.T, o idpOptions) idpEnv {
 		c.AdminAPIKeys = []string{apitest.AdminKey}
 		if o.policy != "" {
 			c.Promotion.ConflictPolicy = o.policy
+		}
+		if o.authorizeBurst > 0 {
+			c.RateLimits.Authorize = config.RateLimit{Burst: &o.authorizeBurst, Per: config.Duration(time.Hour)}
 		}
 		e.op = upstream.Start(t, upstream.Options{RedirectURI: c.PublicURL + hosted.CallbackPath, IDTokenLifetime: o.life})
 		testenv.RecordSecret("upstream client secret", e.op.ClientSecret)
@@ -364,6 +369,30 @@ func TestUpstreamLinkShowsALookAlikeForWhatItIs(t *testing.T) {
 	confirm := apitest.NewClient(t, e.n).Do(http.MethodGet, u.Path, "", "", nil)
 	if page := html.UnescapeString(confirm.Raw); confirm.Status != 200 || !strings.Contains(page, "(written viU+0441tim@example.com)") {
 		t.Fatalf("link confirmation: %d %s", confirm.Status, confirm.Raw)
+	}
+}
+
+// TestUpstreamStartsAreLimited: each "Continue with" start and each link
+// URL is an entry in the codes bucket for its lifetime, as a hosted flow
+// is, and counts against the same limit per address: past it, a page that
+// says to wait (429), or the API's RateLimited.
+func TestUpstreamStartsAreLimited(t *testing.T) {
+	e := startIdP(t, idpOptions{authorizeBurst: 3})
+	c := apitest.NewClient(t, e.n)
+	_, challenge := apitest.PKCE()
+	page, _, _ := c.HostedFlow(apitest.AuthorizeParams(challenge, "")) // one
+	for i := range 2 {
+		if r := c.Do(http.MethodGet, page+"/upstream/acme", "", "", nil); r.Status != http.StatusFound {
+			t.Fatalf("start %d within the limit: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	r := c.Do(http.MethodGet, page+"/upstream/acme", "", "", nil)
+	if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" || r.Header.Get("Location") != "" {
+		t.Fatalf("a start past the limit: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	at, _ := apitest.Signup(t, c)
+	if r := c.PostJSON("/api/external_identities/acme/link", "", map[string]string{"Authorization": "Bearer " + at}); r.Status != 429 || r.Reason() != "RateLimited" {
+		t.Fatalf("a link URL past the limit: %d %s", r.Status, r.Raw)
 	}
 }
 

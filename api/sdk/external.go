@@ -65,6 +65,12 @@ func (s *Server) externalLink(w http.ResponseWriter, r *http.Request) {
 		s.WriteAPIError(w, r, upstream.ErrUnknownProvider)
 		return
 	}
+	// Each link is an entry in the codes bucket for its lifetime, as a
+	// hosted flow is: under the same limit per address.
+	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
+		s.WriteAPIError(w, r, err)
+		return
+	}
 	code, exp, err := s.Service.IssueLinkCode(r.Context(), p, id)
 	if err != nil {
 		s.WriteAPIError(w, r, err)
