@@ -193,8 +193,6 @@ func Classify(err error) *Error {
 			x.RetryAfter = rl.RetryAfter
 		}
 		return wrap(x)
-	case errors.Is(err, app.ErrPromotionCodeTaken):
-		return wrap(NewError(400, "Invalid", "PromotionCodeInUse", "invalid_request", err.Error()))
 	case errors.Is(err, app.ErrInvalidPromotionCode):
 		return wrap(NewError(400, "Invalid", "InvalidPromotionCode", "invalid_request", "the promotion code is unknown, expired or already used"))
 	case errors.Is(err, app.ErrInvalidAuthzCode):
