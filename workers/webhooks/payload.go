@@ -92,6 +92,29 @@ type userLoader interface {
 type userStates struct {
 	mu sync.Mutex
 	m  map[uint64]userState
+	// deleted are users whose deletion this node has seen in the log (any
+	// runner's reader passes every event): a delivery of theirs is
+	// redacted when it is sent, whenever its body was built.
+	deleted map[string]bool
+}
+
+// maxDeleted bounds the deleted set; past it, it starts again (a payload
+// built later still reads the deletion from the log).
+const maxDeleted = 65536
+
+func (c *userStates) markDeleted(sub string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted == nil || len(c.deleted) >= maxDeleted {
+		c.deleted = make(map[string]bool)
+	}
+	c.deleted[sub] = true
+}
+
+func (c *userStates) isDeleted(sub string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deleted[sub]
 }
 
 type userState struct {
@@ -119,6 +142,9 @@ func (c *userStates) get(ctx context.Context, users userLoader, sub string, seq 
 	u, deleted, err := userAt(ctx, users, sub, seq)
 	if err != nil {
 		return userState{}, err
+	}
+	if deleted && c != nil {
+		c.markDeleted(sub)
 	}
 	st := userState{anonymous: u.IsAnonymous(), clientID: u.ClientID(), deleted: deleted, read: time.Now()}
 	if c != nil {
@@ -167,11 +193,26 @@ func buildPayload(ctx context.Context, users userLoader, states *userStates, rec
 		if p.ClientID == "" {
 			p.ClientID = u.clientID
 		}
-		if u.deleted && !p.Tombstone {
+		if (u.deleted || states.isDeleted(p.Sub)) && !p.Tombstone {
 			p.Redacted, p.Data = true, json.RawMessage(`{}`)
 		}
 	}
 	return p, nil
+}
+
+// redactedBody is a delivery body as it goes out once its user is deleted:
+// the envelope, data {} (unchanged for a tombstone or a body already
+// redacted).
+func redactedBody(body []byte) ([]byte, error) {
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fmt.Errorf("webhooks: delivery body: %w", err)
+	}
+	if p.Tombstone || p.Redacted {
+		return body, nil
+	}
+	p.Redacted, p.Data = true, json.RawMessage(`{}`)
+	return json.Marshal(p)
 }
 
 // userAt folds the user's events up to and including seq, and reports

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sony/gobreaker"
 
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 )
 
@@ -91,7 +93,8 @@ func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error)
 		posts: make(chan struct{}, s.cfg.Lanes)}
 	r.ep.Store(&ep)
 	sub := &jsSubscriber{js: s.js, ackWait: s.cfg.AckWait, log: r.log, sources: map[string]source{
-		consumerName(ep.ID): {stream: s.store.StreamName(), consumer: s.logConsumer(ep), key: logKey, convert: r.convertLog},
+		consumerName(ep.ID): {stream: s.store.StreamName(), consumer: s.logConsumer(ep), key: logKey, convert: r.convertLog,
+			read: s.noteDeletion},
 		replayConsumerName(ep.ID): {stream: replayStream, consumer: s.replayConsumer(ep),
 			key: func(m jetstream.Msg) string { return m.Headers().Get(metaSub) }, convert: r.convertReplay},
 	}}
@@ -103,7 +106,7 @@ func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error)
 	if err != nil {
 		return nil, err
 	}
-	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, log: r.log, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
+	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, log: r.log, states: &s.states, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
 		func(err error) bool { var g *gaveUp; return errors.As(err, &g) })
 	if err != nil {
 		return nil, err
@@ -147,6 +150,16 @@ func (r *runner) stopped() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// noteDeletion is the log readers' look at every event as it is read (not
+// when its turn comes, behind the user's earlier events): a user's
+// deletion makes every delivery of theirs sent from then on redacted,
+// whatever the endpoint takes.
+func (s *Service) noteDeletion(m jetstream.Msg) {
+	if m.Headers().Get(eventstore.HeaderEventType) == domain.TypeUserDeleted {
+		s.states.markDeleted(strings.TrimPrefix(m.Subject(), s.store.Subject("user", "")))
 	}
 }
 
@@ -200,8 +213,17 @@ func (r *runner) convertLog(ctx context.Context, m jetstream.Msg) (*message.Mess
 	return wm, nil
 }
 
-func (r *runner) convertReplay(_ context.Context, m jetstream.Msg) (*message.Message, error) {
+func (r *runner) convertReplay(ctx context.Context, m jetstream.Msg) (*message.Message, error) {
 	h := m.Headers()
+	if sub := h.Get(metaSub); sub != "" {
+		// A dead letter may be older than anything this node has read:
+		// the log says whether its user was deleted since.
+		if _, deleted, err := userAt(ctx, r.svc.store, sub, 0); err != nil {
+			return nil, err
+		} else if deleted {
+			r.svc.states.markDeleted(sub)
+		}
+	}
 	wm := message.NewMessage(h.Get(metaEventID), m.Data())
 	for _, k := range []string{metaEventID, metaSeq, metaSub, metaType} {
 		wm.Metadata.Set(k, h.Get(k))
@@ -220,13 +242,23 @@ func (r *runner) deliver(msg *message.Message) error {
 	ep := r.ep.Load()
 	ctx, cancel := context.WithTimeout(msg.Context(), r.svc.cfg.Timeout)
 	defer cancel()
+	body := msg.Payload
+	if sub := msg.Metadata.Get(metaSub); sub != "" && r.svc.states.isDeleted(sub) {
+		// Built before the user's deletion (a retry, a replay): sent
+		// without the user's data.
+		b, err := redactedBody(body)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
 	now := time.Now()
 	h := http.Header{}
-	if err := signHeaders(h, msg.Metadata.Get(metaEventID), now, msg.Payload, ep.signingSecrets(now)); err != nil {
+	if err := signHeaders(h, msg.Metadata.Get(metaEventID), now, body, ep.signingSecrets(now)); err != nil {
 		return err
 	}
 	seq, _ := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
-	err := post(ctx, r.client, ep.URL, h, msg.Payload, now)
+	err := post(ctx, r.client, ep.URL, h, body, now)
 	deliverySeconds.WithLabelValues(ep.ID).Observe(time.Since(now).Seconds())
 	if err == nil {
 		deliveries.WithLabelValues(ep.ID, "delivered").Inc()
@@ -403,14 +435,25 @@ func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // to the endpoint's subject of the dead-letter stream, the metadata as
 // headers.
 type deadPublisher struct {
-	js      jetstream.JetStream
-	log     *slog.Logger
+	js     jetstream.JetStream
+	log    *slog.Logger
+	states *userStates
+	// onPoint counts a dead letter.
 	onPoint func()
 }
 
 func (p deadPublisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
-		nm := &nats.Msg{Subject: topic, Data: m.Payload, Header: nats.Header{}}
+		body := m.Payload
+		if sub := m.Metadata.Get(metaSub); sub != "" && p.states != nil && p.states.isDeleted(sub) {
+			// A deleted user's data is not kept for a replay.
+			b, err := redactedBody(body)
+			if err != nil {
+				return err
+			}
+			body = b
+		}
+		nm := &nats.Msg{Subject: topic, Data: body, Header: nats.Header{}}
 		for k, v := range m.Metadata {
 			nm.Header.Set(k, v)
 		}

@@ -23,6 +23,8 @@ type source struct {
 	cons jetstream.Consumer
 	// key is the message's ordering key: the user it is about.
 	key func(m jetstream.Msg) string
+	// read, if set, sees every message as it is read, before it is queued.
+	read func(m jetstream.Msg)
 	// convert turns a JetStream message into a Watermill message; nil
 	// means the message is not for this endpoint (acked at once).
 	convert func(ctx context.Context, m jetstream.Msg) (*message.Message, error)
@@ -259,6 +261,9 @@ func (s *jsSubscriber) run(ctx context.Context, cons jetstream.Consumer, src sou
 		if !h.add(seq, m) {
 			// Redelivered while still held: the held copy goes on.
 			continue
+		}
+		if src.read != nil {
+			src.read(m)
 		}
 		key := src.key(m)
 		if q.push(key, queued{seq: seq, msg: m}) {

@@ -583,6 +583,76 @@ func TestWebhookDeadLettersFullLoseNothing(t *testing.T) {
 	}
 }
 
+// TestWebhookDeletedUsersRetriesAndReplaysAreRedacted: a delivery built
+// before its user was deleted goes out without the user's data when it is
+// sent after the deletion: a retry (the receiver was down), and a replay of
+// a dead letter (whose stored body was built before).
+func TestWebhookDeletedUsersRetriesAndReplaysAreRedacted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		maxAge time.Duration
+		replay bool
+	}{{"retry", time.Hour, false}, {"replay", 1500 * time.Millisecond, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := testenv.StartNATS(t)
+			dbURL, _ := testenv.Database(t)
+			n := testenv.StartNode(t, ns, testenv.NodeOptions{Configure: configure(tc.maxAge), DatabaseURL: dbURL})
+			var mu sync.Mutex
+			down := true
+			r := newReceiver(t, func(int) (int, string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if down {
+					return 500, ""
+				}
+				return 204, ""
+			}, 0)
+			id, secret := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"session.started"}})
+			g := signUp(t, n.URL)
+			testenv.WaitFor(t, "a failed attempt", 30*time.Second, func() bool { return len(r.deliveries()) > 0 })
+			if tc.replay {
+				testenv.WaitFor(t, "the dead letter", 30*time.Second, func() bool {
+					return getEndpoint(t, n.URL, id)["dead_letters"].(float64) == 1
+				})
+			}
+			if a := call(t, http.MethodDelete, n.URL+"/admin/users/"+g.sub, "", "", adminKey); a.status/100 != 2 {
+				t.Fatalf("delete: %d %s", a.status, a.raw)
+			}
+			if tc.replay {
+				// A node that has not read the deletion (started after its
+				// endpoint's readers passed it): the replay reads it from
+				// the log.
+				testenv.WaitFor(t, "the endpoint past the deletion", 30*time.Second, func() bool {
+					lag, ok := getEndpoint(t, n.URL, id)["lag"].(float64)
+					return ok && lag == 0
+				})
+				n.Close(context.Background())
+				n = testenv.StartNode(t, ns, testenv.NodeOptions{Configure: configure(tc.maxAge), DatabaseURL: dbURL})
+			}
+			mu.Lock()
+			down = false
+			mu.Unlock()
+			if tc.replay {
+				if a := call(t, http.MethodPost, n.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 {
+					t.Fatalf("replay: %d %s", a.status, a.raw)
+				}
+			}
+			testenv.WaitFor(t, "the delivery", 30*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 1 })
+			f, _, _ := r.accepted()
+			verify(t, f[0], secret)
+			verifyStandard(t, f[0], secret)
+			if !f[0].p.Redacted || string(f[0].p.Data) != "{}" || f[0].p.Sub != g.sub || f[0].p.Type != "session.started.v1" {
+				t.Fatalf("%s after the user's deletion: %s", tc.name, f[0].body)
+			}
+			for _, d := range r.deliveries() {
+				if d.status == 500 && d.p.Redacted {
+					t.Fatalf("an attempt before the deletion was redacted: %s", d.body)
+				}
+			}
+		})
+	}
+}
+
 // TestWebhookDeliveringNodeLost: two nodes share the database and NATS;
 // the one delivering is stopped mid-burst, the other takes the lease and
 // goes on from the consumer's ack floor. Nothing is lost, no user's events
