@@ -80,8 +80,9 @@ func Parse(t Type, raw string) (ID, error) {
 }
 
 // normaliseEmail NFKC-normalises and lower-cases the whole address, maps
-// the domain as mail to it is routed (IDNA, RFC 5891 lookup: the domain
-// codes are delivered to is the one whose uniqueness is enforced), then
+// a non-ASCII domain as mail to it is routed (IDNA, RFC 5891 lookup: the
+// domain codes are delivered to is the one whose uniqueness is enforced;
+// one that mail cannot be routed to is refused), then
 // validates the result: uniqueness is case-insensitive (mail providers treat
 // local parts that way in practice, and two accounts differing only in case
 // help no one), and validating the normalised form keeps Parse idempotent.
@@ -103,13 +104,18 @@ func normaliseEmail(raw string) (string, error) {
 	if at <= 0 || at == len(v)-1 {
 		return "", ErrInvalidEmail
 	}
-	ascii, err := idna.Lookup.ToASCII(v[at+1:])
+	domain := v[at+1:]
+	ascii, err := idna.Lookup.ToASCII(domain)
 	if err != nil {
 		return "", ErrInvalidEmail
 	}
-	domain, err := idna.Lookup.ToUnicode(ascii)
-	if err != nil {
-		return "", ErrInvalidEmail
+	if !isASCII(domain) {
+		// As mail routes it (an ideographic full stop is a dot); a domain
+		// already in ASCII (punycode included) is kept as written, as
+		// login IDs were before this mapping, so that theirs still sign in.
+		if domain, err = idna.Lookup.ToUnicode(ascii); err != nil {
+			return "", ErrInvalidEmail
+		}
 	}
 	local := v[:at]
 	v = local + "@" + domain
@@ -127,6 +133,15 @@ func normaliseEmail(raw string) (string, error) {
 	return v, nil
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // invisible reports whether r shows as nothing: a format character
 // (general category Cf), a variation selector or another default-ignorable
 // code point.
@@ -141,14 +156,7 @@ func invisible(r rune) bool {
 // ask a person to recognise an account as theirs.
 func (id ID) Revealing() string {
 	v := id.Value
-	ascii := true
-	for i := 0; i < len(v); i++ {
-		if v[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	if isASCII(v) {
 		return v
 	}
 	tail := ""
