@@ -143,9 +143,14 @@ func isASCII(s string) bool {
 }
 
 // invisible reports whether r shows as nothing: a format character
-// (general category Cf), a variation selector or another default-ignorable
-// code point.
+// (general category Cf), a variation selector, another default-ignorable
+// code point, or one of the letters and symbols drawn blank (the Braille
+// blank, the Hangul fillers, the musical null notehead, the Khitan filler).
 func invisible(r rune) bool {
+	switch r {
+	case 0x2800, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x1D159, 0x16FE4:
+		return true
+	}
 	return unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Variation_Selector, r) ||
 		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r)
 }
