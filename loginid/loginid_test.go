@@ -71,6 +71,10 @@ func TestEmailLooksLikeWhatItIs(t *testing.T) {
 		"victim\U000E0041@example.com", // tag character
 		"victim\u200d@example.com",     // zero-width joiner
 		"\ufeffvictim@example.com",     // byte order mark
+		"victim\u2800@example.com",     // Braille blank
+		"victim\u3164@example.com",     // Hangul filler
+		"victim\U0001D159@example.com", // musical null notehead
+		"victim\U00016FE4@example.com", // Khitan filler
 		"victim@foo_bar.com",           // no mail goes to it (STD3)
 		"victim@-example.com",          // nor to this
 		"victim@xn--zz.example",        // not punycode
