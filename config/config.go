@@ -241,21 +241,29 @@ func LoadEnviron(environ []string) (*Config, error) {
 	}
 	read := map[string]bool{}
 	c, err := LoadFrom(func(k string) string { read[k] = true; return env[k] })
-	if err != nil {
-		return nil, err
-	}
 	var unknown []string
 	for k := range env {
-		if strings.HasPrefix(k, "IDSTREAM_") && !read[k] && !slices.Contains(OtherVariables, k) {
+		if strings.HasPrefix(k, "IDSTREAM_") && !read[k] && !slices.Contains(OtherVariables, k) && !serviceLink(k) {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 {
+		// Told first: a setting misspelt may be why the rest failed.
 		slices.Sort(unknown)
-		return nil, fmt.Errorf("config: %s: not a variable this configuration reads (misspelt? README, Configuration, lists them; a provider's secret variable is read only for a provider the file configures without client_secret_file)",
-			strings.Join(unknown, ", "))
+		return nil, errors.Join(fmt.Errorf("config: %s: not a variable this configuration reads (misspelt? README, Configuration, lists them; a provider's secret variable is read only for a provider the file configures without client_secret_file)",
+			strings.Join(unknown, ", ")), err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// in every pod for a Service named idstream (IDSTREAM_SERVICE_HOST,
+// IDSTREAM_PORT, IDSTREAM_PORT_8080_TCP_ADDR, ...).
+func serviceLink(name string) bool {
+	return strings.HasPrefix(name, "IDSTREAM_SERVICE_") || name == "IDSTREAM_PORT" || strings.HasPrefix(name, "IDSTREAM_PORT_")
 }
 
 // LoadFrom is Load with the environment given as a function.

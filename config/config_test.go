@@ -155,7 +155,19 @@ func TestUnknownVariablesRefused(t *testing.T) {
 			t.Errorf("%s: the error carries a value: %v", name, err)
 		}
 	}
-	c, err := config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"},
+	// A misspelt name is told even when something else fails too.
+	if _, err := config.LoadEnviron([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_SMTP_PORT=x", "IDSTREAM_SMTP_HOSTNAME=mail"}); err == nil ||
+		!strings.Contains(err.Error(), "IDSTREAM_SMTP_HOSTNAME") || !strings.Contains(err.Error(), "IDSTREAM_SMTP_PORT") {
+		t.Errorf("a misspelt name beside a bad value: %v", err)
+	}
+	// What Kubernetes puts in every pod for a Service named idstream.
+	k8s := []string{"IDSTREAM_SERVICE_HOST=10.0.0.7", "IDSTREAM_SERVICE_PORT=8080", "IDSTREAM_PORT=tcp://10.0.0.7:8080",
+		"IDSTREAM_PORT_8080_TCP=tcp://10.0.0.7:8080", "IDSTREAM_PORT_8080_TCP_ADDR=10.0.0.7", "IDSTREAM_PORT_8080_TCP_PORT=8080", "IDSTREAM_PORT_8080_TCP_PROTO=tcp"}
+	c, err := config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"}, k8s...))
+	if err != nil || c.Addr != "127.0.0.1:9999" {
+		t.Fatalf("with Kubernetes service links: %v", err)
+	}
+	c, err = config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"},
 		func() []string {
 			var out []string
 			for _, k := range config.OtherVariables {
