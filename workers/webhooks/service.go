@@ -154,12 +154,16 @@ func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk c
 		return nil, err
 	}
 	js := store.JetStream()
+	maxDead, err := deadLetterLimit(ctx, js, int64(cfg.MaxDeadLetters), log)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: deadStream, Subjects: []string{deadPrefix + ">"},
 		Description: "webhook deliveries that gave up, per endpoint, until replayed or the endpoint is deleted",
 		Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Replicas: cfg.Replicas,
 		// Full is full: a new dead letter is refused (and its delivery
 		// tried again), never an old one dropped to make room.
-		MaxMsgsPerSubject: int64(cfg.MaxDeadLetters), Discard: jetstream.DiscardNew, DiscardNewPerSubject: true}); err != nil {
+		MaxMsgsPerSubject: maxDead, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true}); err != nil {
 		return nil, fmt.Errorf("webhooks: dead-letter stream: %w", err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: replayStream, Subjects: []string{replayPrefix + ">"},
@@ -169,6 +173,40 @@ func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk c
 	}
 	return &Service{pool: pool, store: store, js: js, clock: clk, random: random, log: log, cfg: cfg,
 		reg: registry{pool: pool}, client: newClient(cfg.AllowPrivate, cfg.Timeout)}, nil
+}
+
+// deadLetterLimit is the dead-letter stream's per-endpoint limit to set:
+// the configured one, unless the stream has a higher one and some endpoint
+// holds more dead letters than the configured: lowering the limit then
+// would have the server drop what is over it, and dead letters are never
+// dropped (another node, or an earlier start, had the higher one). The
+// limit is lowered once the endpoints' dead letters fit under it.
+func deadLetterLimit(ctx context.Context, js jetstream.JetStream, configured int64, log *slog.Logger) (int64, error) {
+	st, err := js.Stream(ctx, deadStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return configured, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("webhooks: dead-letter stream: %w", err)
+	}
+	current := st.CachedInfo().Config.MaxMsgsPerSubject
+	if current <= configured {
+		return configured, nil
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(deadPrefix+">"))
+	if err != nil {
+		return 0, fmt.Errorf("webhooks: dead-letter stream: %w", err)
+	}
+	var most uint64
+	for _, n := range info.State.Subjects {
+		most = max(most, n)
+	}
+	if most <= uint64(configured) {
+		return configured, nil
+	}
+	log.Warn("webhooks.max_dead_letters is below the dead letters an endpoint holds: the limit stays where it is until they are replayed",
+		"configured", configured, "kept", current, "most_held", most)
+	return current, nil
 }
 
 func (s *Service) now() time.Time                 { return s.clock.Now().UTC() }

@@ -583,6 +583,61 @@ func TestWebhookDeadLettersFullLoseNothing(t *testing.T) {
 	}
 }
 
+// TestWebhookDeadLetterLimitNeverDropsWhatIsHeld: a node started with a
+// lower max_dead_letters than an endpoint holds keeps the higher limit (the
+// server would drop what is over it); once they are replayed, the lower
+// one takes.
+func TestWebhookDeadLetterLimitNeverDropsWhatIsHeld(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	dbURL, _ := testenv.Database(t)
+	limit := func(max int) testenv.NodeOptions {
+		return testenv.NodeOptions{DatabaseURL: dbURL, Configure: func(c *config.Config) {
+			configure(1500 * time.Millisecond)(c)
+			c.Webhooks.MaxDeadLetters = max
+		}}
+	}
+	streamLimit := func(n *testenv.Node) int64 {
+		st, err := n.Store.JetStream().Stream(context.Background(), "IDSTREAM_WEBHOOK_DEAD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.MaxMsgsPerSubject
+	}
+	var mu sync.Mutex
+	down := true
+	r := newReceiver(t, func(int) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return 500, ""
+		}
+		return 204, ""
+	}, 0)
+	a := testenv.StartNode(t, ns, limit(5))
+	id, _ := createEndpoint(t, a.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
+	for range 4 {
+		guest(t, a.URL, 0)
+	}
+	testenv.WaitFor(t, "four dead letters", 60*time.Second, func() bool { return getEndpoint(t, a.URL, id)["dead_letters"].(float64) == 4 })
+	a.Close(context.Background())
+
+	b := testenv.StartNode(t, ns, limit(2))
+	if got := getEndpoint(t, b.URL, id)["dead_letters"].(float64); got != 4 || streamLimit(b) != 5 {
+		t.Fatalf("after a start with a lower limit: %v dead letters, stream limit %d", got, streamLimit(b))
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if a := call(t, http.MethodPost, b.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 || a.body["replayed"].(float64) != 4 {
+		t.Fatalf("replay all: %d %s", a.status, a.raw)
+	}
+	testenv.WaitFor(t, "no dead letters left", 30*time.Second, func() bool { return getEndpoint(t, b.URL, id)["dead_letters"].(float64) == 0 })
+	b.Close(context.Background())
+	if c := testenv.StartNode(t, ns, limit(2)); streamLimit(c) != 2 {
+		t.Fatalf("the lower limit once nothing is over it: %d", streamLimit(c))
+	}
+}
+
 // TestWebhookDeletedUsersRetriesAndReplaysAreRedacted: a delivery built
 // before its user was deleted goes out without the user's data when it is
 // sent after the deletion: a retry (the receiver was down), and a replay of
