@@ -50,11 +50,12 @@ func (s *Accounts) AllowAuthorize(ctx context.Context, ip string) error {
 }
 
 // AllowSilentAuthorize checks the rate of prompt=none authorizations of one
-// browser session: each that issues a code is an entry in the codes bucket
-// for its lifetime, so a session may have only as many as an address may
-// start flows (a silent renewal every few minutes is far below that).
-func (s *Accounts) AllowSilentAuthorize(ctx context.Context, sessionID string) error {
-	return s.fastLimiter.Allow(ctx, "authorize:session:"+sessionID, limitOf(s.Settings().RateLimits.Authorize), s.clock.Now())
+// user: each that issues a code is an entry in the codes bucket for its
+// lifetime, so a user may have only as many as an address may start flows
+// (a silent renewal every few minutes is far below that), however many
+// sessions it holds.
+func (s *Accounts) AllowSilentAuthorize(ctx context.Context, userID string) error {
+	return s.fastLimiter.Allow(ctx, "authorize:user:"+userID, limitOf(s.Settings().RateLimits.Authorize), s.clock.Now())
 }
 
 // Limiter checks request rates per key, shared by every node (the rate

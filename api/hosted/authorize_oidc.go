@@ -136,11 +136,11 @@ func (s *Server) silentAuthorize(w http.ResponseWriter, r *http.Request, cl doma
 		s.respondToClient(w, r, flow.RedirectURI, o.responseMode, url.Values{}, flow.State)
 		return
 	}
-	if err := s.Service.AllowSilentAuthorize(r.Context(), p.Session.SessionID()); err != nil {
+	if err := s.Service.AllowSilentAuthorize(r.Context(), p.User.UserID()); err != nil {
 		if s.LogError(r, err).Status >= 500 {
 			fail("temporarily_unavailable", "please try again in a moment")
 		} else {
-			fail("temporarily_unavailable", "too many sign-ins without interaction from this session; try again later")
+			fail("temporarily_unavailable", "too many sign-ins without interaction for this user; try again later")
 		}
 		return
 	}

@@ -214,7 +214,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if o.none {
 		// No flow is kept, and the answer must be a redirect: not under
 		// the address's flow limit, but a code (for a live cookie session)
-		// is under its session's (silentAuthorize).
+		// is under its user's (silentAuthorize).
 		s.silentAuthorize(w, r, cl, flow, o)
 		return
 	}

@@ -48,6 +48,12 @@ func (s *Server) promotionCode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Each code is an entry in the codes bucket for its lifetime, and
+	// leads to a hosted flow: under the flows' limit per address.
+	if err := s.Service.AllowAuthorize(r.Context(), s.ClientIP(r)); err != nil {
+		s.WriteAPIError(w, r, err)
+		return
+	}
 	code, exp, err := s.Service.IssuePromotionCode(r.Context(), p)
 	if err != nil {
 		s.WriteAPIError(w, r, err)

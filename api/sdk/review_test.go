@@ -609,10 +609,11 @@ func TestAuthTimeIsTheSignIn(t *testing.T) {
 }
 
 // prompt=none keeps no flow, but each code it issues is an entry in the
-// codes bucket: a browser session gets as many as rate_limits.authorize
-// allows an address's flows, then temporarily_unavailable at the redirect
-// URI; another session is not held back by it.
-func TestSilentAuthorizeIsLimitedPerSession(t *testing.T) {
+// codes bucket: a user gets as many as rate_limits.authorize allows an
+// address's flows, then temporarily_unavailable at the redirect URI,
+// however many sessions it holds; another user is not held back by it.
+// Promotion codes (each an entry too) count per address.
+func TestSilentAuthorizeIsLimitedPerUser(t *testing.T) {
 	burst := 2
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
 		apitest.CheapHashes(c)
@@ -649,10 +650,38 @@ func TestSilentAuthorizeIsLimitedPerSession(t *testing.T) {
 		}
 	}
 	if q := silent(a); q.Get("code") != "" || q.Get("error") != "temporarily_unavailable" {
-		t.Fatalf("prompt=none past the session's limit: %v", q)
+		t.Fatalf("prompt=none past the user's limit: %v", q)
+	}
+	// The same user in another browser session: the same budget.
+	again := apitest.NewClient(t, n)
+	params := apitest.AuthorizeParams("", "")
+	params.Set("response_type", "none")
+	params.Del("code_challenge")
+	params.Del("code_challenge_method")
+	page, csrf, _ := again.HostedFlow(params)
+	if r := again.Submit(page, csrf, url.Values{"login_id": {"silent-a@example.com"}, "password": {apitest.GoodPassword}}); r.Status != 302 {
+		t.Fatalf("cookie-mode sign-in: %d %s", r.Status, r.Raw)
+	}
+	if q := silent(again); q.Get("code") != "" || q.Get("error") != "temporarily_unavailable" {
+		t.Fatalf("prompt=none from the user's second session: %v", q)
 	}
 	if q := silent(signedIn("silent-b@example.com")); q.Get("code") == "" {
-		t.Fatalf("another session held back by the first one's limit: %v", q)
+		t.Fatalf("another user held back by the first one's limit: %v", q)
+	}
+	// Promotion codes: per address, under the same limit (a node of their
+	// own: the flows above spent this address's).
+	n2 := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		c.RateLimits.Authorize = config.RateLimit{Burst: &burst, Per: config.Duration(time.Hour)}
+	}})
+	guest := apitest.NewClient(t, n2)
+	at, _ := apitest.Signup(t, guest)
+	for i := range burst {
+		if r := guest.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at}); r.Status != 200 {
+			t.Fatalf("promotion code %d within the limit: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	if r := guest.PostJSON("/api/anonymous_user/promotion_code", `{"session_type":"refresh_token"}`, map[string]string{"Authorization": "Bearer " + at}); r.Status != 429 || r.Reason() != "RateLimited" {
+		t.Fatalf("a promotion code past the limit: %d %s", r.Status, r.Raw)
 	}
 }
 
