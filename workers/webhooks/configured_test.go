@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"crypto/rand"
+	"net/http"
 	"testing"
 	"time"
 
@@ -69,4 +70,19 @@ func TestConfiguredEndpointFollowsTheFile(t *testing.T) {
 		t.Fatalf("listed again: %v", ep)
 	}
 	testenv.WaitFor(t, "the event it missed", 30*time.Second, func() bool { return delivered(second.sub) })
+
+	// Paused by the operator, taken out and listed again: paused still.
+	if a := call(t, http.MethodPatch, c.URL+"/admin/webhooks/"+id, "application/json", `{"state":"paused"}`, adminKey); a.status != 200 {
+		t.Fatalf("pause: %d %s", a.status, a.raw)
+	}
+	c.Close(context.Background())
+	d := testenv.StartNode(t, ns, testenv.NodeOptions{Configure: configure(time.Hour), DatabaseURL: dbURL})
+	if ep := getEndpoint(t, d.URL, id); ep["state"] != "disabled" {
+		t.Fatalf("a paused endpoint the file dropped: %v", ep)
+	}
+	d.Close(context.Background())
+	e := testenv.StartNode(t, ns, testenv.NodeOptions{Configure: withEndpoint, DatabaseURL: dbURL})
+	if ep := getEndpoint(t, e.URL, id); ep["state"] != "paused" {
+		t.Fatalf("a paused endpoint listed again: %v", ep)
+	}
 }

@@ -300,24 +300,28 @@ func (r registry) insert(ctx context.Context, e Endpoint) error {
 }
 
 // removedFromConfig is the state reason of a configured endpoint the
-// configuration file no longer lists.
-const removedFromConfig = "no longer in the configuration file"
+// configuration file no longer lists (wasPaused added when it was paused).
+const (
+	removedFromConfig = "no longer in the configuration file"
+	wasPaused         = " (was paused)"
+)
 
 // upsertConfig writes an endpoint from configuration: its URL, filters
 // and secret follow the file; its state and position stay, except that one
-// disabled for having left the file is enabled again when it is back.
+// disabled for having left the file is back as it was (enabled or paused)
+// when the file lists it again.
 func (r registry) upsertConfig(ctx context.Context, e Endpoint) error {
 	_, err := r.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, event_types, client_ids, state, start_from, created_seq,
 		source, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'config', $8, $9, $9)
 		ON CONFLICT (id) DO UPDATE SET url = excluded.url, event_types = excluded.event_types, client_ids = excluded.client_ids,
 		source = 'config', secret = excluded.secret,
-		state = CASE WHEN webhook_endpoints.state_reason = $10 THEN 'enabled' ELSE webhook_endpoints.state END,
-		state_reason = CASE WHEN webhook_endpoints.state_reason = $10 THEN '' ELSE webhook_endpoints.state_reason END,
+		state = CASE webhook_endpoints.state_reason WHEN $10 THEN 'enabled' WHEN $10 || $11 THEN 'paused' ELSE webhook_endpoints.state END,
+		state_reason = CASE WHEN webhook_endpoints.state_reason IN ($10, $10 || $11) THEN '' ELSE webhook_endpoints.state_reason END,
 		updated_at = CASE WHEN (webhook_endpoints.url, webhook_endpoints.event_types, webhook_endpoints.client_ids, webhook_endpoints.secret,
-			webhook_endpoints.state_reason = $10)
+			webhook_endpoints.state_reason IN ($10, $10 || $11))
 			IS DISTINCT FROM (excluded.url, excluded.event_types, excluded.client_ids, excluded.secret, false)
 			THEN excluded.updated_at ELSE webhook_endpoints.updated_at END`,
-		e.ID, e.URL, e.EventTypes, e.ClientIDs, e.State, e.StartFrom, int64(e.CreatedSeq), e.secrets.current, e.CreatedAt, removedFromConfig)
+		e.ID, e.URL, e.EventTypes, e.ClientIDs, e.State, e.StartFrom, int64(e.CreatedSeq), e.secrets.current, e.CreatedAt, removedFromConfig, wasPaused)
 	if err != nil {
 		return fmt.Errorf("webhooks: configured endpoint %s: %w", e.ID, err)
 	}
@@ -325,11 +329,13 @@ func (r registry) upsertConfig(ctx context.Context, e Endpoint) error {
 }
 
 // disableUnlisted disables the configured endpoints whose ids are not in
-// keep (those the file no longer lists), and returns their ids.
+// keep (those the file no longer lists), enabled or paused (one disabled
+// by its receiver's 410 stays as it is), and returns their ids.
 func (r registry) disableUnlisted(ctx context.Context, keep []string, now time.Time) ([]string, error) {
-	rows, err := r.pool.Query(ctx, `UPDATE webhook_endpoints SET state = 'disabled', state_reason = $2, updated_at = $3
-		WHERE source = 'config' AND NOT (id::text = ANY($1)) AND state_reason IS DISTINCT FROM $2 RETURNING id::text`,
-		keep, removedFromConfig, now)
+	rows, err := r.pool.Query(ctx, `UPDATE webhook_endpoints SET state = 'disabled',
+		state_reason = CASE WHEN state = 'paused' THEN $2 || $4 ELSE $2 END, updated_at = $3
+		WHERE source = 'config' AND NOT (id::text = ANY($1)) AND state IN ('enabled', 'paused') RETURNING id::text`,
+		keep, removedFromConfig, now, wasPaused)
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: disable endpoints no longer configured: %w", err)
 	}
