@@ -405,6 +405,10 @@ func TestPasswordlessPhoneBySignedWebhook(t *testing.T) {
 	if u.PasswordHash() != "" {
 		t.Fatal("a passwordless promotion stored a password")
 	}
+	// The promotion proved the number by a text message, not a password.
+	if amr := fmt.Sprint(apitest.Claims(t, apitest.Str(r.Result(), "id_token"))["amr"]); amr != "[otp sms]" {
+		t.Fatalf("amr %s after a promotion by text-message code, want [otp sms]", amr)
+	}
 
 	// Sign in again with a code; an unknown number gets the same answer
 	// and no message.

@@ -13,13 +13,24 @@ import (
 	"github.com/idstream/idstream/tokens"
 )
 
-// amrOf is the ID token's amr (RFC 8176) for a sign-in method: a password
-// ("pwd", promotion included: the user set one in the flow), a one-time code
-// ("otp", with "sms" when it came by text message) or a device key held by
-// the app ("swk"); a web guest proved nothing, and has none.
-func amrOf(method string) []string {
+// amrOf is the ID token's amr (RFC 8176) for a sign-in method of the
+// user: a password ("pwd"), a one-time code ("otp", with "sms" when it came
+// by text message) or a device key held by the app ("swk"); a promotion is
+// the password the user set in it, or, promoted without one, the code that
+// proved its login ID; a web guest proved nothing, and has none.
+func amrOf(method string, u domain.User) []string {
+	if method == domain.MethodPromotion {
+		switch typ, _ := u.LoginID(); {
+		case u.PasswordHash() != "":
+			method = domain.MethodPassword
+		case typ == string(loginid.Phone):
+			method = domain.MethodSMSCode
+		default:
+			method = domain.MethodEmailCode
+		}
+	}
 	switch method {
-	case domain.MethodPassword, domain.MethodPromotion:
+	case domain.MethodPassword:
 		return []string{"pwd"}
 	case domain.MethodEmailCode:
 		return []string{"otp"}
@@ -86,7 +97,7 @@ func (s *Sessions) idToken(ctx context.Context, lifetime time.Duration, u domain
 		Nonce:      nonce,
 		SessionID:  sess.SessionID(),
 		AtHash:     tokens.AtHash(accessToken),
-		AMR:        amrOf(sess.Method()),
+		AMR:        amrOf(sess.Method(), u),
 		AZP:        sess.ClientID(),
 		UserClaims: UserClaims(u, sess),
 	})
