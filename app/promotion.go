@@ -145,7 +145,7 @@ func (s *Accounts) promotionCode(ctx context.Context, code string) (CodeEntry, u
 // request again (a reload) works.
 func (s *Accounts) ClaimPromotionCode(ctx context.Context, code, clientID, responseType, codeChallenge, redirectURI string) (CodeEntry, error) {
 	request := responseType + " " + codeChallenge + " " + redirectURI
-	for {
+	for range maxAttempts {
 		e, rev, err := s.promotionCode(ctx, code)
 		if err != nil {
 			return CodeEntry{}, err
@@ -165,14 +165,12 @@ func (s *Accounts) ClaimPromotionCode(ctx context.Context, code, clientID, respo
 		case err == nil:
 			return e, nil
 		case errors.Is(err, ErrCodeChanged):
-			if err := ctx.Err(); err != nil {
-				return CodeEntry{}, err
-			}
 			// Another request claimed (or spent) it meanwhile: read again.
 		default:
 			return CodeEntry{}, err
 		}
 	}
+	return CodeEntry{}, ErrBusy
 }
 
 // spendPromotionCode removes a code after its promotion succeeded.

@@ -197,7 +197,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			case errors.Is(err, app.ErrPromotionCodeTaken):
 				fail("invalid_request", err.Error())
 				return
-			case err != nil && httpx.Classify(err).Status >= 500:
+			case errors.Is(err, app.ErrBusy) || err != nil && httpx.Classify(err).Status >= 500:
 				fail("temporarily_unavailable", "please try again in a moment")
 				return
 			case err != nil:

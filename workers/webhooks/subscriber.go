@@ -128,10 +128,11 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 		return c, nil
 	}
 	next := info.Config
-	workQueue := false
-	if st, err := js.Stream(ctx, stream); err == nil {
-		workQueue = st.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: reset consumer %s: %w", cfg.Durable, err)
 	}
+	workQueue := st.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy
 	// A work queue (the replays) keeps only what is not yet acknowledged:
 	// delivering all of it is starting at the floor, and the only start it
 	// allows.
