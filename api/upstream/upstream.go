@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +80,7 @@ type resolved struct {
 // against.
 func New(providers []config.Provider, now func() time.Time) *Registry {
 	return &Registry{providers: providers, now: now, resolved: map[string]*resolved{},
-		http: &http.Client{Timeout: 10 * time.Second}}
+		http: &http.Client{Timeout: 10 * time.Second, CheckRedirect: noDowngrade}}
 }
 
 // For lists the providers the client application offers.
@@ -138,6 +139,20 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 				return nil, fmt.Errorf("%w: discovery: %v", ErrUnavailable, err)
 			}
 			ep := op.Endpoint()
+			var doc struct {
+				JWKSURI  string `json:"jwks_uri"`
+				UserInfo string `json:"userinfo_endpoint"`
+			}
+			if err := op.Claims(&doc); err != nil {
+				return nil, fmt.Errorf("%w: discovery: %v", ErrUnavailable, err)
+			}
+			// What discovery names gets the client secret, the codes and
+			// the tokens, as what the file names does: https only.
+			for _, u := range []string{ep.AuthURL, ep.TokenURL, doc.JWKSURI, doc.UserInfo} {
+				if u != "" && !secureURL(u) {
+					return nil, fmt.Errorf("%w: discovery names %q: not https (plain http only to a loopback address)", ErrUnavailable, u)
+				}
+			}
 			if res.endpoint.AuthURL == "" {
 				res.endpoint.AuthURL = ep.AuthURL
 			}
@@ -156,6 +171,33 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 	r.resolved[p.ID] = res
 	r.mu.Unlock()
 	return res, nil
+}
+
+// secureURL reports whether u is https, or plain http to a loopback
+// address (a provider on this machine).
+func secureURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return false
+	}
+	if pu.Scheme == "https" {
+		return true
+	}
+	host := pu.Hostname()
+	ip := net.ParseIP(host)
+	return pu.Scheme == "http" && (host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
+
+// noDowngrade follows a provider's redirects (at most 10), never from
+// https to plain http.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("upstream: stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return errors.New("upstream: a redirect from https to plain http refused")
+	}
+	return nil
 }
 
 func (r *Registry) oauth2Config(p config.Provider, res *resolved, redirectURI string) (*oauth2.Config, error) {

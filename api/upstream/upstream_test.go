@@ -6,10 +6,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +100,37 @@ func TestClaimBool(t *testing.T) {
 		if b, ok := claimBool(v); b != want[0] || ok != want[1] {
 			t.Errorf("claimBool(%v) = %v %v", v, b, ok)
 		}
+	}
+}
+
+// TestDiscoveryNamesOnlySecureEndpoints: a discovery document whose
+// endpoints are plain http to another host (the client secret and the
+// codes would cross the network in clear) is refused; and a redirect from
+// https to plain http is not followed.
+func TestDiscoveryNamesOnlySecureEndpoints(t *testing.T) {
+	var issuer string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": issuer, "authorization_endpoint": issuer + "/authorize",
+			"token_endpoint": "http://sso.example.com/token", "jwks_uri": issuer + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"}})
+	}))
+	t.Cleanup(srv.Close)
+	issuer = srv.URL
+	p := config.Provider{ID: "corp", Kind: config.ProviderOIDC, ClientID: "x", Issuer: issuer, Scopes: []string{"openid"}, Clients: []string{config.DevClientID}}
+	_, err := New([]config.Provider{p}, time.Now).AuthURL(context.Background(), p, Request{RedirectURI: "https://id.example/cb", State: "s", Nonce: "n",
+		Verifier: "verifier-verifier-verifier-verifier-verifier-1"})
+	if err == nil || !strings.Contains(err.Error(), "http://sso.example.com/token") {
+		t.Fatalf("a discovery naming a plain http token endpoint: %v", err)
+	}
+	for u, want := range map[string]bool{"https://a.example/x": true, "http://127.0.0.1:9/x": true, "http://[::1]:9/x": true, "http://localhost/x": true,
+		"http://a.example/x": false, "ftp://a.example/x": false, "https:///x": false} {
+		if secureURL(u) != want {
+			t.Errorf("secureURL(%q) = %v", u, !want)
+		}
+	}
+	https, _ := http.NewRequest(http.MethodGet, "https://a.example/", nil)
+	plain, _ := http.NewRequest(http.MethodGet, "http://a.example/", nil)
+	if noDowngrade(plain, []*http.Request{https}) == nil || noDowngrade(https, []*http.Request{https}) != nil || noDowngrade(plain, []*http.Request{plain}) != nil {
+		t.Fatal("redirects: a downgrade followed, or a same-scheme one refused")
 	}
 }
