@@ -97,6 +97,22 @@ func (r *receiver) accepted() (firsts []delivery, dups int, all []delivery) {
 	return firsts, dups, all
 }
 
+// downReceiver is a receiver that answers 500 until up is called, then
+// 204.
+func downReceiver(t *testing.T) (r *receiver, up func()) {
+	var mu sync.Mutex
+	down := true
+	r = newReceiver(t, func(int) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return 500, ""
+		}
+		return 204, ""
+	}, 0)
+	return r, func() { mu.Lock(); down = false; mu.Unlock() }
+}
+
 func configure(maxAge time.Duration) func(*config.Config) {
 	return func(c *config.Config) {
 		testenv.CheapHashes(c)
@@ -446,16 +462,7 @@ func TestWebhookRotationSignsWithBothSecrets(t *testing.T) {
 
 func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: configure(1500 * time.Millisecond)})
-	var mu sync.Mutex
-	down := true
-	r := newReceiver(t, func(int) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return 500, ""
-		}
-		return 204, ""
-	}, 0)
+	r, up := downReceiver(t)
 	id, secret := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
 	const users = 3
 	for range users {
@@ -473,9 +480,7 @@ func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 	if first["type"] != "user.anonymous.created.v1" || !strings.Contains(first["reason"].(string), "500") {
 		t.Fatalf("dead letter: %v", first)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	up()
 	// Replay one, then the rest.
 	a := call(t, http.MethodPost, fmt.Sprintf("%s/admin/webhooks/%s/dead_letters/%d/replay", n.URL, id, int64(first["id"].(float64))), "", "", adminKey)
 	if a.status != 202 {
@@ -541,16 +546,7 @@ func TestWebhookDeadLettersFullLoseNothing(t *testing.T) {
 		configure(1500 * time.Millisecond)(c)
 		c.Webhooks.MaxDeadLetters = 2
 	}})
-	var mu sync.Mutex
-	down := true
-	r := newReceiver(t, func(int) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return 500, ""
-		}
-		return 204, ""
-	}, 0)
+	r, up := downReceiver(t)
 	id, _ := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
 	subs := map[string]bool{}
 	for range 3 {
@@ -563,9 +559,7 @@ func TestWebhookDeadLettersFullLoseNothing(t *testing.T) {
 	if got := getEndpoint(t, n.URL, id)["dead_letters"].(float64); got != 2 {
 		t.Fatalf("%v dead letters kept, the limit is 2", got)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	up()
 	testenv.WaitFor(t, "the delivery that found the dead letters full", 30*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) == 1 })
 	if a := call(t, http.MethodPost, n.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 || a.body["replayed"].(float64) != 2 {
 		t.Fatalf("replay all: %d %s", a.status, a.raw)
@@ -603,16 +597,7 @@ func TestWebhookDeadLetterLimitNeverDropsWhatIsHeld(t *testing.T) {
 		}
 		return st.CachedInfo().Config.MaxMsgsPerSubject
 	}
-	var mu sync.Mutex
-	down := true
-	r := newReceiver(t, func(int) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return 500, ""
-		}
-		return 204, ""
-	}, 0)
+	r, up := downReceiver(t)
 	a := testenv.StartNode(t, ns, limit(5))
 	id, _ := createEndpoint(t, a.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"user.anonymous.created"}})
 	for range 4 {
@@ -625,9 +610,7 @@ func TestWebhookDeadLetterLimitNeverDropsWhatIsHeld(t *testing.T) {
 	if got := getEndpoint(t, b.URL, id)["dead_letters"].(float64); got != 4 || streamLimit(b) != 5 {
 		t.Fatalf("after a start with a lower limit: %v dead letters, stream limit %d", got, streamLimit(b))
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	up()
 	if a := call(t, http.MethodPost, b.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 || a.body["replayed"].(float64) != 4 {
 		t.Fatalf("replay all: %d %s", a.status, a.raw)
 	}
@@ -652,16 +635,7 @@ func TestWebhookDeletedUsersRetriesAndReplaysAreRedacted(t *testing.T) {
 			ns := testenv.StartNATS(t)
 			dbURL, _ := testenv.Database(t)
 			n := testenv.StartNode(t, ns, testenv.NodeOptions{Configure: configure(tc.maxAge), DatabaseURL: dbURL})
-			var mu sync.Mutex
-			down := true
-			r := newReceiver(t, func(int) (int, string) {
-				mu.Lock()
-				defer mu.Unlock()
-				if down {
-					return 500, ""
-				}
-				return 204, ""
-			}, 0)
+			r, up := downReceiver(t)
 			id, secret := createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"session.started"}})
 			g := signUp(t, n.URL)
 			testenv.WaitFor(t, "a failed attempt", 30*time.Second, func() bool { return len(r.deliveries()) > 0 })
@@ -684,9 +658,7 @@ func TestWebhookDeletedUsersRetriesAndReplaysAreRedacted(t *testing.T) {
 				n.Close(context.Background())
 				n = testenv.StartNode(t, ns, testenv.NodeOptions{Configure: configure(tc.maxAge), DatabaseURL: dbURL})
 			}
-			mu.Lock()
-			down = false
-			mu.Unlock()
+			up()
 			if tc.replay {
 				if a := call(t, http.MethodPost, n.URL+"/admin/webhooks/"+id+"/dead_letters/replay", "", "", adminKey); a.status != 202 {
 					t.Fatalf("replay: %d %s", a.status, a.raw)
