@@ -127,7 +127,7 @@ type userState struct {
 
 const (
 	maxUserStates = 16384
-	userStateTTL  = time.Minute
+	userStateTTL  = time.Second
 )
 
 func (c *userStates) get(ctx context.Context, users userLoader, sub string, seq uint64) (userState, error) {

@@ -31,7 +31,13 @@ const (
 	metaSeq     = "Idstream-Webhook-Seq"
 	metaSub     = "Idstream-Webhook-Sub"
 	metaType    = "Idstream-Webhook-Type"
+	// metaBuilt: when the body was made from the log (Unix nanoseconds).
+	metaBuilt = "Idstream-Webhook-Built"
 )
+
+// freshBody: a body made this recently is sent as made; an older one (a
+// retry, a replay) is checked against the log for its user's deletion.
+const freshBody = time.Second
 
 // runner delivers to one endpoint: a Watermill router with two handlers,
 // the endpoint's consumer of the event log and its replay consumer, behind
@@ -106,7 +112,7 @@ func (s *Service) startRunner(ctx context.Context, ep Endpoint) (*runner, error)
 	if err != nil {
 		return nil, err
 	}
-	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, log: r.log, states: &s.states, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
+	poison, err := middleware.PoisonQueueWithFilter(deadPublisher{js: s.js, log: r.log, svc: s, onPoint: r.deadLettered}, s.deadSubject(ep.ID),
 		func(err error) bool { var g *gaveUp; return errors.As(err, &g) })
 	if err != nil {
 		return nil, err
@@ -151,6 +157,29 @@ func (r *runner) stopped() bool {
 	default:
 		return false
 	}
+}
+
+// redactIfDeleted is the body to send (or keep) of a delivery: as made,
+// unless its user was deleted since (redactedBody). A body made moments ago
+// is taken as made on the deletions this node has seen; an older one asks
+// the log.
+func (s *Service) redactIfDeleted(ctx context.Context, msg *message.Message) ([]byte, error) {
+	sub := msg.Metadata.Get(metaSub)
+	if sub == "" {
+		return msg.Payload, nil
+	}
+	deleted := s.states.isDeleted(sub)
+	built, _ := strconv.ParseInt(msg.Metadata.Get(metaBuilt), 10, 64)
+	if !deleted && time.Since(time.Unix(0, built)) >= freshBody {
+		var err error
+		if deleted, err = s.deletedNow(ctx, sub); err != nil {
+			return nil, err
+		}
+	}
+	if !deleted {
+		return msg.Payload, nil
+	}
+	return redactedBody(msg.Payload)
 }
 
 // noteDeletion is the log readers' look at every event as it is read (not
@@ -210,6 +239,7 @@ func (r *runner) convertLog(ctx context.Context, m jetstream.Msg) (*message.Mess
 	wm.Metadata.Set(metaSeq, strconv.FormatUint(p.Seq, 10))
 	wm.Metadata.Set(metaSub, p.Sub)
 	wm.Metadata.Set(metaType, p.Type)
+	wm.Metadata.Set(metaBuilt, strconv.FormatInt(time.Now().UnixNano(), 10))
 	return wm, nil
 }
 
@@ -242,15 +272,9 @@ func (r *runner) deliver(msg *message.Message) error {
 	ep := r.ep.Load()
 	ctx, cancel := context.WithTimeout(msg.Context(), r.svc.cfg.Timeout)
 	defer cancel()
-	body := msg.Payload
-	if sub := msg.Metadata.Get(metaSub); sub != "" && r.svc.states.isDeleted(sub) {
-		// Built before the user's deletion (a retry, a replay): sent
-		// without the user's data.
-		b, err := redactedBody(body)
-		if err != nil {
-			return err
-		}
-		body = b
+	body, err := r.svc.redactIfDeleted(msg.Context(), msg)
+	if err != nil {
+		return err
 	}
 	now := time.Now()
 	h := http.Header{}
@@ -258,7 +282,7 @@ func (r *runner) deliver(msg *message.Message) error {
 		return err
 	}
 	seq, _ := strconv.ParseUint(msg.Metadata.Get(metaSeq), 10, 64)
-	err := post(ctx, r.client, ep.URL, h, body, now)
+	err = post(ctx, r.client, ep.URL, h, body, now)
 	deliverySeconds.WithLabelValues(ep.ID).Observe(time.Since(now).Seconds())
 	if err == nil {
 		deliveries.WithLabelValues(ep.ID, "delivered").Inc()
@@ -435,23 +459,20 @@ func (rt retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // to the endpoint's subject of the dead-letter stream, the metadata as
 // headers.
 type deadPublisher struct {
-	js     jetstream.JetStream
-	log    *slog.Logger
-	states *userStates
+	js  jetstream.JetStream
+	log *slog.Logger
+	svc *Service
 	// onPoint counts a dead letter.
 	onPoint func()
 }
 
 func (p deadPublisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
-		body := m.Payload
-		if sub := m.Metadata.Get(metaSub); sub != "" && p.states != nil && p.states.isDeleted(sub) {
-			// A deleted user's data is not kept for a replay.
-			b, err := redactedBody(body)
-			if err != nil {
-				return err
-			}
-			body = b
+		// A deleted user's data is not kept for a replay.
+		delete(m.Metadata, metaBuilt)
+		body, err := p.svc.redactIfDeleted(context.Background(), m)
+		if err != nil {
+			return err
 		}
 		nm := &nats.Msg{Subject: topic, Data: body, Header: nats.Header{}}
 		for k, v := range m.Metadata {

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/idstream/idstream/clock"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
 )
@@ -132,6 +133,31 @@ type Service struct {
 	runs sync.Map
 	// states is shared by the endpoints: one read of a user per event.
 	states userStates
+	// events is the event log's stream (deletedNow reads from it).
+	events jetstream.Stream
+}
+
+// deletedNow reports whether the user's deletion is in the log: the last
+// event on its subject (nothing is appended after it). The deletions this
+// node has seen answer first; otherwise one direct get asks the log, so the
+// answer does not depend on what a reader held back by unacknowledged
+// deliveries has read.
+func (s *Service) deletedNow(ctx context.Context, sub string) (bool, error) {
+	if s.states.isDeleted(sub) {
+		return true, nil
+	}
+	m, err := s.events.GetLastMsgForSubject(ctx, s.store.Subject("user", sub))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("webhooks: is the user deleted: %w", err)
+	}
+	if m.Header.Get(eventstore.HeaderEventType) != domain.TypeUserDeleted {
+		return false, nil
+	}
+	s.states.markDeleted(sub)
+	return true, nil
 }
 
 // Delivering reports whether this node holds the webhook lease.
@@ -154,6 +180,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk c
 		return nil, err
 	}
 	js := store.JetStream()
+	events, err := js.Stream(ctx, store.StreamName())
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: event stream: %w", err)
+	}
 	maxDead, err := deadLetterLimit(ctx, js, int64(cfg.MaxDeadLetters), log)
 	if err != nil {
 		return nil, err
@@ -172,7 +202,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, clk c
 		return nil, fmt.Errorf("webhooks: replay stream: %w", err)
 	}
 	return &Service{pool: pool, store: store, js: js, clock: clk, random: random, log: log, cfg: cfg,
-		reg: registry{pool: pool}, client: newClient(cfg.AllowPrivate, cfg.Timeout)}, nil
+		reg: registry{pool: pool}, client: newClient(cfg.AllowPrivate, cfg.Timeout), events: events}, nil
 }
 
 // deadLetterLimit is the dead-letter stream's per-endpoint limit to set:

@@ -680,6 +680,30 @@ func TestWebhookDeletedUsersRetriesAndReplaysAreRedacted(t *testing.T) {
 	}
 }
 
+// TestWebhookRedactionWithTheReaderHeldBack: a receiver down long enough
+// that the endpoint has as many deliveries unacknowledged as its consumer
+// allows (1,024): the reader gets nothing more, the user's deletion
+// included, and the retry after it asks the log.
+func TestWebhookRedactionWithTheReaderHeldBack(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: configure(time.Hour)})
+	r, up := downReceiver(t)
+	createEndpoint(t, n.URL, map[string]any{"url": r.srv.URL, "event_types": []string{"session.started"}})
+	g := signUp(t, n.URL)
+	testenv.WaitFor(t, "a failed attempt", 30*time.Second, func() bool { return len(r.deliveries()) > 0 })
+	for range 1030 { // behind the user's first event: past the consumer's 1,024
+		g.refresh(t, n.URL)
+	}
+	if a := call(t, http.MethodDelete, n.URL+"/admin/users/"+g.sub, "", "", adminKey); a.status/100 != 2 {
+		t.Fatalf("delete: %d %s", a.status, a.raw)
+	}
+	time.Sleep(2 * time.Second) // the body is older than a fresh one
+	up()
+	testenv.WaitFor(t, "the delivery", 60*time.Second, func() bool { f, _, _ := r.accepted(); return len(f) >= 1 })
+	if f, _, _ := r.accepted(); !f[0].p.Redacted || string(f[0].p.Data) != "{}" {
+		t.Fatalf("sent after the user's deletion with its data: %s", f[0].body)
+	}
+}
+
 // TestWebhookDeliveringNodeLost: two nodes share the database and NATS;
 // the one delivering is stopped mid-burst, the other takes the lease and
 // goes on from the consumer's ack floor. Nothing is lost, no user's events
