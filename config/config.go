@@ -241,9 +241,20 @@ func LoadEnviron(environ []string) (*Config, error) {
 	}
 	read := map[string]bool{}
 	c, err := LoadFrom(func(k string) string { read[k] = true; return env[k] })
+	if err != nil {
+		// It stopped at the first bad value: what it would have read after
+		// it is what a pass with the file alone reads.
+		_, _ = LoadFrom(func(k string) string {
+			read[k] = true
+			if k == "IDSTREAM_CONFIG" {
+				return env[k]
+			}
+			return ""
+		})
+	}
 	var unknown []string
-	for k := range env {
-		if strings.HasPrefix(k, "IDSTREAM_") && !read[k] && !slices.Contains(OtherVariables, k) && !serviceLink(k) {
+	for k, v := range env {
+		if strings.HasPrefix(k, "IDSTREAM_") && !read[k] && !slices.Contains(OtherVariables, k) && !serviceLink(k, v) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -259,11 +270,33 @@ func LoadEnviron(environ []string) (*Config, error) {
 	return c, nil
 }
 
-// serviceLink reports whether name is one of the variables Kubernetes puts
-// in every pod for a Service named idstream (IDSTREAM_SERVICE_HOST,
-// IDSTREAM_PORT, IDSTREAM_PORT_8080_TCP_ADDR, ...).
-func serviceLink(name string) bool {
-	return strings.HasPrefix(name, "IDSTREAM_SERVICE_") || name == "IDSTREAM_PORT" || strings.HasPrefix(name, "IDSTREAM_PORT_")
+// serviceLinkName matches the variables Kubernetes puts in every pod for a
+// Service named idstream or idstream-<something> (a Helm release's
+// database, NATS): IDSTREAM_SERVICE_HOST, IDSTREAM_POSTGRESQL_PORT,
+// IDSTREAM_NATS_PORT_4222_TCP_ADDR, ...
+var serviceLinkName = regexp.MustCompile(`^IDSTREAM(_[A-Z0-9_]+?)??_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+// serviceLinkURL is a service link's address value: tcp://10.0.0.7:8080.
+var serviceLinkURL = regexp.MustCompile(`^(tcp|udp|sctp)://[0-9A-Fa-f.:\[\]]+:[0-9]+$`)
+
+// serviceLink reports whether name=value is a Kubernetes service link: its
+// name has the form, and its value the form the name says (an address, a
+// port number, a protocol).
+func serviceLink(name, value string) bool {
+	m := serviceLinkName.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	isPort := func(v string) bool { n, err := strconv.Atoi(v); return err == nil && n > 0 && n < 65536 }
+	switch {
+	case m[2] == "SERVICE_HOST" || m[6] == "_ADDR":
+		return net.ParseIP(value) != nil
+	case strings.HasPrefix(m[2], "SERVICE_PORT") || m[6] == "_PORT":
+		return isPort(value)
+	case m[6] == "_PROTO":
+		return value == "TCP" || value == "UDP" || value == "SCTP"
+	}
+	return serviceLinkURL.MatchString(value) // IDSTREAM_X_PORT, IDSTREAM_X_PORT_8080_TCP
 }
 
 // LoadFrom is Load with the environment given as a function.
@@ -327,6 +360,12 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 		"IDSTREAM_APPEND_COMMITTERS": &c.NATS.AppendCommitters, "IDSTREAM_APPEND_MAX_BATCH": &c.NATS.AppendMaxBatch,
 		"IDSTREAM_REAPER_BATCH": &c.Guests.ReaperBatch, "IDSTREAM_REAPER_WORKERS": &c.Guests.ReaperWorkers} {
 		if v := getenv(name); v != "" {
+			if strings.HasSuffix(name, "_PORT") && serviceLinkURL.MatchString(v) {
+				// IDSTREAM_NATS_PORT=tcp://10.0.0.9:4222 is what
+				// Kubernetes sets for a Service named idstream-nats, not
+				// the embedded server's port.
+				continue
+			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return nil, fmt.Errorf("config: %s=%q is not a number", name, v)

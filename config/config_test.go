@@ -160,12 +160,28 @@ func TestUnknownVariablesRefused(t *testing.T) {
 		!strings.Contains(err.Error(), "IDSTREAM_SMTP_HOSTNAME") || !strings.Contains(err.Error(), "IDSTREAM_SMTP_PORT") {
 		t.Errorf("a misspelt name beside a bad value: %v", err)
 	}
-	// What Kubernetes puts in every pod for a Service named idstream.
-	k8s := []string{"IDSTREAM_SERVICE_HOST=10.0.0.7", "IDSTREAM_SERVICE_PORT=8080", "IDSTREAM_PORT=tcp://10.0.0.7:8080",
-		"IDSTREAM_PORT_8080_TCP=tcp://10.0.0.7:8080", "IDSTREAM_PORT_8080_TCP_ADDR=10.0.0.7", "IDSTREAM_PORT_8080_TCP_PORT=8080", "IDSTREAM_PORT_8080_TCP_PROTO=tcp"}
+	// A bad value stops the reading: the names after it are not taken for
+	// misspelt ones.
+	if _, err := config.LoadEnviron([]string{"IDSTREAM_ANONYMOUS_ENABLED=yes please", "IDSTREAM_SIGNUP_RATE_LIMIT=60/1m"}); err == nil ||
+		strings.Contains(err.Error(), "IDSTREAM_SIGNUP_RATE_LIMIT") || !strings.Contains(err.Error(), "IDSTREAM_ANONYMOUS_ENABLED") {
+		t.Errorf("a bad value before a good name: %v", err)
+	}
+	// What Kubernetes puts in every pod for a Service named idstream, and
+	// for a release's idstream-postgresql and idstream-nats.
+	var k8s []string
+	for _, svc := range []struct{ prefix, port string }{{"IDSTREAM", "8080"}, {"IDSTREAM_POSTGRESQL", "5432"}, {"IDSTREAM_NATS", "4222"}} {
+		k8s = append(k8s, svc.prefix+"_SERVICE_HOST=10.0.0.7", svc.prefix+"_SERVICE_PORT="+svc.port, svc.prefix+"_SERVICE_PORT_CLIENT="+svc.port,
+			svc.prefix+"_PORT=tcp://10.0.0.7:"+svc.port, svc.prefix+"_PORT_"+svc.port+"_TCP=tcp://10.0.0.7:"+svc.port,
+			svc.prefix+"_PORT_"+svc.port+"_TCP_ADDR=10.0.0.7", svc.prefix+"_PORT_"+svc.port+"_TCP_PORT="+svc.port, svc.prefix+"_PORT_"+svc.port+"_TCP_PROTO=TCP")
+	}
 	c, err := config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"}, k8s...))
-	if err != nil || c.Addr != "127.0.0.1:9999" {
-		t.Fatalf("with Kubernetes service links: %v", err)
+	plain, _ := config.LoadEnviron([]string{"IDSTREAM_CONFIG=" + file})
+	if err != nil || c.Addr != "127.0.0.1:9999" || c.NATS.Port != plain.NATS.Port {
+		t.Fatalf("with Kubernetes service links: %v (NATS port %d)", err, c.NATS.Port)
+	}
+	// A name of that form with a value of another is no service link.
+	if _, err := config.LoadEnviron([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_SMTP_SERVICE_HOST=mail.example.com"}); err == nil {
+		t.Error("IDSTREAM_SMTP_SERVICE_HOST=mail.example.com taken for a service link")
 	}
 	c, err = config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"},
 		func() []string {
