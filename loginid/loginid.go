@@ -105,7 +105,7 @@ func normaliseEmail(raw string) (string, error) {
 		return "", ErrInvalidEmail
 	}
 	domain := v[at+1:]
-	ascii, err := idna.Lookup.ToASCII(domain)
+	ascii, err := DomainToASCII(domain)
 	if err != nil {
 		return "", ErrInvalidEmail
 	}
@@ -113,7 +113,7 @@ func normaliseEmail(raw string) (string, error) {
 		// As mail routes it (an ideographic full stop is a dot); a domain
 		// already in ASCII (punycode included) is kept as written, as
 		// login IDs were before this mapping, so that theirs still sign in.
-		if domain, err = idna.Lookup.ToUnicode(ascii); err != nil {
+		if domain, err = domains.ToUnicode(ascii); err != nil {
 			return "", ErrInvalidEmail
 		}
 	}
@@ -142,6 +142,29 @@ func isASCII(s string) bool {
 	return true
 }
 
+// domains maps and checks email domains as mail to them is routed: IDNA
+// for lookup (RFC 5891; STD3 characters, bidi and joiner rules, punycode
+// checked), except the UTS 46 hyphen rule, which refuses hostnames mail
+// reaches (ab--cd.example.com); DomainToASCII checks the hostname rule
+// instead (no label begins or ends with a hyphen).
+var domains = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.CheckJoiners(true), idna.CheckHyphens(false))
+
+// DomainToASCII is an email domain as SMTP routes it (punycode), or an
+// error if no mail can be routed to it. Delivery and login IDs share it, so
+// that a login ID is one that codes can be sent to.
+func DomainToASCII(d string) (string, error) {
+	a, err := domains.ToASCII(d)
+	if err != nil {
+		return "", err
+	}
+	for _, label := range strings.Split(a, ".") {
+		if strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return "", fmt.Errorf("idna: a label begins or ends with a hyphen")
+		}
+	}
+	return a, nil
+}
+
 // invisible reports whether r shows as nothing: a format character
 // (general category Cf), a variation selector, another default-ignorable
 // code point, or one of the letters and symbols drawn blank (the Braille
@@ -167,7 +190,7 @@ func (id ID) Revealing() string {
 	tail := ""
 	if id.Type == Email {
 		at := strings.LastIndexByte(v, '@')
-		if d, err := idna.Lookup.ToASCII(v[at+1:]); at > 0 && err == nil {
+		if d, err := DomainToASCII(v[at+1:]); at > 0 && err == nil {
 			v, tail = v[:at], "@"+d
 		}
 	}

@@ -129,6 +129,8 @@ func TestEmailKeysKept(t *testing.T) {
 		"user@sub-domain.example-host.io": "user@sub-domain.example-host.io",
 		"\u00e9lise@caf\u00e9.example":    "\u00e9lise@caf\u00e9.example",
 		"x@1.2.3.example":                 "x@1.2.3.example",
+		"a@ab--cd.example.com":            "a@ab--cd.example.com",
+		"a@r3---sn-abc.googlevideo.com":   "a@r3---sn-abc.googlevideo.com",
 		"\u6771\u4eac@\u4f8b\u3048.jp":    "\u6771\u4eac@\u4f8b\u3048.jp",
 	} {
 		id, err := loginid.Parse(loginid.Email, raw)

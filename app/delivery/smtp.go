@@ -11,7 +11,8 @@ import (
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
-	"golang.org/x/net/idna"
+
+	"github.com/idstream/idstream/loginid"
 )
 
 // TLS modes of SMTP.
@@ -109,7 +110,7 @@ func EmailAddress(addr string) (string, error) {
 	if !ok || local == "" || domain == "" || strings.ContainsAny(addr, " <>\",;") {
 		return "", ErrInvalidRecipient
 	}
-	ascii, err := idna.Lookup.ToASCII(domain)
+	ascii, err := loginid.DomainToASCII(domain)
 	if err != nil {
 		// Not the domain itself: this error reaches the log, which never
 		// names an address.
