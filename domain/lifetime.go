@@ -100,13 +100,14 @@ type Expiry struct {
 }
 
 // DecideExpire applies the lifetime rules to a guest. sessions must be all of
-// the guest's sessions, read from the log. A promoted, merged or already
-// expired user yields no events (expiry is idempotent).
+// the guest's sessions, read from the log. A promoted, merged, deleted or
+// already expired user yields no events (expiry is idempotent; nothing
+// follows a deletion on the user's subject).
 func DecideExpire(u User, sessions []SessionActivity, rules LifetimeRules, now time.Time) (Expiry, error) {
 	if !u.exists {
 		return Expiry{}, ErrUserNotFound
 	}
-	if !u.anonymous || u.expired || u.mergedTo != "" {
+	if !u.anonymous || u.expired || u.mergedTo != "" || u.deleted {
 		return Expiry{}, nil
 	}
 	expire := func(reason string, last time.Time) Expiry {

@@ -273,6 +273,31 @@ func TestKeyGuestInUseByRefreshIsKept(t *testing.T) {
 	}
 }
 
+// TestReaperLeavesADeletedGuest: the reaper picks guests from the read
+// model, which lags the log, and an operator may delete one in between:
+// the expiry then writes nothing, and the deletion stays the last event on
+// the user's subject (which webhook redaction reads).
+func TestReaperLeavesADeletedGuest(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+	ctx := context.Background()
+	id, _ := webGuest(t, n)
+	if _, err := n.Service.DeleteUser(ctx, id, "test", nil, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	n.Clock.Advance(400 * day)
+	out, err := n.Service.ExpireAnonymousUser(ctx, id, nil, false, app.Meta{})
+	if err != nil || out.Expired {
+		t.Fatalf("expiry of a deleted guest: %+v %v", out, err)
+	}
+	recs, _, err := n.Store.Load(ctx, n.Store.Subject("user", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := recs[len(recs)-1].Type; last != domain.TypeUserDeleted {
+		t.Fatalf("the last event of a deleted guest: %s", last)
+	}
+}
+
 func TestPromotionRacingReaper(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
 		testenv.CheapHashes(c)
