@@ -294,7 +294,8 @@ func serviceLink(name, value string) bool {
 	case strings.HasPrefix(m[2], "SERVICE_PORT") || m[6] == "_PORT":
 		return isPort(value)
 	case m[6] == "_PROTO":
-		return value == "TCP" || value == "UDP" || value == "SCTP"
+		v := strings.ToUpper(value) // the kubelet writes it lower-case
+		return v == "TCP" || v == "UDP" || v == "SCTP"
 	}
 	return serviceLinkURL.MatchString(value) // IDSTREAM_X_PORT, IDSTREAM_X_PORT_8080_TCP
 }

@@ -169,10 +169,10 @@ func TestUnknownVariablesRefused(t *testing.T) {
 	// What Kubernetes puts in every pod for a Service named idstream, and
 	// for a release's idstream-postgresql and idstream-nats.
 	var k8s []string
-	for _, svc := range []struct{ prefix, port string }{{"IDSTREAM", "8080"}, {"IDSTREAM_POSTGRESQL", "5432"}, {"IDSTREAM_NATS", "4222"}} {
+	for _, svc := range []struct{ prefix, port string }{{"IDSTREAM", "8080"}, {"IDSTREAM_POSTGRESQL", "5432"}, {"IDSTREAM_NATS", "4222"}, {"IDSTREAM_SMTP", "25"}} {
 		k8s = append(k8s, svc.prefix+"_SERVICE_HOST=10.0.0.7", svc.prefix+"_SERVICE_PORT="+svc.port, svc.prefix+"_SERVICE_PORT_CLIENT="+svc.port,
 			svc.prefix+"_PORT=tcp://10.0.0.7:"+svc.port, svc.prefix+"_PORT_"+svc.port+"_TCP=tcp://10.0.0.7:"+svc.port,
-			svc.prefix+"_PORT_"+svc.port+"_TCP_ADDR=10.0.0.7", svc.prefix+"_PORT_"+svc.port+"_TCP_PORT="+svc.port, svc.prefix+"_PORT_"+svc.port+"_TCP_PROTO=TCP")
+			svc.prefix+"_PORT_"+svc.port+"_TCP_ADDR=10.0.0.7", svc.prefix+"_PORT_"+svc.port+"_TCP_PORT="+svc.port, svc.prefix+"_PORT_"+svc.port+"_TCP_PROTO=tcp")
 	}
 	c, err := config.LoadEnviron(append([]string{"IDSTREAM_CONFIG=" + file, "IDSTREAM_ADDR=127.0.0.1:9999", "PATH=/bin", "NATS_ROUTES=x"}, k8s...))
 	plain, _ := config.LoadEnviron([]string{"IDSTREAM_CONFIG=" + file})

@@ -60,7 +60,7 @@ func loadDeliveryEnv(c *Config, getenv func(string) string) error {
 			*dst = v
 		}
 	}
-	if v := getenv("IDSTREAM_SMTP_PORT"); v != "" {
+	if v := getenv("IDSTREAM_SMTP_PORT"); v != "" && !serviceLinkURL.MatchString(v) { // not idstream-smtp's service link
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("config: IDSTREAM_SMTP_PORT=%q is not a number", v)
