@@ -170,7 +170,7 @@ func (s *Service) redactIfDeleted(ctx context.Context, msg *message.Message) ([]
 	}
 	deleted := s.states.isDeleted(sub)
 	built, _ := strconv.ParseInt(msg.Metadata.Get(metaBuilt), 10, 64)
-	if !deleted && time.Since(time.Unix(0, built)) >= freshBody {
+	if !deleted && time.Since(time.Unix(0, built)) >= freshBody && !s.readersCaughtUp(ctx) {
 		var err error
 		if deleted, err = s.deletedNow(ctx, sub); err != nil {
 			return nil, err
@@ -190,6 +190,31 @@ func (s *Service) noteDeletion(m jetstream.Msg) {
 	if m.Headers().Get(eventstore.HeaderEventType) == domain.TypeUserDeleted {
 		s.states.markDeleted(strings.TrimPrefix(m.Subject(), s.store.Subject("user", "")))
 	}
+	if meta, err := m.Metadata(); err == nil {
+		for {
+			cur := s.readSeq.Load()
+			if meta.Sequence.Stream <= cur || s.readSeq.CompareAndSwap(cur, meta.Sequence.Stream) {
+				break
+			}
+		}
+	}
+}
+
+// readersCaughtUp reports whether this node's log readers have read the
+// log to its end as it was at most a second ago: the deletions noted are
+// then all but the last second's, and a body need not be checked against
+// the log. The log's end is asked at most once a second.
+func (s *Service) readersCaughtUp(ctx context.Context) bool {
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	if time.Since(s.lastAt) >= freshBody {
+		last, err := s.store.LastSequence(ctx)
+		if err != nil {
+			return false
+		}
+		s.last, s.lastAt = last, time.Now()
+	}
+	return s.readSeq.Load() >= s.last
 }
 
 // logKey orders the log's events by the user they are about.

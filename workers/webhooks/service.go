@@ -135,6 +135,12 @@ type Service struct {
 	states userStates
 	// events is the event log's stream (deletedNow reads from it).
 	events jetstream.Stream
+	// readSeq is the furthest log sequence a reader of this node has read;
+	// last the log's last sequence when asked at lastAt.
+	readSeq atomic.Uint64
+	lastMu  sync.Mutex
+	last    uint64
+	lastAt  time.Time
 }
 
 // deletedNow reports whether the user's deletion is in the log: the last
