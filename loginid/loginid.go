@@ -157,9 +157,22 @@ func DomainToASCII(d string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, label := range strings.Split(a, ".") {
-		if strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
-			return "", fmt.Errorf("idna: a label begins or ends with a hyphen")
+	u, err := domains.ToUnicode(a)
+	if err != nil {
+		return "", err
+	}
+	// Every label, in both forms: not empty, no hyphen at either end, and
+	// no ACE prefix left once decoded (xn--xn--… is not a name).
+	for _, form := range []string{a, u} {
+		for _, label := range strings.Split(form, ".") {
+			if label == "" || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+				return "", errors.New("idna: an empty label, or one that begins or ends with a hyphen")
+			}
+		}
+	}
+	for _, label := range strings.Split(u, ".") {
+		if strings.HasPrefix(label, "xn--") {
+			return "", errors.New("idna: a label that is an ACE label once decoded")
 		}
 	}
 	return a, nil

@@ -78,6 +78,9 @@ func TestEmailLooksLikeWhatItIs(t *testing.T) {
 		"victim@foo_bar.com",           // no mail goes to it (STD3)
 		"victim@-example.com",          // nor to this
 		"victim@xn--zz.example",        // not punycode
+		"u@xn--xn--\u00e9-.example",    // an ACE label once decoded
+		"u@-\u00e9.example",            // a hyphen at a label's start
+		"u@xn--.example",               // an empty label once decoded
 	} {
 		if id, err := loginid.Parse(loginid.Email, raw); !errors.Is(err, loginid.ErrInvalidEmail) {
 			t.Errorf("Parse(%+q) = %+q, %v; want ErrInvalidEmail", raw, id.Value, err)
@@ -141,7 +144,8 @@ func TestEmailKeysKept(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"alice@example.com", "+14155552671", "carol_99", " A@B.CO ", "+", "@", ""} {
+	for _, s := range []string{"alice@example.com", "+14155552671", "carol_99", " A@B.CO ", "+", "@", "",
+		"j\u00fcrgen@b\u00fccher.example", "a@xn--bcher-kva.example", "u@xn--xn--\u00e9-.example", "a@mail.example\u3002com", "a@ab--cd.example"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
