@@ -477,8 +477,22 @@ func TestWebhookPoisonQueueAndReplay(t *testing.T) {
 		t.Fatalf("dead letters page: %s", dl.raw)
 	}
 	first := page[0].(map[string]any)
-	if first["type"] != "user.anonymous.created.v1" || !strings.Contains(first["reason"].(string), "500") {
+	// The reason is the receiver's last answer; an event whose every
+	// attempt fell while the breaker was open (the others' failures opened
+	// it) never reached the receiver, and says so.
+	if reason := first["reason"].(string); first["type"] != "user.anonymous.created.v1" ||
+		!strings.Contains(reason, "500") && !strings.Contains(reason, "circuit breaker is open") {
 		t.Fatalf("dead letter: %v", first)
+	}
+	all := call(t, http.MethodGet, n.URL+"/admin/webhooks/"+id+"/dead_letters?limit=10", "", "", adminKey)
+	answered := 0
+	for _, d := range all.body["dead_letters"].([]any) {
+		if strings.Contains(d.(map[string]any)["reason"].(string), "receiver answered 500") {
+			answered++
+		}
+	}
+	if answered == 0 {
+		t.Fatalf("no dead letter names the receiver's answer: %s", all.raw)
 	}
 	up()
 	// Replay one, then the rest.
