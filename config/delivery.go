@@ -70,6 +70,17 @@ func loadDeliveryEnv(c *Config, getenv func(string) string) error {
 	return nil
 }
 
+// SecureURL reports whether raw is an https URL, or plain http to a
+// loopback address (a service on this machine): where credentials, codes
+// or tokens may go.
+func SecureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return u.Scheme == "https" || u.Scheme == "http" && loopbackHost(u.Hostname())
+}
+
 func loopbackHost(h string) bool {
 	if h == "localhost" {
 		return true

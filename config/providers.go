@@ -242,7 +242,7 @@ func (c *Config) PrepareProviders(getenv func(string) string) error {
 			case u == "":
 			case err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "":
 				bad("%q is not an absolute http(s) URL", u)
-			case pu.Scheme == "http" && !loopbackHost(pu.Hostname()):
+			case !SecureURL(u):
 				// The client secret and every authorization code go to
 				// the token URL; the rest carry tokens or what they check.
 				bad("%q must be https (plain http only to a loopback address)", u)

@@ -18,7 +18,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,7 +148,7 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 			// What discovery names gets the client secret, the codes and
 			// the tokens, as what the file names does: https only.
 			for _, u := range []string{ep.AuthURL, ep.TokenURL, doc.JWKSURI, doc.UserInfo} {
-				if u != "" && !secureURL(u) {
+				if u != "" && !config.SecureURL(u) {
 					return nil, fmt.Errorf("%w: discovery names %q: not https (plain http only to a loopback address)", ErrUnavailable, u)
 				}
 			}
@@ -173,20 +172,6 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 	return res, nil
 }
 
-// secureURL reports whether u is https, or plain http to a loopback
-// address (a provider on this machine).
-func secureURL(u string) bool {
-	pu, err := url.Parse(u)
-	if err != nil || pu.Host == "" {
-		return false
-	}
-	if pu.Scheme == "https" {
-		return true
-	}
-	host := pu.Hostname()
-	ip := net.ParseIP(host)
-	return pu.Scheme == "http" && (host == "localhost" || (ip != nil && ip.IsLoopback()))
-}
 
 // noDowngrade follows a provider's redirects (at most 10), never from
 // https to plain http.

@@ -124,8 +124,8 @@ func TestDiscoveryNamesOnlySecureEndpoints(t *testing.T) {
 	}
 	for u, want := range map[string]bool{"https://a.example/x": true, "http://127.0.0.1:9/x": true, "http://[::1]:9/x": true, "http://localhost/x": true,
 		"http://a.example/x": false, "ftp://a.example/x": false, "https:///x": false} {
-		if secureURL(u) != want {
-			t.Errorf("secureURL(%q) = %v", u, !want)
+		if config.SecureURL(u) != want {
+			t.Errorf("SecureURL(%q) = %v", u, !want)
 		}
 	}
 	https, _ := http.NewRequest(http.MethodGet, "https://a.example/", nil)
