@@ -172,7 +172,6 @@ func (r *Registry) resolve(ctx context.Context, p config.Provider) (*resolved, e
 	return res, nil
 }
 
-
 // noDowngrade follows a provider's redirects (at most 10), never from
 // https to plain http.
 func noDowngrade(req *http.Request, via []*http.Request) error {
