@@ -103,7 +103,7 @@ func ParseAnonymousRequest(raw string) (*AnonymousRequest, error) {
 		Alg string `json:"alg"`
 		Typ string `json:"typ"`
 	}
-	if err := json.Unmarshal(hdrRaw, &hdr); err != nil {
+	if !plainHeader(hdrRaw) || json.Unmarshal(hdrRaw, &hdr) != nil {
 		return nil, ErrRequestMalformed
 	}
 	accepted := false

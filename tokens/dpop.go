@@ -116,6 +116,9 @@ func ParseDPoPProof(raw string, c DPoPCheck) (DPoPProof, error) {
 	if err := json.Unmarshal(hdrRaw, &hdr); err != nil {
 		return DPoPProof{}, dpopErr(DPoPMalformed, "the proof header is not JSON")
 	}
+	if !plainHeader(hdrRaw) {
+		return DPoPProof{}, dpopErr(DPoPMalformed, "the proof header has a key twice (or spelt with other case)")
+	}
 	for _, private := range []string{"d", "p", "q", "k"} {
 		if _, ok := hdr.JWK[private]; ok {
 			return DPoPProof{}, dpopErr(DPoPKey, "the proof's jwk holds private key material")
