@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -382,6 +383,20 @@ func (s *core) LoadUser(ctx context.Context, id string) (domain.User, uint64, er
 // LoadSession rebuilds a session from the log.
 func (s *core) LoadSession(ctx context.Context, id string) (domain.Session, uint64, error) {
 	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.FoldSession)
+}
+
+// ownerOf is the user of a session as this node knows it: the cached state
+// when it has one (without reading the log: it may be behind), else read
+// from the log. A session unknown to the log has no user.
+func (s *core) ownerOf(ctx context.Context, sess domain.Session) (domain.User, error) {
+	if sess.UserID() == "" {
+		return domain.User{}, nil
+	}
+	if cached, _, ok := s.aggregates.get(s.userSubject(sess.UserID()), reflect.TypeFor[domain.User]()); ok {
+		return cached.(domain.User), nil
+	}
+	u, _, err := s.LoadUser(ctx, sess.UserID())
+	return u, err
 }
 
 // client looks up a client application.

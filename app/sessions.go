@@ -252,6 +252,27 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 			ClientID: clientID, PresentedHash: presentedHash, NewHash: hash, Now: s.clock.Now(),
 			ReuseInterval: cl.RefreshTokenReuseInterval.Duration(), Retry: attempt > 1, DPoPJKT: meta.DPoPJKT,
 		})
+		if decided == nil && len(evs) > 0 {
+			// A rotation the user has refused already (disabled, or the
+			// session ended by a user event whose revocations are still
+			// being written) is answered without writing it, as far as
+			// this node knows the user: a cached state is not read again
+			// (a refresh would read the user twice), so a refusal
+			// written on another node since may cost one rotation here
+			// before the check after the append sees it. A guest a
+			// lagging replica does not have yet is left to that check
+			// too, which asks the leader.
+			owner, err := s.ownerOf(ctx, sess)
+			if err != nil {
+				return Issued{}, err
+			}
+			if err := owner.CanSignIn(); err != nil && !errors.Is(err, domain.ErrUserNotFound) {
+				return Issued{}, err
+			}
+			if owner.SessionEnded(sessionID) {
+				return Issued{}, domain.ErrSessionRevoked
+			}
+		}
 		if len(evs) > 0 {
 			// A conflict: someone else rotated or revoked first, and the
 			// next attempt decides on what they wrote (a racing second use
@@ -267,6 +288,8 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 			commands.WithLabelValues("refresh_session", "rejected").Inc()
 			return Issued{}, decided
 		}
+		// Read again after the rotation is written: a disable committed
+		// since the first read must be seen.
 		u, _, err := s.LoadUser(ctx, sess.UserID())
 		if err == nil && errors.Is(u.CanSignIn(), domain.ErrUserNotFound) && s.replicated() {
 			// The rotation is written, so this refresh must not end in a
