@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,7 +40,20 @@ type SecretValues struct {
 	kv     jetstream.KeyValue
 	nc     *nats.Conn // set when replicated
 	bucket string
+	stream jetstream.Stream
+	// sweepQueue holds spent keys to purge, taken by up to maxSweepers
+	// workers (sweepers of them running, each until idle for a second).
+	sweepQueue chan string
+	sweepers   atomic.Int32
 }
+
+// sweepQueueSize bounds the spent keys waiting for their sweep (past it a
+// key's marker is left to the bucket's TTL); maxSweepers the purges in
+// flight.
+const (
+	sweepQueueSize = 1 << 14
+	maxSweepers    = 4
+)
 
 // KVOptions name and size a key-value bucket.
 type KVOptions struct {
@@ -57,7 +71,11 @@ func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
 	}
-	v := &SecretValues{kv: kv, bucket: o.Bucket}
+	stream, err := js.Stream(ctx, "KV_"+o.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
+	}
+	v := &SecretValues{kv: kv, bucket: o.Bucket, stream: stream, sweepQueue: make(chan string, sweepQueueSize)}
 	if o.Replicas > 1 {
 		v.nc = js.Conn()
 	}
@@ -162,12 +180,71 @@ func (v *SecretValues) Update(ctx context.Context, key string, value []byte, rev
 	return nil
 }
 
-// Delete removes the value if it is still at revision rev.
+// Delete removes the value if it is still at revision rev: a delete marker
+// conditioned on that revision, which decides between racing uses. The
+// marker would then stay as long as the bucket's TTL (an hour for codes:
+// every key-pair sign-in spends a challenge), so the key's subject is
+// purged right after, in the background; a key whose sweep does not happen
+// (too many in flight, NATS busy) keeps its marker until the TTL. A purged
+// key reads as unknown, as a deleted one does.
 func (v *SecretValues) Delete(ctx context.Context, key string, rev uint64) error {
-	if err := v.kv.Delete(ctx, hashedKey(key), jetstream.LastRevision(rev)); err != nil {
+	k := hashedKey(key)
+	if err := v.kv.Delete(ctx, k, jetstream.LastRevision(rev)); err != nil {
 		return casError(err)
 	}
+	v.queueSweep(k)
 	return nil
+}
+
+func (v *SecretValues) queueSweep(key string) {
+	select {
+	case v.sweepQueue <- key:
+	default:
+		sweeps.WithLabelValues(v.bucket, "skipped").Inc()
+		return
+	}
+	// A worker that is just leaving may leave this key to the next one
+	// started: a later Delete's, or the check it makes on its way out.
+	if n := v.sweepers.Load(); n < maxSweepers && v.sweepers.CompareAndSwap(n, n+1) {
+		go v.sweepLoop()
+	}
+}
+
+// sweepLoop purges queued keys until the queue has been empty for a second.
+func (v *SecretValues) sweepLoop() {
+	idle := time.NewTimer(time.Second)
+	defer idle.Stop()
+	for {
+		select {
+		case key := <-v.sweepQueue:
+			v.sweep(key)
+			idle.Reset(time.Second)
+			continue
+		case <-idle.C:
+		}
+		select {
+		case key := <-v.sweepQueue: // queued as the timer fired
+			v.sweep(key)
+			idle.Reset(time.Second)
+			continue
+		default:
+		}
+		v.sweepers.Add(-1)
+		if len(v.sweepQueue) == 0 || !v.sweepers.CompareAndSwap(0, 1) {
+			return
+		}
+		idle.Reset(time.Second) // a key came as every worker was leaving
+	}
+}
+
+func (v *SecretValues) sweep(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	outcome := "ok"
+	if err := v.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+v.bucket+"."+key)); err != nil {
+		outcome = "failed"
+	}
+	sweeps.WithLabelValues(v.bucket, outcome).Inc()
 }
 
 // LastSeen keeps one time per key (cookie-session activity) in a file-backed

@@ -36,6 +36,10 @@ var (
 		Name: "idstream_eventstore_leader_checked_loads_total",
 		Help: "Loads re-checked with the stream leader after a miss on a replica.",
 	})
+	sweeps = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "idstream_kv_sweeps_total",
+		Help: "Spent keys of a memory bucket (codes, challenges) purged after their delete marker was written, by bucket and outcome: ok, failed, skipped (too many in flight; the marker stays until the bucket's TTL).",
+	}, []string{"bucket", "outcome"})
 	loadSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "idstream_eventstore_load_seconds",
 		Help:    "Time to load one aggregate's events.",
