@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"sync"
 
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
@@ -54,16 +55,81 @@ func (s *Sessions) NonceRequired(clientID string) bool {
 // SDK). accessToken, when set, is what the proof goes with: its ath must
 // match if present, and must be present when requireATH.
 func (s *Sessions) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken string, requireATH bool) (string, error) {
+	p, err := s.checkDPoP(ctx, r, accessToken, requireATH)
+	if err != nil || p == nil {
+		return "", err
+	}
+	return p.jkt, p.spend(ctx)
+}
+
+// CheckDPoP checks a token request's DPoP proof as VerifyDPoP does and
+// binds meta to its key, but leaves its jti to be spent once what the
+// request presents (a challenge and its signature, a code with its PKCE
+// verifier, a refresh token) has checked out: the command's first append
+// spends it, before anything is written (appendEvents), and SpendProof
+// does for a command that wrote nothing. A request with nothing valid but
+// a proof stores nothing, so the proofs bucket grows with the grants
+// given, not with what anybody sends.
+func (s *Sessions) CheckDPoP(ctx context.Context, r DPoPRequest, meta Meta) (Meta, error) {
+	p, err := s.checkDPoP(ctx, r, "", false)
+	if err != nil || p == nil {
+		return meta, err
+	}
+	meta.DPoPJKT, meta.proof = p.jkt, p
+	return meta, nil
+}
+
+// SpendProof spends the jti of meta's proof (CheckDPoP) if the command has
+// not: a grant answered without a write must still not take the proof
+// twice. Without a proof, or once spent by this request, it does nothing.
+func (s *Sessions) SpendProof(ctx context.Context, meta Meta) error { return meta.proof.spend(ctx) }
+
+// pendingProof is a verified DPoP proof whose jti is not spent yet; the
+// attempts of one command share it, so a retry does not find its own
+// proof spent.
+type pendingProof struct {
+	jkt, jti string
+	ids      ProofIDs
+	mu       sync.Mutex
+	spent    bool
+}
+
+// spend spends the proof's jti, once across every node; a proof spent
+// before is DPoPReplayed. A nil proof, or one this request spent, is
+// nothing to do.
+func (p *pendingProof) spend(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.spent {
+		return nil
+	}
+	// jti is unique per key (RFC 9449 §11.1): scoped by the key, one
+	// client cannot spend another's.
+	if err := p.ids.Spend(ctx, p.jkt+"."+p.jti); err != nil {
+		if errors.Is(err, eventstore.ErrSpent) {
+			commands.WithLabelValues("dpop_proof", "replayed").Inc()
+			return &tokens.DPoPError{Reason: tokens.DPoPReplayed, Detail: "the proof's jti was used before"}
+		}
+		return err
+	}
+	p.spent = true
+	return nil
+}
+
+func (s *Sessions) checkDPoP(ctx context.Context, r DPoPRequest, accessToken string, requireATH bool) (*pendingProof, error) {
 	if r.Several {
-		return "", &tokens.DPoPError{Reason: tokens.DPoPMalformed, Detail: "more than one DPoP header"}
+		return nil, &tokens.DPoPError{Reason: tokens.DPoPMalformed, Detail: "more than one DPoP header"}
 	}
 	if r.Proof == "" {
-		return "", nil
+		return nil, nil
 	}
 	p, err := tokens.ParseDPoPProof(r.Proof, tokens.DPoPCheck{Method: r.Method, URL: r.URL, AccessToken: accessToken,
 		RequireATH: requireATH, Now: s.clock.Now()})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// A missing or stale nonce is answered with a fresh one before the jti
 	// is spent: the client signs a new proof anyway.
@@ -73,18 +139,9 @@ func (s *Sessions) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken st
 		if p.Nonce != "" {
 			detail = "the proof's nonce is not current; sign it again with the DPoP-Nonce given"
 		}
-		return "", &tokens.DPoPError{Reason: tokens.DPoPNonce, Detail: detail, Nonce: s.DPoPNonce(ctx)}
+		return nil, &tokens.DPoPError{Reason: tokens.DPoPNonce, Detail: detail, Nonce: s.DPoPNonce(ctx)}
 	}
-	// jti is unique per key (RFC 9449 §11.1): scoped by the key, one
-	// client cannot spend another's.
-	if err := s.proofIDs.Spend(ctx, p.JKT+"."+p.JTI); err != nil {
-		if errors.Is(err, eventstore.ErrSpent) {
-			commands.WithLabelValues("dpop_proof", "replayed").Inc()
-			return "", &tokens.DPoPError{Reason: tokens.DPoPReplayed, Detail: "the proof's jti was used before"}
-		}
-		return "", err
-	}
-	return p.JKT, nil
+	return &pendingProof{jkt: p.JKT, jti: p.JTI, ids: s.proofIDs}, nil
 }
 
 // AccessRequest is an access token presented to a protected endpoint

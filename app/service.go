@@ -270,10 +270,12 @@ type Meta struct {
 	// "admin-key:1a2b3c4d" (a fingerprint, never the key).
 	Actor string
 	// DPoPJKT is the thumbprint of the key whose DPoP proof the request
-	// carried, verified and spent (VerifyDPoP); "" without a proof. A
-	// session started by the request is bound to it, and a bound session's
-	// refresh needs it.
+	// carried, verified (CheckDPoP); "" without a proof. A session started
+	// by the request is bound to it, and a bound session's refresh needs
+	// it.
 	DPoPJKT string
+	// proof is that proof, spent by the command's first append.
+	proof *pendingProof
 }
 
 // maxAttempts bounds reload-and-decide retries after a conflict.
@@ -338,8 +340,13 @@ type pending struct {
 	msgID    string
 }
 
-// appendEvents writes the events of one command atomically.
+// appendEvents writes the events of one command atomically. A command of
+// a request with a DPoP proof spends the proof's jti first (CheckDPoP): a
+// replayed proof writes nothing.
 func (s *core) appendEvents(ctx context.Context, meta Meta, evs ...pending) error {
+	if err := meta.proof.spend(ctx); err != nil {
+		return err
+	}
 	msgs := make([]eventstore.Message, 0, len(evs))
 	var causation string
 	for _, p := range evs {

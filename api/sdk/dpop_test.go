@@ -291,25 +291,42 @@ func TestDPoPBindsTheAuthorizationCode(t *testing.T) {
 	if code == "" {
 		t.Fatalf("submit: %d %s", r.Status, r.Raw)
 	}
-	exchange := func(h map[string]string) apitest.Response {
+	exchangeWith := func(verifier string, h map[string]string) apitest.Response {
 		form := url.Values{"grant_type": {"authorization_code"}, "client_id": {"idstream-dev"}, "code": {code},
 			"redirect_uri": {"http://localhost:3000/after"}, "code_verifier": {verifier}}
 		return c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form.Encode(), h)
 	}
+	exchange := func(h map[string]string) apitest.Response { return exchangeWith(verifier, h) }
 	if r := exchange(nil); oauthReason(r) != "invalid_dpop_proof/DPoPProofRequired" {
 		t.Fatalf("exchange without a proof: %d %s", r.Status, r.Raw)
 	}
 	if r := exchange(map[string]string{"DPoP": dpop(c, other, "POST", "/oauth2/token", "", n.Clock.Now())}); oauthReason(r) != "invalid_dpop_proof/DPoPKeyMismatch" {
 		t.Fatalf("exchange with another key: %d %s", r.Status, r.Raw)
 	}
-	tok := exchange(map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", n.Clock.Now())})
+	// A proof sent with a verifier that does not match is not spent (the
+	// grant was not given): the same proof then exchanges the code.
+	p := dpop(c, key, "POST", "/oauth2/token", "", n.Clock.Now())
+	if r := exchangeWith(verifier+"x", map[string]string{"DPoP": p}); r.Reason() != "PKCEMismatch" {
+		t.Fatalf("exchange with another verifier: %d %s", r.Status, r.Raw)
+	}
+	tok := exchange(map[string]string{"DPoP": p})
 	if tok.Status != 200 || apitest.Str(tok.Body, "token_type") != "DPoP" {
 		t.Fatalf("exchange with the key: %d %s", tok.Status, tok.Raw)
 	}
 	at := apitest.Str(tok.Body, "access_token")
-	info := userinfoWith(c, map[string]string{"Authorization": "Bearer " + at, "DPoP": dpop(c, key, "GET", "/oauth2/userinfo", "", n.Clock.Now())})
-	if apitest.Str(info.Body, "sub") != sub || info.Body["is_anonymous"] != false {
+	userinfo := func() apitest.Response {
+		return userinfoWith(c, map[string]string{"Authorization": "Bearer " + at, "DPoP": dpop(c, key, "GET", "/oauth2/userinfo", "", n.Clock.Now())})
+	}
+	if info := userinfo(); apitest.Str(info.Body, "sub") != sub || info.Body["is_anonymous"] != false {
 		t.Fatalf("after the bound promotion: %s", info.Raw)
+	}
+	// The exchange replayed as it was sent is refused for its proof,
+	// before the code's reuse could revoke what it gave.
+	if r := exchange(map[string]string{"DPoP": p}); oauthReason(r) != "invalid_dpop_proof/DPoPReplayed" {
+		t.Fatalf("the exchange replayed: %d %s", r.Status, r.Raw)
+	}
+	if info := userinfo(); apitest.Str(info.Body, "sub") != sub {
+		t.Fatalf("after the replay: %d %s", info.Status, info.Raw)
 	}
 	// Discovery says which proof algorithms are taken.
 	disc := c.Do("GET", "/.well-known/openid-configuration", "", "", nil)

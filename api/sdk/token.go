@@ -57,9 +57,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A DPoP proof (the mobile SDKs send one on every request) binds what
-	// is issued to its key; a bad one is refused before anything else. A
-	// client that must send server-provided nonces gets the current one
-	// with every answer, refusals included (RFC 9449 §8).
+	// is issued to its key; a bad one is refused before anything else, and
+	// its jti is spent once the grant's credential has checked out
+	// (app.Sessions.CheckDPoP). A client that must send server-provided
+	// nonces gets the current one with every answer, refusals included
+	// (RFC 9449 §8).
 	m := httpx.Meta(r)
 	dr := s.dpopRequest(r)
 	if s.nonceRequired(r, form) {
@@ -78,9 +80,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if m.DPoPJKT, err = s.Service.VerifyDPoP(r.Context(), dr, "", false); err != nil {
+	if m, err = s.Service.CheckDPoP(r.Context(), dr, m); err != nil {
 		s.WriteOAuthError(w, r, err)
 		return
+	}
+	// answer sends a grant's tokens once the proof is spent: by the grant's
+	// first append, or here for a grant that wrote nothing.
+	answer := func(iss app.Issued, err error) {
+		if err == nil {
+			err = s.Service.SpendProof(r.Context(), m)
+		}
+		if err != nil {
+			s.WriteOAuthError(w, r, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, tokenResultOf(iss))
 	}
 	switch form.Get("grant_type") {
 	case "refresh_token":
@@ -94,36 +108,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.WriteOAuthError(w, r, err)
 			return
 		}
-		iss, err := s.Service.Refresh(r.Context(), cl.ClientID, rt, m)
-		if err != nil {
-			s.WriteOAuthError(w, r, err)
-			return
-		}
-		httpx.WriteJSON(w, http.StatusOK, tokenResultOf(iss))
+		answer(s.Service.Refresh(r.Context(), cl.ClientID, rt, m))
 	case "authorization_code":
 		cl, err := s.authenticateClient(r, form)
 		if err != nil {
 			s.WriteOAuthError(w, r, err)
 			return
 		}
-		iss, err := s.Service.ExchangeAuthorizationCode(r.Context(), cl.ClientID, form.Get("code"),
-			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), m)
-		if err != nil {
-			s.WriteOAuthError(w, r, err)
-			return
-		}
-		httpx.WriteJSON(w, http.StatusOK, tokenResultOf(iss))
+		answer(s.Service.ExchangeAuthorizationCode(r.Context(), cl.ClientID, form.Get("code"),
+			form.Get("redirect_uri"), form.Get("code_verifier"), form.Get("x_device_info"), m))
 	case grantAnonymousRequest:
 		if form.Get("client_id") == "" || form.Get("jwt") == "" {
 			s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "client_id and jwt are required"))
 			return
 		}
-		iss, err := s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), m)
-		if err != nil {
-			s.WriteOAuthError(w, r, err)
-			return
-		}
-		httpx.WriteJSON(w, http.StatusOK, tokenResultOf(iss))
+		answer(s.Service.SignInWithKey(r.Context(), form.Get("client_id"), form.Get("jwt"), form.Get("x_device_info"), m))
 	case "":
 		s.WriteOAuthError(w, r, httpx.BadRequest("InvalidRequest", "invalid_request", "grant_type is required"))
 	default:

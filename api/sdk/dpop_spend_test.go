@@ -1,0 +1,76 @@
+package sdk_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/idstream/idstream/api/apitest"
+	"github.com/idstream/idstream/testenv"
+)
+
+// A DPoP proof's jti is spent by a grant given, not by a request whose
+// challenge or refresh token is no good: such a request stores nothing in
+// the proofs bucket (which anybody could otherwise fill at the rate the
+// token endpoint answers), and the same proof then works once with a good
+// one. A proof spent by a grant is still refused the second time, on the
+// key-pair grant and on refresh, and a refused replay rotates nothing.
+// (The code exchange: TestDPoPBindsTheAuthorizationCode.)
+func TestDPoPProofSpentByTheGrantGiven(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	c := apitest.NewClient(t, n)
+	now := n.Clock.Now
+	d, key := apitest.NewDevice(t, jose.RS256), apitest.NewDevice(t, jose.ES256)
+	proofs := func() uint64 {
+		t.Helper()
+		s, err := n.Store.JetStream().Stream(context.Background(), "KV_idstream_dpop_jti")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	// The key-pair grant.
+	p := dpop(c, key, "POST", "/oauth2/token", "", now())
+	if r := keyGrantWith(c, d.JWT(t, "no-such-challenge-0123456789", true, now()), map[string]string{"DPoP": p}); r.Reason() != "InvalidChallenge" {
+		t.Fatalf("a proof with an unknown challenge: %d %s", r.Status, r.Raw)
+	}
+	if got := proofs(); got != 0 {
+		t.Fatalf("%d proofs stored for a request with no grant", got)
+	}
+	r := keyGrantWith(c, d.JWT(t, c.Challenge(), true, now()), map[string]string{"DPoP": p})
+	if r.Status != 200 || apitest.Str(r.Body, "token_type") != "DPoP" {
+		t.Fatalf("the same proof with a good challenge: %d %s", r.Status, r.Raw)
+	}
+	if r := keyGrantWith(c, d.JWT(t, c.Challenge(), false, now()), map[string]string{"DPoP": p}); oauthReason(r) != "invalid_dpop_proof/DPoPReplayed" {
+		t.Fatalf("the proof again: %d %s", r.Status, r.Raw)
+	}
+
+	// Refresh.
+	rt := apitest.Str(r.Body, "refresh_token")
+	p = dpop(c, key, "POST", "/oauth2/token", "", now())
+	if r := refreshWith(c, rt+"x", map[string]string{"DPoP": p}); r.Status == 200 || r.Reason() != "InvalidToken" {
+		t.Fatalf("a proof with a bad refresh token: %d %s", r.Status, r.Raw)
+	}
+	stored := proofs()
+	if stored != 1 {
+		t.Fatalf("%d proofs stored, want the key-pair grant's 1", stored)
+	}
+	r = refreshWith(c, rt, map[string]string{"DPoP": p})
+	if r.Status != 200 {
+		t.Fatalf("the same proof with the refresh token: %d %s", r.Status, r.Raw)
+	}
+	rt2 := apitest.Str(r.Body, "refresh_token")
+	if r := refreshWith(c, rt2, map[string]string{"DPoP": p}); oauthReason(r) != "invalid_dpop_proof/DPoPReplayed" {
+		t.Fatalf("the proof again: %d %s", r.Status, r.Raw)
+	}
+	// The replay rotated nothing: rt2 is still the current token.
+	if r := refreshWith(c, rt2, map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", now())}); r.Status != 200 {
+		t.Fatalf("the token the replay was sent with: %d %s", r.Status, r.Raw)
+	}
+}
