@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 
 	"github.com/idstream/idstream/app"
@@ -60,5 +61,48 @@ func TestRefreshRefusedByTheUserWritesNothing(t *testing.T) {
 		if _, after, err := n.Service.LoadSession(ctx, sid); err != nil || after != before {
 			t.Fatalf("%s: the refused refresh wrote to the session (version %d → %d, %v)", name, before, after, err)
 		}
+	}
+}
+
+// A node whose cached user is disabled does not refuse on that alone: the
+// user was enabled again on another node, and a session started there since
+// refreshes on this one.
+func TestRefreshNotRefusedByAStaleCachedUser(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	dbURL, _ := testenv.Database(t)
+	configure := testenv.NodeOptions{DatabaseURL: dbURL, NoProjections: true, Configure: func(c *config.Config) { testenv.CheapHashes(c) }}
+	a := testenv.StartNode(t, nats, configure)
+	configure.Clock = a.Clock
+	b := testenv.StartNode(t, nats, configure)
+	ctx := context.Background()
+	d := testenv.NewDevice(t, jose.ES256)
+	signIn := func(n *testenv.Node, withJWK bool) app.Issued {
+		t.Helper()
+		ch, _, err := n.Service.IssueChallenge(ctx, "anonymous_request")
+		if err != nil {
+			t.Fatal(err)
+		}
+		iss, err := n.Service.SignInWithKey(ctx, "idstream-dev", d.JWT(t, ch, withJWK, n.Clock.Now()), "", app.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss
+	}
+	first := signIn(a, true)
+	if _, err := a.Service.DisableUser(ctx, first.UserID, "test", nil, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Service.Refresh(ctx, "idstream-dev", first.SessionToken, app.Meta{}); err == nil {
+		t.Fatal("a disabled user's session refreshed")
+	}
+	if _, err := b.Service.EnableUser(ctx, first.UserID, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	second := signIn(b, false)
+	if second.UserID != first.UserID {
+		t.Fatalf("signed in as %s, want %s", second.UserID, first.UserID)
+	}
+	if _, err := a.Service.Refresh(ctx, "idstream-dev", second.SessionToken, app.Meta{}); err != nil {
+		t.Fatalf("refresh on the node that cached the user disabled: %v", err)
 	}
 }

@@ -392,18 +392,35 @@ func (s *core) LoadSession(ctx context.Context, id string) (domain.Session, uint
 	return loadAggregate(ctx, s.store, s.aggregates, s.sessionSubject(id), domain.FoldSession)
 }
 
-// ownerOf is the user of a session as this node knows it: the cached state
-// when it has one (without reading the log: it may be behind), else read
-// from the log. A session unknown to the log has no user.
-func (s *core) ownerOf(ctx context.Context, sess domain.Session) (domain.User, error) {
+// ownerRefuses is the refusal, if any, of a session's use by its user: the
+// user disabled, deleted or retired, or the session ended by one of its
+// events. A cached state that allows the use is taken as it is, without
+// reading the log (the caller checks the user read from the log after it
+// writes: a refusal written on another node since may be seen only
+// there); a refusal, or a user not cached, is read from the log, so a
+// stale cache never refuses (a user enabled again on another node). A user
+// the log does not have (a lagging replica) is not a refusal here either.
+func (s *core) ownerRefuses(ctx context.Context, sess domain.Session) error {
 	if sess.UserID() == "" {
-		return domain.User{}, nil
+		return nil
 	}
-	if cached, _, ok := s.aggregates.get(s.userSubject(sess.UserID()), reflect.TypeFor[domain.User]()); ok {
-		return cached.(domain.User), nil
+	refusal := func(u domain.User) error {
+		if err := u.CanSignIn(); err != nil && !errors.Is(err, domain.ErrUserNotFound) {
+			return err
+		}
+		if u.SessionEnded(sess.SessionID()) {
+			return domain.ErrSessionRevoked
+		}
+		return nil
+	}
+	if cached, _, ok := s.aggregates.get(s.userSubject(sess.UserID()), reflect.TypeFor[domain.User]()); ok && refusal(cached.(domain.User)) == nil {
+		return nil
 	}
 	u, _, err := s.LoadUser(ctx, sess.UserID())
-	return u, err
+	if err != nil {
+		return err
+	}
+	return refusal(u)
 }
 
 // client looks up a client application.

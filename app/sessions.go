@@ -255,22 +255,9 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 		if decided == nil && len(evs) > 0 {
 			// A rotation the user has refused already (disabled, or the
 			// session ended by a user event whose revocations are still
-			// being written) is answered without writing it, as far as
-			// this node knows the user: a cached state is not read again
-			// (a refresh would read the user twice), so a refusal
-			// written on another node since may cost one rotation here
-			// before the check after the append sees it. A guest a
-			// lagging replica does not have yet is left to that check
-			// too, which asks the leader.
-			owner, err := s.ownerOf(ctx, sess)
-			if err != nil {
+			// being written) is answered without writing it.
+			if err := s.ownerRefuses(ctx, sess); err != nil {
 				return Issued{}, err
-			}
-			if err := owner.CanSignIn(); err != nil && !errors.Is(err, domain.ErrUserNotFound) {
-				return Issued{}, err
-			}
-			if owner.SessionEnded(sessionID) {
-				return Issued{}, domain.ErrSessionRevoked
 			}
 		}
 		if len(evs) > 0 {
