@@ -41,9 +41,11 @@ type SecretValues struct {
 	nc     *nats.Conn // set when replicated
 	bucket string
 	stream jetstream.Stream
-	// sweepQueue holds spent keys to purge, taken by up to maxSweepers
-	// workers (sweepers of them running, each until idle for a second).
-	sweepQueue chan string
+	js     jetstream.JetStream
+	// sweepQueue holds the delete markers to purge, taken by up to
+	// maxSweepers workers (sweepers of them running, each until idle for a
+	// second).
+	sweepQueue chan marker
 	sweepers   atomic.Int32
 }
 
@@ -75,7 +77,7 @@ func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
 	}
-	v := &SecretValues{kv: kv, bucket: o.Bucket, stream: stream, sweepQueue: make(chan string, sweepQueueSize)}
+	v := &SecretValues{kv: kv, js: js, bucket: o.Bucket, stream: stream, sweepQueue: make(chan marker, sweepQueueSize)}
 	if o.Replicas > 1 {
 		v.nc = js.Conn()
 	}
@@ -89,14 +91,24 @@ func hashedKey(key string) string {
 
 // Put stores a value under a new key; a key that holds a value already
 // is ErrValueChanged (create-only: of two puts of one key, one wins).
+//
+// A create over a delete marker expects the marker's revision, which the
+// marker's sweep (Delete) may remove in between: the create is then tried
+// again while the key still holds no value.
 func (v *SecretValues) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := v.kv.Create(ctx, hashedKey(key), value); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+	k := hashedKey(key)
+	for attempt := 0; ; attempt++ {
+		_, err := v.kv.Create(ctx, k, value)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if _, gerr := v.kv.Get(ctx, k); attempt == 3 || !(errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted)) {
 			return ErrValueChanged
 		}
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return nil
 }
 
 // Get returns a key's value and revision, or ErrNoValue.
@@ -184,26 +196,37 @@ func (v *SecretValues) Update(ctx context.Context, key string, value []byte, rev
 // conditioned on that revision, which decides between racing uses. The
 // marker would then stay as long as the bucket's TTL (an hour for codes:
 // every key-pair sign-in spends a challenge), so the key's subject is
-// purged right after, in the background; a key whose sweep does not happen
-// (too many in flight, NATS busy) keeps its marker until the TTL. A purged
-// key reads as unknown, as a deleted one does.
+// purged right after, in the background, up to the marker and no further
+// (a value put under the key since, as a new one-time code for the same
+// login ID is, stays). A marker whose sweep does not happen (too many
+// queued, NATS busy) stays until the TTL. A purged key reads as unknown, as
+// a deleted one does.
 func (v *SecretValues) Delete(ctx context.Context, key string, rev uint64) error {
-	k := hashedKey(key)
-	if err := v.kv.Delete(ctx, k, jetstream.LastRevision(rev)); err != nil {
+	m := nats.NewMsg("$KV." + v.bucket + "." + hashedKey(key))
+	m.Header.Set("KV-Operation", "DEL")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ack, err := v.js.PublishMsg(ctx, m)
+	if err != nil {
 		return casError(err)
 	}
-	v.queueSweep(k)
+	v.queueSweep(marker{subject: m.Subject, seq: ack.Sequence})
 	return nil
 }
 
-func (v *SecretValues) queueSweep(key string) {
+// marker is a delete marker written: its subject and sequence.
+type marker struct {
+	subject string
+	seq     uint64
+}
+
+func (v *SecretValues) queueSweep(m marker) {
 	select {
-	case v.sweepQueue <- key:
+	case v.sweepQueue <- m:
 	default:
 		sweeps.WithLabelValues(v.bucket, "skipped").Inc()
 		return
 	}
-	// A worker that is just leaving may leave this key to the next one
+	// A worker that is just leaving may leave this marker to the next one
 	// started: a later Delete's, or the check it makes on its way out.
 	if n := v.sweepers.Load(); n < maxSweepers && v.sweepers.CompareAndSwap(n, n+1) {
 		go v.sweepLoop()
@@ -216,15 +239,15 @@ func (v *SecretValues) sweepLoop() {
 	defer idle.Stop()
 	for {
 		select {
-		case key := <-v.sweepQueue:
-			v.sweep(key)
+		case m := <-v.sweepQueue:
+			v.sweep(m)
 			idle.Reset(time.Second)
 			continue
 		case <-idle.C:
 		}
 		select {
-		case key := <-v.sweepQueue: // queued as the timer fired
-			v.sweep(key)
+		case m := <-v.sweepQueue: // queued as the timer fired
+			v.sweep(m)
 			idle.Reset(time.Second)
 			continue
 		default:
@@ -237,11 +260,12 @@ func (v *SecretValues) sweepLoop() {
 	}
 }
 
-func (v *SecretValues) sweep(key string) {
+// sweep purges a marker's subject up to and including the marker.
+func (v *SecretValues) sweep(m marker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	outcome := "ok"
-	if err := v.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+v.bucket+"."+key)); err != nil {
+	if err := v.stream.Purge(ctx, jetstream.WithPurgeSubject(m.subject), jetstream.WithPurgeSequence(m.seq+1)); err != nil {
 		outcome = "failed"
 	}
 	sweeps.WithLabelValues(v.bucket, outcome).Inc()

@@ -98,3 +98,59 @@ func TestSpentValuesAreSwept(t *testing.T) {
 		t.Fatalf("a new value after the sweeps: %v", err)
 	}
 }
+
+// A value put under a key right after the key was spent (a new one-time
+// code for the same login ID: those keys are not random) survives the
+// sweep of the spent one's marker.
+func TestSweepKeepsAValuePutSince(t *testing.T) {
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.StartNATS(t).Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := eventstore.OpenSecretValues(ctx, js, eventstore.KVOptions{Bucket: "resweep_test", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	for i := range n {
+		key := fmt.Sprint("otp:", i)
+		if err := v.Put(ctx, key, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		_, rev, err := v.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Delete(ctx, key, rev); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Put(ctx, key, []byte("second")); err != nil {
+			t.Fatalf("%s put again: %v", key, err)
+		}
+	}
+	stream, err := js.Stream(ctx, "KV_resweep_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs <= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages in the bucket, want the %d values put again", info.State.Msgs, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // any sweep still in flight
+	for i := range n {
+		key := fmt.Sprint("otp:", i)
+		if got, _, err := v.Get(ctx, key); err != nil || string(got) != "second" {
+			t.Fatalf("%s after the sweep: %q, %v; want the value put again", key, got, err)
+		}
+	}
+}
