@@ -66,7 +66,7 @@ func (s *Sessions) VerifyDPoP(ctx context.Context, r DPoPRequest, accessToken st
 // binds meta to its key, but leaves its jti to be spent once what the
 // request presents (a challenge and its signature, a code with its PKCE
 // verifier, a refresh token) has checked out: the command's first append
-// spends it, before anything is written (appendEvents), and SpendProof
+// spends it, before anything is written (appendEvents), and SettleProof
 // does for a command that wrote nothing. A request with nothing valid but
 // a proof stores nothing, so the proofs bucket grows with the grants
 // given, not with what anybody sends.
@@ -79,10 +79,34 @@ func (s *Sessions) CheckDPoP(ctx context.Context, r DPoPRequest, meta Meta) (Met
 	return meta, nil
 }
 
-// SpendProof spends the jti of meta's proof (CheckDPoP) if the command has
-// not: a grant answered without a write must still not take the proof
-// twice. Without a proof, or once spent by this request, it does nothing.
-func (s *Sessions) SpendProof(ctx context.Context, meta Meta) error { return meta.proof.spend(ctx) }
+// noCredential are the refusals of a grant whose own credential was no
+// good (an unknown or malformed refresh token, challenge, anonymous-request
+// JWT, code or verifier, an unknown client): anybody can send those, and
+// their proofs are not kept.
+var noCredential = []error{domain.ErrInvalidToken, domain.ErrSessionNotFound, ErrUnknownClient, ErrInvalidChallenge,
+	ErrInvalidAuthzCode, ErrPKCEMismatch, tokens.ErrRequestMalformed, tokens.ErrRequestAlgorithm, tokens.ErrRequestType,
+	tokens.ErrRequestKeyID, tokens.ErrRequestClaims, tokens.ErrRequestNumericDate}
+
+// SettleProof spends the jti of meta's proof (CheckDPoP) once a grant has
+// answered err, if the command has not, and returns what to answer. A
+// grant given without a write must not take its proof twice (a proof spent
+// meanwhile refuses it). A grant refused with a credential that may be
+// good (a refusal for the user's state, a failure of the moment) spends
+// the proof too, so the request cannot be replayed, on another node or a
+// moment later, and be granted; only the refusals in noCredential keep
+// nothing.
+func (s *Sessions) SettleProof(ctx context.Context, meta Meta, err error) error {
+	if err == nil {
+		return meta.proof.spend(ctx)
+	}
+	for _, e := range noCredential {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	_ = meta.proof.spend(ctx) // refused either way
+	return err
+}
 
 // pendingProof is a verified DPoP proof whose jti is not spent yet; the
 // attempts of one command share it, so a retry does not find its own

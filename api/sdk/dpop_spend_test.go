@@ -7,6 +7,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/idstream/idstream/api/apitest"
+	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -72,5 +73,36 @@ func TestDPoPProofSpentByTheGrantGiven(t *testing.T) {
 	// The replay rotated nothing: rt2 is still the current token.
 	if r := refreshWith(c, rt2, map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", now())}); r.Status != 200 {
 		t.Fatalf("the token the replay was sent with: %d %s", r.Status, r.Raw)
+	}
+}
+
+// A grant refused although its credential may be good (here: the user is
+// disabled) spends its proof: the request replayed later, on this node or
+// another, is refused for the proof whatever the user's state is by then.
+func TestDPoPProofSpentByARefusalForTheUser(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: apitest.CheapHashes})
+	c := apitest.NewClient(t, n)
+	now := n.Clock.Now
+	d, key := apitest.NewDevice(t, jose.RS256), apitest.NewDevice(t, jose.ES256)
+	r := keyGrantWith(c, d.JWT(t, c.Challenge(), true, now()), map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", now())})
+	if r.Status != 200 {
+		t.Fatalf("sign-in: %d %s", r.Status, r.Raw)
+	}
+	sub := apitest.Claims(t, apitest.Str(r.Body, "access_token"))["sub"].(string)
+	if _, err := n.Service.DisableUser(context.Background(), sub, "test", nil, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	p := dpop(c, key, "POST", "/oauth2/token", "", now())
+	if r := keyGrantWith(c, d.JWT(t, c.Challenge(), false, now()), map[string]string{"DPoP": p}); r.Status == 200 || r.Reason() == "DPoPReplayed" {
+		t.Fatalf("sign-in of the disabled guest: %d %s", r.Status, r.Raw)
+	}
+	if _, err := n.Service.EnableUser(context.Background(), sub, app.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := keyGrantWith(c, d.JWT(t, c.Challenge(), false, now()), map[string]string{"DPoP": p}); oauthReason(r) != "invalid_dpop_proof/DPoPReplayed" {
+		t.Fatalf("the refused request's proof again: %d %s", r.Status, r.Raw)
+	}
+	if r := keyGrantWith(c, d.JWT(t, c.Challenge(), false, now()), map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", now())}); r.Status != 200 {
+		t.Fatalf("sign-in with a new proof after the enable: %d %s", r.Status, r.Raw)
 	}
 }

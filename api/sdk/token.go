@@ -85,12 +85,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// answer sends a grant's tokens once the proof is spent: by the grant's
-	// first append, or here for a grant that wrote nothing.
+	// first append, or here for a grant that wrote nothing (or was refused
+	// other than for its credential).
 	answer := func(iss app.Issued, err error) {
-		if err == nil {
-			err = s.Service.SpendProof(r.Context(), m)
-		}
-		if err != nil {
+		if err = s.Service.SettleProof(r.Context(), m, err); err != nil {
 			s.WriteOAuthError(w, r, err)
 			return
 		}
