@@ -81,11 +81,17 @@ func (s *Sessions) CheckDPoP(ctx context.Context, r DPoPRequest, meta Meta) (Met
 
 // noCredential are the refusals of a grant whose own credential was no
 // good (an unknown or malformed refresh token, challenge, anonymous-request
-// JWT, code or verifier, an unknown client): anybody can send those, and
-// their proofs are not kept.
-var noCredential = []error{domain.ErrInvalidToken, domain.ErrSessionNotFound, ErrUnknownClient, ErrInvalidChallenge,
-	ErrInvalidAuthzCode, ErrPKCEMismatch, tokens.ErrRequestMalformed, tokens.ErrRequestAlgorithm, tokens.ErrRequestType,
-	tokens.ErrRequestKeyID, tokens.ErrRequestClaims, tokens.ErrRequestNumericDate}
+// JWT, code or verifier, an unknown client) or that nothing can ever turn
+// into a grant (a revoked session, a bound session asked with another key
+// or none, a confidential client at the key-pair grant, malformed device
+// info): anybody can send those (a session id is the refresh token's
+// prefix), a replay is refused the same way, and their proofs are not
+// kept.
+var noCredential = []error{domain.ErrInvalidToken, domain.ErrSessionNotFound, domain.ErrUnsupportedSessionOp,
+	domain.ErrSessionRevoked, domain.ErrDPoPKeyMismatch, domain.ErrDPoPProofRequired, ErrUnknownClient,
+	ErrConfidentialClient, ErrInvalidDeviceInfo, ErrInvalidChallenge, ErrInvalidAuthzCode, ErrPKCEMismatch,
+	tokens.ErrRequestMalformed, tokens.ErrRequestAlgorithm, tokens.ErrRequestType, tokens.ErrRequestKeyID,
+	tokens.ErrRequestClaims, tokens.ErrRequestNumericDate}
 
 // SettleProof spends the jti of meta's proof (CheckDPoP) once a grant has
 // answered err, if the command has not, and returns what to answer. A

@@ -397,9 +397,11 @@ func (s *core) LoadSession(ctx context.Context, id string) (domain.Session, uint
 // events. A cached state that allows the use is taken as it is, without
 // reading the log (the caller checks the user read from the log after it
 // writes: a refusal written on another node since may be seen only
-// there); a refusal, or a user not cached, is read from the log, so a
-// stale cache never refuses (a user enabled again on another node). A user
-// the log does not have (a lagging replica) is not a refusal here either.
+// there); a refusal, or a user not cached, is read from the log (a refusal
+// there once more from the stream leader when replicated), so a stale
+// cache or replica never refuses (a user enabled again on another node). A
+// user the log does not have (a lagging replica) is not a refusal here
+// either.
 func (s *core) ownerRefuses(ctx context.Context, sess domain.Session) error {
 	if sess.UserID() == "" {
 		return nil
@@ -417,6 +419,10 @@ func (s *core) ownerRefuses(ctx context.Context, sess domain.Session) error {
 		return nil
 	}
 	u, _, err := s.LoadUser(ctx, sess.UserID())
+	if err == nil && refusal(u) != nil && s.replicated() {
+		// A replica that has not got the enable yet may have answered.
+		u, _, err = s.LoadUser(eventstore.WithLeaderCheck(ctx), sess.UserID())
+	}
 	if err != nil {
 		return err
 	}

@@ -159,7 +159,10 @@ func (v *SecretValues) leaderGet(ctx context.Context, key string) (value []byte,
 
 func casError(err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	// 10164 is what a replicated stream answers while another write of the
+	// subject is in flight: a race lost too.
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return ErrValueChanged
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/idstream/idstream/eventstore"
@@ -151,6 +152,61 @@ func TestSweepKeepsAValuePutSince(t *testing.T) {
 		key := fmt.Sprint("otp:", i)
 		if got, _, err := v.Get(ctx, key); err != nil || string(got) != "second" {
 			t.Fatalf("%s after the sweep: %q, %v; want the value put again", key, got, err)
+		}
+	}
+}
+
+// On a replicated bucket a conditional delete or update that loses to one
+// still in flight on the subject is answered 10164, not 10071: a lost race
+// all the same (ErrValueChanged), not an outage.
+func TestLostRaceOnAReplicatedBucket(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.StartCluster(t, 3)
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := eventstore.OpenSecretValues(ctx, js, eventstore.KVOptions{Bucket: "race_r3", TTL: time.Hour, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		key := fmt.Sprint("code-", i)
+		if err := v.Put(ctx, key, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		_, rev, err := v.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for j := range errs {
+			wg.Go(func() {
+				if j%2 == 0 {
+					errs[j] = v.Delete(ctx, key, rev)
+				} else {
+					errs[j] = v.Update(ctx, key, []byte("w"), rev)
+				}
+			})
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, eventstore.ErrValueChanged):
+				t.Fatalf("%s: a lost race answered %v", key, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%s: %d wins", key, wins)
 		}
 	}
 }

@@ -2,12 +2,18 @@ package sdk_test
 
 import (
 	"context"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/idstream/idstream/api/apitest"
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -104,5 +110,72 @@ func TestDPoPProofSpentByARefusalForTheUser(t *testing.T) {
 	}
 	if r := keyGrantWith(c, d.JWT(t, c.Challenge(), false, now()), map[string]string{"DPoP": dpop(c, key, "POST", "/oauth2/token", "", now())}); r.Status != 200 {
 		t.Fatalf("sign-in with a new proof after the enable: %d %s", r.Status, r.Raw)
+	}
+}
+
+// Requests anybody can send with a self-made proof store nothing in the
+// proofs bucket, whatever they are refused for: an unknown code with
+// malformed device info, the key-pair grant naming a confidential client,
+// made-up refresh tokens of a known session that is bound to another key
+// or revoked (a session id is a refresh token's prefix).
+func TestDPoPProofsOfGarbageRequestsAreNotKept(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		apitest.CheapHashes(c)
+		cl := c.Clients[0]
+		cl.ClientID, cl.Name, cl.SessionType = "server-app", "server-app", domain.SessionTypeRefreshToken
+		cl.AllowedOrigins, cl.TokenEndpointAuthMethod = nil, domain.AuthMethodBasic
+		c.Clients = append(c.Clients, cl)
+	}})
+	c := apitest.NewClient(t, n)
+	now := n.Clock.Now
+	proofs := func() uint64 {
+		t.Helper()
+		s, err := n.Store.JetStream().Stream(context.Background(), "KV_idstream_dpop_jti")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	d, bound := apitest.NewDevice(t, jose.ES256), apitest.NewDevice(t, jose.ES256)
+	r := keyGrantWith(c, d.JWT(t, c.Challenge(), true, now()), map[string]string{"DPoP": dpop(c, bound, "POST", "/oauth2/token", "", now())})
+	if r.Status != 200 {
+		t.Fatalf("sign-in: %d %s", r.Status, r.Raw)
+	}
+	boundSID, _, _ := strings.Cut(apitest.Str(r.Body, "refresh_token"), ".")
+	_, rt := apitest.Signup(t, c)
+	revokedSID, _, _ := strings.Cut(rt, ".")
+	if r := c.PostForm("/oauth2/revoke", url.Values{"token": {rt}, "client_id": {"idstream-dev"}}); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Raw)
+	}
+	before := proofs()
+	madeUp := base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+	for _, req := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"unknown code, bad device info", url.Values{"grant_type": {"authorization_code"}, "client_id": {"idstream-dev"}, "code": {"no-such-code"},
+			"redirect_uri": {"http://localhost:3000/after"}, "code_verifier": {"v"}, "x_device_info": {"!!!"}}, "InvalidDeviceInfo"},
+		{"key-pair grant of a confidential client", url.Values{"grant_type": {"urn:authgear:params:oauth:grant-type:anonymous-request"},
+			"client_id": {"server-app"}, "jwt": {"garbage"}}, "ConfidentialClient"},
+		{"made-up token of a bound session", url.Values{"grant_type": {"refresh_token"}, "client_id": {"idstream-dev"},
+			"refresh_token": {boundSID + "." + madeUp}}, "DPoPKeyMismatch"},
+		{"made-up token of a revoked session", url.Values{"grant_type": {"refresh_token"}, "client_id": {"idstream-dev"},
+			"refresh_token": {revokedSID + "." + madeUp}}, "SessionRevoked"},
+	} {
+		for range 3 {
+			r := c.Do(http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", req.form.Encode(),
+				map[string]string{"DPoP": dpop(c, apitest.NewDevice(t, jose.ES256), "POST", "/oauth2/token", "", now())})
+			if r.Reason() != req.want {
+				t.Fatalf("%s: %d %s, want %s", req.name, r.Status, r.Raw, req.want)
+			}
+		}
+		if got := proofs() - before; got != 0 {
+			t.Fatalf("%s: %d proofs kept", req.name, got)
+		}
 	}
 }
