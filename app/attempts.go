@@ -17,11 +17,14 @@ import (
 const lockoutCeiling = 10
 
 // passwordAttempt is one password check under the sign-in limits, begun by
-// beginPasswordAttempt; failed records its failure.
+// beginPasswordAttempt; failed records its failure, succeeded gives back
+// the failure its start reserved.
 type passwordAttempt struct {
 	s                 *core
 	failAll, failHere string
 	ceiling, mark     Limit
+	// reserved: the attempt holds a slot under the account's ceiling.
+	reserved bool
 }
 
 // beginPasswordAttempt applies the sign-in limits to a password check for an
@@ -38,7 +41,10 @@ type passwordAttempt struct {
 //     may still try, and those only sign_in_per_login_id times per period
 //     in all, so the guesses on one account stay bounded however many
 //     addresses guess, while the owner's attempt from a clean address is
-//     refused only while others spend that allowance.
+//     refused only while others spend that allowance. An attempt takes
+//     its slot under the ceiling before hashing, as a failure, and gives
+//     it back if it succeeds: attempts that arrive together cannot all
+//     pass a ceiling none of them has counted against yet.
 func (s *core) beginPasswordAttempt(ctx context.Context, scope, account, ip string) (*passwordAttempt, error) {
 	now := s.clock.Now()
 	rl := s.Settings().RateLimits
@@ -55,13 +61,19 @@ func (s *core) beginPasswordAttempt(ctx context.Context, scope, account, ip stri
 	}
 	a := &passwordAttempt{s: s, failAll: scope + ":fail:" + account, failHere: scope + ":fail:" + account + ":ip:" + addr,
 		ceiling: Limit{Burst: perAccount.Burst * lockoutCeiling, Per: perAccount.Per}, mark: Limit{Burst: 1, Per: perAccount.Per}}
-	if err := s.limiter.Check(ctx, a.failAll, a.ceiling, now); err != nil {
-		if herr := s.limiter.Check(ctx, a.failHere, a.mark, now); herr != nil {
-			return nil, err
-		}
-		if cerr := s.limiter.Allow(ctx, scope+":clean:"+account, perAccount, now); cerr != nil {
-			return nil, cerr
-		}
+	err := s.limiter.Allow(ctx, a.failAll, a.ceiling, now)
+	if err == nil {
+		a.reserved = true
+		return a, nil
+	}
+	if !errors.Is(err, ErrRateLimited) {
+		return nil, err
+	}
+	if herr := s.limiter.Check(ctx, a.failHere, a.mark, now); herr != nil {
+		return nil, err
+	}
+	if cerr := s.limiter.Allow(ctx, scope+":clean:"+account, perAccount, now); cerr != nil {
+		return nil, cerr
 	}
 	return a, nil
 }
@@ -82,11 +94,18 @@ func (a *passwordAttempt) failed(ctx context.Context) {
 	if a.s == nil {
 		return
 	}
-	now := a.s.clock.Now()
-	// Over the ceiling or marked already, Allow records nothing: nothing
-	// more is needed.
-	_ = a.s.limiter.Allow(ctx, a.failAll, a.ceiling, now)
-	_ = a.s.limiter.Allow(ctx, a.failHere, a.mark, now)
+	// The failure is counted under the ceiling already (the slot reserved)
+	// or the ceiling was full; marked already, Allow records nothing.
+	_ = a.s.limiter.Allow(ctx, a.failHere, a.mark, a.s.clock.Now())
+}
+
+// succeeded gives back the slot the attempt reserved under the account's
+// ceiling: a success is no failure.
+func (a *passwordAttempt) succeeded(ctx context.Context) {
+	if a.s == nil || !a.reserved {
+		return
+	}
+	a.s.limiter.Refund(ctx, a.failAll, a.ceiling, a.s.clock.Now())
 }
 
 // allowAccountCreation applies the limits of sign-up and promotion (each

@@ -87,6 +87,7 @@ func (s *Admin) AuthenticateOperator(ctx context.Context, username, pw, ip strin
 		commands.WithLabelValues("portal_sign_in", "rejected").Inc()
 		return ErrInvalidCredentials
 	}
+	attempt.succeeded(ctx)
 	commands.WithLabelValues("portal_sign_in", "ok").Inc()
 	return nil
 }

@@ -490,6 +490,7 @@ func (s *Accounts) AuthenticatePassword(ctx context.Context, typ, value, pw, ip 
 			}
 		}
 	}
+	attempt.succeeded(ctx)
 	commands.WithLabelValues("sign_in", "ok").Inc()
 	return u, nil
 }

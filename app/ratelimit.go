@@ -90,6 +90,18 @@ func (l limits) Check(ctx context.Context, key string, lim Limit, now time.Time)
 	return limitedFor(wait, err)
 }
 
+// Refunder gives back one request Allow recorded (a Limiter may offer it).
+type Refunder interface {
+	Refund(ctx context.Context, key string, burst int, per time.Duration, now time.Time) error
+}
+
+// Refund gives back one request recorded under key, if the limiter can.
+func (l limits) Refund(ctx context.Context, key string, lim Limit, now time.Time) {
+	if r, ok := l.port.(Refunder); ok && lim.Enabled() {
+		_ = r.Refund(ctx, key, lim.Burst, lim.Per, now)
+	}
+}
+
 func limitedFor(wait time.Duration, err error) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrLimiterUnavailable, err)

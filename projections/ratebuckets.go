@@ -55,6 +55,21 @@ func (p RateBuckets) Allow(ctx context.Context, key string, burst int, per time.
 	return 0, nil
 }
 
+// Refund gives back one request Allow recorded under key: the bucket's
+// theoretical arrival time moves back by one emission, never before now (a
+// full bucket).
+func (p RateBuckets) Refund(ctx context.Context, key string, burst int, per time.Duration, now time.Time) error {
+	l := RateLimit{Burst: burst, Per: per}
+	if !l.enabled() {
+		return nil
+	}
+	emission := l.Per / time.Duration(l.Burst)
+	if _, err := p.Pool.Exec(ctx, `UPDATE rate_buckets SET tat = greatest($2::timestamptz, tat - $3::interval) WHERE key = $1`, key, now, emission); err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	return nil
+}
+
 // Check returns what Allow would, recording nothing.
 func (p RateBuckets) Check(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
 	l := RateLimit{Burst: burst, Per: per}

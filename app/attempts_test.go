@@ -1,0 +1,85 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/api/apitest"
+	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
+	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/testenv"
+)
+
+// The ceiling on one account's failures from every address holds when the
+// guesses arrive together: each attempt takes its slot before the hashing,
+// so concurrent attempts cannot all pass a ceiling none has counted
+// against yet. 40 /64s guess 3 times each at once (the pair limit is 3, so
+// the ceiling is 30, plus the clean addresses' allowance of 3), then once
+// each every 5 minutes; and a success gives its slot back.
+func TestFailureCeilingHoldsUnderConcurrency(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		three := 3
+		c.RateLimits.SignInPerLoginID.Burst = &three
+	}})
+	apitest.RegularUser(t, apitest.NewClient(t, n), "victim@example.com")
+	ctx := context.Background()
+	var checked atomic.Int64
+	guess := func(ip string) {
+		_, err := n.Service.AuthenticatePassword(ctx, "", "victim@example.com", "wrong-guess-guess", ip, app.Meta{})
+		switch {
+		case errors.Is(err, app.ErrInvalidCredentials):
+			checked.Add(1)
+		case errors.Is(err, app.ErrRateLimited):
+		default:
+			t.Errorf("%s: %v", ip, err)
+		}
+	}
+	const addresses = 40
+	var wg sync.WaitGroup
+	for i := range addresses {
+		for range 3 {
+			wg.Go(func() { guess(fmt.Sprintf("2001:db8:77:%x::1", i)) })
+		}
+	}
+	wg.Wait()
+	if got := checked.Load(); got > 33 {
+		t.Fatalf("%d passwords checked on one account at once; the ceiling allows 30 + 3", got)
+	}
+	for range 3 {
+		n.Clock.Advance(5 * time.Minute)
+		for i := range addresses {
+			wg.Go(func() { guess(fmt.Sprintf("2001:db8:77:%x::1", i)) })
+		}
+		wg.Wait()
+	}
+	// In 15 minutes: 30, 30 refilled, and 3 + 3 clean checks.
+	if got := checked.Load(); got > 66 {
+		t.Fatalf("%d passwords checked on one account in 15 minutes; the ceiling bounds it at 66", got)
+	}
+
+	// A success does not count as a failure: an account whose owner signs
+	// in again and again from one address stays under its ceiling.
+	apitest.RegularUser(t, apitest.NewClient(t, n), "busy@example.com")
+	for i := range 40 {
+		if _, err := n.Service.AuthenticatePassword(ctx, "", "busy@example.com", apitest.GoodPassword, fmt.Sprintf("198.51.100.%d", i), app.Meta{}); err != nil {
+			t.Fatalf("sign-in %d of the owner: %v", i, err)
+		}
+	}
+	id, err := loginid.Parse(loginid.Email, "busy@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tat time.Time
+	if err := n.Pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, "signin:fail:"+id.Key()).Scan(&tat); err != nil {
+		t.Fatal(err)
+	}
+	if tat.After(n.Clock.Now()) {
+		t.Fatalf("40 successes left the account's failure bucket at %v (now %v)", tat, n.Clock.Now())
+	}
+}
