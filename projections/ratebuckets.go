@@ -91,10 +91,14 @@ func (p RateBuckets) Check(ctx context.Context, key string, burst int, per time.
 // background, so a check costs no round trip. Each node keeps, per key, the
 // bucket as PostgreSQL last reported it plus the requests it admitted since;
 // every interval it adds those to the shared bucket in one batch and reads
-// back the total, which includes the other nodes' requests. Nodes together
+// back the total, which includes the other nodes' requests. A key with
+// nothing admitted since is only read back, in the same round trip, while
+// its bucket is not full; a full one is not synced at all, and read again
+// before its next admission once an interval has passed. Nodes together
 // can over-admit by what they admit within one interval; the shared budget
 // is otherwise exact. PostgreSQL remains the state: a restarted node starts
-// from it.
+// from it. Admissions count at the limit they were made under, so a limit
+// changed in the settings holds at once for keys in use.
 type SyncedRateBuckets struct {
 	pool     *pgxpool.Pool
 	interval time.Duration
@@ -104,10 +108,12 @@ type SyncedRateBuckets struct {
 }
 
 type localBucket struct {
-	limit    RateLimit
-	tat      time.Time // shared tat at the last sync
-	pending  int       // admitted here since
-	inflight int       // admitted here, being added to the shared bucket
+	limit    RateLimit     // the latest admission's
+	tat      time.Time     // shared tat at the last sync
+	synced   time.Time     // when tat was read (the caller's clock)
+	gen      uint64        // counts the times tat was set
+	pending  time.Duration // emission intervals admitted here since
+	inflight time.Duration // admitted here, being added to the shared bucket
 	lastUsed time.Time
 }
 
@@ -125,9 +131,14 @@ func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, pe
 	emission := lim.Per / time.Duration(lim.Burst)
 	l.mu.Lock()
 	b := l.buckets[key]
-	if b == nil {
-		// First sight of this key on this node: start from the shared
-		// bucket (one round trip), not from an empty one.
+	if b == nil || (b.pending == 0 && b.inflight == 0 && !b.tat.After(now) && now.Sub(b.synced) >= l.interval) {
+		// First sight of this key on this node, or a full bucket not synced
+		// lately (other nodes may have spent it): start from the shared
+		// bucket (one round trip), not from a full one.
+		var gen uint64
+		if b != nil {
+			gen = b.gen
+		}
 		l.mu.Unlock()
 		tat := now
 		err := l.pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&tat)
@@ -136,21 +147,21 @@ func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, pe
 		}
 		l.mu.Lock()
 		if b = l.buckets[key]; b == nil {
-			b = &localBucket{limit: lim, tat: tat}
+			b = &localBucket{}
 			l.buckets[key] = b
+		}
+		if b.gen == gen { // nothing fresher arrived meanwhile
+			b.tat, b.synced = tat, now
+			b.gen++
 		}
 	}
 	defer l.mu.Unlock()
-	b.lastUsed = now
-	tat := b.tat
-	if tat.Before(now) {
-		tat = now
-	}
-	next := tat.Add(time.Duration(b.pending+b.inflight+1) * emission)
+	b.limit, b.lastUsed = lim, now
+	next := laterOf(b.tat, now).Add(b.pending + b.inflight + emission)
 	if wait := next.Sub(now) - emission*time.Duration(lim.Burst); wait > 0 {
 		return wait, nil
 	}
-	b.pending++
+	b.pending += emission
 	return 0, nil
 }
 
@@ -164,63 +175,99 @@ func (l *SyncedRateBuckets) Check(ctx context.Context, key string, burst int, pe
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]
-	if b == nil {
-		// Not seen here: the shared bucket is what Allow would start from.
+	if b == nil || (b.pending == 0 && b.inflight == 0 && !b.tat.After(now) && now.Sub(b.synced) >= l.interval) {
+		// Not seen here, or not lately: the shared bucket is what Allow
+		// would start from.
 		l.mu.Unlock()
 		wait, err := RateBuckets{Pool: l.pool}.Check(ctx, key, burst, per, now)
 		l.mu.Lock()
 		return wait, err
 	}
 	emission := lim.Per / time.Duration(lim.Burst)
-	next := laterOf(b.tat, now).Add(time.Duration(b.pending+b.inflight+1) * emission)
+	next := laterOf(b.tat, now).Add(b.pending + b.inflight + emission)
 	return max(next.Sub(now)-emission*time.Duration(lim.Burst), 0), nil
 }
 
-// Run syncs until ctx ends (and once more on the way out).
+// Run syncs until ctx ends (and once more on the way out), and now and then
+// deletes the shared buckets that are full again (pruneBuckets).
 func (l *SyncedRateBuckets) Run(ctx context.Context, clk interface{ Now() time.Time }) {
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
+	lastPrune := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			_ = l.Flush(context.WithoutCancel(ctx), clk.Now())
 			return
 		case <-t.C:
-			_ = l.Flush(ctx, clk.Now())
+			now := clk.Now()
+			_ = l.Flush(ctx, now)
+			if now.Sub(lastPrune) >= pruneEvery {
+				lastPrune = now
+				_ = PruneRateBuckets(ctx, l.pool, now)
+			}
 		}
 	}
 }
 
+// pruneEvery is how often a node deletes full shared buckets.
+const pruneEvery = 10 * time.Minute
+
+// PruneRateBuckets deletes the shared buckets that are full again (their
+// theoretical arrival time a minute or more past: the same as no row) of
+// every limit, exact or synced; keys carry client addresses and login IDs
+// anybody can make up, so the table would otherwise only grow. A request
+// that checks a bucket as it is deleted is admitted without being counted
+// (the bucket was full: at most one admission more).
+func PruneRateBuckets(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
+	_, err := pool.Exec(ctx, `DELETE FROM rate_buckets WHERE tat < $1`, now.Add(-time.Minute))
+	return err
+}
+
 // Flush adds what this node admitted to the shared buckets and reads back
-// their state, in one round trip. Buckets unused for two periods are dropped.
+// their state, in one round trip; buckets with nothing admitted since are
+// only read back, and only while not full. Buckets unused for two periods
+// are dropped.
 func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	type item struct {
 		key     string
-		pending int
+		pending time.Duration
 		b       *localBucket
 	}
 	l.mu.Lock()
 	var items []item
+	var reads []string
+	readOf := map[string]*localBucket{}
+	readGen := map[string]uint64{}
 	for k, b := range l.buckets {
-		if b.pending == 0 && now.Sub(b.lastUsed) > 2*b.limit.Per {
+		switch {
+		case b.pending > 0:
+			items = append(items, item{k, b.pending, b})
+			// Until the shared bucket answers, these admissions still
+			// count.
+			b.inflight += b.pending
+			b.pending = 0
+		case b.inflight > 0:
+			// Being settled by a flush still running.
+		case now.Sub(b.lastUsed) > 2*b.limit.Per:
 			delete(l.buckets, k)
-			continue
+		case b.tat.After(now):
+			reads = append(reads, k)
+			readOf[k], readGen[k] = b, b.gen
 		}
-		items = append(items, item{k, b.pending, b})
-		// Until the shared bucket answers, these admissions still count.
-		b.inflight += b.pending
-		b.pending = 0
 	}
 	l.mu.Unlock()
-	if len(items) == 0 {
+	if len(items) == 0 && len(reads) == 0 {
 		return nil
 	}
 	batch := &pgx.Batch{}
 	for _, it := range items {
-		emission := it.b.limit.Per / time.Duration(it.b.limit.Burst)
 		batch.Queue(`INSERT INTO rate_buckets (key, tat) VALUES ($1, $2::timestamptz + $3::interval)
 			ON CONFLICT (key) DO UPDATE SET tat = greatest(rate_buckets.tat, $2) + $3
-			RETURNING tat`, it.key, now, time.Duration(it.pending)*emission)
+			RETURNING tat`, it.key, now, it.pending)
+	}
+	if len(reads) > 0 {
+		batch.Queue(`SELECT key, tat FROM rate_buckets WHERE key = ANY($1)`, reads)
 	}
 	res := l.pool.SendBatch(ctx, batch)
 	defer res.Close()
@@ -239,9 +286,47 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 			continue
 		}
 		l.mu.Lock()
-		it.b.tat = tat
+		it.b.tat, it.b.synced = tat, now
+		it.b.gen++
 		it.b.inflight -= it.pending
 		l.mu.Unlock()
+	}
+	if len(reads) > 0 {
+		rows, err := res.Query()
+		if err == nil {
+			seen := map[string]time.Time{}
+			for rows.Next() {
+				var k string
+				var tat time.Time
+				if err = rows.Scan(&k, &tat); err != nil {
+					break
+				}
+				seen[k] = tat
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+			if err == nil {
+				l.mu.Lock()
+				for _, k := range reads {
+					b := readOf[k]
+					if b.pending > 0 || b.inflight > 0 || b.gen != readGen[k] {
+						continue // admitted or read again meanwhile
+					}
+					tat, ok := seen[k]
+					if !ok {
+						tat = now // pruned: a full bucket
+					}
+					b.tat, b.synced = tat, now
+					b.gen++
+				}
+				l.mu.Unlock()
+			}
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
 	return firstErr
 }

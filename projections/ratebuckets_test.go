@@ -1,0 +1,176 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/idstream/idstream/projections"
+	"github.com/idstream/idstream/testenv"
+)
+
+func admitted(t *testing.T, l *projections.SyncedRateBuckets, key string, n, burst int, per time.Duration, now time.Time) int {
+	t.Helper()
+	ok := 0
+	for range n {
+		w, err := l.Allow(context.Background(), key, burst, per, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w == 0 {
+			ok++
+		}
+	}
+	return ok
+}
+
+// Two nodes share one budget: what one spent, the other sees, also for a
+// key it last saw with a full bucket and has not synced since (it reads the
+// shared bucket again before admitting).
+func TestSyncedBucketsShareOneBudget(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	a := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	b := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	const key = "signup:ip:203.0.113.7"
+	// b sees the key once, and the bucket refills.
+	if got := admitted(t, b, key, 1, 10, time.Minute, now); got != 1 {
+		t.Fatalf("b's first: %d", got)
+	}
+	_ = b.Flush(ctx, now)
+	now = now.Add(10 * time.Second)
+	_ = b.Flush(ctx, now) // full again: b has nothing to sync
+	// a spends the whole burst and settles it.
+	if got := admitted(t, a, key, 15, 10, time.Minute, now); got != 10 {
+		t.Fatalf("a admitted %d of 15, want the burst of 10", got)
+	}
+	_ = a.Flush(ctx, now)
+	now = now.Add(time.Second) // less than the 6 s one request refills
+	if got := admitted(t, b, key, 5, 10, time.Minute, now); got != 0 {
+		t.Fatalf("b admitted %d after a spent the budget", got)
+	}
+}
+
+// A limit changed in the settings holds at once for a key in use: its
+// admissions count at the limit they were made under.
+func TestSyncedLimitChangeHoldsForKeysInUse(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	l := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	const key = "signup:ip:203.0.113.50"
+	admitted(t, l, key, 1, 60, time.Minute, now)
+	_ = l.Flush(ctx, now)
+	// The limit becomes 6 a minute; the key sends one request every
+	// 100 ms for two minutes, the node settling every 50 ms.
+	ok := 0
+	for step := 1; step <= 2*60*20; step++ {
+		now = now.Add(50 * time.Millisecond)
+		if step%2 == 0 {
+			ok += admitted(t, l, key, 1, 6, time.Minute, now)
+		}
+		if err := l.Flush(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 6 at once and 12 refilled in two minutes (the old limit: 180).
+	if ok > 6+12+1 {
+		t.Fatalf("admitted %d in two minutes under 6 a minute", ok)
+	}
+}
+
+// A sync writes only the buckets something was admitted under: keys seen
+// once and idle since cost nothing (an attacker with many addresses would
+// otherwise make every node rewrite a row per address 20 times a second).
+func TestSyncedFlushWritesOnlyAdmissions(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	l := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	const keys = 2000
+	for i := range keys {
+		admitted(t, l, fmt.Sprintf("signup:ip:2001:db8:%x::/64", i), 1, 60, time.Minute, now)
+	}
+	if err := l.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	tats := func() map[string]time.Time {
+		rows, err := pool.Query(ctx, `SELECT key, tat FROM rate_buckets`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]time.Time{}
+		for rows.Next() {
+			var k string
+			var tat time.Time
+			if err := rows.Scan(&k, &tat); err != nil {
+				t.Fatal(err)
+			}
+			out[k] = tat
+		}
+		return out
+	}
+	before := tats()
+	if len(before) != keys {
+		t.Fatalf("%d rows, want %d", len(before), keys)
+	}
+	for range 5 {
+		now = now.Add(700 * time.Millisecond)
+		if err := l.Flush(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := tats()
+	for k, tat := range before {
+		if !after[k].Equal(tat) {
+			t.Fatalf("%s: tat %v rewritten to %v by syncs with nothing admitted", k, tat, after[k])
+		}
+	}
+}
+
+// Full shared buckets are deleted (keys carry made-up login IDs and client
+// addresses); a bucket still refilling is kept, and a deleted one is full.
+func TestPruneRateBuckets(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	exact := projections.RateBuckets{Pool: pool}
+	for _, k := range []string{"signin:fail:old", "signin:fail:new"} {
+		if w, err := exact.Allow(ctx, k, 3, 15*time.Minute, now); err != nil || w != 0 {
+			t.Fatalf("%s: %v %v", k, w, err)
+		}
+	}
+	now = now.Add(10 * time.Minute)
+	for range 3 {
+		_, _ = exact.Allow(ctx, "signin:fail:new", 3, 15*time.Minute, now)
+	}
+	now = now.Add(time.Minute) // old: full since 6 minutes; new: refilling
+	if err := projections.PruneRateBuckets(ctx, pool, now); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	rows, err := pool.Query(ctx, `SELECT key FROM rate_buckets ORDER BY key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		_ = rows.Scan(&k)
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if len(keys) != 1 || keys[0] != "signin:fail:new" {
+		t.Fatalf("rows after the prune: %v, want only the refilling bucket", keys)
+	}
+	if w, _ := exact.Check(ctx, "signin:fail:new", 3, 15*time.Minute, now); w == 0 {
+		t.Fatal("the refilling bucket lost its state")
+	}
+	for i := range 3 {
+		if w, err := exact.Allow(ctx, "signin:fail:old", 3, 15*time.Minute, now); err != nil || w != 0 {
+			t.Fatalf("deleted bucket, request %d: %v %v (want a full bucket)", i, w, err)
+		}
+	}
+}
