@@ -23,8 +23,9 @@ type passwordAttempt struct {
 	s                 *core
 	failAll, failHere string
 	ceiling, mark     Limit
-	// reserved: the attempt holds a slot under the account's ceiling.
-	reserved bool
+	// reserved: the attempt holds a slot under the account's ceiling;
+	// decided: failed or succeeded was called.
+	reserved, decided bool
 }
 
 // beginPasswordAttempt applies the sign-in limits to a password check for an
@@ -94,18 +95,38 @@ func (a *passwordAttempt) failed(ctx context.Context) {
 	if a.s == nil {
 		return
 	}
+	a.decided = true
 	// The failure is counted under the ceiling already (the slot reserved)
-	// or the ceiling was full; marked already, Allow records nothing.
-	_ = a.s.limiter.Allow(ctx, a.failHere, a.mark, a.s.clock.Now())
+	// or the ceiling was full; marked already, Allow records nothing. A
+	// client that hung up does not take its failure away.
+	_ = a.s.limiter.Allow(context.WithoutCancel(ctx), a.failHere, a.mark, a.s.clock.Now())
 }
 
 // succeeded gives back the slot the attempt reserved under the account's
 // ceiling: a success is no failure.
 func (a *passwordAttempt) succeeded(ctx context.Context) {
-	if a.s == nil || !a.reserved {
+	if a.s == nil {
 		return
 	}
-	a.s.limiter.Refund(ctx, a.failAll, a.ceiling, a.s.clock.Now())
+	a.decided = true
+	a.refund(ctx)
+}
+
+// abandon gives back the slot of an attempt that ended without a verdict
+// (the log or the hashing unavailable, the client gone before its password
+// was checked); deferred after beginPasswordAttempt.
+func (a *passwordAttempt) abandon(ctx context.Context) {
+	if a.s == nil || a.decided {
+		return
+	}
+	a.refund(ctx)
+}
+
+func (a *passwordAttempt) refund(ctx context.Context) {
+	if a.reserved {
+		a.reserved = false
+		a.s.limiter.Refund(context.WithoutCancel(ctx), a.failAll, a.ceiling, a.s.clock.Now())
+	}
 }
 
 // allowAccountCreation applies the limits of sign-up and promotion (each

@@ -83,3 +83,49 @@ func TestFailureCeilingHoldsUnderConcurrency(t *testing.T) {
 		t.Fatalf("40 successes left the account's failure bucket at %v (now %v)", tat, n.Clock.Now())
 	}
 }
+
+// An attempt that ends without a verdict gives its slot back: two sign-ins
+// of the owner with the right password, one hashing at a time, the second
+// abandoned by its client while it waits for the hashing: the account is
+// left with no failure.
+func TestAbandonedAttemptGivesItsSlotBack(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		three := 3
+		c.RateLimits.SignInPerLoginID.Burst = &three
+		c.Password.MemoryKiB = 8 * 1024
+		c.Password.Iterations = 40 // a hash of some hundreds of ms
+		c.Password.MaxConcurrentHashes = 1
+	}})
+	apitest.RegularUser(t, apitest.NewClient(t, n), "owner2@example.com")
+	id, err := loginid.Parse(loginid.Email, "owner2@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := n.Clock.Now()
+	slot := 15 * time.Minute / 30
+	tat := func() time.Time {
+		tat := now
+		_ = n.Pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, "signin:fail:"+id.Key()).Scan(&tat)
+		return tat
+	}
+	var wg sync.WaitGroup
+	var first error
+	wg.Go(func() {
+		_, first = n.Service.AuthenticatePassword(ctx, "", "owner2@example.com", apitest.GoodPassword, "198.51.100.1", app.Meta{})
+	})
+	testenv.WaitFor(t, "the first attempt's slot", 10*time.Second, func() bool { return !tat().Before(now.Add(slot)) })
+	abandoned, cancel := context.WithCancel(ctx)
+	wg.Go(func() {
+		_, _ = n.Service.AuthenticatePassword(abandoned, "", "owner2@example.com", apitest.GoodPassword, "198.51.100.2", app.Meta{})
+	})
+	testenv.WaitFor(t, "the second attempt's slot", 10*time.Second, func() bool { return !tat().Before(now.Add(2 * slot)) })
+	cancel()
+	wg.Wait()
+	if first != nil {
+		t.Fatalf("first sign-in: %v", first)
+	}
+	if got := tat(); got.After(now) {
+		t.Fatalf("two sign-ins with the right password left %v of failures on the account", got.Sub(now))
+	}
+}

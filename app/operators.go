@@ -72,6 +72,7 @@ func (s *Admin) AuthenticateOperator(ctx context.Context, username, pw, ip strin
 	if err != nil {
 		return err
 	}
+	defer attempt.abandon(ctx)
 	op, known := s.operators[username]
 	hash := op.hash
 	if !known {

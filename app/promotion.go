@@ -449,6 +449,7 @@ func (s *Accounts) AuthenticatePassword(ctx context.Context, typ, value, pw, ip 
 	if err != nil {
 		return domain.User{}, err
 	}
+	defer attempt.abandon(ctx)
 	var u domain.User
 	var uv uint64
 	hash, known := s.unknownHash(), false

@@ -92,13 +92,13 @@ func (p RateBuckets) Check(ctx context.Context, key string, burst int, per time.
 // bucket as PostgreSQL last reported it plus the requests it admitted since;
 // every interval it adds those to the shared bucket in one batch and reads
 // back the total, which includes the other nodes' requests. A key with
-// nothing admitted since is only read back, in the same round trip, while
-// its bucket is not full; a full one is not synced at all, and read again
-// before its next admission once an interval has passed. Nodes together
-// can over-admit by what they admit within one interval; the shared budget
-// is otherwise exact. PostgreSQL remains the state: a restarted node starts
-// from it. Admissions count at the limit they were made under, so a limit
-// changed in the settings holds at once for keys in use.
+// nothing admitted in an interval is not synced (its cost follows the
+// requests, not the number of keys): its next request reads the shared
+// bucket again first. Nodes together can over-admit by what they admit
+// within one interval; the shared budget is otherwise exact. PostgreSQL
+// remains the state: a restarted node starts from it. Admissions count at
+// the limit they were made under, so a limit changed in the settings holds
+// at once for keys in use.
 type SyncedRateBuckets struct {
 	pool     *pgxpool.Pool
 	interval time.Duration
@@ -117,6 +117,12 @@ type localBucket struct {
 	lastUsed time.Time
 }
 
+// stale: no bucket, or one with nothing admitted here and not read from
+// the shared bucket within the last interval.
+func (b *localBucket) stale(now time.Time, interval time.Duration) bool {
+	return b == nil || (b.pending == 0 && b.inflight == 0 && now.Sub(b.synced) >= interval)
+}
+
 // NewSyncedRateBuckets makes buckets that sync every interval once Run runs.
 func NewSyncedRateBuckets(pool *pgxpool.Pool, interval time.Duration) *SyncedRateBuckets {
 	return &SyncedRateBuckets{pool: pool, interval: interval, buckets: map[string]*localBucket{}}
@@ -131,11 +137,11 @@ func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, pe
 	emission := lim.Per / time.Duration(lim.Burst)
 	l.mu.Lock()
 	b := l.buckets[key]
-	if b == nil || (b.pending == 0 && b.inflight == 0 && !b.tat.After(now) && now.Sub(b.synced) >= l.interval) {
-		// First sight of this key on this node, or a full bucket not synced
-		// lately (other nodes may have spent it): start from the shared
-		// bucket (one round trip), not from a full one.
-		var gen uint64
+	if b.stale(now, l.interval) {
+		// First sight of this key on this node, or a bucket not synced
+		// within the last interval (other nodes may have spent it): start
+		// from the shared bucket (one round trip).
+		orig, gen := b, uint64(0)
 		if b != nil {
 			gen = b.gen
 		}
@@ -150,7 +156,10 @@ func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, pe
 			b = &localBucket{}
 			l.buckets[key] = b
 		}
-		if b.gen == gen { // nothing fresher arrived meanwhile
+		// Unless something fresher arrived meanwhile: a sync of the same
+		// bucket, or another request's bucket made after a sync dropped
+		// this one.
+		if (b == orig && b.gen == gen) || (b != orig && b.gen == 0) {
 			b.tat, b.synced = tat, now
 			b.gen++
 		}
@@ -175,7 +184,7 @@ func (l *SyncedRateBuckets) Check(ctx context.Context, key string, burst int, pe
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]
-	if b == nil || (b.pending == 0 && b.inflight == 0 && !b.tat.After(now) && now.Sub(b.synced) >= l.interval) {
+	if b.stale(now, l.interval) {
 		// Not seen here, or not lately: the shared bucket is what Allow
 		// would start from.
 		l.mu.Unlock()
@@ -188,12 +197,15 @@ func (l *SyncedRateBuckets) Check(ctx context.Context, key string, burst int, pe
 	return max(next.Sub(now)-emission*time.Duration(lim.Burst), 0), nil
 }
 
-// Run syncs until ctx ends (and once more on the way out), and now and then
-// deletes the shared buckets that are full again (pruneBuckets).
+// Run syncs until ctx ends (and once more on the way out), and every
+// pruneEvery deletes the shared buckets that are full again
+// (PruneRateBuckets), on a goroutine of its own so that syncs go on.
 func (l *SyncedRateBuckets) Run(ctx context.Context, clk interface{ Now() time.Time }) {
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
-	lastPrune := time.Time{}
+	var pruning sync.WaitGroup
+	defer pruning.Wait()
+	lastPrune := clk.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,30 +216,46 @@ func (l *SyncedRateBuckets) Run(ctx context.Context, clk interface{ Now() time.T
 			_ = l.Flush(ctx, now)
 			if now.Sub(lastPrune) >= pruneEvery {
 				lastPrune = now
-				_ = PruneRateBuckets(ctx, l.pool, now)
+				pruning.Go(func() {
+					pctx, cancel := context.WithTimeout(ctx, pruneEvery/2)
+					defer cancel()
+					_ = PruneRateBuckets(pctx, l.pool, now)
+				})
 			}
 		}
 	}
 }
 
-// pruneEvery is how often a node deletes full shared buckets.
-const pruneEvery = 10 * time.Minute
+// pruneEvery is how often a node deletes full shared buckets;
+// pruneBatch how many rows one statement deletes.
+const (
+	pruneEvery = 10 * time.Minute
+	pruneBatch = 1000
+)
 
 // PruneRateBuckets deletes the shared buckets that are full again (their
 // theoretical arrival time a minute or more past: the same as no row) of
 // every limit, exact or synced; keys carry client addresses and login IDs
-// anybody can make up, so the table would otherwise only grow. A request
-// that checks a bucket as it is deleted is admitted without being counted
-// (the bucket was full: at most one admission more).
+// anybody can make up, so the table would otherwise only grow. It deletes
+// pruneBatch rows a statement, skipping rows a check holds, so that no
+// request waits long behind it; a check that takes a row being deleted
+// inserts it again (idstream_rate_check, migration 0013).
 func PruneRateBuckets(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
-	_, err := pool.Exec(ctx, `DELETE FROM rate_buckets WHERE tat < $1`, now.Add(-time.Minute))
-	return err
+	for {
+		tag, err := pool.Exec(ctx, `DELETE FROM rate_buckets WHERE key IN (
+			SELECT key FROM rate_buckets WHERE tat < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, now.Add(-time.Minute), pruneBatch)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < pruneBatch {
+			return nil
+		}
+	}
 }
 
 // Flush adds what this node admitted to the shared buckets and reads back
-// their state, in one round trip; buckets with nothing admitted since are
-// only read back, and only while not full. Buckets unused for two periods
-// are dropped.
+// their state, in one round trip; keys with nothing admitted cost nothing.
+// Buckets unused for two periods are dropped.
 func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	type item struct {
 		key     string
@@ -236,9 +264,6 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	}
 	l.mu.Lock()
 	var items []item
-	var reads []string
-	readOf := map[string]*localBucket{}
-	readGen := map[string]uint64{}
 	for k, b := range l.buckets {
 		switch {
 		case b.pending > 0:
@@ -247,17 +272,12 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 			// count.
 			b.inflight += b.pending
 			b.pending = 0
-		case b.inflight > 0:
-			// Being settled by a flush still running.
-		case now.Sub(b.lastUsed) > 2*b.limit.Per:
+		case b.inflight == 0 && now.Sub(b.lastUsed) > 2*b.limit.Per:
 			delete(l.buckets, k)
-		case b.tat.After(now):
-			reads = append(reads, k)
-			readOf[k], readGen[k] = b, b.gen
 		}
 	}
 	l.mu.Unlock()
-	if len(items) == 0 && len(reads) == 0 {
+	if len(items) == 0 {
 		return nil
 	}
 	batch := &pgx.Batch{}
@@ -265,9 +285,6 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 		batch.Queue(`INSERT INTO rate_buckets (key, tat) VALUES ($1, $2::timestamptz + $3::interval)
 			ON CONFLICT (key) DO UPDATE SET tat = greatest(rate_buckets.tat, $2) + $3
 			RETURNING tat`, it.key, now, it.pending)
-	}
-	if len(reads) > 0 {
-		batch.Queue(`SELECT key, tat FROM rate_buckets WHERE key = ANY($1)`, reads)
 	}
 	res := l.pool.SendBatch(ctx, batch)
 	defer res.Close()
@@ -290,43 +307,6 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 		it.b.gen++
 		it.b.inflight -= it.pending
 		l.mu.Unlock()
-	}
-	if len(reads) > 0 {
-		rows, err := res.Query()
-		if err == nil {
-			seen := map[string]time.Time{}
-			for rows.Next() {
-				var k string
-				var tat time.Time
-				if err = rows.Scan(&k, &tat); err != nil {
-					break
-				}
-				seen[k] = tat
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-			if err == nil {
-				l.mu.Lock()
-				for _, k := range reads {
-					b := readOf[k]
-					if b.pending > 0 || b.inflight > 0 || b.gen != readGen[k] {
-						continue // admitted or read again meanwhile
-					}
-					tat, ok := seen[k]
-					if !ok {
-						tat = now // pruned: a full bucket
-					}
-					b.tat, b.synced = tat, now
-					b.gen++
-				}
-				l.mu.Unlock()
-			}
-		}
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
 	}
 	return firstErr
 }

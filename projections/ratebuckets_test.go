@@ -3,6 +3,8 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,5 +174,110 @@ func TestPruneRateBuckets(t *testing.T) {
 		if w, err := exact.Allow(ctx, "signin:fail:old", 3, 15*time.Minute, now); err != nil || w != 0 {
 			t.Fatalf("deleted bucket, request %d: %v %v (want a full bucket)", i, w, err)
 		}
+	}
+}
+
+// A node reading a key's shared bucket again keeps what it read even when
+// its own sync drops the idle bucket during the read (the read is held up
+// by a table lock here, the sync runs meanwhile): the other node's
+// spending still counts.
+func TestSyncedRereadSurvivesTheBucketsDrop(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	a := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	b := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	const key = "signup:ip:203.0.113.99"
+	admitted(t, a, key, 1, 10, time.Minute, now)
+	if err := a.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(3 * time.Minute) // a's bucket is idle for two periods
+	if got := admitted(t, b, key, 10, 10, time.Minute, now); got != 10 {
+		t.Fatalf("b admitted %d", got)
+	}
+	if err := b.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE rate_buckets IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { done <- admitted(t, a, key, 1, 10, time.Minute, now) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var waiting int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's read never waited on the lock")
+		}
+	}
+	if err := a.Flush(ctx, now); err != nil { // drops a's idle bucket
+		t.Fatal(err)
+	}
+	_ = tx.Rollback(ctx)
+	got := <-done + admitted(t, a, key, 10, 10, time.Minute, now)
+	if got != 0 {
+		t.Fatalf("a admitted %d after b spent the whole burst", got)
+	}
+}
+
+// A prune racing exact checks of a full bucket admits no more than the
+// burst: each check takes its row in one statement (migration 0013), so a
+// row being checked is skipped by the prune or inserted again. A trigger
+// holds the checks for half a second after their first statement, while
+// the prune runs.
+func TestPruneRacingExactChecks(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	exact := projections.RateBuckets{Pool: pool}
+	const key = "signin:fail:raced"
+	const burst, per = 3, 15 * time.Minute
+	t0 := time.Now().UTC().Truncate(time.Second)
+	for range burst {
+		if w, err := exact.Allow(ctx, key, burst, per, t0); err != nil || w != 0 {
+			t.Fatal(w, err)
+		}
+	}
+	now := t0.Add(time.Hour) // full again, and old enough to prune
+	if _, err := pool.Exec(ctx, `CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+		CREATE TRIGGER test_slow AFTER INSERT ON rate_buckets FOR EACH STATEMENT EXECUTE FUNCTION test_slow()`); err != nil {
+		t.Fatal(err)
+	}
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			if w, err := exact.Allow(ctx, key, burst, per, now); err != nil {
+				t.Error(err)
+			} else if w == 0 {
+				ok.Add(1)
+			}
+		})
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := projections.PruneRateBuckets(ctx, pool, now); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if _, err := pool.Exec(ctx, `DROP TRIGGER test_slow ON rate_buckets`); err != nil {
+		t.Fatal(err)
+	}
+	for range burst + 2 {
+		if w, err := exact.Allow(ctx, key, burst, per, now); err == nil && w == 0 {
+			ok.Add(1)
+		}
+	}
+	if got := ok.Load(); got > burst {
+		t.Fatalf("%d admitted at one instant on a bucket of %d, a prune racing the checks", got, burst)
 	}
 }
