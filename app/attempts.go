@@ -23,9 +23,10 @@ type passwordAttempt struct {
 	s                 *core
 	failAll, failHere string
 	ceiling, mark     Limit
-	// reserved: the attempt holds a slot under the account's ceiling;
-	// decided: failed or succeeded was called.
+	// reserved: the attempt holds a slot under the account's ceiling,
+	// taken at reservedAt; decided: failed or succeeded was called.
 	reserved, decided bool
+	reservedAt        time.Time
 }
 
 // beginPasswordAttempt applies the sign-in limits to a password check for an
@@ -64,7 +65,7 @@ func (s *core) beginPasswordAttempt(ctx context.Context, scope, account, ip stri
 		ceiling: Limit{Burst: perAccount.Burst * lockoutCeiling, Per: perAccount.Per}, mark: Limit{Burst: 1, Per: perAccount.Per}}
 	err := s.limiter.Allow(ctx, a.failAll, a.ceiling, now)
 	if err == nil {
-		a.reserved = true
+		a.reserved, a.reservedAt = true, now
 		return a, nil
 	}
 	if !errors.Is(err, ErrRateLimited) {
@@ -122,11 +123,21 @@ func (a *passwordAttempt) abandon(ctx context.Context) {
 	a.refund(ctx)
 }
 
+// refund gives the reserved slot back while that is exact: within one
+// emission interval of the reservation the bucket cannot have drained past
+// it, later a refund could take away a failure recorded since (a request
+// held in the hashing queue and then abandoned would be a free guess), so
+// the slot stays spent.
 func (a *passwordAttempt) refund(ctx context.Context) {
-	if a.reserved {
-		a.reserved = false
-		a.s.limiter.Refund(context.WithoutCancel(ctx), a.failAll, a.ceiling, a.s.clock.Now())
+	if !a.reserved {
+		return
 	}
+	a.reserved = false
+	now := a.s.clock.Now()
+	if now.Sub(a.reservedAt) >= a.ceiling.Per/time.Duration(a.ceiling.Burst) {
+		return
+	}
+	a.s.limiter.Refund(context.WithoutCancel(ctx), a.failAll, a.ceiling, now)
 }
 
 // allowAccountCreation applies the limits of sign-up and promotion (each

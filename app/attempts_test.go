@@ -13,6 +13,7 @@ import (
 	"github.com/idstream/idstream/app"
 	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/loginid"
+	"github.com/idstream/idstream/projections"
 	"github.com/idstream/idstream/testenv"
 )
 
@@ -127,5 +128,57 @@ func TestAbandonedAttemptGivesItsSlotBack(t *testing.T) {
 	}
 	if got := tat(); got.After(now) {
 		t.Fatalf("two sign-ins with the right password left %v of failures on the account", got.Sub(now))
+	}
+}
+
+// A slot is given back only while that is exact: an attempt held in the
+// hashing queue past one emission interval and then abandoned leaves its
+// slot spent, so it cannot take away a failure counted since (a free
+// guess above the ceiling for whoever holds requests there).
+func TestLateAbandonErasesNoFailure(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		three := 3
+		c.RateLimits.SignInPerLoginID.Burst = &three // a ceiling of 30 per 15 min: 30 s a slot
+		c.Password.MemoryKiB = 16 * 1024
+		c.Password.Iterations = 40 // a hash of about a second
+		c.Password.MaxConcurrentHashes = 1
+	}})
+	apitest.RegularUser(t, apitest.NewClient(t, n), "victim3@example.com")
+	apitest.RegularUser(t, apitest.NewClient(t, n), "someone-else@example.com")
+	id, err := loginid.Parse(loginid.Email, "victim3@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	key := "signin:fail:" + id.Key()
+	const slot = 30 * time.Second
+	tat := func() time.Time {
+		var v time.Time
+		_ = n.Pool.QueryRow(ctx, `SELECT tat FROM rate_buckets WHERE key = $1`, key).Scan(&v)
+		return v
+	}
+	start := n.Clock.Now()
+	var wg sync.WaitGroup
+	wg.Go(func() { // holds the only hashing slot a while
+		_, _ = n.Service.AuthenticatePassword(ctx, "", "someone-else@example.com", "whatever-guess", "198.51.100.9", app.Meta{})
+	})
+	time.Sleep(100 * time.Millisecond)
+	held, cancel := context.WithCancel(ctx)
+	wg.Go(func() {
+		_, _ = n.Service.AuthenticatePassword(held, "", "victim3@example.com", "wrong-guess-1", "198.51.100.1", app.Meta{})
+	})
+	testenv.WaitFor(t, "the held attempt's slot", 10*time.Second, func() bool { return !tat().Before(start.Add(slot)) })
+	n.Clock.Advance(2 * time.Minute)
+	later := n.Clock.Now()
+	exact := projections.RateBuckets{Pool: n.Pool}
+	for i := range 30 { // the ceiling filled by others' attempts since
+		if w, err := exact.Allow(ctx, key, 30, 15*time.Minute, later); err != nil || w != 0 {
+			t.Fatalf("failure %d: %v %v", i, w, err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	if got, want := tat(), later.Add(30*slot); got.Before(want) {
+		t.Fatalf("the ceiling's bucket is at %v after 30 failures, %v short: the late abandon erased one", got.Sub(later), want.Sub(got))
 	}
 }

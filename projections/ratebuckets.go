@@ -91,10 +91,11 @@ func (p RateBuckets) Check(ctx context.Context, key string, burst int, per time.
 // background, so a check costs no round trip. Each node keeps, per key, the
 // bucket as PostgreSQL last reported it plus the requests it admitted since;
 // every interval it adds those to the shared bucket in one batch and reads
-// back the total, which includes the other nodes' requests. A key with
-// nothing admitted in an interval is not synced (its cost follows the
-// requests, not the number of keys): its next request reads the shared
-// bucket again first. Nodes together can over-admit by what they admit
+// back the total, which includes the other nodes' requests (and, for a key
+// used in the last two intervals, reads it back even if nothing was
+// admitted). Any other key is not synced (the cost follows the requests,
+// not the number of keys): its next request reads the shared bucket again
+// first. Nodes together can over-admit by what they admit
 // within one interval; the shared budget is otherwise exact. PostgreSQL
 // remains the state: a restarted node starts from it. Admissions count at
 // the limit they were made under, so a limit changed in the settings holds
@@ -254,8 +255,9 @@ func PruneRateBuckets(ctx context.Context, pool *pgxpool.Pool, now time.Time) er
 }
 
 // Flush adds what this node admitted to the shared buckets and reads back
-// their state, in one round trip; keys with nothing admitted cost nothing.
-// Buckets unused for two periods are dropped.
+// their state, in one round trip, with the state of keys used within the
+// last two intervals that are not full; other keys cost nothing. Buckets
+// unused for two periods are dropped.
 func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	type item struct {
 		key     string
@@ -264,6 +266,9 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	}
 	l.mu.Lock()
 	var items []item
+	var reads []string
+	readOf := map[string]*localBucket{}
+	readGen := map[string]uint64{}
 	for k, b := range l.buckets {
 		switch {
 		case b.pending > 0:
@@ -272,12 +277,19 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 			// count.
 			b.inflight += b.pending
 			b.pending = 0
-		case b.inflight == 0 && now.Sub(b.lastUsed) > 2*b.limit.Per:
+		case b.inflight > 0:
+			// Being settled by a sync still running.
+		case now.Sub(b.lastUsed) > 2*b.limit.Per:
 			delete(l.buckets, k)
+		case now.Sub(b.lastUsed) <= 2*l.interval && b.tat.After(now):
+			// Used a moment ago and not full: what the other nodes
+			// admitted since counts for its next requests.
+			reads = append(reads, k)
+			readOf[k], readGen[k] = b, b.gen
 		}
 	}
 	l.mu.Unlock()
-	if len(items) == 0 {
+	if len(items) == 0 && len(reads) == 0 {
 		return nil
 	}
 	batch := &pgx.Batch{}
@@ -285,6 +297,9 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 		batch.Queue(`INSERT INTO rate_buckets (key, tat) VALUES ($1, $2::timestamptz + $3::interval)
 			ON CONFLICT (key) DO UPDATE SET tat = greatest(rate_buckets.tat, $2) + $3
 			RETURNING tat`, it.key, now, it.pending)
+	}
+	if len(reads) > 0 {
+		batch.Queue(`SELECT key, tat FROM rate_buckets WHERE key = ANY($1)`, reads)
 	}
 	res := l.pool.SendBatch(ctx, batch)
 	defer res.Close()
@@ -308,7 +323,50 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 		it.b.inflight -= it.pending
 		l.mu.Unlock()
 	}
+	if len(reads) > 0 {
+		if err := l.readBack(res, reads, readOf, readGen, now); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	return firstErr
+}
+
+// readBack takes a sync's read of keys with nothing admitted: each bucket
+// gets the shared tat unless it admitted, or was read or synced, since.
+func (l *SyncedRateBuckets) readBack(res pgx.BatchResults, reads []string, readOf map[string]*localBucket, readGen map[string]uint64, now time.Time) error {
+	rows, err := res.Query()
+	if err != nil {
+		return err
+	}
+	seen := map[string]time.Time{}
+	for rows.Next() {
+		var k string
+		var tat time.Time
+		if err := rows.Scan(&k, &tat); err != nil {
+			rows.Close()
+			return err
+		}
+		seen[k] = tat
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range reads {
+		b := readOf[k]
+		if b.pending > 0 || b.inflight > 0 || b.gen != readGen[k] {
+			continue
+		}
+		tat, ok := seen[k]
+		if !ok {
+			tat = now // pruned: a full bucket
+		}
+		b.tat, b.synced = tat, now
+		b.gen++
+	}
+	return nil
 }
 
 func laterOf(a, b time.Time) time.Time {

@@ -281,3 +281,37 @@ func TestPruneRacingExactChecks(t *testing.T) {
 		t.Fatalf("%d admitted at one instant on a bucket of %d, a prune racing the checks", got, burst)
 	}
 }
+
+// A refused exact check leaves its row as it was (no new row version: a
+// flood of refused requests writes nothing), and an admitted one records
+// itself.
+func TestRefusedExactCheckWritesNothing(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	exact := projections.RateBuckets{Pool: pool}
+	now := time.Now().UTC().Truncate(time.Second)
+	const key = "signin:ip:203.0.113.5"
+	for range 3 {
+		if w, err := exact.Allow(ctx, key, 3, 15*time.Minute, now); err != nil || w != 0 {
+			t.Fatal(w, err)
+		}
+	}
+	version := func() (xmin string, tat time.Time) {
+		if err := pool.QueryRow(ctx, `SELECT xmin::text, tat FROM rate_buckets WHERE key = $1`, key).Scan(&xmin, &tat); err != nil {
+			t.Fatal(err)
+		}
+		return xmin, tat
+	}
+	x0, t0 := version()
+	if !t0.Equal(now.Add(15 * time.Minute)) {
+		t.Fatalf("tat %v after 3 admissions, want %v", t0, now.Add(15*time.Minute))
+	}
+	for range 5 {
+		if w, err := exact.Allow(ctx, key, 3, 15*time.Minute, now); err != nil || w != 5*time.Minute {
+			t.Fatalf("over the limit: wait %v, %v; want 5m", w, err)
+		}
+	}
+	if x1, t1 := version(); x1 != x0 || !t1.Equal(t0) {
+		t.Fatalf("refused checks wrote the row: xmin %s → %s, tat %v → %v", x0, x1, t0, t1)
+	}
+}
