@@ -29,18 +29,7 @@ func TestDPoPProofSpentByTheGrantGiven(t *testing.T) {
 	c := apitest.NewClient(t, n)
 	now := n.Clock.Now
 	d, key := apitest.NewDevice(t, jose.RS256), apitest.NewDevice(t, jose.ES256)
-	proofs := func() uint64 {
-		t.Helper()
-		s, err := n.Store.JetStream().Stream(context.Background(), "KV_idstream_dpop_jti")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	proofs := func() uint64 { return proofsKept(t, n) }
 
 	// The key-pair grant.
 	p := dpop(c, key, "POST", "/oauth2/token", "", now())
@@ -128,18 +117,7 @@ func TestDPoPProofsOfGarbageRequestsAreNotKept(t *testing.T) {
 	}})
 	c := apitest.NewClient(t, n)
 	now := n.Clock.Now
-	proofs := func() uint64 {
-		t.Helper()
-		s, err := n.Store.JetStream().Stream(context.Background(), "KV_idstream_dpop_jti")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	proofs := func() uint64 { return proofsKept(t, n) }
 	d, bound := apitest.NewDevice(t, jose.ES256), apitest.NewDevice(t, jose.ES256)
 	r := keyGrantWith(c, d.JWT(t, c.Challenge(), true, now()), map[string]string{"DPoP": dpop(c, bound, "POST", "/oauth2/token", "", now())})
 	if r.Status != 200 {
@@ -178,4 +156,18 @@ func TestDPoPProofsOfGarbageRequestsAreNotKept(t *testing.T) {
 			t.Fatalf("%s: %d proofs kept", req.name, got)
 		}
 	}
+}
+
+// proofsKept is how many DPoP jti the node's proofs bucket holds.
+func proofsKept(t *testing.T, n *testenv.Node) uint64 {
+	t.Helper()
+	s, err := n.Store.JetStream().Stream(context.Background(), "KV_idstream_dpop_jti")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }
