@@ -210,3 +210,50 @@ func TestLostRaceOnAReplicatedBucket(t *testing.T) {
 		}
 	}
 }
+
+// A value put with a lifetime of its own is gone when it ends (read as
+// unknown, a late use of it loses, and nothing of it stays in the bucket
+// after the server's one-second marker), while a value put without one
+// stays; a bucket made before lifetimes existed takes them when opened.
+func TestValuesWithALifetimeOfTheirOwn(t *testing.T) {
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.StartNATS(t).Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bucket as an earlier version made it.
+	if _, err := eventstore.OpenSecretValues(ctx, js, eventstore.KVOptions{Bucket: "ttl_test", TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := eventstore.OpenSecretValues(ctx, js, eventstore.KVOptions{Bucket: "ttl_test", TTL: time.Hour, PerKeyTTL: true})
+	if err != nil {
+		t.Fatalf("opening the earlier bucket with per-key lifetimes: %v", err)
+	}
+	if err := v.PutFor(ctx, "short", []byte("a"), 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := v.Get(ctx, "short")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Put(ctx, "long", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "KV_ttl_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the short value's end and its marker's", 15*time.Second, func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	})
+	if _, _, err := v.Get(ctx, "short"); !errors.Is(err, eventstore.ErrNoValue) {
+		t.Fatalf("the short value after its lifetime: %v", err)
+	}
+	if err := v.Delete(ctx, "short", rev); !errors.Is(err, eventstore.ErrValueChanged) {
+		t.Fatalf("spending the short value after its lifetime: %v", err)
+	}
+	if got, _, err := v.Get(ctx, "long"); err != nil || string(got) != "b" {
+		t.Fatalf("the value without a lifetime: %q %v", got, err)
+	}
+}
