@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/idstream/idstream/clock"
 	"github.com/idstream/idstream/eventstore"
 )
 
@@ -91,9 +90,6 @@ type CodeEntry struct {
 // updates and deletes are conditional on the revision read.
 type Codes interface {
 	Put(ctx context.Context, code string, value []byte) error
-	// PutFor is Put of a value that lives ttl, not the store's whole
-	// lifetime.
-	PutFor(ctx context.Context, code string, value []byte, ttl time.Duration) error
 	Get(ctx context.Context, code string) ([]byte, uint64, error)
 	// Update replaces the value if it is still at revision rev.
 	Update(ctx context.Context, code string, value []byte, rev uint64) error
@@ -102,29 +98,14 @@ type Codes interface {
 }
 
 // codeBook reads and writes CodeEntry values in Codes.
-type codeBook struct {
-	store Codes
-	clock clock.Clock
-}
+type codeBook struct{ store Codes }
 
-// entryGrace is how long an entry is kept past its ExpiresAt (which every
-// use checks): the nodes' clocks may differ a little.
-const entryGrace = time.Minute
-
-// Put stores a new entry, kept until a minute after its ExpiresAt (a
-// challenge fetched and never used goes after 6 minutes, not the store's
-// hour). An entry changed later (Update) is kept the store's whole
-// lifetime: a spent authorization code must be recognised when presented
-// again.
 func (b codeBook) Put(ctx context.Context, code string, e CodeEntry) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	if e.ExpiresAt.IsZero() {
-		return b.store.Put(ctx, code, raw)
-	}
-	return b.store.PutFor(ctx, code, raw, max(e.ExpiresAt.Sub(b.clock.Now()), 0)+entryGrace)
+	return b.store.Put(ctx, code, raw)
 }
 
 func (b codeBook) Get(ctx context.Context, code string) (CodeEntry, uint64, error) {

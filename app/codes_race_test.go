@@ -51,7 +51,7 @@ func (c *interleaving) Update(ctx context.Context, code string, e []byte, rev ui
 func TestConcurrentExchangesOfOneCodeRevokeTheWinner(t *testing.T) {
 	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
 	ctx := context.Background()
-	real, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1, PerKeyTTL: true})
+	real, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

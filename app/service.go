@@ -182,7 +182,7 @@ func newCore(d Deps) (*core, error) {
 		d.Limiter == nil || d.FastLimiter == nil || d.Log == nil {
 		return nil, errMissingPorts
 	}
-	return &core{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, codes: codeBook{store: d.Codes, clock: d.Clock},
+	return &core{store: d.Store, keys: d.Keys, cfg: d.Config, clock: d.Clock, random: d.Random, codes: codeBook{d.Codes},
 		limiter: limits{d.Limiter}, fastLimiter: limits{d.FastLimiter}, log: d.Log,
 		hashing: make(chan struct{}, max(1, d.Config.Password.MaxConcurrentHashes)), seedSettings: d.Config.Settings(),
 		aggregates: newAggregateCache(d.Config.AggregateCacheSize())}, nil

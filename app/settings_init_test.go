@@ -46,7 +46,7 @@ func TestInitSettingsOnAnEmptyLogRunsAtTheLogsVersion(t *testing.T) {
 func secondService(t *testing.T, n *testenv.Node) *app.Service {
 	t.Helper()
 	ctx := context.Background()
-	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1, MaxValueSize: 64 << 10, PerKeyTTL: true})
+	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes", TTL: time.Hour, Replicas: 1, MaxValueSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

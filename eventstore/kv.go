@@ -42,8 +42,6 @@ type SecretValues struct {
 	bucket string
 	stream jetstream.Stream
 	js     jetstream.JetStream
-	// perKeyTTL: the bucket takes per-value lifetimes (PutFor).
-	perKeyTTL bool
 	// sweepQueue holds the delete markers to purge, taken by up to
 	// maxSweepers workers (sweepers of them running, each until idle for a
 	// second).
@@ -66,21 +64,12 @@ type KVOptions struct {
 	Replicas            int
 	// MaxValueSize bounds one value in bytes (0: the server's limit).
 	MaxValueSize int32
-	// PerKeyTTL lets PutFor give a value a lifetime of its own, shorter
-	// than TTL (the stream's per-message TTLs; nats-server 2.11 or newer).
-	// A value whose lifetime ends is replaced by a marker the server keeps
-	// for a second.
-	PerKeyTTL bool
 }
 
 // OpenSecretValues opens (or creates) the bucket.
 func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) (*SecretValues, error) {
-	cfg := jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
-		Storage: jetstream.MemoryStorage, Replicas: o.Replicas, History: 1, MaxValueSize: o.MaxValueSize}
-	if o.PerKeyTTL {
-		cfg.LimitMarkerTTL = time.Second // the shortest the server takes
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
+		Storage: jetstream.MemoryStorage, Replicas: o.Replicas, History: 1, MaxValueSize: o.MaxValueSize})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
 	}
@@ -88,7 +77,7 @@ func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
 	}
-	v := &SecretValues{kv: kv, js: js, bucket: o.Bucket, stream: stream, perKeyTTL: o.PerKeyTTL, sweepQueue: make(chan marker, sweepQueueSize)}
+	v := &SecretValues{kv: kv, js: js, bucket: o.Bucket, stream: stream, sweepQueue: make(chan marker, sweepQueueSize)}
 	if o.Replicas > 1 {
 		v.nc = js.Conn()
 	}
@@ -107,20 +96,9 @@ func hashedKey(key string) string {
 // marker's sweep (Delete) may remove in between: the create is then tried
 // again while the key still holds no value.
 func (v *SecretValues) Put(ctx context.Context, key string, value []byte) error {
-	return v.PutFor(ctx, key, value, 0)
-}
-
-// PutFor is Put of a value that lives ttl (rounded up to a second), not
-// the bucket's TTL; 0, or a bucket without PerKeyTTL, is the bucket's.
-func (v *SecretValues) PutFor(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	var opts []jetstream.KVCreateOpt
-	if ttl > 0 && v.perKeyTTL {
-		seconds := (ttl + time.Second - 1) / time.Second // the server counts whole seconds
-		opts = append(opts, jetstream.KeyTTL(seconds*time.Second))
-	}
 	k := hashedKey(key)
 	for attempt := 0; ; attempt++ {
-		_, err := v.kv.Create(ctx, k, value, opts...)
+		_, err := v.kv.Create(ctx, k, value)
 		if err == nil {
 			return nil
 		}
@@ -172,8 +150,8 @@ func (v *SecretValues) leaderGet(ctx context.Context, key string) (value []byte,
 		if err != nil {
 			return nil, 0, false, err
 		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" || h.Get(jetstream.MarkerReasonHeader) != "" {
-			return nil, 0, false, nil // deleted, or a lifetime's end
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, false, nil
 		}
 	}
 	return m.Data, m.Sequence, true, nil

@@ -291,7 +291,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	codes, err := eventstore.OpenSecretValues(ctx, n.Store.JetStream(), eventstore.KVOptions{Bucket: "idstream_codes",
 		Description: "challenges, promotion codes, authorization codes and hosted-page flows, by hash", TTL: time.Hour,
-		Replicas: cfg.NATS.Replicas, MaxValueSize: 64 << 10, PerKeyTTL: true})
+		Replicas: cfg.NATS.Replicas, MaxValueSize: 64 << 10})
 	if err != nil {
 		return nil, err
 	}
