@@ -102,7 +102,9 @@ func (v *SecretValues) Put(ctx context.Context, key string, value []byte) error 
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		// A lost race: the key exists, or (on a replicated bucket, 10164)
+		// the marker the create expected was swept meanwhile.
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(casError(err), ErrValueChanged) {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		if _, gerr := v.kv.Get(ctx, k); attempt == 3 || !(errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted)) {
