@@ -115,17 +115,7 @@ func TestSweepKeepsAValuePutSince(t *testing.T) {
 		sweepKeepsAValuePutSince(t, js, 1)
 	})
 	t.Run("three replicas", func(t *testing.T) {
-		c := testenv.StartCluster(t, 3)
-		nc, err := nats.Connect(c.URL(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sweepKeepsAValuePutSince(t, js, 3)
+		sweepKeepsAValuePutSince(t, clusterJetStream(t), 3)
 	})
 }
 
@@ -183,17 +173,7 @@ func sweepKeepsAValuePutSince(t *testing.T, js jetstream.JetStream, replicas int
 // all the same (ErrValueChanged), not an outage.
 func TestLostRaceOnAReplicatedBucket(t *testing.T) {
 	ctx := context.Background()
-	c := testenv.StartCluster(t, 3)
-	nc, err := nats.Connect(c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := eventstore.OpenSecretValues(ctx, js, eventstore.KVOptions{Bucket: "race_r3", TTL: time.Hour, Replicas: 3})
+	v, err := eventstore.OpenSecretValues(ctx, clusterJetStream(t), eventstore.KVOptions{Bucket: "race_r3", TTL: time.Hour, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +211,20 @@ func TestLostRaceOnAReplicatedBucket(t *testing.T) {
 			t.Fatalf("%s: %d wins", key, wins)
 		}
 	}
+}
+
+// clusterJetStream is a JetStream client of a three-server cluster.
+func clusterJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	c := testenv.StartCluster(t, 3)
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
