@@ -209,12 +209,22 @@ func (s *Sessions) AuthenticateAccess(ctx context.Context, a AccessRequest) (Pri
 		return Principal{}, domain.ErrDPoPProofRequired
 	}
 	a.DPoP.NonceRequired = s.NonceRequired(p.Session.ClientID())
-	jkt, err := s.VerifyDPoP(ctx, a.DPoP, a.Token, a.DPoPScheme)
+	proof, err := s.checkDPoP(ctx, a.DPoP, a.Token, a.DPoPScheme)
 	if err != nil {
 		return Principal{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(jkt), []byte(bound)) != 1 {
+	// Only a proof by the bound key is kept: a token used with some other
+	// key stores nothing.
+	if subtle.ConstantTimeCompare([]byte(proof.jkt), []byte(bound)) != 1 {
 		return Principal{}, domain.ErrDPoPKeyMismatch
+	}
+	// Every proof taken is a jti the memory bucket keeps for minutes: one
+	// session spends at most rate_limits.dpop_proofs of them.
+	if err := s.allowSessionUse(ctx, "dpop_proofs", p.Session.SessionID(), s.Settings().RateLimits.DPoPProofs); err != nil {
+		return Principal{}, err
+	}
+	if err := proof.spend(ctx); err != nil {
+		return Principal{}, err
 	}
 	return p, nil
 }

@@ -58,6 +58,27 @@ func (s *Accounts) AllowSilentAuthorize(ctx context.Context, userID string) erro
 	return s.fastLimiter.Allow(ctx, "authorize:user:"+userID, limitOf(s.Settings().RateLimits.Authorize), s.clock.Now())
 }
 
+// allowSessionUse checks a per-session rate (refreshes, DPoP-bound
+// requests), keyed by what the request proved it holds. Those limits bound
+// what one session can make the service keep (events in the log, proofs'
+// jtis in the memory bucket); a session's own requests are not to fail for
+// a database outage, so a limiter that cannot answer lets the request
+// through (logged and counted). They need not be exact: a session's first
+// request on a node reads nothing (AllowLoose), so each node may admit up
+// to a burst more once, and a refresh costs no round trip.
+func (c *core) allowSessionUse(ctx context.Context, kind, sessionID string, lim domain.RateLimitSetting) error {
+	err := c.fastLimiter.AllowLoose(ctx, kind+":session:"+sessionID, limitOf(lim), c.clock.Now())
+	if errors.Is(err, ErrLimiterUnavailable) {
+		commands.WithLabelValues(kind+"_limit", "unavailable").Inc()
+		c.log.Warn("the per-session rate limit could not be checked; request let through", "limit", kind, "error", err)
+		return nil
+	}
+	if errors.Is(err, ErrRateLimited) {
+		commands.WithLabelValues(kind+"_limit", "refused").Inc()
+	}
+	return err
+}
+
 // Limiter checks request rates per key, shared by every node (the rate
 // buckets in projections): a refusal is how long to wait.
 type Limiter interface {
@@ -87,6 +108,26 @@ func (l limits) Check(ctx context.Context, key string, lim Limit, now time.Time)
 		return nil
 	}
 	wait, err := l.port.Check(ctx, key, lim.Burst, lim.Per, now)
+	return limitedFor(wait, err)
+}
+
+// LooseAllower admits without reading the shared state first, settling
+// within a sync interval (a Limiter may offer it; see
+// projections.SyncedRateBuckets.AllowLoose).
+type LooseAllower interface {
+	AllowLoose(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (wait time.Duration, err error)
+}
+
+// AllowLoose is Allow through the port's AllowLoose when it has one.
+func (l limits) AllowLoose(ctx context.Context, key string, lim Limit, now time.Time) error {
+	la, ok := l.port.(LooseAllower)
+	if !ok {
+		return l.Allow(ctx, key, lim, now)
+	}
+	if !lim.Enabled() {
+		return nil
+	}
+	wait, err := la.AllowLoose(ctx, key, lim.Burst, lim.Per, now)
 	return limitedFor(wait, err)
 }
 

@@ -237,7 +237,7 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 	if err != nil {
 		return Issued{}, domain.ErrInvalidToken
 	}
-	attempt := 0
+	attempt, counted := 0, false
 	return retryDecision(ctx, retryOptions{}, func(ctx context.Context) (Issued, error) {
 		attempt++
 		sess, version, err := s.LoadSession(ctx, sessionID)
@@ -258,6 +258,17 @@ func (s *Sessions) refresh(ctx context.Context, clientID, presented string, meta
 			// being written) is answered without writing it.
 			if err := s.ownerRefuses(ctx, sess); err != nil {
 				return Issued{}, err
+			}
+			// A rotation is an event in the log for good: one session makes
+			// at most rate_limits.refresh of them (counted once a request,
+			// whatever its attempts). The token checked out, so nobody
+			// without it can spend a session's budget; a reuse, which
+			// revokes, is never held back.
+			if !counted {
+				if err := s.allowSessionUse(ctx, "refresh", sessionID, s.Settings().RateLimits.Refresh); err != nil {
+					return Issued{}, err
+				}
+				counted = true
 			}
 		}
 		if len(evs) > 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,21 +90,30 @@ func (s *SettingsService) InitSettings(ctx context.Context) error {
 		if err != nil {
 			return struct{}{}, err
 		}
-		if p.Initialized && p.Settings.RateLimits.Authorize == (domain.RateLimitSetting{}) &&
-			s.seedSettings.RateLimits.Authorize != (domain.RateLimitSetting{}) {
-			// Settings written before the authorize limit existed: it comes
-			// from the configuration once, written as a change so every node
-			// (and the log's history) has it.
+		if p.Initialized {
+			// Settings written before a limit existed: it comes from the
+			// configuration once, written as a change so every node (and
+			// the log's history) has it.
 			next := p.Settings
-			next.RateLimits.Authorize = s.seedSettings.RateLimits.Authorize
-			evs, err := domain.DecideSettingsChange(p, next, "config-file", s.clock.Now())
-			if err != nil {
-				return struct{}{}, fmt.Errorf("settings: the authorize limit from the configuration: %w", err)
+			var added []string
+			seeded := s.seedSettings.RateLimits.Later()
+			for name, rl := range next.RateLimits.Later() {
+				if *rl == (domain.RateLimitSetting{}) && *seeded[name] != (domain.RateLimitSetting{}) {
+					*rl = *seeded[name]
+					added = append(added, name)
+				}
 			}
-			if err := s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: v, event: evs[0]}); err != nil {
-				return struct{}{}, err
+			if len(added) > 0 {
+				sort.Strings(added)
+				evs, err := domain.DecideSettingsChange(p, next, "config-file", s.clock.Now())
+				if err != nil {
+					return struct{}{}, fmt.Errorf("settings: the %s limits from the configuration: %w", strings.Join(added, ", "), err)
+				}
+				if err := s.appendEvents(ctx, Meta{Actor: "config-file"}, pending{subject: s.settingsSubject(), expected: v, event: evs[0]}); err != nil {
+					return struct{}{}, err
+				}
+				return struct{}{}, errDecideAgain
 			}
-			return struct{}{}, errDecideAgain
 		}
 		if p.Initialized {
 			if !reflect.DeepEqual(p.Settings, s.seedSettings) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/idstream/idstream/app"
+	"github.com/idstream/idstream/config"
 	"github.com/idstream/idstream/domain"
 	"github.com/idstream/idstream/eventstore"
 	"github.com/idstream/idstream/projections"
@@ -62,18 +63,32 @@ func secondService(t *testing.T, n *testenv.Node) *app.Service {
 	return other
 }
 
-// Settings written before the authorize limit existed have none: a node
-// starting on them writes the configuration's limit once, as a change, and
-// runs with it (a node after it finds it there and writes nothing).
-func TestInitSettingsAddsTheAuthorizeLimit(t *testing.T) {
-	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{})
+// Settings written before a limit existed (authorize, refresh,
+// dpop_proofs) have none: a node starting on them writes the
+// configuration's limits once, in one change, and runs with them (a node
+// after it finds them there and writes nothing); a limit the log has is
+// left as it is.
+func TestInitSettingsAddsTheLaterLimits(t *testing.T) {
+	n := testenv.StartNode(t, testenv.StartNATS(t), testenv.NodeOptions{Configure: func(c *config.Config) {
+		burst := 120 // testenv turns these two off; the defaults (config tests)
+		c.RateLimits.Refresh = config.RateLimit{Burst: &burst, Per: config.Duration(time.Hour)}
+		c.RateLimits.DPoPProofs = config.RateLimit{Burst: &burst, Per: config.Duration(5 * time.Minute)}
+	}})
 	ctx := context.Background()
-	seed := n.Service.Settings().RateLimits.Authorize
-	if seed.Burst != 120 || seed.Per.Duration() != time.Minute {
-		t.Fatalf("the default authorize limit: %+v", seed)
+	seed := n.Service.Settings().RateLimits
+	for name, want := range map[string]domain.RateLimitSetting{
+		"authorize": {Burst: 120, Per: domain.SecondsOf(time.Minute)}, "refresh": {Burst: 120, Per: domain.SecondsOf(time.Hour)},
+		"dpop_proofs": {Burst: 120, Per: domain.SecondsOf(5 * time.Minute)},
+	} {
+		if got := *seed.Later()[name]; got != want {
+			t.Fatalf("the %s limit: %+v", name, got)
+		}
 	}
 	old, v := n.Service.SettingsVersion()
-	old.RateLimits.Authorize = domain.RateLimitSetting{} // as an event written before the field
+	// As an event written before authorize and refresh existed, and a
+	// dpop_proofs limit an operator changed.
+	old.RateLimits.Authorize, old.RateLimits.Refresh = domain.RateLimitSetting{}, domain.RateLimitSetting{}
+	old.RateLimits.DPoPProofs = domain.RateLimitSetting{Burst: 7, Per: domain.SecondsOf(time.Minute)}
 	v, err := n.Service.ChangeSettings(ctx, v, old, "test", app.Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -83,8 +98,10 @@ func TestInitSettingsAddsTheAuthorizeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, ov := other.SettingsVersion()
-	if got.RateLimits.Authorize != seed || ov != v+1 {
-		t.Fatalf("after start on old settings: %+v at version %d (old settings at %d)", got.RateLimits.Authorize, ov, v)
+	want := seed
+	want.DPoPProofs = old.RateLimits.DPoPProofs
+	if got.RateLimits != want || ov != v+1 {
+		t.Fatalf("after start on old settings: %+v at version %d (old settings at %d)", got.RateLimits, ov, v)
 	}
 	third := secondService(t, n)
 	if err := third.InitSettings(ctx); err != nil {

@@ -141,6 +141,8 @@ type Config struct {
 		SignInPerIP      RateLimit `yaml:"sign_in_per_ip"`
 		SignInPerLoginID RateLimit `yaml:"sign_in_per_login_id"`
 		Authorize        RateLimit `yaml:"authorize"`
+		Refresh          RateLimit `yaml:"refresh"`
+		DPoPProofs       RateLimit `yaml:"dpop_proofs"`
 	} `yaml:"rate_limits"`
 	// AdminAPIKeys authorise the admin API (bearer); none configured turns
 	// the admin API off.
@@ -383,7 +385,8 @@ func LoadFrom(getenv func(string) string) (*Config, error) {
 	}
 	for name, dst := range map[string]*RateLimit{"IDSTREAM_SIGNUP_RATE_LIMIT": &c.RateLimits.AnonymousSignup,
 		"IDSTREAM_CHALLENGE_RATE_LIMIT": &c.RateLimits.Challenge, "IDSTREAM_SIGNIN_IP_RATE_LIMIT": &c.RateLimits.SignInPerIP,
-		"IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT": &c.RateLimits.SignInPerLoginID, "IDSTREAM_AUTHORIZE_RATE_LIMIT": &c.RateLimits.Authorize} {
+		"IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT": &c.RateLimits.SignInPerLoginID, "IDSTREAM_AUTHORIZE_RATE_LIMIT": &c.RateLimits.Authorize,
+		"IDSTREAM_REFRESH_RATE_LIMIT": &c.RateLimits.Refresh, "IDSTREAM_DPOP_PROOF_RATE_LIMIT": &c.RateLimits.DPoPProofs} {
 		if v := getenv(name); v != "" {
 			rl, err := ParseRateLimit(v)
 			if err != nil {
@@ -503,6 +506,8 @@ func (c *Config) applyDefaults() {
 	c.RateLimits.SignInPerIP.fill(100, 15*time.Minute)
 	c.RateLimits.SignInPerLoginID.fill(10, 15*time.Minute)
 	c.RateLimits.Authorize.fill(120, time.Minute)
+	c.RateLimits.Refresh.fill(120, time.Hour)
+	c.RateLimits.DPoPProofs.fill(120, 5*time.Minute)
 	if c.Dev && len(c.Clients) == 0 {
 		c.Clients = []Client{{
 			ClientID:       DevClientID,
@@ -603,7 +608,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("guests: durations must not be negative, and the reaper interval and batch must be positive"))
 	}
 	for name, r := range map[string]RateLimit{"anonymous_signup": c.RateLimits.AnonymousSignup, "challenge": c.RateLimits.Challenge,
-		"sign_in_per_ip": c.RateLimits.SignInPerIP, "sign_in_per_login_id": c.RateLimits.SignInPerLoginID, "authorize": c.RateLimits.Authorize} {
+		"sign_in_per_ip": c.RateLimits.SignInPerIP, "sign_in_per_login_id": c.RateLimits.SignInPerLoginID, "authorize": c.RateLimits.Authorize,
+		"refresh": c.RateLimits.Refresh, "dpop_proofs": c.RateLimits.DPoPProofs} {
 		if *r.Burst < 0 || r.Per.D() < time.Second {
 			errs = append(errs, fmt.Errorf("rate_limits.%s: the burst must not be negative and the period at least 1s", name))
 		}
@@ -719,7 +725,7 @@ func (c *Config) Settings() domain.Settings {
 		RateLimits: domain.RateLimitSettings{
 			AnonymousSignup: rl(c.RateLimits.AnonymousSignup), Challenge: rl(c.RateLimits.Challenge),
 			SignInPerIP: rl(c.RateLimits.SignInPerIP), SignInPerLoginID: rl(c.RateLimits.SignInPerLoginID),
-			Authorize: rl(c.RateLimits.Authorize),
+			Authorize: rl(c.RateLimits.Authorize), Refresh: rl(c.RateLimits.Refresh), DPoPProofs: rl(c.RateLimits.DPoPProofs),
 		},
 		Clients:      make([]domain.ClientSettings, 0, len(c.Clients)),
 		Verification: c.Verification,

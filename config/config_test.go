@@ -31,6 +31,17 @@ func TestDevelopmentDefaults(t *testing.T) {
 	if cl.RefreshTokenIdleTimeout.Duration() != 30*24*time.Hour || cl.RefreshTokenLifetime.Duration() != 52*7*24*time.Hour || cl.AccessTokenLifetime.Duration() != 30*time.Minute {
 		t.Fatalf("Authgear defaults: %+v", cl)
 	}
+	rl := c.Settings().RateLimits
+	if rl.Refresh != (domain.RateLimitSetting{Burst: 120, Per: 3600}) || rl.DPoPProofs != (domain.RateLimitSetting{Burst: 120, Per: 300}) {
+		t.Fatalf("per-session limits: %+v %+v", rl.Refresh, rl.DPoPProofs)
+	}
+	c, err = config.LoadFrom(env(map[string]string{"IDSTREAM_REFRESH_RATE_LIMIT": "5/1m", "IDSTREAM_DPOP_PROOF_RATE_LIMIT": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rl := c.Settings().RateLimits; rl.Refresh != (domain.RateLimitSetting{Burst: 5, Per: 60}) || rl.DPoPProofs.Burst != 0 {
+		t.Fatalf("per-session limits from the environment: %+v %+v", rl.Refresh, rl.DPoPProofs)
+	}
 }
 
 func TestFileAndEnvironment(t *testing.T) {

@@ -33,6 +33,18 @@ type RateLimitSettings struct {
 	// client IP; settings written before it have none, and InitSettings
 	// writes the configuration's once.
 	Authorize RateLimitSetting `json:"authorize,omitzero"`
+	// Refresh: refresh-token exchanges per session; DPoPProofs: requests
+	// with a DPoP-bound access token (each spends a proof's jti) per
+	// session. Settings written before them have none, and InitSettings
+	// writes the configuration's once.
+	Refresh    RateLimitSetting `json:"refresh,omitzero"`
+	DPoPProofs RateLimitSetting `json:"dpop_proofs,omitzero"`
+}
+
+// Later are the limits added after the first release, absent (zero) from
+// settings written before them, by JSON name.
+func (r *RateLimitSettings) Later() map[string]*RateLimitSetting {
+	return map[string]*RateLimitSetting{"authorize": &r.Authorize, "refresh": &r.Refresh, "dpop_proofs": &r.DPoPProofs}
 }
 
 // Session types of a client application.
@@ -254,12 +266,12 @@ func ValidateSettings(s Settings) error {
 	for name, rl := range map[string]RateLimitSetting{
 		"anonymous_signup": s.RateLimits.AnonymousSignup, "challenge": s.RateLimits.Challenge,
 		"sign_in_per_ip": s.RateLimits.SignInPerIP, "sign_in_per_login_id": s.RateLimits.SignInPerLoginID,
-		"authorize": s.RateLimits.Authorize,
+		"authorize": s.RateLimits.Authorize, "refresh": s.RateLimits.Refresh, "dpop_proofs": s.RateLimits.DPoPProofs,
 	} {
 		if rl.Burst < 0 {
 			bad["rate_limits."+name+".burst"] = "must not be negative (0 turns the limit off)"
 		}
-		if rl.Per <= 0 && (name != "authorize" || rl.Burst != 0) {
+		if _, later := s.RateLimits.Later()[name]; rl.Per <= 0 && (!later || rl.Burst != 0) {
 			bad["rate_limits."+name+".per"] = "must be at least one second"
 		}
 	}

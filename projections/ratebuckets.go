@@ -131,6 +131,22 @@ func NewSyncedRateBuckets(pool *pgxpool.Pool, interval time.Duration) *SyncedRat
 
 // Allow is RateBuckets.Allow decided on this node.
 func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	return l.allow(ctx, key, burst, per, now, true)
+}
+
+// AllowLoose is Allow without reading the shared bucket first: a key this
+// node does not hold starts full, and one not synced lately from what the
+// node last knew; the next sync (within an interval) adds what it admitted
+// and reads back the total. So a key's first requests on a node cost no
+// round trip, and each node can over-admit a key by what it admits in one
+// interval after a while without it (at most a burst). For limits that
+// bound abuse over time, keyed by what a request proved it holds (a
+// session), where the budget need not be exact.
+func (l *SyncedRateBuckets) AllowLoose(ctx context.Context, key string, burst int, per time.Duration, now time.Time) (time.Duration, error) {
+	return l.allow(ctx, key, burst, per, now, false)
+}
+
+func (l *SyncedRateBuckets) allow(ctx context.Context, key string, burst int, per time.Duration, now time.Time, exact bool) (time.Duration, error) {
 	lim := RateLimit{Burst: burst, Per: per}
 	if !lim.enabled() {
 		return 0, nil
@@ -138,7 +154,11 @@ func (l *SyncedRateBuckets) Allow(ctx context.Context, key string, burst int, pe
 	emission := lim.Per / time.Duration(lim.Burst)
 	l.mu.Lock()
 	b := l.buckets[key]
-	if b.stale(now, l.interval) {
+	if b == nil && !exact {
+		b = &localBucket{tat: now, synced: now, gen: 1}
+		l.buckets[key] = b
+	}
+	if exact && b.stale(now, l.interval) {
 		// First sight of this key on this node, or a bucket not synced
 		// within the last interval (other nodes may have spent it): start
 		// from the shared bucket (one round trip).
@@ -257,7 +277,8 @@ func PruneRateBuckets(ctx context.Context, pool *pgxpool.Pool, now time.Time) er
 // Flush adds what this node admitted to the shared buckets and reads back
 // their state, in one round trip, with the state of keys used within the
 // last two intervals that are not full; other keys cost nothing. Buckets
-// unused for two periods are dropped.
+// unused for two periods, or full and unused for two intervals, are
+// dropped.
 func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 	type item struct {
 		key     string
@@ -279,7 +300,12 @@ func (l *SyncedRateBuckets) Flush(ctx context.Context, now time.Time) error {
 			b.pending = 0
 		case b.inflight > 0:
 			// Being settled by a sync still running.
-		case now.Sub(b.lastUsed) > 2*b.limit.Per:
+		case now.Sub(b.lastUsed) > 2*b.limit.Per,
+			!b.tat.After(now) && now.Sub(b.lastUsed) > 2*l.interval:
+			// Unused for two periods, or full again and unused for two
+			// intervals: a missing bucket is read from the shared one on
+			// its next request, as a stale one would be, so keys used once
+			// (a session's refresh) do not pile up here.
 			delete(l.buckets, k)
 		case now.Sub(b.lastUsed) <= 2*l.interval && b.tat.After(now):
 			// Used a moment ago and not full: what the other nodes

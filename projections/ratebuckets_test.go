@@ -133,6 +133,98 @@ func TestSyncedFlushWritesOnlyAdmissions(t *testing.T) {
 	}
 }
 
+// A node forgets a bucket once it is full again and unused for two sync
+// intervals, so keys used once (a session's refresh: a period of an hour)
+// do not pile up in memory for two periods; one still refilling is kept,
+// and a forgotten key's next request starts from the shared bucket.
+func TestSyncedForgetsFullBuckets(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	l := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	for i := range 100 {
+		admitted(t, l, fmt.Sprintf("refresh:session:%d", i), 1, 120, time.Hour, now) // 30 s to refill
+	}
+	if got := admitted(t, l, "refresh:session:busy", 120, 120, time.Hour, now); got != 120 {
+		t.Fatalf("%d admitted of a fresh bucket's 120", got)
+	}
+	if err := l.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(29 * time.Second)
+	if err := l.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Held(); got != 101 {
+		t.Fatalf("%d buckets held while refilling, want 101", got)
+	}
+	now = now.Add(2 * time.Second) // the 100 are full; the busy one is not
+	if err := l.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Held(); got != 1 {
+		t.Fatalf("%d buckets held, want the one still refilling", got)
+	}
+	// The busy key is still limited, and a forgotten key's budget is its
+	// shared bucket's.
+	if got := admitted(t, l, "refresh:session:busy", 5, 120, time.Hour, now); got != 1 {
+		t.Fatalf("the busy key admitted %d after 31 s, want 1", got)
+	}
+	if err := l.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	other := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	if got := admitted(t, other, "refresh:session:busy", 1, 120, time.Hour, now); got != 0 {
+		t.Fatalf("another node admitted %d on the busy key", got)
+	}
+}
+
+// AllowLoose reads nothing first: a node new to a key spent elsewhere
+// admits from a full bucket until its next sync, which adds what it
+// admitted to the shared bucket (so the overshoot is owed, not lost) and
+// brings the node up to date.
+func TestSyncedLooseSettlesAtTheNextSync(t *testing.T) {
+	_, pool := testenv.Database(t)
+	ctx := context.Background()
+	a := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	b := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	loose := func(l *projections.SyncedRateBuckets, n int) int {
+		ok := 0
+		for range n {
+			w, err := l.AllowLoose(ctx, "refresh:session:s", 4, time.Minute, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w == 0 {
+				ok++
+			}
+		}
+		return ok
+	}
+	if got := loose(a, 6); got != 4 {
+		t.Fatalf("a admitted %d of a burst of 4", got)
+	}
+	if err := a.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := loose(b, 6); got != 4 {
+		t.Fatalf("b, new to the key, admitted %d (it reads nothing first)", got)
+	}
+	if err := b.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	// Both now owe b's 4: a minute (4 × 15 s) passes before either admits.
+	now = now.Add(59 * time.Second)
+	if got := loose(b, 1); got != 0 {
+		t.Fatalf("b admitted %d while the overshoot is owed", got)
+	}
+	now = now.Add(17 * time.Second)
+	if got := loose(b, 2); got != 1 {
+		t.Fatalf("b admitted %d once 15 s were repaid, want 1", got)
+	}
+}
+
 // Full shared buckets are deleted (keys carry made-up login IDs and client
 // addresses); a bucket still refilling is kept, and a deleted one is full.
 func TestPruneRateBuckets(t *testing.T) {

@@ -81,11 +81,14 @@ func StartNode(t testing.TB, n *NATS, o NodeOptions) *Node {
 	} else {
 		cfg.NATS.URL = n.Server.ClientURL()
 	}
-	// Tests sign many guests up from one address: guest sign-up and
-	// challenge limits are off unless a test sets them.
+	// Tests sign many guests up from one address and refresh sessions in
+	// loops: guest sign-up, challenge and per-session limits are off unless
+	// a test sets them.
 	off := 0
 	cfg.RateLimits.AnonymousSignup.Burst = &off
 	cfg.RateLimits.Challenge.Burst = &off
+	cfg.RateLimits.Refresh.Burst = &off
+	cfg.RateLimits.DPoPProofs.Burst = &off
 	host := o.Host
 	if host == "" {
 		host = "127.0.0.1"

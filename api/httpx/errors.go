@@ -502,10 +502,14 @@ func (b *Base) WriteOAuthError(w http.ResponseWriter, r *http.Request, err error
 // unusable token is 401 invalid_token with a Bearer challenge (RFC 6750
 // §3.1), a bad or missing DPoP proof for a bound token 401
 // invalid_dpop_proof with a DPoP challenge naming the algorithms taken
-// (RFC 9449 §7.1); a failure of the service stays what it is.
+// (RFC 9449 §7.1); a failure of the service, or a rate limit, stays what it
+// is.
 func (b *Base) WriteResourceError(w http.ResponseWriter, r *http.Request, err error, dpopAlgs []string) {
 	e := Classify(err)
-	if e.Status >= 500 {
+	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
+		// A failure of the service, or a request over its session's limit
+		// (429 with Retry-After): the token is fine, and a client must not
+		// take the answer for a dead session.
 		b.WriteOAuthError(w, r, err)
 		return
 	}

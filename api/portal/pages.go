@@ -155,7 +155,7 @@ type rateLimitsData struct {
 }
 
 func rateLimitPtrs(rl *domain.RateLimitSettings) []*domain.RateLimitSetting {
-	return []*domain.RateLimitSetting{&rl.AnonymousSignup, &rl.Challenge, &rl.SignInPerIP, &rl.SignInPerLoginID, &rl.Authorize}
+	return []*domain.RateLimitSetting{&rl.AnonymousSignup, &rl.Challenge, &rl.SignInPerIP, &rl.SignInPerLoginID, &rl.Authorize, &rl.Refresh, &rl.DPoPProofs}
 }
 
 var rateLimitInfo = [][3]string{
@@ -164,6 +164,8 @@ var rateLimitInfo = [][3]string{
 	{"sign_in_per_ip", "Sign-in attempts per client IP", "Password sign-in attempts (users and portal operators) from one IP address."},
 	{"sign_in_per_login_id", "Sign-in attempts per login ID", "Password sign-in attempts for one login ID or operator name."},
 	{"authorize", "Hosted sign-in pages per client IP", "Sign-in, sign-up and promotion pages (authorization requests) one IP address may open."},
+	{"refresh", "Token refreshes per session", "Refresh-token exchanges one session may make (each is an event in the log)."},
+	{"dpop_proofs", "DPoP-bound requests per session", "Requests with a DPoP-bound access token one session may make (each proof is remembered for 7 minutes)."},
 }
 
 func (s *Server) portalRateLimits(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,7 @@ func runChild() {
 	cfg.RateLimits.Challenge.Burst = &off
 	cfg.RateLimits.SignInPerIP.Burst = &off
 	cfg.RateLimits.SignInPerLoginID.Burst = &off
+	cfg.RateLimits.Refresh.Burst = &off
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fail(err)

@@ -272,7 +272,8 @@ func runLoad(ctx context.Context, l *loadFlags, what string, op operation) error
 	if errTotal["http_429"] > 0 {
 		fmt.Println("  (429s: the server's rate limits apply to this one address; for load tests start it with",
 			"IDSTREAM_SIGNUP_RATE_LIMIT=1000000000/1s IDSTREAM_CHALLENGE_RATE_LIMIT=1000000000/1s",
-			"IDSTREAM_SIGNIN_IP_RATE_LIMIT=1000000000/1s IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT=1000000000/1s IDSTREAM_AUTHORIZE_RATE_LIMIT=1000000000/1s)")
+			"IDSTREAM_SIGNIN_IP_RATE_LIMIT=1000000000/1s IDSTREAM_SIGNIN_LOGIN_ID_RATE_LIMIT=1000000000/1s IDSTREAM_AUTHORIZE_RATE_LIMIT=1000000000/1s",
+			"IDSTREAM_REFRESH_RATE_LIMIT=1000000000/1s IDSTREAM_DPOP_PROOF_RATE_LIMIT=1000000000/1s)")
 	}
 	if lag != nil {
 		lags, missing := lag.finish(5 * time.Second)
