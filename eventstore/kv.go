@@ -68,10 +68,10 @@ type KVOptions struct {
 
 // OpenSecretValues opens (or creates) the bucket.
 func OpenSecretValues(ctx context.Context, js jetstream.JetStream, o KVOptions) (*SecretValues, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
+	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
 		Storage: jetstream.MemoryStorage, Replicas: o.Replicas, History: 1, MaxValueSize: o.MaxValueSize})
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
+		return nil, err
 	}
 	stream, err := js.Stream(ctx, "KV_"+o.Bucket)
 	if err != nil {
@@ -285,12 +285,33 @@ type LastSeen struct {
 
 // OpenLastSeen opens (or creates) the bucket; entries live o.TTL.
 func OpenLastSeen(ctx context.Context, js jetstream.JetStream, o KVOptions) (*LastSeen, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
+	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: o.Description, TTL: o.TTL,
 		Storage: jetstream.FileStorage, Replicas: o.Replicas, History: 1})
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: bucket %s: %w", o.Bucket, err)
+		return nil, err
 	}
 	return &LastSeen{kv: kv}, nil
+}
+
+// errMessageTTLsOn is nats-server's refusal to turn a stream's per-message
+// TTLs off ("message TTL status can not be disabled").
+const errMessageTTLsOn = 10052
+
+// openBucket creates the bucket or brings it to cfg. A bucket a later
+// release opened with per-message TTLs, which the server never lets be
+// turned off, is opened as it is: this release's entries live the
+// bucket's TTL either way, so that release can be rolled back to this one
+// (and this one's nodes restart during its rollout).
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == errMessageTTLsOn {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 // Last returns the key's time, zero when it has none.
