@@ -14,9 +14,16 @@ import (
 
 func admitted(t *testing.T, l *projections.SyncedRateBuckets, key string, n, burst int, per time.Duration, now time.Time) int {
 	t.Helper()
+	return admittedBy(t, l.Allow, key, n, burst, per, now)
+}
+
+// admittedBy counts how many of n requests allow admits.
+func admittedBy(t *testing.T, allow func(context.Context, string, int, time.Duration, time.Time) (time.Duration, error),
+	key string, n, burst int, per time.Duration, now time.Time) int {
+	t.Helper()
 	ok := 0
 	for range n {
-		w, err := l.Allow(context.Background(), key, burst, per, now)
+		w, err := allow(context.Background(), key, burst, per, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,17 +197,7 @@ func TestSyncedLooseSettlesAtTheNextSync(t *testing.T) {
 	b := projections.NewSyncedRateBuckets(pool, 50*time.Millisecond)
 	now := time.Now().UTC().Truncate(time.Second)
 	loose := func(l *projections.SyncedRateBuckets, n int) int {
-		ok := 0
-		for range n {
-			w, err := l.AllowLoose(ctx, "refresh:session:s", 4, time.Minute, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if w == 0 {
-				ok++
-			}
-		}
-		return ok
+		return admittedBy(t, l.AllowLoose, "refresh:session:s", n, 4, time.Minute, now)
 	}
 	if got := loose(a, 6); got != 4 {
 		t.Fatalf("a admitted %d of a burst of 4", got)
